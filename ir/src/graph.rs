@@ -1,0 +1,407 @@
+//! The typed tensor graph.
+
+use crate::ops::{InferIn, Op};
+use crate::{Dim, Error, Result, Shape, Tensor, TypeInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Index of a value in [`Graph::values`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ValueId(pub u32);
+
+impl ValueId {
+    /// The index as usize.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A named, typed value: a graph input, a constant, or a node output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Value {
+    /// Unique name within the graph.
+    pub name: String,
+    /// Static type.
+    pub ty: TypeInfo,
+}
+
+/// One operator application.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The node's name (unique within the graph; used in every error about it).
+    pub name: String,
+    /// The operator and its attributes.
+    pub op: Op,
+    /// Positional inputs; `None` for an absent optional input.
+    pub inputs: Vec<Option<ValueId>>,
+    /// Outputs, a prefix of the operator's outputs.
+    pub outputs: Vec<ValueId>,
+}
+
+/// A typed tensor graph. Nodes are kept in topological order; values are listed in canonical
+/// order (inputs, then constants, then node outputs in node order) after [`Graph::canonicalize`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graph {
+    /// The graph's name.
+    pub name: String,
+    /// Every value.
+    pub values: Vec<Value>,
+    /// Graph inputs supplied at run time.
+    pub inputs: Vec<ValueId>,
+    /// Graph outputs.
+    pub outputs: Vec<ValueId>,
+    /// Constant values (weights and folded computations).
+    pub consts: BTreeMap<ValueId, Tensor>,
+    /// Nodes in topological order.
+    pub nodes: Vec<Node>,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new(name: impl Into<String>) -> Graph {
+        Graph { name: name.into(), ..Graph::default() }
+    }
+
+    /// Adds a value; callers keep names unique.
+    pub fn add_value(&mut self, name: impl Into<String>, ty: TypeInfo) -> ValueId {
+        let id = ValueId(self.values.len() as u32);
+        self.values.push(Value { name: name.into(), ty });
+        id
+    }
+
+    /// Adds a graph input.
+    pub fn add_input(&mut self, name: impl Into<String>, ty: TypeInfo) -> ValueId {
+        let id = self.add_value(name, ty);
+        self.inputs.push(id);
+        id
+    }
+
+    /// Adds a constant.
+    pub fn add_const(&mut self, name: impl Into<String>, t: Tensor) -> ValueId {
+        let ty = TypeInfo::new(t.dtype(), t.static_shape());
+        let id = self.add_value(name, ty);
+        self.consts.insert(id, t);
+        id
+    }
+
+    /// Adds a node with outputs named `outputs`; their types are set by [`Graph::infer`].
+    pub fn add_node(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        inputs: Vec<Option<ValueId>>,
+        outputs: &[String],
+    ) -> Vec<ValueId> {
+        let placeholder = TypeInfo::new(crate::DType::F32, Shape(vec![]));
+        let outs: Vec<ValueId> =
+            outputs.iter().map(|n| self.add_value(n.clone(), placeholder.clone())).collect();
+        self.nodes.push(Node { name: name.into(), op, inputs, outputs: outs.clone() });
+        outs
+    }
+
+    /// The value with id `id`.
+    pub fn value(&self, id: ValueId) -> &Value {
+        &self.values[id.index()]
+    }
+
+    /// The type of value `id`.
+    pub fn ty(&self, id: ValueId) -> &TypeInfo {
+        &self.values[id.index()].ty
+    }
+
+    /// Finds a value by name.
+    pub fn find(&self, name: &str) -> Option<ValueId> {
+        self.values.iter().position(|v| v.name == name).map(|i| ValueId(i as u32))
+    }
+
+    /// The node producing each value, by value id.
+    pub fn producers(&self) -> BTreeMap<ValueId, usize> {
+        let mut p = BTreeMap::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &o in &n.outputs {
+                p.insert(o, i);
+            }
+        }
+        p
+    }
+
+    /// Checks references, single definitions, unique names and topological order.
+    pub fn validate(&self) -> Result<()> {
+        let nv = self.values.len();
+        let check = |id: ValueId, what: &str| {
+            if id.index() >= nv {
+                Err(Error::Graph(format!("{what} refers to value #{} which does not exist", id.0)))
+            } else {
+                Ok(())
+            }
+        };
+        let mut defined = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        for v in &self.values {
+            if !names.insert(v.name.as_str()) {
+                return Err(Error::tensor(&v.name, "the name is used by two values"));
+            }
+        }
+        for &i in &self.inputs {
+            check(i, "a graph input")?;
+            if !defined.insert(i) {
+                return Err(Error::tensor(&self.value(i).name, "defined twice"));
+            }
+        }
+        for &c in self.consts.keys() {
+            check(c, "a constant")?;
+            if !defined.insert(c) {
+                return Err(Error::tensor(&self.value(c).name, "defined twice"));
+            }
+        }
+        let mut node_names = BTreeSet::new();
+        for n in &self.nodes {
+            if !node_names.insert(n.name.as_str()) {
+                return Err(Error::Graph(format!("two nodes are named '{}'", n.name)));
+            }
+            for &i in n.inputs.iter().flatten() {
+                check(i, &format!("node '{}'", n.name))?;
+                if !defined.contains(&i) {
+                    return Err(Error::Node {
+                        node: n.name.clone(),
+                        op: n.op.name().into(),
+                        source: crate::OpError::Invalid(format!(
+                            "input '{}' is not defined before this node (cycle or missing producer)",
+                            self.value(i).name
+                        )),
+                    });
+                }
+            }
+            if n.outputs.len() > n.op.num_outputs() {
+                return Err(Error::Node {
+                    node: n.name.clone(),
+                    op: n.op.name().into(),
+                    source: crate::OpError::Invalid(format!(
+                        "has {} outputs, the operator produces {}",
+                        n.outputs.len(),
+                        n.op.num_outputs()
+                    )),
+                });
+            }
+            for &o in &n.outputs {
+                check(o, &format!("node '{}'", n.name))?;
+                if !defined.insert(o) {
+                    return Err(Error::tensor(&self.value(o).name, "defined twice"));
+                }
+            }
+        }
+        for &o in &self.outputs {
+            check(o, "a graph output")?;
+            if !defined.contains(&o) {
+                return Err(Error::tensor(&self.value(o).name, "graph output is never computed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reorders nodes topologically (stable: keeps the given order where it is valid). Errors on
+    /// a cycle or an input nobody defines, naming the node.
+    pub fn toposort(&mut self) -> Result<()> {
+        let mut ready: BTreeSet<ValueId> = self.inputs.iter().copied().collect();
+        ready.extend(self.consts.keys().copied());
+        let mut pending: Vec<Node> = std::mem::take(&mut self.nodes);
+        let mut out = Vec::with_capacity(pending.len());
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut rest = Vec::new();
+            for n in pending {
+                if n.inputs.iter().flatten().all(|i| ready.contains(i)) {
+                    ready.extend(n.outputs.iter().copied());
+                    out.push(n);
+                } else {
+                    rest.push(n);
+                }
+            }
+            if rest.len() == before {
+                let n = &rest[0];
+                let missing = n
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .find(|i| !ready.contains(i))
+                    .map(|&i| self.values[i.index()].name.clone())
+                    .unwrap_or_default();
+                return Err(Error::Node {
+                    node: n.name.clone(),
+                    op: n.op.name().into(),
+                    source: crate::OpError::Invalid(format!(
+                        "input '{missing}' is never computed (missing producer or cycle)"
+                    )),
+                });
+            }
+            pending = rest;
+        }
+        self.nodes = out;
+        Ok(())
+    }
+
+    /// Infers every node output's type from the inputs' types and constant values, in node
+    /// order. Dims that cannot be known statically get fresh symbol names `unk_<value>_<axis>`.
+    pub fn infer(&mut self) -> Result<()> {
+        for ni in 0..self.nodes.len() {
+            let types = self.infer_node(ni)?;
+            let node = &self.nodes[ni];
+            for (k, &o) in node.outputs.iter().enumerate() {
+                let mut ty = types[k].clone();
+                for (axis, d) in ty.shape.0.iter_mut().enumerate() {
+                    if d.is_unknown() {
+                        *d = Dim::sym(format!("unk_{}_{}", o.0, axis), None);
+                    }
+                }
+                ty.shape.check_size(ty.dtype.size()).map_err(|m| Error::tensor(&self.values[o.index()].name, m))?;
+                self.values[o.index()].ty = ty;
+            }
+        }
+        Ok(())
+    }
+
+    /// Infers the output types of node `ni` from the current input types.
+    pub fn infer_node(&self, ni: usize) -> Result<Vec<TypeInfo>> {
+        let node = &self.nodes[ni];
+        let ins: Vec<Option<InferIn<'_>>> = node
+            .inputs
+            .iter()
+            .map(|i| i.map(|i| InferIn { ty: &self.values[i.index()].ty, value: self.consts.get(&i) }))
+            .collect();
+        let err = |source| Error::Node { node: node.name.clone(), op: node.op.name().into(), source };
+        let types = node.op.infer(&ins).map_err(err)?;
+        if types.len() < node.outputs.len() {
+            return Err(err(crate::OpError::Invalid(format!(
+                "inference gave {} outputs for {} node outputs",
+                types.len(),
+                node.outputs.len()
+            ))));
+        }
+        Ok(types)
+    }
+
+    /// Replaces symbolic dims of input `name` (and everywhere the same symbols appear) by the
+    /// given dims, then re-infers. `shape` must have the input's rank; known dims must agree.
+    pub fn set_input_shape(&mut self, name: &str, shape: &Shape) -> Result<()> {
+        let id = self
+            .inputs
+            .iter()
+            .copied()
+            .find(|&i| self.values[i.index()].name == name)
+            .ok_or_else(|| Error::tensor(name, "is not a graph input"))?;
+        let old = self.values[id.index()].ty.shape.clone();
+        if old.rank() != shape.rank() {
+            return Err(Error::tensor(
+                name,
+                format!("has rank {} (shape {old}), the given shape {shape} has rank {}", old.rank(), shape.rank()),
+            ));
+        }
+        let mut subst: BTreeMap<String, Dim> = BTreeMap::new();
+        for (o, n) in old.0.iter().zip(&shape.0) {
+            match (o, n) {
+                (Dim::Known(a), Dim::Known(b)) if a != b => {
+                    return Err(Error::tensor(name, format!("has fixed shape {old}; cannot set it to {shape}")));
+                }
+                (Dim::Sym { name: s, .. }, d) => {
+                    if let Some(prev) = subst.insert(s.clone(), d.clone())
+                        && prev != *d
+                    {
+                        return Err(Error::tensor(name, format!("symbol {s} is given two values")));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.values[id.index()].ty.shape = shape.clone();
+        self.substitute_symbols(&subst);
+        self.infer()
+    }
+
+    /// Replaces every occurrence of the named symbols in value types.
+    pub fn substitute_symbols(&mut self, subst: &BTreeMap<String, Dim>) {
+        for v in &mut self.values {
+            for d in &mut v.ty.shape.0 {
+                if let Dim::Sym { name, .. } = d
+                    && let Some(r) = subst.get(name)
+                {
+                    *d = r.clone();
+                }
+            }
+        }
+    }
+
+    /// Every symbol in the graph's input shapes with its bound.
+    pub fn input_symbols(&self) -> BTreeMap<String, Option<usize>> {
+        let mut m = BTreeMap::new();
+        for &i in &self.inputs {
+            for d in &self.ty(i).shape.0 {
+                if let Dim::Sym { name, bound } = d {
+                    m.insert(name.clone(), *bound);
+                }
+            }
+        }
+        m
+    }
+
+    /// Removes nodes and constants that no graph output depends on.
+    pub fn remove_dead(&mut self) {
+        let mut live: BTreeSet<ValueId> = self.outputs.iter().copied().collect();
+        let mut keep = vec![false; self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate().rev() {
+            if n.outputs.iter().any(|o| live.contains(o)) {
+                keep[i] = true;
+                live.extend(n.inputs.iter().flatten().copied());
+            }
+        }
+        let mut k = keep.into_iter();
+        self.nodes.retain(|_| k.next().unwrap_or(false));
+        self.consts.retain(|id, _| live.contains(id));
+        self.canonicalize();
+    }
+
+    /// Renumbers values into canonical order (inputs, constants, node outputs in node order),
+    /// dropping values nothing defines. Printing and parsing back a canonical graph gives an
+    /// equal graph.
+    pub fn canonicalize(&mut self) {
+        let mut order: Vec<ValueId> = self.inputs.clone();
+        order.extend(self.consts.keys().copied());
+        for n in &self.nodes {
+            order.extend(n.outputs.iter().copied());
+        }
+        let mut map: BTreeMap<ValueId, ValueId> = BTreeMap::new();
+        let mut values = Vec::with_capacity(order.len());
+        for old in order {
+            if map.contains_key(&old) {
+                continue;
+            }
+            map.insert(old, ValueId(values.len() as u32));
+            values.push(self.values[old.index()].clone());
+        }
+        let m = |id: &ValueId| map.get(id).copied().unwrap_or(*id);
+        self.values = values;
+        self.inputs = self.inputs.iter().map(m).collect();
+        self.outputs = self.outputs.iter().map(m).collect();
+        self.consts = std::mem::take(&mut self.consts).into_iter().map(|(k, v)| (m(&k), v)).collect();
+        for n in &mut self.nodes {
+            n.inputs = n.inputs.iter().map(|i| i.as_ref().map(m)).collect();
+            n.outputs = n.outputs.iter().map(m).collect();
+        }
+    }
+
+    /// Number of parameters (elements of constants) and their bytes.
+    pub fn param_stats(&self) -> (u64, u64) {
+        self.consts.values().fold((0, 0), |(n, b), t| (n + t.len() as u64, b + t.byte_len() as u64))
+    }
+
+    /// Total operation count of all nodes (at the symbols' bounds).
+    pub fn flops(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let ins: Vec<Option<&TypeInfo>> = n.inputs.iter().map(|i| i.map(|i| self.ty(i))).collect();
+                let outs: Vec<TypeInfo> = n.outputs.iter().map(|&o| self.ty(o).clone()).collect();
+                n.op.flops(&ins, &outs)
+            })
+            .sum()
+    }
+}

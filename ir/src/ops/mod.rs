@@ -1,0 +1,203 @@
+//! Operators: one file per operator family, each holding the family's attributes, shape and
+//! dtype inference, and reference semantics side by side.
+//!
+//! Every operator implements [`OpDef`]; [`Op`] is the closed set the IR knows. Importers lower
+//! their operators onto these (attribute defaults resolved, opset differences removed), so an
+//! `Op` means the same thing whatever model it came from.
+
+pub mod broadcast;
+pub mod concat;
+pub mod conv;
+pub mod elementwise;
+pub mod expand;
+pub mod gather;
+pub mod generate;
+pub mod matmul;
+pub mod norm;
+pub mod pool;
+pub mod quant;
+pub mod reduce;
+pub mod reshape;
+pub mod slice;
+pub mod transpose;
+pub mod trilu;
+
+pub use concat::{Concat, Split};
+pub use conv::{AutoPad, Conv};
+pub use elementwise::{BinaryOp, Cast, Clip, UnaryOp, Where};
+pub use expand::Expand;
+pub use gather::Gather;
+pub use generate::{ConstantOfShape, Range, ShapeOf};
+pub use matmul::{Gemm, MatMul, MatMulInteger};
+pub use norm::{BatchNorm, LayerNorm};
+pub use pool::{GlobalAveragePool, Pool, PoolKind};
+pub use quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
+pub use reduce::{Reduce, ReduceKind, Softmax};
+pub use reshape::{Flatten, Reshape, Squeeze, Unsqueeze};
+pub use slice::Slice;
+pub use transpose::Transpose;
+pub use trilu::Trilu;
+
+use crate::{OpError, Tensor, TypeInfo};
+use serde::{Deserialize, Serialize};
+
+/// What shape inference knows about one input: its type, and its value when it is a constant.
+#[derive(Clone, Copy, Debug)]
+pub struct InferIn<'a> {
+    /// The input's type.
+    pub ty: &'a TypeInfo,
+    /// The input's value, when the graph holds it as a constant.
+    pub value: Option<&'a Tensor>,
+}
+
+/// The contract every operator implements.
+///
+/// Inputs are positional; an absent optional input is `None`. An operator always reports all of
+/// its outputs; a node may use a prefix of them.
+pub trait OpDef {
+    /// How many outputs the operator produces.
+    fn num_outputs(&self) -> usize {
+        1
+    }
+    /// Infers each output's dtype and shape. A dim that cannot be known statically (a shape
+    /// computed at run time) is returned as [`crate::Dim::unknown`]; the graph renames it.
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError>;
+    /// Computes the outputs from concrete inputs; plain and obviously correct.
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError>;
+    /// Floating-point (or integer) operations done for these input and output types, at the
+    /// symbols' bounds; elementwise by default (one per output element).
+    fn flops(&self, _ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
+        outs.iter().map(|t| t.shape.numel_upper().unwrap_or(0) as u64).sum()
+    }
+}
+
+macro_rules! ops {
+    ($($(#[$doc:meta])* $v:ident($t:ty)),* $(,)?) => {
+        /// An IR operator with its typed attributes.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub enum Op {
+            $($(#[$doc])* $v($t),)*
+        }
+
+        impl Op {
+            /// The operator's family name, as printed by the text form.
+            pub fn name(&self) -> &'static str {
+                match self { $(Op::$v(_) => stringify!($v),)* }
+            }
+
+            fn def(&self) -> &dyn OpDef {
+                match self { $(Op::$v(a) => a,)* }
+            }
+        }
+    };
+}
+
+ops! {
+    /// Elementwise operator of one input.
+    Unary(UnaryOp),
+    /// Elementwise operator of two inputs, with multidirectional broadcasting.
+    Binary(BinaryOp),
+    /// Clamp to optional `min`/`max` inputs.
+    Clip(Clip),
+    /// Select between two inputs by a bool condition, broadcasting.
+    Where(Where),
+    /// Element type conversion.
+    Cast(Cast),
+    /// Matrix product with NumPy batching rules.
+    MatMul(MatMul),
+    /// General matrix multiply `alpha·A'·B' + beta·C`.
+    Gemm(Gemm),
+    /// Integer matrix product with zero points, i32 result.
+    MatMulInteger(MatMulInteger),
+    /// Reduction over axes.
+    Reduce(Reduce),
+    /// Softmax along one axis.
+    Softmax(Softmax),
+    /// Layer normalization over the trailing axes.
+    LayerNorm(LayerNorm),
+    /// Batch normalization in inference mode.
+    BatchNorm(BatchNorm),
+    /// N-d convolution with groups, pads, strides and dilations.
+    Conv(Conv),
+    /// Max or average pooling.
+    Pool(Pool),
+    /// Average over all spatial axes.
+    GlobalAveragePool(GlobalAveragePool),
+    /// Float to int8/uint8 quantization.
+    QuantizeLinear(QuantizeLinear),
+    /// Int to float dequantization.
+    DequantizeLinear(DequantizeLinear),
+    /// Dynamic uint8 quantization with computed scale and zero point.
+    DynamicQuantizeLinear(DynamicQuantizeLinear),
+    /// Reshape to a shape given by the second input.
+    Reshape(Reshape),
+    /// Flatten to 2-D around an axis.
+    Flatten(Flatten),
+    /// Remove size-1 axes.
+    Squeeze(Squeeze),
+    /// Insert size-1 axes.
+    Unsqueeze(Unsqueeze),
+    /// Permute axes.
+    Transpose(Transpose),
+    /// Join along an axis.
+    Concat(Concat),
+    /// Split along an axis.
+    Split(Split),
+    /// Strided slice with inputs for starts/ends/axes/steps.
+    Slice(Slice),
+    /// Gather along an axis by indices.
+    Gather(Gather),
+    /// Broadcast to a shape given by the second input.
+    Expand(Expand),
+    /// The shape of the input as an i64 tensor.
+    Shape(ShapeOf),
+    /// An arithmetic sequence.
+    Range(Range),
+    /// A tensor of a given shape filled with one value.
+    ConstantOfShape(ConstantOfShape),
+    /// Upper or lower triangle of the trailing matrices.
+    Trilu(Trilu),
+}
+
+impl Op {
+    /// How many outputs the operator produces.
+    pub fn num_outputs(&self) -> usize {
+        self.def().num_outputs()
+    }
+
+    /// Infers output types; see [`OpDef::infer`].
+    pub fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        self.def().infer(ins)
+    }
+
+    /// Evaluates the operator; see [`OpDef::eval`].
+    pub fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        self.def().eval(ins)
+    }
+
+    /// Operation count; see [`OpDef::flops`].
+    pub fn flops(&self, ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
+        self.def().flops(ins, outs)
+    }
+}
+
+/// Returns input `i`, or an error naming it when it is absent.
+pub fn req<'a, T: Copy>(ins: &[Option<T>], i: usize) -> Result<T, OpError> {
+    ins.get(i).copied().flatten().ok_or_else(|| OpError::Invalid(format!("input {i} is required")))
+}
+
+/// Returns input `i` if present.
+pub fn opt<T: Copy>(ins: &[Option<T>], i: usize) -> Option<T> {
+    ins.get(i).copied().flatten()
+}
+
+/// Checks the number of inputs is within `min..=max`.
+pub fn arity<T>(ins: &[Option<T>], min: usize, max: usize) -> Result<(), OpError> {
+    if ins.len() < min || ins.len() > max {
+        return Err(OpError::Invalid(format!(
+            "expects {min}..={max} inputs, got {}",
+            ins.len()
+        )));
+    }
+    Ok(())
+}
