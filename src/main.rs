@@ -1,1 +1,118 @@
-fn main() {}
+//! `slmtvm`: the command-line driver. It only wires the crates together; see the README for
+//! the command reference.
+
+mod inputs;
+mod inspect;
+mod run;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use slmtvm_ir::Shape;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "slmtvm", version, about = "Ahead-of-time compiler for small language models")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Where `run` executes the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// The reference interpreter on this machine.
+    Reference,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a model's inputs, outputs, operator histogram, parameters and FLOPs.
+    Inspect {
+        /// The model file (.onnx).
+        model: PathBuf,
+        /// Fix symbolic input dims: NAME=1x128 (or NAME=1,seq<=512); repeatable.
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also print the imported graph in the IR's text form.
+        #[arg(long)]
+        ir: bool,
+    },
+    /// Run a model on inputs and write its outputs as .npy files.
+    Run {
+        /// The model file (.onnx).
+        model: PathBuf,
+        /// Where to run it.
+        #[arg(long, value_enum, default_value = "reference")]
+        target: Target,
+        /// An input: NAME=FILE.npy; repeatable.
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Fill the inputs not given with --input deterministically from this seed.
+        #[arg(long, value_name = "SEED")]
+        random_inputs: Option<u64>,
+        /// Fix symbolic input dims: NAME=1x128 (or NAME=1,seq<=512); repeatable.
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+        /// Folder for the outputs (created if missing); one NAME.npy per graph output.
+        #[arg(long, short = 'o', value_name = "DIR")]
+        output_dir: PathBuf,
+    },
+}
+
+/// Parses `NAME=VALUE`.
+fn split_kv(s: &str, what: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("{what} `{s}` must look like NAME=VALUE"),
+    }
+}
+
+/// Parses `--shape` values: `1x128`, `1xseq<=512`, or comma-separated `1,max_len`.
+fn parse_dims(s: &str) -> Result<Shape> {
+    let inner = s.trim().trim_start_matches('[').trim_end_matches(']');
+    let parts: Vec<&str> = if inner.contains(',') { inner.split(',').collect() } else { inner.split('x').collect() };
+    Shape::parse(&format!("[{}]", parts.iter().map(|p| p.trim()).collect::<Vec<_>>().join(", ")))
+        .map_err(|m| anyhow::anyhow!("shape `{s}`: {m}"))
+}
+
+fn load_options(shapes: &[String]) -> Result<slmtvm_frontend::LoadOptions> {
+    let mut opts = slmtvm_frontend::LoadOptions::default();
+    for s in shapes {
+        let (name, dims) = split_kv(s, "--shape")?;
+        opts.shapes.insert(name, parse_dims(&dims)?);
+    }
+    Ok(opts)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Inspect { model, shapes, json, ir } => {
+            load_options(&shapes).and_then(|o| inspect::inspect(&model, &o, json, ir))
+        }
+        Cmd::Run { model, target: Target::Reference, inputs, random_inputs, shapes, output_dir } => load_options(&shapes)
+            .and_then(|o| run::run_reference(&model, &o, &inputs, random_inputs, &output_dir))
+            .with_context(|| format!("running {}", model.display())),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_flags_parse() {
+        assert_eq!(parse_dims("1x128").unwrap(), Shape::known(&[1, 128]));
+        assert_eq!(parse_dims("2,max_len<=64").unwrap().to_string(), "[2, max_len<=64]");
+        assert_eq!(parse_dims("1xseq<=512").unwrap().to_string(), "[1, seq<=512]");
+        assert!(parse_dims("1x-3").is_err());
+        assert!(split_kv("x", "--shape").is_err());
+    }
+}

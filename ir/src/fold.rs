@@ -8,43 +8,54 @@ use crate::{Graph, Result, Tensor};
 /// time so that folding never inflates the weights.
 pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
 
-/// Folds every node whose inputs are all constants (and every `Shape` of a static shape) into
-/// constants, as long as the results are at most [`FOLD_MAX_ELEMENTS`] large. Returns the
-/// number of nodes folded.
+/// Evaluates node `ni` if it can be folded: all inputs constant (or a `Shape` of a static
+/// shape) and every output at most [`FOLD_MAX_ELEMENTS`] large. Returns the outputs.
+pub fn eval_if_constant(g: &Graph, ni: usize) -> Result<Option<Vec<Tensor>>> {
+    let n = &g.nodes[ni];
+    let all_const = n.inputs.iter().flatten().all(|i| g.consts.contains_key(i));
+    let shape_of = match (&n.op, n.inputs.first().copied().flatten()) {
+        (Op::Shape(s), Some(i)) if !all_const => g.ty(i).shape.as_known().map(|d| s.of_dims(&d)),
+        _ => None,
+    };
+    let small = n.outputs.iter().all(|&o| g.ty(o).shape.numel().is_some_and(|k| k <= FOLD_MAX_ELEMENTS));
+    if !small {
+        return Ok(None);
+    }
+    if let Some(t) = shape_of {
+        return Ok(Some(vec![t]));
+    }
+    if !all_const {
+        return Ok(None);
+    }
+    let args: Vec<Option<&Tensor>> = n.inputs.iter().map(|i| i.and_then(|i| g.consts.get(&i))).collect();
+    n.op.eval(&args)
+        .map(Some)
+        .map_err(|source| crate::Error::Node { node: n.name.clone(), op: n.op.name().into(), source })
+}
+
+/// Folds node `ni` into constants if [`eval_if_constant`] allows; returns whether it did. The
+/// node is removed and its outputs become constants of the types they evaluated to.
+pub fn fold_node(g: &mut Graph, ni: usize) -> Result<bool> {
+    let Some(outs) = eval_if_constant(g, ni)? else { return Ok(false) };
+    let n = g.nodes.remove(ni);
+    for (&o, t) in n.outputs.iter().zip(outs) {
+        g.values[o.index()].ty = crate::TypeInfo::new(t.dtype(), t.static_shape());
+        g.consts.insert(o, t);
+    }
+    Ok(true)
+}
+
+/// Folds every foldable node (see [`eval_if_constant`]); returns how many were folded.
 pub fn fold_constants(g: &mut Graph) -> Result<usize> {
     let mut folded = 0;
-    let mut keep = Vec::with_capacity(g.nodes.len());
-    let nodes = std::mem::take(&mut g.nodes);
-    for n in nodes {
-        let all_const = n.inputs.iter().flatten().all(|i| g.consts.contains_key(i));
-        let static_shape = matches!(n.op, Op::Shape(_))
-            && n.inputs.first().copied().flatten().is_some_and(|i| g.ty(i).shape.is_known());
-        let small = n.outputs.iter().all(|&o| {
-            g.ty(o).shape.numel().is_some_and(|k| k <= FOLD_MAX_ELEMENTS)
-        });
-        if !(small && (all_const || static_shape)) {
-            keep.push(n);
-            continue;
-        }
-        let outs: Vec<Tensor> = if let (Op::Shape(_), false) = (&n.op, all_const) {
-            // Shape of a non-constant with a static shape: evaluate on a zero tensor of it.
-            let i = n.inputs[0].unwrap_or(crate::ValueId(0));
-            let ty = g.ty(i);
-            let dims = ty.shape.as_known().unwrap_or_default();
-            let probe = Tensor::zeros(ty.dtype, &dims);
-            n.op.eval(&[Some(&probe)])
+    let mut ni = 0;
+    while ni < g.nodes.len() {
+        if fold_node(g, ni)? {
+            folded += 1;
         } else {
-            let args: Vec<Option<&Tensor>> = n.inputs.iter().map(|i| i.and_then(|i| g.consts.get(&i))).collect();
-            n.op.eval(&args)
+            ni += 1;
         }
-        .map_err(|source| crate::Error::Node { node: n.name.clone(), op: n.op.name().into(), source })?;
-        for (&o, t) in n.outputs.iter().zip(outs) {
-            g.values[o.index()].ty = crate::TypeInfo::new(t.dtype(), t.static_shape());
-            g.consts.insert(o, t);
-        }
-        folded += 1;
     }
-    g.nodes = keep;
     Ok(folded)
 }
 

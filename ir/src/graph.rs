@@ -243,19 +243,24 @@ impl Graph {
     /// Infers every node output's type from the inputs' types and constant values, in node
     /// order. Dims that cannot be known statically get fresh symbol names `unk_<value>_<axis>`.
     pub fn infer(&mut self) -> Result<()> {
-        for ni in 0..self.nodes.len() {
-            let types = self.infer_node(ni)?;
-            let node = &self.nodes[ni];
-            for (k, &o) in node.outputs.iter().enumerate() {
-                let mut ty = types[k].clone();
-                for (axis, d) in ty.shape.0.iter_mut().enumerate() {
-                    if d.is_unknown() {
-                        *d = Dim::sym(format!("unk_{}_{}", o.0, axis), None);
-                    }
+        (0..self.nodes.len()).try_for_each(|ni| self.infer_and_set(ni))
+    }
+
+    /// Infers node `ni`'s output types and stores them on its output values.
+    pub fn infer_and_set(&mut self, ni: usize) -> Result<()> {
+        let types = self.infer_node(ni)?;
+        let node = &self.nodes[ni];
+        for (k, &o) in node.outputs.iter().enumerate() {
+            let mut ty = types[k].clone();
+            for (axis, d) in ty.shape.0.iter_mut().enumerate() {
+                if d.is_unknown() {
+                    *d = Dim::sym(format!("unk_{}_{}", o.0, axis), None);
                 }
-                ty.shape.check_size(ty.dtype.size()).map_err(|m| Error::tensor(&self.values[o.index()].name, m))?;
-                self.values[o.index()].ty = ty;
             }
+            ty.shape
+                .check_size(ty.dtype.size())
+                .map_err(|m| Error::tensor(&self.values[o.index()].name, m))?;
+            self.values[o.index()].ty = ty;
         }
         Ok(())
     }

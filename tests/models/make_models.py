@@ -21,12 +21,13 @@ Usage
     python3 tests/models/make_models.py                  # default set -> tests/models/
     python3 tests/models/make_models.py --only llama_tiny
     python3 tests/models/make_models.py --example        # bert_tiny -> examples/tiny_bert/
-    python3 tests/models/make_models.py --only gpt2_tiny --out /tmp/extra_models
+    python3 tests/models/make_models.py --only gpt2_tiny   # -> /tmp/extra_models/
     python3 tests/models/make_models.py --list
 
 The default set (what is checked in under tests/models/) is: bert_tiny, llama_tiny.
 Extra entries (gpt2_tiny, llama_tiny_dynamo) are only built when named with --only
-and are not meant to be written into tests/models/.
+and are not meant to be written into tests/models/: without --out they go to
+/tmp/extra_models/.
 
 Installing the dependencies (Linux x86_64, CPU only, PyPI only; Python 3.11)
 ---------------------------------------------------------------------------
@@ -329,6 +330,8 @@ MODELS = {
     "llama_tiny_dynamo": (lambda: build_llama(dynamo=True), "dynamo", None),
 }
 DEFAULT_SET = ["bert_tiny", "llama_tiny"]
+# Extra entries are not checked in; without --out they go here.
+EXTRA_OUT = Path(tempfile.gettempdir()) / "extra_models"
 
 
 # --------------------------------------------------------------------------
@@ -581,7 +584,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", action="append", metavar="NAME",
                     help=f"build only this model (repeatable); one of {', '.join(MODELS)}")
-    ap.add_argument("--out", type=Path, default=HERE, help="output root (default: tests/models)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output root (default: tests/models for the default set, "
+                         f"{EXTRA_OUT} for the extra entries)")
     ap.add_argument("--example", action="store_true",
                     help="write bert_tiny into examples/tiny_bert/ (the README sample) and stop")
     ap.add_argument("--list", action="store_true", help="list model names and exit")
@@ -606,7 +611,8 @@ def main(argv=None):
         if n not in MODELS:
             ap.error(f"unknown model {n!r}; known: {', '.join(MODELS)}")
     for n in names:
-        make_one(n, args.out)
+        out = args.out or (HERE if n in DEFAULT_SET else EXTRA_OUT)
+        make_one(n, out)
     return 0
 
 

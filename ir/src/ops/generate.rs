@@ -21,6 +21,13 @@ impl ShapeOf {
         let (s, e) = (clamp(self.start), clamp(self.end.unwrap_or(r)));
         s..e.max(s)
     }
+
+    /// The output for an input of concrete `dims`.
+    pub fn of_dims(&self, dims: &[usize]) -> Tensor {
+        let v: Vec<i64> = dims[self.range(dims.len())].iter().map(|&d| d as i64).collect();
+        let n = v.len();
+        Tensor::I64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), v).unwrap_or_else(|_| ndarray::ArrayD::zeros(ndarray::IxDyn(&[0]))))
+    }
 }
 
 impl OpDef for ShapeOf {

@@ -1,0 +1,343 @@
+//! ONNX operators → IR operators. Each arm resolves the ONNX attribute defaults and opset
+//! differences, so IR operators carry one meaning.
+
+use super::Importer;
+use super::attr::Attrs;
+use super::proto::NodeProto;
+use crate::{Error, Result};
+use slmtvm_ir::ops::*;
+use slmtvm_ir::{DType, Op, Scalar, Tensor, ValueId};
+
+/// What one ONNX node becomes.
+pub enum Lowered {
+    /// An operator with its (possibly rearranged) inputs.
+    Op(Op, Vec<Option<ValueId>>),
+    /// A constant (the `Constant` operator).
+    Const(Tensor),
+}
+
+/// Every ONNX `ai.onnx` operator type the importer maps, for `inspect`'s unsupported-op report.
+pub const SUPPORTED: &[&str] = &[
+    "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant",
+    "ConstantOfShape", "Conv", "DequantizeLinear", "Div", "DynamicQuantizeLinear", "Equal", "Erf",
+    "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Greater",
+    "GreaterOrEqual", "HardSigmoid", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log",
+    "MatMul", "MatMulInteger", "MaxPool", "Mul", "Neg", "Not", "Or", "Pow", "QuantizeLinear", "Range",
+    "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape",
+    "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Trilu",
+    "Unsqueeze", "Where",
+];
+
+/// True when `op_type` in the default domain is supported.
+pub fn is_supported(domain: &str, op_type: &str) -> bool {
+    (domain.is_empty() || domain == "ai.onnx") && SUPPORTED.contains(&op_type)
+}
+
+fn op(o: Op, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    Ok(Lowered::Op(o, ins))
+}
+
+/// Input `i` must be a constant integer tensor (axes, split sizes); returns its values.
+fn const_ints(imp: &Importer, node: &str, op_type: &str, ins: &[Option<ValueId>], i: usize, what: &str) -> Result<Option<Vec<i64>>> {
+    let Some(Some(v)) = ins.get(i) else { return Ok(None) };
+    let t = imp.const_of(Some(*v)).ok_or_else(|| Error::Unsupported {
+        context: format!("node '{node}'"),
+        msg: format!("{op_type} with a non-constant '{what}' input"),
+    })?;
+    t.to_i64_vec()
+        .map(Some)
+        .map_err(|m| Error::Node { node: node.into(), op: op_type.into(), msg: format!("'{what}' input: {m}") })
+}
+
+fn auto_pad(a: &Attrs) -> Result<AutoPad> {
+    Ok(match a.string("auto_pad")?.as_deref() {
+        None | Some("NOTSET") => AutoPad::NotSet,
+        Some("SAME_UPPER") => AutoPad::SameUpper,
+        Some("SAME_LOWER") => AutoPad::SameLower,
+        Some("VALID") => AutoPad::Valid,
+        Some(other) => {
+            return Err(Error::Attribute { node: String::new(), attr: "auto_pad".into(), msg: format!("unknown value '{other}'") });
+        }
+    })
+}
+
+/// Maps one node. `ins` are its inputs with trailing absent ones removed.
+pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let ty = n.op_type();
+    let domain = n.domain();
+    if !(domain.is_empty() || domain == "ai.onnx") {
+        return Err(Error::UnsupportedOp {
+            node: name.into(),
+            op: ty.into(),
+            domain: domain.into(),
+            opset: imp.domain_version(domain).unwrap_or(0),
+        });
+    }
+    let opset = imp.opset;
+    let unary = |u: UnaryOp| op(Op::Unary(u), ins.clone());
+    let binary = |b: BinaryOp| op(Op::Binary(b), ins.clone());
+    match ty {
+        "Identity" => unary(UnaryOp::Identity),
+        "Neg" => unary(UnaryOp::Neg),
+        "Abs" => unary(UnaryOp::Abs),
+        "Sqrt" => unary(UnaryOp::Sqrt),
+        "Reciprocal" => unary(UnaryOp::Reciprocal),
+        "Exp" => unary(UnaryOp::Exp),
+        "Log" => unary(UnaryOp::Log),
+        "Erf" => unary(UnaryOp::Erf),
+        "Tanh" => unary(UnaryOp::Tanh),
+        "Sigmoid" => unary(UnaryOp::Sigmoid),
+        "Relu" => unary(UnaryOp::Relu),
+        "Not" => unary(UnaryOp::Not),
+        "Gelu" => {
+            let tanh_approx = match a.string("approximate")?.as_deref() {
+                None | Some("none") => false,
+                Some("tanh") => true,
+                Some(o) => return Err(Error::Attribute { node: name.into(), attr: "approximate".into(), msg: format!("unknown value '{o}'") }),
+            };
+            unary(UnaryOp::Gelu { tanh_approx })
+        }
+        "HardSigmoid" => unary(UnaryOp::HardSigmoid { alpha: a.float_or("alpha", 0.2)?, beta: a.float_or("beta", 0.5)? }),
+        "Add" => binary(BinaryOp::Add),
+        "Sub" => binary(BinaryOp::Sub),
+        "Mul" => binary(BinaryOp::Mul),
+        "Div" => binary(BinaryOp::Div),
+        "Pow" => binary(BinaryOp::Pow),
+        "Equal" => binary(BinaryOp::Equal),
+        "Less" => binary(BinaryOp::Less),
+        "LessOrEqual" => binary(BinaryOp::LessOrEqual),
+        "Greater" => binary(BinaryOp::Greater),
+        "GreaterOrEqual" => binary(BinaryOp::GreaterOrEqual),
+        "And" => binary(BinaryOp::And),
+        "Or" => binary(BinaryOp::Or),
+        "Clip" => op(Op::Clip(Clip {}), ins),
+        "Where" => op(Op::Where(Where {}), ins),
+        "Cast" => {
+            let to = a.int("to")?.ok_or_else(|| Error::Attribute { node: name.into(), attr: "to".into(), msg: "is required".into() })?;
+            let to = super::tensor::dtype_from_onnx(to as i32, &format!("{name}: Cast target"))?;
+            op(Op::Cast(Cast { to, saturate: a.flag_or("saturate", true)? }), ins)
+        }
+        "MatMul" => op(Op::MatMul(MatMul {}), ins),
+        "Gemm" => op(
+            Op::Gemm(Gemm {
+                alpha: a.float_or("alpha", 1.0)?,
+                beta: a.float_or("beta", 1.0)?,
+                trans_a: a.flag_or("transA", false)?,
+                trans_b: a.flag_or("transB", false)?,
+            }),
+            ins,
+        ),
+        "MatMulInteger" => op(Op::MatMulInteger(MatMulInteger {}), ins),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceL2" => {
+            let kind = match ty {
+                "ReduceMean" => ReduceKind::Mean,
+                "ReduceSum" => ReduceKind::Sum,
+                "ReduceMax" => ReduceKind::Max,
+                _ => ReduceKind::L2,
+            };
+            let keepdims = a.flag_or("keepdims", true)?;
+            // Axes moved from attribute to input in opset 13 (ReduceSum) and 18 (the rest).
+            let axes_as_input = ty == "ReduceSum" || opset >= 18;
+            let axes = if axes_as_input {
+                let noop = a.flag_or("noop_with_empty_axes", false)?;
+                let axes = const_ints(imp, name, ty, &ins, 1, "axes")?.filter(|v| !v.is_empty());
+                if axes.is_none() && noop {
+                    return op(Op::Unary(UnaryOp::Identity), vec![ins[0]]);
+                }
+                axes
+            } else {
+                a.ints("axes")?
+            };
+            ins.truncate(1);
+            op(Op::Reduce(Reduce { kind, axes, keepdims }), ins)
+        }
+        "Softmax" => op(Op::Softmax(Softmax { axis: a.int_or("axis", -1)? }), ins),
+        "LayerNormalization" => {
+            let stash = a.int_or("stash_type", 1)?;
+            if stash != 1 {
+                return Err(Error::Unsupported { context: format!("node '{name}'"), msg: format!("LayerNormalization stash_type {stash}") });
+            }
+            op(Op::LayerNorm(LayerNorm { axis: a.int_or("axis", -1)?, epsilon: a.float_or("epsilon", 1e-5)? }), ins)
+        }
+        "BatchNormalization" => {
+            let _ = a.float_or("momentum", 0.9)?;
+            if a.flag_or("training_mode", false)? {
+                return Err(Error::Unsupported { context: format!("node '{name}'"), msg: "BatchNormalization in training mode".into() });
+            }
+            op(Op::BatchNorm(BatchNorm { epsilon: a.float_or("epsilon", 1e-5)? }), ins)
+        }
+        "Conv" => op(
+            Op::Conv(Conv {
+                group: usize::try_from(a.int_or("group", 1)?)
+                    .ok()
+                    .filter(|&g| g > 0)
+                    .ok_or_else(|| Error::Attribute { node: name.into(), attr: "group".into(), msg: "must be positive".into() })?,
+                kernel_shape: a.usizes("kernel_shape")?,
+                strides: a.usizes("strides")?,
+                dilations: a.usizes("dilations")?,
+                pads: a.usizes("pads")?,
+                auto_pad: auto_pad(a).map_err(|e| with_node(e, name))?,
+            }),
+            ins,
+        ),
+        "MaxPool" | "AveragePool" => {
+            let kind = if ty == "MaxPool" { PoolKind::Max } else { PoolKind::Average };
+            if kind == PoolKind::Max {
+                if a.int_or("storage_order", 0)? != 0 {
+                    return Err(Error::Unsupported { context: format!("node '{name}'"), msg: "MaxPool storage_order 1".into() });
+                }
+                if n.output.get(1).is_some_and(|o| !o.is_empty()) {
+                    return Err(Error::Unsupported { context: format!("node '{name}'"), msg: "MaxPool's Indices output".into() });
+                }
+            }
+            let kernel_shape = a
+                .usizes("kernel_shape")?
+                .ok_or_else(|| Error::Attribute { node: name.into(), attr: "kernel_shape".into(), msg: "is required".into() })?;
+            let count_include_pad = if kind == PoolKind::Average { a.flag_or("count_include_pad", false)? } else { false };
+            op(
+                Op::Pool(Pool {
+                    kind,
+                    kernel_shape,
+                    strides: a.usizes("strides")?,
+                    dilations: a.usizes("dilations")?,
+                    pads: a.usizes("pads")?,
+                    auto_pad: auto_pad(a).map_err(|e| with_node(e, name))?,
+                    ceil_mode: a.flag_or("ceil_mode", false)?,
+                    count_include_pad,
+                }),
+                ins,
+            )
+        }
+        "GlobalAveragePool" => op(Op::GlobalAveragePool(GlobalAveragePool {}), ins),
+        "QuantizeLinear" => {
+            let zp_dtype = ins.get(2).copied().flatten().map(|z| imp.g.ty(z).dtype);
+            let attr_dtype = match a.int_or("output_dtype", 0)? {
+                0 => None,
+                code => Some(super::tensor::dtype_from_onnx(code as i32, &format!("{name}: output_dtype"))?),
+            };
+            let output_dtype = attr_dtype.or(zp_dtype).unwrap_or(DType::U8);
+            if !matches!(output_dtype, DType::I8 | DType::U8) {
+                return Err(Error::Unsupported { context: format!("node '{name}'"), msg: format!("QuantizeLinear to {output_dtype}") });
+            }
+            let _ = a.flag_or("saturate", true)?;
+            let _ = a.int("precision")?;
+            op(
+                Op::QuantizeLinear(QuantizeLinear {
+                    axis: a.int_or("axis", 1)?,
+                    block_size: block_size(a, name)?,
+                    output_dtype,
+                }),
+                ins,
+            )
+        }
+        "DequantizeLinear" => {
+            if let Some(code) = a.int("output_dtype")?.filter(|&c| c != 0) {
+                let want = super::tensor::dtype_from_onnx(code as i32, &format!("{name}: output_dtype"))?;
+                let scale = ins.get(1).copied().flatten().map(|s| imp.g.ty(s).dtype);
+                if scale != Some(want) {
+                    return Err(Error::Unsupported { context: format!("node '{name}'"), msg: "DequantizeLinear output_dtype other than the scale's".into() });
+                }
+            }
+            op(Op::DequantizeLinear(DequantizeLinear { axis: a.int_or("axis", 1)?, block_size: block_size(a, name)? }), ins)
+        }
+        "DynamicQuantizeLinear" => op(Op::DynamicQuantizeLinear(DynamicQuantizeLinear {}), ins),
+        "Reshape" => op(Op::Reshape(Reshape { allowzero: a.flag_or("allowzero", false)? }), ins),
+        "Flatten" => op(Op::Flatten(Flatten { axis: a.int_or("axis", 1)? }), ins),
+        "Squeeze" => {
+            let axes = const_ints(imp, name, ty, &ins, 1, "axes")?;
+            ins.truncate(1);
+            op(Op::Squeeze(Squeeze { axes }), ins)
+        }
+        "Unsqueeze" => {
+            let axes = const_ints(imp, name, ty, &ins, 1, "axes")?
+                .ok_or_else(|| Error::Node { node: name.into(), op: ty.into(), msg: "the 'axes' input is required".into() })?;
+            ins.truncate(1);
+            op(Op::Unsqueeze(Unsqueeze { axes }), ins)
+        }
+        "Transpose" => op(Op::Transpose(Transpose { perm: a.usizes("perm")? }), ins),
+        "Concat" => {
+            let axis = a.int("axis")?.ok_or_else(|| Error::Attribute { node: name.into(), attr: "axis".into(), msg: "is required".into() })?;
+            op(Op::Concat(Concat { axis }), ins)
+        }
+        "Split" => {
+            let sizes = const_ints(imp, name, ty, &ins, 1, "split")?
+                .map(|v| {
+                    v.iter()
+                        .map(|&x| usize::try_from(x).map_err(|_| Error::Node { node: name.into(), op: ty.into(), msg: format!("negative split size {x}") }))
+                        .collect::<Result<Vec<usize>>>()
+                })
+                .transpose()?;
+            let attr_n = a.int("num_outputs")?;
+            let num_outputs = match (&sizes, attr_n) {
+                (Some(s), _) => s.len(),
+                (None, Some(k)) => usize::try_from(k)
+                    .ok()
+                    .filter(|&k| k > 0)
+                    .ok_or_else(|| Error::Attribute { node: name.into(), attr: "num_outputs".into(), msg: format!("must be positive, got {k}") })?,
+                (None, None) => n.output.len(),
+            };
+            ins.truncate(1);
+            op(Op::Split(Split { axis: a.int_or("axis", 0)?, sizes, num_outputs }), ins)
+        }
+        "Slice" => op(Op::Slice(Slice {}), ins),
+        "Gather" => op(Op::Gather(Gather { axis: a.int_or("axis", 0)? }), ins),
+        "Expand" => op(Op::Expand(Expand {}), ins),
+        "Shape" => op(Op::Shape(ShapeOf { start: a.int_or("start", 0)?, end: a.int("end")? }), ins),
+        "Range" => op(Op::Range(Range {}), ins),
+        "ConstantOfShape" => {
+            let value = match a.tensor("value", imp.base_dir)? {
+                None => Scalar::F32(0.0),
+                Some(t) => {
+                    if t.len() != 1 {
+                        return Err(Error::Attribute { node: name.into(), attr: "value".into(), msg: format!("must hold one element, holds {}", t.len()) });
+                    }
+                    Scalar::first_of(&t).unwrap_or(Scalar::F32(0.0))
+                }
+            };
+            op(Op::ConstantOfShape(ConstantOfShape { value }), ins)
+        }
+        "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
+        "Constant" => constant(imp, a, name).map(Lowered::Const),
+        _ => {
+            Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset })
+        }
+    }
+}
+
+fn block_size(a: &Attrs, name: &str) -> Result<usize> {
+    let b = a.int_or("block_size", 0)?;
+    usize::try_from(b).map_err(|_| Error::Attribute { node: name.into(), attr: "block_size".into(), msg: format!("must be non-negative, got {b}") })
+}
+
+fn with_node(e: Error, name: &str) -> Error {
+    match e {
+        Error::Attribute { attr, msg, .. } => Error::Attribute { node: name.into(), attr, msg },
+        e => e,
+    }
+}
+
+/// The value of a `Constant` node.
+fn constant(imp: &Importer, a: &Attrs, name: &str) -> Result<Tensor> {
+    let bad = |attr: &str, m: String| Error::Attribute { node: name.into(), attr: attr.into(), msg: m };
+    if let Some(t) = a.tensor("value", imp.base_dir)? {
+        return Ok(t);
+    }
+    if let Some(f) = a.floats("value_floats")? {
+        return Tensor::from_vec(&[f.len()], f).map_err(|m| bad("value_floats", m));
+    }
+    if let Some(v) = a.ints("value_ints")? {
+        return Tensor::from_vec(&[v.len()], v).map_err(|m| bad("value_ints", m));
+    }
+    if a.has("value_float") {
+        return Ok(Tensor::scalar(a.float_or("value_float", 0.0)?));
+    }
+    if let Some(v) = a.int("value_int")? {
+        return Ok(Tensor::scalar(v));
+    }
+    for unsupported in ["value_string", "value_strings", "sparse_value"] {
+        if a.has(unsupported) {
+            return Err(Error::Unsupported { context: format!("node '{name}'"), msg: format!("Constant with {unsupported}") });
+        }
+    }
+    Err(bad("value", "a Constant needs one of value, value_float(s), value_int(s)".into()))
+}
