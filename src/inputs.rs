@@ -81,11 +81,22 @@ fn random_input(g: &Graph, id: ValueId, rng: &mut SplitMix64) -> Result<Tensor> 
     Ok(Tensor::from_f64(v.ty.dtype, ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&dims), floats)?))
 }
 
-/// Collects one tensor per graph input from `--input NAME=FILE` flags and, for the rest,
-/// `--random-inputs SEED`.
-pub fn gather_inputs(g: &Graph, flags: &[String], seed: Option<u64>) -> Result<BTreeMap<String, Tensor>> {
+/// Where `run` takes its inputs from, in order of precedence.
+pub struct InputSource<'a> {
+    /// `--input NAME=FILE` flags.
+    pub flags: &'a [String],
+    /// `--input-dir DIR`: `DIR/NAME.npy` per input.
+    pub dir: Option<&'a Path>,
+    /// `--random-inputs SEED`.
+    pub seed: Option<u64>,
+}
+
+/// Collects one tensor per graph input from `--input NAME=FILE` flags, then `--input-dir`, and
+/// for the rest `--random-inputs SEED`.
+pub fn gather_inputs(g: &Graph, src: &InputSource) -> Result<BTreeMap<String, Tensor>> {
+    let seed = src.seed;
     let mut given = BTreeMap::new();
-    for f in flags {
+    for f in src.flags {
         let (name, file) = crate::split_kv(f, "--input")?;
         if g.find(&name).is_none_or(|id| !g.inputs.contains(&id)) {
             let names: Vec<&str> = g.inputs.iter().map(|&i| g.value(i).name.as_str()).collect();
@@ -100,8 +111,15 @@ pub fn gather_inputs(g: &Graph, flags: &[String], seed: Option<u64>) -> Result<B
         if given.contains_key(name) {
             continue;
         }
+        if let Some(dir) = src.dir {
+            let p = dir.join(format!("{}.npy", output_file_name(name)));
+            if p.exists() || seed.is_none() {
+                given.insert(name.clone(), slmtvm_frontend::npy::read_npy(&p)?);
+                continue;
+            }
+        }
         if seed.is_none() {
-            bail!("input '{name}' has no value: give --input {name}=FILE.npy or --random-inputs SEED");
+            bail!("input '{name}' has no value: give --input {name}=FILE.npy, --input-dir or --random-inputs SEED");
         }
         given.insert(name.clone(), random_input(g, i, &mut rng)?);
     }

@@ -50,7 +50,11 @@ enum Cmd {
         /// An input: NAME=FILE.npy; repeatable.
         #[arg(long = "input", value_name = "NAME=FILE")]
         inputs: Vec<String>,
-        /// Fill the inputs not given with --input deterministically from this seed.
+        /// Read the inputs not given with --input from DIR/NAME.npy (NAME sanitized as output
+        /// file names are).
+        #[arg(long, value_name = "DIR")]
+        input_dir: Option<PathBuf>,
+        /// Fill the inputs not given otherwise deterministically from this seed.
         #[arg(long, value_name = "SEED")]
         random_inputs: Option<u64>,
         /// Fix symbolic input dims: NAME=1x128 (or NAME=1,seq<=512); repeatable.
@@ -93,9 +97,14 @@ fn main() {
         Cmd::Inspect { model, shapes, json, ir } => {
             load_options(&shapes).and_then(|o| inspect::inspect(&model, &o, json, ir))
         }
-        Cmd::Run { model, target: Target::Reference, inputs, random_inputs, shapes, output_dir } => load_options(&shapes)
-            .and_then(|o| run::run_reference(&model, &o, &inputs, random_inputs, &output_dir))
-            .with_context(|| format!("running {}", model.display())),
+        Cmd::Run { model, target: Target::Reference, inputs, input_dir, random_inputs, shapes, output_dir } => {
+            load_options(&shapes)
+                .and_then(|o| {
+                    let src = inputs::InputSource { flags: &inputs, dir: input_dir.as_deref(), seed: random_inputs };
+                    run::run_reference(&model, &o, &src, &output_dir)
+                })
+                .with_context(|| format!("running {}", model.display()))
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

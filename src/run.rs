@@ -1,15 +1,15 @@
 //! `slmtvm run`: execute a model and write its outputs as `.npy` files.
 
-use crate::inputs::{gather_inputs, output_file_name};
+use crate::inputs::{InputSource, gather_inputs, output_file_name};
 use anyhow::{Context, Result};
 use slmtvm_frontend::LoadOptions;
 use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Runs the model with the reference interpreter.
-pub fn run_reference(model: &Path, opts: &LoadOptions, flags: &[String], seed: Option<u64>, out_dir: &Path) -> Result<()> {
+pub fn run_reference(model: &Path, opts: &LoadOptions, src: &InputSource, out_dir: &Path) -> Result<()> {
     let g = slmtvm_frontend::load_onnx(model, opts)?;
-    let inputs = gather_inputs(&g, flags, seed)?;
+    let inputs = gather_inputs(&g, src)?;
     let outs = slmtvm_ir::interp::run_named(&g, &inputs)?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut used = BTreeSet::new();

@@ -19,12 +19,12 @@ pub enum Lowered {
 /// Every ONNX `ai.onnx` operator type the importer maps, for `inspect`'s unsupported-op report.
 pub const SUPPORTED: &[&str] = &[
     "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "DequantizeLinear", "Div", "DynamicQuantizeLinear", "Equal", "Erf",
+    "ConstantOfShape", "Conv", "Cos", "DequantizeLinear", "Div", "DynamicQuantizeLinear", "Equal", "Erf",
     "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Greater",
     "GreaterOrEqual", "HardSigmoid", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log",
     "MatMul", "MatMulInteger", "MaxPool", "Mul", "Neg", "Not", "Or", "Pow", "QuantizeLinear", "Range",
     "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape",
-    "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Trilu",
+    "Sigmoid", "Sin", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Trilu",
     "Unsqueeze", "Where",
 ];
 
@@ -86,6 +86,8 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
         "Log" => unary(UnaryOp::Log),
         "Erf" => unary(UnaryOp::Erf),
         "Tanh" => unary(UnaryOp::Tanh),
+        "Sin" => unary(UnaryOp::Sin),
+        "Cos" => unary(UnaryOp::Cos),
         "Sigmoid" => unary(UnaryOp::Sigmoid),
         "Relu" => unary(UnaryOp::Relu),
         "Not" => unary(UnaryOp::Not),

@@ -1,0 +1,96 @@
+//! Real exported models (`tests/models/*`, made by `tests/models/make_models.py`) through the
+//! importer and the reference interpreter, compared with ONNX Runtime's recorded outputs; and
+//! the text form's round trip on each of them.
+
+use slmtvm_frontend::{LoadOptions, load_onnx, npy};
+use slmtvm_ir::{Graph, Tensor, interp, text};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// Every committed model folder (those with a meta.json).
+fn model_dirs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(models_dir())
+        .expect("tests/models exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("meta.json").exists())
+        .collect();
+    v.sort();
+    assert!(v.len() >= 2, "expected the committed test models under tests/models");
+    v
+}
+
+fn file_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
+}
+
+fn inputs_of(g: &Graph, dir: &Path) -> BTreeMap<String, Tensor> {
+    g.inputs
+        .iter()
+        .map(|&i| {
+            let name = g.value(i).name.clone();
+            let t = npy::read_npy(&dir.join("inputs").join(format!("{}.npy", file_name(&name)))).unwrap();
+            (name, t)
+        })
+        .collect()
+}
+
+/// max |got - want| and max |want|.
+fn errors(want: &Tensor, got: &Tensor) -> (f64, f64) {
+    assert_eq!(want.shape(), got.shape());
+    assert_eq!(want.dtype(), got.dtype());
+    let (w, g) = (want.to_f64(), got.to_f64());
+    let err = w.iter().zip(g.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let scale = w.iter().map(|a| a.abs()).fold(0.0, f64::max);
+    (err, scale)
+}
+
+#[test]
+fn exported_models_match_onnx_runtime() {
+    for dir in model_dirs() {
+        let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
+        let outs = interp::run_named(&g, &inputs_of(&g, &dir)).unwrap();
+        for (&o, got) in g.outputs.iter().zip(&outs) {
+            let name = &g.value(o).name;
+            let want = npy::read_npy(&dir.join("expected").join(format!("{}.npy", file_name(name)))).unwrap();
+            let (err, scale) = errors(&want, got);
+            eprintln!("{}: {name}: max abs error {err:.3e}, max |output| {scale:.3e}", dir.display());
+            assert!(err <= 1e-4 * scale, "{}: {name}: max abs error {err} > 1e-4 x {scale}", dir.display());
+        }
+    }
+}
+
+#[test]
+fn text_form_round_trips_every_model() {
+    for dir in model_dirs() {
+        let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
+        let printed = text::print(&g);
+        let back = text::parse(&printed).unwrap();
+        assert_eq!(text::print(&back), printed, "{}", dir.display());
+        assert_eq!(back.nodes, g.nodes);
+        assert_eq!(back.values, g.values);
+        let inputs = inputs_of(&g, &dir);
+        let (a, b) = (interp::run_named(&g, &inputs).unwrap(), interp::run_named(&back, &inputs).unwrap());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.to_le_bytes(), y.to_le_bytes(), "{}: re-parsed graph computes different bits", dir.display());
+        }
+    }
+}
+
+#[test]
+fn shape_subgraphs_fold_away_on_static_models() {
+    for dir in model_dirs() {
+        let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
+        let leftover: Vec<&str> = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, slmtvm_ir::Op::Shape(_) | slmtvm_ir::Op::ConstantOfShape(_) | slmtvm_ir::Op::Range(_)))
+            .map(|n| n.name.as_str())
+            .collect();
+        assert!(leftover.is_empty(), "{}: shape computations left after import: {leftover:?}", dir.display());
+        assert!(g.values.iter().all(|v| v.ty.shape.is_known()), "{}: a value kept a symbolic dim", dir.display());
+    }
+}
