@@ -22,7 +22,9 @@ use slmtvm_ir::{Dim, Graph, Shape, Tensor, TypeInfo, ValueId, fold, shape::is_sy
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Oldest `ai.onnx` opset the importer accepts.
+/// Oldest `ai.onnx` opset whose operator definitions the importer implements. Older models
+/// are accepted node by node: a node whose operator has not changed since its model's opset
+/// is read as the opset-13 operator; any other is refused as unsupported.
 pub const MIN_OPSET: i64 = 13;
 /// Newest `ai.onnx` opset the importer accepts (the newest the `onnx` 1.23 package ships).
 pub const MAX_OPSET: i64 = 28;
@@ -63,11 +65,10 @@ pub fn load_onnx_bytes(bytes: &[u8], base_dir: Option<&Path>, opts: &LoadOptions
             opset = Some(o.version());
         }
     }
-    let opset = opset.ok_or_else(|| Error::Model("no ai.onnx opset is imported".into()))?;
-    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+    if let Some(v) = opset.filter(|&v| v > MAX_OPSET || v < 1) {
         return Err(Error::Unsupported {
             context: "model".into(),
-            msg: format!("ai.onnx opset {opset} (slmtvm reads opsets {MIN_OPSET} to {MAX_OPSET})"),
+            msg: format!("ai.onnx opset {v} (slmtvm reads opsets up to {MAX_OPSET})"),
         });
     }
     let mut imp = Importer {
@@ -101,7 +102,8 @@ pub(crate) struct Importer<'a> {
     names: BTreeMap<String, ValueId>,
     node_names: BTreeSet<String>,
     pub(crate) base_dir: Option<&'a Path>,
-    pub(crate) opset: i64,
+    /// The `ai.onnx` opset, if the model imports one.
+    pub(crate) opset: Option<i64>,
     domains: BTreeMap<String, i64>,
 }
 
@@ -217,7 +219,7 @@ impl Importer<'_> {
 
     /// The opset version in force for a node's domain.
     pub(crate) fn domain_version(&self, domain: &str) -> Option<i64> {
-        if domain.is_empty() || domain == "ai.onnx" { Some(self.opset) } else { self.domains.get(domain).copied() }
+        if domain.is_empty() || domain == "ai.onnx" { self.opset } else { self.domains.get(domain).copied() }
     }
 
     /// The constant value of an input, if it is one.

@@ -28,6 +28,82 @@ pub const SUPPORTED: &[&str] = &[
     "Unsqueeze", "Where",
 ];
 
+/// The opset versions at which each supported operator's definition changed (ONNX's
+/// `since_version`s, from `onnx.defs.get_all_schemas_with_history()` of onnx 1.23.2). A node
+/// in a model older than [`super::MIN_OPSET`] is accepted only when its operator has not
+/// changed between that opset and opset 13, since the mappings implement opsets 13 and later.
+pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
+    ("Abs", &[1, 6, 13]),
+    ("Add", &[1, 6, 7, 13, 14]),
+    ("And", &[1, 7]),
+    ("AveragePool", &[1, 7, 10, 11, 19, 22]),
+    ("BatchNormalization", &[1, 6, 7, 9, 14, 15]),
+    ("Cast", &[1, 6, 9, 13, 19, 21, 23, 24, 25, 28]),
+    ("Clip", &[1, 6, 11, 12, 13]),
+    ("Concat", &[1, 4, 11, 13]),
+    ("Constant", &[1, 9, 11, 12, 13, 19, 21, 23, 24, 25]),
+    ("ConstantOfShape", &[9, 20, 21, 23, 24, 25]),
+    ("Conv", &[1, 11, 22]),
+    ("Cos", &[7, 22]),
+    ("DequantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
+    ("Div", &[1, 6, 7, 13, 14]),
+    ("DynamicQuantizeLinear", &[11]),
+    ("Equal", &[1, 7, 11, 13, 19]),
+    ("Erf", &[9, 13]),
+    ("Exp", &[1, 6, 13]),
+    ("Expand", &[8, 13]),
+    ("Flatten", &[1, 9, 11, 13, 21, 23, 24, 25]),
+    ("Gather", &[1, 11, 13]),
+    ("Gelu", &[20]),
+    ("Gemm", &[1, 6, 7, 9, 11, 13]),
+    ("GlobalAveragePool", &[1, 22]),
+    ("Greater", &[1, 7, 9, 13]),
+    ("GreaterOrEqual", &[12, 16]),
+    ("HardSigmoid", &[1, 6, 22]),
+    ("Identity", &[1, 13, 14, 16, 19, 21, 23, 24, 25]),
+    ("LayerNormalization", &[17]),
+    ("Less", &[1, 7, 9, 13]),
+    ("LessOrEqual", &[12, 16]),
+    ("Log", &[1, 6, 13]),
+    ("MatMul", &[1, 9, 13]),
+    ("MatMulInteger", &[10]),
+    ("MaxPool", &[1, 8, 10, 11, 12, 22]),
+    ("Mul", &[1, 6, 7, 13, 14]),
+    ("Neg", &[1, 6, 13]),
+    ("Not", &[1]),
+    ("Or", &[1, 7]),
+    ("Pow", &[1, 7, 12, 13, 15]),
+    ("QuantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
+    ("Range", &[11, 27]),
+    ("Reciprocal", &[1, 6, 13]),
+    ("ReduceL2", &[1, 11, 13, 18]),
+    ("ReduceMax", &[1, 11, 12, 13, 18, 20]),
+    ("ReduceMean", &[1, 11, 13, 18]),
+    ("ReduceSum", &[1, 11, 13]),
+    ("Relu", &[1, 6, 13, 14]),
+    ("Reshape", &[1, 5, 13, 14, 19, 21, 23, 24, 25]),
+    ("Shape", &[1, 13, 15, 19, 21, 23, 24, 25]),
+    ("Sigmoid", &[1, 6, 13]),
+    ("Sin", &[7, 22]),
+    ("Slice", &[1, 10, 11, 13]),
+    ("Softmax", &[1, 11, 13]),
+    ("Split", &[1, 2, 11, 13, 18]),
+    ("Sqrt", &[1, 6, 13]),
+    ("Squeeze", &[1, 11, 13, 21, 23, 24, 25]),
+    ("Sub", &[1, 6, 7, 13, 14]),
+    ("Tanh", &[1, 6, 13]),
+    ("Transpose", &[1, 13, 21, 23, 24, 25]),
+    ("Trilu", &[14]),
+    ("Unsqueeze", &[1, 11, 13, 21, 23, 24, 25]),
+    ("Where", &[9, 16]),
+];
+
+/// The version of `op` in force at `opset`.
+fn version_in_force(op: &str, opset: i64) -> Option<i64> {
+    let (_, vs) = SINCE_VERSIONS.iter().find(|(o, _)| *o == op)?;
+    vs.iter().copied().filter(|&v| v <= opset).max()
+}
+
 /// True when `op_type` in the default domain is supported.
 pub fn is_supported(domain: &str, op_type: &str) -> bool {
     (domain.is_empty() || domain == "ai.onnx") && SUPPORTED.contains(&op_type)
@@ -73,7 +149,17 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
             opset: imp.domain_version(domain).unwrap_or(0),
         });
     }
-    let opset = imp.opset;
+    let opset = imp.opset.ok_or_else(|| Error::Model(format!("node '{name}' uses the ai.onnx domain, but the model imports no ai.onnx opset")))?;
+    if opset < super::MIN_OPSET && SUPPORTED.contains(&ty) && version_in_force(ty, opset) != version_in_force(ty, super::MIN_OPSET) {
+        return Err(Error::Unsupported {
+            context: format!("node '{name}'"),
+            msg: format!(
+                "{ty} as defined at opset {opset} (version {}); slmtvm implements the opset {}+ definition",
+                version_in_force(ty, opset).unwrap_or(0),
+                super::MIN_OPSET
+            ),
+        });
+    }
     let unary = |u: UnaryOp| op(Op::Unary(u), ins.clone());
     let binary = |b: BinaryOp| op(Op::Binary(b), ins.clone());
     match ty {
@@ -148,7 +234,7 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
                 }
                 axes
             } else {
-                a.ints("axes")?
+                a.ints("axes")?.filter(|v| !v.is_empty())
             };
             ins.truncate(1);
             op(Op::Reduce(Reduce { kind, axes, keepdims }), ins)
