@@ -400,6 +400,17 @@ fn freeze_int_inputs(case: &Case, ds: &Path) -> Result<Option<Frozen>, String> {
     })
 }
 
+/// Prints `g` in the text form and parses it back; the cases then run on the re-parsed graph,
+/// so every case also checks that the text form loses nothing.
+fn text_cycle(g: Graph) -> Result<Graph, Outcome> {
+    let printed = slmtvm_ir::text::print(&g);
+    let back = slmtvm_ir::text::parse(&printed).map_err(|e| Outcome::Fail(format!("text form: {e}")))?;
+    if slmtvm_ir::text::print(&back) != printed || back.nodes != g.nodes || back.values != g.values {
+        return Err(Outcome::Fail("text form: the re-parsed graph differs".into()));
+    }
+    Ok(back)
+}
+
 /// Loads and runs a case, all data sets; the flag tells whether its integer inputs were made
 /// constants (see [`freeze_int_inputs`]).
 fn run_case(case: &Case) -> (Outcome, bool) {
@@ -420,7 +431,7 @@ fn run_case(case: &Case) -> (Outcome, bool) {
                 Some(&case.dir),
                 &LoadOptions::default(),
             ) {
-                Ok(g) => match run_data_set(case, &g, ds) {
+                Ok(g) => match text_cycle(g).and_then(|g| run_data_set(case, &g, ds)) {
                     Ok(()) => (Outcome::Pass, true),
                     Err(Outcome::Fail(m)) => (Outcome::Fail(format!("[{tag}] {m}")), true),
                     Err(o) => (o, true),
@@ -430,6 +441,10 @@ fn run_case(case: &Case) -> (Outcome, bool) {
             };
         }
         Err(e) => return (Outcome::Fail(format!("load: {e}")), false),
+    };
+    let g = match text_cycle(g) {
+        Ok(g) => g,
+        Err(o) => return (o, false),
     };
     if sets.is_empty() {
         return (Outcome::Fail("no test_data_set_* folder".into()), false);
