@@ -43,7 +43,15 @@ fn index_bound(g: &Graph, v: ValueId) -> Option<usize> {
                             best = Some(best.map_or(d, |b| b.min(d)));
                         }
                     }
-                    (Op::Cast(_) | Op::Reshape(_) | Op::Unsqueeze(_) | Op::Squeeze(_) | Op::Flatten(_) | Op::Expand(_), 0) => {
+                    (
+                        Op::Cast(_)
+                        | Op::Reshape(_)
+                        | Op::Unsqueeze(_)
+                        | Op::Squeeze(_)
+                        | Op::Flatten(_)
+                        | Op::Expand(_),
+                        0,
+                    ) => {
                         stack.extend(n.outputs.iter().copied());
                     }
                     (Op::Unary(slmtvm_ir::ops::UnaryOp::Identity), 0) => stack.extend(n.outputs.iter().copied()),
@@ -59,16 +67,17 @@ fn index_bound(g: &Graph, v: ValueId) -> Option<usize> {
 /// a table (through Gather) uniform over the table; other integers (masks) and bools all ones.
 fn random_input(g: &Graph, id: ValueId, rng: &mut SplitMix64) -> Result<Tensor> {
     let v = g.value(id);
-    let dims: Vec<usize> = v
-        .ty
-        .shape
-        .0
-        .iter()
-        .map(|d| match d {
-            Dim::Known(n) => Ok(*n),
-            Dim::Sym { name, .. } => bail!("input '{}' has symbolic dim {name}: fix it with --shape {}=...", v.name, v.name),
-        })
-        .collect::<Result<_>>()?;
+    let dims: Vec<usize> =
+        v.ty.shape
+            .0
+            .iter()
+            .map(|d| match d {
+                Dim::Known(n) => Ok(*n),
+                Dim::Sym { name, .. } => {
+                    bail!("input '{}' has symbolic dim {name}: fix it with --shape {}=...", v.name, v.name)
+                }
+            })
+            .collect::<Result<_>>()?;
     let n: usize = dims.iter().product();
     let floats: Vec<f64> = match v.ty.dtype {
         DType::F32 | DType::F16 => (0..n).map(|_| rng.unit() * 2.0 - 1.0).collect(),
@@ -128,7 +137,8 @@ pub fn gather_inputs(g: &Graph, src: &InputSource) -> Result<BTreeMap<String, Te
 
 /// The file name for an output: characters outside `[A-Za-z0-9._-]` become `_`.
 pub fn output_file_name(name: &str) -> String {
-    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
     if s.is_empty() { "_".into() } else { s }
 }
 

@@ -71,7 +71,11 @@ pub fn inspect(path: &Path, opts: &LoadOptions, json: bool, print_ir: bool) -> R
     if let Some(g) = &graph {
         let io = |ids: &[slmtvm_ir::ValueId]| {
             ids.iter()
-                .map(|&i| Io { name: g.value(i).name.clone(), dtype: g.ty(i).dtype.to_string(), shape: g.ty(i).shape.to_string() })
+                .map(|&i| Io {
+                    name: g.value(i).name.clone(),
+                    dtype: g.ty(i).dtype.to_string(),
+                    shape: g.ty(i).shape.to_string(),
+                })
                 .collect::<Vec<_>>()
         };
         report.inputs = io(&g.inputs);

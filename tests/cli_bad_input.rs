@@ -47,7 +47,13 @@ fn node(name: &str, op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeP
 }
 
 fn f32_tensor(name: &str, dims: &[i64], raw: Vec<u8>) -> TensorProto {
-    TensorProto { name: Some(name.into()), dims: dims.to_vec(), data_type: Some(F32), raw_data: Some(raw), ..Default::default() }
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(F32),
+        raw_data: Some(raw),
+        ..Default::default()
+    }
 }
 
 /// A model `y = x + w` with `x`, `w` of shape [2, 3], after `edit` has changed it.
@@ -140,7 +146,12 @@ fn truncated_corrupted_and_empty_files() {
 fn wrong_typed_attribute_names_node_and_attribute() {
     let d = tmpdir("attr");
     let bytes = model(|g| {
-        let attr = AttributeProto { name: Some("axis".into()), r#type: Some(AttributeType::Float as i32), f: Some(1.0), ..Default::default() };
+        let attr = AttributeProto {
+            name: Some("axis".into()),
+            r#type: Some(AttributeType::Float as i32),
+            f: Some(1.0),
+            ..Default::default()
+        };
         g.node.push(node("soft0", "Softmax", &["y"], &["z"], vec![attr]));
         g.output = vec![value_info("z", &[2, 3])];
     });

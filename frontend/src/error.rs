@@ -89,11 +89,12 @@ impl Error {
     /// True when the model is valid but uses a feature slmtvm does not support (as opposed to
     /// a malformed model).
     pub fn is_unsupported(&self) -> bool {
-        match self {
-            Error::UnsupportedOp { .. } | Error::Unsupported { .. } => true,
-            Error::Ir(slmtvm_ir::Error::Node { source: slmtvm_ir::OpError::Unsupported(_), .. }) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            Error::UnsupportedOp { .. }
+                | Error::Unsupported { .. }
+                | Error::Ir(slmtvm_ir::Error::Node { source: slmtvm_ir::OpError::Unsupported(_), .. })
+        )
     }
 }
 

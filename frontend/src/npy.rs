@@ -56,7 +56,11 @@ pub fn read_npy_from(r: impl Read, what: &str) -> Result<Tensor> {
         let v: Vec<T> = npy.into_vec().map_err(|e| format!("cannot read data: {e}"))?;
         let a = if fortran {
             let rev: Vec<usize> = dims.iter().rev().copied().collect();
-            ArrayD::from_shape_vec(IxDyn(&rev), v).map_err(|e| e.to_string())?.reversed_axes().as_standard_layout().into_owned()
+            ArrayD::from_shape_vec(IxDyn(&rev), v)
+                .map_err(|e| e.to_string())?
+                .reversed_axes()
+                .as_standard_layout()
+                .into_owned()
         } else {
             ArrayD::from_shape_vec(IxDyn(dims), v).map_err(|e| e.to_string())?
         };
@@ -95,7 +99,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("slmtvm-npy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for dt in DType::ALL {
-            let t = Tensor::from_f64(dt, ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.0, 1.0, -2.0, 3.5, 4.0, 1.0]).unwrap());
+            let t = Tensor::from_f64(
+                dt,
+                ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.0, 1.0, -2.0, 3.5, 4.0, 1.0]).unwrap(),
+            );
             let p = dir.join(format!("{dt}.npy"));
             write_npy(&p, &t).unwrap();
             assert_eq!(read_npy(&p).unwrap(), t, "{dt}");

@@ -25,8 +25,7 @@ pub enum DType {
 
 impl DType {
     /// All dtypes, in a fixed order.
-    pub const ALL: [DType; 7] =
-        [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool];
+    pub const ALL: [DType; 7] = [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool];
 
     /// Size of one element in bytes.
     pub fn size(self) -> usize {

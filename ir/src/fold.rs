@@ -1,20 +1,19 @@
 //! Import-time simplification: constant folding (including shape computations on static
 //! shapes) and dead-code removal, iterated with shape inference to a fixed point.
 
-use crate::ops::Op;
 use crate::{Graph, Result, Tensor};
 
 /// Largest tensor (in elements) that folding materializes; bigger results stay computed at run
 /// time so that folding never inflates the weights.
 pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
 
-/// Evaluates node `ni` if it can be folded: all inputs constant (or a `Shape` of a static
-/// shape) and every output at most [`FOLD_MAX_ELEMENTS`] large. Returns the outputs.
+/// Evaluates node `ni` if it can be folded: all inputs constant (or a `Shape`/`Size` of a
+/// static shape) and every output at most [`FOLD_MAX_ELEMENTS`] large. Returns the outputs.
 pub fn eval_if_constant(g: &Graph, ni: usize) -> Result<Option<Vec<Tensor>>> {
     let n = &g.nodes[ni];
     let all_const = n.inputs.iter().flatten().all(|i| g.consts.contains_key(i));
-    let shape_of = match (&n.op, n.inputs.first().copied().flatten()) {
-        (Op::Shape(s), Some(i)) if !all_const => g.ty(i).shape.as_known().map(|d| s.of_dims(&d)),
+    let shape_of = match n.inputs.first().copied().flatten() {
+        Some(i) if !all_const => g.ty(i).shape.as_known().and_then(|d| n.op.eval_on_shape(&d)),
         _ => None,
     };
     let small = n.outputs.iter().all(|&o| g.ty(o).shape.numel().is_some_and(|k| k <= FOLD_MAX_ELEMENTS));
@@ -28,9 +27,11 @@ pub fn eval_if_constant(g: &Graph, ni: usize) -> Result<Option<Vec<Tensor>>> {
         return Ok(None);
     }
     let args: Vec<Option<&Tensor>> = n.inputs.iter().map(|i| i.and_then(|i| g.consts.get(&i))).collect();
-    n.op.eval(&args)
-        .map(Some)
-        .map_err(|source| crate::Error::Node { node: n.name.clone(), op: n.op.name().into(), source })
+    n.op.eval(&args).map(Some).map_err(|source| crate::Error::Node {
+        node: n.name.clone(),
+        op: n.op.name().into(),
+        source,
+    })
 }
 
 /// Folds node `ni` into constants if [`eval_if_constant`] allows; returns whether it did. The

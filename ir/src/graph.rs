@@ -93,8 +93,7 @@ impl Graph {
         outputs: &[String],
     ) -> Vec<ValueId> {
         let placeholder = TypeInfo::new(crate::DType::F32, Shape(vec![]));
-        let outs: Vec<ValueId> =
-            outputs.iter().map(|n| self.add_value(n.clone(), placeholder.clone())).collect();
+        let outs: Vec<ValueId> = outputs.iter().map(|n| self.add_value(n.clone(), placeholder.clone())).collect();
         self.nodes.push(Node { name: name.into(), op, inputs, outputs: outs.clone() });
         outs
     }
@@ -257,9 +256,7 @@ impl Graph {
                     *d = Dim::sym(format!("unk_{}_{}", o.0, axis), None);
                 }
             }
-            ty.shape
-                .check_size(ty.dtype.size())
-                .map_err(|m| Error::tensor(&self.values[o.index()].name, m))?;
+            ty.shape.check_size(ty.dtype.size()).map_err(|m| Error::tensor(&self.values[o.index()].name, m))?;
             self.values[o.index()].ty = ty;
         }
         Ok(())

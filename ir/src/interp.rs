@@ -71,11 +71,7 @@ pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
             if args.iter().zip(&n.inputs).any(|(a, i)| a.is_none() && i.is_some()) {
                 return Err(Error::Graph(format!("node '{}' runs before its inputs exist", n.name)));
             }
-            n.op.eval(&args).map_err(|source| Error::Node {
-                node: n.name.clone(),
-                op: n.op.name().into(),
-                source,
-            })?
+            n.op.eval(&args).map_err(|source| Error::Node { node: n.name.clone(), op: n.op.name().into(), source })?
         };
         if outs.len() < n.outputs.len() {
             return Err(Error::Graph(format!("node '{}' produced too few outputs", n.name)));

@@ -95,12 +95,7 @@ impl Tensor {
     pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor, String> {
         let n: usize = shape.iter().product();
         if n != data.len() {
-            return Err(format!(
-                "data has {} elements but shape {:?} needs {}",
-                data.len(),
-                shape,
-                n
-            ));
+            return Err(format!("data has {} elements but shape {:?} needs {}", data.len(), shape, n));
         }
         ArrayD::from_shape_vec(IxDyn(shape), data).map(T::wrap).map_err(|e| e.to_string())
     }
@@ -229,17 +224,14 @@ impl Tensor {
             .ok_or_else(|| format!("shape {shape:?} overflows"))?;
         let need = n.checked_mul(dtype.size()).ok_or_else(|| format!("shape {shape:?} overflows"))?;
         if bytes.len() != need {
-            return Err(format!(
-                "data has {} bytes but shape {:?} of {} needs {}",
-                bytes.len(),
-                shape,
-                dtype,
-                need
-            ));
+            return Err(format!("data has {} bytes but shape {:?} of {} needs {}", bytes.len(), shape, dtype, need));
         }
         macro_rules! chunks {
             ($t:ty, $w:expr) => {
-                bytes.chunks_exact($w).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default())).collect::<Vec<$t>>()
+                bytes
+                    .chunks_exact($w)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect::<Vec<$t>>()
             };
         }
         match dtype {

@@ -30,8 +30,7 @@ pub fn print_op(op: &Op) -> String {
 }
 
 fn is_plain_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-'))
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-'))
 }
 
 fn quote(s: &str) -> String {
@@ -85,11 +84,21 @@ fn print_data(o: &mut String, t: &Tensor) {
                 push_f32(o, v.to_f32())
             }
         }),
-        Tensor::I8(a) => list!(a, |o: &mut String, v: i8| { let _ = write!(o, "{v}"); }),
-        Tensor::U8(a) => list!(a, |o: &mut String, v: u8| { let _ = write!(o, "{v}"); }),
-        Tensor::I32(a) => list!(a, |o: &mut String, v: i32| { let _ = write!(o, "{v}"); }),
-        Tensor::I64(a) => list!(a, |o: &mut String, v: i64| { let _ = write!(o, "{v}"); }),
-        Tensor::Bool(a) => list!(a, |o: &mut String, v: bool| { let _ = write!(o, "{v}"); }),
+        Tensor::I8(a) => list!(a, |o: &mut String, v: i8| {
+            let _ = write!(o, "{v}");
+        }),
+        Tensor::U8(a) => list!(a, |o: &mut String, v: u8| {
+            let _ = write!(o, "{v}");
+        }),
+        Tensor::I32(a) => list!(a, |o: &mut String, v: i32| {
+            let _ = write!(o, "{v}");
+        }),
+        Tensor::I64(a) => list!(a, |o: &mut String, v: i64| {
+            let _ = write!(o, "{v}");
+        }),
+        Tensor::Bool(a) => list!(a, |o: &mut String, v: bool| {
+            let _ = write!(o, "{v}");
+        }),
     }
     o.push(']');
 }
@@ -109,19 +118,9 @@ pub fn print(g: &Graph) -> String {
     }
     for n in &g.nodes {
         let outs: Vec<String> = n.outputs.iter().map(|&v| decl(v)).collect();
-        let ins: Vec<String> = n
-            .inputs
-            .iter()
-            .map(|i| i.map_or_else(|| "_".to_string(), |i| value_ref(&g.value(i).name)))
-            .collect();
-        let _ = writeln!(
-            o,
-            "  {} = {} {} @{}",
-            outs.join(", "),
-            print_op(&n.op),
-            ins.join(", "),
-            quote(&n.name)
-        );
+        let ins: Vec<String> =
+            n.inputs.iter().map(|i| i.map_or_else(|| "_".to_string(), |i| value_ref(&g.value(i).name))).collect();
+        let _ = writeln!(o, "  {} = {} {} @{}", outs.join(", "), print_op(&n.op), ins.join(", "), quote(&n.name));
     }
     for &v in &g.outputs {
         let _ = writeln!(o, "  output {}", value_ref(&g.value(v).name));
@@ -171,7 +170,9 @@ impl<'a> Cur<'a> {
                     Some((_, 'n')) => out.push('\n'),
                     Some((j, 'u')) => {
                         let rest = &self.s[j + 1..];
-                        let end = rest.find('}').ok_or_else(|| Error::Parse { line: self.line, msg: "bad \\u escape".into() })?;
+                        let end = rest
+                            .find('}')
+                            .ok_or_else(|| Error::Parse { line: self.line, msg: "bad \\u escape".into() })?;
                         let code = u32::from_str_radix(rest.get(1..end).unwrap_or(""), 16)
                             .ok()
                             .and_then(char::from_u32)
@@ -206,10 +207,14 @@ impl<'a> Cur<'a> {
     }
     fn ty(&mut self) -> Result<TypeInfo> {
         self.ws();
-        let end = self.s.find('[').ok_or_else(|| Error::Parse { line: self.line, msg: "expected a type like f32[2, 3]".into() })?;
+        let end = self
+            .s
+            .find('[')
+            .ok_or_else(|| Error::Parse { line: self.line, msg: "expected a type like f32[2, 3]".into() })?;
         let dtype = DType::from_name(self.s[..end].trim())
             .ok_or_else(|| Error::Parse { line: self.line, msg: format!("unknown dtype `{}`", &self.s[..end]) })?;
-        let close = self.s.find(']').ok_or_else(|| Error::Parse { line: self.line, msg: "unterminated shape".into() })?;
+        let close =
+            self.s.find(']').ok_or_else(|| Error::Parse { line: self.line, msg: "unterminated shape".into() })?;
         let shape = Shape::parse(&self.s[end..=close]).map_err(|m| Error::Parse { line: self.line, msg: m })?;
         self.s = &self.s[close + 1..];
         Ok(TypeInfo::new(dtype, shape))
@@ -270,7 +275,8 @@ fn parse_f32(x: &str) -> Option<f32> {
 }
 
 fn parse_data(ty: &TypeInfo, text: &str, line: usize) -> Result<Tensor> {
-    let dims = ty.shape.as_known().ok_or_else(|| Error::Parse { line, msg: "a constant must have a static shape".into() })?;
+    let dims =
+        ty.shape.as_known().ok_or_else(|| Error::Parse { line, msg: "a constant must have a static shape".into() })?;
     let inner = text
         .trim()
         .strip_prefix('[')
@@ -295,7 +301,9 @@ fn parse_data(ty: &TypeInfo, text: &str, line: usize) -> Result<Tensor> {
         DType::U8 => Tensor::from_vec(&dims, if items.is_empty() { vec![] } else { parse_list::<u8>(items, line)? }),
         DType::I32 => Tensor::from_vec(&dims, if items.is_empty() { vec![] } else { parse_list::<i32>(items, line)? }),
         DType::I64 => Tensor::from_vec(&dims, if items.is_empty() { vec![] } else { parse_list::<i64>(items, line)? }),
-        DType::Bool => Tensor::from_vec(&dims, if items.is_empty() { vec![] } else { parse_list::<bool>(items, line)? }),
+        DType::Bool => {
+            Tensor::from_vec(&dims, if items.is_empty() { vec![] } else { parse_list::<bool>(items, line)? })
+        }
     };
     t.map_err(|m| Error::Parse { line, msg: m })
 }
@@ -304,7 +312,8 @@ fn parse_data(ty: &TypeInfo, text: &str, line: usize) -> Result<Tensor> {
 pub fn parse(text: &str) -> Result<Graph> {
     let mut g = Graph::default();
     let mut ids: BTreeMap<String, ValueId> = BTreeMap::new();
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with("//"));
+    let mut lines =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with("//"));
     let (hl, header) = lines.next().ok_or(Error::Parse { line: 1, msg: "empty text".into() })?;
     let mut c = Cur { s: header, line: hl };
     c.expect("graph")?;
@@ -356,7 +365,9 @@ pub fn parse(text: &str) -> Result<Graph> {
                         inputs.push(None);
                     } else {
                         let n = c.value_name()?;
-                        let id = *ids.get(&n).ok_or(Error::Parse { line: ln, msg: format!("%{n} is used before it is defined") })?;
+                        let id = *ids
+                            .get(&n)
+                            .ok_or(Error::Parse { line: ln, msg: format!("%{n} is used before it is defined") })?;
                         inputs.push(Some(id));
                     }
                     if !c.eat(",") {
@@ -396,7 +407,12 @@ mod tests {
         let w = g.add_const("/w:0", Tensor::from_vec(&[2, 1], vec![0.5f32, f32::from_bits(0x7fc0_0001)]).unwrap());
         let e = g.add_const("empty", Tensor::from_vec::<i64>(&[0], vec![]).unwrap());
         let m = g.add_node("mul", Op::Binary(BinaryOp::Mul), vec![Some(x), Some(w)], &["m".into()]);
-        let h = g.add_node("hs", Op::Unary(UnaryOp::HardSigmoid { alpha: 0.2, beta: 0.1 }), vec![Some(m[0])], &["h".into()]);
+        let h = g.add_node(
+            "hs",
+            Op::Unary(UnaryOp::HardSigmoid { alpha: 0.2, beta: 0.1 }),
+            vec![Some(m[0])],
+            &["h".into()],
+        );
         let s = g.add_node(
             "split",
             Op::Split(Split { axis: 0, sizes: Some(vec![1, 1]), num_outputs: 2 }),

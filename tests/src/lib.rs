@@ -17,11 +17,7 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) if !d.is_empty() => {
             let d = PathBuf::from(d);
-            if d.is_absolute() {
-                d
-            } else {
-                repo_root().join(d)
-            }
+            if d.is_absolute() { d } else { repo_root().join(d) }
         }
         _ => repo_root().join("target"),
     }
@@ -35,18 +31,10 @@ pub fn target_dir() -> PathBuf {
 /// mismatching elements and the largest absolute error over finite elements.
 pub fn compare(expected: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
     if expected.dtype() != got.dtype() {
-        return Err(format!(
-            "dtype: expected {}, got {}",
-            expected.dtype(),
-            got.dtype()
-        ));
+        return Err(format!("dtype: expected {}, got {}", expected.dtype(), got.dtype()));
     }
     if expected.shape() != got.shape() {
-        return Err(format!(
-            "shape: expected {:?}, got {:?}",
-            expected.shape(),
-            got.shape()
-        ));
+        return Err(format!("shape: expected {:?}, got {:?}", expected.shape(), got.shape()));
     }
     let shape = expected.shape();
     if !expected.dtype().is_float() {
@@ -132,10 +120,7 @@ mod tests {
         assert!(msg.contains("[1, 0]"), "{msg}");
         let d = f32s(&[2, 2], &[1.0, 0.0, f32::INFINITY, -2.5]);
         let msg = compare(&a, &d, 1e-4, 1e-4).unwrap_err();
-        assert!(
-            msg.contains("2 of 4") && msg.contains("[0, 1]") && msg.contains("5.000e-1"),
-            "{msg}"
-        );
+        assert!(msg.contains("2 of 4") && msg.contains("[0, 1]") && msg.contains("5.000e-1"), "{msg}");
     }
 
     #[test]

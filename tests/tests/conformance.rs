@@ -144,40 +144,21 @@ fn how_to_generate(dir: &Path) -> String {
 fn read_meta(dir: &Path) -> Result<Meta, String> {
     let p = dir.join("meta.json");
     if !p.exists() {
-        let scan = slmtvm_frontend::scan_onnx(&dir.join("model.onnx"))
-            .map_err(|e| format!("scan: {e}"))?;
-        let op_types = scan
-            .ops
-            .iter()
-            .flat_map(|(k, &n)| std::iter::repeat_n(k.clone(), n))
-            .collect();
-        return Ok(Meta {
-            rtol: 1e-3,
-            atol: 1e-7,
-            op_types,
-        });
+        let scan = slmtvm_frontend::scan_onnx(&dir.join("model.onnx")).map_err(|e| format!("scan: {e}"))?;
+        let op_types = scan.ops.iter().flat_map(|(k, &n)| std::iter::repeat_n(k.clone(), n)).collect();
+        return Ok(Meta { rtol: 1e-3, atol: 1e-7, op_types });
     }
-    let text =
-        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
     let num = |k: &str, d: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(d);
     let op_types = v
         .get("op_types")
         .and_then(|x| x.as_array())
         .ok_or_else(|| format!("{}: no op_types (regenerate the cases)", p.display()))?
         .iter()
-        .map(|x| {
-            x.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("{}: bad op_types", p.display()))
-        })
+        .map(|x| x.as_str().map(str::to_string).ok_or_else(|| format!("{}: bad op_types", p.display())))
         .collect::<Result<_, _>>()?;
-    Ok(Meta {
-        rtol: num("rtol", 1e-3),
-        atol: num("atol", 1e-7),
-        op_types,
-    })
+    Ok(Meta { rtol: num("rtol", 1e-3), atol: num("atol", 1e-7), op_types })
 }
 
 /// `LayerNormalization` → `layer_normalization` (the spelling of test names).
@@ -186,8 +167,7 @@ fn snake(op: &str) -> String {
     let cs: Vec<char> = op.chars().collect();
     for (i, &c) in cs.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            let prev_lower =
-                i > 0 && (cs[i - 1].is_ascii_lowercase() || cs[i - 1].is_ascii_digit());
+            let prev_lower = i > 0 && (cs[i - 1].is_ascii_lowercase() || cs[i - 1].is_ascii_digit());
             let next_lower = cs.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
             let prev_upper = i > 0 && cs[i - 1].is_ascii_uppercase();
             if i > 0 && (prev_lower || (prev_upper && next_lower)) {
@@ -206,9 +186,7 @@ fn strip_expanded(name: &str) -> &str {
     if let Some(i) = name.rfind("_expanded") {
         let rest = &name[i + "_expanded".len()..];
         if rest.is_empty()
-            || rest
-                .strip_prefix("_ver")
-                .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            || rest.strip_prefix("_ver").is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
         {
             return &name[..i];
         }
@@ -230,10 +208,7 @@ fn assign_ops(cases: &mut [Case]) {
         .values()
         .flat_map(|op| {
             let bare = op.rsplit("::").next().unwrap_or(op);
-            [
-                (format!("test_{}", snake(bare)), op.clone()),
-                (format!("test_{}", bare.to_ascii_lowercase()), op.clone()),
-            ]
+            [(format!("test_{}", snake(bare)), op.clone()), (format!("test_{}", bare.to_ascii_lowercase()), op.clone())]
         })
         .collect();
     known.sort();
@@ -255,20 +230,13 @@ fn assign_ops(cases: &mut [Case]) {
                 None => format!("?{}", c.name.trim_start_matches("test_")),
             }
         };
-        c.required = !c.meta.op_types.is_empty()
-            && c.meta
-                .op_types
-                .iter()
-                .all(|o| REQUIRED.contains(&o.as_str()));
+        c.required = !c.meta.op_types.is_empty() && c.meta.op_types.iter().all(|o| REQUIRED.contains(&o.as_str()));
     }
 }
 
 /// `dir/<prefix><k><suffix>` for k = 0, 1, ... while the file exists.
 fn numbered(dir: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
-    (0..)
-        .map(|k| dir.join(format!("{prefix}{k}{suffix}")))
-        .take_while(|p| p.exists())
-        .collect()
+    (0..).map(|k| dir.join(format!("{prefix}{k}{suffix}"))).take_while(|p| p.exists()).collect()
 }
 
 fn one_line(s: &str) -> String {
@@ -277,10 +245,7 @@ fn one_line(s: &str) -> String {
 
 /// Reads a `.pb` tensor: `Err(Outcome)` is a skip for unsupported data, else a failure.
 fn read_pb(p: &Path) -> Result<(String, Tensor), Outcome> {
-    let file = p
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file = p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     read_tensor_pb(p).map_err(|e| {
         if e.is_unsupported() {
             Outcome::Skip(format!("{file}: {e}"))
@@ -292,10 +257,7 @@ fn read_pb(p: &Path) -> Result<(String, Tensor), Outcome> {
 
 /// Runs one data set of a loaded case.
 fn run_data_set(case: &Case, g: &Graph, ds: &Path) -> Result<(), Outcome> {
-    let dsn = ds
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dsn = ds.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let mut given: BTreeMap<String, Tensor> = BTreeMap::new();
     for p in numbered(ds, "input_", ".pb") {
         let (name, t) = read_pb(&p)?;
@@ -309,44 +271,28 @@ fn run_data_set(case: &Case, g: &Graph, ds: &Path) -> Result<(), Outcome> {
         return Err(Outcome::Fail(format!("{dsn} has no output_*.pb")));
     }
     // Graph inputs in order, by name; data for inputs the loader dropped is ignored.
-    let inputs: Vec<Tensor> =
-        g.inputs
-            .iter()
-            .map(|&id| {
-                let name = &g.value(id).name;
-                given.get(name).cloned().ok_or_else(|| {
-                    Outcome::Fail(format!("graph input '{name}' has no value in {dsn}"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+    let inputs: Vec<Tensor> = g
+        .inputs
+        .iter()
+        .map(|&id| {
+            let name = &g.value(id).name;
+            given.get(name).cloned().ok_or_else(|| Outcome::Fail(format!("graph input '{name}' has no value in {dsn}")))
+        })
+        .collect::<Result<_, _>>()?;
     let got = interp::run(g, &inputs).map_err(|e| Outcome::Fail(format!("run: {e}")))?;
     if got.len() != g.outputs.len() {
-        return Err(Outcome::Fail(format!(
-            "run returned {} outputs for {} graph outputs",
-            got.len(),
-            g.outputs.len()
-        )));
+        return Err(Outcome::Fail(format!("run returned {} outputs for {} graph outputs", got.len(), g.outputs.len())));
     }
     for (k, (name, want)) in expected.iter().enumerate() {
         let at = g
             .outputs
             .iter()
             .position(|&o| g.value(o).name == *name)
-            .or(if expected.len() == g.outputs.len() {
-                Some(k)
-            } else {
-                None
-            })
-            .ok_or_else(|| {
-                Outcome::Fail(format!("expected output '{name}' is not a graph output"))
-            })?;
-        let (rtol, atol) = if want.dtype().is_float() {
-            (RTOL.max(case.meta.rtol), ATOL.max(case.meta.atol))
-        } else {
-            (0.0, 0.0)
-        };
-        compare(want, &got[at], rtol, atol)
-            .map_err(|m| Outcome::Fail(format!("output '{name}': {m}")))?;
+            .or(if expected.len() == g.outputs.len() { Some(k) } else { None })
+            .ok_or_else(|| Outcome::Fail(format!("expected output '{name}' is not a graph output")))?;
+        let (rtol, atol) =
+            if want.dtype().is_float() { (RTOL.max(case.meta.rtol), ATOL.max(case.meta.atol)) } else { (0.0, 0.0) };
+        compare(want, &got[at], rtol, atol).map_err(|m| Outcome::Fail(format!("output '{name}': {m}")))?;
     }
     Ok(())
 }
@@ -379,8 +325,8 @@ fn freeze_int_inputs(case: &Case, ds: &Path) -> Result<Option<Frozen>, String> {
     };
     let mut frozen = Vec::new();
     for p in numbered(ds, "input_", ".pb") {
-        let t = TensorProto::decode(std::fs::read(&p).map_err(|e| e.to_string())?.as_slice())
-            .map_err(|e| e.to_string())?;
+        let t =
+            TensorProto::decode(std::fs::read(&p).map_err(|e| e.to_string())?.as_slice()).map_err(|e| e.to_string())?;
         if !matches!(t.data_type(), INT32 | INT64) {
             continue;
         }
@@ -390,14 +336,7 @@ fn freeze_int_inputs(case: &Case, ds: &Path) -> Result<Option<Frozen>, String> {
             g.initializer.push(t);
         }
     }
-    Ok(if frozen.is_empty() {
-        None
-    } else {
-        Some(Frozen {
-            model: m.encode_to_vec(),
-            names: frozen,
-        })
-    })
+    Ok(if frozen.is_empty() { None } else { Some(Frozen { model: m.encode_to_vec(), names: frozen }) })
 }
 
 /// Prints `g` in the text form and parses it back; the cases then run on the re-parsed graph,
@@ -426,11 +365,7 @@ fn run_case(case: &Case) -> (Outcome, bool) {
                 return (skip, false);
             };
             let tag = format!("with {} as constants", frozen.names.join(", "));
-            return match slmtvm_frontend::load_onnx_bytes(
-                &frozen.model,
-                Some(&case.dir),
-                &LoadOptions::default(),
-            ) {
+            return match slmtvm_frontend::load_onnx_bytes(&frozen.model, Some(&case.dir), &LoadOptions::default()) {
                 Ok(g) => match text_cycle(g).and_then(|g| run_data_set(case, &g, ds)) {
                     Ok(()) => (Outcome::Pass, true),
                     Err(Outcome::Fail(m)) => (Outcome::Fail(format!("[{tag}] {m}")), true),
@@ -493,10 +428,7 @@ struct Res {
 
 /// Runs every case on all cores; returns the results in case order.
 fn run_all(cases: &[Case]) -> Vec<Res> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(cases.len().max(1));
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(cases.len().max(1));
     let next = AtomicUsize::new(0);
     let done = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Res>>> = Mutex::new(vec![None; cases.len()]);
@@ -509,10 +441,7 @@ fn run_all(cases: &[Case]) -> Vec<Res> {
         if !WORKER.with(|w| w.get()) {
             return prev(info);
         }
-        let loc = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+        let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         let msg = info
             .payload()
             .downcast_ref::<String>()
@@ -534,11 +463,7 @@ fn run_all(cases: &[Case]) -> Vec<Res> {
                     let t0 = Instant::now();
                     running.lock().unwrap_or_else(|e| e.into_inner())[t] = Some((i, t0));
                     let (outcome, frozen) = run_case_caught(&cases[i]);
-                    let r = Res {
-                        outcome,
-                        frozen,
-                        time: t0.elapsed(),
-                    };
+                    let r = Res { outcome, frozen, time: t0.elapsed() };
                     running.lock().unwrap_or_else(|e| e.into_inner())[t] = None;
                     results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
                 }
@@ -550,17 +475,11 @@ fn run_all(cases: &[Case]) -> Vec<Res> {
             let mut warned = vec![false; cases.len()];
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
-                for &(i, t0) in running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .flatten()
-                {
+                for &(i, t0) in running.lock().unwrap_or_else(|e| e.into_inner()).iter().flatten() {
                     if !warned[i] && t0.elapsed() > Duration::from_secs(20) {
                         warned[i] = true;
                         let _ = std::io::stderr().write_all(
-                            format!("conformance: {} has been running for 20 s\n", cases[i].name)
-                                .as_bytes(),
+                            format!("conformance: {} has been running for 20 s\n", cases[i].name).as_bytes(),
                         );
                     }
                 }
@@ -568,11 +487,7 @@ fn run_all(cases: &[Case]) -> Vec<Res> {
         });
         // Let the workers finish, then stop the watchdog.
         while next.load(Ordering::Relaxed) < cases.len()
-            || running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .any(Option::is_some)
+            || running.lock().unwrap_or_else(|e| e.into_inner()).iter().any(Option::is_some)
         {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -583,22 +498,12 @@ fn run_all(cases: &[Case]) -> Vec<Res> {
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
-        .map(|r| {
-            r.unwrap_or(Res {
-                outcome: Outcome::Fail("not run".into()),
-                frozen: false,
-                time: Duration::ZERO,
-            })
-        })
+        .map(|r| r.unwrap_or(Res { outcome: Outcome::Fail("not run".into()), frozen: false, time: Duration::ZERO }))
         .collect()
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n - 1).collect::<String>())
-    }
+    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
 }
 
 #[derive(Default)]
@@ -635,8 +540,7 @@ fn report(cases: &[Case], results: &[Res], wall: Duration) -> (String, Vec<Strin
             Outcome::Fail(m) => {
                 row.failed += 1;
                 f += 1;
-                row.first_fail
-                    .get_or_insert_with(|| format!("{}: {}", c.name, one_line(m)));
+                row.first_fail.get_or_insert_with(|| format!("{}: {}", c.name, one_line(m)));
                 if c.required {
                     rf += 1;
                     required_failures.push(format!("{}: {}", c.name, one_line(m)));
@@ -646,23 +550,14 @@ fn report(cases: &[Case], results: &[Res], wall: Duration) -> (String, Vec<Strin
                 row.skipped += 1;
                 s += 1;
                 rs += c.required as usize;
-                row.first_skip
-                    .get_or_insert_with(|| format!("{}: {}", c.name, one_line(m)));
+                row.first_skip.get_or_insert_with(|| format!("{}: {}", c.name, one_line(m)));
             }
         }
     }
     let mut out = String::new();
-    let mut slow: Vec<(Duration, &str)> = results
-        .iter()
-        .zip(cases)
-        .map(|(r, c)| (r.time, c.name.as_str()))
-        .collect();
+    let mut slow: Vec<(Duration, &str)> = results.iter().zip(cases).map(|(r, c)| (r.time, c.name.as_str())).collect();
     slow.sort_by_key(|a| std::cmp::Reverse(a.0));
-    out += &format!(
-        "ONNX node conformance ({} cases in {:.1} s); slowest:",
-        cases.len(),
-        wall.as_secs_f64()
-    );
+    out += &format!("ONNX node conformance ({} cases in {:.1} s); slowest:", cases.len(), wall.as_secs_f64());
     for (d, n) in slow.iter().take(5) {
         out += &format!(" {n} {:.2}s;", d.as_secs_f64());
     }
@@ -680,41 +575,22 @@ fn report(cases: &[Case], results: &[Res], wall: Duration) -> (String, Vec<Strin
             out += &format!("  {}\n", truncate(m, 400));
         }
     }
-    let w = rows
-        .keys()
-        .map(|k| k.chars().count())
-        .max()
-        .unwrap_or(2)
-        .max(9)
-        + 2;
+    let w = rows.keys().map(|k| k.chars().count()).max().unwrap_or(2).max(9) + 2;
     out += &format!(
         "\n{:<w$} {:>5} {:>5} {:>5}  first failure / first skip reason  (* = required)\n",
         "op", "pass", "fail", "skip"
     );
     for (op, r) in &rows {
-        let name = if r.required {
-            format!("{op} *")
-        } else {
-            op.to_string()
-        };
+        let name = if r.required { format!("{op} *") } else { op.to_string() };
         let why = match (&r.first_fail, &r.first_skip) {
             (Some(m), _) => format!("FAIL {m}"),
             (None, Some(m)) => format!("skip {m}"),
             _ => String::new(),
         };
-        out += &format!(
-            "{name:<w$} {:>5} {:>5} {:>5}  {}\n",
-            r.passed,
-            r.failed,
-            r.skipped,
-            truncate(&why, 180)
-        );
+        out += &format!("{name:<w$} {:>5} {:>5} {:>5}  {}\n", r.passed, r.failed, r.skipped, truncate(&why, 180));
     }
     out += &format!("{:<w$} {p:>5} {f:>5} {s:>5}\n", "TOTAL");
-    out += &format!(
-        "{:<w$} {rp:>5} {rf:>5} {rs:>5}  (cases whose ops are all required)\n",
-        "REQUIRED"
-    );
+    out += &format!("{:<w$} {rp:>5} {rf:>5} {rs:>5}  (cases whose ops are all required)\n", "REQUIRED");
     out += &format!("conformance: {p} passed, {f} failed, {s} skipped\n");
     (out, required_failures)
 }
@@ -749,13 +625,7 @@ fn onnx_node_conformance() {
         .map(|name| {
             let d = dir.join(&name);
             let meta = read_meta(&d).unwrap_or_else(|e| panic!("{name}: {e}"));
-            Case {
-                name,
-                dir: d,
-                meta,
-                op: String::new(),
-                required: false,
-            }
+            Case { name, dir: d, meta, op: String::new(), required: false }
         })
         .collect();
     assign_ops(&mut cases);
@@ -776,17 +646,8 @@ fn onnx_node_conformance() {
             Outcome::Skip(m) => ("skip", one_line(m)),
         };
         let req = if c.required { " [required]" } else { "" };
-        let frozen = if r.frozen {
-            " [int inputs constant]"
-        } else {
-            ""
-        };
-        every += &format!(
-            "{tag} {} ({}{req}{frozen}, {:.3}s) {m}\n",
-            c.name,
-            c.op,
-            r.time.as_secs_f64()
-        );
+        let frozen = if r.frozen { " [int inputs constant]" } else { "" };
+        every += &format!("{tag} {} ({}{req}{frozen}, {:.3}s) {m}\n", c.name, c.op, r.time.as_secs_f64());
     }
     let _ = std::fs::write(target.join("conformance-cases.txt"), every);
 
@@ -795,12 +656,7 @@ fn onnx_node_conformance() {
         "{} case(s) of required operators failed (see the table above, {} and conformance-cases.txt):\n{}",
         required_failures.len(),
         target.join("conformance.txt").display(),
-        required_failures
-            .iter()
-            .take(30)
-            .map(|m| format!("  {}", truncate(m, 300)))
-            .collect::<Vec<_>>()
-            .join("\n")
+        required_failures.iter().take(30).map(|m| format!("  {}", truncate(m, 300))).collect::<Vec<_>>().join("\n")
     );
 }
 

@@ -87,7 +87,9 @@ fn shape_subgraphs_fold_away_on_static_models() {
         let leftover: Vec<&str> = g
             .nodes
             .iter()
-            .filter(|n| matches!(n.op, slmtvm_ir::Op::Shape(_) | slmtvm_ir::Op::ConstantOfShape(_) | slmtvm_ir::Op::Range(_)))
+            .filter(|n| {
+                matches!(n.op, slmtvm_ir::Op::Shape(_) | slmtvm_ir::Op::ConstantOfShape(_) | slmtvm_ir::Op::Range(_))
+            })
             .map(|n| n.name.as_str())
             .collect();
         assert!(leftover.is_empty(), "{}: shape computations left after import: {leftover:?}", dir.display());

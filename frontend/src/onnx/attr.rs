@@ -75,7 +75,9 @@ impl<'a> Attrs<'a> {
         self.ints(attr)?
             .map(|v| {
                 v.iter()
-                    .map(|&x| usize::try_from(x).map_err(|_| self.err(attr, format!("values must be non-negative, got {x}"))))
+                    .map(|&x| {
+                        usize::try_from(x).map_err(|_| self.err(attr, format!("values must be non-negative, got {x}")))
+                    })
                     .collect()
             })
             .transpose()

@@ -54,7 +54,8 @@ pub fn load_onnx_bytes(bytes: &[u8], base_dir: Option<&Path>, opts: &LoadOptions
     if bytes.is_empty() {
         return Err(Error::Decode { what: "the model file".into(), msg: "the file is empty".into() });
     }
-    let model = ModelProto::decode(bytes).map_err(|e| Error::Decode { what: "the model file".into(), msg: e.to_string() })?;
+    let model =
+        ModelProto::decode(bytes).map_err(|e| Error::Decode { what: "the model file".into(), msg: e.to_string() })?;
     let graph = model
         .graph
         .as_ref()
@@ -65,7 +66,7 @@ pub fn load_onnx_bytes(bytes: &[u8], base_dir: Option<&Path>, opts: &LoadOptions
             opset = Some(o.version());
         }
     }
-    if let Some(v) = opset.filter(|&v| v > MAX_OPSET || v < 1) {
+    if let Some(v) = opset.filter(|v| !(1..=MAX_OPSET).contains(v)) {
         return Err(Error::Unsupported {
             context: "model".into(),
             msg: format!("ai.onnx opset {v} (slmtvm reads opsets up to {MAX_OPSET})"),
@@ -124,7 +125,10 @@ impl Importer<'_> {
         let tt = match &tp.value {
             Some(type_proto::Value::TensorType(t)) => t,
             Some(_) => {
-                return Err(Error::Unsupported { context: format!("tensor '{name}'"), msg: "non-tensor types (sequence, map, optional)".into() });
+                return Err(Error::Unsupported {
+                    context: format!("tensor '{name}'"),
+                    msg: "non-tensor types (sequence, map, optional)".into(),
+                });
             }
             None => return Ok(None),
         };
@@ -353,14 +357,25 @@ pub fn scan_onnx(path: &Path) -> Result<Scan> {
     if bytes.is_empty() {
         return Err(Error::Decode { what: "the model file".into(), msg: "the file is empty".into() });
     }
-    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| Error::Decode { what: "the model file".into(), msg: e.to_string() })?;
+    let model = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::Decode { what: "the model file".into(), msg: e.to_string() })?;
     let mut s = Scan {
-        opset: model.opset_import.iter().filter(|o| o.domain().is_empty() || o.domain() == "ai.onnx").map(|o| o.version()).next().unwrap_or(0),
+        opset: model
+            .opset_import
+            .iter()
+            .filter(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
+            .map(|o| o.version())
+            .next()
+            .unwrap_or(0),
         producer: format!("{} {}", model.producer_name(), model.producer_version()).trim().to_string(),
         ..Scan::default()
     };
     for (i, n) in model.graph.iter().flat_map(|g| &g.node).enumerate() {
-        let key = if n.domain().is_empty() || n.domain() == "ai.onnx" { n.op_type().to_string() } else { format!("{}::{}", n.domain(), n.op_type()) };
+        let key = if n.domain().is_empty() || n.domain() == "ai.onnx" {
+            n.op_type().to_string()
+        } else {
+            format!("{}::{}", n.domain(), n.op_type())
+        };
         *s.ops.entry(key).or_default() += 1;
         if !ops::is_supported(n.domain(), n.op_type()) {
             let name = if n.name().is_empty() { format!("{}_{i}", n.op_type()) } else { n.name().to_string() };

@@ -18,14 +18,70 @@ pub enum Lowered {
 
 /// Every ONNX `ai.onnx` operator type the importer maps, for `inspect`'s unsupported-op report.
 pub const SUPPORTED: &[&str] = &[
-    "Abs", "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "Cos", "DequantizeLinear", "Div", "DynamicQuantizeLinear", "Equal", "Erf",
-    "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Greater",
-    "GreaterOrEqual", "HardSigmoid", "Identity", "LayerNormalization", "Less", "LessOrEqual", "Log",
-    "MatMul", "MatMulInteger", "MaxPool", "Mul", "Neg", "Not", "Or", "Pow", "QuantizeLinear", "Range",
-    "Reciprocal", "ReduceL2", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape",
-    "Sigmoid", "Sin", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Trilu",
-    "Unsqueeze", "Where",
+    "Abs",
+    "Add",
+    "And",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Cos",
+    "DequantizeLinear",
+    "Div",
+    "DynamicQuantizeLinear",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Gather",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSigmoid",
+    "Identity",
+    "LayerNormalization",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "MatMul",
+    "MatMulInteger",
+    "MaxPool",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "Pow",
+    "QuantizeLinear",
+    "Range",
+    "Reciprocal",
+    "ReduceL2",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Sin",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    "Where",
 ];
 
 /// The opset versions at which each supported operator's definition changed (ONNX's
@@ -85,6 +141,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("Shape", &[1, 13, 15, 19, 21, 23, 24, 25]),
     ("Sigmoid", &[1, 6, 13]),
     ("Sin", &[7, 22]),
+    ("Size", &[1, 13, 19, 21, 23, 24, 25]),
     ("Slice", &[1, 10, 11, 13]),
     ("Softmax", &[1, 11, 13]),
     ("Split", &[1, 2, 11, 13, 18]),
@@ -114,15 +171,24 @@ fn op(o: Op, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
 }
 
 /// Input `i` must be a constant integer tensor (axes, split sizes); returns its values.
-fn const_ints(imp: &Importer, node: &str, op_type: &str, ins: &[Option<ValueId>], i: usize, what: &str) -> Result<Option<Vec<i64>>> {
+fn const_ints(
+    imp: &Importer,
+    node: &str,
+    op_type: &str,
+    ins: &[Option<ValueId>],
+    i: usize,
+    what: &str,
+) -> Result<Option<Vec<i64>>> {
     let Some(Some(v)) = ins.get(i) else { return Ok(None) };
     let t = imp.const_of(Some(*v)).ok_or_else(|| Error::Unsupported {
         context: format!("node '{node}'"),
         msg: format!("{op_type} with a non-constant '{what}' input"),
     })?;
-    t.to_i64_vec()
-        .map(Some)
-        .map_err(|m| Error::Node { node: node.into(), op: op_type.into(), msg: format!("'{what}' input: {m}") })
+    t.to_i64_vec().map(Some).map_err(|m| Error::Node {
+        node: node.into(),
+        op: op_type.into(),
+        msg: format!("'{what}' input: {m}"),
+    })
 }
 
 fn auto_pad(a: &Attrs) -> Result<AutoPad> {
@@ -132,13 +198,23 @@ fn auto_pad(a: &Attrs) -> Result<AutoPad> {
         Some("SAME_LOWER") => AutoPad::SameLower,
         Some("VALID") => AutoPad::Valid,
         Some(other) => {
-            return Err(Error::Attribute { node: String::new(), attr: "auto_pad".into(), msg: format!("unknown value '{other}'") });
+            return Err(Error::Attribute {
+                node: String::new(),
+                attr: "auto_pad".into(),
+                msg: format!("unknown value '{other}'"),
+            });
         }
     })
 }
 
 /// Maps one node. `ins` are its inputs with trailing absent ones removed.
-pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+pub(crate) fn map_node(
+    imp: &Importer,
+    n: &NodeProto,
+    name: &str,
+    a: &Attrs,
+    mut ins: Vec<Option<ValueId>>,
+) -> Result<Lowered> {
     let ty = n.op_type();
     let domain = n.domain();
     if !(domain.is_empty() || domain == "ai.onnx") {
@@ -149,8 +225,13 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
             opset: imp.domain_version(domain).unwrap_or(0),
         });
     }
-    let opset = imp.opset.ok_or_else(|| Error::Model(format!("node '{name}' uses the ai.onnx domain, but the model imports no ai.onnx opset")))?;
-    if opset < super::MIN_OPSET && SUPPORTED.contains(&ty) && version_in_force(ty, opset) != version_in_force(ty, super::MIN_OPSET) {
+    let opset = imp.opset.ok_or_else(|| {
+        Error::Model(format!("node '{name}' uses the ai.onnx domain, but the model imports no ai.onnx opset"))
+    })?;
+    if opset < super::MIN_OPSET
+        && SUPPORTED.contains(&ty)
+        && version_in_force(ty, opset) != version_in_force(ty, super::MIN_OPSET)
+    {
         return Err(Error::Unsupported {
             context: format!("node '{name}'"),
             msg: format!(
@@ -181,11 +262,19 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
             let tanh_approx = match a.string("approximate")?.as_deref() {
                 None | Some("none") => false,
                 Some("tanh") => true,
-                Some(o) => return Err(Error::Attribute { node: name.into(), attr: "approximate".into(), msg: format!("unknown value '{o}'") }),
+                Some(o) => {
+                    return Err(Error::Attribute {
+                        node: name.into(),
+                        attr: "approximate".into(),
+                        msg: format!("unknown value '{o}'"),
+                    });
+                }
             };
             unary(UnaryOp::Gelu { tanh_approx })
         }
-        "HardSigmoid" => unary(UnaryOp::HardSigmoid { alpha: a.float_or("alpha", 0.2)?, beta: a.float_or("beta", 0.5)? }),
+        "HardSigmoid" => {
+            unary(UnaryOp::HardSigmoid { alpha: a.float_or("alpha", 0.2)?, beta: a.float_or("beta", 0.5)? })
+        }
         "Add" => binary(BinaryOp::Add),
         "Sub" => binary(BinaryOp::Sub),
         "Mul" => binary(BinaryOp::Mul),
@@ -201,7 +290,11 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
         "Clip" => op(Op::Clip(Clip {}), ins),
         "Where" => op(Op::Where(Where {}), ins),
         "Cast" => {
-            let to = a.int("to")?.ok_or_else(|| Error::Attribute { node: name.into(), attr: "to".into(), msg: "is required".into() })?;
+            let to = a.int("to")?.ok_or_else(|| Error::Attribute {
+                node: name.into(),
+                attr: "to".into(),
+                msg: "is required".into(),
+            })?;
             let to = super::tensor::dtype_from_onnx(to as i32, &format!("{name}: Cast target"))?;
             op(Op::Cast(Cast { to, saturate: a.flag_or("saturate", true)? }), ins)
         }
@@ -243,23 +336,28 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
         "LayerNormalization" => {
             let stash = a.int_or("stash_type", 1)?;
             if stash != 1 {
-                return Err(Error::Unsupported { context: format!("node '{name}'"), msg: format!("LayerNormalization stash_type {stash}") });
+                return Err(Error::Unsupported {
+                    context: format!("node '{name}'"),
+                    msg: format!("LayerNormalization stash_type {stash}"),
+                });
             }
             op(Op::LayerNorm(LayerNorm { axis: a.int_or("axis", -1)?, epsilon: a.float_or("epsilon", 1e-5)? }), ins)
         }
         "BatchNormalization" => {
             let _ = a.float_or("momentum", 0.9)?;
             if a.flag_or("training_mode", false)? {
-                return Err(Error::Unsupported { context: format!("node '{name}'"), msg: "BatchNormalization in training mode".into() });
+                return Err(Error::Unsupported {
+                    context: format!("node '{name}'"),
+                    msg: "BatchNormalization in training mode".into(),
+                });
             }
             op(Op::BatchNorm(BatchNorm { epsilon: a.float_or("epsilon", 1e-5)? }), ins)
         }
         "Conv" => op(
             Op::Conv(Conv {
-                group: usize::try_from(a.int_or("group", 1)?)
-                    .ok()
-                    .filter(|&g| g > 0)
-                    .ok_or_else(|| Error::Attribute { node: name.into(), attr: "group".into(), msg: "must be positive".into() })?,
+                group: usize::try_from(a.int_or("group", 1)?).ok().filter(|&g| g > 0).ok_or_else(|| {
+                    Error::Attribute { node: name.into(), attr: "group".into(), msg: "must be positive".into() }
+                })?,
                 kernel_shape: a.usizes("kernel_shape")?,
                 strides: a.usizes("strides")?,
                 dilations: a.usizes("dilations")?,
@@ -272,16 +370,25 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
             let kind = if ty == "MaxPool" { PoolKind::Max } else { PoolKind::Average };
             if kind == PoolKind::Max {
                 if a.int_or("storage_order", 0)? != 0 {
-                    return Err(Error::Unsupported { context: format!("node '{name}'"), msg: "MaxPool storage_order 1".into() });
+                    return Err(Error::Unsupported {
+                        context: format!("node '{name}'"),
+                        msg: "MaxPool storage_order 1".into(),
+                    });
                 }
                 if n.output.get(1).is_some_and(|o| !o.is_empty()) {
-                    return Err(Error::Unsupported { context: format!("node '{name}'"), msg: "MaxPool's Indices output".into() });
+                    return Err(Error::Unsupported {
+                        context: format!("node '{name}'"),
+                        msg: "MaxPool's Indices output".into(),
+                    });
                 }
             }
-            let kernel_shape = a
-                .usizes("kernel_shape")?
-                .ok_or_else(|| Error::Attribute { node: name.into(), attr: "kernel_shape".into(), msg: "is required".into() })?;
-            let count_include_pad = if kind == PoolKind::Average { a.flag_or("count_include_pad", false)? } else { false };
+            let kernel_shape = a.usizes("kernel_shape")?.ok_or_else(|| Error::Attribute {
+                node: name.into(),
+                attr: "kernel_shape".into(),
+                msg: "is required".into(),
+            })?;
+            let count_include_pad =
+                if kind == PoolKind::Average { a.flag_or("count_include_pad", false)? } else { false };
             op(
                 Op::Pool(Pool {
                     kind,
@@ -305,7 +412,10 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
             };
             let output_dtype = attr_dtype.or(zp_dtype).unwrap_or(DType::U8);
             if !matches!(output_dtype, DType::I8 | DType::U8) {
-                return Err(Error::Unsupported { context: format!("node '{name}'"), msg: format!("QuantizeLinear to {output_dtype}") });
+                return Err(Error::Unsupported {
+                    context: format!("node '{name}'"),
+                    msg: format!("QuantizeLinear to {output_dtype}"),
+                });
             }
             let _ = a.flag_or("saturate", true)?;
             let _ = a.int("precision")?;
@@ -323,10 +433,16 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
                 let want = super::tensor::dtype_from_onnx(code as i32, &format!("{name}: output_dtype"))?;
                 let scale = ins.get(1).copied().flatten().map(|s| imp.g.ty(s).dtype);
                 if scale != Some(want) {
-                    return Err(Error::Unsupported { context: format!("node '{name}'"), msg: "DequantizeLinear output_dtype other than the scale's".into() });
+                    return Err(Error::Unsupported {
+                        context: format!("node '{name}'"),
+                        msg: "DequantizeLinear output_dtype other than the scale's".into(),
+                    });
                 }
             }
-            op(Op::DequantizeLinear(DequantizeLinear { axis: a.int_or("axis", 1)?, block_size: block_size(a, name)? }), ins)
+            op(
+                Op::DequantizeLinear(DequantizeLinear { axis: a.int_or("axis", 1)?, block_size: block_size(a, name)? }),
+                ins,
+            )
         }
         "DynamicQuantizeLinear" => op(Op::DynamicQuantizeLinear(DynamicQuantizeLinear {}), ins),
         "Reshape" => op(Op::Reshape(Reshape { allowzero: a.flag_or("allowzero", false)? }), ins),
@@ -337,31 +453,45 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
             op(Op::Squeeze(Squeeze { axes }), ins)
         }
         "Unsqueeze" => {
-            let axes = const_ints(imp, name, ty, &ins, 1, "axes")?
-                .ok_or_else(|| Error::Node { node: name.into(), op: ty.into(), msg: "the 'axes' input is required".into() })?;
+            let axes = const_ints(imp, name, ty, &ins, 1, "axes")?.ok_or_else(|| Error::Node {
+                node: name.into(),
+                op: ty.into(),
+                msg: "the 'axes' input is required".into(),
+            })?;
             ins.truncate(1);
             op(Op::Unsqueeze(Unsqueeze { axes }), ins)
         }
         "Transpose" => op(Op::Transpose(Transpose { perm: a.usizes("perm")? }), ins),
         "Concat" => {
-            let axis = a.int("axis")?.ok_or_else(|| Error::Attribute { node: name.into(), attr: "axis".into(), msg: "is required".into() })?;
+            let axis = a.int("axis")?.ok_or_else(|| Error::Attribute {
+                node: name.into(),
+                attr: "axis".into(),
+                msg: "is required".into(),
+            })?;
             op(Op::Concat(Concat { axis }), ins)
         }
         "Split" => {
             let sizes = const_ints(imp, name, ty, &ins, 1, "split")?
                 .map(|v| {
                     v.iter()
-                        .map(|&x| usize::try_from(x).map_err(|_| Error::Node { node: name.into(), op: ty.into(), msg: format!("negative split size {x}") }))
+                        .map(|&x| {
+                            usize::try_from(x).map_err(|_| Error::Node {
+                                node: name.into(),
+                                op: ty.into(),
+                                msg: format!("negative split size {x}"),
+                            })
+                        })
                         .collect::<Result<Vec<usize>>>()
                 })
                 .transpose()?;
             let attr_n = a.int("num_outputs")?;
             let num_outputs = match (&sizes, attr_n) {
                 (Some(s), _) => s.len(),
-                (None, Some(k)) => usize::try_from(k)
-                    .ok()
-                    .filter(|&k| k > 0)
-                    .ok_or_else(|| Error::Attribute { node: name.into(), attr: "num_outputs".into(), msg: format!("must be positive, got {k}") })?,
+                (None, Some(k)) => usize::try_from(k).ok().filter(|&k| k > 0).ok_or_else(|| Error::Attribute {
+                    node: name.into(),
+                    attr: "num_outputs".into(),
+                    msg: format!("must be positive, got {k}"),
+                })?,
                 (None, None) => n.output.len(),
             };
             ins.truncate(1);
@@ -371,13 +501,18 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
         "Gather" => op(Op::Gather(Gather { axis: a.int_or("axis", 0)? }), ins),
         "Expand" => op(Op::Expand(Expand {}), ins),
         "Shape" => op(Op::Shape(ShapeOf { start: a.int_or("start", 0)?, end: a.int("end")? }), ins),
+        "Size" => op(Op::Size(Size {}), ins),
         "Range" => op(Op::Range(Range {}), ins),
         "ConstantOfShape" => {
             let value = match a.tensor("value", imp.base_dir)? {
                 None => Scalar::F32(0.0),
                 Some(t) => {
                     if t.len() != 1 {
-                        return Err(Error::Attribute { node: name.into(), attr: "value".into(), msg: format!("must hold one element, holds {}", t.len()) });
+                        return Err(Error::Attribute {
+                            node: name.into(),
+                            attr: "value".into(),
+                            msg: format!("must hold one element, holds {}", t.len()),
+                        });
                     }
                     Scalar::first_of(&t).unwrap_or(Scalar::F32(0.0))
                 }
@@ -386,15 +521,17 @@ pub(crate) fn map_node(imp: &Importer, n: &NodeProto, name: &str, a: &Attrs, mut
         }
         "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
         "Constant" => constant(imp, a, name).map(Lowered::Const),
-        _ => {
-            Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset })
-        }
+        _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset }),
     }
 }
 
 fn block_size(a: &Attrs, name: &str) -> Result<usize> {
     let b = a.int_or("block_size", 0)?;
-    usize::try_from(b).map_err(|_| Error::Attribute { node: name.into(), attr: "block_size".into(), msg: format!("must be non-negative, got {b}") })
+    usize::try_from(b).map_err(|_| Error::Attribute {
+        node: name.into(),
+        attr: "block_size".into(),
+        msg: format!("must be non-negative, got {b}"),
+    })
 }
 
 fn with_node(e: Error, name: &str) -> Error {
@@ -424,7 +561,10 @@ fn constant(imp: &Importer, a: &Attrs, name: &str) -> Result<Tensor> {
     }
     for unsupported in ["value_string", "value_strings", "sparse_value"] {
         if a.has(unsupported) {
-            return Err(Error::Unsupported { context: format!("node '{name}'"), msg: format!("Constant with {unsupported}") });
+            return Err(Error::Unsupported {
+                context: format!("node '{name}'"),
+                msg: format!("Constant with {unsupported}"),
+            });
         }
     }
     Err(bad("value", "a Constant needs one of value, value_float(s), value_int(s)".into()))

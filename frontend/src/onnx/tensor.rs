@@ -1,7 +1,7 @@
 //! ONNX tensors (`TensorProto`) to IR tensors, including external data resolved strictly
 //! inside the model's folder.
 
-use super::proto::{TensorProto, tensor_proto::DataType, tensor_proto::DataLocation};
+use super::proto::{TensorProto, tensor_proto::DataLocation, tensor_proto::DataType};
 use crate::{Error, Result};
 use half::f16;
 use slmtvm_ir::{DType, Shape, Tensor};
@@ -10,10 +10,8 @@ use std::path::{Component, Path};
 
 /// Maps an ONNX element type code to an IR dtype; `what` names the tensor for the error.
 pub fn dtype_from_onnx(code: i32, what: &str) -> Result<DType> {
-    let dt = DataType::try_from(code).map_err(|_| Error::Tensor {
-        name: what.into(),
-        msg: format!("unknown element type code {code}"),
-    })?;
+    let dt = DataType::try_from(code)
+        .map_err(|_| Error::Tensor { name: what.into(), msg: format!("unknown element type code {code}") })?;
     Ok(match dt {
         DataType::Float => DType::F32,
         DataType::Float16 => DType::F16,
@@ -118,7 +116,9 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, len: usize) -> Result
         return Err(err(format!("location '{loc}' must be a relative path inside the model's folder")));
     }
     if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(err(format!("location '{loc}' may not contain '..' or a root; it must stay inside the model's folder")));
+        return Err(err(format!(
+            "location '{loc}' may not contain '..' or a root; it must stay inside the model's folder"
+        )));
     }
     let base_canon = base.canonicalize().map_err(|e| err(format!("model folder {}: {e}", base.display())))?;
     let path = base_canon.join(rel);

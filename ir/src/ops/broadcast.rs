@@ -11,9 +11,10 @@ pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Result<Shape, OpError> {
     for i in 0..rank {
         let da = dim_from_end(a, rank - i);
         let db = dim_from_end(b, rank - i);
-        out.push(broadcast_dim(&da, &db).ok_or_else(|| {
-            OpError::Invalid(format!("shapes {a} and {b} do not broadcast (axis {i})"))
-        })?);
+        out.push(
+            broadcast_dim(&da, &db)
+                .ok_or_else(|| OpError::Invalid(format!("shapes {a} and {b} do not broadcast (axis {i})")))?,
+        );
     }
     Ok(Shape(out))
 }
@@ -58,9 +59,7 @@ pub fn broadcast_dims(a: &[usize], b: &[usize]) -> Result<Vec<usize>, OpError> {
 
 /// A view of `a` broadcast to `dims`.
 pub fn view_as<'a, T>(a: &'a ArrayD<T>, dims: &[usize]) -> Result<ArrayViewD<'a, T>, OpError> {
-    a.broadcast(IxDyn(dims)).ok_or_else(|| {
-        OpError::Invalid(format!("cannot broadcast {:?} to {:?}", a.shape(), dims))
-    })
+    a.broadcast(IxDyn(dims)).ok_or_else(|| OpError::Invalid(format!("cannot broadcast {:?} to {:?}", a.shape(), dims)))
 }
 
 /// Applies `f` elementwise to `a` and `b` with broadcasting.

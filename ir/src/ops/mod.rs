@@ -27,7 +27,7 @@ pub use conv::{AutoPad, Conv};
 pub use elementwise::{BinaryOp, Cast, Clip, UnaryOp, Where};
 pub use expand::Expand;
 pub use gather::Gather;
-pub use generate::{ConstantOfShape, Range, ShapeOf};
+pub use generate::{ConstantOfShape, Range, ShapeOf, Size};
 pub use matmul::{Gemm, MatMul, MatMulInteger};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{GlobalAveragePool, Pool, PoolKind};
@@ -151,6 +151,8 @@ ops! {
     Expand(Expand),
     /// The shape of the input as an i64 tensor.
     Shape(ShapeOf),
+    /// The element count of the input as an i64 scalar.
+    Size(Size),
     /// An arithmetic sequence.
     Range(Range),
     /// A tensor of a given shape filled with one value.
@@ -160,6 +162,16 @@ ops! {
 }
 
 impl Op {
+    /// For operators whose output depends only on the input's shape (Shape, Size): the output
+    /// for an input of concrete `dims`.
+    pub fn eval_on_shape(&self, dims: &[usize]) -> Option<Tensor> {
+        match self {
+            Op::Shape(s) => Some(s.of_dims(dims)),
+            Op::Size(s) => Some(s.of_dims(dims)),
+            _ => None,
+        }
+    }
+
     /// How many outputs the operator produces.
     pub fn num_outputs(&self) -> usize {
         self.def().num_outputs()
@@ -182,7 +194,7 @@ impl Op {
 }
 
 /// Returns input `i`, or an error naming it when it is absent.
-pub fn req<'a, T: Copy>(ins: &[Option<T>], i: usize) -> Result<T, OpError> {
+pub fn req<T: Copy>(ins: &[Option<T>], i: usize) -> Result<T, OpError> {
     ins.get(i).copied().flatten().ok_or_else(|| OpError::Invalid(format!("input {i} is required")))
 }
 
@@ -194,10 +206,21 @@ pub fn opt<T: Copy>(ins: &[Option<T>], i: usize) -> Option<T> {
 /// Checks the number of inputs is within `min..=max`.
 pub fn arity<T>(ins: &[Option<T>], min: usize, max: usize) -> Result<(), OpError> {
     if ins.len() < min || ins.len() > max {
-        return Err(OpError::Invalid(format!(
-            "expects {min}..={max} inputs, got {}",
-            ins.len()
-        )));
+        return Err(OpError::Invalid(format!("expects {min}..={max} inputs, got {}", ins.len())));
     }
     Ok(())
+}
+
+/// Helpers shared by the operator families' tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// The multi-index of row-major offset `k` in a tensor of `dims`.
+    pub(crate) fn unravel(mut k: usize, dims: &[usize]) -> Vec<usize> {
+        let mut idx = vec![0; dims.len()];
+        for (i, &d) in dims.iter().enumerate().rev() {
+            idx[i] = k % d;
+            k /= d;
+        }
+        idx
+    }
 }

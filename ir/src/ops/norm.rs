@@ -28,9 +28,9 @@ fn numel(t: Option<&TypeInfo>) -> u64 {
 
 /// `v` broadcast to `dims` and flattened in row-major order.
 fn broadcast_flat(v: &ArrayD<f64>, dims: &[usize], what: &str) -> Result<Vec<f64>, OpError> {
-    let view = v.broadcast(dims).ok_or_else(|| {
-        invalid(format!("{what} of shape {:?} does not broadcast to {dims:?}", v.shape()))
-    })?;
+    let view = v
+        .broadcast(dims)
+        .ok_or_else(|| invalid(format!("{what} of shape {:?} does not broadcast to {dims:?}", v.shape())))?;
     Ok(view.iter().copied().collect())
 }
 
@@ -140,9 +140,10 @@ fn check_batchnorm(x: &TypeInfo, params: &[&TypeInfo]) -> Result<(), OpError> {
     if !x.dtype.is_float() {
         return Err(invalid(format!("BatchNorm needs a float input, got {}", x.dtype)));
     }
-    let c = x.shape.0.get(1).ok_or_else(|| {
-        invalid(format!("BatchNorm input must have at least 2 axes [N, C, ...], got {}", x.shape))
-    })?;
+    let c =
+        x.shape.0.get(1).ok_or_else(|| {
+            invalid(format!("BatchNorm input must have at least 2 axes [N, C, ...], got {}", x.shape))
+        })?;
     for (p, what) in params.iter().zip(BN_PARAMS) {
         if !p.dtype.is_float() {
             return Err(invalid(format!("BatchNorm {what} must be float, got {}", p.dtype)));
@@ -278,7 +279,11 @@ mod tests {
         assert!(op.eval(&[Some(&t(&[3], vec![1i32; 3])), Some(&t(&[3], vec![1i32; 3]))]).is_err());
         assert!(LayerNorm { axis: 2, epsilon: 0.0 }.eval(&[Some(&x), Some(&x)]).is_err());
         assert!(op.eval(&[Some(&x)]).is_err());
-        let tys = infer(&LayerNorm { axis: -1, epsilon: 1e-5 }, &[(DType::F16, "[b, s, 384]"), (DType::F16, "[384]"), (DType::F16, "[384]")]).unwrap();
+        let tys = infer(
+            &LayerNorm { axis: -1, epsilon: 1e-5 },
+            &[(DType::F16, "[b, s, 384]"), (DType::F16, "[384]"), (DType::F16, "[384]")],
+        )
+        .unwrap();
         assert_eq!(tys[0].to_string(), "f16[b, s, 384]");
         assert_eq!(tys[1].to_string(), "f32[b, s, 1]");
         assert_eq!(tys[2].to_string(), "f32[b, s, 1]");
@@ -307,10 +312,7 @@ mod tests {
         let mut ins = bn_inputs();
         ins[0] = x;
         let y = BatchNorm { epsilon: 0.0 }.eval(&ins.iter().map(Some).collect::<Vec<_>>()).unwrap();
-        let want: Vec<f16> = [1.0f32, 1.0, 2.0, 4.6742]
-            .iter()
-            .map(|&v| f16::from_f32(v))
-            .collect();
+        let want: Vec<f16> = [1.0f32, 1.0, 2.0, 4.6742].iter().map(|&v| f16::from_f32(v)).collect();
         assert_eq!(y[0], t(&[2, 2], want));
     }
 

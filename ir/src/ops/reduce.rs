@@ -106,7 +106,9 @@ impl Reduce {
         let r = self.lanes(&x.to_f64(), axes, |v| match self.kind {
             ReduceKind::Sum => sum(v),
             ReduceKind::Mean => sum(v) / v.len() as f64,
-            ReduceKind::Max => v.iter().fold(f64::NEG_INFINITY, |m, &x| if m.is_nan() || x.is_nan() { f64::NAN } else { m.max(x) }),
+            ReduceKind::Max => {
+                v.iter().fold(f64::NEG_INFINITY, |m, &x| if m.is_nan() || x.is_nan() { f64::NAN } else { m.max(x) })
+            }
             ReduceKind::L2 => v.iter().fold(0.0, |s, &x| s + x * x).sqrt(),
         })?;
         Ok(cast_f64(&r, x.dtype()))
@@ -118,17 +120,12 @@ impl Reduce {
         let sum = |v: &mut dyn Iterator<Item = i64>| v.fold(0i64, i64::wrapping_add);
         Ok(match self.kind {
             ReduceKind::Sum => cast_i64(&self.lanes(&a, axes, |v| sum(&mut v.iter().copied()))?, dt),
-            ReduceKind::Max => {
-                cast_i64(&self.lanes(&a, axes, |v| v.iter().copied().fold(int_min(dt), i64::max))?, dt)
+            ReduceKind::Max => cast_i64(&self.lanes(&a, axes, |v| v.iter().copied().fold(int_min(dt), i64::max))?, dt),
+            ReduceKind::Mean => {
+                cast_f64(&self.lanes(&a, axes, |v| wrap(dt, sum(&mut v.iter().copied())) as f64 / v.len() as f64)?, dt)
             }
-            ReduceKind::Mean => cast_f64(
-                &self.lanes(&a, axes, |v| wrap(dt, sum(&mut v.iter().copied())) as f64 / v.len() as f64)?,
-                dt,
-            ),
             ReduceKind::L2 => cast_f64(
-                &self.lanes(&a, axes, |v| {
-                    (sum(&mut v.iter().map(|&x| wrap(dt, x.wrapping_mul(x)))) as f64).sqrt()
-                })?,
+                &self.lanes(&a, axes, |v| (sum(&mut v.iter().map(|&x| wrap(dt, x.wrapping_mul(x)))) as f64).sqrt())?,
                 dt,
             ),
         })
@@ -238,6 +235,7 @@ impl OpDef for Softmax {
 mod tests {
     use super::*;
     use crate::Element;
+    use crate::ops::test_util::unravel;
     use half::f16;
     use proptest::prelude::*;
 
@@ -371,15 +369,6 @@ mod tests {
         assert!(run(&Softmax { axis: 0 }, &t(&[2], vec![1i32, 2])).is_err());
         assert_eq!(infer(&Softmax { axis: -1 }, "[b, 8]", DType::F16).unwrap().shape, Shape::parse("[b, 8]").unwrap());
         assert!(infer(&Softmax { axis: -3 }, "[b, 8]", DType::F32).is_err());
-    }
-
-    fn unravel(mut k: usize, dims: &[usize]) -> Vec<usize> {
-        let mut idx = vec![0; dims.len()];
-        for (i, &d) in dims.iter().enumerate().rev() {
-            idx[i] = k % d;
-            k /= d;
-        }
-        idx
     }
 
     proptest! {

@@ -1,8 +1,108 @@
 //! Shape-only rearrangements: Reshape, Flatten, Squeeze, Unsqueeze.
+//!
+//! Also holds the helpers the shape-manipulating operator families share: reading integer
+//! argument tensors, what inference knows of a shape argument, and the allocation check.
 
-use super::{InferIn, OpDef};
-use crate::{OpError, Tensor, TypeInfo};
+use super::{InferIn, OpDef, arity, req};
+use crate::error::{invalid, unsupported};
+use crate::{DType, Dim, OpError, Shape, Tensor, TypeInfo};
 use serde::{Deserialize, Serialize};
+
+/// The elements of `t`, an integer argument named `what`, which must be 1-D and of one of
+/// `dtypes`.
+pub(super) fn int_list(t: &Tensor, what: &str, dtypes: &[DType]) -> Result<Vec<i64>, OpError> {
+    check_int_list_type(&TypeInfo::new(t.dtype(), t.static_shape()), what, dtypes)?;
+    Ok(t.to_i64_vec()?)
+}
+
+/// Checks the type of a 1-D integer argument named `what`; returns its length.
+pub(super) fn check_int_list_type(ty: &TypeInfo, what: &str, dtypes: &[DType]) -> Result<Dim, OpError> {
+    if !dtypes.contains(&ty.dtype) {
+        let names: Vec<&str> = dtypes.iter().map(|d| d.name()).collect();
+        return Err(invalid(format!("{what} must be {}, got {}", names.join(" or "), ty.dtype)));
+    }
+    match ty.shape.0.as_slice() {
+        [len] => Ok(len.clone()),
+        _ => Err(invalid(format!("{what} must be 1-D, got shape {}", ty.shape))),
+    }
+}
+
+/// What inference knows of a 1-D i64 shape argument named `what`: one entry per element, its
+/// value when the argument is a constant. A symbolic length is unsupported (the output rank
+/// would be unknown).
+pub(super) fn shape_arg(inp: InferIn<'_>, what: &str) -> Result<Vec<Option<i64>>, OpError> {
+    let len = check_int_list_type(inp.ty, what, &[DType::I64])?;
+    if let Some(t) = inp.value {
+        return Ok(int_list(t, what, &[DType::I64])?.into_iter().map(Some).collect());
+    }
+    match len.known() {
+        Some(n) => Ok(vec![None; n]),
+        None => Err(unsupported(format!("{what} has symbolic length {len}, so the output rank is unknown"))),
+    }
+}
+
+/// A shape-argument value (`what` names the argument) as a size, rejecting negatives.
+fn nonneg(v: i64, what: &str) -> Result<usize, OpError> {
+    usize::try_from(v).map_err(|_| invalid(format!("{what} has negative dim {v}")))
+}
+
+/// Converts shape-argument values (`what` names the argument) to sizes, rejecting negatives.
+pub(super) fn nonneg_dims(vals: &[i64], what: &str) -> Result<Vec<usize>, OpError> {
+    vals.iter().map(|&v| nonneg(v, what)).collect()
+}
+
+/// What inference knows of the dims a 1-D i64 shape argument named `what` lists: the
+/// constant values (checked non-negative), else unknown dims of the argument's length.
+pub(super) fn shape_arg_dims(inp: InferIn<'_>, what: &str) -> Result<Vec<Dim>, OpError> {
+    shape_arg(inp, what)?
+        .into_iter()
+        .map(|v| match v {
+            Some(v) => nonneg(v, what).map(Dim::Known),
+            None => Ok(Dim::unknown()),
+        })
+        .collect()
+}
+
+/// Checks that a tensor of `dims` and `dtype` may be allocated (see
+/// [`crate::shape::MAX_TENSOR_BYTES`]).
+pub(super) fn check_alloc(dims: &[usize], dtype: DType) -> Result<(), OpError> {
+    Ok(Shape::known(dims).check_size(dtype.size())?)
+}
+
+/// Normalizes `axes` against `rank`, rejecting out-of-range and repeated axes.
+pub(super) fn unique_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, OpError> {
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let n = crate::shape::normalize_axis(a, rank)?;
+        if out.contains(&n) {
+            return Err(invalid(format!("axis {a} is repeated in {axes:?}")));
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// The only input of a single-input shape operator.
+fn single<T: Copy>(ins: &[Option<T>]) -> Result<T, OpError> {
+    arity(ins, 1, 1)?;
+    req(ins, 0)
+}
+
+/// Infers a shape-only operator whose output dims are `dims(input dims)`.
+fn infer_with(
+    x: InferIn<'_>,
+    dims: impl FnOnce(&[Dim]) -> Result<Vec<Dim>, OpError>,
+) -> Result<Vec<TypeInfo>, OpError> {
+    Ok(vec![TypeInfo::new(x.ty.dtype, Shape(dims(&x.ty.shape.0)?))])
+}
+
+/// Evaluates a shape-only operator whose output dims are `dims(input dims)`.
+fn eval_with(x: &Tensor, dims: impl FnOnce(&[Dim]) -> Result<Vec<Dim>, OpError>) -> Result<Vec<Tensor>, OpError> {
+    let out = Shape(dims(&x.static_shape().0)?);
+    let known =
+        out.as_known().ok_or_else(|| invalid(format!("output shape {out} of a concrete input is not concrete")))?;
+    Ok(vec![x.reshaped(&known)?])
+}
 
 /// Inputs `data`, `shape` (i64); `0` copies the input dim unless `allowzero`, `-1` is inferred.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -11,12 +111,126 @@ pub struct Reshape {
     pub allowzero: bool,
 }
 
-impl OpDef for Reshape {
-    fn infer(&self, _ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
-        todo!()
+/// An element count as a known factor times named symbols (sorted), so that counts of
+/// symbolic shapes can be compared and divided.
+#[derive(Debug, PartialEq)]
+struct Count {
+    known: usize,
+    syms: Vec<String>,
+}
+
+impl Count {
+    fn of<'a>(dims: impl IntoIterator<Item = &'a Dim>) -> Option<Count> {
+        let mut c = Count { known: 1, syms: vec![] };
+        for d in dims {
+            match d {
+                Dim::Known(n) => c.known = c.known.checked_mul(*n)?,
+                Dim::Sym { name, .. } => c.syms.push(name.clone()),
+            }
+        }
+        c.syms.sort();
+        Some(c)
     }
-    fn eval(&self, _ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
-        todo!()
+
+    /// `self / other` when that is a single symbol of `dims` (the known factors cancel and
+    /// `other` has no symbols left), else unknown.
+    fn quotient_sym(&self, other: &Count, dims: &[Dim]) -> Dim {
+        match (self.syms.as_slice(), other.syms.is_empty()) {
+            ([name], true) if self.known == other.known => dims
+                .iter()
+                .find(|d| matches!(d, Dim::Sym { name: n, .. } if n == name))
+                .cloned()
+                .unwrap_or_else(Dim::unknown),
+            _ => Dim::unknown(),
+        }
+    }
+
+    /// Removes the symbols both counts have, one occurrence at a time.
+    fn cancel(&mut self, other: &mut Count) {
+        let mut i = 0;
+        while i < self.syms.len() {
+            match other.syms.iter().position(|s| *s == self.syms[i]) {
+                Some(j) => {
+                    other.syms.remove(j);
+                    self.syms.remove(i);
+                }
+                None => i += 1,
+            }
+        }
+    }
+}
+
+impl Reshape {
+    /// The output dims for `input` dims and the `shape` argument's values.
+    fn resolve(&self, input: &[Dim], shape: &[i64]) -> Result<Vec<Dim>, OpError> {
+        let mut out = Vec::with_capacity(shape.len());
+        let mut infer_at = None;
+        for (i, &v) in shape.iter().enumerate() {
+            out.push(match v {
+                -1 if infer_at.is_some() => {
+                    return Err(invalid(format!("shape {shape:?} has more than one -1")));
+                }
+                -1 => {
+                    infer_at = Some(i);
+                    Dim::Known(1)
+                }
+                0 if !self.allowzero => input.get(i).cloned().ok_or_else(|| {
+                    invalid(format!("shape[{i}] is 0 (copy the input dim) but the input has rank {}", input.len()))
+                })?,
+                v if v < -1 => return Err(invalid(format!("shape {shape:?} has dim {v} < -1"))),
+                v => Dim::Known(v as usize),
+            });
+        }
+        if self.allowzero && infer_at.is_some() && shape.contains(&0) {
+            return Err(invalid(format!("shape {shape:?} has both 0 and -1 with allowzero")));
+        }
+        let mismatch = || invalid(format!("cannot reshape {} to {shape:?}", Shape(input.to_vec())));
+        let mut have = Count::of(input).ok_or_else(mismatch)?;
+        let mut want = Count::of(&out).ok_or_else(mismatch)?;
+        have.cancel(&mut want);
+        let symbolic = !have.syms.is_empty() || !want.syms.is_empty();
+        match infer_at {
+            Some(i) if symbolic => out[i] = have.quotient_sym(&want, input),
+            Some(i) if want.known > 0 && have.known % want.known == 0 => out[i] = Dim::Known(have.known / want.known),
+            Some(_) => return Err(mismatch()),
+            None if !symbolic && have.known != want.known => return Err(mismatch()),
+            None => {}
+        }
+        Ok(out)
+    }
+}
+
+impl OpDef for Reshape {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        arity(ins, 2, 2)?;
+        let (data, shape) = (req(ins, 0)?, req(ins, 1)?);
+        let arg = shape_arg(shape, "shape")?;
+        infer_with(data, |d| match arg.iter().copied().collect::<Option<Vec<i64>>>() {
+            Some(vals) => self.resolve(d, &vals),
+            None => Ok(vec![Dim::unknown(); arg.len()]),
+        })
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        arity(ins, 2, 2)?;
+        let (data, shape) = (req(ins, 0)?, req(ins, 1)?);
+        let vals = int_list(shape, "shape", &[DType::I64])?;
+        eval_with(data, |d| self.resolve(d, &vals))
+    }
+
+    fn flops(&self, _ins: &[Option<&TypeInfo>], _outs: &[TypeInfo]) -> u64 {
+        0
+    }
+}
+
+/// The product of `dims`: known when all are, the symbol itself when it is the only factor
+/// other than 1s, else unknown.
+fn dim_product(dims: &[Dim]) -> Dim {
+    let Some(c) = Count::of(dims) else { return Dim::unknown() };
+    match (c.known, c.syms.as_slice()) {
+        (n, []) => Dim::Known(n),
+        (1, [_]) => dims.iter().find(|d| d.known().is_none()).cloned().unwrap_or_else(Dim::unknown),
+        _ => Dim::unknown(),
     }
 }
 
@@ -27,12 +241,29 @@ pub struct Flatten {
     pub axis: i64,
 }
 
-impl OpDef for Flatten {
-    fn infer(&self, _ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
-        todo!()
+impl Flatten {
+    fn dims(&self, input: &[Dim]) -> Result<Vec<Dim>, OpError> {
+        let r = input.len() as i64;
+        let a = if self.axis < 0 { self.axis + r } else { self.axis };
+        if !(0..=r).contains(&a) {
+            return Err(invalid(format!("axis {} is out of range for rank {r}", self.axis)));
+        }
+        let (head, tail) = input.split_at(a as usize);
+        Ok(vec![dim_product(head), dim_product(tail)])
     }
-    fn eval(&self, _ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
-        todo!()
+}
+
+impl OpDef for Flatten {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        infer_with(single(ins)?, |d| self.dims(d))
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        eval_with(single(ins)?, |d| self.dims(d))
+    }
+
+    fn flops(&self, _ins: &[Option<&TypeInfo>], _outs: &[TypeInfo]) -> u64 {
+        0
     }
 }
 
@@ -43,12 +274,45 @@ pub struct Squeeze {
     pub axes: Option<Vec<i64>>,
 }
 
-impl OpDef for Squeeze {
-    fn infer(&self, _ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
-        todo!()
+impl Squeeze {
+    /// The output dims. A listed symbolic axis is asserted to be 1 at run time.
+    fn dims(&self, input: &[Dim]) -> Result<Vec<Dim>, OpError> {
+        let drop = match &self.axes {
+            Some(axes) => unique_axes(axes, input.len())?,
+            None => (0..input.len()).collect(),
+        };
+        let mut out = Vec::with_capacity(input.len());
+        for (a, d) in input.iter().enumerate() {
+            match d {
+                _ if !drop.contains(&a) => out.push(d.clone()),
+                Dim::Known(1) => {}
+                Dim::Known(n) if self.axes.is_some() => {
+                    return Err(invalid(format!("cannot squeeze axis {a} of size {n}")));
+                }
+                Dim::Known(_) => out.push(d.clone()),
+                Dim::Sym { .. } if self.axes.is_some() => {}
+                Dim::Sym { .. } => {
+                    return Err(unsupported(format!(
+                        "Squeeze without axes of a shape with symbolic dim {d} (axis {a})"
+                    )));
+                }
+            }
+        }
+        Ok(out)
     }
-    fn eval(&self, _ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
-        todo!()
+}
+
+impl OpDef for Squeeze {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        infer_with(single(ins)?, |d| self.dims(d))
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        eval_with(single(ins)?, |d| self.dims(d))
+    }
+
+    fn flops(&self, _ins: &[Option<&TypeInfo>], _outs: &[TypeInfo]) -> u64 {
+        0
     }
 }
 
@@ -59,11 +323,232 @@ pub struct Unsqueeze {
     pub axes: Vec<i64>,
 }
 
-impl OpDef for Unsqueeze {
-    fn infer(&self, _ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
-        todo!()
+impl Unsqueeze {
+    fn dims(&self, input: &[Dim]) -> Result<Vec<Dim>, OpError> {
+        let rank = input.len() + self.axes.len();
+        let ones = unique_axes(&self.axes, rank)?;
+        let mut rest = input.iter();
+        (0..rank)
+            .map(|a| {
+                if ones.contains(&a) {
+                    Ok(Dim::Known(1))
+                } else {
+                    rest.next().cloned().ok_or_else(|| invalid("unsqueeze rank mismatch"))
+                }
+            })
+            .collect()
     }
-    fn eval(&self, _ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
-        todo!()
+}
+
+impl OpDef for Unsqueeze {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        infer_with(single(ins)?, |d| self.dims(d))
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        eval_with(single(ins)?, |d| self.dims(d))
+    }
+
+    fn flops(&self, _ins: &[Option<&TypeInfo>], _outs: &[TypeInfo]) -> u64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s(t: &str) -> Shape {
+        Shape::parse(t).unwrap()
+    }
+
+    fn i64s(v: &[i64]) -> Tensor {
+        Tensor::from_vec(&[v.len()], v.to_vec()).unwrap()
+    }
+
+    fn arange(dims: &[usize]) -> Tensor {
+        Tensor::from_vec(dims, (0..dims.iter().product::<usize>() as i32).collect()).unwrap()
+    }
+
+    fn eval1(op: &dyn OpDef, ins: &[&Tensor]) -> Result<Tensor, OpError> {
+        let ins: Vec<Option<&Tensor>> = ins.iter().map(|&t| Some(t)).collect();
+        op.eval(&ins).map(|mut v| v.remove(0))
+    }
+
+    /// Infers with the data of shape `data` (f32) and, for Reshape, a shape argument.
+    fn infer1(op: &dyn OpDef, data: &str, shape: Option<(&TypeInfo, Option<&Tensor>)>) -> Result<Shape, OpError> {
+        let ty = TypeInfo::new(DType::F32, s(data));
+        let mut ins = vec![Some(InferIn { ty: &ty, value: None })];
+        if let Some((ty, value)) = shape {
+            ins.push(Some(InferIn { ty, value }));
+        }
+        op.infer(&ins).map(|mut v| v.remove(0).shape)
+    }
+
+    fn infer_reshape(allowzero: bool, data: &str, shape: &[i64]) -> Result<Shape, OpError> {
+        let t = i64s(shape);
+        let ty = TypeInfo::new(DType::I64, t.static_shape());
+        infer1(&Reshape { allowzero }, data, Some((&ty, Some(&t))))
+    }
+
+    #[test]
+    fn reshape_onnx_cases() {
+        let x = arange(&[2, 3, 4]);
+        for (shape, want) in [
+            (vec![4, 2, 3], vec![4, 2, 3]),
+            (vec![2, 12], vec![2, 12]),
+            (vec![24], vec![24]),
+            (vec![2, -1, 2], vec![2, 6, 2]),
+            (vec![-1, 2, 3, 4], vec![1, 2, 3, 4]),
+            (vec![2, 0, 4, 1], vec![2, 3, 4, 1]),
+            (vec![2, 0, 1, -1], vec![2, 3, 1, 4]),
+        ] {
+            let y = eval1(&Reshape { allowzero: false }, &[&x, &i64s(&shape)]).unwrap();
+            assert_eq!(y.shape(), want.as_slice(), "{shape:?}");
+            assert_eq!(y.reshaped(&[24]).unwrap(), x.reshaped(&[24]).unwrap());
+        }
+        let z = Tensor::from_vec::<f32>(&[0, 3, 4], vec![]).unwrap();
+        let y = eval1(&Reshape { allowzero: true }, &[&z, &i64s(&[3, 4, 0])]).unwrap();
+        assert_eq!(y.shape(), &[3, 4, 0]);
+    }
+
+    #[test]
+    fn reshape_errors() {
+        let x = arange(&[2, 3, 4]);
+        let r = Reshape { allowzero: false };
+        for (shape, msg) in [
+            (vec![-1, -1], "more than one -1"),
+            (vec![5, 5], "cannot reshape"),
+            (vec![5, -1], "cannot reshape"),
+            (vec![2, -2, -6], "< -1"),
+            (vec![0, 0, 0, 0], "input has rank 3"),
+        ] {
+            let e = eval1(&r, &[&x, &i64s(&shape)]).unwrap_err();
+            assert!(e.to_string().contains(msg), "{shape:?}: {e}");
+        }
+        let e = eval1(&Reshape { allowzero: true }, &[&x, &i64s(&[0, -1])]).unwrap_err();
+        assert!(e.to_string().contains("both 0 and -1"), "{e}");
+        let z = Tensor::from_vec::<f32>(&[0, 3], vec![]).unwrap();
+        assert!(eval1(&r, &[&z, &i64s(&[0, -1])]).is_err());
+        let i32_shape = Tensor::from_vec(&[1], vec![24i32]).unwrap();
+        assert!(eval1(&r, &[&x, &i32_shape]).unwrap_err().to_string().contains("must be i64"));
+        let two_d = Tensor::from_vec(&[1, 1], vec![24i64]).unwrap();
+        assert!(eval1(&r, &[&x, &two_d]).unwrap_err().to_string().contains("1-D"));
+        assert!(r.eval(&[Some(&x)]).is_err());
+        assert!(r.eval(&[Some(&x), None]).is_err());
+        let huge = i64s(&[i64::MAX, i64::MAX, 2]);
+        assert!(eval1(&r, &[&x, &huge]).is_err());
+    }
+
+    #[test]
+    fn reshape_infers_symbolic_dims() {
+        let r = |d: &str, sh: &[i64]| infer_reshape(false, d, sh);
+        assert_eq!(r("[batch, seq, 12, 64]", &[0, 0, -1]).unwrap(), s("[batch, seq, 768]"));
+        assert_eq!(r("[batch, 12, 64]", &[-1, 768]).unwrap(), s("[batch, 768]"));
+        assert_eq!(r("[b<=4, 12, 64]", &[-1, 768]).unwrap(), s("[b<=4, 768]"));
+        let out = r("[batch, seq, 768]", &[-1, 768]).unwrap();
+        assert!(out.0[0].is_unknown() && out.0[1] == Dim::Known(768));
+        assert_eq!(r("[batch, 768]", &[0, 12, 64]).unwrap(), s("[batch, 12, 64]"));
+        assert_eq!(r("[2, 3, 4]", &[4, -1]).unwrap(), s("[4, 6]"));
+        assert!(r("[2, 3, 4]", &[5, -1]).is_err());
+        assert!(r("[2, 3, 4]", &[5, 5]).is_err());
+    }
+
+    #[test]
+    fn reshape_infers_rank_from_non_constant_shape() {
+        let ty = TypeInfo::new(DType::I64, s("[3]"));
+        let out = infer1(&Reshape { allowzero: false }, "[2, 3]", Some((&ty, None))).unwrap();
+        assert_eq!(out.rank(), 3);
+        assert!(out.0.iter().all(Dim::is_unknown));
+        let ty = TypeInfo::new(DType::I64, s("[n]"));
+        let e = infer1(&Reshape { allowzero: false }, "[2, 3]", Some((&ty, None))).unwrap_err();
+        assert!(matches!(e, OpError::Unsupported(_)), "{e}");
+    }
+
+    #[test]
+    fn flatten_all_axes() {
+        let x = arange(&[2, 3, 4]);
+        for (axis, want) in [(0, [1, 24]), (1, [2, 12]), (2, [6, 4]), (3, [24, 1]), (-1, [6, 4]), (-3, [1, 24])] {
+            let y = eval1(&Flatten { axis }, &[&x]).unwrap();
+            assert_eq!(y, x.reshaped(&want).unwrap(), "axis {axis}");
+        }
+        for axis in [4, -4] {
+            assert!(eval1(&Flatten { axis }, &[&x]).is_err());
+        }
+        assert_eq!(eval1(&Flatten { axis: 0 }, &[&Tensor::scalar(1.5f32)]).unwrap().shape(), &[1, 1]);
+        assert_eq!(infer1(&Flatten { axis: 1 }, "[batch, 768]", None).unwrap(), s("[batch, 768]"));
+        assert_eq!(infer1(&Flatten { axis: 2 }, "[4, 2, n, 1]", None).unwrap(), s("[8, n]"));
+        let out = infer1(&Flatten { axis: 2 }, "[batch, seq, 8]", None).unwrap();
+        assert!(out.0[0].is_unknown() && out.0[1] == Dim::Known(8));
+    }
+
+    #[test]
+    fn squeeze_cases() {
+        let x = arange(&[1, 3, 1, 5]);
+        let sq = |axes: Option<Vec<i64>>| eval1(&Squeeze { axes }, &[&x]);
+        assert_eq!(sq(None).unwrap().shape(), &[3, 5]);
+        assert_eq!(sq(Some(vec![0, -2])).unwrap(), x.reshaped(&[3, 5]).unwrap());
+        assert_eq!(sq(Some(vec![2])).unwrap().shape(), &[1, 3, 5]);
+        assert_eq!(sq(Some(vec![])).unwrap().shape(), &[1, 3, 1, 5]);
+        assert!(sq(Some(vec![1])).unwrap_err().to_string().contains("axis 1 of size 3"));
+        assert!(sq(Some(vec![0, -4])).unwrap_err().to_string().contains("repeated"));
+        assert!(sq(Some(vec![4])).is_err());
+        let e = infer1(&Squeeze { axes: None }, "[1, seq, 4]", None).unwrap_err();
+        assert!(matches!(e, OpError::Unsupported(_)), "{e}");
+        assert_eq!(infer1(&Squeeze { axes: Some(vec![0]) }, "[b, seq, 1]", None).unwrap(), s("[seq, 1]"));
+        assert_eq!(infer1(&Squeeze { axes: None }, "[1, 7, 1]", None).unwrap(), s("[7]"));
+    }
+
+    #[test]
+    fn unsqueeze_cases() {
+        let x = arange(&[3, 4, 5]);
+        let unsq = |axes: Vec<i64>| eval1(&Unsqueeze { axes }, &[&x]);
+        assert_eq!(unsq(vec![0, 4]).unwrap(), x.reshaped(&[1, 3, 4, 5, 1]).unwrap());
+        assert_eq!(unsq(vec![5, 4, 2]).unwrap().shape(), &[3, 4, 1, 5, 1, 1]);
+        assert_eq!(unsq(vec![-2]).unwrap().shape(), &[3, 4, 1, 5]);
+        assert_eq!(unsq(vec![]).unwrap().shape(), &[3, 4, 5]);
+        assert!(unsq(vec![1, 1]).unwrap_err().to_string().contains("repeated"));
+        assert!(unsq(vec![1, -4]).unwrap_err().to_string().contains("repeated"));
+        assert!(unsq(vec![4]).is_err());
+        assert!(unsq(vec![-5]).is_err());
+        assert_eq!(eval1(&Unsqueeze { axes: vec![0] }, &[&Tensor::scalar(true)]).unwrap().shape(), &[1]);
+        assert_eq!(infer1(&Unsqueeze { axes: vec![1] }, "[seq<=9]", None).unwrap(), s("[seq<=9, 1]"));
+    }
+
+    proptest! {
+        #[test]
+        fn reshape_to_any_factorization_keeps_data(
+            dims in prop::collection::vec(1usize..4, 1..4),
+            cut in 0usize..4,
+            infer_first in any::<bool>(),
+        ) {
+            let x = arange(&dims);
+            let n: usize = dims.iter().product();
+            let cut = cut.min(dims.len());
+            let a: usize = dims[..cut].iter().product();
+            let target = if infer_first { vec![-1, (n / a) as i64] } else { vec![a as i64, -1] };
+            let y = eval1(&Reshape { allowzero: false }, &[&x, &i64s(&target)]).unwrap();
+            prop_assert_eq!(y.shape(), &[a, n / a]);
+            let flat: Vec<i32> = y.view::<i32>().unwrap().iter().copied().collect();
+            prop_assert_eq!(flat, (0..n as i32).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn squeeze_undoes_unsqueeze(
+            (dims, axes) in (prop::collection::vec(2usize..4, 0..3), 0usize..3).prop_flat_map(|(d, k)| {
+                let out_rank = (d.len() + k) as i64;
+                (Just(d), prop::sample::subsequence((0..out_rank).collect::<Vec<_>>(), k))
+            }),
+            negate in any::<bool>(),
+        ) {
+            let x = arange(&dims);
+            let rank = (dims.len() + axes.len()) as i64;
+            let axes: Vec<i64> = axes.into_iter().map(|a| if negate { a - rank } else { a }).collect();
+            let u = eval1(&Unsqueeze { axes: axes.clone() }, &[&x]).unwrap();
+            prop_assert_eq!(u.shape().iter().filter(|&&d| d == 1).count(), axes.len());
+            prop_assert_eq!(eval1(&Squeeze { axes: Some(axes) }, &[&u]).unwrap(), x.clone());
+            prop_assert_eq!(eval1(&Squeeze { axes: None }, &[&u]).unwrap(), x);
+        }
     }
 }
