@@ -81,7 +81,7 @@ pub fn inspect(path: &Path, opts: &LoadOptions, json: bool, print_ir: bool) -> R
         report.inputs = io(&g.inputs);
         report.outputs = io(&g.outputs);
         for n in &g.nodes {
-            *report.ir_ops.entry(n.op.name().to_string()).or_default() += 1;
+            *report.ir_ops.entry(n.op.kind_name().to_string()).or_default() += 1;
         }
         (report.parameters, report.parameter_bytes) = g.param_stats();
         report.flops = g.flops();

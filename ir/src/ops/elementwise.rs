@@ -202,7 +202,8 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
-    fn name(&self) -> &'static str {
+    /// The operator's name (`Relu`, `Gelu`, ...).
+    pub fn name(&self) -> &'static str {
         match self {
             UnaryOp::Identity => "Identity",
             UnaryOp::Neg => "Neg",
@@ -326,7 +327,8 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    fn name(&self) -> &'static str {
+    /// The operator's name (`Add`, `Less`, ...).
+    pub fn name(&self) -> &'static str {
         match self {
             BinaryOp::Add => "Add",
             BinaryOp::Sub => "Sub",

@@ -162,6 +162,21 @@ ops! {
 }
 
 impl Op {
+    /// The specific operator's name: the family name, or for the families of several
+    /// operators the member's (`Add`, `Relu`, `ReduceMean`, `MaxPool`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Reduce(r) => r.name(),
+            Op::Pool(p) => match p.kind {
+                PoolKind::Max => "MaxPool",
+                PoolKind::Average => "AveragePool",
+            },
+            other => other.name(),
+        }
+    }
+
     /// For operators whose output depends only on the input's shape (Shape, Size): the output
     /// for an input of concrete `dims`.
     pub fn eval_on_shape(&self, dims: &[usize]) -> Option<Tensor> {

@@ -42,7 +42,8 @@ pub struct Reduce {
 }
 
 impl Reduce {
-    fn name(&self) -> &'static str {
+    /// The operator's name (`ReduceMean`, ...).
+    pub fn name(&self) -> &'static str {
         match self.kind {
             ReduceKind::Mean => "ReduceMean",
             ReduceKind::Sum => "ReduceSum",
