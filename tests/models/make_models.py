@@ -324,12 +324,13 @@ def build_gpt2():
 MODELS = {
     "bert_tiny": (build_bert, "torchscript", 17),
     "llama_tiny": (build_llama, "torchscript", 17),
+    "bert_tiny_dynamic": (build_bert, "torchscript-dynamic", 17),
     "gpt2_tiny": (build_gpt2, "torchscript", 17),
     # None: the newest opset this torch's exporter supports
     # (torch.onnx._constants.ONNX_MAX_OPSET, 23 for torch 2.15).
     "llama_tiny_dynamo": (lambda: build_llama(dynamo=True), "dynamo", None),
 }
-DEFAULT_SET = ["bert_tiny", "llama_tiny"]
+DEFAULT_SET = ["bert_tiny", "llama_tiny", "bert_tiny_dynamic"]
 # Extra entries are not checked in; without --out they go here.
 EXTRA_OUT = Path(tempfile.gettempdir()) / "extra_models"
 
@@ -373,7 +374,12 @@ def _export(module, names, inputs, out_names, path, exporter, opset):
     import torch
 
     args = tuple(torch.from_numpy(inputs[n]) for n in names)
-    if exporter == "torchscript":
+    if exporter in ("torchscript", "torchscript-dynamic"):
+        # torchscript-dynamic: batch and sequence length stay symbolic ("batch", "seq") in
+        # the exported graph, as `dynamic_axes` exports do for deployment.
+        dynamic_axes = None
+        if exporter == "torchscript-dynamic":
+            dynamic_axes = {n: {0: "batch", 1: "seq"} for n in names}
         torch.onnx.export(
             module,
             args,
@@ -384,6 +390,7 @@ def _export(module, names, inputs, out_names, path, exporter, opset):
             do_constant_folding=True,
             dynamo=False,
             export_params=True,
+            dynamic_axes=dynamic_axes,
         )
     elif exporter == "dynamo":
         kwargs = dict(
@@ -538,6 +545,26 @@ def make_one(name: str, out_root: Path, folder_name: str | None = None) -> dict:
     alt_per = _max_diff(alt_torch, alt_ort)
     alt_rel = max(p[1] for p in alt_per)
 
+    # A model exported with dynamic axes is also recorded at a second shape (batch 3,
+    # sequence 9, the last row padded), in <name>/shape2/{inputs,expected}/.
+    shape2 = None
+    if exporter == "torchscript-dynamic":
+        s2_feeds = {}
+        for gi in graph_inputs:
+            a = alt_feeds[gi.name]
+            a = np.concatenate([a, a[:1]], axis=0)[:, :9].copy()
+            if gi.name == "attention_mask":
+                a[2, 6:] = 0
+            s2_feeds[gi.name] = np.ascontiguousarray(a)
+        s2_out = sess.run([o.name for o in graph_outputs], s2_feeds)
+        for sub in ("inputs", "expected"):
+            (out_dir / "shape2" / sub).mkdir(parents=True)
+        for n, a in s2_feeds.items():
+            np.save(out_dir / "shape2" / "inputs" / (safe_name(n) + ".npy"), a)
+        for go, a in zip(graph_outputs, s2_out):
+            np.save(out_dir / "shape2" / "expected" / (safe_name(go.name) + ".npy"), a)
+        shape2 = {n: list(a.shape) for n, a in s2_feeds.items()}
+
     hist = _op_histogram(model)
     size = model_path.stat().st_size
     meta = {
@@ -556,6 +583,7 @@ def make_one(name: str, out_root: Path, folder_name: str | None = None) -> dict:
         "max_rel_diff_torch_vs_ort": max_rel,
         "max_abs_diff_per_output": {n: p[0] for n, p in zip(out_names, per)},
         "alt_inputs_max_rel_diff_torch_vs_ort": alt_rel,
+        "shape2_inputs": shape2,
         "seed": SEED,
         "ort_graph_optimization": "disabled",
         "op_histogram": hist,
