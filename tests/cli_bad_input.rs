@@ -165,6 +165,8 @@ fn inconsistent_shapes_name_the_node_or_tensor() {
     assert_one_clear_error(&write(&d, "bcast.onnx", &bytes), &["add0", "broadcast"]);
     let bytes = model(|g| g.output = vec![value_info("y", &[2, 4])]);
     assert_one_clear_error(&write(&d, "decl.onnx", &bytes), &["'y'", "inconsistent"]);
+    let bytes = model(|g| g.output = vec![value_info("y", &[])]);
+    assert_one_clear_error(&write(&d, "scalar.onnx", &bytes), &["'y'", "f32[]", "inconsistent"]);
 }
 
 #[test]

@@ -291,7 +291,7 @@ fn check_consistent(name: &str, want: &TypeInfo, got: &TypeInfo) -> Result<()> {
         name: name.into(),
         msg: format!("the model declares {want} but the graph computes {got} (inconsistent shapes)"),
     };
-    if want.dtype != got.dtype || want.shape.rank() != got.shape.rank() && want.shape.rank() > 0 {
+    if want.dtype != got.dtype || want.shape.rank() != got.shape.rank() {
         return Err(err());
     }
     for (w, g) in want.shape.0.iter().zip(&got.shape.0) {
