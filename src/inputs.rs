@@ -121,7 +121,7 @@ pub fn gather_inputs(g: &Graph, src: &InputSource) -> Result<BTreeMap<String, Te
             continue;
         }
         if let Some(dir) = src.dir {
-            let p = dir.join(format!("{}.npy", output_file_name(name)));
+            let p = dir.join(format!("{}.npy", slmtvm_frontend::npy::file_stem(name)));
             if p.exists() || seed.is_none() {
                 given.insert(name.clone(), slmtvm_frontend::npy::read_npy(&p)?);
                 continue;
@@ -135,23 +135,9 @@ pub fn gather_inputs(g: &Graph, src: &InputSource) -> Result<BTreeMap<String, Te
     Ok(given)
 }
 
-/// The file name for an output: characters outside `[A-Za-z0-9._-]` become `_`.
-pub fn output_file_name(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
-    if s.is_empty() { "_".into() } else { s }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_names_are_sanitized() {
-        assert_eq!(output_file_name("/model/out:0"), "_model_out_0");
-        assert_eq!(output_file_name("logits"), "logits");
-        assert_eq!(output_file_name(""), "_");
-    }
 
     #[test]
     fn generator_is_deterministic() {

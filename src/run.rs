@@ -1,6 +1,6 @@
 //! `slmtvm run`: execute a model and write its outputs as `.npy` files.
 
-use crate::inputs::{InputSource, gather_inputs, output_file_name};
+use crate::inputs::{InputSource, gather_inputs};
 use anyhow::{Context, Result};
 use slmtvm_frontend::LoadOptions;
 use std::collections::BTreeSet;
@@ -15,7 +15,7 @@ pub fn run_reference(model: &Path, opts: &LoadOptions, src: &InputSource, out_di
     let mut used = BTreeSet::new();
     for (&id, t) in g.outputs.iter().zip(&outs) {
         let name = &g.value(id).name;
-        let base = output_file_name(name);
+        let base = slmtvm_frontend::npy::file_stem(name);
         let mut file = base.clone();
         let mut k = 1;
         while !used.insert(file.clone()) {

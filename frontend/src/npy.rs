@@ -8,6 +8,14 @@ use slmtvm_ir::{DType, Shape, Tensor, map_tensor};
 use std::io::{BufReader, BufWriter, Read};
 use std::path::Path;
 
+/// The `.npy` file stem for a tensor named `name`: characters outside `[A-Za-z0-9._-]`
+/// become `_` (an empty name becomes `_`), so no tensor name can point outside a folder.
+pub fn file_stem(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    if s.is_empty() { "_".into() } else { s }
+}
+
 /// Reads a `.npy` file (C or Fortran order, either endianness) of an IR dtype.
 pub fn read_npy(path: &Path) -> Result<Tensor> {
     let f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
@@ -93,6 +101,14 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_stems_are_sanitized() {
+        assert_eq!(file_stem("/model/out:0"), "_model_out_0");
+        assert_eq!(file_stem("logits"), "logits");
+        assert_eq!(file_stem("../x"), ".._x");
+        assert_eq!(file_stem(""), "_");
+    }
 
     #[test]
     fn npy_round_trips_every_dtype() {

@@ -23,16 +23,12 @@ fn model_dirs() -> Vec<PathBuf> {
     v
 }
 
-fn file_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
-}
-
 fn inputs_of(g: &Graph, dir: &Path) -> BTreeMap<String, Tensor> {
     g.inputs
         .iter()
         .map(|&i| {
             let name = g.value(i).name.clone();
-            let t = npy::read_npy(&dir.join("inputs").join(format!("{}.npy", file_name(&name)))).unwrap();
+            let t = npy::read_npy(&dir.join("inputs").join(format!("{}.npy", npy::file_stem(&name)))).unwrap();
             (name, t)
         })
         .collect()
@@ -55,7 +51,7 @@ fn exported_models_match_onnx_runtime() {
         let outs = interp::run_named(&g, &inputs_of(&g, &dir)).unwrap();
         for (&o, got) in g.outputs.iter().zip(&outs) {
             let name = &g.value(o).name;
-            let want = npy::read_npy(&dir.join("expected").join(format!("{}.npy", file_name(name)))).unwrap();
+            let want = npy::read_npy(&dir.join("expected").join(format!("{}.npy", npy::file_stem(name)))).unwrap();
             let (err, scale) = errors(&want, got);
             eprintln!("{}: {name}: max abs error {err:.3e}, max |output| {scale:.3e}", dir.display());
             assert!(err <= 1e-4 * scale, "{}: {name}: max abs error {err} > 1e-4 x {scale}", dir.display());
@@ -107,7 +103,7 @@ fn shape_subgraphs_fold_away_once_shapes_are_static() {
         let outs = interp::run_named(&g, &inputs_of(&g, &dir)).unwrap();
         for (&o, got) in g.outputs.iter().zip(&outs) {
             let want =
-                npy::read_npy(&dir.join("expected").join(format!("{}.npy", file_name(&g.value(o).name)))).unwrap();
+                npy::read_npy(&dir.join("expected").join(format!("{}.npy", npy::file_stem(&g.value(o).name)))).unwrap();
             let (err, scale) = errors(&want, got);
             assert!(err <= 1e-4 * scale, "{}: specialized graph: {err} > 1e-4 x {scale}", dir.display());
         }
@@ -139,7 +135,7 @@ fn dynamic_axes_stay_symbolic_and_run_at_any_shape() {
     assert_eq!(outs[0].shape(), &[3, 9, 32]);
     for (&o, got) in g.outputs.iter().zip(&outs) {
         let name = &g.value(o).name;
-        let want = npy::read_npy(&dir.join("shape2/expected").join(format!("{}.npy", file_name(name)))).unwrap();
+        let want = npy::read_npy(&dir.join("shape2/expected").join(format!("{}.npy", npy::file_stem(name)))).unwrap();
         let (err, scale) = errors(&want, got);
         assert!(err <= 1e-4 * scale, "{name} at batch 3, seq 9: {err} > 1e-4 x {scale}");
     }
