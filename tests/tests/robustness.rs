@@ -79,3 +79,61 @@ fn mutated_text_never_panics() {
         assert!(r.is_ok(), "mutation {i} panicked the text parser");
     }
 }
+
+/// Replaces one number inside an operator's attributes (the `Op(...)` part of a node line) by
+/// a hostile value.
+fn mutate_attribute(text: &str, next: &mut impl FnMut() -> u64) -> Option<String> {
+    const HOSTILE: [&str; 8] = ["0", "1", "-1", "7", "-9", "100000", "1099511627776", "-1099511627776"];
+    let lines: Vec<&str> = text.lines().collect();
+    let nodes: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains(" @\"") && lines[i].contains('(')).collect();
+    let li = nodes[(next() as usize) % nodes.len()];
+    let line = lines[li];
+    let eq = line.find(" = ")? + 3;
+    let op_end = line[eq..].find(") ").map(|p| eq + p)?;
+    let digits: Vec<usize> = (eq..op_end)
+        .filter(|&i| line.as_bytes()[i].is_ascii_digit() && !line.as_bytes()[i - 1].is_ascii_digit())
+        .collect();
+    let at = *digits.get((next() as usize) % digits.len().max(1))?;
+    let end = at + line[at..].find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
+    let new_line = format!("{}{}{}", &line[..at], HOSTILE[(next() as usize) % HOSTILE.len()], &line[end..]);
+    let mut out: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+    out[li] = new_line;
+    Some(out.join("\n"))
+}
+
+#[test]
+fn hostile_attributes_never_panic_inference_or_the_interpreter() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut next = rng(11);
+    let (mut ran, mut rejected) = (0, 0);
+    for model in ["bert_tiny", "llama_tiny"] {
+        let g = slmtvm_frontend::load_onnx(&dir.join(model).join("model.onnx"), &LoadOptions::default()).unwrap();
+        let inputs: Vec<slmtvm_ir::Tensor> = g
+            .inputs
+            .iter()
+            .map(|&i| {
+                let f = dir.join(model).join("inputs").join(format!("{}.npy", g.value(i).name));
+                slmtvm_frontend::npy::read_npy(&f).unwrap()
+            })
+            .collect();
+        let text = slmtvm_ir::text::print(&g);
+        for i in 0..500 {
+            let Some(t) = mutate_attribute(&text, &mut next) else { continue };
+            let r = std::panic::catch_unwind(|| {
+                let mut g = slmtvm_ir::text::parse(&t)?;
+                g.infer()?;
+                slmtvm_ir::interp::run(&g, &inputs).map(|_| ())
+            });
+            match r {
+                Ok(Ok(())) => ran += 1,
+                Ok(Err(_)) => rejected += 1,
+                Err(_) => panic!(
+                    "{model}: attribute mutation {i} panicked:\n{}",
+                    t.lines().find(|l| !text.contains(l)).unwrap_or("")
+                ),
+            }
+        }
+    }
+    eprintln!("hostile attributes: {ran} graphs ran, {rejected} rejected with an error");
+    assert!(rejected > 50, "too few mutations reached the operators");
+}
