@@ -366,7 +366,7 @@ impl MatMulInteger {
 
 impl OpDef for MatMulInteger {
     fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
-        let tys: Vec<Option<&TypeInfo>> = ins.iter().map(|i| i.map(|i| i.ty)).collect();
+        let tys = super::input_types(ins);
         Ok(vec![Self::check(&tys)?])
     }
 

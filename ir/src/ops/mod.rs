@@ -208,6 +208,16 @@ impl Op {
     }
 }
 
+/// The types of `infer`'s inputs, for type checks shared by `infer` and `eval`.
+pub fn input_types<'a>(ins: &[Option<InferIn<'a>>]) -> Vec<Option<&'a TypeInfo>> {
+    ins.iter().map(|i| i.map(|i| i.ty)).collect()
+}
+
+/// The static types of `eval`'s inputs (see [`input_types`]).
+pub fn tensor_types(ins: &[Option<&Tensor>]) -> Vec<Option<TypeInfo>> {
+    ins.iter().map(|t| t.map(|t| TypeInfo::new(t.dtype(), t.static_shape()))).collect()
+}
+
 /// Returns input `i`, or an error naming it when it is absent.
 pub fn req<T: Copy>(ins: &[Option<T>], i: usize) -> Result<T, OpError> {
     ins.get(i).copied().flatten().ok_or_else(|| OpError::Invalid(format!("input {i} is required")))

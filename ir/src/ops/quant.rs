@@ -93,10 +93,6 @@ fn with_params<R>(
     ArrayD::from_shape_vec(x.raw_dim(), out.collect()).map_err(|e| invalid(e.to_string()))
 }
 
-fn type_of(t: &Tensor) -> TypeInfo {
-    TypeInfo::new(t.dtype(), t.static_shape())
-}
-
 /// Inputs `x` (f32/f16/i32), `y_scale`, optional `y_zero_point`; per-tensor, per-axis or
 /// blocked.
 ///
@@ -139,12 +135,12 @@ impl QuantizeLinear {
 
 impl OpDef for QuantizeLinear {
     fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
-        let tys: Vec<Option<&TypeInfo>> = ins.iter().map(|i| i.map(|i| i.ty)).collect();
+        let tys = super::input_types(ins);
         Ok(vec![self.check(&tys)?.1])
     }
 
     fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
-        let tys: Vec<Option<TypeInfo>> = ins.iter().map(|t| t.map(type_of)).collect();
+        let tys = super::tensor_types(ins);
         let (g, ty) = self.check(&tys.iter().map(Option::as_ref).collect::<Vec<_>>())?;
         let (x, scale, zp) = (req(ins, 0)?, req(ins, 1)?, opt(ins, 2));
         let (lo, hi) = if ty.dtype == DType::I8 { (-128.0, 127.0) } else { (0.0, 255.0) };
@@ -190,12 +186,12 @@ impl DequantizeLinear {
 
 impl OpDef for DequantizeLinear {
     fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
-        let tys: Vec<Option<&TypeInfo>> = ins.iter().map(|i| i.map(|i| i.ty)).collect();
+        let tys = super::input_types(ins);
         Ok(vec![self.check(&tys)?.1])
     }
 
     fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
-        let tys: Vec<Option<TypeInfo>> = ins.iter().map(|t| t.map(type_of)).collect();
+        let tys = super::tensor_types(ins);
         let (g, ty) = self.check(&tys.iter().map(Option::as_ref).collect::<Vec<_>>())?;
         let (x, scale, zp) = (req(ins, 0)?, req(ins, 1)?, opt(ins, 2));
         if let (Tensor::I32(_), Some(Tensor::I32(z))) = (x, zp)
@@ -236,12 +232,12 @@ impl OpDef for DynamicQuantizeLinear {
     }
 
     fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
-        let tys: Vec<Option<&TypeInfo>> = ins.iter().map(|i| i.map(|i| i.ty)).collect();
+        let tys = super::input_types(ins);
         Self::check(&tys)
     }
 
     fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
-        let tys: Vec<Option<TypeInfo>> = ins.iter().map(|t| t.map(type_of)).collect();
+        let tys = super::tensor_types(ins);
         Self::check(&tys.iter().map(Option::as_ref).collect::<Vec<_>>())?;
         let x = req(ins, 0)?.to_f32();
         let max = x.iter().fold(0f32, |m, &v| m.max(v));
