@@ -1,6 +1,7 @@
 //! `slmtvm`: the command-line driver. It only wires the crates together; see the README for
 //! the command reference.
 
+mod build;
 mod inputs;
 mod inspect;
 mod run;
@@ -26,6 +27,27 @@ enum Target {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Compile a model to DIR/NAME.o, NAME.h and NAME.json for a target.
+    Build {
+        /// The model file (.onnx).
+        model: PathBuf,
+        /// Target architecture: x86_64, aarch64 or riscv64.
+        #[arg(long)]
+        target: String,
+        /// CPU preset or settings (e.g. aarch64-dotprod, riscv64-v, "x86_64 has_avx has_fma");
+        /// default: the architecture's baseline preset.
+        #[arg(long)]
+        cpu: Option<String>,
+        /// Output folder.
+        #[arg(long, short = 'o', default_value = ".")]
+        output_dir: PathBuf,
+        /// Symbol prefix and file name (default: the model file name as a C identifier).
+        #[arg(long)]
+        name: Option<String>,
+        /// Fix symbolic input dims: NAME=1x128; repeatable.
+        #[arg(long = "shape", value_name = "NAME=DIMS")]
+        shapes: Vec<String>,
+    },
     /// Print a model's inputs, outputs, operator histogram, parameters and FLOPs.
     Inspect {
         /// The model file (.onnx).
@@ -94,6 +116,13 @@ fn load_options(shapes: &[String]) -> Result<slmtvm_frontend::LoadOptions> {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Build { model, target, cpu, output_dir, name, shapes } => load_options(&shapes).and_then(|o| {
+            let t = slmtvm_targets::Target::from_spec(cpu.as_deref().unwrap_or(&target))?;
+            if t.arch().name() != target {
+                bail!("--cpu {} is a {} preset, not {target}", t.name(), t.arch());
+            }
+            build::build(&model, &o, &t, &output_dir, name.as_deref()).map(|_| ())
+        }),
         Cmd::Inspect { model, shapes, json, ir } => {
             load_options(&shapes).and_then(|o| inspect::inspect(&model, &o, json, ir))
         }

@@ -3,6 +3,8 @@
 //! written by `slmtvm_frontend::npy`.)
 #![warn(missing_docs)]
 
+pub mod cross;
+
 use slmtvm_ir::Tensor;
 use std::path::{Path, PathBuf};
 

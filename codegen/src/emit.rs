@@ -1,0 +1,325 @@
+//! A thin layer over Cranelift's `FunctionBuilder` for writing kernels: counted loops and loop
+//! nests, element addressing, typed loads and stores with conversion to a compute type, and
+//! constants. Every kernel family in [`crate::kernels`] writes its CLIF through this.
+//!
+//! # Compute types
+//! Kernels compute floats (f32 and f16) in `F32` and integers and bools in `I64`
+//! ([`compute_type`]): [`Kb::load_elem`] widens a stored element (f16 by an exact bit
+//! conversion, i8/i32 sign-extended, u8/bool zero-extended) and [`Kb::store_elem`] narrows it
+//! back (f16 rounded to nearest even, integers wrapped to their width). Wrapping integer
+//! arithmetic in 64 bits then truncating equals wrapping arithmetic at the narrow width.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_frontend::FunctionBuilder;
+use slmtvm_ir::DType;
+
+/// What a kernel may use of the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caps {
+    /// Pointer type (I64 on every target here).
+    pub ptr: Type,
+    /// Use `F32X4` (and other 128-bit) vectors.
+    pub vector: bool,
+    /// Vector/scalar `fma` is a native instruction (else mul + add).
+    pub native_fma: bool,
+}
+
+impl Caps {
+    /// The capabilities of `target`: vectors where it has them, fma where it is native.
+    pub fn of(target: &slmtvm_targets::Target) -> Caps {
+        Caps { ptr: types::I64, vector: target.vector().is_some(), native_fma: target.vector().is_some_and(|v| v.fma) }
+    }
+}
+
+/// A kernel under construction.
+pub struct Kb<'a> {
+    /// The Cranelift builder.
+    pub b: FunctionBuilder<'a>,
+    /// Target capabilities.
+    pub caps: Caps,
+}
+
+/// Memory flags of every kernel access: in bounds by construction, so they never trap.
+pub fn flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// Flags for `bitcast` between vector types (lane order must be stated; every target here is
+/// little-endian).
+pub fn lane_flags() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+/// The type kernels compute `dtype` in: `F32` for floats, `I64` for integers and bool.
+pub fn compute_type(dtype: DType) -> Type {
+    if dtype.is_float() { types::F32 } else { types::I64 }
+}
+
+/// The Cranelift type of one stored element of `dtype` (f16 as its `I16` bits).
+pub fn storage_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => types::F32,
+        DType::F16 => types::I16,
+        DType::I8 | DType::U8 | DType::Bool => types::I8,
+        DType::I32 => types::I32,
+        DType::I64 => types::I64,
+    }
+}
+
+impl Kb<'_> {
+    /// An integer constant of pointer width.
+    pub fn iconst(&mut self, v: i64) -> Value {
+        let ptr = self.caps.ptr;
+        self.b.ins().iconst(ptr, v)
+    }
+
+    /// An f32 constant, splat to 4 lanes when `lanes == 4`.
+    pub fn fconst(&mut self, v: f32, lanes: usize) -> Value {
+        let s = self.b.ins().f32const(v);
+        if lanes == 4 { self.b.ins().splat(types::F32X4, s) } else { s }
+    }
+
+    /// The type of value `v`.
+    pub fn ty(&self, v: Value) -> Type {
+        self.b.func.dfg.value_type(v)
+    }
+
+    /// Lanes of `v` (1 for scalars).
+    pub fn lanes(&self, v: Value) -> usize {
+        self.ty(v).lane_count() as usize
+    }
+
+    /// `base + index * elem_bytes`.
+    pub fn addr(&mut self, base: Value, index: Value, elem_bytes: usize) -> Value {
+        let off = if elem_bytes == 1 { index } else { self.b.ins().imul_imm_s(index, elem_bytes as i64) };
+        self.b.ins().iadd(base, off)
+    }
+
+    /// `base + k` bytes for a constant `k`.
+    pub fn addr_const(&mut self, base: Value, k: i64) -> Value {
+        if k == 0 { base } else { self.b.ins().iadd_imm_s(base, k) }
+    }
+
+    /// Loads a `ty` at `addr + offset`.
+    pub fn load(&mut self, ty: Type, addr: Value, offset: i32) -> Value {
+        self.b.ins().load(ty, flags(), addr, offset)
+    }
+
+    /// Stores `v` at `addr + offset`.
+    pub fn store(&mut self, v: Value, addr: Value, offset: i32) {
+        self.b.ins().store(flags(), v, addr, offset);
+    }
+
+    /// Loads one element of `dtype` at `addr`, widened to [`compute_type`].
+    pub fn load_elem(&mut self, dtype: DType, addr: Value) -> Value {
+        let raw = self.load(storage_type(dtype), addr, 0);
+        self.widen(dtype, raw)
+    }
+
+    /// Stores a [`compute_type`] value as one element of `dtype` at `addr`.
+    pub fn store_elem(&mut self, dtype: DType, v: Value, addr: Value) {
+        let raw = self.narrow(dtype, v);
+        self.store(raw, addr, 0);
+    }
+
+    /// A stored element (of [`storage_type`]) converted to [`compute_type`].
+    pub fn widen(&mut self, dtype: DType, raw: Value) -> Value {
+        match dtype {
+            DType::F32 | DType::I64 => raw,
+            DType::F16 => self.f16_to_f32(raw),
+            DType::I8 | DType::I32 => self.b.ins().sextend(types::I64, raw),
+            DType::U8 | DType::Bool => self.b.ins().uextend(types::I64, raw),
+        }
+    }
+
+    /// A [`compute_type`] value converted to the [`storage_type`] of `dtype`.
+    pub fn narrow(&mut self, dtype: DType, v: Value) -> Value {
+        match dtype {
+            DType::F32 | DType::I64 => v,
+            DType::F16 => self.f32_to_f16(v),
+            DType::I8 | DType::U8 | DType::Bool => self.b.ins().ireduce(types::I8, v),
+            DType::I32 => self.b.ins().ireduce(types::I32, v),
+        }
+    }
+
+    /// IEEE binary16 bits (`I16`) to the f32 of the same value, exactly (subnormals, infinities
+    /// and NaN included), with integer operations only.
+    pub fn f16_to_f32(&mut self, h: Value) -> Value {
+        let h = self.b.ins().uextend(types::I32, h);
+        let sign = self.b.ins().band_imm_u(h, 0x8000);
+        let sign = self.b.ins().ishl_imm_u(sign, 16);
+        let mag = self.b.ins().band_imm_u(h, 0x7fff);
+        let shifted = self.b.ins().ishl_imm_u(mag, 13);
+        // Normals and subnormals: reinterpret and scale by 2^112 (exact).
+        let f = self.b.ins().bitcast(types::F32, MemFlagsData::new(), shifted);
+        let scale = self.b.ins().f32const(f32::from_bits(0x7780_0000)); // 2^112
+        let scaled = self.b.ins().fmul(f, scale);
+        let scaled = self.b.ins().bitcast(types::I32, MemFlagsData::new(), scaled);
+        // Infinities and NaN: exponent all ones.
+        let special_bits = self.b.ins().bor_imm_u(shifted, 0x7f80_0000);
+        let is_special = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, mag, 0x7c00);
+        let bits = self.b.ins().select(is_special, special_bits, scaled);
+        let bits = self.b.ins().bor(bits, sign);
+        self.b.ins().bitcast(types::F32, MemFlagsData::new(), bits)
+    }
+
+    /// An f32 rounded to nearest even as IEEE binary16 bits (`I16`); overflow gives infinity,
+    /// NaN a quiet NaN.
+    pub fn f32_to_f16(&mut self, x: Value) -> Value {
+        let f = self.b.ins().bitcast(types::I32, MemFlagsData::new(), x);
+        let sign = self.b.ins().band_imm_u(f, 0x8000_0000);
+        let a = self.b.ins().bxor(f, sign);
+        // Overflow to infinity, or NaN.
+        let is_nan = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, a, 0x7f80_0000);
+        let nan = self.b.ins().iconst(types::I32, 0x7e00);
+        let inf = self.b.ins().iconst(types::I32, 0x7c00);
+        let big = self.b.ins().select(is_nan, nan, inf);
+        // Subnormal results: add a magic float so the FPU rounds at the right bit.
+        let magic_bits = ((127 - 15) + (23 - 10) + 1) << 23;
+        let af = self.b.ins().bitcast(types::F32, MemFlagsData::new(), a);
+        let magic = self.b.ins().f32const(f32::from_bits(magic_bits));
+        let sum = self.b.ins().fadd(af, magic);
+        let sum = self.b.ins().bitcast(types::I32, MemFlagsData::new(), sum);
+        let sub = self.b.ins().iadd_imm_s(sum, -(magic_bits as i64));
+        // Normal results: rebias the exponent and round to nearest even.
+        let odd = self.b.ins().ushr_imm_u(a, 13);
+        let odd = self.b.ins().band_imm_u(odd, 1);
+        let n = self.b.ins().iadd_imm_s(a, (((15 - 127) << 23) + 0xfff) as i64);
+        let n = self.b.ins().iadd(n, odd);
+        let norm = self.b.ins().ushr_imm_u(n, 13);
+        let is_big = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, a, (127 + 16) << 23);
+        let is_sub = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, a, 113 << 23);
+        let small = self.b.ins().select(is_sub, sub, norm);
+        let o = self.b.ins().select(is_big, big, small);
+        let s16 = self.b.ins().ushr_imm_u(sign, 16);
+        let o = self.b.ins().bor(o, s16);
+        self.b.ins().ireduce(types::I16, o)
+    }
+
+    /// A [`compute_type`] value of `from` converted to the compute type of `to` (value
+    /// conversion, not storage: see [`Kb::narrow`] for that). Floats to integers truncate
+    /// toward zero saturating (NaN gives 0); integers to floats round to nearest; to bool is
+    /// `!= 0`.
+    pub fn convert(&mut self, from: DType, to: DType, v: Value) -> Value {
+        match (from.is_float(), to.is_float(), to) {
+            (true, true, _) => v,
+            (false, false, DType::Bool) => {
+                let nz = self.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0);
+                self.b.ins().uextend(types::I64, nz)
+            }
+            (false, false, _) => v,
+            (false, true, _) => self.b.ins().fcvt_from_sint(types::F32, v),
+            (true, false, DType::Bool) => {
+                let z = self.b.ins().f32const(0.0);
+                let nz = self.b.ins().fcmp(FloatCC::NotEqual, v, z);
+                self.b.ins().uextend(types::I64, nz)
+            }
+            (true, false, _) => self.b.ins().fcvt_to_sint_sat(types::I64, v),
+        }
+    }
+
+    /// Emits `for i in (lo..hi).step_by(step) { body(i) }` with `lo`, `hi` as pointer-width
+    /// values; the body is emitted once.
+    pub fn for_range(&mut self, lo: Value, hi: Value, step: i64, body: impl FnOnce(&mut Self, Value)) {
+        let ptr = self.caps.ptr;
+        let header = self.b.create_block();
+        let inner = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, ptr);
+        self.b.ins().jump(header, &[lo.into()]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        let go = self.b.ins().icmp(IntCC::SignedLessThan, i, hi);
+        self.b.ins().brif(go, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        body(self, i);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.ins().jump(header, &[next.into()]);
+        self.b.switch_to_block(exit);
+    }
+
+    /// [`Kb::for_range`] over constant bounds.
+    pub fn for_const(&mut self, lo: i64, hi: i64, step: i64, body: impl FnOnce(&mut Self, Value)) {
+        let (lo, hi) = (self.iconst(lo), self.iconst(hi));
+        self.for_range(lo, hi, step, body);
+    }
+
+    /// Emits a loop nest over `dims` (outermost first) and calls `body` once, inside the
+    /// innermost loop, with the index of every loop. Extents of 1 get no loop (their index is
+    /// the constant 0); an empty `dims` calls `body` once with no indices.
+    pub fn nest(&mut self, dims: &[usize], body: &mut dyn FnMut(&mut Self, &[Value])) {
+        let mut idx = Vec::with_capacity(dims.len());
+        self.nest_level(dims, &mut idx, body);
+    }
+
+    fn nest_level(&mut self, dims: &[usize], idx: &mut Vec<Value>, body: &mut dyn FnMut(&mut Self, &[Value])) {
+        let level = idx.len();
+        if level == dims.len() {
+            body(self, idx);
+            return;
+        }
+        if dims[level] == 1 {
+            let z = self.iconst(0);
+            idx.push(z);
+            self.nest_level(dims, idx, body);
+            idx.pop();
+            return;
+        }
+        self.for_const(0, dims[level] as i64, 1, |kb, i| {
+            idx.push(i);
+            kb.nest_level(dims, idx, body);
+            idx.pop();
+        });
+    }
+
+    /// `base + Σ idx[k]·strides[k]` (pointer-width, in whatever unit the strides are).
+    pub fn linear(&mut self, base: i64, idx: &[Value], strides: &[i64]) -> Value {
+        let mut acc = self.iconst(base);
+        for (&i, &s) in idx.iter().zip(strides) {
+            if s == 0 {
+                continue;
+            }
+            let t = if s == 1 { i } else { self.b.ins().imul_imm_s(i, s) };
+            acc = self.b.ins().iadd(acc, t);
+        }
+        acc
+    }
+
+    /// `a * b + c`, fused where the target has a native fma.
+    pub fn mul_add(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.caps.native_fma {
+            self.b.ins().fma(a, b, c)
+        } else {
+            let m = self.b.ins().fmul(a, b);
+            self.b.ins().fadd(m, c)
+        }
+    }
+
+    /// The sum of the 4 lanes of an `F32X4`, as a scalar f32 (lanes added pairwise).
+    pub fn hsum(&mut self, v: Value) -> Value {
+        let l: Vec<Value> = (0..4).map(|k| self.b.ins().extractlane(v, k)).collect();
+        let a = self.b.ins().fadd(l[0], l[1]);
+        let c = self.b.ins().fadd(l[2], l[3]);
+        self.b.ins().fadd(a, c)
+    }
+
+    /// The largest of the 4 lanes of an `F32X4` (NaN propagates), as a scalar f32.
+    pub fn hmax(&mut self, v: Value) -> Value {
+        let l: Vec<Value> = (0..4).map(|k| self.b.ins().extractlane(v, k)).collect();
+        let a = self.b.ins().fmax(l[0], l[1]);
+        let c = self.b.ins().fmax(l[2], l[3]);
+        self.b.ins().fmax(a, c)
+    }
+}
+
+/// Row-major element strides of `dims`.
+pub fn strides_of(dims: &[usize]) -> Vec<i64> {
+    let mut s = vec![0i64; dims.len()];
+    let mut acc = 1i64;
+    for k in (0..dims.len()).rev() {
+        s[k] = acc;
+        acc *= dims[k] as i64;
+    }
+    s
+}

@@ -1,0 +1,42 @@
+//! Code generation for slmtvm: a graph with static shapes becomes one relocatable object with
+//! an exported `<name>_run` entry, its weights in `.rodata`, and every intermediate tensor in
+//! one caller-provided arena planned here.
+//!
+//! # Pipeline
+//! 1. [`plan::plan_memory`]: storage of every value (caller input/output buffers, `.rodata`
+//!    constants, arena offsets by liveness with views and in-place reuse) and the lower bound.
+//! 2. [`kernels`]: one local Cranelift function per node (a kernel), taking the base pointers of its
+//!    inputs and outputs; loop nests over the static shapes. Vector code (`F32X4`) only where the
+//!    target has vectors (`slmtvm_targets::Target::vector`; never on scalar riscv64: Cranelift
+//!    panics on vector types without `has_v`). No libm: exp/tanh/erf/sigmoid/log as inline
+//!    polynomials with documented error. Without native FMA (x86_64 baseline), mul + add, never
+//!    `fma` (Cranelift would call `fmaf`).
+//! 3. `object`: `ObjectModule` (cranelift-object) with weights as local data objects aligned to
+//!    64 bytes, the kernels as local functions, and two exports:
+//!    `int <name>_run(const void* const* inputs, void* const* outputs, void* workspace)` (status
+//!    codes: 0 ok, 1 null pointer, 2 misaligned workspace) and `size_t <name>_workspace_size(void)`.
+//!    Deterministic bytes: functions and data defined in graph order, no hash-map iteration.
+//! 4. `header` / `manifest`: `<name>.h` with the macros `runtime-stub/harness.c` reads (see
+//!    `runtime-stub/README.md`), and `<name>.json`.
+//!
+//! Tests: the node conformance cases and the real models compiled for every target preset, run
+//! natively or under qemu-user through `runtime-stub/harness.c`, compared with the expected
+//! outputs; the object checked for undefined symbols other than memcpy/memset.
+#![warn(missing_docs)]
+
+pub mod emit;
+pub mod error;
+pub mod header;
+pub mod kernels;
+pub mod object;
+pub mod plan;
+
+pub use error::{Error, Result};
+pub use plan::{MemoryPlan, Storage, plan_memory};
+
+/// Compiles `g` for `target` into an object whose symbols are prefixed by `name` (a C
+/// identifier): [`object::compile`] with the target's ISA and [`emit::Caps`].
+pub fn compile(g: &slmtvm_ir::Graph, name: &str, target: &slmtvm_targets::Target) -> Result<object::Compiled> {
+    let isa = target.isa().map_err(|e| Error::Graph(e.to_string()))?;
+    object::compile(g, name, isa, emit::Caps::of(target))
+}

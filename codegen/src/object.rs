@@ -1,0 +1,208 @@
+//! Assembles the relocatable object: weights as read-only data, one local function per kernel,
+//! and the exported `<name>_run` / `<name>_workspace_size` entry points.
+
+use crate::emit::{Caps, Kb};
+use crate::plan::{MemoryPlan, Storage, plan_memory};
+use crate::{Error, Result};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName, Value, types};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module, default_libcall_names};
+use cranelift_object::{ObjectBuilder, ObjectModule};
+use slmtvm_ir::{Graph, ValueId};
+use std::collections::BTreeMap;
+
+/// Status codes returned by `<name>_run` (also written to the header).
+pub mod status {
+    /// Success.
+    pub const OK: i64 = 0;
+    /// A NULL inputs/outputs array, entry, or workspace.
+    pub const ERR_NULL: i64 = 1;
+    /// The workspace is not aligned to [`crate::plan::ARENA_ALIGN`].
+    pub const ERR_WORKSPACE_ALIGN: i64 = 2;
+}
+
+/// A compiled model.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The relocatable ELF object.
+    pub object: Vec<u8>,
+    /// Its memory plan.
+    pub plan: MemoryPlan,
+    /// Bytes of weights in `.rodata`.
+    pub weight_bytes: usize,
+    /// Number of kernels emitted.
+    pub kernels: usize,
+    /// Bytes of machine code of all functions.
+    pub code_bytes: usize,
+}
+
+fn module_err(e: impl std::fmt::Display) -> Error {
+    Error::Graph(format!("cranelift: {e}"))
+}
+
+/// Compiles `g` into an object whose symbols are prefixed by `name` (a C identifier).
+pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result<Compiled> {
+    let plan = plan_memory(g)?;
+    let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(module_err)?;
+    let mut m = ObjectModule::new(builder);
+    let ptr = m.target_config().pointer_type();
+
+    // Weights, in constant order (deterministic).
+    let mut data: BTreeMap<ValueId, DataId> = BTreeMap::new();
+    let mut weight_bytes = 0;
+    for (k, (&id, t)) in g.consts.iter().enumerate() {
+        let d = m.declare_data(&format!("{name}_w{k}"), Linkage::Local, false, false).map_err(module_err)?;
+        let mut desc = DataDescription::new();
+        let mut bytes = t.to_le_bytes();
+        if bytes.is_empty() {
+            bytes.push(0);
+        }
+        weight_bytes += bytes.len();
+        desc.define(bytes.into_boxed_slice());
+        desc.set_align(crate::plan::ARENA_ALIGN as u64);
+        m.define_data(d, &desc).map_err(module_err)?;
+        data.insert(id, d);
+    }
+
+    // Kernels, in node order.
+    let mut code_bytes = 0usize;
+    let mut kernels: Vec<Option<FuncId>> = Vec::new();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut ctx = m.make_context();
+    for (i, node) in g.nodes.iter().enumerate() {
+        if node.outputs.iter().all(|o| plan.view_of.contains_key(o)) {
+            kernels.push(None);
+            continue;
+        }
+        let nargs = node.inputs.iter().flatten().count() + node.outputs.len();
+        let mut sig = m.make_signature();
+        sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nargs));
+        let f = m.declare_function(&format!("{name}_k{i}"), Linkage::Local, &sig).map_err(module_err)?;
+        ctx.func.signature = sig;
+        ctx.func.name = UserFuncName::user(0, f.as_u32());
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let args: Vec<Value> = b.block_params(entry).to_vec();
+            let mut kb = Kb { b, caps };
+            crate::kernels::emit_node(&mut kb, g, node, &args)?;
+            kb.b.ins().return_(&[]);
+            kb.b.seal_all_blocks();
+            kb.b.finalize(m.target_config());
+        }
+        m.define_function(f, &mut ctx).map_err(|e| Error::Graph(format!("node '{}': cranelift: {e:?}", node.name)))?;
+        code_bytes += code_size(&ctx);
+        m.clear_context(&mut ctx);
+        kernels.push(Some(f));
+    }
+    let nkernels = kernels.iter().flatten().count();
+
+    // <name>_workspace_size
+    let mut sig = m.make_signature();
+    sig.returns.push(AbiParam::new(ptr));
+    let ws = m.declare_function(&format!("{name}_workspace_size"), Linkage::Export, &sig).map_err(module_err)?;
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, ws.as_u32());
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let e = b.create_block();
+        b.switch_to_block(e);
+        let v = b.ins().iconst(ptr, plan.arena_bytes as i64);
+        b.ins().return_(&[v]);
+        b.seal_all_blocks();
+        b.finalize(m.target_config());
+    }
+    m.define_function(ws, &mut ctx).map_err(module_err)?;
+    code_bytes += code_size(&ctx);
+    m.clear_context(&mut ctx);
+
+    // <name>_run
+    let mut sig = m.make_signature();
+    sig.params.extend([AbiParam::new(ptr); 3]);
+    sig.returns.push(AbiParam::new(types::I32));
+    let run = m.declare_function(&format!("{name}_run"), Linkage::Export, &sig).map_err(module_err)?;
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, run.as_u32());
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let (inputs, outputs, workspace) = (p[0], p[1], p[2]);
+        let fail = |b: &mut FunctionBuilder, cond: Value, code: i64| {
+            let bad = b.create_block();
+            let ok = b.create_block();
+            b.ins().brif(cond, bad, &[], ok, &[]);
+            b.switch_to_block(bad);
+            let c = b.ins().iconst(types::I32, code);
+            b.ins().return_(&[c]);
+            b.switch_to_block(ok);
+        };
+        let fl = crate::emit::flags();
+        for (arr, n) in [(inputs, g.inputs.len()), (outputs, g.outputs.len())] {
+            let z = b.ins().icmp_imm_s(IntCC::Equal, arr, 0);
+            fail(&mut b, z, status::ERR_NULL);
+            for k in 0..n {
+                let e = b.ins().load(ptr, fl, arr, (k * ptr.bytes() as usize) as i32);
+                let z = b.ins().icmp_imm_s(IntCC::Equal, e, 0);
+                fail(&mut b, z, status::ERR_NULL);
+            }
+        }
+        if plan.arena_bytes > 0 {
+            let z = b.ins().icmp_imm_s(IntCC::Equal, workspace, 0);
+            fail(&mut b, z, status::ERR_NULL);
+            let low = b.ins().band_imm_s(workspace, (crate::plan::ARENA_ALIGN - 1) as i64);
+            fail(&mut b, low, status::ERR_WORKSPACE_ALIGN);
+        }
+        let addr = |b: &mut FunctionBuilder, m: &mut ObjectModule, v: ValueId| -> Result<Value> {
+            let s =
+                plan.storage.get(&v).ok_or_else(|| Error::Graph(format!("no storage for '{}'", g.value(v).name)))?;
+            Ok(match *s {
+                Storage::Input(k) => b.ins().load(ptr, fl, inputs, (k * ptr.bytes() as usize) as i32),
+                Storage::Output(k) => b.ins().load(ptr, fl, outputs, (k * ptr.bytes() as usize) as i32),
+                Storage::Const(c) => {
+                    let gv = m.declare_data_in_func(data[&c], b.func);
+                    b.ins().symbol_value(ptr, gv)
+                }
+                Storage::Arena { offset, .. } => b.ins().iadd_imm_s(workspace, offset as i64),
+            })
+        };
+        for (node, k) in g.nodes.iter().zip(&kernels) {
+            let Some(f) = k else { continue };
+            let mut args = Vec::new();
+            for &v in node.inputs.iter().flatten().chain(&node.outputs) {
+                args.push(addr(&mut b, &mut m, v)?);
+            }
+            let fref = m.declare_func_in_func(*f, b.func);
+            b.ins().call(fref, &args);
+        }
+        // Graph outputs not computed in place (inputs, constants, views, repeats): copied.
+        for (k, &o) in g.outputs.iter().enumerate() {
+            if plan.storage.get(&o) == Some(&Storage::Output(k)) {
+                continue;
+            }
+            let bytes = g.ty(o).shape.numel().unwrap_or(0) * g.ty(o).dtype.size();
+            let src = addr(&mut b, &mut m, o)?;
+            let dst = b.ins().load(ptr, fl, outputs, (k * ptr.bytes() as usize) as i32);
+            let n = b.ins().iconst(ptr, bytes as i64);
+            b.call_memcpy(m.target_config(), dst, src, n);
+        }
+        let ok = b.ins().iconst(types::I32, status::OK);
+        b.ins().return_(&[ok]);
+        b.seal_all_blocks();
+        b.finalize(m.target_config());
+    }
+    m.define_function(run, &mut ctx).map_err(|e| Error::Graph(format!("entry point: cranelift: {e:?}")))?;
+    code_bytes += code_size(&ctx);
+    let object = m.finish().emit().map_err(module_err)?;
+    Ok(Compiled { object, plan, weight_bytes, kernels: nkernels, code_bytes })
+}
+
+fn code_size(ctx: &cranelift_codegen::Context) -> usize {
+    ctx.compiled_code().map_or(0, |c| c.code_info().total_size as usize)
+}
