@@ -56,6 +56,15 @@ struct Manifest {
     code_bytes: usize,
     kernels: usize,
     op_counts: BTreeMap<String, usize>,
+    kernel_list: Vec<KernelEntry>,
+}
+
+#[derive(Serialize)]
+struct KernelEntry {
+    symbol: String,
+    node: String,
+    op: String,
+    code_bytes: usize,
 }
 
 /// A compiled model: the three files `build` writes.
@@ -117,6 +126,16 @@ pub fn compile_graph(g: &slmtvm_ir::Graph, model_bytes: &[u8], target: &Target, 
         code_bytes: c.code_bytes,
         kernels: c.kernels,
         op_counts,
+        kernel_list: c
+            .kernel_list
+            .iter()
+            .map(|k| KernelEntry {
+                symbol: k.symbol.clone(),
+                node: k.node.clone(),
+                op: k.op.clone(),
+                code_bytes: k.code_bytes,
+            })
+            .collect(),
     };
     let summary = format!(
         "{name}: {} (arena {} bytes, lower bound {}; weights {} bytes; code {} bytes in {} kernels)",
