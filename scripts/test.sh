@@ -26,6 +26,9 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
 echo "== generating ONNX backend node tests into .cache/onnx-node-tests"
 python3 scripts/gen_node_tests.py .cache/onnx-node-tests
 
+echo "== writing a MiniLM-class encoder into .cache/minilm"
+[ -f .cache/minilm/model.onnx ] || python3 scripts/make_minilm.py .cache/minilm
+
 echo "== cargo test --workspace"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

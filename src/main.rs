@@ -134,7 +134,26 @@ fn resolve_target(arch: &str, cpu: Option<&str>) -> Result<slmtvm_targets::Targe
     Ok(t)
 }
 
+/// Restores the default action of SIGPIPE (Rust ignores it, so printing into a closed pipe
+/// such as `slmtvm inspect … | head` would panic): the process then ends quietly, as other
+/// command-line tools do.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    {
+        unsafe extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: resetting a signal to its default action has no preconditions.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
 fn main() {
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Build { model, target, cpu, output_dir, name, shapes } => load_options(&shapes)
