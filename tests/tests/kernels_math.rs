@@ -30,7 +30,17 @@ struct Func {
 }
 
 fn funcs() -> Vec<Func> {
-    vec![Func { name: "exp", arity: 1, emit: |kb, a| math::exp(kb, a[0]), model: |m, a| math::exp_with(m, a[0]) }]
+    vec![
+        Func { name: "exp", arity: 1, emit: |kb, a| math::exp(kb, a[0]), model: |m, a| math::exp_with(m, a[0]) },
+        Func { name: "log", arity: 1, emit: |kb, a| math::log(kb, a[0]), model: |m, a| math::log_with(m, a[0]) },
+        Func { name: "tanh", arity: 1, emit: |kb, a| math::tanh(kb, a[0]), model: |m, a| math::tanh_with(m, a[0]) },
+        Func {
+            name: "sigmoid",
+            arity: 1,
+            emit: |kb, a| math::sigmoid(kb, a[0]),
+            model: |m, a| math::sigmoid_with(m, a[0]),
+        },
+    ]
 }
 
 /// Emits `name(in..., out, n)`: a 4-lane loop and a scalar tail when `vector`, else scalar.

@@ -17,6 +17,9 @@
 //! | function | algorithm | max error (ulp), fused / unfused | range of that error |
 //! |---|---|---|---|
 //! | [`exp`] | Cody–Waite `x = n·ln2 + r`, Taylor degree 7 on `|r| ≤ ln2/2`, scale by `2^n` in two steps (subnormal results rounded once, not flushed) | 0.87 / 1.15 | all f32 |
+//! | [`log`] | `x = 2^k·m`, `m ∈ [√½, √2)`, `s = (m-1)/(m+1)`, FreeBSD `logf`'s degree-8 minimax in `s`, `k·ln2` in two parts; subnormals normalized by `2^23` first | 0.78 / 0.78 | all f32 |
+//! | [`tanh`] | odd; `|x| < 0.625`: `x + x³·P(x²)` (Cephes degree 11); else `1 - 2/(e^(2|x|)+1)` on [`exp`], `|x|` clamped to 10 | 1.33 / 1.26 | all f32 |
+//! | [`sigmoid`] | `e = e^-|x|` by [`exp`]; `1/(1+e)` for `x ≥ 0`, `e/(1+e)` for `x < 0` | 2.2 / 2.2 | all f32 (subnormal results for `x < -87.3` rounded, not flushed) |
 //!
 //! Errors are measured against f64 `std` (or a careful f64 series for `erf`) on every
 //! 512th bit pattern of f32 plus special values; "ulp" is the spacing of f32 at the exact
@@ -318,6 +321,24 @@ pub fn exp(kb: &mut Kb, x: Value) -> Value {
     exp_with(&mut o, x)
 }
 
+/// The natural logarithm (see the module table for its error).
+pub fn log(kb: &mut Kb, x: Value) -> Value {
+    let mut o = Clif::new(kb, x);
+    log_with(&mut o, x)
+}
+
+/// The hyperbolic tangent (see the module table for its error).
+pub fn tanh(kb: &mut Kb, x: Value) -> Value {
+    let mut o = Clif::new(kb, x);
+    tanh_with(&mut o, x)
+}
+
+/// The logistic function `1/(1+e^-x)` (see the module table for its error).
+pub fn sigmoid(kb: &mut Kb, x: Value) -> Value {
+    let mut o = Clif::new(kb, x);
+    sigmoid_with(&mut o, x)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The algorithms, generic over `Ops`.
 
@@ -371,6 +392,157 @@ pub fn exp_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
     let s2 = pow2i(o, n2);
     let p = o.mul(p, s1);
     o.mul(p, s2)
+}
+
+/// `|x|` and the sign bit of `x`.
+fn abs_sign<O: Ops>(o: &mut O, x: O::F) -> (O::F, O::I) {
+    let b = o.bits(x);
+    let m = o.i(i32::MAX);
+    let a = o.iand(b, m);
+    let s = o.ixor(b, a);
+    (o.float(a), s)
+}
+
+/// `a` (non-negative) with the sign bit `s` set when it is.
+fn with_sign<O: Ops>(o: &mut O, a: O::F, s: O::I) -> O::F {
+    let b = o.bits(a);
+    let b = o.ior(b, s);
+    o.float(b)
+}
+
+/// Horner's rule: `c[0]·t^(n-1) + … + c[n-1]` with `mul_add`.
+fn horner<O: Ops>(o: &mut O, t: O::F, c: &[f32]) -> O::F {
+    let mut p = o.f(c[0]);
+    for &c in &c[1..] {
+        let c = o.f(c);
+        p = o.mul_add(p, t, c);
+    }
+    p
+}
+
+/// The integer `k` (`|k| < 2^22`) as a float, by the shifter trick.
+fn int_to_float<O: Ops>(o: &mut O, k: O::I) -> O::F {
+    let shb = o.i(SHIFTER.to_bits() as i32);
+    let b = o.iadd(k, shb);
+    let f = o.float(b);
+    let sh = o.f(SHIFTER);
+    o.sub(f, sh)
+}
+
+/// `ln x` for finite `x > 0` (subnormals included), without the special cases: `x = 2^k·m`
+/// with `m` in `[√½, √2)`, `f = m - 1`, `s = f/(2+f)`, `ln(1+f) = f - f²/2 + s·(f²/2 + R(s²))`
+/// with the degree-8 minimax `R` of FreeBSD's `logf`, then `+ k·ln2` in two parts.
+fn log_core<O: Ops>(o: &mut O, x: O::F) -> O::F {
+    const LG: [f32; 4] = [0.242_790_79, 0.284_987_87, 0.400_009_72, 0.666_666_6];
+    const LN2_HI: f32 = 6.931_381_2e-1; // 0x3f317180
+    const LN2_LO: f32 = 9.058_000_6e-6; // 0x3717f7d1
+    let tiny = o.f(f32::MIN_POSITIVE);
+    let is_sub = o.lt(x, tiny);
+    let scale = o.f(8_388_608.0); // 2^23
+    let xs = o.mul(x, scale);
+    let x = o.sel(is_sub, xs, x);
+    let m23 = o.i(-23);
+    let z0 = o.i(0);
+    let kadj = o.seli(is_sub, m23, z0);
+    let ix = o.bits(x);
+    let c = o.i(0x3f80_0000 - 0x3f35_04f3);
+    let ix = o.iadd(ix, c);
+    let k = o.sra(ix, 23);
+    let c = o.i(-127);
+    let k = o.iadd(k, c);
+    let k = o.iadd(k, kadj);
+    let c = o.i(0x007f_ffff);
+    let ix = o.iand(ix, c);
+    let c = o.i(0x3f35_04f3);
+    let ix = o.iadd(ix, c);
+    let m = o.float(ix);
+    let one = o.f(1.0);
+    let f = o.sub(m, one);
+    let two = o.f(2.0);
+    let d = o.add(two, f);
+    let s = o.div(f, d);
+    let z = o.mul(s, s);
+    let w = o.mul(z, z);
+    let c4 = o.f(LG[0]);
+    let c2 = o.f(LG[2]);
+    let t1 = o.mul_add(w, c4, c2);
+    let t1 = o.mul(w, t1);
+    let c3 = o.f(LG[1]);
+    let c1 = o.f(LG[3]);
+    let t2 = o.mul_add(w, c3, c1);
+    let t2 = o.mul(z, t2);
+    let r = o.add(t2, t1);
+    let half = o.f(0.5);
+    let hf = o.mul(half, f);
+    let hfsq = o.mul(hf, f);
+    let dk = int_to_float(o, k);
+    let a = o.add(hfsq, r);
+    let lo = o.f(LN2_LO);
+    let klo = o.mul(dk, lo);
+    let y = o.mul_add(s, a, klo);
+    let y = o.sub(y, hfsq);
+    let y = o.add(y, f);
+    let hi = o.f(LN2_HI);
+    o.mul_add(dk, hi, y)
+}
+
+/// `ln x`: [`log_core`], then `ln(±0) = -inf`, `ln(x<0) = NaN`, `ln(+inf) = +inf`,
+/// `ln(NaN) = NaN`.
+pub fn log_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
+    let r = log_core(o, x);
+    let zero = o.f(0.0);
+    let neg = o.lt(x, zero);
+    let nan = o.f(f32::NAN);
+    let r = o.sel(neg, nan, r);
+    let is_zero = o.eq(x, zero);
+    let ninf = o.f(f32::NEG_INFINITY);
+    let r = o.sel(is_zero, ninf, r);
+    let inf = o.f(f32::INFINITY);
+    let is_inf = o.eq(x, inf);
+    let is_nan = o.uno(x, x);
+    let pass = o.or_m(is_inf, is_nan);
+    let xx = o.add(x, x);
+    o.sel(pass, xx, r)
+}
+
+/// `tanh x`, odd: on `a = |x|`, below 0.625 `a + a·z·P(z)` with `z = a²` (Cephes `tanhf`),
+/// else `1 - 2/(e^(2a) + 1)` with `a` clamped to 10 (where the result is 1); the sign of `x`
+/// restored. NaN passes through.
+pub fn tanh_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
+    const P: [f32; 5] = [-5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1];
+    let (a, sign) = abs_sign(o, x);
+    let z = o.mul(a, a);
+    let p = horner(o, z, &P);
+    let az = o.mul(a, z);
+    let small = o.mul_add(az, p, a);
+    let ten = o.f(10.0);
+    let big = o.lt(ten, a);
+    let ac = o.sel(big, ten, a);
+    let a2 = o.add(ac, ac);
+    let e = exp_with(o, a2);
+    let one = o.f(1.0);
+    let d = o.add(e, one);
+    let two = o.f(2.0);
+    let q = o.div(two, d);
+    let large = o.sub(one, q);
+    let lim = o.f(0.625);
+    let is_small = o.lt(a, lim);
+    let r = o.sel(is_small, small, large);
+    with_sign(o, r, sign)
+}
+
+/// `1/(1+e^-x)`: with `e = e^-|x|`, `1/(1+e)` for `x ≥ 0` and `e/(1+e)` for `x < 0` (so tiny
+/// results keep their relative accuracy down to the subnormals). NaN passes through.
+pub fn sigmoid_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
+    let (a, _) = abs_sign(o, x);
+    let zero = o.f(0.0);
+    let na = o.sub(zero, a);
+    let e = exp_with(o, na);
+    let one = o.f(1.0);
+    let d = o.add(one, e);
+    let neg = o.lt(x, zero);
+    let num = o.sel(neg, e, one);
+    o.div(num, d)
 }
 
 #[cfg(test)]
@@ -471,5 +643,49 @@ mod tests {
         assert_eq!(exp_with(&mut m, f32::INFINITY), f32::INFINITY);
         assert_eq!(exp_with(&mut m, f32::NEG_INFINITY), 0.0);
         assert!(exp_with(&mut m, f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn log_error() {
+        let hard = [
+            f32::from_bits(1),
+            f32::from_bits(0x007f_ffff),
+            0.707_106_77,
+            0.707_106_8,
+            1.414_213_5,
+            1.000_000_1,
+            0.999_999_94,
+        ];
+        check("log", max_err(|m, x| log_with(m, x), f64::ln, &hard), 1.0);
+        let mut m = Mirror { fused: true };
+        assert_eq!(log_with(&mut m, 1.0).to_bits(), 0);
+        assert_eq!(log_with(&mut m, 0.0), f32::NEG_INFINITY);
+        assert_eq!(log_with(&mut m, -0.0), f32::NEG_INFINITY);
+        assert_eq!(log_with(&mut m, f32::INFINITY), f32::INFINITY);
+        assert!(log_with(&mut m, -1.0).is_nan());
+        assert!(log_with(&mut m, f32::NEG_INFINITY).is_nan());
+        assert!(log_with(&mut m, f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn tanh_error() {
+        let hard = [0.624_999_94, 0.625, 1e-30, -1e-30, 9.0, 9.1, -9.1, 10.0, 1e-3];
+        check("tanh", max_err(|m, x| tanh_with(m, x), f64::tanh, &hard), 4.0);
+        let mut m = Mirror { fused: false };
+        assert_eq!(tanh_with(&mut m, -0.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(tanh_with(&mut m, f32::INFINITY), 1.0);
+        assert_eq!(tanh_with(&mut m, f32::NEG_INFINITY), -1.0);
+        assert_eq!(tanh_with(&mut m, f32::from_bits(1)), f32::from_bits(1));
+    }
+
+    #[test]
+    fn sigmoid_error() {
+        let hard = [-88.0, -88.8, -103.0, -103.9, -104.0, 17.0, 16.6];
+        check("sigmoid", max_err(|m, x| sigmoid_with(m, x), |x| 1.0 / (1.0 + (-x).exp()), &hard), 4.0);
+        let mut m = Mirror { fused: false };
+        assert_eq!(sigmoid_with(&mut m, 0.0), 0.5);
+        assert_eq!(sigmoid_with(&mut m, f32::INFINITY), 1.0);
+        assert_eq!(sigmoid_with(&mut m, f32::NEG_INFINITY), 0.0);
+        assert!(sigmoid_with(&mut m, f32::NAN).is_nan());
     }
 }
