@@ -314,6 +314,19 @@ fn unary_every_op_and_dtype() {
     check(cases);
 }
 
+#[test]
+fn unary_math_functions_f32_and_f16() {
+    let mut rng = Rng(9);
+    let ops = [UnaryOp::Exp, UnaryOp::Log, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Gelu { tanh_approx: true }];
+    let mut cases = Vec::new();
+    for (name, kind) in [("edge", Kind::Edge), ("tame", Kind::Tame)] {
+        cases.push(unary_graph(&format!("math_f32_{name}"), DType::F32, &ops, kind, 1e-5, 1e-6, &mut rng).done());
+        // f16: an f32 result one ulp off may round to the neighbouring f16.
+        cases.push(unary_graph(&format!("math_f16_{name}"), DType::F16, &ops, kind, 1e-3, 1e-6, &mut rng).done());
+    }
+    check(cases);
+}
+
 /// `(a, b)` shape pairs: equal, broadcast of either operand along any axis, rank 0, [1],
 /// size 0.
 const PAIRS: [(&[usize], &[usize]); 10] = [

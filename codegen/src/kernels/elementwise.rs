@@ -15,7 +15,7 @@
 //! Unary, Binary arithmetic and Pow, Clip, and Where on 4-byte elements, with scalar tails;
 //! operands broadcast along the innermost loop are splat. Everything else is scalar.
 
-use super::NodeCtx;
+use super::{NodeCtx, math};
 use crate::emit::{Kb, lane_flags};
 use crate::{Error, Result};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -391,9 +391,40 @@ fn unary_float(kb: &mut Kb, op: &UnaryOp, x: Value) -> Result<Value> {
     })
 }
 
-/// The math-function unary operators (Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid, Gelu).
-fn transcendental(_kb: &mut Kb, op: &UnaryOp, _x: Value) -> Result<Value> {
-    Err(Error::Graph(format!("codegen for {} is not implemented yet", op.name())))
+/// The math-function unary operators (Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid, Gelu), on
+/// [`super::math`]'s approximations.
+fn transcendental(kb: &mut Kb, op: &UnaryOp, x: Value) -> Result<Value> {
+    Ok(match op {
+        UnaryOp::Exp => math::exp(kb, x),
+        UnaryOp::Log => math::log(kb, x),
+        UnaryOp::Tanh => math::tanh(kb, x),
+        UnaryOp::Sigmoid => math::sigmoid(kb, x),
+        UnaryOp::Gelu { tanh_approx: true } => {
+            // 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))).
+            let x2 = kb.b.ins().fmul(x, x);
+            let (c, one) = (fconst_like(kb, 0.044715, x), fconst_like(kb, 1.0, x));
+            let p = kb.mul_add(c, x2, one);
+            let k = fconst_like(kb, (2.0 / std::f32::consts::PI).sqrt(), x);
+            let kx = kb.b.ins().fmul(k, x);
+            let inner = kb.b.ins().fmul(kx, p);
+            let t = math::tanh(kb, inner);
+            gelu_tail(kb, x, t)
+        }
+        other => return Err(Error::Graph(format!("no math function for {} yet", other.name()))),
+    })
+}
+
+/// `0.5·x·(1 + t)`.
+fn gelu_tail(kb: &mut Kb, x: Value, t: Value) -> Value {
+    let (half, one) = (fconst_like(kb, 0.5, x), fconst_like(kb, 1.0, x));
+    let hx = kb.b.ins().fmul(half, x);
+    let s = kb.b.ins().fadd(one, t);
+    kb.b.ins().fmul(hx, s)
+}
+
+/// True when [`unary_float`] has an implementation of `op`.
+fn unary_float_supported(op: &UnaryOp) -> bool {
+    !matches!(op, UnaryOp::Erf | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Gelu { tanh_approx: false })
 }
 
 /// `op` on an i64 value (integer dtypes).
@@ -482,6 +513,9 @@ fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
         [Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() }, Operand { ptr: y, dims: &out, elem: dt.size() }];
     if *op == UnaryOp::Identity {
         return copy(kb, &out, &ops);
+    }
+    if dt.is_float() && !unary_float_supported(op) {
+        return Err(cx.unsupported(format!("{} (its math function is not written yet)", op.name())));
     }
     walk(kb, &out, &ops, dt == DType::F32, &mut |kb, s| {
         let v = load_in(kb, dt, s, 0);
