@@ -1,9 +1,25 @@
 //! Elementwise kernels: Unary, Binary, Clip, Where, Cast, over broadcast loop nests.
+//!
+//! Every kernel walks the output once in row-major order ([`broadcast_nest`] merges the axes
+//! that all operands walk contiguously or broadcast together), reading element `i` of each
+//! operand before writing element `i` of the output, so the output may alias a same-shaped
+//! input (the memory planner's in-place reuse).
+//!
+//! Semantics follow the reference interpreter (`slmtvm_ir::ops::elementwise`): floats (f32,
+//! f16) are computed in f32 and rounded to the output dtype; integers and bools in i64 with
+//! wrapping arithmetic, narrowed on store. Integer division by zero (which the interpreter
+//! refuses) gives 0, and `i64::MIN / -1` wraps to `i64::MIN`, so no kernel traps; `0` raised to
+//! a negative integer power gives 0 likewise.
+//!
+//! Vector code (`F32X4`, only when [`crate::emit::Caps::vector`]) covers the f32 paths of
+//! Unary, Binary arithmetic and Pow, Clip, and Where on 4-byte elements, with scalar tails;
+//! operands broadcast along the innermost loop are splat. Everything else is scalar.
 
-use super::NodeCtx;
-use crate::emit::Kb;
+use super::{NodeCtx, math};
+use crate::emit::{Kb, lane_flags};
 use crate::{Error, Result};
-use cranelift_codegen::ir::{InstBuilder, Value, types};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::ops::{BinaryOp, UnaryOp};
 use slmtvm_ir::{DType, Op};
 
@@ -25,7 +41,7 @@ pub fn broadcast_nest(out: &[usize], shapes: &[&[usize]]) -> Nest {
         .map(|s| {
             let mut st = vec![0; r];
             let mut acc = 1;
-            for k in 0..s.len() {
+            for k in 0..s.len().min(r) {
                 let axis = r - 1 - k;
                 let d = s[s.len() - 1 - k];
                 st[axis] = if d == 1 { 0 } else { acc };
@@ -63,132 +79,627 @@ pub fn broadcast_nest(out: &[usize], shapes: &[&[usize]]) -> Nest {
     Nest { dims, strides: merged }
 }
 
-/// Emits the loops of `nest` over operand base pointers `bases` (element size `elem`), calling
-/// `body` with each operand's element address and the number of lanes (4 for a vector step, 1
-/// for a scalar one).
-fn walk(kb: &mut Kb, nest: &Nest, bases: &[Value], elem: usize, body: &mut dyn FnMut(&mut Kb, &[Value], usize)) {
-    walk_level(kb, nest, 0, bases.to_vec(), elem, body);
-}
-
-fn walk_level(
-    kb: &mut Kb,
-    nest: &Nest,
-    level: usize,
-    bases: Vec<Value>,
+/// One operand of a walk: base pointer, dims (broadcast into the output's) and element bytes.
+struct Operand<'a> {
+    ptr: Value,
+    dims: &'a [usize],
     elem: usize,
-    body: &mut dyn FnMut(&mut Kb, &[Value], usize),
-) {
-    let n = nest.dims[level];
-    let strides: Vec<usize> = nest.strides.iter().map(|s| s[level]).collect();
-    if level + 1 < nest.dims.len() {
-        kb.for_const(0, n as i64, 1, |kb, i| {
-            let next: Vec<Value> =
-                bases.iter().zip(&strides).map(|(&b, &s)| if s == 0 { b } else { kb.addr(b, i, s * elem) }).collect();
-            walk_level(kb, nest, level + 1, next, elem, body);
-        });
-        return;
+}
+
+/// One step of a walk: each operand's element address, the lanes (4 for a vector step, 1 for
+/// a scalar one) and, per operand, whether it is broadcast along the innermost loop (so a
+/// vector step must splat its one element).
+struct Step<'a> {
+    at: &'a [Value],
+    lanes: usize,
+    bcast: &'a [bool],
+}
+
+/// Emits the loops over `out` dims with `ops` (the output last) broadcast into them, calling
+/// `body` once per step. Vector steps are used when `vector` is set (and the target has
+/// vectors) and every operand is contiguous or broadcast along the innermost loop. An empty
+/// output emits nothing; the first error of `body` is returned.
+fn walk(
+    kb: &mut Kb,
+    out: &[usize],
+    ops: &[Operand],
+    vector: bool,
+    body: &mut dyn FnMut(&mut Kb, &Step) -> Result<()>,
+) -> Result<()> {
+    if out.contains(&0) {
+        return Ok(());
     }
-    // Innermost loop: vector steps where every operand is contiguous or broadcast.
-    let vectorizable = kb.caps.vector && elem == 4 && strides.iter().all(|&s| s <= 1);
-    let vec_end = if vectorizable { n / 4 * 4 } else { 0 };
-    if vec_end > 0 {
-        kb.for_const(0, vec_end as i64, 4, |kb, i| {
-            let at: Vec<Value> =
-                bases.iter().zip(&strides).map(|(&b, &s)| if s == 0 { b } else { kb.addr(b, i, s * elem) }).collect();
-            body(kb, &at, 4);
-        });
+    let shapes: Vec<&[usize]> = ops.iter().map(|o| o.dims).collect();
+    let nest = broadcast_nest(out, &shapes);
+    let bases: Vec<Value> = ops.iter().map(|o| o.ptr).collect();
+    let elems: Vec<usize> = ops.iter().map(|o| o.elem).collect();
+    let bcast: Vec<bool> = nest.strides.iter().map(|s| s[s.len() - 1] == 0).collect();
+    let mut err = None;
+    let mut f = |kb: &mut Kb, at: &[Value], lanes: usize| {
+        if err.is_none()
+            && let Err(e) = body(kb, &Step { at, lanes, bcast: &bcast })
+        {
+            err = Some(e);
+        }
+    };
+    let w = Walk { nest: &nest, elems: &elems, vector: vector && kb.caps.vector };
+    w.level(kb, 0, bases, &mut f);
+    err.map_or(Ok(()), Err)
+}
+
+struct Walk<'a> {
+    nest: &'a Nest,
+    elems: &'a [usize],
+    vector: bool,
+}
+
+impl Walk<'_> {
+    fn offsets(&self, kb: &mut Kb, bases: &[Value], strides: &[usize], i: Value) -> Vec<Value> {
+        bases
+            .iter()
+            .zip(strides)
+            .zip(self.elems)
+            .map(|((&b, &s), &e)| if s == 0 { b } else { kb.addr(b, i, s * e) })
+            .collect()
     }
-    if vec_end < n {
-        kb.for_const(vec_end as i64, n as i64, 1, |kb, i| {
-            let at: Vec<Value> =
-                bases.iter().zip(&strides).map(|(&b, &s)| if s == 0 { b } else { kb.addr(b, i, s * elem) }).collect();
-            body(kb, &at, 1);
-        });
+
+    fn level(&self, kb: &mut Kb, level: usize, bases: Vec<Value>, body: &mut dyn FnMut(&mut Kb, &[Value], usize)) {
+        let n = self.nest.dims[level];
+        let strides: Vec<usize> = self.nest.strides.iter().map(|s| s[level]).collect();
+        if level + 1 < self.nest.dims.len() {
+            kb.for_const(0, n as i64, 1, |kb, i| {
+                let next = self.offsets(kb, &bases, &strides, i);
+                self.level(kb, level + 1, next, body);
+            });
+            return;
+        }
+        // Innermost loop: vector steps where every operand is contiguous or broadcast.
+        let vectorizable = self.vector && strides.iter().all(|&s| s <= 1);
+        let vec_end = if vectorizable { n / 4 * 4 } else { 0 };
+        if vec_end > 0 {
+            kb.for_const(0, vec_end as i64, 4, |kb, i| {
+                let at = self.offsets(kb, &bases, &strides, i);
+                body(kb, &at, 4);
+            });
+        }
+        if vec_end < n {
+            if n == 1 {
+                body(kb, &bases, 1);
+                return;
+            }
+            kb.for_const(vec_end as i64, n as i64, 1, |kb, i| {
+                let at = self.offsets(kb, &bases, &strides, i);
+                body(kb, &at, 1);
+            });
+        }
     }
 }
 
-/// Loads `lanes` f32 values at `addr`: a vector load, a splat of a broadcast scalar, or one
-/// scalar.
-fn load_f32(kb: &mut Kb, addr: Value, lanes: usize, broadcast: bool) -> Value {
-    match (lanes, broadcast) {
-        (4, false) => kb.load(types::F32X4, addr, 0),
-        (4, true) => {
+// ---------------------------------------------------------------------------------------------
+// Loads, stores and small helpers.
+
+/// Loads operand `k` of `step` in its compute type: `lanes` f32 values for a vector step (a
+/// vector load, or a splat of a broadcast element), else one element widened by
+/// [`Kb::load_elem`].
+fn load_in(kb: &mut Kb, dt: DType, step: &Step, k: usize) -> Value {
+    let addr = step.at[k];
+    if step.lanes == 4 {
+        if step.bcast[k] {
             let s = kb.load(types::F32, addr, 0);
             kb.b.ins().splat(types::F32X4, s)
+        } else {
+            kb.load(types::F32X4, addr, 0)
         }
-        _ => kb.load(types::F32, addr, 0),
+    } else {
+        kb.load_elem(dt, addr)
     }
 }
 
-fn f32_const(kb: &mut Kb, v: f32, lanes: usize) -> Value {
-    let s = kb.b.ins().f32const(v);
-    if lanes == 4 { kb.b.ins().splat(types::F32X4, s) } else { s }
+/// Stores the result of a step at operand `k` (the output): a vector, or one element.
+fn store_out(kb: &mut Kb, dt: DType, v: Value, step: &Step, k: usize) {
+    if step.lanes == 4 { kb.store(v, step.at[k], 0) } else { kb.store_elem(dt, v, step.at[k]) }
 }
 
-fn unary_f32(kb: &mut Kb, op: &UnaryOp, x: Value, lanes: usize) -> Result<Value> {
+/// `v` splat to 4 lanes when `lanes == 4`.
+fn splat_to(kb: &mut Kb, v: Value, lanes: usize) -> Value {
+    if lanes == 4 { kb.b.ins().splat(types::F32X4, v) } else { v }
+}
+
+/// An f32 constant with the lanes of `like`.
+fn fconst_like(kb: &mut Kb, v: f32, like: Value) -> Value {
+    let lanes = kb.lanes(like);
+    kb.fconst(v, lanes)
+}
+
+/// `c ? a : b` for a float comparison result `c` (an `I8` for scalars, a lane mask for
+/// vectors).
+fn fsel(kb: &mut Kb, c: Value, a: Value, b: Value) -> Value {
+    if kb.lanes(a) == 1 {
+        kb.b.ins().select(c, a, b)
+    } else {
+        let ty = kb.ty(a);
+        let m = kb.b.ins().bitcast(ty, lane_flags(), c);
+        kb.b.ins().bitselect(m, a, b)
+    }
+}
+
+/// `v` clamped to `lo..=hi` as the reference does: `v < lo` gives `lo`, then `v > hi` gives
+/// `hi` (so `hi` wins when `lo > hi`, and NaN stays NaN). Either bound may be absent.
+fn fclamp(kb: &mut Kb, v: Value, lo: Option<Value>, hi: Option<Value>) -> Value {
+    let mut v = v;
+    if let Some(lo) = lo {
+        let c = kb.b.ins().fcmp(FloatCC::LessThan, v, lo);
+        v = fsel(kb, c, lo, v);
+    }
+    if let Some(hi) = hi {
+        let c = kb.b.ins().fcmp(FloatCC::GreaterThan, v, hi);
+        v = fsel(kb, c, hi, v);
+    }
+    v
+}
+
+/// [`fclamp`] for i64 values.
+fn iclamp(kb: &mut Kb, v: Value, lo: Option<Value>, hi: Option<Value>) -> Value {
+    let mut v = v;
+    if let Some(lo) = lo {
+        let c = kb.b.ins().icmp(IntCC::SignedLessThan, v, lo);
+        v = kb.b.ins().select(c, lo, v);
+    }
+    if let Some(hi) = hi {
+        let c = kb.b.ins().icmp(IntCC::SignedGreaterThan, v, hi);
+        v = kb.b.ins().select(c, hi, v);
+    }
+    v
+}
+
+/// A condition (`I8` 0/1) as an I64 0/1, the compute type of bool.
+fn bool64(kb: &mut Kb, c: Value) -> Value {
+    kb.b.ins().uextend(types::I64, c)
+}
+
+/// An I64 bool compute value normalized to an `I8` condition (any nonzero is true).
+fn truthy(kb: &mut Kb, v: Value) -> Value {
+    kb.b.ins().icmp_imm_s(IntCC::NotEqual, v, 0)
+}
+
+/// `x / y` on i64 values, truncating toward zero; `y == 0` gives 0 and `y == -1` gives the
+/// wrapping negation (so `i64::MIN / -1` does not trap).
+fn sdiv_safe(kb: &mut Kb, x: Value, y: Value) -> Value {
+    let zero = kb.b.ins().icmp_imm_s(IntCC::Equal, y, 0);
+    let minus1 = kb.b.ins().icmp_imm_s(IntCC::Equal, y, -1);
+    let special = kb.b.ins().bor(zero, minus1);
+    let one = kb.b.ins().iconst(types::I64, 1);
+    let d = kb.b.ins().select(special, one, y);
+    let q = kb.b.ins().sdiv(x, d);
+    let neg = kb.b.ins().ineg(x);
+    let q = kb.b.ins().select(minus1, neg, q);
+    let z = kb.b.ins().iconst(types::I64, 0);
+    kb.b.ins().select(zero, z, q)
+}
+
+/// `b ^ e` on i64 values as the reference's `int_pow`: wrapping exponentiation by squaring
+/// for `e >= 0`; for `e < 0`, 1 for `b == 1`, ±1 for `b == -1`, else 0 (also for `b == 0`,
+/// which the interpreter refuses).
+fn int_pow(kb: &mut Kb, b: Value, e: Value) -> Value {
+    let i64t = types::I64;
+    let neg = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, e, 0);
+    let z = kb.b.ins().iconst(i64t, 0);
+    let e0 = kb.b.ins().select(neg, z, e);
+    let one = kb.b.ins().iconst(i64t, 1);
+    let header = kb.b.create_block();
+    let body = kb.b.create_block();
+    let exit = kb.b.create_block();
+    for _ in 0..3 {
+        kb.b.append_block_param(header, i64t);
+    }
+    kb.b.append_block_param(exit, i64t);
+    kb.b.ins().jump(header, &[one.into(), b.into(), e0.into()]);
+    kb.b.switch_to_block(header);
+    let p = kb.b.block_params(header).to_vec();
+    let (r, bb, ee) = (p[0], p[1], p[2]);
+    kb.b.ins().brif(ee, body, &[], exit, &[r.into()]);
+    kb.b.switch_to_block(body);
+    let bit = kb.b.ins().band_imm_u(ee, 1);
+    let m = kb.b.ins().imul(r, bb);
+    let r2 = kb.b.ins().select(bit, m, r);
+    let b2 = kb.b.ins().imul(bb, bb);
+    let e2 = kb.b.ins().ushr_imm_u(ee, 1);
+    kb.b.ins().jump(header, &[r2.into(), b2.into(), e2.into()]);
+    kb.b.switch_to_block(exit);
+    let pos = kb.b.block_params(exit)[0];
+    // Negative exponents.
+    let is1 = kb.b.ins().icmp_imm_s(IntCC::Equal, b, 1);
+    let ism1 = kb.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
+    let odd = kb.b.ins().band_imm_u(e, 1);
+    let m1 = kb.b.ins().iconst(i64t, -1);
+    let sign = kb.b.ins().select(odd, m1, one);
+    let r = kb.b.ins().select(ism1, sign, z);
+    let r = kb.b.ins().select(is1, one, r);
+    kb.b.ins().select(neg, r, pos)
+}
+
+/// A compute value of `from` converted to the compute value of `to` with the reference's
+/// Cast semantics (`cast_f64` / `cast_i64`): floats to i32/i8/u8 truncate toward zero with NaN
+/// and out-of-range values giving `i32::MIN` (i8/u8 then keep its low byte when stored), to
+/// i64 likewise with `i64::MIN`; floats to bool are `x != 0` (NaN true); integers to floats
+/// round to nearest even; integers wrap when stored.
+fn cast_value(kb: &mut Kb, from: DType, to: DType, v: Value) -> Value {
+    match (from.is_float(), to) {
+        (true, DType::F32 | DType::F16) => v,
+        (true, DType::Bool) => {
+            let z = kb.b.ins().f32const(0.0);
+            let c = kb.b.ins().fcmp(FloatCC::NotEqual, v, z);
+            bool64(kb, c)
+        }
+        (true, DType::I64) => {
+            let two63 = 9_223_372_036_854_775_808.0f32;
+            trunc_float(kb, v, types::I64, two63, i64::MIN)
+        }
+        (true, DType::I32 | DType::I8 | DType::U8) => {
+            trunc_float(kb, v, types::I32, 2_147_483_648.0, i64::from(i32::MIN))
+        }
+        (false, DType::F32 | DType::F16) => kb.b.ins().fcvt_from_sint(types::F32, v),
+        (false, DType::Bool) => {
+            let c = truthy(kb, v);
+            bool64(kb, c)
+        }
+        (false, _) => v,
+    }
+}
+
+/// An f32 truncated toward zero to an integer of type `ty` (I32 or I64), as an i64; NaN and
+/// values outside `-lim..lim` give `oob`.
+fn trunc_float(kb: &mut Kb, v: Value, ty: Type, lim: f32, oob: i64) -> Value {
+    let lo = kb.b.ins().f32const(-lim);
+    let hi = kb.b.ins().f32const(lim);
+    let ge = kb.b.ins().fcmp(FloatCC::GreaterThanOrEqual, v, lo);
+    let lt = kb.b.ins().fcmp(FloatCC::LessThan, v, hi);
+    let ok = kb.b.ins().band(ge, lt);
+    let c = kb.b.ins().fcvt_to_sint_sat(ty, v);
+    let c = if ty == types::I64 { c } else { kb.b.ins().sextend(types::I64, c) };
+    let m = kb.b.ins().iconst(types::I64, oob);
+    kb.b.ins().select(ok, c, m)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operators on compute values.
+
+/// `op` on an f32 (or F32X4) value.
+fn unary_float(kb: &mut Kb, op: &UnaryOp, x: Value) -> Result<Value> {
     Ok(match op {
-        UnaryOp::Identity => x,
+        UnaryOp::Identity | UnaryOp::Not => x,
         UnaryOp::Neg => kb.b.ins().fneg(x),
         UnaryOp::Abs => kb.b.ins().fabs(x),
         UnaryOp::Sqrt => kb.b.ins().sqrt(x),
         UnaryOp::Reciprocal => {
-            let one = f32_const(kb, 1.0, lanes);
+            let one = fconst_like(kb, 1.0, x);
             kb.b.ins().fdiv(one, x)
         }
         UnaryOp::Relu => {
-            // IEEE maximum: NaN stays NaN, as in the reference.
-            let zero = f32_const(kb, 0.0, lanes);
-            kb.b.ins().fmax(x, zero)
+            // x < 0 ? 0 : x keeps NaN and -0.0, as the reference does.
+            let zero = fconst_like(kb, 0.0, x);
+            fclamp(kb, x, Some(zero), None)
         }
-        other => return Err(Error::Graph(format!("codegen for {} is not implemented yet", other.name()))),
+        UnaryOp::HardSigmoid { alpha, beta } => {
+            let a = fconst_like(kb, *alpha, x);
+            let b = fconst_like(kb, *beta, x);
+            let t = kb.mul_add(a, x, b);
+            let (zero, one) = (fconst_like(kb, 0.0, x), fconst_like(kb, 1.0, x));
+            fclamp(kb, t, Some(zero), Some(one))
+        }
+        other => return transcendental(kb, other, x),
     })
 }
 
-fn binary_f32(kb: &mut Kb, op: &BinaryOp, a: Value, b: Value) -> Result<Value> {
+/// The math-function unary operators (Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid, Gelu), on
+/// [`super::math`]'s approximations.
+fn transcendental(kb: &mut Kb, op: &UnaryOp, x: Value) -> Result<Value> {
     Ok(match op {
+        UnaryOp::Exp => math::exp(kb, x),
+        UnaryOp::Log => math::log(kb, x),
+        UnaryOp::Tanh => math::tanh(kb, x),
+        UnaryOp::Sigmoid => math::sigmoid(kb, x),
+        UnaryOp::Gelu { tanh_approx: true } => {
+            // 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))).
+            let x2 = kb.b.ins().fmul(x, x);
+            let (c, one) = (fconst_like(kb, 0.044715, x), fconst_like(kb, 1.0, x));
+            let p = kb.mul_add(c, x2, one);
+            let k = fconst_like(kb, (2.0 / std::f32::consts::PI).sqrt(), x);
+            let kx = kb.b.ins().fmul(k, x);
+            let inner = kb.b.ins().fmul(kx, p);
+            let t = math::tanh(kb, inner);
+            gelu_tail(kb, x, t)
+        }
+        other => return Err(Error::Graph(format!("no math function for {} yet", other.name()))),
+    })
+}
+
+/// `0.5·x·(1 + t)`.
+fn gelu_tail(kb: &mut Kb, x: Value, t: Value) -> Value {
+    let (half, one) = (fconst_like(kb, 0.5, x), fconst_like(kb, 1.0, x));
+    let hx = kb.b.ins().fmul(half, x);
+    let s = kb.b.ins().fadd(one, t);
+    kb.b.ins().fmul(hx, s)
+}
+
+/// True when [`unary_float`] has an implementation of `op`.
+fn unary_float_supported(op: &UnaryOp) -> bool {
+    !matches!(op, UnaryOp::Erf | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Gelu { tanh_approx: false })
+}
+
+/// `op` on an i64 value (integer dtypes).
+fn unary_int(kb: &mut Kb, op: &UnaryOp, x: Value) -> Value {
+    match op {
+        UnaryOp::Neg => kb.b.ins().ineg(x),
+        UnaryOp::Abs => {
+            let n = kb.b.ins().ineg(x);
+            let c = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
+            kb.b.ins().select(c, n, x)
+        }
+        UnaryOp::Relu => {
+            let z = kb.b.ins().iconst(types::I64, 0);
+            iclamp(kb, x, Some(z), None)
+        }
+        _ => x,
+    }
+}
+
+/// The float comparison of a comparison operator.
+fn float_cc(op: &BinaryOp) -> FloatCC {
+    match op {
+        BinaryOp::Less => FloatCC::LessThan,
+        BinaryOp::LessOrEqual => FloatCC::LessThanOrEqual,
+        BinaryOp::Greater => FloatCC::GreaterThan,
+        BinaryOp::GreaterOrEqual => FloatCC::GreaterThanOrEqual,
+        _ => FloatCC::Equal,
+    }
+}
+
+/// The integer comparison of a comparison operator.
+fn int_cc(op: &BinaryOp) -> IntCC {
+    match op {
+        BinaryOp::Less => IntCC::SignedLessThan,
+        BinaryOp::LessOrEqual => IntCC::SignedLessThanOrEqual,
+        BinaryOp::Greater => IntCC::SignedGreaterThan,
+        BinaryOp::GreaterOrEqual => IntCC::SignedGreaterThanOrEqual,
+        _ => IntCC::Equal,
+    }
+}
+
+/// Arithmetic `op` (Add, Sub, Mul, Div) on f32 (or F32X4) values.
+fn arith_float(kb: &mut Kb, op: &BinaryOp, a: Value, b: Value) -> Value {
+    match op {
         BinaryOp::Add => kb.b.ins().fadd(a, b),
         BinaryOp::Sub => kb.b.ins().fsub(a, b),
         BinaryOp::Mul => kb.b.ins().fmul(a, b),
-        BinaryOp::Div => kb.b.ins().fdiv(a, b),
-        other => return Err(Error::Graph(format!("codegen for {} is not implemented yet", other.name()))),
-    })
+        _ => kb.b.ins().fdiv(a, b),
+    }
 }
+
+/// Arithmetic `op` (Add, Sub, Mul, Div) on i64 values, wrapping; division by zero gives 0.
+fn arith_int(kb: &mut Kb, op: &BinaryOp, a: Value, b: Value) -> Value {
+    match op {
+        BinaryOp::Add => kb.b.ins().iadd(a, b),
+        BinaryOp::Sub => kb.b.ins().isub(a, b),
+        BinaryOp::Mul => kb.b.ins().imul(a, b),
+        _ => sdiv_safe(kb, a, b),
+    }
+}
+
+/// `x ^ y` on f32 (or F32X4) values.
+fn pow_float(_kb: &mut Kb, _x: Value, _y: Value) -> Result<Value> {
+    Err(Error::Graph("codegen for Pow with a float operand is not implemented yet".into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels.
 
 /// Emits the kernel of `cx.node`.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    let out_dims = cx.out_dims(0)?;
-    let (optr, f32_out) = (cx.out_ptr(0), cx.out_dtype(0) == DType::F32);
     match &cx.node.op {
-        Op::Unary(u) if f32_out => {
-            let x = cx.in_dims(0)?;
-            let nest = broadcast_nest(&out_dims, &[&x, &out_dims]);
-            let mut err = None;
-            walk(kb, &nest, &[cx.in_ptr(0)?, optr], 4, &mut |kb, at, lanes| {
-                let v = load_f32(kb, at[0], lanes, false);
-                match unary_f32(kb, u, v, lanes) {
-                    Ok(r) => kb.store(r, at[1], 0),
-                    Err(e) => err = Some(e),
-                }
-            });
-            err.map_or(Ok(()), Err)
-        }
-        Op::Binary(bop) if f32_out => {
-            let (a, b) = (cx.in_dims(0)?, cx.in_dims(1)?);
-            let nest = broadcast_nest(&out_dims, &[&a, &b, &out_dims]);
-            let inner = nest.strides.iter().map(|s| s[s.len() - 1] == 0).collect::<Vec<_>>();
-            let mut err = None;
-            walk(kb, &nest, &[cx.in_ptr(0)?, cx.in_ptr(1)?, optr], 4, &mut |kb, at, lanes| {
-                let x = load_f32(kb, at[0], lanes, inner[0]);
-                let y = load_f32(kb, at[1], lanes, inner[1]);
-                match binary_f32(kb, bop, x, y) {
-                    Ok(r) => kb.store(r, at[2], 0),
-                    Err(e) => err = Some(e),
-                }
-            });
-            err.map_or(Ok(()), Err)
-        }
-        _ => Err(cx.unsupported(format!("dtype {}", cx.out_dtype(0)))),
+        Op::Unary(u) => emit_unary(kb, cx, u),
+        Op::Binary(b) => emit_binary(kb, cx, b),
+        Op::Clip(_) => emit_clip(kb, cx),
+        Op::Where(_) => emit_where(kb, cx),
+        Op::Cast(c) => emit_cast(kb, cx, c.to),
+        _ => Err(cx.error("not an elementwise operator")),
     }
+}
+
+fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
+    let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
+    let (x, y) = (cx.in_dims(0)?, cx.out_ptr(0));
+    let ops =
+        [Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() }, Operand { ptr: y, dims: &out, elem: dt.size() }];
+    if *op == UnaryOp::Identity {
+        return copy(kb, &out, &ops);
+    }
+    if dt.is_float() && !unary_float_supported(op) {
+        return Err(cx.unsupported(format!("{} (its math function is not written yet)", op.name())));
+    }
+    walk(kb, &out, &ops, dt == DType::F32, &mut |kb, s| {
+        let v = load_in(kb, dt, s, 0);
+        let r = if dt.is_float() {
+            unary_float(kb, op, v)?
+        } else if *op == UnaryOp::Not {
+            let c = kb.b.ins().icmp_imm_s(IntCC::Equal, v, 0);
+            bool64(kb, c)
+        } else {
+            unary_int(kb, op, v)
+        };
+        store_out(kb, dt, r, s, 1);
+        Ok(())
+    })
+}
+
+/// Copies operand 0 into operand 1 (same dims and dtype), raw bits.
+fn copy(kb: &mut Kb, out: &[usize], ops: &[Operand]) -> Result<()> {
+    let elem = ops[0].elem;
+    walk(kb, out, ops, elem == 4, &mut |kb, s| {
+        let ty = if s.lanes == 4 { types::I32X4 } else { raw_type(elem) };
+        let v = kb.load(ty, s.at[0], 0);
+        kb.store(v, s.at[1], 0);
+        Ok(())
+    })
+}
+
+/// The integer type of an element of `bytes` bytes.
+fn raw_type(bytes: usize) -> Type {
+    match bytes {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        _ => types::I64,
+    }
+}
+
+fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
+    let (da, db, dy) = (cx.in_dtype(0)?, cx.in_dtype(1)?, cx.out_dtype(0));
+    let (a, b, out) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.out_dims(0)?);
+    let ops = [
+        Operand { ptr: cx.in_ptr(0)?, dims: &a, elem: da.size() },
+        Operand { ptr: cx.in_ptr(1)?, dims: &b, elem: db.size() },
+        Operand { ptr: cx.out_ptr(0), dims: &out, elem: dy.size() },
+    ];
+    let comparison = matches!(
+        op,
+        BinaryOp::Equal | BinaryOp::Less | BinaryOp::LessOrEqual | BinaryOp::Greater | BinaryOp::GreaterOrEqual
+    );
+    let vector = da == DType::F32 && db == DType::F32 && dy == DType::F32;
+    walk(kb, &out, &ops, vector, &mut |kb, s| {
+        let x = load_in(kb, da, s, 0);
+        let y = load_in(kb, db, s, 1);
+        let r = match op {
+            BinaryOp::And | BinaryOp::Or => {
+                let (p, q) = (truthy(kb, x), truthy(kb, y));
+                let c = if *op == BinaryOp::And { kb.b.ins().band(p, q) } else { kb.b.ins().bor(p, q) };
+                bool64(kb, c)
+            }
+            _ if comparison => {
+                let c =
+                    if da.is_float() { kb.b.ins().fcmp(float_cc(op), x, y) } else { kb.b.ins().icmp(int_cc(op), x, y) };
+                bool64(kb, c)
+            }
+            BinaryOp::Pow if da.is_float() || db.is_float() => {
+                let xf = if da.is_float() { x } else { kb.b.ins().fcvt_from_sint(types::F32, x) };
+                let yf = if db.is_float() { y } else { kb.b.ins().fcvt_from_sint(types::F32, y) };
+                let p = pow_float(kb, xf, yf)?;
+                if dy.is_float() { p } else { cast_value(kb, DType::F32, dy, p) }
+            }
+            BinaryOp::Pow => int_pow(kb, x, y),
+            _ if dy.is_float() => arith_float(kb, op, x, y),
+            _ => arith_int(kb, op, x, y),
+        };
+        store_out(kb, dy, r, s, 2);
+        Ok(())
+    })
+}
+
+fn emit_clip(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
+    let x = cx.in_dims(0)?;
+    // The bounds hold one element each (checked by inference); read them before any write.
+    let bound = |kb: &mut Kb, i: usize| -> Result<Option<Value>> {
+        let Some(p) = cx.in_ptr_opt(i) else { return Ok(None) };
+        if cx.in_dims(i)?.iter().product::<usize>() != 1 {
+            return Err(cx.error(format!("bound {i} must hold exactly one element")));
+        }
+        Ok(Some(kb.load_elem(dt, p)))
+    };
+    let (lo, hi) = (bound(kb, 1)?, bound(kb, 2)?);
+    let vector = dt == DType::F32 && kb.caps.vector;
+    let (lo4, hi4) =
+        if vector { (lo.map(|v| splat_to(kb, v, 4)), hi.map(|v| splat_to(kb, v, 4))) } else { (None, None) };
+    let ops = [
+        Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() },
+        Operand { ptr: cx.out_ptr(0), dims: &out, elem: dt.size() },
+    ];
+    walk(kb, &out, &ops, vector, &mut |kb, s| {
+        let v = load_in(kb, dt, s, 0);
+        let r = if s.lanes == 4 {
+            fclamp(kb, v, lo4, hi4)
+        } else if dt.is_float() {
+            fclamp(kb, v, lo, hi)
+        } else {
+            iclamp(kb, v, lo, hi)
+        };
+        store_out(kb, dt, r, s, 1);
+        Ok(())
+    })
+}
+
+fn emit_where(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let (dt, out) = (cx.out_dtype(0), cx.out_dims(0)?);
+    let (c, x, y) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.in_dims(2)?);
+    let elem = dt.size();
+    let ops = [
+        Operand { ptr: cx.in_ptr(0)?, dims: &c, elem: 1 },
+        Operand { ptr: cx.in_ptr(1)?, dims: &x, elem },
+        Operand { ptr: cx.in_ptr(2)?, dims: &y, elem },
+        Operand { ptr: cx.out_ptr(0), dims: &out, elem },
+    ];
+    walk(kb, &out, &ops, elem == 4, &mut |kb, s| {
+        if s.lanes == 4 {
+            let mask = cond_mask4(kb, s);
+            let load = |kb: &mut Kb, k: usize| {
+                if s.bcast[k] {
+                    let v = kb.load(types::I32, s.at[k], 0);
+                    kb.b.ins().splat(types::I32X4, v)
+                } else {
+                    kb.load(types::I32X4, s.at[k], 0)
+                }
+            };
+            let (a, b) = (load(kb, 1), load(kb, 2));
+            let r = kb.b.ins().bitselect(mask, a, b);
+            kb.store(r, s.at[3], 0);
+        } else {
+            let cb = kb.load(types::I8, s.at[0], 0);
+            let cond = kb.b.ins().icmp_imm_s(IntCC::NotEqual, cb, 0);
+            let ty = raw_type(elem);
+            let a = kb.load(ty, s.at[1], 0);
+            let b = kb.load(ty, s.at[2], 0);
+            let r = kb.b.ins().select(cond, a, b);
+            kb.store(r, s.at[3], 0);
+        }
+        Ok(())
+    })
+}
+
+/// The `I32X4` lane mask (all ones where true) of the 4 bools at operand 0 of a vector step
+/// (one bool splat when it is broadcast), read byte by byte.
+fn cond_mask4(kb: &mut Kb, s: &Step) -> Value {
+    let zero = kb.b.ins().iconst(types::I32, 0);
+    let zeros = kb.b.ins().splat(types::I32X4, zero);
+    let v = if s.bcast[0] {
+        let b = kb.b.ins().uload8(types::I32, crate::emit::flags(), s.at[0], 0);
+        kb.b.ins().splat(types::I32X4, b)
+    } else {
+        let mut v = zeros;
+        for l in 0..4u8 {
+            let b = kb.b.ins().uload8(types::I32, crate::emit::flags(), s.at[0], i32::from(l));
+            v = kb.b.ins().insertlane(v, b, l);
+        }
+        v
+    };
+    kb.b.ins().icmp(IntCC::NotEqual, v, zeros)
+}
+
+fn emit_cast(kb: &mut Kb, cx: &NodeCtx, to: DType) -> Result<()> {
+    let (from, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
+    let x = cx.in_dims(0)?;
+    let ops = [
+        Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: from.size() },
+        Operand { ptr: cx.out_ptr(0), dims: &out, elem: to.size() },
+    ];
+    if from == to {
+        return copy(kb, &out, &ops);
+    }
+    walk(kb, &out, &ops, false, &mut |kb, s| {
+        let v = kb.load_elem(from, s.at[0]);
+        let r = cast_value(kb, from, to, v);
+        kb.store_elem(to, r, s.at[1]);
+        Ok(())
+    })
 }
 
 #[cfg(test)]
