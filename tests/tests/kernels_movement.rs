@@ -14,6 +14,11 @@ use slmtvm_ir::ops::{
 use slmtvm_ir::{DType, Graph, Op, Scalar, Shape, Tensor, TypeInfo, ValueId};
 use slmtvm_tests::cross::{Job, check_against_interpreter, run_batch, runnable_presets};
 
+/// A Split case: input dims, axis, sizes, the operator's outputs, the outputs the node uses.
+type SplitCase = (&'static [usize], i64, Option<Vec<usize>>, usize, usize);
+/// A Slice case: data dims, starts, ends, axes, steps.
+type SliceCase = (&'static [usize], &'static [i64], &'static [i64], Option<&'static [i64]>, Option<&'static [i64]>);
+
 const ALL: [DType; 7] = [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool];
 
 /// Most graph inputs a compiled test model may have (the runner's limit is 64).
@@ -176,8 +181,7 @@ fn splits_with_uneven_sizes_and_unused_outputs() {
     for (gi, dts) in [&ALL[..4], &ALL[4..]].into_iter().enumerate() {
         let mut g = G::new(&format!("split{gi}"), 2);
         for &dt in dts {
-            // (input, axis, sizes, operator outputs, outputs the node uses)
-            let cases: [(&[usize], i64, Option<Vec<usize>>, usize, usize); 6] = [
+            let cases: [SplitCase; 6] = [
                 (&[10, 3], 0, Some(vec![3, 0, 7]), 3, 3),
                 (&[2, 9], 1, None, 4, 2),
                 (&[2, 3, 11], -1, Some(vec![4, 7]), 2, 2),
@@ -200,8 +204,7 @@ fn slices_with_clamping_and_negative_steps() {
     for (gi, dts) in [&ALL[..4], &ALL[4..]].into_iter().enumerate() {
         let mut g = G::new(&format!("slice{gi}"), 2);
         for &dt in dts {
-            // (data, starts, ends, axes, steps)
-            let cases: [(&[usize], &[i64], &[i64], Option<&[i64]>, Option<&[i64]>); 9] = [
+            let cases: [SliceCase; 9] = [
                 (&[5, 6], &[1, -100], &[100, -1], None, None),
                 (&[5, 6], &[-1], &[min], Some(&[1]), Some(&[-1])),
                 (&[4, 5, 6], &[3, 4], &[0, -100], Some(&[0, -1]), Some(&[-2, -3])),

@@ -111,7 +111,7 @@ fn run_chunks(kb: &mut Kb, n: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value,
             off += w;
         }
         if off < n {
-            chunk(kb, ty, base, (n - w) as i32 - looped as i32);
+            chunk(kb, ty, base, (n as i64 - w as i64 - looped as i64) as i32);
         }
     }
 }
