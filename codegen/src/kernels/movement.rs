@@ -1,10 +1,733 @@
-//! Kernels: see the table in [`crate::kernels`].
+//! Data-movement and generator kernels: Reshape, Flatten, Squeeze and Unsqueeze (copies, for
+//! the nodes the memory planner could not make views of their input: graph outputs),
+//! Transpose, Concat, Split, Slice, Gather, Expand, Trilu, Shape, Size, Range and
+//! ConstantOfShape.
+//!
+//! # How elements move
+//! Every operator here but Range moves elements without looking at them, so the kernels copy
+//! raw bits with integer types of the element's width (1, 2, 4 or 8 bytes), never converting.
+//! Index maps are strided copies (`strided_copy`): per output axis an element stride into
+//! the source (negative for reversed slices, 0 for broadcast axes) and a base offset; size-1
+//! axes are dropped and adjacent axes that both sides walk contiguously are merged, so that
+//! a Transpose `[B,S,H,D]→[B,H,S,D]` copies rows of `D` elements and a whole-tensor copy is
+//! one run. Contiguous runs of static length are copied in chunks of the widest type the
+//! target allows (16-byte `I8X16` with vectors, else 8-byte `I64`), the last chunk
+//! overlapping its predecessor instead of a tail of narrower ones; runs of eight chunks and
+//! more loop over four chunks a step. Concat and Split walk the output (input) row by row and
+//! copy each part's run; Gather copies one run of `inner` elements per index.
+//!
+//! # Out-of-range gather indices
+//! The interpreter rejects an index outside `-n..n` for an axis of size `n`; a kernel cannot
+//! fail, so it wraps negative indices by adding `n` and then clamps to `0..=n-1`: an index
+//! below `-n` reads row 0, one at or above `n` reads row `n-1`. It never reads out of bounds.
+//! (Gathering from an empty axis into a non-empty output writes zeros.)
+//!
+//! # Alignment
+//! Wide chunks are accessed at the element alignment of the data (Cranelift loads and stores
+//! without the `aligned` flag). x86_64 and aarch64 allow that; riscv64 vector chunks are
+//! `I8X16` (byte elements, no alignment needed), and scalar riscv64 `I64` chunks rely on the
+//! execution environment handling misaligned accesses (Linux and OpenSBI emulate them).
 
 use super::NodeCtx;
 use crate::Result;
-use crate::emit::Kb;
+use crate::emit::{Kb, compute_type, strides_of};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use slmtvm_ir::shape::normalize_axis;
+use slmtvm_ir::{DType, Op, Scalar};
 
 /// Emits the kernel of `cx.node`.
-pub fn emit(_kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    Err(cx.unsupported("no kernel yet"))
+pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    match &cx.node.op {
+        Op::Reshape(_) | Op::Flatten(_) | Op::Squeeze(_) | Op::Unsqueeze(_) => whole_copy(kb, cx),
+        Op::Transpose(t) => transpose(kb, cx, t.perm.as_deref()),
+        Op::Concat(c) => concat(kb, cx, c.axis),
+        Op::Split(s) => split(kb, cx, s.axis),
+        Op::Slice(_) => slice(kb, cx),
+        Op::Gather(g) => gather(kb, cx, g.axis),
+        Op::Expand(_) => expand(kb, cx),
+        Op::Trilu(t) => trilu(kb, cx, t.upper),
+        Op::Shape(_) | Op::Size(_) => shape_of(kb, cx),
+        Op::Range(_) => range(kb, cx),
+        Op::ConstantOfShape(c) => constant_of_shape(kb, cx, &c.value),
+        other => Err(cx.unsupported(format!("{} is not a data-movement operator", other.kind_name()))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs: contiguous byte ranges copied or filled in wide chunks.
+
+/// The type of a `w`-byte chunk: an integer of that width, `I8X16` for 16 bytes.
+fn chunk_ty(w: usize) -> Type {
+    match w {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        8 => types::I64,
+        _ => types::I8X16,
+    }
+}
+
+/// The widest chunk the target allows: 16 bytes with vectors, else 8.
+fn max_chunk(kb: &Kb) -> usize {
+    if kb.caps.vector { 16 } else { 8 }
+}
+
+/// The chunk width for a static run of `n > 0` bytes: the largest power of two that is at
+/// most `n` and the target's widest chunk.
+fn chunk_width(kb: &Kb, n: usize) -> usize {
+    let mut w = max_chunk(kb);
+    while w > n {
+        w /= 2;
+    }
+    w
+}
+
+/// Calls `chunk(kb, ty, off, imm)` for chunks of type `ty` (width [`chunk_width`]) covering
+/// bytes `0..n` of a run, each at byte `off + imm` of it: a loop of four chunks a step when
+/// the run has eight chunks or more, then the rest unrolled, the last chunk overlapping the
+/// one before when `n` is not a multiple of the width. With `n` a multiple of an element
+/// size no larger than the width, every chunk starts on an element boundary.
+fn run_chunks(kb: &mut Kb, n: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value, i32)) {
+    if n == 0 {
+        return;
+    }
+    let w = chunk_width(kb, n);
+    let ty = chunk_ty(w);
+    let block = 4 * w;
+    let looped = if n >= 2 * block { n / block * block } else { 0 };
+    if looped > 0 {
+        kb.for_const(0, looped as i64, block as i64, |kb, i| {
+            for k in 0..4 {
+                chunk(kb, ty, i, (k * w) as i32);
+            }
+        });
+    }
+    if looped < n {
+        let base = kb.iconst(looped as i64);
+        let mut off = looped;
+        while off + w <= n {
+            chunk(kb, ty, base, (off - looped) as i32);
+            off += w;
+        }
+        if off < n {
+            chunk(kb, ty, base, (n as i64 - w as i64 - looped as i64) as i32);
+        }
+    }
+}
+
+/// Copies `n` bytes (a static count) from `src` to `dst` (not overlapping).
+fn copy_run(kb: &mut Kb, dst: Value, src: Value, n: usize) {
+    run_chunks(kb, n, &mut |kb, ty, off, imm| {
+        let s = kb.b.ins().iadd(src, off);
+        let v = kb.load(ty, s, imm);
+        let d = kb.b.ins().iadd(dst, off);
+        kb.store(v, d, imm);
+    });
+}
+
+/// `v` (an element of `e` bytes, as the integer of that width) repeated to fill a chunk of
+/// `w >= e` bytes.
+fn pattern(kb: &mut Kb, v: Value, e: usize, w: usize) -> Value {
+    if w == e {
+        return v;
+    }
+    if w == 16 {
+        let lanes = match e {
+            1 => types::I8X16,
+            2 => types::I16X8,
+            4 => types::I32X4,
+            _ => types::I64X2,
+        };
+        return kb.b.ins().splat(lanes, v);
+    }
+    let x = kb.b.ins().uextend(types::I64, v);
+    let ones: u64 = match e {
+        1 => 0x0101_0101_0101_0101,
+        2 => 0x0001_0001_0001_0001,
+        _ => 0x0000_0001_0000_0001,
+    };
+    let p = kb.b.ins().imul_imm_s(x, ones as i64);
+    if w == 8 { p } else { kb.b.ins().ireduce(chunk_ty(w), p) }
+}
+
+/// Fills `n` bytes (a static multiple of `e`) at `dst` with the `e`-byte element `v` (the
+/// integer of that width).
+fn fill_run(kb: &mut Kb, dst: Value, n: usize, e: usize, v: Value) {
+    if n == 0 {
+        return;
+    }
+    let p = pattern(kb, v, e, chunk_width(kb, n).max(e));
+    run_chunks(kb, n, &mut |kb, _ty, off, imm| {
+        let d = kb.b.ins().iadd(dst, off);
+        kb.store(p, d, imm);
+    });
+}
+
+/// Calls `chunk(kb, ty, off)` for chunks covering a run of `n` bytes, a run-time multiple
+/// of `e`: the widest chunks while they fit, then single elements.
+fn dyn_run(kb: &mut Kb, n: Value, e: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value)) {
+    let w = max_chunk(kb);
+    let wide_end = kb.b.ins().band_imm_s(n, -(w as i64));
+    let zero = kb.iconst(0);
+    kb.for_range(zero, wide_end, w as i64, |kb, i| chunk(kb, chunk_ty(w), i));
+    kb.for_range(wide_end, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i));
+}
+
+/// Copies a run of `n` bytes (a run-time multiple of `e`) from `src` to `dst`.
+fn copy_dyn(kb: &mut Kb, dst: Value, src: Value, n: Value, e: usize) {
+    dyn_run(kb, n, e, &mut |kb, ty, off| {
+        let s = kb.b.ins().iadd(src, off);
+        let v = kb.load(ty, s, 0);
+        let d = kb.b.ins().iadd(dst, off);
+        kb.store(v, d, 0);
+    });
+}
+
+/// Zeroes a run of `n` bytes (a run-time multiple of `e`) at `dst`.
+fn zero_dyn(kb: &mut Kb, dst: Value, n: Value, e: usize) {
+    dyn_run(kb, n, e, &mut |kb, ty, off| {
+        let z = if ty.is_vector() {
+            let b = kb.b.ins().iconst(types::I8, 0);
+            kb.b.ins().splat(ty, b)
+        } else {
+            kb.b.ins().iconst(ty, 0)
+        };
+        let d = kb.b.ins().iadd(dst, off);
+        kb.store(z, d, 0);
+    });
+}
+
+/// `lo.max(v).min(hi)` for a signed pointer-width `v` and constant bounds `lo <= hi`.
+fn clamp(kb: &mut Kb, v: Value, lo: i64, hi: i64) -> Value {
+    let (l, h) = (kb.iconst(lo), kb.iconst(hi));
+    let below = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, lo);
+    let v = kb.b.ins().select(below, l, v);
+    let above = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, v, hi);
+    kb.b.ins().select(above, h, v)
+}
+
+// ---------------------------------------------------------------------------------------
+// Strided copies.
+
+/// One loop of a strided copy: its extent and the element strides of destination and source.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Axis {
+    n: usize,
+    dst: i64,
+    src: i64,
+}
+
+/// The loops of a copy over `dims` with the given element strides: size-1 axes dropped and
+/// each axis merged into the one before when both sides walk the pair as one axis. `None`
+/// when the copy is empty.
+fn merge_axes(dims: &[usize], dst: &[i64], src: &[i64]) -> Option<Vec<Axis>> {
+    if dims.contains(&0) {
+        return None;
+    }
+    let mut out: Vec<Axis> = Vec::new();
+    for a in 0..dims.len() {
+        let (n, d, s) = (dims[a], dst[a], src[a]);
+        if n == 1 {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.dst == d * n as i64 && last.src == s * n as i64 => {
+                *last = Axis { n: last.n * n, dst: d, src: s };
+            }
+            _ => out.push(Axis { n, dst: d, src: s }),
+        }
+    }
+    Some(out)
+}
+
+/// Copies `dims` elements of `e` bytes: element `idx` is read at element
+/// `src_off + Σ idx·src_st` of `src` and written at element `Σ idx·dst_st` of `dst`.
+#[allow(clippy::too_many_arguments)]
+fn strided_copy(
+    kb: &mut Kb,
+    dst: Value,
+    src: Value,
+    e: usize,
+    dims: &[usize],
+    dst_st: &[i64],
+    src_st: &[i64],
+    src_off: i64,
+) {
+    let Some(axes) = merge_axes(dims, dst_st, src_st) else { return };
+    let e64 = e as i64;
+    let src = kb.addr_const(src, src_off * e64);
+    let split = |axes: &[Axis]| -> (Vec<usize>, Vec<i64>, Vec<i64>) {
+        (
+            axes.iter().map(|a| a.n).collect(),
+            axes.iter().map(|a| a.dst * e64).collect(),
+            axes.iter().map(|a| a.src * e64).collect(),
+        )
+    };
+    let at = |kb: &mut Kb, idx: &[Value], ds: &[i64], ss: &[i64]| {
+        let d = kb.linear(0, idx, ds);
+        let s = kb.linear(0, idx, ss);
+        (kb.b.ins().iadd(dst, d), kb.b.ins().iadd(src, s))
+    };
+    match axes.last().copied() {
+        Some(Axis { n, dst: 1, src: 1 }) => {
+            // Contiguous rows on both sides.
+            let (outer, ds, ss) = split(&axes[..axes.len() - 1]);
+            kb.nest(&outer, &mut |kb, idx| {
+                let (d, s) = at(kb, idx, &ds, &ss);
+                copy_run(kb, d, s, n * e);
+            });
+        }
+        Some(Axis { n, dst: 1, src: 0 }) => {
+            // A broadcast element fills each row.
+            let (outer, ds, ss) = split(&axes[..axes.len() - 1]);
+            kb.nest(&outer, &mut |kb, idx| {
+                let (d, s) = at(kb, idx, &ds, &ss);
+                let v = kb.load(chunk_ty(e), s, 0);
+                fill_run(kb, d, n * e, e, v);
+            });
+        }
+        _ => {
+            let (all, ds, ss) = split(&axes);
+            let ty = chunk_ty(e);
+            kb.nest(&all, &mut |kb, idx| {
+                let (d, s) = at(kb, idx, &ds, &ss);
+                let v = kb.load(ty, s, 0);
+                kb.store(v, d, 0);
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operators.
+
+/// The byte size of one element of output 0.
+fn elem(cx: &NodeCtx) -> usize {
+    cx.out_dtype(0).size()
+}
+
+/// Checks that input 0 and output 0 have one dtype (these kernels copy bits).
+fn same_dtype(cx: &NodeCtx) -> Result<()> {
+    let (i, o) = (cx.in_dtype(0)?, cx.out_dtype(0));
+    if i != o {
+        return Err(cx.error(format!("input dtype {i} differs from output dtype {o}")));
+    }
+    Ok(())
+}
+
+fn numel(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+/// Reshape, Flatten, Squeeze, Unsqueeze into their own buffer: one run of the whole tensor.
+fn whole_copy(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    same_dtype(cx)?;
+    let (i, o) = (numel(&cx.in_dims(0)?), numel(&cx.out_dims(0)?));
+    if i != o {
+        return Err(cx.error(format!("input has {i} elements, output {o}")));
+    }
+    copy_run(kb, cx.out_ptr(0), cx.in_ptr(0)?, o * elem(cx));
+    Ok(())
+}
+
+fn transpose(kb: &mut Kb, cx: &NodeCtx, perm: Option<&[usize]>) -> Result<()> {
+    same_dtype(cx)?;
+    let x = cx.in_dims(0)?;
+    let out = cx.out_dims(0)?;
+    let r = x.len();
+    let perm: Vec<usize> = perm.map_or_else(|| (0..r).rev().collect(), <[usize]>::to_vec);
+    let mut seen = vec![false; r];
+    let valid = perm.len() == r && perm.iter().all(|&p| p < r && !std::mem::replace(&mut seen[p], true));
+    if !valid || perm.iter().map(|&p| x[p]).ne(out.iter().copied()) {
+        return Err(cx.error(format!("perm {perm:?} does not map input {x:?} to output {out:?}")));
+    }
+    let xs = strides_of(&x);
+    let src: Vec<i64> = perm.iter().map(|&p| xs[p]).collect();
+    strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, elem(cx), &out, &strides_of(&out), &src, 0);
+    Ok(())
+}
+
+/// The normalized `axis` of a rank-`rank` tensor, or an error about this node.
+fn axis_of(cx: &NodeCtx, axis: i64, rank: usize) -> Result<usize> {
+    normalize_axis(axis, rank).map_err(|m| cx.error(m))
+}
+
+/// One part of a Concat or Split row: its base pointer, bytes per row and offset in the
+/// joined row.
+struct Part {
+    ptr: Value,
+    run: usize,
+    off: usize,
+}
+
+/// Copies between a joined tensor (`outer` rows of `row` bytes at `joined`) and its parts;
+/// `gather` copies parts into the joined rows (Concat), else the joined rows out to the parts
+/// (Split).
+fn join_rows(kb: &mut Kb, joined: Value, row: usize, outer: usize, parts: &[Part], gather: bool) {
+    if outer == 0 || row == 0 || parts.is_empty() {
+        return;
+    }
+    kb.nest(&[outer], &mut |kb, idx| {
+        let o = idx[0];
+        let j = kb.addr(joined, o, row);
+        for p in parts {
+            let at = kb.addr(p.ptr, o, p.run);
+            let here = kb.addr_const(j, p.off as i64);
+            if gather {
+                copy_run(kb, here, at, p.run);
+            } else {
+                copy_run(kb, at, here, p.run);
+            }
+        }
+    });
+}
+
+fn concat(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
+    let out = cx.out_dims(0)?;
+    let ax = axis_of(cx, axis, out.len())?;
+    let e = elem(cx);
+    let (outer, inner) = (numel(&out[..ax]), numel(&out[ax + 1..]));
+    let mut parts = Vec::new();
+    let mut off = 0;
+    for i in 0..cx.num_inputs() {
+        let d = cx.in_dims(i)?;
+        if cx.in_dtype(i)? != cx.out_dtype(0) || d.len() != out.len() {
+            return Err(cx.error(format!("input {i} does not match the output's dtype and rank")));
+        }
+        let run = d[ax] * inner * e;
+        if run > 0 {
+            parts.push(Part { ptr: cx.in_ptr(i)?, run, off });
+        }
+        off += run;
+    }
+    let row = out[ax] * inner * e;
+    if off != row {
+        return Err(cx.error(format!("inputs along axis {ax} do not add up to the output's {}", out[ax])));
+    }
+    join_rows(kb, cx.out_ptr(0), row, outer, &parts, true);
+    Ok(())
+}
+
+fn split(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
+    let x = cx.in_dims(0)?;
+    let ax = axis_of(cx, axis, x.len())?;
+    let e = cx.in_dtype(0)?.size();
+    let (outer, inner) = (numel(&x[..ax]), numel(&x[ax + 1..]));
+    let mut parts = Vec::new();
+    let mut off = 0;
+    for k in 0..cx.num_outputs() {
+        let d = cx.out_dims(k)?;
+        if cx.out_dtype(k) != cx.in_dtype(0)? || d.len() != x.len() {
+            return Err(cx.error(format!("output {k} does not match the input's dtype and rank")));
+        }
+        let run = d[ax] * inner * e;
+        if run > 0 {
+            parts.push(Part { ptr: cx.out_ptr(k), run, off });
+        }
+        off += run;
+    }
+    let row = x[ax] * inner * e;
+    if off > row {
+        return Err(cx.error(format!("outputs along axis {ax} exceed the input's {}", x[ax])));
+    }
+    join_rows(kb, cx.in_ptr(0)?, row, outer, &parts, false);
+    Ok(())
+}
+
+/// The effective slice of an axis of size `n` for ONNX `start`, `end`, `step` (as the
+/// interpreter clamps): the first index, the step and the count.
+fn axis_slice(n: usize, start: i64, end: i64, step: i64) -> (i128, i128, usize) {
+    let (n, step) = (n as i128, i128::from(step));
+    let wrap = |v: i64| if v < 0 { i128::from(v) + n } else { i128::from(v) };
+    let (s, e) = (wrap(start), wrap(end));
+    let (s, span) = if step > 0 {
+        let s = s.clamp(0, n);
+        (s, e.clamp(0, n) - s)
+    } else {
+        let s = s.max(0).min(n - 1);
+        (s, s - e.max(-1).min(n - 1))
+    };
+    let len = if span > 0 { (span + step.abs() - 1) / step.abs() } else { 0 };
+    (s, step, usize::try_from(len).unwrap_or(usize::MAX))
+}
+
+fn slice(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    same_dtype(cx)?;
+    let x = cx.in_dims(0)?;
+    let out = cx.out_dims(0)?;
+    let r = x.len();
+    const NAMES: [&str; 5] = ["data", "starts", "ends", "axes", "steps"];
+    let arg = |i: usize| -> Result<Option<Vec<i64>>> {
+        if cx.in_id(i).is_none() {
+            return Ok(None);
+        }
+        let t = cx.in_const(i).ok_or_else(|| cx.unsupported(format!("{} must be a constant", NAMES[i])))?;
+        t.to_i64_vec().map(Some).map_err(|m| cx.error(m))
+    };
+    let starts = arg(1)?.ok_or_else(|| cx.error("starts is required"))?;
+    let ends = arg(2)?.ok_or_else(|| cx.error("ends is required"))?;
+    let k = starts.len();
+    let axes = arg(3)?.unwrap_or_else(|| (0..k as i64).collect());
+    let steps = arg(4)?.unwrap_or_else(|| vec![1; k]);
+    if ends.len() != k || axes.len() != k || steps.len() != k || steps.contains(&0) {
+        return Err(cx.error("starts, ends, axes and steps must have one length and non-zero steps"));
+    }
+    let xs = strides_of(&x);
+    let mut src = xs.clone();
+    let mut off = 0i64;
+    let mut dims = x.clone();
+    let mut done = vec![false; r];
+    for i in 0..k {
+        let a = axis_of(cx, axes[i], r)?;
+        if std::mem::replace(&mut done[a], true) {
+            return Err(cx.error(format!("axis {} is repeated", axes[i])));
+        }
+        let (s, step, len) = axis_slice(x[a], starts[i], ends[i], steps[i]);
+        dims[a] = len;
+        if len > 0 {
+            // In range: 0 <= s < n, and |step| < n when len > 1.
+            off += s as i64 * xs[a];
+            src[a] = if len > 1 { step as i64 * xs[a] } else { 0 };
+        }
+    }
+    if dims != out {
+        return Err(cx.error(format!("slice of {x:?} gives {dims:?}, the output is {out:?}")));
+    }
+    if numel(&out) == 0 {
+        return Ok(());
+    }
+    strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, elem(cx), &out, &strides_of(&out), &src, off);
+    Ok(())
+}
+
+fn gather(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
+    same_dtype(cx)?;
+    let data = cx.in_dims(0)?;
+    let ids = cx.in_dims(1)?;
+    let out = cx.out_dims(0)?;
+    let ax = axis_of(cx, axis, data.len())?;
+    let id_ty = match cx.in_dtype(1)? {
+        DType::I32 => types::I32,
+        DType::I64 => types::I64,
+        other => return Err(cx.unsupported(format!("indices of dtype {other}"))),
+    };
+    let e = elem(cx);
+    let (outer, n, inner, p) = (numel(&data[..ax]), data[ax], numel(&data[ax + 1..]), numel(&ids));
+    if outer * p * inner != numel(&out) {
+        return Err(cx.error(format!("gather of {data:?} by {ids:?} does not give {out:?}")));
+    }
+    if numel(&out) == 0 {
+        return Ok(());
+    }
+    let dst = cx.out_ptr(0);
+    if n == 0 {
+        let z = kb.b.ins().iconst(chunk_ty(e), 0);
+        fill_run(kb, dst, numel(&out) * e, e, z);
+        return Ok(());
+    }
+    let (dp, ip) = (cx.in_ptr(0)?, cx.in_ptr(1)?);
+    let run = inner * e;
+    let n64 = n as i64;
+    kb.nest(&[outer, p], &mut |kb, idx| {
+        let (o, j) = (idx[0], idx[1]);
+        let at = kb.addr(ip, j, id_ty.bytes() as usize);
+        let raw = kb.load(id_ty, at, 0);
+        let v = if id_ty == types::I64 { raw } else { kb.b.ins().sextend(types::I64, raw) };
+        let neg = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, 0);
+        let wrapped = kb.b.ins().iadd_imm_s(v, n64);
+        let v = kb.b.ins().select(neg, wrapped, v);
+        let v = clamp(kb, v, 0, n64 - 1);
+        let row = kb.b.ins().imul_imm_s(o, n64);
+        let row = kb.b.ins().iadd(row, v);
+        let s = kb.addr(dp, row, run);
+        let orow = kb.b.ins().imul_imm_s(o, p as i64);
+        let orow = kb.b.ins().iadd(orow, j);
+        let d = kb.addr(dst, orow, run);
+        copy_run(kb, d, s, run);
+    });
+    Ok(())
+}
+
+fn expand(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    same_dtype(cx)?;
+    let x = cx.in_dims(0)?;
+    let out = cx.out_dims(0)?;
+    let bad = || cx.error(format!("input {x:?} does not broadcast to the output {out:?}"));
+    let pad = out.len().checked_sub(x.len()).ok_or_else(bad)?;
+    let xs = strides_of(&x);
+    let mut src = vec![0i64; out.len()];
+    for (k, &d) in x.iter().enumerate() {
+        if d != out[pad + k] && d != 1 {
+            return Err(bad());
+        }
+        src[pad + k] = if d == 1 { 0 } else { xs[k] };
+    }
+    strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, elem(cx), &out, &strides_of(&out), &src, 0);
+    Ok(())
+}
+
+fn trilu(kb: &mut Kb, cx: &NodeCtx, upper: bool) -> Result<()> {
+    same_dtype(cx)?;
+    let x = cx.in_dims(0)?;
+    let r = x.len();
+    if r < 2 || x != cx.out_dims(0)? {
+        return Err(cx.error(format!("input {x:?} must have rank >= 2 and the output's shape")));
+    }
+    let (rows, cols) = (x[r - 2], x[r - 1]);
+    let batch = numel(&x[..r - 2]);
+    if batch * rows * cols == 0 {
+        return Ok(());
+    }
+    let e = elem(cx);
+    let k = match cx.in_ptr_opt(1) {
+        Some(p) => {
+            if cx.in_dtype(1)? != DType::I64 {
+                return Err(cx.error("k must be i64"));
+            }
+            kb.load(types::I64, p, 0)
+        }
+        None => kb.iconst(0),
+    };
+    // Offsets beyond the matrix act like the matrix's edge; clamping keeps `i + k` in range.
+    let k = clamp(kb, k, -(rows as i64) - 1, cols as i64 + 1);
+    let k = if upper { k } else { kb.b.ins().iadd_imm_s(k, 1) };
+    let (src, dst) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    let row = cols * e;
+    kb.nest(&[batch, rows], &mut |kb, idx| {
+        let (b, i) = (idx[0], idx[1]);
+        let flat = kb.b.ins().imul_imm_s(b, rows as i64);
+        let flat = kb.b.ins().iadd(flat, i);
+        let s = kb.addr(src, flat, row);
+        let d = kb.addr(dst, flat, row);
+        // Columns before `c` are zeroed (upper) or kept (lower).
+        let c = kb.b.ins().iadd(i, k);
+        let c = clamp(kb, c, 0, cols as i64);
+        let head = kb.b.ins().imul_imm_s(c, e as i64);
+        let total = kb.iconst(row as i64);
+        let tail = kb.b.ins().isub(total, head);
+        let (s_tail, d_tail) = (kb.b.ins().iadd(s, head), kb.b.ins().iadd(d, head));
+        if upper {
+            zero_dyn(kb, d, head, e);
+            copy_dyn(kb, d_tail, s_tail, tail, e);
+        } else {
+            copy_dyn(kb, d, s, head, e);
+            zero_dyn(kb, d_tail, tail, e);
+        }
+    });
+    Ok(())
+}
+
+/// Shape and Size: the output depends only on the input's static shape, so it is stored as
+/// constants.
+fn shape_of(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let dims = cx.in_dims(0)?;
+    let t = cx.node.op.eval_on_shape(&dims).ok_or_else(|| cx.error("not a shape operator"))?;
+    let vals = t.to_i64_vec().map_err(|m| cx.error(m))?;
+    if cx.out_dtype(0) != DType::I64 || vals.len() != numel(&cx.out_dims(0)?) {
+        return Err(cx.error("the output must be i64 of the value's shape"));
+    }
+    let dst = cx.out_ptr(0);
+    for (i, &v) in vals.iter().enumerate() {
+        let c = kb.b.ins().iconst(types::I64, v);
+        let at = kb.addr_const(dst, 8 * i as i64);
+        kb.store(c, at, 0);
+    }
+    Ok(())
+}
+
+/// Range: `start + i·delta` for the output's static length, read from the run-time scalars.
+/// Integers wrap in 64 bits then narrow (as the interpreter's exact values do, when they fit);
+/// floats are computed as the interpreter does, in f64 (`start + i as f64 * delta`, no fused
+/// multiply-add), then rounded to f32, and for f16 from that f32 to f16 (a double rounding
+/// that can differ from a direct f64→f16 rounding only for values within 2^-13 ulp of a
+/// halfway point).
+fn range(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let dt = cx.out_dtype(0);
+    for i in 0..3 {
+        if cx.in_dtype(i)? != dt {
+            return Err(cx.error("start, limit and delta must have the output's dtype"));
+        }
+    }
+    let n = match cx.out_dims(0)?.as_slice() {
+        [n] => *n,
+        d => return Err(cx.error(format!("output shape {d:?} is not 1-D"))),
+    };
+    if n == 0 {
+        return Ok(());
+    }
+    let (sp, dp, dst) = (cx.in_ptr(0)?, cx.in_ptr(2)?, cx.out_ptr(0));
+    let e = dt.size();
+    let start = kb.load_elem(dt, sp);
+    let delta = kb.load_elem(dt, dp);
+    match dt {
+        DType::I32 | DType::I64 => {
+            kb.for_const(0, n as i64, 1, |kb, i| {
+                let step = kb.b.ins().imul(i, delta);
+                let v = kb.b.ins().iadd(start, step);
+                let at = kb.addr(dst, i, e);
+                kb.store_elem(dt, v, at);
+            });
+        }
+        DType::F32 | DType::F16 => {
+            debug_assert_eq!(compute_type(dt), types::F32);
+            let start = kb.b.ins().fpromote(types::F64, start);
+            let delta = kb.b.ins().fpromote(types::F64, delta);
+            kb.for_const(0, n as i64, 1, |kb, i| {
+                let fi = kb.b.ins().fcvt_from_sint(types::F64, i);
+                let step = kb.b.ins().fmul(fi, delta);
+                let v = kb.b.ins().fadd(start, step);
+                let v = kb.b.ins().fdemote(types::F32, v);
+                let at = kb.addr(dst, i, e);
+                kb.store_elem(dt, v, at);
+            });
+        }
+        other => return Err(cx.unsupported(format!("Range of dtype {other}"))),
+    }
+    Ok(())
+}
+
+fn constant_of_shape(kb: &mut Kb, cx: &NodeCtx, value: &Scalar) -> Result<()> {
+    let dt = cx.out_dtype(0);
+    if value.dtype() != dt {
+        return Err(cx.error(format!("value of dtype {} for an output of {dt}", value.dtype())));
+    }
+    let e = dt.size();
+    let bytes = value.fill(&[]).to_le_bytes();
+    let bits = bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let v = kb.b.ins().iconst(chunk_ty(e), bits as i64);
+    fill_run(kb, cx.out_ptr(0), numel(&cx.out_dims(0)?) * e, e, v);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_merge_when_both_sides_are_contiguous() {
+        // [B,S,H,D] → [B,H,S,D]: rows of D stay whole.
+        let (b, s, h, d) = (2, 3, 4, 5);
+        let x = strides_of(&[b, s, h, d]);
+        let out = [b, h, s, d];
+        let src = [x[0], x[2], x[1], x[3]];
+        let axes = merge_axes(&out, &strides_of(&out), &src).unwrap();
+        assert_eq!(axes.len(), 4);
+        assert_eq!(axes[3], Axis { n: d, dst: 1, src: 1 });
+        // A plain copy is one axis; size-1 axes vanish; empty copies are None.
+        assert_eq!(merge_axes(&[2, 1, 3], &[3, 3, 1], &[3, 3, 1]).unwrap(), vec![Axis { n: 6, dst: 1, src: 1 }]);
+        assert_eq!(merge_axes(&[2, 0], &[0, 1], &[0, 1]), None);
+        // Reversing both axes of a matrix is one reversed axis.
+        assert_eq!(merge_axes(&[2, 3], &[3, 1], &[-3, -1]).unwrap(), vec![Axis { n: 6, dst: 1, src: -1 }]);
+    }
+
+    #[test]
+    fn slices_clamp_like_the_interpreter() {
+        assert_eq!(axis_slice(5, 0, i64::MAX, 1), (0, 1, 5));
+        assert_eq!(axis_slice(5, -1, i64::MIN, -1), (4, -1, 5));
+        assert_eq!(axis_slice(5, 1000, 1000, 1), (5, 1, 0));
+        assert_eq!(axis_slice(5, -1, i64::MIN, i64::MIN), (4, i128::from(i64::MIN), 1));
+        assert_eq!(axis_slice(4, 3, 0, -2), (3, -2, 2));
+        assert_eq!(axis_slice(0, -1, i64::MIN, -1).2, 0);
+    }
 }
