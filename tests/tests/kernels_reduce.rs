@@ -3,7 +3,7 @@
 //! size-0 axes), every axis combination, keepdims both ways and every accepted dtype. Many
 //! nodes share one graph so that one compile, link and run per preset checks them all.
 
-use slmtvm_ir::ops::{BatchNorm, GlobalAveragePool, LayerNorm, Reduce, ReduceKind};
+use slmtvm_ir::ops::{BatchNorm, GlobalAveragePool, LayerNorm, Reduce, ReduceKind, Softmax};
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId, interp};
 use slmtvm_tests::cross::{Job, run_batch, runnable_presets};
 use slmtvm_tests::{compare, target_dir};
@@ -69,6 +69,8 @@ enum Data {
     Mixed,
     /// Floats in [0.25, 2.25] (variances).
     Positive,
+    /// The mixed floats times 20 (exp overflows without the max subtracted).
+    Large,
 }
 
 /// Input data of `dt` and `dims` for data set `set`.
@@ -89,6 +91,7 @@ fn data(dt: DType, dims: &[usize], set: usize, kind: Data, rng: &mut Lcg) -> Ten
                 },
             })
             .collect();
+        let v: Vec<f64> = if kind == Data::Large { v.iter().map(|x| x * 20.0).collect() } else { v };
         return float_tensor(dt, dims, &v);
     }
     let full = |r: &mut Lcg| r.next().wrapping_mul(0x9E37_79B9_7F4A_7C15) as i64;
@@ -415,5 +418,35 @@ fn global_average_pool_ranks_2_to_4() {
             c.node(Op::GlobalAveragePool(GlobalAveragePool {}), vec![Some(x)], 1);
         }
         c.check(tol, tol);
+    }
+}
+
+#[test]
+fn softmax_every_axis() {
+    let shapes: [&[usize]; 11] = [
+        &[1],
+        &[3],
+        &[4, 5],
+        &[3, 17],
+        &[2, 64],
+        &[2, 3, 384],
+        &[1, 2, 5, 5],
+        &[2, 17, 8],
+        &[3, 5, 3],
+        &[2, 4, 6, 5],
+        &[0, 3],
+    ];
+    for (name, dt, tol) in [("softmax", DType::F32, 1e-5), ("softmax_f16", DType::F16, 2e-3)] {
+        let mut c = Case::new(name);
+        for dims in shapes {
+            let x = c.input(dt, dims);
+            let big = c.input_as(dt, dims, Data::Large);
+            for axis in 0..dims.len() as i64 {
+                let axis = if axis % 2 == 1 { axis - dims.len() as i64 } else { axis };
+                c.node(Op::Softmax(Softmax { axis }), vec![Some(x)], 1);
+                c.node(Op::Softmax(Softmax { axis }), vec![Some(big)], 1);
+            }
+        }
+        c.check(tol, 1e-7);
     }
 }

@@ -15,19 +15,20 @@
 //! output index outside and the reduced indices inside.
 
 use super::NodeCtx;
+use super::math::exp;
 use crate::Result;
 use crate::emit::{Kb, strides_of};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use cranelift_frontend::Variable;
-use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind};
+use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind, Softmax};
 use slmtvm_ir::{DType, Op};
 
 /// Emits the kernel of `cx.node`.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     match &cx.node.op {
         Op::Reduce(r) => reduce(kb, cx, r),
-        Op::Softmax(_) => Err(cx.unsupported("Softmax: no kernel yet")),
+        Op::Softmax(sm) => softmax(kb, cx, sm),
         Op::LayerNorm(ln) => layer_norm(kb, cx, ln),
         Op::BatchNorm(bn) => batch_norm(kb, cx, bn),
         Op::GlobalAveragePool(_) => global_average_pool(kb, cx),
@@ -432,6 +433,110 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
         let v = red.reduce_one(kb, x, off, &redg, 1);
         let o = kb.linear(0, kidx, &ostrides);
         store_at(kb, dt, y, o, v, 1);
+    });
+    Ok(())
+}
+
+/// Softmax: `e = exp(x - max)` along the axis, then `e · (1 / Σe)`. f32 rows keep `e` in the
+/// output between the passes; f16 rows recompute it. Rows along the innermost axis are
+/// contiguous (vector folds); along another axis, four adjacent lanes go together.
+fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
+    let dims = cx.in_dims(0)?;
+    let dt = cx.in_dtype(0)?;
+    let axis = norm_axis(cx, sm.axis, dims.len())?;
+    let outer: usize = dims[..axis].iter().product();
+    let l = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    if outer * l * inner == 0 {
+        return Ok(());
+    }
+    let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    let f32s = dt == DType::F32;
+    if inner == 1 {
+        kb.for_const(0, outer as i64, 1, |kb, o| {
+            let row = kb.b.ins().imul_imm_s(o, l as i64);
+            let m = fold_row(kb, l, Fold::Max, f32s, &mut |kb, i, lanes| {
+                let i = kb.b.ins().iadd(row, i);
+                load_at(kb, dt, x, i, lanes)
+            });
+            let s = fold_row(kb, l, Fold::Add, f32s, &mut |kb, i, lanes| {
+                let i = kb.b.ins().iadd(row, i);
+                let v = load_at(kb, dt, x, i, lanes);
+                let mv = splat(kb, m, lanes);
+                let d = kb.b.ins().fsub(v, mv);
+                let e = exp(kb, d);
+                if f32s {
+                    store_at(kb, dt, y, i, e, lanes);
+                }
+                e
+            });
+            let one = kb.fconst(1.0, 1);
+            let r = kb.b.ins().fdiv(one, s);
+            for_lanes(kb, l, f32s, &mut |kb, i, lanes| {
+                let i = kb.b.ins().iadd(row, i);
+                let e = if f32s {
+                    load_at(kb, dt, y, i, lanes)
+                } else {
+                    let v = load_at(kb, dt, x, i, lanes);
+                    let d = kb.b.ins().fsub(v, m);
+                    exp(kb, d)
+                };
+                let rv = splat(kb, r, lanes);
+                let p = kb.b.ins().fmul(e, rv);
+                store_at(kb, dt, y, i, p, lanes);
+            });
+        });
+        return Ok(());
+    }
+    kb.for_const(0, outer as i64, 1, |kb, o| {
+        let base = kb.b.ins().imul_imm_s(o, (l * inner) as i64);
+        for_lanes(kb, inner, f32s, &mut |kb, j, lanes| {
+            let base = kb.b.ins().iadd(base, j);
+            let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
+            let at = |kb: &mut Kb, k: Value| {
+                let off = kb.b.ins().imul_imm_s(k, inner as i64);
+                kb.b.ins().iadd(base, off)
+            };
+            let init = kb.fconst(f32::NEG_INFINITY, lanes);
+            let mv = var(kb, ty, init);
+            kb.for_const(0, l as i64, 1, |kb, k| {
+                let i = at(kb, k);
+                let v = load_at(kb, dt, x, i, lanes);
+                let m = kb.b.use_var(mv);
+                let m = kb.b.ins().fmax(m, v);
+                kb.b.def_var(mv, m);
+            });
+            let m = kb.b.use_var(mv);
+            let zero = kb.fconst(0.0, lanes);
+            let sv = var(kb, ty, zero);
+            kb.for_const(0, l as i64, 1, |kb, k| {
+                let i = at(kb, k);
+                let v = load_at(kb, dt, x, i, lanes);
+                let d = kb.b.ins().fsub(v, m);
+                let e = exp(kb, d);
+                if f32s {
+                    store_at(kb, dt, y, i, e, lanes);
+                }
+                let s = kb.b.use_var(sv);
+                let s = kb.b.ins().fadd(s, e);
+                kb.b.def_var(sv, s);
+            });
+            let s = kb.b.use_var(sv);
+            let one = kb.fconst(1.0, lanes);
+            let r = kb.b.ins().fdiv(one, s);
+            kb.for_const(0, l as i64, 1, |kb, k| {
+                let i = at(kb, k);
+                let e = if f32s {
+                    load_at(kb, dt, y, i, lanes)
+                } else {
+                    let v = load_at(kb, dt, x, i, lanes);
+                    let d = kb.b.ins().fsub(v, m);
+                    exp(kb, d)
+                };
+                let p = kb.b.ins().fmul(e, r);
+                store_at(kb, dt, y, i, p, lanes);
+            });
+        });
     });
     Ok(())
 }
