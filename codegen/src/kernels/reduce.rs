@@ -1,10 +1,754 @@
-//! Kernels: see the table in [`crate::kernels`].
+//! Reductions and normalizations: Reduce (Mean, Sum, Max, L2), Softmax, LayerNorm, BatchNorm
+//! (inference mode) and GlobalAveragePool.
+//!
+//! Floats (f32 and f16) accumulate in f32 where the reference accumulates in f64, so sums
+//! differ from it by rounding only (a few ulp of f32 for well-conditioned data). Integer
+//! reductions follow the reference exactly: sums wrap (in 64 bits, then at the dtype's width
+//! when stored), Mean divides the sum wrapped to the dtype as an f64 and truncates, L2
+//! truncates the f64 `sqrt` of the sum of squares wrapped to the dtype, and a truncation of
+//! NaN or an out-of-range value gives `i32::MIN`/`i64::MIN` as the reference's cast does.
+//! Max propagates NaN.
+//!
+//! Rows whose reduced axes are the innermost contiguous ones are folded with four `F32X4`
+//! accumulators and a scalar tail; reductions whose innermost axis is kept are vectorized
+//! across four adjacent outputs; everything else is a strided scalar loop nest with the
+//! output index outside and the reduced indices inside.
 
 use super::NodeCtx;
+use super::math::exp;
 use crate::Result;
-use crate::emit::Kb;
+use crate::emit::{Kb, strides_of};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use cranelift_frontend::Variable;
+use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind, Softmax};
+use slmtvm_ir::{DType, Op};
 
 /// Emits the kernel of `cx.node`.
-pub fn emit(_kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    Err(cx.unsupported("no kernel yet"))
+pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    match &cx.node.op {
+        Op::Reduce(r) => reduce(kb, cx, r),
+        Op::Softmax(sm) => softmax(kb, cx, sm),
+        Op::LayerNorm(ln) => layer_norm(kb, cx, ln),
+        Op::BatchNorm(bn) => batch_norm(kb, cx, bn),
+        Op::GlobalAveragePool(_) => global_average_pool(kb, cx),
+        _ => Err(cx.error("not a reduction or normalization")),
+    }
+}
+
+/// `axis` (may be negative) as an index below `rank`.
+fn norm_axis(cx: &NodeCtx, axis: i64, rank: usize) -> Result<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a >= rank as i64 {
+        return Err(cx.error(format!("axis {axis} is out of range for rank {rank}")));
+    }
+    Ok(a as usize)
+}
+
+/// A loop-carried value: a Cranelift variable of type `ty` set to `init`.
+fn var(kb: &mut Kb, ty: Type, init: Value) -> Variable {
+    let v = kb.b.declare_var(ty);
+    kb.b.def_var(v, init);
+    v
+}
+
+/// Loads `lanes` f32 values (a vector load of an f32 tensor) or one element of `dtype`
+/// widened to its compute type, at element index `idx` of `base`.
+fn load_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, lanes: usize) -> Value {
+    let addr = kb.addr(base, idx, dtype.size());
+    if lanes == 4 { kb.load(types::F32X4, addr, 0) } else { kb.load_elem(dtype, addr) }
+}
+
+/// Stores `v` (`lanes` f32 values, or one compute-type value of `dtype`) at element index
+/// `idx` of `base`.
+fn store_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, v: Value, lanes: usize) {
+    let addr = kb.addr(base, idx, dtype.size());
+    if lanes == 4 { kb.store(v, addr, 0) } else { kb.store_elem(dtype, v, addr) }
+}
+
+/// A scalar f32 value splat to `lanes`.
+fn splat(kb: &mut Kb, v: Value, lanes: usize) -> Value {
+    if lanes == 4 { kb.b.ins().splat(types::F32X4, v) } else { v }
+}
+
+/// Emits `body(i, lanes)` for `i` in `0..n`: steps of 4 lanes while 4 remain (when `vector`
+/// and the target has vectors), then single elements.
+fn for_lanes(kb: &mut Kb, n: usize, vector: bool, body: &mut dyn FnMut(&mut Kb, Value, usize)) {
+    let vec_end = if vector && kb.caps.vector { n / 4 * 4 } else { 0 };
+    if vec_end > 0 {
+        kb.for_const(0, vec_end as i64, 4, |kb, i| body(kb, i, 4));
+    }
+    if vec_end < n {
+        kb.for_const(vec_end as i64, n as i64, 1, |kb, i| body(kb, i, 1));
+    }
+}
+
+/// How a row is folded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    Add,
+    Max,
+}
+
+impl Fold {
+    fn init(self) -> f32 {
+        match self {
+            Fold::Add => 0.0,
+            Fold::Max => f32::NEG_INFINITY,
+        }
+    }
+
+    fn apply(self, kb: &mut Kb, a: Value, b: Value) -> Value {
+        match self {
+            Fold::Add => kb.b.ins().fadd(a, b),
+            Fold::Max => kb.b.ins().fmax(a, b),
+        }
+    }
+}
+
+/// Folds `f(i)` over `i` in `0..n` into one f32 with `fold` (its identity for `n == 0`);
+/// `f(i, lanes)` gives the f32 values of elements `i..i + lanes`. With `vector` (and a vector
+/// target) four `F32X4` accumulators take 16 elements per step, then one takes 4 per step,
+/// then a scalar tail.
+fn fold_row(
+    kb: &mut Kb,
+    n: usize,
+    fold: Fold,
+    vector: bool,
+    f: &mut dyn FnMut(&mut Kb, Value, usize) -> Value,
+) -> Value {
+    let init = kb.fconst(fold.init(), 1);
+    let total = var(kb, types::F32, init);
+    let mut done = 0;
+    if vector && kb.caps.vector && n >= 4 {
+        let (n16, n4) = (n / 16 * 16, n / 4 * 4);
+        let used = if n16 > 0 { 4 } else { 1 };
+        let accs: Vec<Variable> = (0..used)
+            .map(|_| {
+                let z = kb.fconst(fold.init(), 4);
+                var(kb, types::F32X4, z)
+            })
+            .collect();
+        if n16 > 0 {
+            kb.for_const(0, n16 as i64, 16, |kb, i| {
+                for (k, &acc) in accs.iter().enumerate() {
+                    let ik = kb.b.ins().iadd_imm_s(i, 4 * k as i64);
+                    let v = f(kb, ik, 4);
+                    let a = kb.b.use_var(acc);
+                    let a = fold.apply(kb, a, v);
+                    kb.b.def_var(acc, a);
+                }
+            });
+        }
+        if n4 > n16 {
+            kb.for_const(n16 as i64, n4 as i64, 4, |kb, i| {
+                let v = f(kb, i, 4);
+                let a = kb.b.use_var(accs[0]);
+                let a = fold.apply(kb, a, v);
+                kb.b.def_var(accs[0], a);
+            });
+        }
+        let vals: Vec<Value> = accs.iter().map(|&a| kb.b.use_var(a)).collect();
+        let mut v = vals[0];
+        if used == 4 {
+            let a = fold.apply(kb, vals[0], vals[1]);
+            let b = fold.apply(kb, vals[2], vals[3]);
+            v = fold.apply(kb, a, b);
+        }
+        let h = match fold {
+            Fold::Add => kb.hsum(v),
+            Fold::Max => kb.hmax(v),
+        };
+        kb.b.def_var(total, h);
+        done = n4;
+    }
+    if done < n {
+        kb.for_const(done as i64, n as i64, 1, |kb, i| {
+            let v = f(kb, i, 1);
+            let t = kb.b.use_var(total);
+            let t = fold.apply(kb, t, v);
+            kb.b.def_var(total, t);
+        });
+    }
+    kb.b.use_var(total)
+}
+
+/// `v` (I64) wrapped to the width of integer dtype `dt` and extended back.
+fn wrap(kb: &mut Kb, dt: DType, v: Value) -> Value {
+    match dt {
+        DType::I8 => {
+            let r = kb.b.ins().ireduce(types::I8, v);
+            kb.b.ins().sextend(types::I64, r)
+        }
+        DType::U8 => {
+            let r = kb.b.ins().ireduce(types::I8, v);
+            kb.b.ins().uextend(types::I64, r)
+        }
+        DType::I32 => {
+            let r = kb.b.ins().ireduce(types::I32, v);
+            kb.b.ins().sextend(types::I64, r)
+        }
+        _ => v,
+    }
+}
+
+/// An f64 truncated toward zero to the I64 compute value of integer dtype `dt`, as the
+/// reference's cast does: NaN and values out of range give `i64::MIN` for i64 and
+/// `i32::MIN` otherwise (the narrow store keeps its low bits for i8/u8).
+fn trunc_f64(kb: &mut Kb, dt: DType, f: Value) -> Value {
+    let (lo, hi, bad, lo_cc) = if dt == DType::I64 {
+        (-9_223_372_036_854_775_808.0, 9_223_372_036_854_775_808.0, i64::MIN, FloatCC::GreaterThanOrEqual)
+    } else {
+        (-2_147_483_649.0, 2_147_483_648.0, i64::from(i32::MIN), FloatCC::GreaterThan)
+    };
+    let lo = kb.b.ins().f64const(lo);
+    let hi = kb.b.ins().f64const(hi);
+    let above = kb.b.ins().fcmp(lo_cc, f, lo);
+    let below = kb.b.ins().fcmp(FloatCC::LessThan, f, hi);
+    let ok = kb.b.ins().band(above, below);
+    let t = kb.b.ins().fcvt_to_sint_sat(types::I64, f);
+    let bad = kb.b.ins().iconst(types::I64, bad);
+    kb.b.ins().select(ok, t, bad)
+}
+
+/// One Reduce: its kind, the input dtype and the number of reduced elements per output.
+#[derive(Clone, Copy)]
+struct Red {
+    kind: ReduceKind,
+    dt: DType,
+    n: usize,
+}
+
+impl Red {
+    fn float(&self) -> bool {
+        self.dt.is_float()
+    }
+
+    fn fold(&self) -> Fold {
+        if self.kind == ReduceKind::Max { Fold::Max } else { Fold::Add }
+    }
+
+    /// The accumulator's initial value.
+    fn init(&self, kb: &mut Kb, lanes: usize) -> Value {
+        if self.float() {
+            return kb.fconst(self.fold().init(), lanes);
+        }
+        let v = if self.kind == ReduceKind::Max { int_min(self.dt) } else { 0 };
+        kb.b.ins().iconst(types::I64, v)
+    }
+
+    /// What one loaded element contributes.
+    fn elem(&self, kb: &mut Kb, x: Value) -> Value {
+        match (self.kind, self.float()) {
+            (ReduceKind::L2, true) => kb.b.ins().fmul(x, x),
+            (ReduceKind::L2, false) => {
+                let sq = kb.b.ins().imul(x, x);
+                wrap(kb, self.dt, sq)
+            }
+            _ => x,
+        }
+    }
+
+    fn combine(&self, kb: &mut Kb, acc: Value, v: Value) -> Value {
+        if self.float() {
+            return self.fold().apply(kb, acc, v);
+        }
+        if self.kind == ReduceKind::Max {
+            let gt = kb.b.ins().icmp(IntCC::SignedGreaterThan, v, acc);
+            kb.b.ins().select(gt, v, acc)
+        } else {
+            kb.b.ins().iadd(acc, v)
+        }
+    }
+
+    /// The output value (compute type) from the accumulator.
+    fn finish(&self, kb: &mut Kb, acc: Value, lanes: usize) -> Value {
+        match (self.kind, self.float()) {
+            (ReduceKind::Sum | ReduceKind::Max, _) => acc,
+            (ReduceKind::Mean, true) => {
+                let n = kb.fconst(self.n as f32, lanes);
+                kb.b.ins().fdiv(acc, n)
+            }
+            (ReduceKind::L2, true) => kb.b.ins().sqrt(acc),
+            (ReduceKind::Mean, false) => {
+                let s = wrap(kb, self.dt, acc);
+                let s = kb.b.ins().fcvt_from_sint(types::F64, s);
+                let n = kb.b.ins().f64const(self.n as f64);
+                let m = kb.b.ins().fdiv(s, n);
+                trunc_f64(kb, self.dt, m)
+            }
+            (ReduceKind::L2, false) => {
+                let s = kb.b.ins().fcvt_from_sint(types::F64, acc);
+                let r = kb.b.ins().sqrt(s);
+                trunc_f64(kb, self.dt, r)
+            }
+        }
+    }
+
+    /// The output of an empty reduction (compute type).
+    fn empty(&self, kb: &mut Kb) -> Value {
+        if self.float() {
+            let v = match self.kind {
+                ReduceKind::Sum | ReduceKind::L2 => 0.0,
+                ReduceKind::Mean => f32::NAN,
+                ReduceKind::Max => f32::NEG_INFINITY,
+            };
+            return kb.fconst(v, 1);
+        }
+        let v = match self.kind {
+            ReduceKind::Sum | ReduceKind::L2 => 0,
+            ReduceKind::Mean if self.dt == DType::I64 => i64::MIN,
+            ReduceKind::Mean => i64::from(i32::MIN),
+            ReduceKind::Max => int_min(self.dt),
+        };
+        kb.b.ins().iconst(types::I64, v)
+    }
+
+    /// Folds the elements at `x[off + Σ idx·stride]` over the loop nest `red` (size, input
+    /// stride), `lanes` adjacent outputs at once, and gives the finished value.
+    fn reduce_one(&self, kb: &mut Kb, x: Value, off: Value, red: &[(usize, i64)], lanes: usize) -> Value {
+        let (sizes, strides): (Vec<usize>, Vec<i64>) = red.iter().copied().unzip();
+        let init = self.init(kb, lanes);
+        let ty = kb.ty(init);
+        let acc = var(kb, ty, init);
+        kb.nest(&sizes, &mut |kb, idx| {
+            let r = kb.linear(0, idx, &strides);
+            let i = kb.b.ins().iadd(off, r);
+            let v = load_at(kb, self.dt, x, i, lanes);
+            let v = self.elem(kb, v);
+            let a = kb.b.use_var(acc);
+            let a = self.combine(kb, a, v);
+            kb.b.def_var(acc, a);
+        });
+        let a = kb.b.use_var(acc);
+        self.finish(kb, a, lanes)
+    }
+}
+
+/// The lowest value of dtype `dt` as an I64 compute value (bool: false).
+fn int_min(dt: DType) -> i64 {
+    match dt {
+        DType::I8 => i8::MIN.into(),
+        DType::I32 => i32::MIN.into(),
+        DType::I64 => i64::MIN,
+        _ => 0,
+    }
+}
+
+/// Stores the compute value `v` into elements `0..n` of `base`.
+fn fill(kb: &mut Kb, dtype: DType, base: Value, n: usize, v: Value) {
+    kb.for_const(0, n as i64, 1, |kb, i| store_at(kb, dtype, base, i, v, 1));
+}
+
+fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
+    let dims = cx.in_dims(0)?;
+    let dt = cx.in_dtype(0)?;
+    let rank = dims.len();
+    let axes: Vec<usize> = match &r.axes {
+        None => (0..rank).collect(),
+        Some(a) => a.iter().map(|&a| norm_axis(cx, a, rank)).collect::<Result<_>>()?,
+    };
+    let n_red: usize = axes.iter().map(|&a| dims[a]).product();
+    let n_out: usize = (0..rank).filter(|a| !axes.contains(a)).map(|a| dims[a]).product();
+    let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    if n_out == 0 {
+        return Ok(());
+    }
+    let red = Red { kind: r.kind, dt, n: n_red };
+    if n_red == 0 {
+        let v = red.empty(kb);
+        fill(kb, dt, y, n_out, v);
+        return Ok(());
+    }
+    // Merge adjacent axes of the same class (size-1 axes vanish): (size, input stride, reduced).
+    let strides = strides_of(&dims);
+    let mut groups: Vec<(usize, i64, bool)> = Vec::new();
+    for a in 0..rank {
+        if dims[a] == 1 {
+            continue;
+        }
+        let reduced = axes.contains(&a);
+        match groups.last_mut() {
+            Some(g) if g.2 == reduced => {
+                g.0 *= dims[a];
+                g.1 = strides[a];
+            }
+            _ => groups.push((dims[a], strides[a], reduced)),
+        }
+    }
+    let kept: Vec<(usize, i64)> = groups.iter().filter(|g| !g.2).map(|g| (g.0, g.1)).collect();
+    let redg: Vec<(usize, i64)> = groups.iter().filter(|g| g.2).map(|g| (g.0, g.1)).collect();
+    let (ksizes, kstrides): (Vec<usize>, Vec<i64>) = kept.iter().copied().unzip();
+    let ostrides = strides_of(&ksizes);
+    let inner_reduced = groups.last().is_some_and(|g| g.2);
+    let f32v = dt == DType::F32 && kb.caps.vector;
+
+    if inner_reduced && red.float() {
+        // Contiguous rows (the last reduced group), folded with vector accumulators.
+        let (row, outer) = redg.split_last().map(|(l, o)| (l.0, o.to_vec())).unwrap_or((1, Vec::new()));
+        let (rsizes, rstrides): (Vec<usize>, Vec<i64>) = outer.into_iter().unzip();
+        let fold = red.fold();
+        kb.nest(&ksizes, &mut |kb, kidx| {
+            let base = kb.linear(0, kidx, &kstrides);
+            let init = kb.fconst(fold.init(), 1);
+            let total = var(kb, types::F32, init);
+            kb.nest(&rsizes, &mut |kb, ridx| {
+                let r = kb.linear(0, ridx, &rstrides);
+                let off = kb.b.ins().iadd(base, r);
+                let s = fold_row(kb, row, fold, dt == DType::F32, &mut |kb, i, lanes| {
+                    let i = kb.b.ins().iadd(off, i);
+                    let v = load_at(kb, dt, x, i, lanes);
+                    red.elem(kb, v)
+                });
+                let t = kb.b.use_var(total);
+                let t = fold.apply(kb, t, s);
+                kb.b.def_var(total, t);
+            });
+            let t = kb.b.use_var(total);
+            let v = red.finish(kb, t, 1);
+            let o = kb.linear(0, kidx, &ostrides);
+            store_at(kb, dt, y, o, v, 1);
+        });
+        return Ok(());
+    }
+    if let (true, Some((&(last, _), outer))) = (f32v && !inner_reduced, kept.split_last()) {
+        // The innermost axis is kept: four adjacent outputs per vector, then a scalar tail.
+        let (osizes, ostr): (Vec<usize>, Vec<i64>) = outer.iter().copied().unzip();
+        let oout = &ostrides[..outer.len()];
+        kb.nest(&osizes, &mut |kb, kidx| {
+            let base = kb.linear(0, kidx, &ostr);
+            let obase = kb.linear(0, kidx, oout);
+            for_lanes(kb, last, true, &mut |kb, j, lanes| {
+                let off = kb.b.ins().iadd(base, j);
+                let v = red.reduce_one(kb, x, off, &redg, lanes);
+                let o = kb.b.ins().iadd(obase, j);
+                store_at(kb, dt, y, o, v, lanes);
+            });
+        });
+        return Ok(());
+    }
+    // Anything else: one scalar fold per output.
+    kb.nest(&ksizes, &mut |kb, kidx| {
+        let off = kb.linear(0, kidx, &kstrides);
+        let v = red.reduce_one(kb, x, off, &redg, 1);
+        let o = kb.linear(0, kidx, &ostrides);
+        store_at(kb, dt, y, o, v, 1);
+    });
+    Ok(())
+}
+
+/// Softmax: `e = exp(x - max)` along the axis, then `e · (1 / Σe)`. f32 rows keep `e` in the
+/// output between the passes; f16 rows recompute it. Rows along the innermost axis are
+/// contiguous (vector folds); along another axis, four adjacent lanes go together.
+fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
+    let dims = cx.in_dims(0)?;
+    let dt = cx.in_dtype(0)?;
+    let axis = norm_axis(cx, sm.axis, dims.len())?;
+    let outer: usize = dims[..axis].iter().product();
+    let l = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    if outer * l * inner == 0 {
+        return Ok(());
+    }
+    let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    let f32s = dt == DType::F32;
+    if inner == 1 {
+        kb.for_const(0, outer as i64, 1, |kb, o| {
+            let row = kb.b.ins().imul_imm_s(o, l as i64);
+            let m = fold_row(kb, l, Fold::Max, f32s, &mut |kb, i, lanes| {
+                let i = kb.b.ins().iadd(row, i);
+                load_at(kb, dt, x, i, lanes)
+            });
+            let s = fold_row(kb, l, Fold::Add, f32s, &mut |kb, i, lanes| {
+                let i = kb.b.ins().iadd(row, i);
+                let v = load_at(kb, dt, x, i, lanes);
+                let mv = splat(kb, m, lanes);
+                let d = kb.b.ins().fsub(v, mv);
+                let e = exp(kb, d);
+                if f32s {
+                    store_at(kb, dt, y, i, e, lanes);
+                }
+                e
+            });
+            let one = kb.fconst(1.0, 1);
+            let r = kb.b.ins().fdiv(one, s);
+            for_lanes(kb, l, f32s, &mut |kb, i, lanes| {
+                let i = kb.b.ins().iadd(row, i);
+                let e = if f32s {
+                    load_at(kb, dt, y, i, lanes)
+                } else {
+                    let v = load_at(kb, dt, x, i, lanes);
+                    let d = kb.b.ins().fsub(v, m);
+                    exp(kb, d)
+                };
+                let rv = splat(kb, r, lanes);
+                let p = kb.b.ins().fmul(e, rv);
+                store_at(kb, dt, y, i, p, lanes);
+            });
+        });
+        return Ok(());
+    }
+    kb.for_const(0, outer as i64, 1, |kb, o| {
+        let base = kb.b.ins().imul_imm_s(o, (l * inner) as i64);
+        for_lanes(kb, inner, f32s, &mut |kb, j, lanes| {
+            let base = kb.b.ins().iadd(base, j);
+            let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
+            let at = |kb: &mut Kb, k: Value| {
+                let off = kb.b.ins().imul_imm_s(k, inner as i64);
+                kb.b.ins().iadd(base, off)
+            };
+            let init = kb.fconst(f32::NEG_INFINITY, lanes);
+            let mv = var(kb, ty, init);
+            kb.for_const(0, l as i64, 1, |kb, k| {
+                let i = at(kb, k);
+                let v = load_at(kb, dt, x, i, lanes);
+                let m = kb.b.use_var(mv);
+                let m = kb.b.ins().fmax(m, v);
+                kb.b.def_var(mv, m);
+            });
+            let m = kb.b.use_var(mv);
+            let zero = kb.fconst(0.0, lanes);
+            let sv = var(kb, ty, zero);
+            kb.for_const(0, l as i64, 1, |kb, k| {
+                let i = at(kb, k);
+                let v = load_at(kb, dt, x, i, lanes);
+                let d = kb.b.ins().fsub(v, m);
+                let e = exp(kb, d);
+                if f32s {
+                    store_at(kb, dt, y, i, e, lanes);
+                }
+                let s = kb.b.use_var(sv);
+                let s = kb.b.ins().fadd(s, e);
+                kb.b.def_var(sv, s);
+            });
+            let s = kb.b.use_var(sv);
+            let one = kb.fconst(1.0, lanes);
+            let r = kb.b.ins().fdiv(one, s);
+            kb.for_const(0, l as i64, 1, |kb, k| {
+                let i = at(kb, k);
+                let e = if f32s {
+                    load_at(kb, dt, y, i, lanes)
+                } else {
+                    let v = load_at(kb, dt, x, i, lanes);
+                    let d = kb.b.ins().fsub(v, m);
+                    exp(kb, d)
+                };
+                let p = kb.b.ins().fmul(e, r);
+                store_at(kb, dt, y, i, p, lanes);
+            });
+        });
+    });
+    Ok(())
+}
+
+/// Element strides of a tensor of `p` dims broadcast (unidirectionally, right-aligned) to
+/// `dims`: 0 on broadcast axes.
+fn broadcast_strides(p: &[usize], dims: &[usize]) -> Vec<i64> {
+    let r = dims.len();
+    let ps = strides_of(p);
+    let mut st = vec![0i64; r];
+    for k in 0..p.len().min(r) {
+        let (axis, pa) = (r - 1 - k, p.len() - 1 - k);
+        st[axis] = if p[pa] == 1 { 0 } else { ps[pa] };
+    }
+    st
+}
+
+/// How a LayerNorm parameter varies along a normalized row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowParam {
+    /// Absent (bias only): 0.
+    Zero,
+    /// One value per row.
+    Splat,
+    /// Element `i` of the row at parameter offset `row_offset + i`.
+    Contiguous,
+    /// Anything else (needs the multi-index).
+    General,
+}
+
+fn row_param(inner: &[usize], pstr: &[i64]) -> RowParam {
+    let rs = strides_of(inner);
+    let live = || inner.iter().zip(pstr).zip(&rs).filter(|((d, _), _)| **d != 1);
+    if live().all(|((_, &s), _)| s == 0) {
+        RowParam::Splat
+    } else if live().all(|((_, &s), &r)| s == r) {
+        RowParam::Contiguous
+    } else {
+        RowParam::General
+    }
+}
+
+fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
+    let dims = cx.in_dims(0)?;
+    let dt = cx.in_dtype(0)?;
+    let axis = norm_axis(cx, ln.axis, dims.len())?;
+    let (outer_dims, inner_dims) = dims.split_at(axis);
+    let outer: usize = outer_dims.iter().product();
+    let n: usize = inner_dims.iter().product();
+    let x = cx.in_ptr(0)?;
+    let stats: Vec<Value> = (1..cx.num_outputs()).map(|k| cx.out_ptr(k)).collect();
+    if outer == 0 {
+        return Ok(());
+    }
+    if n == 0 {
+        let nan = kb.fconst(f32::NAN, 1);
+        for &p in &stats {
+            fill(kb, DType::F32, p, outer, nan);
+        }
+        return Ok(());
+    }
+    let y = cx.out_ptr(0);
+    let scale = (cx.in_ptr(1)?, cx.in_dtype(1)?, broadcast_strides(&cx.in_dims(1)?, &dims));
+    let bias = match cx.in_ptr_opt(2) {
+        Some(p) => Some((p, cx.in_dtype(2)?, broadcast_strides(&cx.in_dims(2)?, &dims))),
+        None => None,
+    };
+    let smode = row_param(inner_dims, &scale.2[axis..]);
+    let bmode = bias.as_ref().map_or(RowParam::Zero, |b| row_param(inner_dims, &b.2[axis..]));
+    let general = smode == RowParam::General || bmode == RowParam::General;
+    let vector = dt == DType::F32;
+    let stat_strides = strides_of(outer_dims);
+    let eps = ln.epsilon;
+    kb.nest(outer_dims, &mut |kb, oidx| {
+        let o = kb.linear(0, oidx, &stat_strides);
+        let row = kb.b.ins().imul_imm_s(o, n as i64);
+        let s = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| {
+            let i = kb.b.ins().iadd(row, i);
+            load_at(kb, dt, x, i, lanes)
+        });
+        let nf = kb.fconst(n as f32, 1);
+        let mean = kb.b.ins().fdiv(s, nf);
+        let ss = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| {
+            let i = kb.b.ins().iadd(row, i);
+            let v = load_at(kb, dt, x, i, lanes);
+            let m = splat(kb, mean, lanes);
+            let d = kb.b.ins().fsub(v, m);
+            kb.b.ins().fmul(d, d)
+        });
+        let var = kb.b.ins().fdiv(ss, nf);
+        let e = kb.fconst(eps, 1);
+        let ve = kb.b.ins().fadd(var, e);
+        let sd = kb.b.ins().sqrt(ve);
+        let one = kb.fconst(1.0, 1);
+        let inv = kb.b.ins().fdiv(one, sd);
+        if let Some(&p) = stats.first() {
+            store_at(kb, DType::F32, p, o, mean, 1);
+        }
+        if let Some(&p) = stats.get(1) {
+            store_at(kb, DType::F32, p, o, inv, 1);
+        }
+        let soff = kb.linear(0, oidx, &scale.2[..axis]);
+        let boff = match &bias {
+            Some(b) => kb.linear(0, oidx, &b.2[..axis]),
+            None => kb.iconst(0),
+        };
+        // y = (x - mean) · inv · scale + bias at row element `i` (parameter offsets `si`, `bi`).
+        let out = |kb: &mut Kb, i: Value, si: Value, bi: Value, lanes: usize, modes: (RowParam, RowParam)| {
+            let xi = kb.b.ins().iadd(row, i);
+            let v = load_at(kb, dt, x, xi, lanes);
+            let m = splat(kb, mean, lanes);
+            let d = kb.b.ins().fsub(v, m);
+            let r = splat(kb, inv, lanes);
+            let t = kb.b.ins().fmul(d, r);
+            let param = |kb: &mut Kb, p: Value, pdt: DType, idx: Value, mode: RowParam| {
+                if mode == RowParam::Splat {
+                    let s = load_at(kb, pdt, p, idx, 1);
+                    splat(kb, s, lanes)
+                } else {
+                    load_at(kb, pdt, p, idx, lanes)
+                }
+            };
+            let sv = param(kb, scale.0, scale.1, si, modes.0);
+            let res = match &bias {
+                Some(b) => {
+                    let bv = param(kb, b.0, b.1, bi, modes.1);
+                    kb.mul_add(t, sv, bv)
+                }
+                None => kb.b.ins().fmul(t, sv),
+            };
+            store_at(kb, dt, y, xi, res, lanes);
+        };
+        if general {
+            let rs = strides_of(inner_dims);
+            let bstr = bias.as_ref().map(|b| b.2[axis..].to_vec()).unwrap_or_default();
+            kb.nest(inner_dims, &mut |kb, iidx| {
+                let i = kb.linear(0, iidx, &rs);
+                let si = kb.linear(0, iidx, &scale.2[axis..]);
+                let si = kb.b.ins().iadd(soff, si);
+                let bi = kb.linear(0, iidx, &bstr);
+                let bi = kb.b.ins().iadd(boff, bi);
+                out(kb, i, si, bi, 1, (RowParam::General, RowParam::General));
+            });
+        } else {
+            for_lanes(kb, n, vector, &mut |kb, i, lanes| {
+                let si = if smode == RowParam::Contiguous { kb.b.ins().iadd(soff, i) } else { soff };
+                let bi = if bmode == RowParam::Contiguous { kb.b.ins().iadd(boff, i) } else { boff };
+                out(kb, i, si, bi, lanes, (smode, bmode));
+            });
+        }
+    });
+    Ok(())
+}
+
+fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
+    let dims = cx.in_dims(0)?;
+    let dt = cx.in_dtype(0)?;
+    if dims.len() < 2 {
+        return Err(cx.error("BatchNorm needs an input of rank 2 or more"));
+    }
+    let (nb, c) = (dims[0], dims[1]);
+    let inner: usize = dims[2..].iter().product();
+    if nb * c * inner == 0 {
+        return Ok(());
+    }
+    let params = (1..5).map(|i| Ok((cx.in_ptr(i)?, cx.in_dtype(i)?))).collect::<Result<Vec<_>>>()?;
+    let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    let eps = bn.epsilon;
+    kb.nest(&[nb, c], &mut |kb, idx| {
+        let ch = idx[1];
+        let p: Vec<Value> = params.iter().map(|&(ptr, pdt)| load_at(kb, pdt, ptr, ch, 1)).collect();
+        let (s, b, m, v) = (p[0], p[1], p[2], p[3]);
+        let e = kb.fconst(eps, 1);
+        let ve = kb.b.ins().fadd(v, e);
+        let sd = kb.b.ins().sqrt(ve);
+        let a = kb.b.ins().fdiv(s, sd);
+        let row = kb.linear(0, idx, &[(c * inner) as i64, inner as i64]);
+        for_lanes(kb, inner, dt == DType::F32, &mut |kb, i, lanes| {
+            let xi = kb.b.ins().iadd(row, i);
+            let xv = load_at(kb, dt, x, xi, lanes);
+            let mv = splat(kb, m, lanes);
+            let d = kb.b.ins().fsub(xv, mv);
+            let av = splat(kb, a, lanes);
+            let bv = splat(kb, b, lanes);
+            let r = kb.mul_add(d, av, bv);
+            store_at(kb, dt, y, xi, r, lanes);
+        });
+    });
+    Ok(())
+}
+
+fn global_average_pool(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let dims = cx.in_dims(0)?;
+    let dt = cx.in_dtype(0)?;
+    if dims.len() < 2 {
+        return Err(cx.error("GlobalAveragePool needs an input [N, C, ...]"));
+    }
+    let rows = dims[0] * dims[1];
+    let spatial: usize = dims[2..].iter().product();
+    let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    if rows == 0 {
+        return Ok(());
+    }
+    kb.for_const(0, rows as i64, 1, |kb, r| {
+        let base = kb.b.ins().imul_imm_s(r, spatial as i64);
+        let s = fold_row(kb, spatial, Fold::Add, dt == DType::F32, &mut |kb, i, lanes| {
+            let i = kb.b.ins().iadd(base, i);
+            load_at(kb, dt, x, i, lanes)
+        });
+        let n = kb.fconst(spatial as f32, 1);
+        let m = kb.b.ins().fdiv(s, n);
+        store_at(kb, dt, y, r, m, 1);
+    });
+    Ok(())
 }
