@@ -357,3 +357,49 @@ fn matmul_integer_broadcast_zero_points() {
     g.node(op.clone(), vec![Some(ai), Some(bv), None, Some(zbv)]);
     g.check(0.0, 0.0);
 }
+
+/// The f32 micro-kernels are vector fma loops on aarch64 (the broadcast and the dot schedule
+/// alike), and no object imports anything.
+#[test]
+fn aarch64_kernels_use_vector_fma() {
+    use slmtvm_targets::Target;
+    let mut g = G::new("mm_asm");
+    let a = g.noisy(&[128, 384]);
+    let a = g.input(a);
+    let b = g.noisy(&[384, 384]);
+    let b = g.constant(b);
+    g.node(mm(), vec![Some(a), Some(b)]);
+    let g0 = {
+        let mut g0 = g.g.clone();
+        g0.infer().unwrap();
+        g0
+    };
+    let bt = g.noisy(&[384, 384]);
+    let bt = g.constant(bt);
+    g.g.nodes.clear();
+    g.g.outputs.clear();
+    g.node(Op::Gemm(Gemm { alpha: 1.0, beta: 0.0, trans_a: false, trans_b: true }), vec![Some(a), Some(bt)]);
+    g.g.infer().unwrap();
+    let dir = slmtvm_tests::target_dir().join(format!("kernels_matmul_asm_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, graph) in [("broadcast", &g0), ("dot", &g.g)] {
+        let t = Target::from_spec("aarch64").unwrap();
+        let c = slmtvm_codegen::compile(graph, "mm", &t).unwrap();
+        let obj = dir.join(format!("{name}.o"));
+        std::fs::write(&obj, &c.object).unwrap();
+        let Ok(out) = std::process::Command::new("aarch64-linux-gnu-objdump").arg("-d").arg(&obj).output() else {
+            eprintln!("aarch64-linux-gnu-objdump not found; skipping the disassembly check");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Ok(d) = std::env::var("SLMTVM_DUMP_ASM") {
+            std::fs::write(format!("{d}/{name}.s"), text.as_bytes()).unwrap();
+        }
+        let fmla = text.lines().filter(|l| l.contains("fmla") && l.contains(".4s")).count();
+        assert!(fmla >= 8, "{name}: {fmla} vector fmla instructions:\n{text}");
+        let nm = std::process::Command::new("aarch64-linux-gnu-nm").arg("-u").arg(&obj).output().unwrap();
+        let undefined = String::from_utf8_lossy(&nm.stdout);
+        assert!(undefined.lines().all(|l| l.contains("memcpy") || l.contains("memset")), "{name}: {undefined}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
