@@ -36,6 +36,21 @@ pub struct Compiled {
     pub kernels: usize,
     /// Bytes of machine code of all functions.
     pub code_bytes: usize,
+    /// Every kernel, in call order.
+    pub kernel_list: Vec<KernelInfo>,
+}
+
+/// One kernel of a compiled model: a local function of the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// Its (local) symbol name.
+    pub symbol: String,
+    /// The graph node it computes.
+    pub node: String,
+    /// The node's operator (`MatMul`, `Add`, ...).
+    pub op: String,
+    /// Bytes of machine code.
+    pub code_bytes: usize,
 }
 
 fn module_err(e: impl std::fmt::Display) -> Error {
@@ -69,6 +84,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
     // Kernels, in node order.
     let mut code_bytes = 0usize;
     let mut kernels: Vec<Option<FuncId>> = Vec::new();
+    let mut kernel_list = Vec::new();
     let mut fctx = FunctionBuilderContext::new();
     let mut ctx = m.make_context();
     for (i, node) in g.nodes.iter().enumerate() {
@@ -79,7 +95,8 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
         let nargs = node.inputs.iter().flatten().count() + node.outputs.len();
         let mut sig = m.make_signature();
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nargs));
-        let f = m.declare_function(&format!("{name}_k{i}"), Linkage::Local, &sig).map_err(module_err)?;
+        let symbol = format!("{name}_k{i}");
+        let f = m.declare_function(&symbol, Linkage::Local, &sig).map_err(module_err)?;
         ctx.func.signature = sig;
         ctx.func.name = UserFuncName::user(0, f.as_u32());
         {
@@ -95,9 +112,16 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             kb.b.finalize(m.target_config());
         }
         m.define_function(f, &mut ctx).map_err(|e| Error::Graph(format!("node '{}': cranelift: {e:?}", node.name)))?;
-        code_bytes += code_size(&ctx);
+        let bytes = code_size(&ctx);
+        code_bytes += bytes;
         m.clear_context(&mut ctx);
         kernels.push(Some(f));
+        kernel_list.push(KernelInfo {
+            symbol,
+            node: node.name.clone(),
+            op: node.op.kind_name().to_string(),
+            code_bytes: bytes,
+        });
     }
     let nkernels = kernels.iter().flatten().count();
 
@@ -200,7 +224,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
     m.define_function(run, &mut ctx).map_err(|e| Error::Graph(format!("entry point: cranelift: {e:?}")))?;
     code_bytes += code_size(&ctx);
     let object = m.finish().emit().map_err(module_err)?;
-    Ok(Compiled { object, plan, weight_bytes, kernels: nkernels, code_bytes })
+    Ok(Compiled { object, plan, weight_bytes, kernels: nkernels, code_bytes, kernel_list })
 }
 
 fn code_size(ctx: &cranelift_codegen::Context) -> usize {
