@@ -359,7 +359,8 @@ fn matmul_integer_broadcast_zero_points() {
 }
 
 /// The f32 micro-kernels are vector fma loops on aarch64 (the broadcast and the dot schedule
-/// alike), and no object imports anything.
+/// alike), and no object imports anything. With `SLMTVM_DUMP_ASM=<dir>` the disassembly and
+/// the x86_64 objects of both products are written there (for timing them by hand).
 #[test]
 fn aarch64_kernels_use_vector_fma() {
     use slmtvm_targets::Target;
@@ -394,6 +395,10 @@ fn aarch64_kernels_use_vector_fma() {
         let text = String::from_utf8_lossy(&out.stdout);
         if let Ok(d) = std::env::var("SLMTVM_DUMP_ASM") {
             std::fs::write(format!("{d}/{name}.s"), text.as_bytes()).unwrap();
+            for spec in ["x86_64", "x86_64-v3"] {
+                let c = slmtvm_codegen::compile(graph, "mm", &Target::from_spec(spec).unwrap()).unwrap();
+                std::fs::write(format!("{d}/{name}-{spec}.o"), &c.object).unwrap();
+            }
         }
         let fmla = text.lines().filter(|l| l.contains("fmla") && l.contains(".4s")).count();
         assert!(fmla >= 8, "{name}: {fmla} vector fmla instructions:\n{text}");
