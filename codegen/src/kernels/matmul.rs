@@ -1,10 +1,891 @@
-//! Kernels: see the table in [`crate::kernels`].
+//! Matrix products: MatMul (NumPy batching and 1-D promotion), Gemm (transposes, alpha, beta,
+//! broadcast C) and MatMulInteger (i8/u8 operands, zero points, i32 result).
+//!
+//! Every product is lowered to one description ([`Problem`]): batch dims, M, K, N, and each
+//! operand's element strides (row, column and one per batch dim, 0 where it broadcasts), so
+//! transposes, 1-D operands, broadcast batches and zero points are all just strides. The batch
+//! loops are outermost; inside, one of three register-tiled schedules computes an M×N matrix:
+//!
+//! - **broadcast** (B contiguous along N): tiles of 4 rows × 8 columns held in 8 `F32X4`
+//!   accumulators; per step of K, two vector loads of a B row, one splat A element per row and
+//!   8 `mul_add`s (fma where native). Column edges use one vector (4 columns) then scalars; row
+//!   edges use fewer rows. MatMulInteger uses the same tiling in `I32X4` (8 i8/u8 of B widened
+//!   per load).
+//! - **dot** (A contiguous along K and B along K: Gemm with `transB`, the legacy exporter's
+//!   Linear layers, or a 1-D B): tiles of 2 rows × 4 columns of `F32X4` dot products along K,
+//!   reduced with `hsum` and finished by a scalar K tail.
+//! - **scalar**: the broadcast tiling with scalar accumulators (4 × 4), for targets without
+//!   vectors (never a vector type there), f16 and integer operands, and both-transposed Gemm.
+//!
+//! Floats accumulate in f32 (f16 converted exactly on load, rounded on store); the vector
+//! schedules reassociate nothing except the dot schedule, which sums K in four partial sums.
+//! Integer products accumulate wrapping in the output width (i32 or i64), which equals the
+//! reference's wrapping i64 accumulation truncated to the output dtype.
 
 use super::NodeCtx;
 use crate::Result;
-use crate::emit::Kb;
+use crate::emit::{Kb, flags, storage_type};
+use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use slmtvm_ir::ops::Gemm;
+use slmtvm_ir::{DType, Op};
 
 /// Emits the kernel of `cx.node`.
-pub fn emit(_kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    Err(cx.unsupported("no kernel yet"))
+pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let p = match &cx.node.op {
+        Op::MatMul(_) => matmul(cx)?,
+        Op::Gemm(g) => gemm(cx, g)?,
+        Op::MatMulInteger(_) => matmul_integer(cx)?,
+        _ => return Err(cx.error("not a matrix product")),
+    };
+    emit_problem(kb, &p);
+    Ok(())
+}
+
+/// The type products accumulate in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Acc {
+    F32,
+    I32,
+    I64,
+}
+
+impl Acc {
+    fn ty(self) -> Type {
+        match self {
+            Acc::F32 => types::F32,
+            Acc::I32 => types::I32,
+            Acc::I64 => types::I64,
+        }
+    }
+
+    fn vec_ty(self) -> Type {
+        match self {
+            Acc::I32 => types::I32X4,
+            _ => types::F32X4,
+        }
+    }
+}
+
+/// One operand (or zero point, or Gemm C) as strides: element (batch idx, r, c) is at
+/// `ptr + (Σ idx·batch + r·rs + c·cs) · size`.
+#[derive(Clone, Debug)]
+struct Operand {
+    ptr: Value,
+    dtype: DType,
+    batch: Vec<i64>,
+    rs: i64,
+    cs: i64,
+}
+
+/// What happens to an accumulated sum before it is stored.
+#[derive(Clone, Debug)]
+enum Epilogue {
+    /// Stored as is (narrowed to the output dtype).
+    Plain,
+    /// Float Gemm: `alpha·acc + beta·C` (each factor skipped when 1, C when absent).
+    GemmF { alpha: f32, beta: f32, c: Option<Operand> },
+    /// Integer Gemm: exact `acc + C` when alpha and beta are 1, else through f64 as the
+    /// reference does.
+    GemmI { alpha: f32, beta: f32, c: Option<Operand> },
+}
+
+/// A batched matrix product with every operand as strides.
+#[derive(Clone, Debug)]
+struct Problem {
+    batch: Vec<usize>,
+    m: usize,
+    k: usize,
+    n: usize,
+    acc: Acc,
+    a: Operand,
+    b: Operand,
+    za: Option<Operand>,
+    zb: Option<Operand>,
+    out: Operand,
+    epi: Epilogue,
+}
+
+/// Element strides of data of `data` dims right-aligned into `shape` (0 where it broadcasts).
+fn aligned_strides(shape: &[usize], data: &[usize]) -> Vec<i64> {
+    let mut st = vec![0i64; shape.len()];
+    let mut acc = 1i64;
+    for k in 0..data.len().min(shape.len()) {
+        let d = data[data.len() - 1 - k];
+        if d != 1 {
+            st[shape.len() - 1 - k] = acc;
+        }
+        acc *= d as i64;
+    }
+    st
+}
+
+/// Maps an operand of `shape` (with per-axis strides `st`) onto (batch strides over
+/// `batch_rank` dims, row stride, column stride); a 1-D A is a row, a 1-D B a column.
+fn layout(st: &[i64], is_a: bool, batch_rank: usize) -> (Vec<i64>, i64, i64) {
+    let r = st.len();
+    if r == 1 {
+        let (rs, cs) = if is_a { (0, st[0]) } else { (st[0], 0) };
+        return (vec![0; batch_rank], rs, cs);
+    }
+    let mut batch = vec![0i64; batch_rank.saturating_sub(r - 2)];
+    batch.extend_from_slice(&st[..r - 2]);
+    batch.truncate(batch_rank);
+    (batch, st[r - 2], st[r - 1])
+}
+
+/// NumPy-style dims of a product of `a` and `b`: (batch, m, k, n).
+fn product_dims(cx: &NodeCtx, a: &[usize], b: &[usize]) -> Result<(Vec<usize>, usize, usize, usize)> {
+    let (ab, m, ka) = match a {
+        [] => return Err(cx.error("operand a is a scalar")),
+        [k] => (&[][..], 1, *k),
+        [rest @ .., m, k] => (rest, *m, *k),
+    };
+    let (bb, kb, n) = match b {
+        [] => return Err(cx.error("operand b is a scalar")),
+        [k] => (&[][..], *k, 1),
+        [rest @ .., k, n] => (rest, *k, *n),
+    };
+    if ka != kb {
+        return Err(cx.error(format!("inner dims differ: {a:?} and {b:?}")));
+    }
+    let rank = ab.len().max(bb.len());
+    let mut batch = Vec::with_capacity(rank);
+    for i in 0..rank {
+        let get = |d: &[usize]| if i + d.len() >= rank { d[i + d.len() - rank] } else { 1 };
+        let (x, y) = (get(ab), get(bb));
+        if x != y && x != 1 && y != 1 {
+            return Err(cx.error(format!("batch dims do not broadcast: {a:?} and {b:?}")));
+        }
+        batch.push(if x == 1 { y } else { x });
+    }
+    Ok((batch, m, ka, n))
+}
+
+/// The operand bound to input `i` of `shape`, its data of `data` dims broadcast into it.
+fn operand(cx: &NodeCtx, i: usize, shape: &[usize], data: &[usize], is_a: bool, batch_rank: usize) -> Result<Operand> {
+    let (batch, rs, cs) = layout(&aligned_strides(shape, data), is_a, batch_rank);
+    Ok(Operand { ptr: cx.in_ptr(i)?, dtype: cx.in_dtype(i)?, batch, rs, cs })
+}
+
+/// The row-major output operand of a product with `batch` dims and an M×N matrix.
+fn output(cx: &NodeCtx, batch: &[usize], m: usize, n: usize) -> Operand {
+    let mut st = crate::emit::strides_of(&[batch, &[m, n]].concat());
+    let cs = st.pop().unwrap_or(1);
+    let rs = st.pop().unwrap_or(0);
+    Operand { ptr: cx.out_ptr(0), dtype: cx.out_dtype(0), batch: st, rs, cs }
+}
+
+fn matmul(cx: &NodeCtx) -> Result<Problem> {
+    let (ad, bd) = (cx.in_dims(0)?, cx.in_dims(1)?);
+    let (batch, m, k, n) = product_dims(cx, &ad, &bd)?;
+    let dtype = cx.in_dtype(0)?;
+    if cx.in_dtype(1)? != dtype || cx.out_dtype(0) != dtype {
+        return Err(cx.error("operands and result must share a dtype"));
+    }
+    let acc = match dtype {
+        DType::F32 | DType::F16 => Acc::F32,
+        DType::I32 => Acc::I32,
+        DType::I64 => Acc::I64,
+        other => return Err(cx.unsupported(format!("dtype {other}"))),
+    };
+    let r = batch.len();
+    Ok(Problem {
+        a: operand(cx, 0, &ad, &ad, true, r)?,
+        b: operand(cx, 1, &bd, &bd, false, r)?,
+        za: None,
+        zb: None,
+        out: output(cx, &batch, m, n),
+        batch,
+        m,
+        k,
+        n,
+        acc,
+        epi: Epilogue::Plain,
+    })
+}
+
+fn gemm(cx: &NodeCtx, g: &Gemm) -> Result<Problem> {
+    let (ad, bd) = (cx.in_dims(0)?, cx.in_dims(1)?);
+    let (&[a0, a1], &[b0, b1]) = (ad.as_slice(), bd.as_slice()) else {
+        return Err(cx.error("Gemm operands must be 2-D"));
+    };
+    let dtype = cx.in_dtype(0)?;
+    if cx.in_dtype(1)? != dtype || cx.out_dtype(0) != dtype {
+        return Err(cx.error("operands and result must share a dtype"));
+    }
+    let (m, k) = if g.trans_a { (a1, a0) } else { (a0, a1) };
+    let (kb, n) = if g.trans_b { (b1, b0) } else { (b0, b1) };
+    if k != kb {
+        return Err(cx.error(format!("inner dims differ: {ad:?} and {bd:?}")));
+    }
+    let (ars, acs) = if g.trans_a { (1, a1 as i64) } else { (a1 as i64, 1) };
+    let (brs, bcs) = if g.trans_b { (1, b1 as i64) } else { (b1 as i64, 1) };
+    let a = Operand { ptr: cx.in_ptr(0)?, dtype, batch: vec![], rs: ars, cs: acs };
+    let b = Operand { ptr: cx.in_ptr(1)?, dtype, batch: vec![], rs: brs, cs: bcs };
+    let c = match cx.in_ptr_opt(2) {
+        Some(ptr) if g.beta != 0.0 => {
+            let cd = cx.in_dims(2)?;
+            if cx.in_dtype(2)? != dtype {
+                return Err(cx.error("C must share the operands' dtype"));
+            }
+            if cd.len() > 2 || cd.iter().rev().zip([n, m]).any(|(&d, o)| d != 1 && d != o) {
+                return Err(cx.error(format!("C of shape {cd:?} does not broadcast to [{m}, {n}]")));
+            }
+            let st = aligned_strides(&[m, n], &cd);
+            Some(Operand { ptr, dtype, batch: vec![], rs: st[0], cs: st[1] })
+        }
+        _ => None,
+    };
+    let (alpha, beta) = (g.alpha, g.beta);
+    let (acc, epi) = match dtype {
+        DType::F32 | DType::F16 => (Acc::F32, Epilogue::GemmF { alpha, beta, c }),
+        DType::I32 => (Acc::I32, Epilogue::GemmI { alpha, beta, c }),
+        DType::I64 => (Acc::I64, Epilogue::GemmI { alpha, beta, c }),
+        other => return Err(cx.unsupported(format!("dtype {other}"))),
+    };
+    Ok(Problem { batch: vec![], m, k, n, acc, a, b, za: None, zb: None, out: output(cx, &[], m, n), epi })
+}
+
+fn matmul_integer(cx: &NodeCtx) -> Result<Problem> {
+    let (ad, bd) = (cx.in_dims(0)?, cx.in_dims(1)?);
+    let (batch, m, k, n) = product_dims(cx, &ad, &bd)?;
+    for i in 0..2 {
+        if !matches!(cx.in_dtype(i)?, DType::I8 | DType::U8) {
+            return Err(cx.error("operands must be i8 or u8"));
+        }
+    }
+    if cx.out_dtype(0) != DType::I32 {
+        return Err(cx.error("the result must be i32"));
+    }
+    let r = batch.len();
+    let zero_point = |i: usize, shape: &[usize], per_row: bool| -> Result<Option<Operand>> {
+        if cx.in_ptr_opt(i).is_none() {
+            return Ok(None);
+        }
+        if cx.in_dtype(i)? != cx.in_dtype(i - 2)? {
+            return Err(cx.error("a zero point must share its operand's dtype"));
+        }
+        let zd = cx.in_dims(i)?;
+        let aligned = if zd.iter().all(|&d| d == 1) {
+            vec![]
+        } else if zd.len() == 1 && per_row {
+            if shape.len() < 2 {
+                return Err(cx.error("a per-row zero point needs a of rank ≥ 2"));
+            }
+            vec![zd[0], 1]
+        } else {
+            zd
+        };
+        if aligned.len() > shape.len() || aligned.iter().rev().zip(shape.iter().rev()).any(|(&z, &s)| z != 1 && z != s)
+        {
+            return Err(cx.error(format!("zero point {aligned:?} does not broadcast to {shape:?}")));
+        }
+        Ok(Some(operand(cx, i, shape, &aligned, per_row, r)?))
+    };
+    Ok(Problem {
+        a: operand(cx, 0, &ad, &ad, true, r)?,
+        b: operand(cx, 1, &bd, &bd, false, r)?,
+        za: zero_point(2, &ad, true)?,
+        zb: zero_point(3, &bd, false)?,
+        out: output(cx, &batch, m, n),
+        batch,
+        m,
+        k,
+        n,
+        acc: Acc::I32,
+        epi: Epilogue::Plain,
+    })
+}
+
+/// An operand inside one batch: its base pointer there, strides, element size.
+#[derive(Clone, Copy, Debug)]
+struct Mat {
+    ptr: Value,
+    dtype: DType,
+    rs: i64,
+    cs: i64,
+    size: i64,
+}
+
+impl Mat {
+    /// The element (r, c) of the matrix `self` points at, relative to `base`: an address and
+    /// an immediate offset.
+    fn at(&self, kb: &mut Kb, base: Value, r: i64, c: i64) -> (Value, i32) {
+        imm(kb, base, (r * self.rs + c * self.cs) * self.size)
+    }
+
+    /// The pointer to element (i, j) for runtime `i` and `j` (None for 0).
+    fn offset(&self, kb: &mut Kb, i: Option<Value>, j: Option<Value>) -> Value {
+        let mut p = self.ptr;
+        for (x, s) in [(i, self.rs), (j, self.cs)] {
+            if let Some(x) = x
+                && s != 0
+            {
+                p = kb.addr(p, x, (s * self.size) as usize);
+            }
+        }
+        p
+    }
+}
+
+/// `base + off` as an address and a 32-bit immediate.
+fn imm(kb: &mut Kb, base: Value, off: i64) -> (Value, i32) {
+    match i32::try_from(off) {
+        Ok(o) => (base, o),
+        Err(_) => (kb.addr_const(base, off), 0),
+    }
+}
+
+/// Every operand of a problem bound to one batch.
+struct Bound {
+    a: Mat,
+    b: Mat,
+    za: Option<Mat>,
+    zb: Option<Mat>,
+    c: Option<Mat>,
+    out: Mat,
+}
+
+fn emit_problem(kb: &mut Kb, p: &Problem) {
+    if p.m == 0 || p.n == 0 || p.batch.contains(&0) {
+        return;
+    }
+    let bind = |kb: &mut Kb, o: &Operand, idx: &[Value]| -> Mat {
+        let size = o.dtype.size() as i64;
+        let off = kb.linear(0, idx, &o.batch);
+        let ptr = if o.batch.iter().all(|&s| s == 0) { o.ptr } else { kb.addr(o.ptr, off, size as usize) };
+        Mat { ptr, dtype: o.dtype, rs: o.rs, cs: o.cs, size }
+    };
+    kb.nest(&p.batch, &mut |kb, idx| {
+        let c = match &p.epi {
+            Epilogue::GemmF { c, .. } | Epilogue::GemmI { c, .. } => c.as_ref().map(|c| bind(kb, c, &[])),
+            Epilogue::Plain => None,
+        };
+        let bound = Bound {
+            a: bind(kb, &p.a, idx),
+            b: bind(kb, &p.b, idx),
+            za: p.za.as_ref().map(|z| bind(kb, z, idx)),
+            zb: p.zb.as_ref().map(|z| bind(kb, z, idx)),
+            c,
+            out: bind(kb, &p.out, idx),
+        };
+        matrix(kb, p, &bound);
+    });
+}
+
+/// How a tile's columns are held: `vecs` vectors of 4 columns, then `scalars` single columns.
+#[derive(Clone, Copy, Debug)]
+struct Cols {
+    vecs: usize,
+    scalars: usize,
+}
+
+/// One M×N matrix of a batch: picks the schedule.
+fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) {
+    let all_f32 =
+        [Some(&o.a), Some(&o.b), o.c.as_ref(), Some(&o.out)].into_iter().flatten().all(|m| m.dtype == DType::F32);
+    let vf32 = kb.caps.vector && p.acc == Acc::F32 && all_f32;
+    let dot_ok = vf32 && o.a.cs == 1 && o.b.rs == 1 && p.k >= 4;
+    let bcast_ok = vf32 && o.b.cs == 1 && p.n >= 4;
+    let int_ok = kb.caps.vector
+        && p.acc == Acc::I32
+        && matches!(o.a.dtype, DType::I8 | DType::U8)
+        && o.b.cs == 1
+        && p.n >= 8
+        && o.zb.is_none_or(|z| z.cs <= 1);
+    if bcast_ok {
+        broadcast(kb, p, o, 4, 8);
+    } else if dot_ok {
+        dot(kb, p, o);
+    } else if int_ok {
+        broadcast(kb, p, o, 4, 8);
+    } else {
+        broadcast(kb, p, o, 4, 0);
+    }
+}
+
+/// Splits `n` columns into tiles: full tiles of `nr` (vector columns, `nr == 0` for a scalar
+/// schedule), then the edge. Returns (tile width, count, layout) triples.
+fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
+    let mut out = Vec::new();
+    if nr == 0 {
+        if n >= 4 {
+            out.push((4, n / 4, Cols { vecs: 0, scalars: 4 }));
+        }
+        if n % 4 > 0 {
+            out.push((n % 4, 1, Cols { vecs: 0, scalars: n % 4 }));
+        }
+        return out;
+    }
+    if n >= nr {
+        out.push((nr, n / nr, Cols { vecs: nr / 4, scalars: 0 }));
+    }
+    let mut rem = n % nr;
+    if rem >= 4 {
+        // A single 4-column vector; integer loads widen 8 bytes at a time, so scalars there.
+        out.push((4, 1, Cols { vecs: usize::from(!int), scalars: if int { 4 } else { 0 } }));
+        rem -= 4;
+    }
+    if rem > 0 {
+        out.push((rem, 1, Cols { vecs: 0, scalars: rem }));
+    }
+    out
+}
+
+/// Runs `tile(kb, i0, mr)` over row blocks of `mr` rows, then the `m % mr` edge.
+fn row_blocks(kb: &mut Kb, m: usize, mr: usize, tile: &mut dyn FnMut(&mut Kb, Value, usize)) {
+    let full = m / mr * mr;
+    if full > 0 {
+        if full == mr {
+            let z = kb.iconst(0);
+            tile(kb, z, mr);
+        } else {
+            kb.for_const(0, full as i64, mr as i64, |kb, i| tile(kb, i, mr));
+        }
+    }
+    if m > full {
+        let i = kb.iconst(full as i64);
+        tile(kb, i, m - full);
+    }
+}
+
+/// Runs `tile(kb, j0, cols)` over the column tiles of `col_tiles`.
+fn col_blocks(kb: &mut Kb, tiles: &[(usize, usize, Cols)], tile: &mut dyn FnMut(&mut Kb, Value, Cols)) {
+    let mut j = 0usize;
+    for &(w, count, cols) in tiles {
+        if count == 1 {
+            let j0 = kb.iconst(j as i64);
+            tile(kb, j0, cols);
+        } else {
+            kb.for_const(j as i64, (j + w * count) as i64, w as i64, |kb, j0| tile(kb, j0, cols));
+        }
+        j += w * count;
+    }
+}
+
+/// `for p in (lo..hi).step_by(step)` (at least one trip), carrying `state`; returns the final
+/// state.
+fn loop_carry(
+    kb: &mut Kb,
+    lo: i64,
+    hi: i64,
+    step: i64,
+    state: Vec<Value>,
+    body: impl FnOnce(&mut Kb, &[Value]) -> Vec<Value>,
+) -> Vec<Value> {
+    if lo >= hi {
+        return state;
+    }
+    if lo + step >= hi {
+        return body(kb, &state);
+    }
+    let ptr = kb.caps.ptr;
+    let blk = kb.b.create_block();
+    let exit = kb.b.create_block();
+    kb.b.append_block_param(blk, ptr);
+    for &v in &state {
+        let t = kb.ty(v);
+        kb.b.append_block_param(blk, t);
+        kb.b.append_block_param(exit, t);
+    }
+    let lo_v = kb.iconst(lo);
+    let args: Vec<_> = std::iter::once(lo_v).chain(state).map(Into::into).collect();
+    kb.b.ins().jump(blk, &args);
+    kb.b.switch_to_block(blk);
+    let params = kb.b.block_params(blk).to_vec();
+    let new = body(kb, &params[1..]);
+    let next = kb.b.ins().iadd_imm_s(params[0], step);
+    let go = kb.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, next, hi);
+    let back: Vec<_> = std::iter::once(next).chain(new.iter().copied()).map(Into::into).collect();
+    let out: Vec<_> = new.iter().copied().map(Into::into).collect();
+    kb.b.ins().brif(go, blk, &back, exit, &out);
+    kb.b.switch_to_block(exit);
+    kb.b.block_params(exit).to_vec()
+}
+
+/// [`loop_carry`] with its body emitted twice per trip (fewer loop overhead instructions per
+/// step of K), then once more for an odd trip count.
+fn unrolled(
+    kb: &mut Kb,
+    lo: i64,
+    hi: i64,
+    step: i64,
+    state: Vec<Value>,
+    body: &mut dyn FnMut(&mut Kb, &[Value]) -> Vec<Value>,
+) -> Vec<Value> {
+    let trips = if hi > lo { (hi - lo + step - 1) / step } else { 0 };
+    let pairs_end = lo + trips / 2 * 2 * step;
+    let mut st = loop_carry(kb, lo, pairs_end, 2 * step, state, |kb, st| {
+        let once = body(kb, st);
+        body(kb, &once)
+    });
+    if trips % 2 == 1 {
+        st = body(kb, &st);
+    }
+    st
+}
+
+/// A scalar element of `dtype` at `addr + off` in the accumulator type.
+fn load_scalar(kb: &mut Kb, acc: Acc, dtype: DType, addr: Value, off: i32) -> Value {
+    let raw = kb.load(storage_type(dtype), addr, off);
+    match (acc, dtype) {
+        (Acc::F32, DType::F16) => kb.f16_to_f32(raw),
+        (Acc::I32, DType::I8) => kb.b.ins().sextend(types::I32, raw),
+        (Acc::I32, DType::U8) => kb.b.ins().uextend(types::I32, raw),
+        (Acc::I64, _) => kb.widen(dtype, raw),
+        _ => raw,
+    }
+}
+
+/// Four elements of `dtype` at `addr + off` as a vector of the accumulator type (f32, or
+/// when `pair`, eight i8/u8 widened to two `I32X4`).
+fn load_vectors(kb: &mut Kb, acc: Acc, dtype: DType, addr: Value, off: i32, pair: bool) -> Vec<Value> {
+    if acc != Acc::I32 {
+        let mut v = vec![kb.load(types::F32X4, addr, off)];
+        if pair {
+            v.push(kb.load(types::F32X4, addr, off + 16));
+        }
+        return v;
+    }
+    let h = if dtype == DType::I8 {
+        kb.b.ins().sload8x8(flags(), addr, off)
+    } else {
+        kb.b.ins().uload8x8(flags(), addr, off)
+    };
+    let lo = kb.b.ins().swiden_low(h);
+    let hi = kb.b.ins().swiden_high(h);
+    vec![lo, hi]
+}
+
+/// `acc + a·b` in the accumulator type (scalar or vector).
+fn mac(kb: &mut Kb, acc: Acc, a: Value, b: Value, c: Value) -> Value {
+    match acc {
+        Acc::F32 => kb.mul_add(a, b, c),
+        _ => {
+            let m = kb.b.ins().imul(a, b);
+            kb.b.ins().iadd(m, c)
+        }
+    }
+}
+
+fn zero(kb: &mut Kb, ty: Type) -> Value {
+    let s = if ty.lane_type() == types::F32 { kb.b.ins().f32const(0.0) } else { kb.b.ins().iconst(ty.lane_type(), 0) };
+    if ty.is_vector() { kb.b.ins().splat(ty, s) } else { s }
+}
+
+/// The broadcast schedule: tiles of `mr` rows × `nr` vector columns (`nr == 0`: the scalar
+/// schedule, 4 × 4 scalar accumulators).
+fn broadcast(kb: &mut Kb, p: &Problem, o: &Bound, mr: usize, nr: usize) {
+    let int = p.acc == Acc::I32 && nr > 0;
+    let tiles = col_tiles(p.n, nr, int);
+    row_blocks(kb, p.m, mr, &mut |kb, i0, rows| {
+        col_blocks(kb, &tiles, &mut |kb, j0, cols| bcast_tile(kb, p, o, i0, j0, rows, cols));
+    });
+}
+
+/// One tile of the broadcast schedule: rows `i0..i0 + rows`, columns from `j0`.
+fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usize, cols: Cols) {
+    let acc = p.acc;
+    let pa = o.a.offset(kb, Some(i0), None);
+    let pb = o.b.offset(kb, None, Some(j0));
+    let za = o.za.map(|z| (z, z.offset(kb, Some(i0), None)));
+    let zb = o.zb.map(|z| (z, z.offset(kb, None, Some(j0))));
+    // Zero points constant along K are loaded once per tile.
+    let za_fixed: Option<Vec<Value>> = za.filter(|(z, _)| z.cs == 0).map(|(z, base)| {
+        (0..rows as i64)
+            .map(|r| {
+                let (addr, off) = z.at(kb, base, r, 0);
+                load_scalar(kb, acc, z.dtype, addr, off)
+            })
+            .collect()
+    });
+    let zb_cols = |kb: &mut Kb, z: &Mat, base: Value| -> (Vec<Value>, Vec<Value>) {
+        let mut vs = Vec::new();
+        for v in 0..cols.vecs / 2 {
+            let (addr, off) = z.at(kb, base, 0, 8 * v as i64);
+            if z.cs == 1 {
+                vs.extend(load_vectors(kb, acc, z.dtype, addr, off, true));
+            } else {
+                let s = load_scalar(kb, acc, z.dtype, addr, off);
+                let s = kb.b.ins().splat(acc.vec_ty(), s);
+                vs.extend([s, s]);
+            }
+        }
+        if cols.vecs % 2 == 1 {
+            // Only f32 uses single vectors, and f32 has no zero points.
+            let (addr, off) = z.at(kb, base, 0, 8 * (cols.vecs / 2) as i64);
+            vs.extend(load_vectors(kb, acc, z.dtype, addr, off, false));
+        }
+        let ss = (0..cols.scalars)
+            .map(|c| {
+                let (addr, off) = z.at(kb, base, 0, (4 * cols.vecs + c) as i64);
+                load_scalar(kb, acc, z.dtype, addr, off)
+            })
+            .collect();
+        (vs, ss)
+    };
+    let zb_fixed = match zb {
+        Some((z, base)) if z.rs == 0 => Some(zb_cols(kb, &z, base)),
+        _ => None,
+    };
+
+    // Loop state: moving pointers, then accumulators.
+    let nacc = rows * (cols.vecs + cols.scalars);
+    let mut state = vec![pa, pb];
+    let moving_za = za.filter(|(z, _)| z.cs != 0);
+    let moving_zb = zb.filter(|(z, _)| z.rs != 0);
+    state.extend(moving_za.map(|(_, b)| b));
+    state.extend(moving_zb.map(|(_, b)| b));
+    let nptr = state.len();
+    for _ in 0..rows {
+        for _ in 0..cols.vecs {
+            let z = zero(kb, acc.vec_ty());
+            state.push(z);
+        }
+        for _ in 0..cols.scalars {
+            let z = zero(kb, acc.ty());
+            state.push(z);
+        }
+    }
+    let (a, b) = (o.a, o.b);
+    let fin = unrolled(kb, 0, p.k as i64, 1, state, &mut |kb, st| {
+        let (pa, pb) = (st[0], st[1]);
+        let mut at = 2;
+        let pza = moving_za.map(|_| {
+            at += 1;
+            st[at - 1]
+        });
+        let pzb = moving_zb.map(|_| {
+            at += 1;
+            st[at - 1]
+        });
+        // B: vectors and scalars of this row of K.
+        let mut bv = Vec::new();
+        for v in 0..cols.vecs / 2 {
+            let (addr, off) = b.at(kb, pb, 0, 8 * v as i64);
+            bv.extend(load_vectors(kb, acc, b.dtype, addr, off, true));
+        }
+        if cols.vecs % 2 == 1 {
+            let (addr, off) = b.at(kb, pb, 0, 8 * (cols.vecs / 2) as i64);
+            bv.extend(load_vectors(kb, acc, b.dtype, addr, off, false));
+        }
+        let mut bs: Vec<Value> = (0..cols.scalars)
+            .map(|c| {
+                let (addr, off) = b.at(kb, pb, 0, (4 * cols.vecs + c) as i64);
+                load_scalar(kb, acc, b.dtype, addr, off)
+            })
+            .collect();
+        let zbk = match (&zb_fixed, pzb, o.zb) {
+            (Some(f), _, _) => Some(f.clone()),
+            (None, Some(base), Some(z)) => Some(zb_cols(kb, &z, base)),
+            _ => None,
+        };
+        if let Some((zv, zs)) = zbk {
+            for (x, z) in bv.iter_mut().zip(&zv) {
+                *x = kb.b.ins().isub(*x, *z);
+            }
+            for (x, z) in bs.iter_mut().zip(&zs) {
+                *x = kb.b.ins().isub(*x, *z);
+            }
+        }
+        let mut next = Vec::with_capacity(st.len());
+        for r in 0..rows {
+            let (addr, off) = a.at(kb, pa, r as i64, 0);
+            let mut x = load_scalar(kb, acc, a.dtype, addr, off);
+            let zr = match (&za_fixed, pza, o.za) {
+                (Some(f), _, _) => Some(f[r]),
+                (None, Some(base), Some(z)) => {
+                    let (addr, off) = z.at(kb, base, r as i64, 0);
+                    Some(load_scalar(kb, acc, z.dtype, addr, off))
+                }
+                _ => None,
+            };
+            if let Some(z) = zr {
+                x = kb.b.ins().isub(x, z);
+            }
+            let xs = if cols.vecs > 0 { Some(kb.b.ins().splat(acc.vec_ty(), x)) } else { None };
+            let row = &st[nptr + r * (cols.vecs + cols.scalars)..];
+            for (v, &bvv) in bv.iter().enumerate() {
+                next.push(mac(kb, acc, xs.unwrap_or(x), bvv, row[v]));
+            }
+            for (c, &bss) in bs.iter().enumerate() {
+                next.push(mac(kb, acc, x, bss, row[cols.vecs + c]));
+            }
+        }
+        let mut ptrs = vec![kb.addr_const(pa, a.cs * a.size), kb.addr_const(pb, b.rs * b.size)];
+        if let (Some(p), Some(z)) = (pza, o.za) {
+            ptrs.push(kb.addr_const(p, z.cs * z.size));
+        }
+        if let (Some(p), Some(z)) = (pzb, o.zb) {
+            ptrs.push(kb.addr_const(p, z.rs * z.size));
+        }
+        ptrs.extend(next);
+        ptrs
+    });
+    let accs = &fin[nptr..];
+    debug_assert_eq!(accs.len(), nacc);
+    let tile = Tile { i0, j0 };
+    for r in 0..rows {
+        let row = &accs[r * (cols.vecs + cols.scalars)..];
+        for v in 0..cols.vecs {
+            store(kb, p, o, &tile, r as i64, 4 * v as i64, row[v]);
+        }
+        for c in 0..cols.scalars {
+            store(kb, p, o, &tile, r as i64, (4 * cols.vecs + c) as i64, row[cols.vecs + c]);
+        }
+    }
+}
+
+/// The origin of a tile.
+struct Tile {
+    i0: Value,
+    j0: Value,
+}
+
+/// Applies the epilogue to `v` (scalar or vector of 4 columns) for output (i0 + r, j0 + c) and
+/// stores it.
+fn store(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, r: i64, c: i64, v: Value) {
+    let lanes = kb.lanes(v);
+    let vty = kb.ty(v);
+    let load_c = |kb: &mut Kb, cm: &Mat| -> Value {
+        let base = cm.offset(kb, Some(t.i0), Some(t.j0));
+        let (addr, off) = cm.at(kb, base, r, c);
+        if lanes == 4 && cm.cs == 1 {
+            kb.load(types::F32X4, addr, off)
+        } else {
+            let s = load_scalar(kb, p.acc, cm.dtype, addr, off);
+            if lanes == 4 { kb.b.ins().splat(vty, s) } else { s }
+        }
+    };
+    let y = match &p.epi {
+        Epilogue::Plain => v,
+        Epilogue::GemmF { alpha, beta, .. } => {
+            let mut y = v;
+            if *alpha != 1.0 {
+                let a = kb.fconst(*alpha, lanes);
+                y = kb.b.ins().fmul(a, y);
+            }
+            if let Some(cm) = &o.c {
+                let mut cv = load_c(kb, cm);
+                if *beta != 1.0 {
+                    let b = kb.fconst(*beta, lanes);
+                    cv = kb.b.ins().fmul(b, cv);
+                }
+                y = kb.b.ins().fadd(y, cv);
+            }
+            y
+        }
+        Epilogue::GemmI { alpha, beta, .. } => {
+            let ty = p.acc.ty();
+            match &o.c {
+                None if *alpha == 1.0 => v,
+                Some(cm) if *alpha == 1.0 && *beta == 1.0 => {
+                    let cv = load_c(kb, cm);
+                    kb.b.ins().iadd(v, cv)
+                }
+                c => {
+                    let pf = kb.b.ins().fcvt_from_sint(types::F64, v);
+                    let a = kb.b.ins().f64const(f64::from(*alpha));
+                    let mut y = kb.b.ins().fmul(a, pf);
+                    if let Some(cm) = c {
+                        let cv = load_c(kb, cm);
+                        let cf = kb.b.ins().fcvt_from_sint(types::F64, cv);
+                        let b = kb.b.ins().f64const(f64::from(*beta));
+                        let bc = kb.b.ins().fmul(b, cf);
+                        y = kb.b.ins().fadd(y, bc);
+                    }
+                    kb.b.ins().fcvt_to_sint_sat(ty, y)
+                }
+            }
+        }
+    };
+    let base = o.out.offset(kb, Some(t.i0), Some(t.j0));
+    let (addr, off) = o.out.at(kb, base, r, c);
+    if o.out.dtype == DType::F16 {
+        let h = kb.f32_to_f16(y);
+        kb.store(h, addr, off);
+    } else {
+        kb.store(y, addr, off);
+    }
+}
+
+/// The dot schedule (f32, A and B contiguous along K): tiles of 2 rows × 4 columns of vector
+/// dot products.
+fn dot(kb: &mut Kb, p: &Problem, o: &Bound) {
+    let tiles: Vec<(usize, usize, Cols)> = {
+        let mut t = Vec::new();
+        if p.n >= 4 {
+            t.push((4, p.n / 4, Cols { vecs: 0, scalars: 4 }));
+        }
+        if p.n % 4 > 0 {
+            t.push((p.n % 4, 1, Cols { vecs: 0, scalars: p.n % 4 }));
+        }
+        t
+    };
+    row_blocks(kb, p.m, 2, &mut |kb, i0, rows| {
+        col_blocks(kb, &tiles, &mut |kb, j0, cols| dot_tile(kb, p, o, i0, j0, rows, cols.scalars));
+    });
+}
+
+fn dot_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usize, ncols: usize) {
+    let (a, b) = (o.a, o.b);
+    let pa = a.offset(kb, Some(i0), None);
+    let pb = b.offset(kb, None, Some(j0));
+    let k4 = p.k / 4 * 4;
+    let mut state = vec![pa, pb];
+    for _ in 0..rows * ncols {
+        let z = zero(kb, types::F32X4);
+        state.push(z);
+    }
+    let fin = unrolled(kb, 0, k4 as i64, 4, state, &mut |kb, st| {
+        let (pa, pb) = (st[0], st[1]);
+        let av: Vec<Value> = (0..rows as i64)
+            .map(|r| {
+                let (addr, off) = a.at(kb, pa, r, 0);
+                kb.load(types::F32X4, addr, off)
+            })
+            .collect();
+        let mut next = st[2..].to_vec();
+        for c in 0..ncols {
+            let (addr, off) = b.at(kb, pb, 0, c as i64);
+            let bv = kb.load(types::F32X4, addr, off);
+            for r in 0..rows {
+                next[r * ncols + c] = kb.mul_add(av[r], bv, next[r * ncols + c]);
+            }
+        }
+        let mut out = vec![kb.addr_const(pa, 4 * a.size), kb.addr_const(pb, 4 * b.size)];
+        out.extend(next);
+        out
+    });
+    let mut state = vec![fin[0], fin[1]];
+    for &v in &fin[2..] {
+        let s = if k4 > 0 { kb.hsum(v) } else { kb.b.ins().f32const(0.0) };
+        state.push(s);
+    }
+    let fin = loop_carry(kb, k4 as i64, p.k as i64, 1, state, |kb, st| {
+        let (pa, pb) = (st[0], st[1]);
+        let av: Vec<Value> = (0..rows as i64)
+            .map(|r| {
+                let (addr, off) = a.at(kb, pa, r, 0);
+                kb.load(types::F32, addr, off)
+            })
+            .collect();
+        let mut next = st[2..].to_vec();
+        for c in 0..ncols {
+            let (addr, off) = b.at(kb, pb, 0, c as i64);
+            let bv = kb.load(types::F32, addr, off);
+            for r in 0..rows {
+                next[r * ncols + c] = kb.mul_add(av[r], bv, next[r * ncols + c]);
+            }
+        }
+        let mut out = vec![kb.addr_const(pa, a.size), kb.addr_const(pb, b.size)];
+        out.extend(next);
+        out
+    });
+    let tile = Tile { i0, j0 };
+    for r in 0..rows {
+        for c in 0..ncols {
+            store(kb, p, o, &tile, r as i64, c as i64, fin[2 + r * ncols + c]);
+        }
+    }
 }
