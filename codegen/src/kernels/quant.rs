@@ -1,10 +1,569 @@
-//! Kernels: see the table in [`crate::kernels`].
+//! Quantization kernels: QuantizeLinear and DequantizeLinear (per tensor, per axis, blocked) and
+//! DynamicQuantizeLinear, with the reference interpreter's arithmetic step for step (the same
+//! f32 divisions, rounding half to even, saturation), so integer outputs match exactly.
+//!
+//! Scale and zero point are addressed through loop nests whose parameter strides encode the
+//! granularity (0 along axes that share one parameter), so every granularity gets vector code
+//! along its contiguous innermost axis: broadcast parameters are splat, per-element ones
+//! loaded as vectors.
 
 use super::NodeCtx;
 use crate::Result;
-use crate::emit::Kb;
+use crate::emit::{Kb, lane_flags};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use slmtvm_ir::{DType, Op};
+
+/// How scale and zero point map onto the elements of `x` (as `ir::ops::quant` decides it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Granularity {
+    Tensor,
+    Axis(usize),
+    Blocked { axis: usize, block: usize },
+}
+
+/// The granularity of a scale of `scale` dims over `x` dims (shapes were checked by inference).
+fn granularity(cx: &NodeCtx, x: &[usize], scale: &[usize], axis: i64, block: usize) -> Result<Granularity> {
+    if scale.iter().all(|&d| d == 1) {
+        return Ok(Granularity::Tensor);
+    }
+    let r = x.len() as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if !(0..r).contains(&a) {
+        return Err(cx.error(format!("axis {axis} is out of range for rank {r}")));
+    }
+    let a = a as usize;
+    let fits = if block == 0 {
+        scale.len() == 1 && scale[0] == x[a]
+    } else {
+        scale.len() == x.len()
+            && scale.iter().zip(x).enumerate().all(|(i, (&s, &d))| s == if i == a { d.div_ceil(block) } else { d })
+    };
+    if !fits {
+        return Err(cx.error(format!("scale of shape {scale:?} does not fit x of shape {x:?}")));
+    }
+    Ok(if block == 0 { Granularity::Axis(a) } else { Granularity::Blocked { axis: a, block } })
+}
+
+/// One loop nest over part of `x`: extents, element strides of `x` (and `y`) and of the
+/// parameters (scale and zero point), and the starting element of each.
+#[derive(Clone, Debug, PartialEq)]
+struct Seg {
+    dims: Vec<usize>,
+    xs: Vec<i64>,
+    ps: Vec<i64>,
+    x0: i64,
+    p0: i64,
+}
+
+impl Seg {
+    /// Drops extents of 1 and merges adjacent loops that both operands walk as one.
+    fn simplified(self) -> Seg {
+        let mut out = Seg { dims: vec![], xs: vec![], ps: vec![], x0: self.x0, p0: self.p0 };
+        for k in 0..self.dims.len() {
+            let (d, xs, ps) = (self.dims[k], self.xs[k], self.ps[k]);
+            if d == 1 {
+                continue;
+            }
+            if let (Some(&ld), Some(&lx), Some(&lp)) = (out.dims.last(), out.xs.last(), out.ps.last())
+                && lx == xs * d as i64
+                && lp == ps * d as i64
+            {
+                let n = out.dims.len() - 1;
+                out.dims[n] = ld * d;
+                out.xs[n] = xs;
+                out.ps[n] = ps;
+                continue;
+            }
+            out.dims.push(d);
+            out.xs.push(xs);
+            out.ps.push(ps);
+        }
+        if out.dims.is_empty() {
+            out.dims.push(1);
+            out.xs.push(1);
+            out.ps.push(0);
+        }
+        out
+    }
+}
+
+/// The loop nests that cover `x` (dims `xd`) once, with parameter strides for `g`.
+fn segments(xd: &[usize], g: Granularity) -> Vec<Seg> {
+    let numel: usize = xd.iter().product();
+    let segs = match g {
+        Granularity::Tensor => vec![Seg { dims: vec![numel], xs: vec![1], ps: vec![0], x0: 0, p0: 0 }],
+        Granularity::Axis(a) => {
+            let (pre, n, post) = split3(xd, a);
+            vec![Seg {
+                dims: vec![pre, n, post],
+                xs: vec![(n * post) as i64, post as i64, 1],
+                ps: vec![0, 1, 0],
+                x0: 0,
+                p0: 0,
+            }]
+        }
+        Granularity::Blocked { axis, block } => {
+            let (pre, n, post) = split3(xd, axis);
+            let (nb, full, rem) = (n.div_ceil(block), n / block, n % block);
+            let (xrow, prow) = ((n * post) as i64, (nb * post) as i64);
+            let mut v = Vec::new();
+            if full > 0 {
+                v.push(Seg {
+                    dims: vec![pre, full, block, post],
+                    xs: vec![xrow, (block * post) as i64, post as i64, 1],
+                    ps: vec![prow, post as i64, 0, 1],
+                    x0: 0,
+                    p0: 0,
+                });
+            }
+            if rem > 0 {
+                v.push(Seg {
+                    dims: vec![pre, rem, post],
+                    xs: vec![xrow, post as i64, 1],
+                    ps: vec![prow, 0, 1],
+                    x0: (full * block * post) as i64,
+                    p0: (full * post) as i64,
+                });
+            }
+            v
+        }
+    };
+    segs.into_iter().filter(|s| !s.dims.contains(&0)).map(Seg::simplified).collect()
+}
+
+/// `(Π dims[..a], dims[a], Π dims[a+1..])`.
+fn split3(d: &[usize], a: usize) -> (usize, usize, usize) {
+    (d[..a].iter().product(), d[a], d[a + 1..].iter().product())
+}
+
+/// A step of a quantization loop: element indices of `x`/`y` and of the parameters, lanes,
+/// and whether the parameters are the same for every lane.
+#[derive(Clone, Copy)]
+struct Step {
+    xi: Value,
+    pi: Value,
+    lanes: usize,
+    p_splat: bool,
+}
+
+/// Emits the loops of `seg`, calling `body` per step; vector steps of 4 along the innermost
+/// loop when `vector` and both operands walk it contiguously (or the parameters broadcast).
+fn walk(kb: &mut Kb, seg: &Seg, vector: bool, body: &mut dyn FnMut(&mut Kb, Step)) {
+    let (xi, pi) = (kb.iconst(seg.x0), kb.iconst(seg.p0));
+    walk_level(kb, seg, 0, xi, pi, vector, body);
+}
+
+fn walk_level(
+    kb: &mut Kb,
+    seg: &Seg,
+    level: usize,
+    xi: Value,
+    pi: Value,
+    vector: bool,
+    body: &mut dyn FnMut(&mut Kb, Step),
+) {
+    let (n, xs, ps) = (seg.dims[level], seg.xs[level], seg.ps[level]);
+    let advance = |kb: &mut Kb, base: Value, i: Value, s: i64| -> Value {
+        if s == 0 {
+            base
+        } else {
+            let t = if s == 1 { i } else { kb.b.ins().imul_imm_s(i, s) };
+            kb.b.ins().iadd(base, t)
+        }
+    };
+    if level + 1 < seg.dims.len() {
+        kb.for_const(0, n as i64, 1, |kb, i| {
+            let (x2, p2) = (advance(kb, xi, i, xs), advance(kb, pi, i, ps));
+            walk_level(kb, seg, level + 1, x2, p2, vector, body);
+        });
+        return;
+    }
+    let vec_end = if vector && xs == 1 && ps <= 1 { n / 4 * 4 } else { 0 };
+    if vec_end > 0 {
+        kb.for_const(0, vec_end as i64, 4, |kb, i| {
+            let (x2, p2) = (advance(kb, xi, i, xs), advance(kb, pi, i, ps));
+            body(kb, Step { xi: x2, pi: p2, lanes: 4, p_splat: ps == 0 });
+        });
+    }
+    if vec_end < n {
+        if n - vec_end == 1 {
+            let i = kb.iconst(vec_end as i64);
+            let (x2, p2) = (advance(kb, xi, i, xs), advance(kb, pi, i, ps));
+            body(kb, Step { xi: x2, pi: p2, lanes: 1, p_splat: true });
+        } else {
+            kb.for_const(vec_end as i64, n as i64, 1, |kb, i| {
+                let (x2, p2) = (advance(kb, xi, i, xs), advance(kb, pi, i, ps));
+                body(kb, Step { xi: x2, pi: p2, lanes: 1, p_splat: true });
+            });
+        }
+    }
+}
+
+/// `base + index · size(dtype)`.
+fn at(kb: &mut Kb, base: Value, index: Value, dtype: DType) -> Value {
+    kb.addr(base, index, dtype.size())
+}
+
+/// `v` rounded to the nearest integer, ties to even (f32 scalar or `F32X4`). Vector targets
+/// have a native `nearest` (x86 with SSE4.1, which every x86 vector preset has); without
+/// vectors it is `(|v| + 2^23) − 2^23` with the sign restored, exact below 2^23 (larger
+/// magnitudes, infinities and NaN are already integral and pass through).
+fn round_even(kb: &mut Kb, v: Value) -> Value {
+    if kb.caps.vector {
+        return kb.b.ins().nearest(v);
+    }
+    let magic = kb.b.ins().f32const(8_388_608.0);
+    let a = kb.b.ins().fabs(v);
+    let r = kb.b.ins().fadd(a, magic);
+    let r = kb.b.ins().fsub(r, magic);
+    let r = kb.b.ins().fcopysign(r, v);
+    let small = kb.b.ins().fcmp(FloatCC::LessThan, a, magic);
+    kb.b.ins().select(small, r, v)
+}
+
+/// `min(max(v, lo), hi)` for floats, NaN propagating (scalar or `F32X4`).
+fn fclamp(kb: &mut Kb, v: Value, lo: f32, hi: f32, lanes: usize) -> Value {
+    let (l, h) = (kb.fconst(lo, lanes), kb.fconst(hi, lanes));
+    let v = kb.b.ins().fmax(v, l);
+    kb.b.ins().fmin(v, h)
+}
+
+/// `min(max(v, lo), hi)` for signed integers of type `ty` (I64 or I32X4).
+fn iclamp(kb: &mut Kb, v: Value, lo: i64, hi: i64, ty: Type) -> Value {
+    if ty.is_vector() {
+        let (l, h) = (kb.b.ins().iconst(types::I32, lo), kb.b.ins().iconst(types::I32, hi));
+        let (l, h) = (kb.b.ins().splat(ty, l), kb.b.ins().splat(ty, h));
+        let v = kb.b.ins().smax(v, l);
+        return kb.b.ins().smin(v, h);
+    }
+    let below = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, lo);
+    let l = kb.b.ins().iconst(ty, lo);
+    let v = kb.b.ins().select(below, l, v);
+    let above = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, v, hi);
+    let h = kb.b.ins().iconst(ty, hi);
+    kb.b.ins().select(above, h, v)
+}
+
+/// Four consecutive i8/u8/i32 elements at `addr` as an `I32X4`.
+fn load4_int(kb: &mut Kb, dtype: DType, addr: Value) -> Value {
+    if dtype == DType::I32 {
+        return kb.load(types::I32X4, addr, 0);
+    }
+    let w = kb.load(types::I32, addr, 0);
+    let v = kb.b.ins().scalar_to_vector(types::I32X4, w);
+    let v = kb.b.ins().bitcast(types::I8X16, lane_flags(), v);
+    if dtype == DType::I8 {
+        let v = kb.b.ins().swiden_low(v);
+        kb.b.ins().swiden_low(v)
+    } else {
+        let v = kb.b.ins().uwiden_low(v);
+        kb.b.ins().uwiden_low(v)
+    }
+}
+
+/// Stores the four lanes of `q` (an `I32X4` already within the range of `dtype`, i8 or u8)
+/// as four bytes at `addr`.
+fn store4_bytes(kb: &mut Kb, dtype: DType, q: Value, addr: Value) {
+    let h = kb.b.ins().snarrow(q, q);
+    let b = if dtype == DType::I8 { kb.b.ins().snarrow(h, h) } else { kb.b.ins().unarrow(h, h) };
+    let w = kb.b.ins().bitcast(types::I32X4, lane_flags(), b);
+    let w = kb.b.ins().extractlane(w, 0);
+    kb.store(w, addr, 0);
+}
 
 /// Emits the kernel of `cx.node`.
-pub fn emit(_kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    Err(cx.unsupported("no kernel yet"))
+pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    match &cx.node.op {
+        Op::QuantizeLinear(q) => quantize(kb, cx, q.axis, q.block_size),
+        Op::DequantizeLinear(d) => dequantize(kb, cx, d.axis, d.block_size),
+        Op::DynamicQuantizeLinear(_) => dynamic_quantize(kb, cx),
+        _ => Err(cx.unsupported("not a quantization operator")),
+    }
+}
+
+/// The output range of a quantized dtype.
+fn int_range(cx: &NodeCtx, dtype: DType) -> Result<(i64, i64)> {
+    match dtype {
+        DType::I8 => Ok((-128, 127)),
+        DType::U8 => Ok((0, 255)),
+        other => Err(cx.unsupported(format!("quantized dtype {other}"))),
+    }
+}
+
+/// `y = saturate(round_half_even(x / scale) + zero_point)`; with an f16 scale, `x` is rounded
+/// to f16 and the quotient too (the division in the scale's precision, as the reference does
+/// it). NaN gives the zero point.
+fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> {
+    let (xd, sd) = (cx.in_dims(0)?, cx.in_dims(1)?);
+    let (xt, st, yt) = (cx.in_dtype(0)?, cx.in_dtype(1)?, cx.out_dtype(0));
+    if !matches!(xt, DType::F32 | DType::F16 | DType::I32) || !st.is_float() {
+        return Err(cx.unsupported(format!("x {xt} with scale {st}")));
+    }
+    let (lo, hi) = int_range(cx, yt)?;
+    let zp = match cx.in_ptr_opt(2) {
+        Some(p) => {
+            let zt = cx.in_dtype(2)?;
+            int_range(cx, zt)?;
+            Some((p, zt))
+        }
+        None => None,
+    };
+    let g = granularity(cx, &xd, &sd, axis, block)?;
+    let (xp, sp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.out_ptr(0));
+    let vector = kb.caps.vector && xt == DType::F32 && st == DType::F32;
+    for seg in segments(&xd, g) {
+        walk(kb, &seg, vector, &mut |kb, s| {
+            let (xa, sa, ya) = (at(kb, xp, s.xi, xt), at(kb, sp, s.pi, st), at(kb, yp, s.xi, yt));
+            if s.lanes == 4 {
+                let v = kb.load(types::F32X4, xa, 0);
+                let sc = if s.p_splat {
+                    let v = kb.load(types::F32, sa, 0);
+                    kb.b.ins().splat(types::F32X4, v)
+                } else {
+                    kb.load(types::F32X4, sa, 0)
+                };
+                let r = kb.b.ins().fdiv(v, sc);
+                let r = round_even(kb, r);
+                let r = fclamp(kb, r, -1024.0, 1024.0, 4);
+                let mut q = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
+                if let Some((zptr, zt)) = zp {
+                    let za = at(kb, zptr, s.pi, zt);
+                    let z = if s.p_splat {
+                        let z = kb.load_elem(zt, za);
+                        let z = kb.b.ins().ireduce(types::I32, z);
+                        kb.b.ins().splat(types::I32X4, z)
+                    } else {
+                        load4_int(kb, zt, za)
+                    };
+                    q = kb.b.ins().iadd(q, z);
+                }
+                let q = iclamp(kb, q, lo, hi, types::I32X4);
+                store4_bytes(kb, yt, q, ya);
+                return;
+            }
+            let v = kb.load_elem(xt, xa);
+            let mut v = kb.convert(xt, DType::F32, v);
+            let sc = kb.load_elem(st, sa);
+            if st == DType::F16 {
+                let h = kb.f32_to_f16(v);
+                v = kb.f16_to_f32(h);
+            }
+            let mut r = kb.b.ins().fdiv(v, sc);
+            if st == DType::F16 {
+                let h = kb.f32_to_f16(r);
+                r = kb.f16_to_f32(h);
+            }
+            let r = round_even(kb, r);
+            let r = fclamp(kb, r, -1024.0, 1024.0, 1);
+            let mut q = kb.b.ins().fcvt_to_sint_sat(types::I64, r);
+            if let Some((zptr, zt)) = zp {
+                let za = at(kb, zptr, s.pi, zt);
+                let z = kb.load_elem(zt, za);
+                q = kb.b.ins().iadd(q, z);
+            }
+            let q = iclamp(kb, q, lo, hi, types::I64);
+            kb.store_elem(yt, q, ya);
+        });
+    }
+    Ok(())
+}
+
+/// `y = (x − zero_point) · scale` in f32, rounded once to the scale's dtype.
+fn dequantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> {
+    let (xd, sd) = (cx.in_dims(0)?, cx.in_dims(1)?);
+    let (xt, st, yt) = (cx.in_dtype(0)?, cx.in_dtype(1)?, cx.out_dtype(0));
+    if !matches!(xt, DType::I8 | DType::U8 | DType::I32) || !st.is_float() || yt != st {
+        return Err(cx.unsupported(format!("x {xt} with scale {st}")));
+    }
+    let zp = match cx.in_ptr_opt(2) {
+        Some(p) => Some((p, cx.in_dtype(2)?)),
+        None => None,
+    };
+    let g = granularity(cx, &xd, &sd, axis, block)?;
+    let (xp, sp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.out_ptr(0));
+    let vector = kb.caps.vector && st == DType::F32;
+    for seg in segments(&xd, g) {
+        walk(kb, &seg, vector, &mut |kb, s| {
+            let (xa, sa, ya) = (at(kb, xp, s.xi, xt), at(kb, sp, s.pi, st), at(kb, yp, s.xi, yt));
+            if s.lanes == 4 {
+                let v = load4_int(kb, xt, xa);
+                let mut v = kb.b.ins().fcvt_from_sint(types::F32X4, v);
+                if let Some((zptr, zt)) = zp {
+                    let za = at(kb, zptr, s.pi, zt);
+                    let z = if s.p_splat {
+                        let z = kb.load_elem(zt, za);
+                        let z = kb.b.ins().fcvt_from_sint(types::F32, z);
+                        kb.b.ins().splat(types::F32X4, z)
+                    } else {
+                        let z = load4_int(kb, zt, za);
+                        kb.b.ins().fcvt_from_sint(types::F32X4, z)
+                    };
+                    v = kb.b.ins().fsub(v, z);
+                }
+                let sc = if s.p_splat {
+                    let v = kb.load(types::F32, sa, 0);
+                    kb.b.ins().splat(types::F32X4, v)
+                } else {
+                    kb.load(types::F32X4, sa, 0)
+                };
+                let y = kb.b.ins().fmul(v, sc);
+                kb.store(y, ya, 0);
+                return;
+            }
+            let v = kb.load_elem(xt, xa);
+            let mut v = kb.b.ins().fcvt_from_sint(types::F32, v);
+            if let Some((zptr, zt)) = zp {
+                let za = at(kb, zptr, s.pi, zt);
+                let z = kb.load_elem(zt, za);
+                let z = kb.b.ins().fcvt_from_sint(types::F32, z);
+                v = kb.b.ins().fsub(v, z);
+            }
+            let sc = kb.load_elem(st, sa);
+            let y = kb.b.ins().fmul(v, sc);
+            kb.store_elem(yt, y, ya);
+        });
+    }
+    Ok(())
+}
+
+/// `m` replaced by `v` where `v > m` (NaN never replaces), scalar or `F32X4`.
+fn keep_greater(kb: &mut Kb, v: Value, m: Value, greater: bool) -> Value {
+    let cc = if greater { FloatCC::GreaterThan } else { FloatCC::LessThan };
+    let c = kb.b.ins().fcmp(cc, v, m);
+    if kb.ty(v).is_vector() {
+        let mask = kb.b.ins().bitcast(types::F32X4, lane_flags(), c);
+        kb.b.ins().bitselect(mask, v, m)
+    } else {
+        kb.b.ins().select(c, v, m)
+    }
+}
+
+/// The range `[min(0, min x), max(0, max x)]` (NaN skipped), `scale = range / 255` (or
+/// `1/255` for an empty range), `zero_point = round(clamp(−min / scale, 0, 255))`,
+/// `y = clamp(round(x / scale) + zero_point, 0, 255)`, all in f32 as the reference does; NaN
+/// results saturate to 0. The node may use a prefix of the three outputs.
+fn dynamic_quantize(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    if cx.in_dtype(0)? != DType::F32 {
+        return Err(cx.unsupported(format!("x {}", cx.in_dtype(0)?)));
+    }
+    let n = cx.in_dims(0)?.iter().product::<usize>() as i64;
+    let xp = cx.in_ptr(0)?;
+    let vec_end = if kb.caps.vector { n / 4 * 4 } else { 0 };
+    // Pass 1: the range, lane-wise then across lanes, starting from 0.
+    let mut maxv = kb.fconst(0.0, 1);
+    let mut minv = maxv;
+    if vec_end > 0 {
+        let (vmax, vmin) = (kb.b.declare_var(types::F32X4), kb.b.declare_var(types::F32X4));
+        let z = kb.fconst(0.0, 4);
+        kb.b.def_var(vmax, z);
+        kb.b.def_var(vmin, z);
+        kb.for_const(0, vec_end, 4, |kb, i| {
+            let a = kb.addr(xp, i, 4);
+            let v = kb.load(types::F32X4, a, 0);
+            let m = kb.b.use_var(vmax);
+            let m = keep_greater(kb, v, m, true);
+            kb.b.def_var(vmax, m);
+            let m = kb.b.use_var(vmin);
+            let m = keep_greater(kb, v, m, false);
+            kb.b.def_var(vmin, m);
+        });
+        let (vm, vn) = (kb.b.use_var(vmax), kb.b.use_var(vmin));
+        for k in 0..4 {
+            let l = kb.b.ins().extractlane(vm, k);
+            maxv = keep_greater(kb, l, maxv, true);
+            let l = kb.b.ins().extractlane(vn, k);
+            minv = keep_greater(kb, l, minv, false);
+        }
+    }
+    if vec_end < n {
+        let (smax, smin) = (kb.b.declare_var(types::F32), kb.b.declare_var(types::F32));
+        kb.b.def_var(smax, maxv);
+        kb.b.def_var(smin, minv);
+        kb.for_const(vec_end, n, 1, |kb, i| {
+            let a = kb.addr(xp, i, 4);
+            let v = kb.load(types::F32, a, 0);
+            let m = kb.b.use_var(smax);
+            let m = keep_greater(kb, v, m, true);
+            kb.b.def_var(smax, m);
+            let m = kb.b.use_var(smin);
+            let m = keep_greater(kb, v, m, false);
+            kb.b.def_var(smin, m);
+        });
+        maxv = kb.b.use_var(smax);
+        minv = kb.b.use_var(smin);
+    }
+    // Scale and zero point.
+    let range = kb.b.ins().fsub(maxv, minv);
+    let empty = kb.b.ins().fcmp(FloatCC::Equal, maxv, minv);
+    let one = kb.fconst(1.0, 1);
+    let range = kb.b.ins().select(empty, one, range);
+    let c255 = kb.fconst(255.0, 1);
+    let scale = kb.b.ins().fdiv(range, c255);
+    let neg = kb.b.ins().fneg(minv);
+    let zf = kb.b.ins().fdiv(neg, scale);
+    let zf = fclamp(kb, zf, 0.0, 255.0, 1);
+    let zf = round_even(kb, zf);
+    if cx.num_outputs() > 1 {
+        kb.store(scale, cx.out_ptr(1), 0);
+    }
+    if cx.num_outputs() > 2 {
+        let zi = kb.b.ins().fcvt_to_sint_sat(types::I32, zf);
+        let zb = kb.b.ins().ireduce(types::I8, zi);
+        kb.store(zb, cx.out_ptr(2), 0);
+    }
+    // Pass 2: quantize.
+    let yp = cx.out_ptr(0);
+    if vec_end > 0 {
+        let (s4, z4) = (kb.b.ins().splat(types::F32X4, scale), kb.b.ins().splat(types::F32X4, zf));
+        kb.for_const(0, vec_end, 4, |kb, i| {
+            let a = kb.addr(xp, i, 4);
+            let v = kb.load(types::F32X4, a, 0);
+            let r = kb.b.ins().fdiv(v, s4);
+            let r = round_even(kb, r);
+            let r = kb.b.ins().fadd(r, z4);
+            let r = fclamp(kb, r, 0.0, 255.0, 4);
+            let q = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
+            let ya = kb.b.ins().iadd(yp, i);
+            store4_bytes(kb, DType::U8, q, ya);
+        });
+    }
+    if vec_end < n {
+        kb.for_const(vec_end, n, 1, |kb, i| {
+            let a = kb.addr(xp, i, 4);
+            let v = kb.load(types::F32, a, 0);
+            let r = kb.b.ins().fdiv(v, scale);
+            let r = round_even(kb, r);
+            let r = kb.b.ins().fadd(r, zf);
+            let r = fclamp(kb, r, 0.0, 255.0, 1);
+            let q = kb.b.ins().fcvt_to_sint_sat(types::I32, r);
+            let q = kb.b.ins().ireduce(types::I8, q);
+            let ya = kb.b.ins().iadd(yp, i);
+            kb.store(q, ya, 0);
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_cover_each_element_once() {
+        // Per axis on the middle axis of [2, 3, 4].
+        let s = segments(&[2, 3, 4], Granularity::Axis(1));
+        assert_eq!(s, vec![Seg { dims: vec![2, 3, 4], xs: vec![12, 4, 1], ps: vec![0, 1, 0], x0: 0, p0: 0 }]);
+        // Per axis on the last axis merges the leading axes.
+        let s = segments(&[2, 3, 4], Granularity::Axis(2));
+        assert_eq!(s, vec![Seg { dims: vec![6, 4], xs: vec![4, 1], ps: vec![0, 1], x0: 0, p0: 0 }]);
+        // Blocks of 2 over 5 columns: two full blocks and a partial one.
+        let s = segments(&[3, 5], Granularity::Blocked { axis: 1, block: 2 });
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0], Seg { dims: vec![3, 2, 2], xs: vec![5, 2, 1], ps: vec![3, 1, 0], x0: 0, p0: 0 });
+        assert_eq!(s[1], Seg { dims: vec![3], xs: vec![5], ps: vec![3], x0: 4, p0: 2 });
+        // Empty tensors have no loops; a scalar has one step.
+        assert!(segments(&[0, 4], Granularity::Tensor).is_empty());
+        assert_eq!(segments(&[], Granularity::Tensor)[0].dims, vec![1]);
+    }
 }
