@@ -21,6 +21,7 @@
 //! | [`tanh`] | odd; `|x| < 0.625`: `x + x³·P(x²)` (Cephes degree 11); else `1 - 2/(e^(2|x|)+1)` on [`exp`], `|x|` clamped to 10 | 1.33 / 1.26 | all f32 |
 //! | [`erf`] | odd; `|x| < 1`: `x + x·Q(x²)` (degree-6 minimax); else `1 - e^(-x²)·R(|x| - 2.5)` (degree-9 fit of `erfc·e^(x²)` on `[1, 4]`), `|x|` clamped to 4 | 0.86 / 1.1 | all f32 |
 //! | [`sin`], [`cos`] | `j = round(|x|·2/π)`, Cody–Waite `r = |x| - j·π/2` with π/2 in four parts (exact products for `j < 2^13`), minimax `r + r³·S(r²)` / `1 - r²/2 + r⁴·C(r²)` by quadrant | 1.95 / 2.1 | `|x| <` [`TRIG_ACCURATE_LIMIT`] (12867), arguments nearest every multiple of π/2 included; beyond, accuracy degrades (past `6.5·10^6` the result is meaningless) but stays in `[-1, 1]`; ±inf and NaN give NaN |
+//! | [`pow`] | `2^(y·log2|x|)`: `y·k` exact (two-product), `y·log2(1+f)` in f32, sum as two f32, [`exp`]'s polynomial and scaling; C99 special cases (negative `x` with integral `y`, `±0`, `±inf`, NaN, `x^0 = 1^y = 1`) | `1.5 + 0.6·|y|` (both; measured e.g. 1.6 for `y = 2`, 1.0 for `y = ±½`, 8.9 for `y = -14.6`) | all f32 `x`; `|y| ≤ 15` measured (the bound grows with `|y|` as the mantissa's logarithm has f32 precision) |
 //! | [`sigmoid`] | `e = e^-|x|` by [`exp`]; `1/(1+e)` for `x ≥ 0`, `e/(1+e)` for `x < 0` | 2.2 / 2.2 | all f32 (subnormal results for `x < -87.3` rounded, not flushed) |
 //!
 //! Errors are measured against f64 `std` (or a careful f64 series for `erf`) on every
@@ -94,6 +95,8 @@ pub trait Ops {
     fn sra(&mut self, a: Self::I, k: u32) -> Self::I;
     /// Logical `a >> k`.
     fn srl(&mut self, a: Self::I, k: u32) -> Self::I;
+    /// Whether [`Ops::mul_add`] is fused (one rounding).
+    fn fused(&self) -> bool;
 }
 
 /// Plain Rust f32 evaluation of the same operation sequence as [`Clif`].
@@ -187,6 +190,9 @@ impl Ops for Mirror {
     }
     fn srl(&mut self, a: i32, k: u32) -> i32 {
         (a as u32).wrapping_shr(k) as i32
+    }
+    fn fused(&self) -> bool {
+        self.fused
     }
 }
 
@@ -315,6 +321,9 @@ impl Ops for Clif<'_, '_> {
         let k = self.kb.b.ins().iconst(types::I32, i64::from(k));
         self.kb.b.ins().ushr(a, k)
     }
+    fn fused(&self) -> bool {
+        self.kb.caps.native_fma
+    }
 }
 
 /// `e^x` (see the module table for its error).
@@ -351,6 +360,12 @@ pub fn sin(kb: &mut Kb, x: Value) -> Value {
 pub fn cos(kb: &mut Kb, x: Value) -> Value {
     let mut o = Clif::new(kb, x);
     cos_with(&mut o, x)
+}
+
+/// `x^y` with the special cases of C's `powf` (see the module table for its error).
+pub fn pow(kb: &mut Kb, x: Value, y: Value) -> Value {
+    let mut o = Clif::new(kb, x);
+    pow_with(&mut o, x, y)
 }
 
 /// The logistic function `1/(1+e^-x)` (see the module table for its error).
@@ -397,12 +412,14 @@ pub fn exp_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
     let r = o.mul_add(n, c, x);
     let c = o.f(-LN2_LO);
     let r = o.mul_add(n, c, r);
+    exp_finish(o, z, r)
+}
+
+/// `2^n·e^r` for `|r| ≤ 0.35` and the integer `n` held by `z = n + SHIFTER`, as [`exp_with`]
+/// does it.
+fn exp_finish<O: Ops>(o: &mut O, z: O::F, r: O::F) -> O::F {
     const C: [f32; 8] = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
-    let mut p = o.f(C[0]);
-    for &c in &C[1..] {
-        let c = o.f(c);
-        p = o.mul_add(p, r, c);
-    }
+    let p = horner(o, r, &C);
     let zb = o.bits(z);
     let shb = o.i(SHIFTER.to_bits() as i32);
     let ni = o.isub(zb, shb);
@@ -453,9 +470,22 @@ fn int_to_float<O: Ops>(o: &mut O, k: O::I) -> O::F {
 /// with `m` in `[√½, √2)`, `f = m - 1`, `s = f/(2+f)`, `ln(1+f) = f - f²/2 + s·(f²/2 + R(s²))`
 /// with the degree-8 minimax `R` of FreeBSD's `logf`, then `+ k·ln2` in two parts.
 fn log_core<O: Ops>(o: &mut O, x: O::F) -> O::F {
-    const LG: [f32; 4] = [0.242_790_79, 0.284_987_87, 0.400_009_72, 0.666_666_6];
     const LN2_HI: f32 = 6.931_381_2e-1; // 0x3f317180
     const LN2_LO: f32 = 9.058_000_6e-6; // 0x3717f7d1
+    let (k, f) = log_reduce(o, x);
+    let dk = int_to_float(o, k);
+    let (hfsq, sr) = log_tail(o, f);
+    let lo = o.f(LN2_LO);
+    let klo = o.mul(dk, lo);
+    let y = o.add(sr, klo);
+    let y = o.sub(y, hfsq);
+    let y = o.add(y, f);
+    let hi = o.f(LN2_HI);
+    o.mul_add(dk, hi, y)
+}
+
+/// `x = 2^k·(1 + f)` with `1 + f` in `[√½, √2)` (exact), for finite `x > 0`.
+fn log_reduce<O: Ops>(o: &mut O, x: O::F) -> (O::I, O::F) {
     let tiny = o.f(f32::MIN_POSITIVE);
     let is_sub = o.lt(x, tiny);
     let scale = o.f(8_388_608.0); // 2^23
@@ -478,6 +508,12 @@ fn log_core<O: Ops>(o: &mut O, x: O::F) -> O::F {
     let m = o.float(ix);
     let one = o.f(1.0);
     let f = o.sub(m, one);
+    (k, f)
+}
+
+/// `(f²/2, s·(f²/2 + R(s²)))` with `s = f/(2+f)`: `ln(1+f) = f - f²/2 + s·(f²/2 + R)`.
+fn log_tail<O: Ops>(o: &mut O, f: O::F) -> (O::F, O::F) {
+    const LG: [f32; 4] = [0.242_790_79, 0.284_987_87, 0.400_009_72, 0.666_666_6];
     let two = o.f(2.0);
     let d = o.add(two, f);
     let s = o.div(f, d);
@@ -495,15 +531,9 @@ fn log_core<O: Ops>(o: &mut O, x: O::F) -> O::F {
     let half = o.f(0.5);
     let hf = o.mul(half, f);
     let hfsq = o.mul(hf, f);
-    let dk = int_to_float(o, k);
     let a = o.add(hfsq, r);
-    let lo = o.f(LN2_LO);
-    let klo = o.mul(dk, lo);
-    let y = o.mul_add(s, a, klo);
-    let y = o.sub(y, hfsq);
-    let y = o.add(y, f);
-    let hi = o.f(LN2_HI);
-    o.mul_add(dk, hi, y)
+    let sr = o.mul(s, a);
+    (hfsq, sr)
 }
 
 /// `ln x`: [`log_core`], then `ln(±0) = -inf`, `ln(x<0) = NaN`, `ln(+inf) = +inf`,
@@ -680,6 +710,143 @@ pub fn sin_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
 /// `cos x` ([`sincos`]).
 pub fn cos_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
     sincos(o, x, true)
+}
+
+/// `a·b` exactly as `(hi, lo)`: `lo` by one fused multiply-add where `mul_add` is fused,
+/// else by Veltkamp splitting and Dekker's product (`|a|, |b| < 2^100`).
+fn two_prod<O: Ops>(o: &mut O, a: O::F, b: O::F) -> (O::F, O::F) {
+    let p = o.mul(a, b);
+    if o.fused() {
+        let zero = o.f(0.0);
+        let np = o.sub(zero, p);
+        let e = o.mul_add(a, b, np);
+        return (p, e);
+    }
+    let split = |o: &mut O, v: O::F| {
+        let k = o.f(4097.0);
+        let c = o.mul(v, k);
+        let d = o.sub(c, v);
+        let h = o.sub(c, d);
+        let l = o.sub(v, h);
+        (h, l)
+    };
+    let (ah, al) = split(o, a);
+    let (bh, bl) = split(o, b);
+    let t = o.mul(ah, bh);
+    let e = o.sub(t, p);
+    let t = o.mul(ah, bl);
+    let e = o.add(e, t);
+    let t = o.mul(al, bh);
+    let e = o.add(e, t);
+    let t = o.mul(al, bl);
+    let e = o.add(e, t);
+    (p, e)
+}
+
+/// `x^y` as C's `powf`. The core, for finite `x ≠ 0`: `|x| = 2^k·(1+f)`,
+/// `t = y·log2|x| = y·k + y·log2(1+f)` with `y·k` exact (two-product) and the sum kept as
+/// `th + tl` (two-sum), `y` clamped to `±2^40` (beyond, the result is 0, 1 or inf anyway), then
+/// `2^t = 2^n·e^((th - n + tl)·ln2)` by [`exp_with`]'s polynomial and two-step scaling, `th`
+/// clamped to `[-160, 150]`. Its error grows with `|y·log2(1+f)| ≤ |y|/2` (the logarithm of
+/// the mantissa has f32 precision). Then the sign (`x < 0` with odd integral `y`), NaN for
+/// `x < 0` finite with non-integral `y`, and C99 F.9.4.4: `x^±0 = 1` and `1^y = 1` (even for
+/// NaN), `±0^y` and `±inf^y` by the sign of `y`, NaN otherwise propagated.
+pub fn pow_with<O: Ops>(o: &mut O, x: O::F, y: O::F) -> O::F {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    let (ax, _) = abs_sign(o, x);
+    let (ay, _) = abs_sign(o, y);
+    // The core.
+    let ylim = o.f(1.099_511_6e12); // 2^40
+    let nylim = o.f(-1.099_511_6e12);
+    let big = o.lt(ylim, y);
+    let yc = o.sel(big, ylim, y);
+    let small = o.lt(yc, nylim);
+    let yc = o.sel(small, nylim, yc);
+    let (k, f) = log_reduce(o, ax);
+    let dk = int_to_float(o, k);
+    let (hfsq, sr) = log_tail(o, f);
+    let lm = o.sub(sr, hfsq);
+    let lm = o.add(lm, f);
+    let l2e = o.f(LOG2_E);
+    let l2m = o.mul(lm, l2e);
+    let (ph, pl) = two_prod(o, yc, dk);
+    let q = o.mul(yc, l2m);
+    let th = o.add(ph, q);
+    let bb = o.sub(th, ph);
+    let t1 = o.sub(th, bb);
+    let t1 = o.sub(ph, t1);
+    let t2 = o.sub(q, bb);
+    let tl = o.add(t1, t2);
+    let tl = o.add(tl, pl);
+    let hi = o.f(150.0);
+    let lo = o.f(-160.0);
+    let zero = o.f(0.0);
+    let over = o.lt(hi, th);
+    let th = o.sel(over, hi, th);
+    let tl = o.sel(over, zero, tl);
+    let under = o.lt(th, lo);
+    let th = o.sel(under, lo, th);
+    let tl = o.sel(under, zero, tl);
+    let sh = o.f(SHIFTER);
+    let z = o.add(th, sh);
+    let n = o.sub(z, sh);
+    let r = o.sub(th, n);
+    let r = o.add(r, tl);
+    let ln2 = o.f(std::f32::consts::LN_2);
+    let w = o.mul(r, ln2);
+    let core = exp_finish(o, z, w);
+    // Zero and infinite x: 0 or inf by the sign of y.
+    let inf = o.f(f32::INFINITY);
+    let yneg = o.lt(y, zero);
+    let at_zero = o.sel(yneg, inf, zero);
+    let at_inf = o.sel(yneg, zero, inf);
+    let is0 = o.eq(ax, zero);
+    let r = o.sel(is0, at_zero, core);
+    let isinf = o.eq(ax, inf);
+    let r = o.sel(isinf, at_inf, r);
+    // Integral and odd y.
+    let ysh = o.add(ay, sh);
+    let yround = o.sub(ysh, sh);
+    let p23 = o.f(8_388_608.0);
+    let p24 = o.f(16_777_216.0);
+    let int_small = o.eq(yround, ay);
+    let int_big = o.le(p23, ay);
+    let yint = o.or_m(int_small, int_big);
+    let one_i = o.i(1);
+    let zero_i = o.i(0);
+    let b = o.bits(ysh);
+    let odd_small = o.iand(b, one_i);
+    let b = o.bits(ay);
+    let odd_mid = o.iand(b, one_i);
+    let below23 = o.lt(ay, p23);
+    let odd = o.seli(below23, odd_small, odd_mid);
+    let below24 = o.lt(ay, p24);
+    let odd = o.seli(below24, odd, zero_i);
+    let odd = o.seli(yint, odd, zero_i);
+    // The sign of x for odd y.
+    let flip = o.shl(odd, 31);
+    let xb = o.bits(x);
+    let flip = o.iand(flip, xb);
+    let rb = o.bits(r);
+    let rb = o.ixor(rb, flip);
+    let r = o.float(rb);
+    // Negative finite x with non-integral y: NaN.
+    let nan = o.f(f32::NAN);
+    let ninf = o.f(f32::NEG_INFINITY);
+    let xneg = o.lt(x, zero);
+    let xfin = o.lt(ninf, x);
+    let xnegfin = o.and_m(xneg, xfin);
+    let if_nonint = o.sel(xnegfin, nan, r);
+    let r = o.sel(yint, r, if_nonint);
+    // NaN operands, then x^0 = 1^y = 1.
+    let anynan = o.uno(x, y);
+    let xy = o.add(x, y);
+    let r = o.sel(anynan, xy, r);
+    let one = o.f(1.0);
+    let y0 = o.eq(y, zero);
+    let x1 = o.eq(x, one);
+    let unit = o.or_m(y0, x1);
+    o.sel(unit, one, r)
 }
 
 #[cfg(test)]
@@ -915,6 +1082,75 @@ mod tests {
                     assert!(y.abs() <= 1.0, "x = {x:e}: {y}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn pow_special_cases_match_c() {
+        let vals = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            -0.5,
+            2.0,
+            -2.0,
+            3.0,
+            -3.0,
+            2.5,
+            -2.5,
+            1e-45,
+            -1e-45,
+            1e30,
+            -1e30,
+            8_388_609.0,
+            -8_388_609.0,
+            16_777_218.0,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        for fused in [false, true] {
+            let mut m = Mirror { fused };
+            for &x in &vals {
+                for &y in &vals {
+                    let got = pow_with(&mut m, x, y);
+                    let want = f64::from(x).powf(f64::from(y));
+                    let e = ulp_err(got, want);
+                    let exact_zero = want == 0.0 && got.to_bits() != (want as f32).to_bits();
+                    assert!(e <= 2.0 && !exact_zero, "pow({x:e}, {y:e}) = {got:e}, want {want:e} (fused {fused})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pow_error() {
+        let ys: Vec<f32> = [0.5, -0.5, 1.0, 2.0, -2.0, 3.0, -1.0, 1.5, 0.333_333_34, -3.7, 4.0]
+            .into_iter()
+            .chain((0..40).map(|k| (k as f32 - 20.0) * 0.77))
+            .collect();
+        for fused in [true, false] {
+            let mut m = Mirror { fused };
+            let mut worst = (0.0f64, 0.0f32, 0.0f32);
+            for &y in &ys {
+                for k in 0u32..1 << 17 {
+                    let x = f32::from_bits((k << 15) | (k.wrapping_mul(2_654_435_761) >> 17));
+                    let want = f64::from(x).powf(f64::from(y));
+                    // Relative to the documented bound, which grows with |y|.
+                    let e = ulp_err(pow_with(&mut m, x, y), want) / (1.5 + 0.6 * f64::from(y.abs()));
+                    if e > worst.0 {
+                        worst = (e, x, y);
+                    }
+                }
+            }
+            eprintln!(
+                "pow (fused {fused}): max error / (1.5 + 0.6·|y|) ulp = {:.3} at x = {:e}, y = {:e}",
+                worst.0, worst.1, worst.2
+            );
+            assert!(worst.0 <= 1.0, "pow: {worst:?}");
         }
     }
 }
