@@ -425,6 +425,65 @@ fn integer_pow_every_exponent_dtype() {
 }
 
 #[test]
+fn float_pow_every_exponent_dtype() {
+    let mut rng = Rng(10);
+    let mut cases = Vec::new();
+    let pairs: [(&[usize], &[usize]); 4] = [(&[3, 7], &[3, 7]), (&[], &[9]), (&[5, 1], &[4]), (&[13], &[1])];
+    for base in [DType::F32, DType::F16] {
+        let rtol = if base == DType::F16 { 1e-3 } else { 1e-5 };
+        let mut g = G::new(&format!("pow_{base}"), rtol, 1e-6);
+        for exp in NUMERIC {
+            for (k, (sa, sb)) in pairs.iter().enumerate() {
+                let ek = if k % 2 == 0 { Kind::Pool } else { Kind::Tame };
+                let b = g.input(tensor(base, sa, if k == 3 { Kind::Tame } else { Kind::Edge }, &mut rng));
+                let e = g.input(tensor(exp, sb, ek, &mut rng));
+                g.out(Op::Binary(BinaryOp::Pow), vec![Some(b), Some(e)]);
+            }
+        }
+        cases.push(g.done());
+    }
+    // Integer bases with float exponents, truncated like a Cast (no exponent that makes an
+    // exact integer of an inexact power).
+    let mut g = G::new("pow_int_float", 0.0, 0.0);
+    let exps = [
+        2.0f32,
+        3.0,
+        -1.0,
+        0.0,
+        -0.0,
+        1.3,
+        -0.7,
+        2.7,
+        0.5,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        31.0,
+        40.0,
+        63.0,
+        1.0,
+    ];
+    for base in [DType::I32, DType::I64] {
+        for (sa, sb) in [(&[4, 16][..], &[16][..]), (&[], &[16]), (&[4, 1], &[1, 16])] {
+            let n: usize = sa.iter().product();
+            let bv: Vec<i64> = (0..n).map(|_| rng.below(41) as i64 - 20).collect();
+            let b = g.input(ints(base, sa, bv));
+            let e = g.input(Tensor::from_vec(sb, exps.to_vec()).unwrap());
+            g.out(Op::Binary(BinaryOp::Pow), vec![Some(b), Some(e)]);
+            let bytes: Vec<u8> = [0x4000u16, 0x3c00, 0xbc00, 0x0000, 0x3800, 0x7e00, 0x4b00, 0x5000]
+                .iter()
+                .flat_map(|b| b.to_le_bytes())
+                .collect();
+            let h = g.input(Tensor::from_le_bytes(DType::F16, &[8], &bytes).unwrap());
+            let b8 = g.input(ints(base, &[3, 1], vec![3, -2, 7]));
+            g.out(Op::Binary(BinaryOp::Pow), vec![Some(b8), Some(h)]);
+        }
+    }
+    cases.push(g.done());
+    check(cases);
+}
+
+#[test]
 fn clip_every_dtype_with_constant_and_runtime_bounds() {
     let mut rng = Rng(5);
     let mut cases = Vec::new();

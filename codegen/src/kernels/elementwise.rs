@@ -15,7 +15,8 @@
 //! Unary, Binary arithmetic and Pow, Clip, and Where on 4-byte elements, with scalar tails;
 //! operands broadcast along the innermost loop are splat. Everything else is scalar.
 
-use super::{NodeCtx, math};
+use super::NodeCtx;
+use super::math::{self, Ops};
 use crate::emit::{Kb, lane_flags};
 use crate::{Error, Result};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -277,6 +278,38 @@ fn sdiv_safe(kb: &mut Kb, x: Value, y: Value) -> Value {
     kb.b.ins().select(zero, z, q)
 }
 
+/// `b ^ e` by square-and-multiply over the bits of `e` (an i64, `>= 0`), in the type of `b`
+/// (I64 wrapping, or F64).
+fn square_multiply(kb: &mut Kb, b: Value, e: Value) -> Value {
+    let ty = kb.ty(b);
+    let float = ty == types::F64;
+    let one = if float { kb.b.ins().f64const(1.0) } else { kb.b.ins().iconst(types::I64, 1) };
+    let header = kb.b.create_block();
+    let body = kb.b.create_block();
+    let exit = kb.b.create_block();
+    kb.b.append_block_param(header, ty);
+    kb.b.append_block_param(header, ty);
+    kb.b.append_block_param(header, types::I64);
+    kb.b.append_block_param(exit, ty);
+    kb.b.ins().jump(header, &[one.into(), b.into(), e.into()]);
+    kb.b.switch_to_block(header);
+    let p = kb.b.block_params(header).to_vec();
+    let (r, bb, ee) = (p[0], p[1], p[2]);
+    kb.b.ins().brif(ee, body, &[], exit, &[r.into()]);
+    kb.b.switch_to_block(body);
+    let bit = kb.b.ins().band_imm_u(ee, 1);
+    let (m, b2) = if float {
+        (kb.b.ins().fmul(r, bb), kb.b.ins().fmul(bb, bb))
+    } else {
+        (kb.b.ins().imul(r, bb), kb.b.ins().imul(bb, bb))
+    };
+    let r2 = kb.b.ins().select(bit, m, r);
+    let e2 = kb.b.ins().ushr_imm_u(ee, 1);
+    kb.b.ins().jump(header, &[r2.into(), b2.into(), e2.into()]);
+    kb.b.switch_to_block(exit);
+    kb.b.block_params(exit)[0]
+}
+
 /// `b ^ e` on i64 values as the reference's `int_pow`: wrapping exponentiation by squaring
 /// for `e >= 0`; for `e < 0`, 1 for `b == 1`, ±1 for `b == -1`, else 0 (also for `b == 0`,
 /// which the interpreter refuses).
@@ -285,29 +318,9 @@ fn int_pow(kb: &mut Kb, b: Value, e: Value) -> Value {
     let neg = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, e, 0);
     let z = kb.b.ins().iconst(i64t, 0);
     let e0 = kb.b.ins().select(neg, z, e);
-    let one = kb.b.ins().iconst(i64t, 1);
-    let header = kb.b.create_block();
-    let body = kb.b.create_block();
-    let exit = kb.b.create_block();
-    for _ in 0..3 {
-        kb.b.append_block_param(header, i64t);
-    }
-    kb.b.append_block_param(exit, i64t);
-    kb.b.ins().jump(header, &[one.into(), b.into(), e0.into()]);
-    kb.b.switch_to_block(header);
-    let p = kb.b.block_params(header).to_vec();
-    let (r, bb, ee) = (p[0], p[1], p[2]);
-    kb.b.ins().brif(ee, body, &[], exit, &[r.into()]);
-    kb.b.switch_to_block(body);
-    let bit = kb.b.ins().band_imm_u(ee, 1);
-    let m = kb.b.ins().imul(r, bb);
-    let r2 = kb.b.ins().select(bit, m, r);
-    let b2 = kb.b.ins().imul(bb, bb);
-    let e2 = kb.b.ins().ushr_imm_u(ee, 1);
-    kb.b.ins().jump(header, &[r2.into(), b2.into(), e2.into()]);
-    kb.b.switch_to_block(exit);
-    let pos = kb.b.block_params(exit)[0];
+    let pos = square_multiply(kb, b, e0);
     // Negative exponents.
+    let one = kb.b.ins().iconst(i64t, 1);
     let is1 = kb.b.ins().icmp_imm_s(IntCC::Equal, b, 1);
     let ism1 = kb.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
     let odd = kb.b.ins().band_imm_u(e, 1);
@@ -316,6 +329,125 @@ fn int_pow(kb: &mut Kb, b: Value, e: Value) -> Value {
     let r = kb.b.ins().select(ism1, sign, z);
     let r = kb.b.ins().select(is1, one, r);
     kb.b.ins().select(neg, r, pos)
+}
+
+/// `x ^ y` on f32 (or F32X4) values with C `pow` semantics: `e^(y·ln|x|)` on [`math`]'s
+/// exp and log, negated for a negative `x` and an odd integer `y`, NaN for a finite negative
+/// `x` and a non-integer `y`; `x^±0 = 1` and `1^y = 1` (NaN included), `(-1)^±inf = 1`.
+/// Relative error about `(|y·ln x| + 2)` f32 ulp.
+fn pow_f32(kb: &mut Kb, x: Value, y: Value) -> Value {
+    let mut o = math::Clif::new(kb, x);
+    pow_with(&mut o, x, y)
+}
+
+fn pow_with<O: Ops>(o: &mut O, x: O::F, y: O::F) -> O::F
+where
+    O::F: Copy,
+    O::I: Copy,
+    O::M: Copy,
+{
+    let abs = |o: &mut O, v: O::F| {
+        let b = o.bits(v);
+        let m = o.i(0x7fff_ffff);
+        let a = o.iand(b, m);
+        o.float(a)
+    };
+    let ax = abs(o, x);
+    let l = math::log_with(o, ax);
+    let yl = o.mul(y, l);
+    let mut r = math::exp_with(o, yl);
+    // Is y an integer, and an odd one?
+    let ay = abs(o, y);
+    let two23 = o.f(8_388_608.0);
+    let t = o.add(ay, two23);
+    let tr = o.sub(t, two23);
+    let big = o.le(two23, ay);
+    let same = o.eq(tr, ay);
+    let integral = o.or_m(big, same);
+    let (bay, bt) = (o.bits(ay), o.bits(t));
+    let low = o.seli(big, bay, bt);
+    let one_i = o.i(1);
+    let low = o.iand(low, one_i);
+    let low_odd = o.ieq(low, one_i);
+    let two24 = o.f(16_777_216.0);
+    let small = o.lt(ay, two24);
+    let odd = o.and_m(small, low_odd);
+    let odd = o.and_m(integral, odd);
+    let bx = o.bits(x);
+    let zero_i = o.i(0);
+    let neg = o.ilt(bx, zero_i);
+    let flip = o.and_m(neg, odd);
+    let sign = o.i(i32::MIN);
+    let br = o.bits(r);
+    let nr = o.ixor(br, sign);
+    let nr = o.float(nr);
+    r = o.sel(flip, nr, r);
+    // A finite negative x to a non-integer power.
+    let (zero, ninf, nan) = (o.f(0.0), o.f(f32::NEG_INFINITY), o.f(f32::NAN));
+    let below = o.lt(x, zero);
+    let finite = o.lt(ninf, x);
+    let bad = o.and_m(below, finite);
+    let bad_r = o.sel(bad, nan, r);
+    r = o.sel(integral, r, bad_r);
+    // Exact cases.
+    let one = o.f(1.0);
+    let inf = o.f(f32::INFINITY);
+    let ax1 = o.eq(ax, one);
+    let yinf = o.eq(ay, inf);
+    let m1 = o.and_m(ax1, yinf);
+    let x1 = o.eq(x, one);
+    let y0 = o.eq(y, zero);
+    let ones = o.or_m(x1, y0);
+    let ones = o.or_m(ones, m1);
+    o.sel(ones, one, r)
+}
+
+/// `b ^ y` for an integer base (i64) and an f32 exponent, truncated to `to` (I32 or I64) as
+/// the reference's f64 `powf` then Cast: integer exponents below `2^31` in magnitude by
+/// square-and-multiply in f64 (exact up to `2^53`), `y = 0.5` as an f64 square root, other
+/// exponents by [`pow_f32`].
+fn int_base_float_pow(kb: &mut Kb, b: Value, y: Value, to: DType) -> Value {
+    let bf = kb.b.ins().fcvt_from_sint(types::F64, b);
+    let ay = kb.b.ins().fabs(y);
+    let lim = kb.b.ins().f32const(2_147_483_648.0);
+    let small = kb.b.ins().fcmp(FloatCC::LessThan, ay, lim);
+    let n = kb.b.ins().fcvt_to_sint_sat(types::I64, y);
+    let back = kb.b.ins().fcvt_from_sint(types::F32, n);
+    let same = kb.b.ins().fcmp(FloatCC::Equal, back, y);
+    let integral = kb.b.ins().band(small, same);
+    // Integer exponent.
+    let zero = kb.b.ins().iconst(types::I64, 0);
+    let n = kb.b.ins().select(integral, n, zero);
+    let an = kb.b.ins().iabs(n);
+    let p = square_multiply(kb, bf, an);
+    let one = kb.b.ins().f64const(1.0);
+    let inv = kb.b.ins().fdiv(one, p);
+    let negn = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, n, 0);
+    let pi = kb.b.ins().select(negn, inv, p);
+    // Other exponents.
+    let xf = kb.b.ins().fcvt_from_sint(types::F32, b);
+    let pf = pow_f32(kb, xf, y);
+    let pf = kb.b.ins().fpromote(types::F64, pf);
+    let half = kb.b.ins().f32const(0.5);
+    let is_half = kb.b.ins().fcmp(FloatCC::Equal, y, half);
+    let sq = kb.b.ins().sqrt(bf);
+    let pf = kb.b.ins().select(is_half, sq, pf);
+    let r = kb.b.ins().select(integral, pi, pf);
+    // Truncate as Cast from f64 does.
+    let (ty, lo, hi, oob) = if to == DType::I64 {
+        (types::I64, -9_223_372_036_854_775_808.0, 9_223_372_036_854_775_808.0, i64::MIN)
+    } else {
+        (types::I32, -2_147_483_649.0, 2_147_483_648.0, i64::from(i32::MIN))
+    };
+    let (lo, hi) = (kb.b.ins().f64const(lo), kb.b.ins().f64const(hi));
+    let cond_lo = if to == DType::I64 { FloatCC::GreaterThanOrEqual } else { FloatCC::GreaterThan };
+    let ge = kb.b.ins().fcmp(cond_lo, r, lo);
+    let lt = kb.b.ins().fcmp(FloatCC::LessThan, r, hi);
+    let ok = kb.b.ins().band(ge, lt);
+    let c = kb.b.ins().fcvt_to_sint_sat(ty, r);
+    let c = if ty == types::I64 { c } else { kb.b.ins().sextend(types::I64, c) };
+    let m = kb.b.ins().iconst(types::I64, oob);
+    kb.b.ins().select(ok, c, m)
 }
 
 /// A compute value of `from` converted to the compute value of `to` with the reference's
@@ -486,11 +618,6 @@ fn arith_int(kb: &mut Kb, op: &BinaryOp, a: Value, b: Value) -> Value {
     }
 }
 
-/// `x ^ y` on f32 (or F32X4) values.
-fn pow_float(_kb: &mut Kb, _x: Value, _y: Value) -> Result<Value> {
-    Err(Error::Graph("codegen for Pow with a float operand is not implemented yet".into()))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Kernels.
 
@@ -580,12 +707,11 @@ fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
                     if da.is_float() { kb.b.ins().fcmp(float_cc(op), x, y) } else { kb.b.ins().icmp(int_cc(op), x, y) };
                 bool64(kb, c)
             }
-            BinaryOp::Pow if da.is_float() || db.is_float() => {
-                let xf = if da.is_float() { x } else { kb.b.ins().fcvt_from_sint(types::F32, x) };
+            BinaryOp::Pow if da.is_float() => {
                 let yf = if db.is_float() { y } else { kb.b.ins().fcvt_from_sint(types::F32, y) };
-                let p = pow_float(kb, xf, yf)?;
-                if dy.is_float() { p } else { cast_value(kb, DType::F32, dy, p) }
+                pow_f32(kb, x, yf)
             }
+            BinaryOp::Pow if db.is_float() => int_base_float_pow(kb, x, y, dy),
             BinaryOp::Pow => int_pow(kb, x, y),
             _ if dy.is_float() => arith_float(kb, op, x, y),
             _ => arith_int(kb, op, x, y),
