@@ -317,7 +317,15 @@ fn unary_every_op_and_dtype() {
 #[test]
 fn unary_math_functions_f32_and_f16() {
     let mut rng = Rng(9);
-    let ops = [UnaryOp::Exp, UnaryOp::Log, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Gelu { tanh_approx: true }];
+    let ops = [
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Erf,
+        UnaryOp::Gelu { tanh_approx: true },
+        UnaryOp::Gelu { tanh_approx: false },
+    ];
     let mut cases = Vec::new();
     for (name, kind) in [("edge", Kind::Edge), ("tame", Kind::Tame)] {
         cases.push(unary_graph(&format!("math_f32_{name}"), DType::F32, &ops, kind, 1e-5, 1e-6, &mut rng).done());

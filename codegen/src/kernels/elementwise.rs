@@ -531,6 +531,14 @@ fn transcendental(kb: &mut Kb, op: &UnaryOp, x: Value) -> Result<Value> {
         UnaryOp::Log => math::log(kb, x),
         UnaryOp::Tanh => math::tanh(kb, x),
         UnaryOp::Sigmoid => math::sigmoid(kb, x),
+        UnaryOp::Erf => math::erf(kb, x),
+        UnaryOp::Gelu { tanh_approx: false } => {
+            // 0.5·x·(1 + erf(x/√2)).
+            let k = fconst_like(kb, std::f32::consts::FRAC_1_SQRT_2, x);
+            let kx = kb.b.ins().fmul(k, x);
+            let t = math::erf(kb, kx);
+            gelu_tail(kb, x, t)
+        }
         UnaryOp::Gelu { tanh_approx: true } => {
             // 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))).
             let x2 = kb.b.ins().fmul(x, x);
@@ -556,7 +564,7 @@ fn gelu_tail(kb: &mut Kb, x: Value, t: Value) -> Value {
 
 /// True when [`unary_float`] has an implementation of `op`.
 fn unary_float_supported(op: &UnaryOp) -> bool {
-    !matches!(op, UnaryOp::Erf | UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Gelu { tanh_approx: false })
+    !matches!(op, UnaryOp::Sin | UnaryOp::Cos)
 }
 
 /// `op` on an i64 value (integer dtypes).
