@@ -34,6 +34,8 @@ fn funcs() -> Vec<Func> {
         Func { name: "exp", arity: 1, emit: |kb, a| math::exp(kb, a[0]), model: |m, a| math::exp_with(m, a[0]) },
         Func { name: "log", arity: 1, emit: |kb, a| math::log(kb, a[0]), model: |m, a| math::log_with(m, a[0]) },
         Func { name: "erf", arity: 1, emit: |kb, a| math::erf(kb, a[0]), model: |m, a| math::erf_with(m, a[0]) },
+        Func { name: "sin", arity: 1, emit: |kb, a| math::sin(kb, a[0]), model: |m, a| math::sin_with(m, a[0]) },
+        Func { name: "cos", arity: 1, emit: |kb, a| math::cos(kb, a[0]), model: |m, a| math::cos_with(m, a[0]) },
         Func { name: "tanh", arity: 1, emit: |kb, a| math::tanh(kb, a[0]), model: |m, a| math::tanh_with(m, a[0]) },
         Func {
             name: "sigmoid",

@@ -20,6 +20,7 @@
 //! | [`log`] | `x = 2^k·m`, `m ∈ [√½, √2)`, `s = (m-1)/(m+1)`, FreeBSD `logf`'s degree-8 minimax in `s`, `k·ln2` in two parts; subnormals normalized by `2^23` first | 0.78 / 0.78 | all f32 |
 //! | [`tanh`] | odd; `|x| < 0.625`: `x + x³·P(x²)` (Cephes degree 11); else `1 - 2/(e^(2|x|)+1)` on [`exp`], `|x|` clamped to 10 | 1.33 / 1.26 | all f32 |
 //! | [`erf`] | odd; `|x| < 1`: `x + x·Q(x²)` (degree-6 minimax); else `1 - e^(-x²)·R(|x| - 2.5)` (degree-9 fit of `erfc·e^(x²)` on `[1, 4]`), `|x|` clamped to 4 | 0.86 / 1.1 | all f32 |
+//! | [`sin`], [`cos`] | `j = round(|x|·2/π)`, Cody–Waite `r = |x| - j·π/2` with π/2 in four parts (exact products for `j < 2^13`), minimax `r + r³·S(r²)` / `1 - r²/2 + r⁴·C(r²)` by quadrant | 1.95 / 2.1 | `|x| <` [`TRIG_ACCURATE_LIMIT`] (12867), arguments nearest every multiple of π/2 included; beyond, accuracy degrades (past `6.5·10^6` the result is meaningless) but stays in `[-1, 1]`; ±inf and NaN give NaN |
 //! | [`sigmoid`] | `e = e^-|x|` by [`exp`]; `1/(1+e)` for `x ≥ 0`, `e/(1+e)` for `x < 0` | 2.2 / 2.2 | all f32 (subnormal results for `x < -87.3` rounded, not flushed) |
 //!
 //! Errors are measured against f64 `std` (or a careful f64 series for `erf`) on every
@@ -340,6 +341,18 @@ pub fn erf(kb: &mut Kb, x: Value) -> Value {
     erf_with(&mut o, x)
 }
 
+/// The sine of `x` radians (see the module table for its error and range).
+pub fn sin(kb: &mut Kb, x: Value) -> Value {
+    let mut o = Clif::new(kb, x);
+    sin_with(&mut o, x)
+}
+
+/// The cosine of `x` radians (see the module table for its error and range).
+pub fn cos(kb: &mut Kb, x: Value) -> Value {
+    let mut o = Clif::new(kb, x);
+    cos_with(&mut o, x)
+}
+
 /// The logistic function `1/(1+e^-x)` (see the module table for its error).
 pub fn sigmoid(kb: &mut Kb, x: Value) -> Value {
     let mut o = Clif::new(kb, x);
@@ -593,6 +606,82 @@ pub fn erf_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
     with_sign(o, r, sign)
 }
 
+/// Below this `|x|` the Cody–Waite products `j·P1..P3` of [`sincos`] are exact
+/// (`j < 2^13`) and the stated error holds.
+pub const TRIG_ACCURATE_LIMIT: f32 = 12_867.0;
+
+/// `sin` or `cos` of `x`: on `a = |x|`, `j = round(a·2/π)` by the shifter, `r = a - j·π/2`
+/// with `π/2` split in four parts (three of 11 significant bits, so `j·Pk` is exact for
+/// `j < 2^13`, then the rest; residual `8·10^-20`), `r` clamped to `[-0.8, 0.8]` (`|r|` exceeds π/4 by
+/// at most `10^-3` from rounding `j`; the clamp only matters beyond [`TRIG_ACCURATE_LIMIT`], where it keeps the result in `[-1, 1]`), minimax
+/// polynomials `r + r³·S(r²)` and `1 - r²/2 + r⁴·C(r²)` (relative errors `4.4·10^-9` and
+/// `1.4·10^-10` on `|r| ≤ 0.8`), chosen and negated by the quadrant `j mod 4` (plus one for
+/// `cos`); `sin` takes the sign of `x`. Infinities and NaN give NaN.
+fn sincos<O: Ops>(o: &mut O, x: O::F, cosine: bool) -> O::F {
+    const P: [f32; 4] = [1.570_312_5, 4.837_513e-4, 7.549_533_6e-8, 2.563_344e-12];
+    const S: [f32; 3] = [-0.00019502132, 0.008332063, -0.16666654];
+    const C: [f32; 3] = [2.4418125e-05, -0.0013887185, 0.04166664];
+    let (a, sign) = abs_sign(o, x);
+    let inv = o.f(std::f32::consts::FRAC_2_PI);
+    let sh = o.f(SHIFTER);
+    let z = o.mul_add(a, inv, sh);
+    let j = o.sub(z, sh);
+    let mut r = a;
+    for p in P {
+        let c = o.f(-p);
+        r = o.mul_add(j, c, r);
+    }
+    let lim = o.f(0.8);
+    let nlim = o.f(-0.8);
+    let hi = o.lt(lim, r);
+    let r = o.sel(hi, lim, r);
+    let lo = o.lt(r, nlim);
+    let r = o.sel(lo, nlim, r);
+    let r2 = o.mul(r, r);
+    let sp = horner(o, r2, &S);
+    let t = o.mul(r2, sp);
+    let sv = o.mul_add(r, t, r);
+    let cp = horner(o, r2, &C);
+    let mh = o.f(-0.5);
+    let cc = o.mul_add(r2, cp, mh);
+    let one = o.f(1.0);
+    let cv = o.mul_add(r2, cc, one);
+    let zb = o.bits(z);
+    let shb = o.i(SHIFTER.to_bits() as i32);
+    let mut q = o.isub(zb, shb);
+    if cosine {
+        let c1 = o.i(1);
+        q = o.iadd(q, c1);
+    }
+    let c1 = o.i(1);
+    let odd = o.iand(q, c1);
+    let odd = o.ieq(odd, c1);
+    let v = o.sel(odd, cv, sv);
+    let c2 = o.i(2);
+    let neg = o.iand(q, c2);
+    let mut flip = o.shl(neg, 30);
+    if !cosine {
+        flip = o.ixor(flip, sign);
+    }
+    let vb = o.bits(v);
+    let vb = o.ixor(vb, flip);
+    let v = o.float(vb);
+    let d = o.sub(x, x);
+    let bad = o.uno(d, d);
+    let nan = o.f(f32::NAN);
+    o.sel(bad, nan, v)
+}
+
+/// `sin x` ([`sincos`]).
+pub fn sin_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
+    sincos(o, x, false)
+}
+
+/// `cos x` ([`sincos`]).
+pub fn cos_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
+    sincos(o, x, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -769,5 +858,63 @@ mod tests {
         assert_eq!(erf_with(&mut m, f32::INFINITY), 1.0);
         assert_eq!(erf_with(&mut m, f32::NEG_INFINITY), -1.0);
         assert!(erf_with(&mut m, f32::NAN).is_nan());
+    }
+
+    /// `x` and its two neighbours for the f32 nearest to every multiple of π/2 up to `limit`:
+    /// the arguments whose reduced value is smallest.
+    fn near_multiples_of_half_pi(limit: f32) -> Vec<f32> {
+        let mut v = Vec::new();
+        let mut k = 1.0f64;
+        while k * std::f64::consts::FRAC_PI_2 < f64::from(limit) {
+            let c = (k * std::f64::consts::FRAC_PI_2) as f32;
+            for b in [c.to_bits() - 1, c.to_bits(), c.to_bits() + 1] {
+                v.push(f32::from_bits(b));
+                v.push(-f32::from_bits(b));
+            }
+            k += 1.0;
+        }
+        v
+    }
+
+    /// Max error of `f` over the arguments with `|x| < limit` of the sweep and `extra`.
+    fn max_err_below(
+        f: impl Fn(&mut Mirror, f32) -> f32,
+        reference: impl Fn(f64) -> f64,
+        extra: &[f32],
+        limit: f32,
+    ) -> [(f64, f32); 2] {
+        let mut out = [(0.0, 0.0); 2];
+        for (k, fused) in [true, false].into_iter().enumerate() {
+            let mut m = Mirror { fused };
+            for x in sweep(extra).filter(|x| !(x.abs() >= limit)) {
+                let e = ulp_err(f(&mut m, x), reference(f64::from(x)));
+                if e > out[k].0 || e.is_nan() {
+                    out[k] = (e, x);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sin_cos_error() {
+        let hard = near_multiples_of_half_pi(TRIG_ACCURATE_LIMIT);
+        check("sin", max_err_below(|m, x| sin_with(m, x), f64::sin, &hard, TRIG_ACCURATE_LIMIT), 2.2);
+        check("cos", max_err_below(|m, x| cos_with(m, x), f64::cos, &hard, TRIG_ACCURATE_LIMIT), 2.2);
+        for fused in [false, true] {
+            let mut m = Mirror { fused };
+            assert_eq!(sin_with(&mut m, -0.0).to_bits(), (-0.0f32).to_bits());
+            assert_eq!(sin_with(&mut m, f32::from_bits(0x8000_0001)), f32::from_bits(0x8000_0001));
+            assert_eq!(cos_with(&mut m, 0.0), 1.0);
+            for x in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+                assert!(sin_with(&mut m, x).is_nan() && cos_with(&mut m, x).is_nan());
+            }
+            // Beyond the accurate range: finite, within [-1, 1].
+            for x in sweep(&[]).filter(|x| x.is_finite() && x.abs() >= TRIG_ACCURATE_LIMIT) {
+                for y in [sin_with(&mut m, x), cos_with(&mut m, x)] {
+                    assert!(y.abs() <= 1.0, "x = {x:e}: {y}");
+                }
+            }
+        }
     }
 }
