@@ -332,6 +332,22 @@ fn unary_math_functions_f32_and_f16() {
         // f16: an f32 result one ulp off may round to the neighbouring f16.
         cases.push(unary_graph(&format!("math_f16_{name}"), DType::F16, &ops, kind, 1e-3, 1e-6, &mut rng).done());
     }
+    // Sin and Cos within their accurate range (|x| < 12867), with the hardest arguments
+    // near multiples of π/2.
+    let mut g = G::new("trig", 1e-5, 2e-6);
+    let mut v: Vec<f32> = vec![0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-8];
+    v.extend([1.570_796_4, 3.141_592_7, -4.712_389, 6.283_185_5, 10.995_574, 12_000.0, -12_566.371, 355.0, 1e4]);
+    v.extend((0..60).map(|_| rng.uniform(-100.0, 100.0)));
+    let n = v.len();
+    let x = g.input(Tensor::from_vec(&[n], v).unwrap());
+    let y = g.input(tensor(DType::F32, &[3, 5], Kind::Tame, &mut rng));
+    let h = g.input(tensor(DType::F16, &[2, 9], Kind::Tame, &mut rng));
+    for op in [UnaryOp::Sin, UnaryOp::Cos] {
+        for v in [x, y, h] {
+            g.out(Op::Unary(op.clone()), vec![Some(v)]);
+        }
+    }
+    cases.push(g.done());
     check(cases);
 }
 

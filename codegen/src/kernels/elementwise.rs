@@ -17,8 +17,8 @@
 
 use super::NodeCtx;
 use super::math::{self, Ops};
+use crate::Result;
 use crate::emit::{Kb, lane_flags};
-use crate::{Error, Result};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::ops::{BinaryOp, UnaryOp};
@@ -496,9 +496,9 @@ fn trunc_float(kb: &mut Kb, v: Value, ty: Type, lim: f32, oob: i64) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Operators on compute values.
 
-/// `op` on an f32 (or F32X4) value.
-fn unary_float(kb: &mut Kb, op: &UnaryOp, x: Value) -> Result<Value> {
-    Ok(match op {
+/// `op` on an f32 (or F32X4) value (math functions on [`math`]'s approximations).
+fn unary_float(kb: &mut Kb, op: &UnaryOp, x: Value) -> Value {
+    match op {
         UnaryOp::Identity | UnaryOp::Not => x,
         UnaryOp::Neg => kb.b.ins().fneg(x),
         UnaryOp::Abs => kb.b.ins().fabs(x),
@@ -519,39 +519,34 @@ fn unary_float(kb: &mut Kb, op: &UnaryOp, x: Value) -> Result<Value> {
             let (zero, one) = (fconst_like(kb, 0.0, x), fconst_like(kb, 1.0, x));
             fclamp(kb, t, Some(zero), Some(one))
         }
-        other => return transcendental(kb, other, x),
-    })
-}
-
-/// The math-function unary operators (Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid, Gelu), on
-/// [`super::math`]'s approximations.
-fn transcendental(kb: &mut Kb, op: &UnaryOp, x: Value) -> Result<Value> {
-    Ok(match op {
         UnaryOp::Exp => math::exp(kb, x),
         UnaryOp::Log => math::log(kb, x),
         UnaryOp::Tanh => math::tanh(kb, x),
         UnaryOp::Sigmoid => math::sigmoid(kb, x),
         UnaryOp::Erf => math::erf(kb, x),
-        UnaryOp::Gelu { tanh_approx: false } => {
-            // 0.5·x·(1 + erf(x/√2)).
-            let k = fconst_like(kb, std::f32::consts::FRAC_1_SQRT_2, x);
-            let kx = kb.b.ins().fmul(k, x);
-            let t = math::erf(kb, kx);
-            gelu_tail(kb, x, t)
-        }
-        UnaryOp::Gelu { tanh_approx: true } => {
-            // 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))).
-            let x2 = kb.b.ins().fmul(x, x);
-            let (c, one) = (fconst_like(kb, 0.044715, x), fconst_like(kb, 1.0, x));
-            let p = kb.mul_add(c, x2, one);
-            let k = fconst_like(kb, (2.0 / std::f32::consts::PI).sqrt(), x);
-            let kx = kb.b.ins().fmul(k, x);
-            let inner = kb.b.ins().fmul(kx, p);
-            let t = math::tanh(kb, inner);
-            gelu_tail(kb, x, t)
-        }
-        other => return Err(Error::Graph(format!("no math function for {} yet", other.name()))),
-    })
+        UnaryOp::Sin => math::sin(kb, x),
+        UnaryOp::Cos => math::cos(kb, x),
+        UnaryOp::Gelu { tanh_approx } => gelu(kb, x, *tanh_approx),
+    }
+}
+
+/// GELU: `0.5·x·(1 + erf(x/√2))`, or with the tanh approximation
+/// `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))`.
+fn gelu(kb: &mut Kb, x: Value, tanh_approx: bool) -> Value {
+    let t = if tanh_approx {
+        let x2 = kb.b.ins().fmul(x, x);
+        let (c, one) = (fconst_like(kb, 0.044715, x), fconst_like(kb, 1.0, x));
+        let p = kb.mul_add(c, x2, one);
+        let k = fconst_like(kb, (2.0 / std::f32::consts::PI).sqrt(), x);
+        let kx = kb.b.ins().fmul(k, x);
+        let inner = kb.b.ins().fmul(kx, p);
+        math::tanh(kb, inner)
+    } else {
+        let k = fconst_like(kb, std::f32::consts::FRAC_1_SQRT_2, x);
+        let kx = kb.b.ins().fmul(k, x);
+        math::erf(kb, kx)
+    };
+    gelu_tail(kb, x, t)
 }
 
 /// `0.5·x·(1 + t)`.
@@ -560,11 +555,6 @@ fn gelu_tail(kb: &mut Kb, x: Value, t: Value) -> Value {
     let hx = kb.b.ins().fmul(half, x);
     let s = kb.b.ins().fadd(one, t);
     kb.b.ins().fmul(hx, s)
-}
-
-/// True when [`unary_float`] has an implementation of `op`.
-fn unary_float_supported(op: &UnaryOp) -> bool {
-    !matches!(op, UnaryOp::Sin | UnaryOp::Cos)
 }
 
 /// `op` on an i64 value (integer dtypes).
@@ -649,13 +639,10 @@ fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
     if *op == UnaryOp::Identity {
         return copy(kb, &out, &ops);
     }
-    if dt.is_float() && !unary_float_supported(op) {
-        return Err(cx.unsupported(format!("{} (its math function is not written yet)", op.name())));
-    }
     walk(kb, &out, &ops, dt == DType::F32, &mut |kb, s| {
         let v = load_in(kb, dt, s, 0);
         let r = if dt.is_float() {
-            unary_float(kb, op, v)?
+            unary_float(kb, op, v)
         } else if *op == UnaryOp::Not {
             let c = kb.b.ins().icmp_imm_s(IntCC::Equal, v, 0);
             bool64(kb, c)
