@@ -11,6 +11,16 @@
 //! refuses) gives 0, and `i64::MIN / -1` wraps to `i64::MIN`, so no kernel traps; `0` raised to
 //! a negative integer power gives 0 likewise.
 //!
+//! Where the kernels differ from the interpreter (which computes math functions in f64):
+//! - Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid and Gelu use [`math`]'s f32 approximations (a
+//!   few ulp; Sin/Cos accurate for `|x| < 12867`, see its table), HardSigmoid computes
+//!   `alpha·x + beta` in f32 (fused where the target has fma).
+//! - Pow with a float operand is `e^(y·ln|x|)` with C `pow`'s special cases ([`pow_f32`],
+//!   below `2·|y·ln x| + 4` ulp). An integer base with a float exponent goes through f64: an
+//!   integral exponent by square-and-multiply (exact while the power is below `2^53`), `0.5`
+//!   by a square root, other exponents through [`pow_f32`], so a truncated result may be one
+//!   less than the interpreter's when the exact power is an integer (`4^1.5`).
+//!
 //! Vector code (`F32X4`, only when [`crate::emit::Caps::vector`]) covers the f32 paths of
 //! Unary, Binary arithmetic and Pow, Clip, and Where on 4-byte elements, with scalar tails;
 //! operands broadcast along the innermost loop are splat. Everything else is scalar.
