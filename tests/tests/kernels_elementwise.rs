@@ -488,9 +488,14 @@ fn float_pow_every_exponent_dtype() {
         1.0,
     ];
     for base in [DType::I32, DType::I64] {
-        for (sa, sb) in [(&[4, 16][..], &[16][..]), (&[], &[16]), (&[4, 1], &[1, 16])] {
+        for (sa, sb) in [(&[5, 16][..], &[16][..]), (&[], &[16]), (&[4, 1], &[1, 16]), (&[2, 16], &[16])] {
             let n: usize = sa.iter().product();
-            let bv: Vec<i64> = (0..n).map(|_| rng.below(41) as i64 - 20).collect();
+            let bv: Vec<i64> = if sa == [2, 16] {
+                // Perfect squares (exact half-integer powers) and their negatives.
+                (0..32).map(|k: i64| if k < 16 { k * k } else { -(k - 16) * (k - 16) }).collect()
+            } else {
+                (0..n).map(|_| rng.below(41) as i64 - 20).collect()
+            };
             let b = g.input(ints(base, sa, bv));
             let e = g.input(Tensor::from_vec(sb, exps.to_vec()).unwrap());
             g.out(Op::Binary(BinaryOp::Pow), vec![Some(b), Some(e)]);

@@ -15,11 +15,11 @@
 //! - Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid and Gelu use [`math`]'s f32 approximations (a
 //!   few ulp; Sin/Cos accurate for `|x| < 12867`, see its table), HardSigmoid computes
 //!   `alpha·x + beta` in f32 (fused where the target has fma).
-//! - Pow with a float operand is `e^(y·ln|x|)` with C `pow`'s special cases ([`pow_f32`],
-//!   below `2·|y·ln x| + 4` ulp). An integer base with a float exponent goes through f64: an
-//!   integral exponent by square-and-multiply (exact while the power is below `2^53`), `0.5`
-//!   by a square root, other exponents through [`pow_f32`], so a truncated result may be one
-//!   less than the interpreter's when the exact power is an integer (`4^1.5`).
+//! - Pow with a float operand is `e^(y·ln|x|)` with C `pow`'s special cases (`pow_f32`,
+//!   below `2·|y·ln x| + 4` ulp). An integer base with a float exponent goes through f64:
+//!   integral and half-integral exponents by square-and-multiply of `b` or `√b` (exact while
+//!   the power is below `2^53`), other exponents through `pow_f32`, so a truncated result may
+//!   be one less than the interpreter's when such a power is an exact integer (`8^(1/3)`).
 //!
 //! Vector code (`F32X4`, only when [`crate::emit::Caps::vector`]) covers the f32 paths of
 //! Unary, Binary arithmetic and Pow, Clip, and Where on 4-byte elements, with scalar tails;
@@ -413,23 +413,29 @@ where
 }
 
 /// `b ^ y` for an integer base (i64) and an f32 exponent, truncated to `to` (I32 or I64) as
-/// the reference's f64 `powf` then Cast: integer exponents below `2^31` in magnitude by
-/// square-and-multiply in f64 (exact up to `2^53`), `y = 0.5` as an f64 square root, other
-/// exponents by [`pow_f32`].
+/// the reference's f64 `powf` then Cast: integer and half-integer exponents (`|y| < 2^30`)
+/// by square-and-multiply in f64 of `b` or `√b` (exact while the power is below `2^53`),
+/// other exponents by [`pow_f32`].
 fn int_base_float_pow(kb: &mut Kb, b: Value, y: Value, to: DType) -> Value {
     let bf = kb.b.ins().fcvt_from_sint(types::F64, b);
-    let ay = kb.b.ins().fabs(y);
+    // Is 2y an integer n2 (|n2| < 2^31)? Then b^y = b^(n2/2), or √b^n2 for an odd n2.
+    let y2 = kb.b.ins().fadd(y, y);
+    let ay2 = kb.b.ins().fabs(y2);
     let lim = kb.b.ins().f32const(2_147_483_648.0);
-    let small = kb.b.ins().fcmp(FloatCC::LessThan, ay, lim);
-    let n = kb.b.ins().fcvt_to_sint_sat(types::I64, y);
-    let back = kb.b.ins().fcvt_from_sint(types::F32, n);
-    let same = kb.b.ins().fcmp(FloatCC::Equal, back, y);
-    let integral = kb.b.ins().band(small, same);
-    // Integer exponent.
+    let small = kb.b.ins().fcmp(FloatCC::LessThan, ay2, lim);
+    let n2 = kb.b.ins().fcvt_to_sint_sat(types::I64, y2);
+    let back = kb.b.ins().fcvt_from_sint(types::F32, n2);
+    let same = kb.b.ins().fcmp(FloatCC::Equal, back, y2);
+    let halves = kb.b.ins().band(small, same);
+    let odd = kb.b.ins().band_imm_u(n2, 1);
+    let sq = kb.b.ins().sqrt(bf);
+    let base = kb.b.ins().select(odd, sq, bf);
+    let half_n = kb.b.ins().sshr_imm_u(n2, 1);
+    let n = kb.b.ins().select(odd, n2, half_n);
     let zero = kb.b.ins().iconst(types::I64, 0);
-    let n = kb.b.ins().select(integral, n, zero);
+    let n = kb.b.ins().select(halves, n, zero);
     let an = kb.b.ins().iabs(n);
-    let p = square_multiply(kb, bf, an);
+    let p = square_multiply(kb, base, an);
     let one = kb.b.ins().f64const(1.0);
     let inv = kb.b.ins().fdiv(one, p);
     let negn = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, n, 0);
@@ -438,11 +444,7 @@ fn int_base_float_pow(kb: &mut Kb, b: Value, y: Value, to: DType) -> Value {
     let xf = kb.b.ins().fcvt_from_sint(types::F32, b);
     let pf = pow_f32(kb, xf, y);
     let pf = kb.b.ins().fpromote(types::F64, pf);
-    let half = kb.b.ins().f32const(0.5);
-    let is_half = kb.b.ins().fcmp(FloatCC::Equal, y, half);
-    let sq = kb.b.ins().sqrt(bf);
-    let pf = kb.b.ins().select(is_half, sq, pf);
-    let r = kb.b.ins().select(integral, pi, pf);
+    let r = kb.b.ins().select(halves, pi, pf);
     // Truncate as Cast from f64 does.
     let (ty, lo, hi, oob) = if to == DType::I64 {
         (types::I64, -9_223_372_036_854_775_808.0, 9_223_372_036_854_775_808.0, i64::MIN)
