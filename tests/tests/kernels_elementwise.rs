@@ -317,13 +317,37 @@ fn unary_every_op_and_dtype() {
 #[test]
 fn unary_math_functions_f32_and_f16() {
     let mut rng = Rng(9);
-    let ops = [UnaryOp::Exp, UnaryOp::Log, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Gelu { tanh_approx: true }];
+    let ops = [
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Erf,
+        UnaryOp::Gelu { tanh_approx: true },
+        UnaryOp::Gelu { tanh_approx: false },
+    ];
     let mut cases = Vec::new();
     for (name, kind) in [("edge", Kind::Edge), ("tame", Kind::Tame)] {
         cases.push(unary_graph(&format!("math_f32_{name}"), DType::F32, &ops, kind, 1e-5, 1e-6, &mut rng).done());
         // f16: an f32 result one ulp off may round to the neighbouring f16.
         cases.push(unary_graph(&format!("math_f16_{name}"), DType::F16, &ops, kind, 1e-3, 1e-6, &mut rng).done());
     }
+    // Sin and Cos within their accurate range (|x| < 12867), with the hardest arguments
+    // near multiples of π/2.
+    let mut g = G::new("trig", 1e-5, 2e-6);
+    let mut v: Vec<f32> = vec![0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-8];
+    v.extend([1.570_796_4, 3.141_592_7, -4.712_389, 6.283_185_5, 10.995_574, 12_000.0, -12_566.371, 355.0, 1e4]);
+    v.extend((0..60).map(|_| rng.uniform(-100.0, 100.0)));
+    let n = v.len();
+    let x = g.input(Tensor::from_vec(&[n], v).unwrap());
+    let y = g.input(tensor(DType::F32, &[3, 5], Kind::Tame, &mut rng));
+    let h = g.input(tensor(DType::F16, &[2, 9], Kind::Tame, &mut rng));
+    for op in [UnaryOp::Sin, UnaryOp::Cos] {
+        for v in [x, y, h] {
+            g.out(Op::Unary(op.clone()), vec![Some(v)]);
+        }
+    }
+    cases.push(g.done());
     check(cases);
 }
 
@@ -422,6 +446,70 @@ fn integer_pow_every_exponent_dtype() {
         }
     }
     check(vec![g.done()]);
+}
+
+#[test]
+fn float_pow_every_exponent_dtype() {
+    let mut rng = Rng(10);
+    let mut cases = Vec::new();
+    let pairs: [(&[usize], &[usize]); 4] = [(&[3, 7], &[3, 7]), (&[], &[9]), (&[5, 1], &[4]), (&[13], &[1])];
+    for base in [DType::F32, DType::F16] {
+        let rtol = if base == DType::F16 { 1e-3 } else { 1e-5 };
+        let mut g = G::new(&format!("pow_{base}"), rtol, 1e-6);
+        for exp in NUMERIC {
+            for (k, (sa, sb)) in pairs.iter().enumerate() {
+                let ek = if k % 2 == 0 { Kind::Pool } else { Kind::Tame };
+                let b = g.input(tensor(base, sa, if k == 3 { Kind::Tame } else { Kind::Edge }, &mut rng));
+                let e = g.input(tensor(exp, sb, ek, &mut rng));
+                g.out(Op::Binary(BinaryOp::Pow), vec![Some(b), Some(e)]);
+            }
+        }
+        cases.push(g.done());
+    }
+    // Integer bases with float exponents, truncated like a Cast (no exponent that makes an
+    // exact integer of an inexact power).
+    let mut g = G::new("pow_int_float", 0.0, 0.0);
+    let exps = [
+        2.0f32,
+        3.0,
+        -1.0,
+        0.0,
+        -0.0,
+        1.3,
+        -0.7,
+        2.7,
+        0.5,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        31.0,
+        40.0,
+        63.0,
+        1.0,
+    ];
+    for base in [DType::I32, DType::I64] {
+        for (sa, sb) in [(&[5, 16][..], &[16][..]), (&[], &[16]), (&[4, 1], &[1, 16]), (&[2, 16], &[16])] {
+            let n: usize = sa.iter().product();
+            let bv: Vec<i64> = if sa == [2, 16] {
+                // Perfect squares (exact half-integer powers) and their negatives.
+                (0..32).map(|k: i64| if k < 16 { k * k } else { -(k - 16) * (k - 16) }).collect()
+            } else {
+                (0..n).map(|_| rng.below(41) as i64 - 20).collect()
+            };
+            let b = g.input(ints(base, sa, bv));
+            let e = g.input(Tensor::from_vec(sb, exps.to_vec()).unwrap());
+            g.out(Op::Binary(BinaryOp::Pow), vec![Some(b), Some(e)]);
+            let bytes: Vec<u8> = [0x4000u16, 0x3c00, 0xbc00, 0x0000, 0x3800, 0x7e00, 0x4b00, 0x5000]
+                .iter()
+                .flat_map(|b| b.to_le_bytes())
+                .collect();
+            let h = g.input(Tensor::from_le_bytes(DType::F16, &[8], &bytes).unwrap());
+            let b8 = g.input(ints(base, &[3, 1], vec![3, -2, 7]));
+            g.out(Op::Binary(BinaryOp::Pow), vec![Some(b8), Some(h)]);
+        }
+    }
+    cases.push(g.done());
+    check(cases);
 }
 
 #[test]
