@@ -200,20 +200,21 @@ fn splits_with_uneven_sizes_and_unused_outputs() {
 
 #[test]
 fn slices_with_clamping_and_negative_steps() {
-    let (max, min) = (i64::MAX, i64::MIN);
+    const MAX: i64 = i64::MAX;
+    const MIN: i64 = i64::MIN;
     for (gi, dts) in [&ALL[..4], &ALL[4..]].into_iter().enumerate() {
         let mut g = G::new(&format!("slice{gi}"), 2);
         for &dt in dts {
             let cases: [SliceCase; 9] = [
                 (&[5, 6], &[1, -100], &[100, -1], None, None),
-                (&[5, 6], &[-1], &[min], Some(&[1]), Some(&[-1])),
+                (&[5, 6], &[-1], &[MIN], Some(&[1]), Some(&[-1])),
                 (&[4, 5, 6], &[3, 4], &[0, -100], Some(&[0, -1]), Some(&[-2, -3])),
                 (&[4, 5, 6], &[1000], &[1000], Some(&[1]), None),
                 (&[3, 40], &[0, 2], &[3, 38], None, Some(&[1, 1])),
                 (&[7], &[2], &[7], Some(&[0]), Some(&[2])),
-                (&[2, 3, 4], &[max, -1], &[min, min], Some(&[1, 2]), Some(&[-1, -2])),
-                (&[5], &[-1], &[min], Some(&[0]), Some(&[min])),
-                (&[2, 3, 4], &[0, -5], &[max, 5], Some(&[2, 0]), Some(&[3, 1])),
+                (&[2, 3, 4], &[MAX, -1], &[MIN, MIN], Some(&[1, 2]), Some(&[-1, -2])),
+                (&[5], &[-1], &[MIN], Some(&[0]), Some(&[MIN])),
+                (&[2, 3, 4], &[0, -5], &[MAX, 5], Some(&[2, 0]), Some(&[3, 1])),
             ];
             for (dims, s, e, a, st) in cases {
                 let x = g.data(dt, dims);
@@ -443,4 +444,64 @@ fn reshapes_as_graph_outputs() {
         }
         g.check();
     }
+}
+
+/// The ONNX node cases of these operators that feed shapes, starts/ends or Range's arguments
+/// as run-time inputs, so that the graph as given has dynamic shapes and `conformance_cross`
+/// cannot compile it: compiled with those integer inputs made constants (as exported models
+/// have them), run on every preset, and checked against the cases' expected outputs.
+#[test]
+fn onnx_cases_with_integer_inputs_made_constants() {
+    use slmtvm_frontend::{LoadOptions, load_onnx, load_onnx_bytes};
+    use slmtvm_tests::node_cases::{check_outputs, freeze_int_inputs, list_cases, numbered, read_data_set};
+    const OPS: [&str; 15] = [
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+        "Concat",
+        "Split",
+        "Slice",
+        "Gather",
+        "Expand",
+        "Trilu",
+        "Shape",
+        "Size",
+        "Range",
+        "ConstantOfShape",
+    ];
+    let is_static = |g: &Graph| g.values.iter().all(|v| v.ty.shape.as_known().is_some());
+    let cases = list_cases();
+    let mut loaded = Vec::new();
+    for case in cases.iter().filter(|c| OPS.contains(&c.op.as_str())) {
+        let sets = numbered(&case.dir, "test_data_set_", "");
+        let [ds] = sets.as_slice() else { continue };
+        if load_onnx(&case.dir.join("model.onnx"), &LoadOptions::default()).is_ok_and(|g| is_static(&g)) {
+            continue;
+        }
+        let Ok(Some(frozen)) = freeze_int_inputs(case, ds) else { continue };
+        let g = load_onnx_bytes(&frozen.model, Some(&case.dir), &LoadOptions::default()).unwrap();
+        assert!(is_static(&g), "{}: still dynamic with {:?} as constants", case.name, frozen.names);
+        let set = read_data_set(&g, ds).unwrap_or_else(|o| panic!("{}: {o:?}", case.name));
+        loaded.push((case, g, set));
+    }
+    assert!(loaded.len() >= 20, "only {} cases", loaded.len());
+    let dir = slmtvm_tests::target_dir().join("slmtvm-cross").join(format!("movement-onnx-{}", std::process::id()));
+    let mut failures = Vec::new();
+    for target in runnable_presets() {
+        let jobs: Vec<Job> = loaded.iter().map(|(_, g, s)| Job { graph: g, data: vec![s.inputs.clone()] }).collect();
+        let res = run_batch(&target, &jobs, &dir);
+        for ((case, g, set), r) in loaded.iter().zip(res) {
+            let outcome = match &r[0] {
+                Ok(got) => check_outputs(case, g, set, got).err().map(|o| format!("{o:?}")),
+                Err(e) => Some(e.clone()),
+            };
+            if let Some(m) = outcome {
+                failures.push(format!("{} {}: {m}", target.name(), case.name));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
