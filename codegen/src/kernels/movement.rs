@@ -287,15 +287,44 @@ fn strided_copy(
                 fill_run(kb, d, n * e, e, v);
             });
         }
-        _ => {
-            let (all, ds, ss) = split(&axes);
-            let ty = chunk_ty(e);
-            kb.nest(&all, &mut |kb, idx| {
+        Some(inner) => {
+            // Element by element along a strided innermost axis.
+            let (outer, ds, ss) = split(&axes[..axes.len() - 1]);
+            kb.nest(&outer, &mut |kb, idx| {
                 let (d, s) = at(kb, idx, &ds, &ss);
-                let v = kb.load(ty, s, 0);
-                kb.store(v, d, 0);
+                strided_row(kb, d, s, e, inner.n, inner.dst * e64, inner.src * e64);
             });
         }
+        None => {
+            let v = kb.load(chunk_ty(e), src, 0);
+            kb.store(v, dst, 0);
+        }
+    }
+}
+
+/// Copies `n` elements of `e` bytes, element `i` from `src + i·ss` to `dst + i·ds` (byte
+/// strides): four elements a loop step for rows of eight and more, the rest unrolled.
+fn strided_row(kb: &mut Kb, dst: Value, src: Value, e: usize, n: usize, ds: i64, ss: i64) {
+    let ty = chunk_ty(e);
+    let one = |kb: &mut Kb, d: Value, s: Value, k: i64| {
+        let (sa, da) = (kb.addr_const(s, k * ss), kb.addr_const(d, k * ds));
+        let v = kb.load(ty, sa, 0);
+        kb.store(v, da, 0);
+    };
+    let main = if n >= 8 { n / 4 * 4 } else { 0 };
+    if main > 0 {
+        kb.for_const(0, main as i64, 4, |kb, i| {
+            let so = kb.b.ins().imul_imm_s(i, ss);
+            let s = kb.b.ins().iadd(src, so);
+            let d_o = kb.b.ins().imul_imm_s(i, ds);
+            let d = kb.b.ins().iadd(dst, d_o);
+            for k in 0..4 {
+                one(kb, d, s, k);
+            }
+        });
+    }
+    for k in main..n {
+        one(kb, dst, src, k as i64);
     }
 }
 
@@ -639,9 +668,10 @@ fn shape_of(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
 /// Range: `start + i·delta` for the output's static length, read from the run-time scalars.
 /// Integers wrap in 64 bits then narrow (as the interpreter's exact values do, when they fit);
 /// floats are computed as the interpreter does, in f64 (`start + i as f64 * delta`, no fused
-/// multiply-add), then rounded to f32, and for f16 from that f32 to f16 (a double rounding
-/// that can differ from a direct f64→f16 rounding only for values within 2^-13 ulp of a
-/// halfway point).
+/// multiply-add), then rounded to f32, and for f16 from that f32 to f16. That double rounding
+/// is what the interpreter's `half::f16::from_f64` does on x86 hosts with F16C; its software
+/// fallback (and a direct f64→f16 rounding) can differ in the last bit for values within
+/// 2^-13 ulp of an f16 halfway point.
 fn range(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let dt = cx.out_dtype(0);
     for i in 0..3 {
