@@ -101,6 +101,13 @@ impl G {
         ids
     }
 
+    /// Adds a node whose outputs are not graph outputs (so they live in the arena).
+    fn hidden(&mut self, op: Op, inputs: &[ValueId], n_out: usize) -> Vec<ValueId> {
+        let name = self.name("h");
+        let outs: Vec<String> = (0..n_out).map(|k| format!("{name}_{k}")).collect();
+        self.g.add_node(name, op, inputs.iter().map(|&i| Some(i)).collect(), &outs)
+    }
+
     fn one(&mut self, op: Op, inputs: &[ValueId]) -> ValueId {
         self.node(op, inputs.iter().map(|&i| Some(i)).collect(), 1)[0]
     }
@@ -149,6 +156,36 @@ fn transposes_of_every_rank_and_dtype() {
         }
         g.check();
     }
+}
+
+/// Chains of movement kernels whose intermediates live in the (64-byte aligned) arena, so
+/// that runs take both the aligned and the misaligned paths.
+#[test]
+fn chains_through_the_arena() {
+    let mut g = G::new("chain", 2);
+    for dt in ALL {
+        let x = g.data(dt, &[5, 13]);
+        let t = g.hidden(transpose(None), &[x], 1)[0];
+        let c = g.hidden(Op::Concat(Concat { axis: 1 }), &[t, t], 1)[0];
+        let (st, en, ax) = (g.i64s(&[1]), g.i64s(&[12]), g.i64s(&[0]));
+        let s = g.hidden(Op::Slice(Slice {}), &[c, st, en, ax], 1)[0];
+        let idx = g.i64s(&[0, -1, 4]);
+        let ga = g.hidden(Op::Gather(Gather { axis: 0 }), &[s, idx], 1)[0];
+        let shape = g.i64s(&[2, 3, 10]);
+        let ex = g.hidden(Op::Expand(Expand {}), &[ga, shape], 1)[0];
+        let tr = g.hidden(Op::Trilu(Trilu { upper: true }), &[ex], 1)[0];
+        let sp = g.hidden(Op::Split(Split { axis: 2, sizes: Some(vec![3, 7]), num_outputs: 2 }), &[tr], 2);
+        let shape = g.i64s(&[6, 7]);
+        let r = g.hidden(Op::Reshape(Reshape { allowzero: false }), &[sp[1], shape], 1)[0];
+        g.one(transpose(None), &[r]);
+        g.one(Op::Concat(Concat { axis: 0 }), &[sp[0], sp[0]]);
+        let value = Scalar::first_of(&g.random(dt, &[1])).unwrap();
+        let shape = g.i64s(&[4, 9]);
+        let k = g.hidden(Op::ConstantOfShape(ConstantOfShape { value }), &[shape], 1)[0];
+        let wide = g.hidden(Op::Concat(Concat { axis: 1 }), &[k, k], 1)[0];
+        g.one(Op::Concat(Concat { axis: 1 }), &[wide, k]);
+    }
+    g.check();
 }
 
 #[test]

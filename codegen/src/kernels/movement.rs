@@ -83,26 +83,17 @@ fn chunk_width(kb: &Kb, n: usize) -> usize {
     w
 }
 
-/// Calls `chunk(kb, ty, off, imm)` for chunks of type `ty` (width [`chunk_width`]) covering
-/// bytes `0..n` of a run, each at byte `off + imm` of it: a loop of four chunks a step when
-/// the run has eight chunks or more, then the rest unrolled, the last chunk overlapping the
-/// one before when `n` is not a multiple of the width. With `n` a multiple of an element
-/// size no larger than the width, every chunk starts on an element boundary.
-fn run_chunks(kb: &mut Kb, n: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value, i32)) {
-    if n == 0 {
-        return;
-    }
-    let w = chunk_width(kb, n);
+/// What a run's chunks do: `chunk(kb, ty, off, imm)` accesses a `ty` at byte `off + imm`.
+type Chunk<'a> = dyn FnMut(&mut Kb, Type, Value, i32) + 'a;
+
+/// Calls `chunk` for chunks of `w` bytes covering bytes `0..n` of a run (`w <= n`, `n` a
+/// multiple of the element size, which divides `w`): a loop of four chunks a step when the
+/// run has eight chunks or more, then the rest unrolled, the last chunk overlapping the one
+/// before when `n` is not a multiple of `w` (so chunks start on element boundaries but not
+/// necessarily on multiples of `w`).
+fn run_chunks(kb: &mut Kb, n: usize, w: usize, chunk: &mut Chunk) {
     let ty = chunk_ty(w);
-    let block = 4 * w;
-    let looped = if n >= 2 * block { n / block * block } else { 0 };
-    if looped > 0 {
-        kb.for_const(0, looped as i64, block as i64, |kb, i| {
-            for k in 0..4 {
-                chunk(kb, ty, i, (k * w) as i32);
-            }
-        });
-    }
+    let looped = looped_chunks(kb, n, w, chunk);
     if looped < n {
         let base = kb.iconst(looped as i64);
         let mut off = looped;
@@ -116,9 +107,86 @@ fn run_chunks(kb: &mut Kb, n: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value,
     }
 }
 
-/// Copies `n` bytes (a static count) from `src` to `dst` (not overlapping).
-fn copy_run(kb: &mut Kb, dst: Value, src: Value, n: usize) {
-    run_chunks(kb, n, &mut |kb, ty, off, imm| {
+/// Like [`run_chunks`], but every chunk starts on a multiple of its width: `w`-byte chunks,
+/// then halving widths down to the element size for the tail.
+fn aligned_chunks(kb: &mut Kb, n: usize, w: usize, chunk: &mut Chunk) {
+    let looped = looped_chunks(kb, n, w, chunk);
+    if looped < n {
+        let base = kb.iconst(looped as i64);
+        let mut off = looped;
+        let mut c = w;
+        while off < n && c > 0 {
+            if off + c <= n {
+                chunk(kb, chunk_ty(c), base, (off - looped) as i32);
+                off += c;
+            } else {
+                c /= 2;
+            }
+        }
+    }
+}
+
+/// The loop of four `w`-byte chunks a step over the first bytes of an `n`-byte run, when the
+/// run has eight chunks or more; returns the bytes it covers.
+fn looped_chunks(kb: &mut Kb, n: usize, w: usize, chunk: &mut Chunk) -> usize {
+    let block = 4 * w;
+    if n < 2 * block {
+        return 0;
+    }
+    let looped = n / block * block;
+    let ty = chunk_ty(w);
+    kb.for_const(0, looped as i64, block as i64, |kb, i| {
+        for k in 0..4 {
+            chunk(kb, ty, i, (k * w) as i32);
+        }
+    });
+    looped
+}
+
+/// Emits the chunks of a static run of `n` bytes of `e`-byte elements whose pointers are
+/// `ptrs`. Vector chunks and element-wide ones need no alignment; scalar chunks wider than an
+/// element are used only when every pointer is aligned to them (checked at run time), as
+/// some cores (riscv64 without Zicclsm) trap on misaligned accesses. `prepare(kb, w)` runs
+/// before the chunks of width `w` are emitted, outside any loop.
+fn emit_run(
+    kb: &mut Kb,
+    ptrs: &[Value],
+    n: usize,
+    e: usize,
+    prepare: &mut dyn FnMut(&mut Kb, usize),
+    chunk: &mut Chunk,
+) {
+    if n == 0 {
+        return;
+    }
+    let w = chunk_width(kb, n);
+    if w <= e || chunk_ty(w).is_vector() {
+        prepare(kb, w);
+        run_chunks(kb, n, w, chunk);
+        return;
+    }
+    let mut any = ptrs[0];
+    for &p in &ptrs[1..] {
+        any = kb.b.ins().bor(any, p);
+    }
+    let low = kb.b.ins().band_imm_s(any, w as i64 - 1);
+    let (aligned, unaligned, done) = (kb.b.create_block(), kb.b.create_block(), kb.b.create_block());
+    kb.b.ins().brif(low, unaligned, &[], aligned, &[]);
+    kb.b.switch_to_block(aligned);
+    prepare(kb, w);
+    aligned_chunks(kb, n, w, chunk);
+    kb.b.ins().jump(done, &[]);
+    kb.b.switch_to_block(unaligned);
+    prepare(kb, e);
+    run_chunks(kb, n, e, chunk);
+    kb.b.ins().jump(done, &[]);
+    kb.b.switch_to_block(done);
+}
+
+/// Copies `n` bytes (a static count) of `e`-byte elements from `src` to `dst` (not
+/// overlapping).
+fn copy_run(kb: &mut Kb, dst: Value, src: Value, n: usize, e: usize) {
+    emit_run(kb, &[dst, src], n, e, &mut |_, _| {}, &mut |kb, ty, off, imm| {
         let s = kb.b.ins().iadd(src, off);
         let v = kb.load(ty, s, imm);
         let d = kb.b.ins().iadd(dst, off);
@@ -154,29 +222,66 @@ fn pattern(kb: &mut Kb, v: Value, e: usize, w: usize) -> Value {
 /// Fills `n` bytes (a static multiple of `e`) at `dst` with the `e`-byte element `v` (the
 /// integer of that width).
 fn fill_run(kb: &mut Kb, dst: Value, n: usize, e: usize, v: Value) {
-    if n == 0 {
-        return;
-    }
-    let p = pattern(kb, v, e, chunk_width(kb, n).max(e));
-    run_chunks(kb, n, &mut |kb, _ty, off, imm| {
-        let d = kb.b.ins().iadd(dst, off);
-        kb.store(p, d, imm);
-    });
+    // The pattern of every chunk width, made where the chunks of that width begin.
+    let pats_ref: std::cell::RefCell<Vec<(Type, Value)>> = std::cell::RefCell::new(Vec::new());
+    emit_run(
+        kb,
+        &[dst],
+        n,
+        e,
+        &mut |kb, w| {
+            let mut pats = pats_ref.borrow_mut();
+            pats.clear();
+            let mut c = w;
+            while c >= e {
+                let p = pattern(kb, v, e, c);
+                pats.push((chunk_ty(c), p));
+                c /= 2;
+            }
+        },
+        &mut |kb, ty, off, imm| {
+            let pats = pats_ref.borrow();
+            let p = pats.iter().find(|(t, _)| *t == ty).map_or(v, |&(_, p)| p);
+            let d = kb.b.ins().iadd(dst, off);
+            kb.store(p, d, imm);
+        },
+    );
 }
 
-/// Calls `chunk(kb, ty, off)` for chunks covering a run of `n` bytes, a run-time multiple
-/// of `e`: the widest chunks while they fit, then single elements.
-fn dyn_run(kb: &mut Kb, n: Value, e: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value)) {
+/// Calls `chunk(kb, ty, off, 0)` for chunks covering a run of `n` bytes, a run-time multiple
+/// of `e`, with pointers `ptrs`: the widest chunks while they fit, then single elements. As in
+/// [`emit_run`], scalar chunks wider than an element only where every pointer is aligned.
+fn dyn_run(kb: &mut Kb, ptrs: &[Value], n: Value, e: usize, chunk: &mut Chunk) {
     let w = max_chunk(kb);
-    let wide_end = kb.b.ins().band_imm_s(n, -(w as i64));
     let zero = kb.iconst(0);
-    kb.for_range(zero, wide_end, w as i64, |kb, i| chunk(kb, chunk_ty(w), i));
-    kb.for_range(wide_end, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i));
+    let wide = |kb: &mut Kb, chunk: &mut Chunk| {
+        let wide_end = kb.b.ins().band_imm_s(n, -(w as i64));
+        kb.for_range(zero, wide_end, w as i64, |kb, i| chunk(kb, chunk_ty(w), i, 0));
+        kb.for_range(wide_end, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i, 0));
+    };
+    if chunk_ty(w).is_vector() || w <= e {
+        wide(kb, chunk);
+        return;
+    }
+    let mut any = ptrs[0];
+    for &p in &ptrs[1..] {
+        any = kb.b.ins().bor(any, p);
+    }
+    let low = kb.b.ins().band_imm_s(any, w as i64 - 1);
+    let (aligned, unaligned, done) = (kb.b.create_block(), kb.b.create_block(), kb.b.create_block());
+    kb.b.ins().brif(low, unaligned, &[], aligned, &[]);
+    kb.b.switch_to_block(aligned);
+    wide(kb, chunk);
+    kb.b.ins().jump(done, &[]);
+    kb.b.switch_to_block(unaligned);
+    kb.for_range(zero, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i, 0));
+    kb.b.ins().jump(done, &[]);
+    kb.b.switch_to_block(done);
 }
 
 /// Copies a run of `n` bytes (a run-time multiple of `e`) from `src` to `dst`.
 fn copy_dyn(kb: &mut Kb, dst: Value, src: Value, n: Value, e: usize) {
-    dyn_run(kb, n, e, &mut |kb, ty, off| {
+    dyn_run(kb, &[dst, src], n, e, &mut |kb, ty, off, _| {
         let s = kb.b.ins().iadd(src, off);
         let v = kb.load(ty, s, 0);
         let d = kb.b.ins().iadd(dst, off);
@@ -186,7 +291,7 @@ fn copy_dyn(kb: &mut Kb, dst: Value, src: Value, n: Value, e: usize) {
 
 /// Zeroes a run of `n` bytes (a run-time multiple of `e`) at `dst`.
 fn zero_dyn(kb: &mut Kb, dst: Value, n: Value, e: usize) {
-    dyn_run(kb, n, e, &mut |kb, ty, off| {
+    dyn_run(kb, &[dst], n, e, &mut |kb, ty, off, _| {
         let z = if ty.is_vector() {
             let b = kb.b.ins().iconst(types::I8, 0);
             kb.b.ins().splat(ty, b)
@@ -275,7 +380,7 @@ fn strided_copy(
             let (outer, ds, ss) = split(&axes[..axes.len() - 1]);
             kb.nest(&outer, &mut |kb, idx| {
                 let (d, s) = at(kb, idx, &ds, &ss);
-                copy_run(kb, d, s, n * e);
+                copy_run(kb, d, s, n * e, e);
             });
         }
         Some(Axis { n, dst: 1, src: 0 }) => {
@@ -356,7 +461,7 @@ fn whole_copy(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if i != o {
         return Err(cx.error(format!("input has {i} elements, output {o}")));
     }
-    copy_run(kb, cx.out_ptr(0), cx.in_ptr(0)?, o * elem(cx));
+    copy_run(kb, cx.out_ptr(0), cx.in_ptr(0)?, o * elem(cx), elem(cx));
     Ok(())
 }
 
@@ -393,7 +498,7 @@ struct Part {
 /// Copies between a joined tensor (`outer` rows of `row` bytes at `joined`) and its parts;
 /// `gather` copies parts into the joined rows (Concat), else the joined rows out to the parts
 /// (Split).
-fn join_rows(kb: &mut Kb, joined: Value, row: usize, outer: usize, parts: &[Part], gather: bool) {
+fn join_rows(kb: &mut Kb, joined: Value, row: usize, outer: usize, e: usize, parts: &[Part], gather: bool) {
     if outer == 0 || row == 0 || parts.is_empty() {
         return;
     }
@@ -404,9 +509,9 @@ fn join_rows(kb: &mut Kb, joined: Value, row: usize, outer: usize, parts: &[Part
             let at = kb.addr(p.ptr, o, p.run);
             let here = kb.addr_const(j, p.off as i64);
             if gather {
-                copy_run(kb, here, at, p.run);
+                copy_run(kb, here, at, p.run, e);
             } else {
-                copy_run(kb, at, here, p.run);
+                copy_run(kb, at, here, p.run, e);
             }
         }
     });
@@ -434,7 +539,7 @@ fn concat(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     if off != row {
         return Err(cx.error(format!("inputs along axis {ax} do not add up to the output's {}", out[ax])));
     }
-    join_rows(kb, cx.out_ptr(0), row, outer, &parts, true);
+    join_rows(kb, cx.out_ptr(0), row, outer, e, &parts, true);
     Ok(())
 }
 
@@ -460,7 +565,7 @@ fn split(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     if off > row {
         return Err(cx.error(format!("outputs along axis {ax} exceed the input's {}", x[ax])));
     }
-    join_rows(kb, cx.in_ptr(0)?, row, outer, &parts, false);
+    join_rows(kb, cx.in_ptr(0)?, row, outer, e, &parts, false);
     Ok(())
 }
 
@@ -573,7 +678,7 @@ fn gather(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
         let orow = kb.b.ins().imul_imm_s(o, p as i64);
         let orow = kb.b.ins().iadd(orow, j);
         let d = kb.addr(dst, orow, run);
-        copy_run(kb, d, s, run);
+        copy_run(kb, d, s, run, e);
     });
     Ok(())
 }
