@@ -188,6 +188,54 @@ fn chains_through_the_arena() {
     g.check();
 }
 
+/// The objects import nothing but memcpy and memset (the cross tests link against libc, so
+/// a libcall such as `fmaf` would not show there).
+#[test]
+fn objects_import_only_memcpy_and_memset() {
+    let mut g = G::new("imports", 1);
+    for dt in ALL {
+        let x = g.data(dt, &[3, 5, 19]);
+        let t = g.one(transpose(Some(&[2, 0, 1])), &[x]);
+        g.one(Op::Concat(Concat { axis: 1 }), &[x, x]);
+        g.node(Op::Split(Split { axis: 2, sizes: Some(vec![1, 18]), num_outputs: 2 }), vec![Some(x)], 2);
+        let (s, e, a, st) = (g.i64s(&[-1]), g.i64s(&[i64::MIN]), g.i64s(&[2]), g.i64s(&[-2]));
+        g.one(Op::Slice(Slice {}), &[t, s, e, a, st]);
+        let idx = g.i64s(&[2, -1]);
+        g.one(Op::Gather(Gather { axis: 2 }), &[x, idx]);
+        let shape = g.i64s(&[2, 3, 5, 19]);
+        g.one(Op::Expand(Expand {}), &[x, shape]);
+        g.node(Op::Trilu(Trilu { upper: false }), vec![Some(x), None], 1);
+        let shape = g.i64s(&[7, 3]);
+        let value = Scalar::first_of(&g.random(dt, &[1])).unwrap();
+        g.one(Op::ConstantOfShape(ConstantOfShape { value }), &[shape]);
+    }
+    for (start, limit, delta) in [(Tensor::scalar(0.5f32), Tensor::scalar(4f32), Tensor::scalar(0.5f32))] {
+        let args = [g.konst(start), g.konst(limit), g.konst(delta)];
+        g.one(Op::Range(Range {}), &args);
+    }
+    let args = [g.konst(f16_scalar(1.0)), g.konst(f16_scalar(3.0)), g.konst(f16_scalar(0.25))];
+    g.one(Op::Range(Range {}), &args);
+    g.g.infer().unwrap();
+    let dir = slmtvm_tests::target_dir().join("slmtvm-cross").join(format!("movement-imports-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, _) in slmtvm_targets::presets() {
+        let target = slmtvm_targets::Target::from_spec(name).unwrap();
+        let c = slmtvm_codegen::compile(&g.g, "m", &target).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let obj = dir.join(format!("{name}.o"));
+        std::fs::write(&obj, &c.object).unwrap();
+        let out = std::process::Command::new("readelf").arg("-sW").arg(&obj).output().expect("readelf");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let undefined: Vec<&str> = text
+            .lines()
+            .filter(|l| l.split_whitespace().nth(6) == Some("UND"))
+            .filter_map(|l| l.split_whitespace().nth(7))
+            .filter(|s| !["memcpy", "memset"].contains(s))
+            .collect();
+        assert!(undefined.is_empty(), "{name} imports {undefined:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn concats_along_every_axis() {
     for (gi, dts) in [&ALL[..3], &ALL[3..5], &ALL[5..]].into_iter().enumerate() {

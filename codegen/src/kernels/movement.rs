@@ -12,7 +12,8 @@
 //! a Transpose `[B,S,H,D]→[B,H,S,D]` copies rows of `D` elements and a whole-tensor copy is
 //! one run. Contiguous runs of static length are copied in chunks of the widest type the
 //! target allows (16-byte `I8X16` with vectors, else 8-byte `I64`), the last chunk
-//! overlapping its predecessor instead of a tail of narrower ones; runs of eight chunks and
+//! overlapping its predecessor instead of a tail of narrower ones (aligned scalar runs end
+//! with halving chunks instead, see below); runs of eight chunks and
 //! more loop over four chunks a step. Concat and Split walk the output (input) row by row and
 //! copy each part's run; Gather copies one run of `inner` elements per index.
 //!
@@ -23,10 +24,11 @@
 //! (Gathering from an empty axis into a non-empty output writes zeros.)
 //!
 //! # Alignment
-//! Wide chunks are accessed at the element alignment of the data (Cranelift loads and stores
-//! without the `aligned` flag). x86_64 and aarch64 allow that; riscv64 vector chunks are
-//! `I8X16` (byte elements, no alignment needed), and scalar riscv64 `I64` chunks rely on the
-//! execution environment handling misaligned accesses (Linux and OpenSBI emulate them).
+//! Buffers are only guaranteed element alignment. Vector chunks (`I8X16`, byte lanes) and
+//! element-wide accesses need no more; scalar chunks wider than an element (whole runs on
+//! targets without vectors, runs under 16 bytes on the others) are taken only after a
+//! run-time check that the run's pointers are aligned to them, else the run is copied element
+//! by element, since some cores (riscv64 without Zicclsm) trap on misaligned accesses.
 
 use super::NodeCtx;
 use crate::Result;
