@@ -101,6 +101,13 @@ impl G {
         ids
     }
 
+    /// Adds a node whose outputs are not graph outputs (so they live in the arena).
+    fn hidden(&mut self, op: Op, inputs: &[ValueId], n_out: usize) -> Vec<ValueId> {
+        let name = self.name("h");
+        let outs: Vec<String> = (0..n_out).map(|k| format!("{name}_{k}")).collect();
+        self.g.add_node(name, op, inputs.iter().map(|&i| Some(i)).collect(), &outs)
+    }
+
     fn one(&mut self, op: Op, inputs: &[ValueId]) -> ValueId {
         self.node(op, inputs.iter().map(|&i| Some(i)).collect(), 1)[0]
     }
@@ -149,6 +156,84 @@ fn transposes_of_every_rank_and_dtype() {
         }
         g.check();
     }
+}
+
+/// Chains of movement kernels whose intermediates live in the (64-byte aligned) arena, so
+/// that runs take both the aligned and the misaligned paths.
+#[test]
+fn chains_through_the_arena() {
+    let mut g = G::new("chain", 2);
+    for dt in ALL {
+        let x = g.data(dt, &[5, 13]);
+        let t = g.hidden(transpose(None), &[x], 1)[0];
+        let c = g.hidden(Op::Concat(Concat { axis: 1 }), &[t, t], 1)[0];
+        let (st, en, ax) = (g.i64s(&[1]), g.i64s(&[12]), g.i64s(&[0]));
+        let s = g.hidden(Op::Slice(Slice {}), &[c, st, en, ax], 1)[0];
+        let idx = g.i64s(&[0, -1, 4]);
+        let ga = g.hidden(Op::Gather(Gather { axis: 0 }), &[s, idx], 1)[0];
+        let shape = g.i64s(&[2, 3, 10]);
+        let ex = g.hidden(Op::Expand(Expand {}), &[ga, shape], 1)[0];
+        let tr = g.hidden(Op::Trilu(Trilu { upper: true }), &[ex], 1)[0];
+        let sp = g.hidden(Op::Split(Split { axis: 2, sizes: Some(vec![3, 7]), num_outputs: 2 }), &[tr], 2);
+        let shape = g.i64s(&[6, 7]);
+        let r = g.hidden(Op::Reshape(Reshape { allowzero: false }), &[sp[1], shape], 1)[0];
+        g.one(transpose(None), &[r]);
+        g.one(Op::Concat(Concat { axis: 0 }), &[sp[0], sp[0]]);
+        let value = Scalar::first_of(&g.random(dt, &[1])).unwrap();
+        let shape = g.i64s(&[4, 9]);
+        let k = g.hidden(Op::ConstantOfShape(ConstantOfShape { value }), &[shape], 1)[0];
+        let wide = g.hidden(Op::Concat(Concat { axis: 1 }), &[k, k], 1)[0];
+        g.one(Op::Concat(Concat { axis: 1 }), &[wide, k]);
+    }
+    g.check();
+}
+
+/// The objects import nothing but memcpy and memset (the cross tests link against libc, so
+/// a libcall such as `fmaf` would not show there).
+#[test]
+fn objects_import_only_memcpy_and_memset() {
+    let mut g = G::new("imports", 1);
+    for dt in ALL {
+        let x = g.data(dt, &[3, 5, 19]);
+        let t = g.one(transpose(Some(&[2, 0, 1])), &[x]);
+        g.one(Op::Concat(Concat { axis: 1 }), &[x, x]);
+        g.node(Op::Split(Split { axis: 2, sizes: Some(vec![1, 18]), num_outputs: 2 }), vec![Some(x)], 2);
+        let (s, e, a, st) = (g.i64s(&[-1]), g.i64s(&[i64::MIN]), g.i64s(&[2]), g.i64s(&[-2]));
+        g.one(Op::Slice(Slice {}), &[t, s, e, a, st]);
+        let idx = g.i64s(&[2, -1]);
+        g.one(Op::Gather(Gather { axis: 2 }), &[x, idx]);
+        let shape = g.i64s(&[2, 3, 5, 19]);
+        g.one(Op::Expand(Expand {}), &[x, shape]);
+        g.node(Op::Trilu(Trilu { upper: false }), vec![Some(x), None], 1);
+        let shape = g.i64s(&[7, 3]);
+        let value = Scalar::first_of(&g.random(dt, &[1])).unwrap();
+        g.one(Op::ConstantOfShape(ConstantOfShape { value }), &[shape]);
+    }
+    let args = [g.konst(Tensor::scalar(0.5f32)), g.konst(Tensor::scalar(4f32)), g.konst(Tensor::scalar(0.5f32))];
+    g.one(Op::Range(Range {}), &args);
+    let args = [g.konst(Tensor::scalar(-3i32)), g.konst(Tensor::scalar(9i32)), g.konst(Tensor::scalar(2i32))];
+    g.one(Op::Range(Range {}), &args);
+    let args = [g.konst(f16_scalar(1.0)), g.konst(f16_scalar(3.0)), g.konst(f16_scalar(0.25))];
+    g.one(Op::Range(Range {}), &args);
+    g.g.infer().unwrap();
+    let dir = slmtvm_tests::target_dir().join("slmtvm-cross").join(format!("movement-imports-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, _) in slmtvm_targets::presets() {
+        let target = slmtvm_targets::Target::from_spec(name).unwrap();
+        let c = slmtvm_codegen::compile(&g.g, "m", &target).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let obj = dir.join(format!("{name}.o"));
+        std::fs::write(&obj, &c.object).unwrap();
+        let out = std::process::Command::new("readelf").arg("-sW").arg(&obj).output().expect("readelf");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let undefined: Vec<&str> = text
+            .lines()
+            .filter(|l| l.split_whitespace().nth(6) == Some("UND"))
+            .filter_map(|l| l.split_whitespace().nth(7))
+            .filter(|s| !["memcpy", "memset"].contains(s))
+            .collect();
+        assert!(undefined.is_empty(), "{name} imports {undefined:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -200,20 +285,21 @@ fn splits_with_uneven_sizes_and_unused_outputs() {
 
 #[test]
 fn slices_with_clamping_and_negative_steps() {
-    let (max, min) = (i64::MAX, i64::MIN);
+    const MAX: i64 = i64::MAX;
+    const MIN: i64 = i64::MIN;
     for (gi, dts) in [&ALL[..4], &ALL[4..]].into_iter().enumerate() {
         let mut g = G::new(&format!("slice{gi}"), 2);
         for &dt in dts {
             let cases: [SliceCase; 9] = [
                 (&[5, 6], &[1, -100], &[100, -1], None, None),
-                (&[5, 6], &[-1], &[min], Some(&[1]), Some(&[-1])),
+                (&[5, 6], &[-1], &[MIN], Some(&[1]), Some(&[-1])),
                 (&[4, 5, 6], &[3, 4], &[0, -100], Some(&[0, -1]), Some(&[-2, -3])),
                 (&[4, 5, 6], &[1000], &[1000], Some(&[1]), None),
                 (&[3, 40], &[0, 2], &[3, 38], None, Some(&[1, 1])),
                 (&[7], &[2], &[7], Some(&[0]), Some(&[2])),
-                (&[2, 3, 4], &[max, -1], &[min, min], Some(&[1, 2]), Some(&[-1, -2])),
-                (&[5], &[-1], &[min], Some(&[0]), Some(&[min])),
-                (&[2, 3, 4], &[0, -5], &[max, 5], Some(&[2, 0]), Some(&[3, 1])),
+                (&[2, 3, 4], &[MAX, -1], &[MIN, MIN], Some(&[1, 2]), Some(&[-1, -2])),
+                (&[5], &[-1], &[MIN], Some(&[0]), Some(&[MIN])),
+                (&[2, 3, 4], &[0, -5], &[MAX, 5], Some(&[2, 0]), Some(&[3, 1])),
             ];
             for (dims, s, e, a, st) in cases {
                 let x = g.data(dt, dims);
@@ -443,4 +529,64 @@ fn reshapes_as_graph_outputs() {
         }
         g.check();
     }
+}
+
+/// The ONNX node cases of these operators that feed shapes, starts/ends or Range's arguments
+/// as run-time inputs, so that the graph as given has dynamic shapes and `conformance_cross`
+/// cannot compile it: compiled with those integer inputs made constants (as exported models
+/// have them), run on every preset, and checked against the cases' expected outputs.
+#[test]
+fn onnx_cases_with_integer_inputs_made_constants() {
+    use slmtvm_frontend::{LoadOptions, load_onnx, load_onnx_bytes};
+    use slmtvm_tests::node_cases::{check_outputs, freeze_int_inputs, list_cases, numbered, read_data_set};
+    const OPS: [&str; 15] = [
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+        "Concat",
+        "Split",
+        "Slice",
+        "Gather",
+        "Expand",
+        "Trilu",
+        "Shape",
+        "Size",
+        "Range",
+        "ConstantOfShape",
+    ];
+    let is_static = |g: &Graph| g.values.iter().all(|v| v.ty.shape.as_known().is_some());
+    let cases = list_cases();
+    let mut loaded = Vec::new();
+    for case in cases.iter().filter(|c| OPS.contains(&c.op.as_str())) {
+        let sets = numbered(&case.dir, "test_data_set_", "");
+        let [ds] = sets.as_slice() else { continue };
+        if load_onnx(&case.dir.join("model.onnx"), &LoadOptions::default()).is_ok_and(|g| is_static(&g)) {
+            continue;
+        }
+        let Ok(Some(frozen)) = freeze_int_inputs(case, ds) else { continue };
+        let g = load_onnx_bytes(&frozen.model, Some(&case.dir), &LoadOptions::default()).unwrap();
+        assert!(is_static(&g), "{}: still dynamic with {:?} as constants", case.name, frozen.names);
+        let set = read_data_set(&g, ds).unwrap_or_else(|o| panic!("{}: {o:?}", case.name));
+        loaded.push((case, g, set));
+    }
+    assert!(loaded.len() >= 20, "only {} cases", loaded.len());
+    let dir = slmtvm_tests::target_dir().join("slmtvm-cross").join(format!("movement-onnx-{}", std::process::id()));
+    let mut failures = Vec::new();
+    for target in runnable_presets() {
+        let jobs: Vec<Job> = loaded.iter().map(|(_, g, s)| Job { graph: g, data: vec![s.inputs.clone()] }).collect();
+        let res = run_batch(&target, &jobs, &dir);
+        for ((case, g, set), r) in loaded.iter().zip(res) {
+            let outcome = match &r[0] {
+                Ok(got) => check_outputs(case, g, set, got).err().map(|o| format!("{o:?}")),
+                Err(e) => Some(e.clone()),
+            };
+            if let Some(m) = outcome {
+                failures.push(format!("{} {}: {m}", target.name(), case.name));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }

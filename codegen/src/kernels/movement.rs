@@ -12,7 +12,8 @@
 //! a Transpose `[B,S,H,D]→[B,H,S,D]` copies rows of `D` elements and a whole-tensor copy is
 //! one run. Contiguous runs of static length are copied in chunks of the widest type the
 //! target allows (16-byte `I8X16` with vectors, else 8-byte `I64`), the last chunk
-//! overlapping its predecessor instead of a tail of narrower ones; runs of eight chunks and
+//! overlapping its predecessor instead of a tail of narrower ones (aligned scalar runs end
+//! with halving chunks instead, see below); runs of eight chunks and
 //! more loop over four chunks a step. Concat and Split walk the output (input) row by row and
 //! copy each part's run; Gather copies one run of `inner` elements per index.
 //!
@@ -23,10 +24,11 @@
 //! (Gathering from an empty axis into a non-empty output writes zeros.)
 //!
 //! # Alignment
-//! Wide chunks are accessed at the element alignment of the data (Cranelift loads and stores
-//! without the `aligned` flag). x86_64 and aarch64 allow that; riscv64 vector chunks are
-//! `I8X16` (byte elements, no alignment needed), and scalar riscv64 `I64` chunks rely on the
-//! execution environment handling misaligned accesses (Linux and OpenSBI emulate them).
+//! Buffers are only guaranteed element alignment. Vector chunks (`I8X16`, byte lanes) and
+//! element-wide accesses need no more; scalar chunks wider than an element (whole runs on
+//! targets without vectors, runs under 16 bytes on the others) are taken only after a
+//! run-time check that the run's pointers are aligned to them, else the run is copied element
+//! by element, since some cores (riscv64 without Zicclsm) trap on misaligned accesses.
 
 use super::NodeCtx;
 use crate::Result;
@@ -83,26 +85,17 @@ fn chunk_width(kb: &Kb, n: usize) -> usize {
     w
 }
 
-/// Calls `chunk(kb, ty, off, imm)` for chunks of type `ty` (width [`chunk_width`]) covering
-/// bytes `0..n` of a run, each at byte `off + imm` of it: a loop of four chunks a step when
-/// the run has eight chunks or more, then the rest unrolled, the last chunk overlapping the
-/// one before when `n` is not a multiple of the width. With `n` a multiple of an element
-/// size no larger than the width, every chunk starts on an element boundary.
-fn run_chunks(kb: &mut Kb, n: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value, i32)) {
-    if n == 0 {
-        return;
-    }
-    let w = chunk_width(kb, n);
+/// What a run's chunks do: `chunk(kb, ty, off, imm)` accesses a `ty` at byte `off + imm`.
+type Chunk<'a> = dyn FnMut(&mut Kb, Type, Value, i32) + 'a;
+
+/// Calls `chunk` for chunks of `w` bytes covering bytes `0..n` of a run (`w <= n`, `n` a
+/// multiple of the element size, which divides `w`): a loop of four chunks a step when the
+/// run has eight chunks or more, then the rest unrolled, the last chunk overlapping the one
+/// before when `n` is not a multiple of `w` (so chunks start on element boundaries but not
+/// necessarily on multiples of `w`).
+fn run_chunks(kb: &mut Kb, n: usize, w: usize, chunk: &mut Chunk) {
     let ty = chunk_ty(w);
-    let block = 4 * w;
-    let looped = if n >= 2 * block { n / block * block } else { 0 };
-    if looped > 0 {
-        kb.for_const(0, looped as i64, block as i64, |kb, i| {
-            for k in 0..4 {
-                chunk(kb, ty, i, (k * w) as i32);
-            }
-        });
-    }
+    let looped = looped_chunks(kb, n, w, chunk);
     if looped < n {
         let base = kb.iconst(looped as i64);
         let mut off = looped;
@@ -116,9 +109,86 @@ fn run_chunks(kb: &mut Kb, n: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value,
     }
 }
 
-/// Copies `n` bytes (a static count) from `src` to `dst` (not overlapping).
-fn copy_run(kb: &mut Kb, dst: Value, src: Value, n: usize) {
-    run_chunks(kb, n, &mut |kb, ty, off, imm| {
+/// Like [`run_chunks`], but every chunk starts on a multiple of its width: `w`-byte chunks,
+/// then halving widths down to the element size for the tail.
+fn aligned_chunks(kb: &mut Kb, n: usize, w: usize, chunk: &mut Chunk) {
+    let looped = looped_chunks(kb, n, w, chunk);
+    if looped < n {
+        let base = kb.iconst(looped as i64);
+        let mut off = looped;
+        let mut c = w;
+        while off < n && c > 0 {
+            if off + c <= n {
+                chunk(kb, chunk_ty(c), base, (off - looped) as i32);
+                off += c;
+            } else {
+                c /= 2;
+            }
+        }
+    }
+}
+
+/// The loop of four `w`-byte chunks a step over the first bytes of an `n`-byte run, when the
+/// run has eight chunks or more; returns the bytes it covers.
+fn looped_chunks(kb: &mut Kb, n: usize, w: usize, chunk: &mut Chunk) -> usize {
+    let block = 4 * w;
+    if n < 2 * block {
+        return 0;
+    }
+    let looped = n / block * block;
+    let ty = chunk_ty(w);
+    kb.for_const(0, looped as i64, block as i64, |kb, i| {
+        for k in 0..4 {
+            chunk(kb, ty, i, (k * w) as i32);
+        }
+    });
+    looped
+}
+
+/// Emits the chunks of a static run of `n` bytes of `e`-byte elements whose pointers are
+/// `ptrs`. Vector chunks and element-wide ones need no alignment; scalar chunks wider than an
+/// element are used only when every pointer is aligned to them (checked at run time), as
+/// some cores (riscv64 without Zicclsm) trap on misaligned accesses. `prepare(kb, w)` runs
+/// before the chunks of width `w` are emitted, outside any loop.
+fn emit_run(
+    kb: &mut Kb,
+    ptrs: &[Value],
+    n: usize,
+    e: usize,
+    prepare: &mut dyn FnMut(&mut Kb, usize),
+    chunk: &mut Chunk,
+) {
+    if n == 0 {
+        return;
+    }
+    let w = chunk_width(kb, n);
+    if w <= e || chunk_ty(w).is_vector() {
+        prepare(kb, w);
+        run_chunks(kb, n, w, chunk);
+        return;
+    }
+    let mut any = ptrs[0];
+    for &p in &ptrs[1..] {
+        any = kb.b.ins().bor(any, p);
+    }
+    let low = kb.b.ins().band_imm_s(any, w as i64 - 1);
+    let (aligned, unaligned, done) = (kb.b.create_block(), kb.b.create_block(), kb.b.create_block());
+    kb.b.ins().brif(low, unaligned, &[], aligned, &[]);
+    kb.b.switch_to_block(aligned);
+    prepare(kb, w);
+    aligned_chunks(kb, n, w, chunk);
+    kb.b.ins().jump(done, &[]);
+    kb.b.switch_to_block(unaligned);
+    prepare(kb, e);
+    run_chunks(kb, n, e, chunk);
+    kb.b.ins().jump(done, &[]);
+    kb.b.switch_to_block(done);
+}
+
+/// Copies `n` bytes (a static count) of `e`-byte elements from `src` to `dst` (not
+/// overlapping).
+fn copy_run(kb: &mut Kb, dst: Value, src: Value, n: usize, e: usize) {
+    emit_run(kb, &[dst, src], n, e, &mut |_, _| {}, &mut |kb, ty, off, imm| {
         let s = kb.b.ins().iadd(src, off);
         let v = kb.load(ty, s, imm);
         let d = kb.b.ins().iadd(dst, off);
@@ -154,29 +224,66 @@ fn pattern(kb: &mut Kb, v: Value, e: usize, w: usize) -> Value {
 /// Fills `n` bytes (a static multiple of `e`) at `dst` with the `e`-byte element `v` (the
 /// integer of that width).
 fn fill_run(kb: &mut Kb, dst: Value, n: usize, e: usize, v: Value) {
-    if n == 0 {
-        return;
-    }
-    let p = pattern(kb, v, e, chunk_width(kb, n).max(e));
-    run_chunks(kb, n, &mut |kb, _ty, off, imm| {
-        let d = kb.b.ins().iadd(dst, off);
-        kb.store(p, d, imm);
-    });
+    // The pattern of every chunk width, made where the chunks of that width begin.
+    let pats_ref: std::cell::RefCell<Vec<(Type, Value)>> = std::cell::RefCell::new(Vec::new());
+    emit_run(
+        kb,
+        &[dst],
+        n,
+        e,
+        &mut |kb, w| {
+            let mut pats = pats_ref.borrow_mut();
+            pats.clear();
+            let mut c = w;
+            while c >= e {
+                let p = pattern(kb, v, e, c);
+                pats.push((chunk_ty(c), p));
+                c /= 2;
+            }
+        },
+        &mut |kb, ty, off, imm| {
+            let pats = pats_ref.borrow();
+            let p = pats.iter().find(|(t, _)| *t == ty).map_or(v, |&(_, p)| p);
+            let d = kb.b.ins().iadd(dst, off);
+            kb.store(p, d, imm);
+        },
+    );
 }
 
-/// Calls `chunk(kb, ty, off)` for chunks covering a run of `n` bytes, a run-time multiple
-/// of `e`: the widest chunks while they fit, then single elements.
-fn dyn_run(kb: &mut Kb, n: Value, e: usize, chunk: &mut dyn FnMut(&mut Kb, Type, Value)) {
+/// Calls `chunk(kb, ty, off, 0)` for chunks covering a run of `n` bytes, a run-time multiple
+/// of `e`, with pointers `ptrs`: the widest chunks while they fit, then single elements. As in
+/// [`emit_run`], scalar chunks wider than an element only where every pointer is aligned.
+fn dyn_run(kb: &mut Kb, ptrs: &[Value], n: Value, e: usize, chunk: &mut Chunk) {
     let w = max_chunk(kb);
-    let wide_end = kb.b.ins().band_imm_s(n, -(w as i64));
     let zero = kb.iconst(0);
-    kb.for_range(zero, wide_end, w as i64, |kb, i| chunk(kb, chunk_ty(w), i));
-    kb.for_range(wide_end, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i));
+    let wide = |kb: &mut Kb, chunk: &mut Chunk| {
+        let wide_end = kb.b.ins().band_imm_s(n, -(w as i64));
+        kb.for_range(zero, wide_end, w as i64, |kb, i| chunk(kb, chunk_ty(w), i, 0));
+        kb.for_range(wide_end, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i, 0));
+    };
+    if chunk_ty(w).is_vector() || w <= e {
+        wide(kb, chunk);
+        return;
+    }
+    let mut any = ptrs[0];
+    for &p in &ptrs[1..] {
+        any = kb.b.ins().bor(any, p);
+    }
+    let low = kb.b.ins().band_imm_s(any, w as i64 - 1);
+    let (aligned, unaligned, done) = (kb.b.create_block(), kb.b.create_block(), kb.b.create_block());
+    kb.b.ins().brif(low, unaligned, &[], aligned, &[]);
+    kb.b.switch_to_block(aligned);
+    wide(kb, chunk);
+    kb.b.ins().jump(done, &[]);
+    kb.b.switch_to_block(unaligned);
+    kb.for_range(zero, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i, 0));
+    kb.b.ins().jump(done, &[]);
+    kb.b.switch_to_block(done);
 }
 
 /// Copies a run of `n` bytes (a run-time multiple of `e`) from `src` to `dst`.
 fn copy_dyn(kb: &mut Kb, dst: Value, src: Value, n: Value, e: usize) {
-    dyn_run(kb, n, e, &mut |kb, ty, off| {
+    dyn_run(kb, &[dst, src], n, e, &mut |kb, ty, off, _| {
         let s = kb.b.ins().iadd(src, off);
         let v = kb.load(ty, s, 0);
         let d = kb.b.ins().iadd(dst, off);
@@ -186,7 +293,7 @@ fn copy_dyn(kb: &mut Kb, dst: Value, src: Value, n: Value, e: usize) {
 
 /// Zeroes a run of `n` bytes (a run-time multiple of `e`) at `dst`.
 fn zero_dyn(kb: &mut Kb, dst: Value, n: Value, e: usize) {
-    dyn_run(kb, n, e, &mut |kb, ty, off| {
+    dyn_run(kb, &[dst], n, e, &mut |kb, ty, off, _| {
         let z = if ty.is_vector() {
             let b = kb.b.ins().iconst(types::I8, 0);
             kb.b.ins().splat(ty, b)
@@ -275,7 +382,7 @@ fn strided_copy(
             let (outer, ds, ss) = split(&axes[..axes.len() - 1]);
             kb.nest(&outer, &mut |kb, idx| {
                 let (d, s) = at(kb, idx, &ds, &ss);
-                copy_run(kb, d, s, n * e);
+                copy_run(kb, d, s, n * e, e);
             });
         }
         Some(Axis { n, dst: 1, src: 0 }) => {
@@ -287,15 +394,44 @@ fn strided_copy(
                 fill_run(kb, d, n * e, e, v);
             });
         }
-        _ => {
-            let (all, ds, ss) = split(&axes);
-            let ty = chunk_ty(e);
-            kb.nest(&all, &mut |kb, idx| {
+        Some(inner) => {
+            // Element by element along a strided innermost axis.
+            let (outer, ds, ss) = split(&axes[..axes.len() - 1]);
+            kb.nest(&outer, &mut |kb, idx| {
                 let (d, s) = at(kb, idx, &ds, &ss);
-                let v = kb.load(ty, s, 0);
-                kb.store(v, d, 0);
+                strided_row(kb, d, s, e, inner.n, inner.dst * e64, inner.src * e64);
             });
         }
+        None => {
+            let v = kb.load(chunk_ty(e), src, 0);
+            kb.store(v, dst, 0);
+        }
+    }
+}
+
+/// Copies `n` elements of `e` bytes, element `i` from `src + i·ss` to `dst + i·ds` (byte
+/// strides): four elements a loop step for rows of eight and more, the rest unrolled.
+fn strided_row(kb: &mut Kb, dst: Value, src: Value, e: usize, n: usize, ds: i64, ss: i64) {
+    let ty = chunk_ty(e);
+    let one = |kb: &mut Kb, d: Value, s: Value, k: i64| {
+        let (sa, da) = (kb.addr_const(s, k * ss), kb.addr_const(d, k * ds));
+        let v = kb.load(ty, sa, 0);
+        kb.store(v, da, 0);
+    };
+    let main = if n >= 8 { n / 4 * 4 } else { 0 };
+    if main > 0 {
+        kb.for_const(0, main as i64, 4, |kb, i| {
+            let so = kb.b.ins().imul_imm_s(i, ss);
+            let s = kb.b.ins().iadd(src, so);
+            let d_o = kb.b.ins().imul_imm_s(i, ds);
+            let d = kb.b.ins().iadd(dst, d_o);
+            for k in 0..4 {
+                one(kb, d, s, k);
+            }
+        });
+    }
+    for k in main..n {
+        one(kb, dst, src, k as i64);
     }
 }
 
@@ -327,7 +463,7 @@ fn whole_copy(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if i != o {
         return Err(cx.error(format!("input has {i} elements, output {o}")));
     }
-    copy_run(kb, cx.out_ptr(0), cx.in_ptr(0)?, o * elem(cx));
+    copy_run(kb, cx.out_ptr(0), cx.in_ptr(0)?, o * elem(cx), elem(cx));
     Ok(())
 }
 
@@ -364,7 +500,7 @@ struct Part {
 /// Copies between a joined tensor (`outer` rows of `row` bytes at `joined`) and its parts;
 /// `gather` copies parts into the joined rows (Concat), else the joined rows out to the parts
 /// (Split).
-fn join_rows(kb: &mut Kb, joined: Value, row: usize, outer: usize, parts: &[Part], gather: bool) {
+fn join_rows(kb: &mut Kb, joined: Value, row: usize, outer: usize, e: usize, parts: &[Part], gather: bool) {
     if outer == 0 || row == 0 || parts.is_empty() {
         return;
     }
@@ -375,9 +511,9 @@ fn join_rows(kb: &mut Kb, joined: Value, row: usize, outer: usize, parts: &[Part
             let at = kb.addr(p.ptr, o, p.run);
             let here = kb.addr_const(j, p.off as i64);
             if gather {
-                copy_run(kb, here, at, p.run);
+                copy_run(kb, here, at, p.run, e);
             } else {
-                copy_run(kb, at, here, p.run);
+                copy_run(kb, at, here, p.run, e);
             }
         }
     });
@@ -405,7 +541,7 @@ fn concat(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     if off != row {
         return Err(cx.error(format!("inputs along axis {ax} do not add up to the output's {}", out[ax])));
     }
-    join_rows(kb, cx.out_ptr(0), row, outer, &parts, true);
+    join_rows(kb, cx.out_ptr(0), row, outer, e, &parts, true);
     Ok(())
 }
 
@@ -431,7 +567,7 @@ fn split(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     if off > row {
         return Err(cx.error(format!("outputs along axis {ax} exceed the input's {}", x[ax])));
     }
-    join_rows(kb, cx.in_ptr(0)?, row, outer, &parts, false);
+    join_rows(kb, cx.in_ptr(0)?, row, outer, e, &parts, false);
     Ok(())
 }
 
@@ -544,7 +680,7 @@ fn gather(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
         let orow = kb.b.ins().imul_imm_s(o, p as i64);
         let orow = kb.b.ins().iadd(orow, j);
         let d = kb.addr(dst, orow, run);
-        copy_run(kb, d, s, run);
+        copy_run(kb, d, s, run, e);
     });
     Ok(())
 }
@@ -639,9 +775,10 @@ fn shape_of(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
 /// Range: `start + i·delta` for the output's static length, read from the run-time scalars.
 /// Integers wrap in 64 bits then narrow (as the interpreter's exact values do, when they fit);
 /// floats are computed as the interpreter does, in f64 (`start + i as f64 * delta`, no fused
-/// multiply-add), then rounded to f32, and for f16 from that f32 to f16 (a double rounding
-/// that can differ from a direct f64→f16 rounding only for values within 2^-13 ulp of a
-/// halfway point).
+/// multiply-add), then rounded to f32, and for f16 from that f32 to f16. That double rounding
+/// is what the interpreter's `half::f16::from_f64` does on x86 hosts with F16C; its software
+/// fallback (and a direct f64→f16 rounding) can differ in the last bit for values within
+/// 2^-13 ulp of an f16 halfway point.
 fn range(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let dt = cx.out_dtype(0);
     for i in 0..3 {
