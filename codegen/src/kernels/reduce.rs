@@ -66,9 +66,9 @@ fn store_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, v: Value, lanes:
     if lanes == 4 { kb.store(v, addr, 0) } else { kb.store_elem(dtype, v, addr) }
 }
 
-/// A scalar f32 value splat to `lanes`.
+/// An f32 value splat to `lanes` (a vector stays as it is).
 fn splat(kb: &mut Kb, v: Value, lanes: usize) -> Value {
-    if lanes == 4 { kb.b.ins().splat(types::F32X4, v) } else { v }
+    if lanes == 4 && kb.lanes(v) == 1 { kb.b.ins().splat(types::F32X4, v) } else { v }
 }
 
 /// Emits `body(i, lanes)` for `i` in `0..n`: steps of 4 lanes while 4 remain (when `vector`
@@ -705,24 +705,43 @@ fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
     let params = (1..5).map(|i| Ok((cx.in_ptr(i)?, cx.in_dtype(i)?))).collect::<Result<Vec<_>>>()?;
     let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
     let eps = bn.epsilon;
-    kb.nest(&[nb, c], &mut |kb, idx| {
-        let ch = idx[1];
-        let p: Vec<Value> = params.iter().map(|&(ptr, pdt)| load_at(kb, pdt, ptr, ch, 1)).collect();
-        let (s, b, m, v) = (p[0], p[1], p[2], p[3]);
-        let e = kb.fconst(eps, 1);
-        let ve = kb.b.ins().fadd(v, e);
+    // Per channel (`lanes` adjacent channels from `ch`): mean, `scale / sqrt(var + eps)`, bias.
+    let channel = |kb: &mut Kb, ch: Value, lanes: usize| {
+        let p: Vec<Value> = params.iter().map(|&(ptr, pdt)| load_at(kb, pdt, ptr, ch, lanes)).collect();
+        let e = kb.fconst(eps, lanes);
+        let ve = kb.b.ins().fadd(p[3], e);
         let sd = kb.b.ins().sqrt(ve);
-        let a = kb.b.ins().fdiv(s, sd);
+        let a = kb.b.ins().fdiv(p[0], sd);
+        (p[2], a, p[1])
+    };
+    let apply = |kb: &mut Kb, xi: Value, (m, a, b): (Value, Value, Value), lanes: usize| {
+        let xv = load_at(kb, dt, x, xi, lanes);
+        let mv = splat(kb, m, lanes);
+        let d = kb.b.ins().fsub(xv, mv);
+        let av = splat(kb, a, lanes);
+        let bv = splat(kb, b, lanes);
+        let r = kb.mul_add(d, av, bv);
+        store_at(kb, dt, y, xi, r, lanes);
+    };
+    if inner == 1 {
+        // [N, C] (or trailing 1s): vectors across channels when every operand is f32.
+        let all_f32 = dt == DType::F32 && params.iter().all(|p| p.1 == DType::F32);
+        kb.for_const(0, nb as i64, 1, |kb, n| {
+            let row = kb.b.ins().imul_imm_s(n, c as i64);
+            for_lanes(kb, c, all_f32, &mut |kb, ch, lanes| {
+                let p = channel(kb, ch, lanes);
+                let xi = kb.b.ins().iadd(row, ch);
+                apply(kb, xi, p, lanes);
+            });
+        });
+        return Ok(());
+    }
+    kb.nest(&[nb, c], &mut |kb, idx| {
+        let p = channel(kb, idx[1], 1);
         let row = kb.linear(0, idx, &[(c * inner) as i64, inner as i64]);
         for_lanes(kb, inner, dt == DType::F32, &mut |kb, i, lanes| {
             let xi = kb.b.ins().iadd(row, i);
-            let xv = load_at(kb, dt, x, xi, lanes);
-            let mv = splat(kb, m, lanes);
-            let d = kb.b.ins().fsub(xv, mv);
-            let av = splat(kb, a, lanes);
-            let bv = splat(kb, b, lanes);
-            let r = kb.mul_add(d, av, bv);
-            store_at(kb, dt, y, xi, r, lanes);
+            apply(kb, xi, p, lanes);
         });
     });
     Ok(())
