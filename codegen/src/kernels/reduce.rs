@@ -17,9 +17,9 @@
 use super::NodeCtx;
 use super::math::exp;
 use crate::Result;
-use crate::emit::{Kb, strides_of};
+use crate::emit::{Kb, lane_flags, strides_of};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Type, Value, types};
 use cranelift_frontend::Variable;
 use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind, Softmax};
 use slmtvm_ir::{DType, Op};
@@ -87,14 +87,18 @@ fn for_lanes(kb: &mut Kb, n: usize, vector: bool, body: &mut dyn FnMut(&mut Kb, 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fold {
     Add,
+    /// IEEE maximum: NaN propagates.
     Max,
+    /// `if b > a { b } else { a }` (one `maxps` on x86): the largest value of a row without
+    /// NaN; with a NaN the result is unspecified (Softmax gives NaN for such rows anyway).
+    PMax,
 }
 
 impl Fold {
     fn init(self) -> f32 {
         match self {
             Fold::Add => 0.0,
-            Fold::Max => f32::NEG_INFINITY,
+            Fold::Max | Fold::PMax => f32::NEG_INFINITY,
         }
     }
 
@@ -102,13 +106,38 @@ impl Fold {
         match self {
             Fold::Add => kb.b.ins().fadd(a, b),
             Fold::Max => kb.b.ins().fmax(a, b),
+            Fold::PMax => {
+                // The operand order x86's `maxps` pattern wants: (a < b) ? b : a.
+                let lt = kb.b.ins().fcmp(FloatCC::LessThan, a, b);
+                if kb.lanes(a) == 4 {
+                    let mask = kb.b.ins().bitcast(types::F32X4, lane_flags(), lt);
+                    kb.b.ins().bitselect(mask, b, a)
+                } else {
+                    kb.b.ins().select(lt, b, a)
+                }
+            }
+        }
+    }
+
+    /// The fold of the 4 lanes of an `F32X4`.
+    fn horizontal(self, kb: &mut Kb, v: Value) -> Value {
+        match self {
+            Fold::Add => kb.hsum(v),
+            Fold::Max => kb.hmax(v),
+            Fold::PMax => {
+                let l: Vec<Value> = (0..4).map(|k| kb.b.ins().extractlane(v, k)).collect();
+                let a = self.apply(kb, l[0], l[1]);
+                let c = self.apply(kb, l[2], l[3]);
+                self.apply(kb, a, c)
+            }
         }
     }
 }
 
 /// Folds `f(i)` over `i` in `0..n` into one f32 with `fold` (its identity for `n == 0`);
 /// `f(i, lanes)` gives the f32 values of elements `i..i + lanes`. With `vector` (and a vector
-/// target) four `F32X4` accumulators take 16 elements per step, then one takes 4 per step,
+/// target) four `F32X4` accumulators take 16 elements per step (one only when `f` is costly
+/// itself, as `exp` is: its temporaries need the registers), then one takes 4 per step,
 /// then a scalar tail.
 fn fold_row(
     kb: &mut Kb,
@@ -117,11 +146,23 @@ fn fold_row(
     vector: bool,
     f: &mut dyn FnMut(&mut Kb, Value, usize) -> Value,
 ) -> Value {
+    fold_row_with(kb, n, fold, vector, true, f)
+}
+
+/// [`fold_row`], with four accumulators only when `unroll`.
+fn fold_row_with(
+    kb: &mut Kb,
+    n: usize,
+    fold: Fold,
+    vector: bool,
+    unroll: bool,
+    f: &mut dyn FnMut(&mut Kb, Value, usize) -> Value,
+) -> Value {
     let init = kb.fconst(fold.init(), 1);
     let total = var(kb, types::F32, init);
     let mut done = 0;
     if vector && kb.caps.vector && n >= 4 {
-        let (n16, n4) = (n / 16 * 16, n / 4 * 4);
+        let (n16, n4) = (if unroll { n / 16 * 16 } else { 0 }, n / 4 * 4);
         let used = if n16 > 0 { 4 } else { 1 };
         let accs: Vec<Variable> = (0..used)
             .map(|_| {
@@ -155,10 +196,7 @@ fn fold_row(
             let b = fold.apply(kb, vals[2], vals[3]);
             v = fold.apply(kb, a, b);
         }
-        let h = match fold {
-            Fold::Add => kb.hsum(v),
-            Fold::Max => kb.hmax(v),
-        };
+        let h = fold.horizontal(kb, v);
         kb.b.def_var(total, h);
         done = n4;
     }
@@ -170,7 +208,44 @@ fn fold_row(
             kb.b.def_var(total, t);
         });
     }
-    kb.b.use_var(total)
+    let t = kb.b.use_var(total);
+    pin(kb, t)
+}
+
+/// Makes sure `v` is computed here, once. Cranelift places a pure value at its first use and
+/// did not hoist a row statistic out of the loop that follows the loop defining its operands,
+/// so it would be recomputed on every element (an `hsum` and a division per vector). A store
+/// of `v` to a stack slot is a side effect at this point, so `v` is computed before it and
+/// reused below.
+fn pin(kb: &mut Kb, v: Value) -> Value {
+    let slot = kb.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
+    let ptr = kb.caps.ptr;
+    kb.b.ins().stack_store(ptr, v, slot, 0);
+    v
+}
+
+/// A per-row f32 scalar and its 4-lane splat, both pinned before the loops that use them.
+#[derive(Clone, Copy)]
+struct Bc {
+    s: Value,
+    v: Value,
+}
+
+impl Bc {
+    fn new(kb: &mut Kb, s: Value) -> Bc {
+        let s = pin(kb, s);
+        let v = if kb.caps.vector {
+            let v = kb.b.ins().splat(types::F32X4, s);
+            pin(kb, v)
+        } else {
+            s
+        };
+        Bc { s, v }
+    }
+
+    fn at(self, lanes: usize) -> Value {
+        if lanes == 4 { self.v } else { self.s }
+    }
 }
 
 /// `v` (I64) wrapped to the width of integer dtype `dt` and extended back.
@@ -455,15 +530,15 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
     if inner == 1 {
         kb.for_const(0, outer as i64, 1, |kb, o| {
             let row = kb.b.ins().imul_imm_s(o, l as i64);
-            let m = fold_row(kb, l, Fold::Max, f32s, &mut |kb, i, lanes| {
+            let m = fold_row(kb, l, Fold::PMax, f32s, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 load_at(kb, dt, x, i, lanes)
             });
-            let s = fold_row(kb, l, Fold::Add, f32s, &mut |kb, i, lanes| {
+            let m = Bc::new(kb, m);
+            let s = fold_row_with(kb, l, Fold::Add, f32s, false, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 let v = load_at(kb, dt, x, i, lanes);
-                let mv = splat(kb, m, lanes);
-                let d = kb.b.ins().fsub(v, mv);
+                let d = kb.b.ins().fsub(v, m.at(lanes));
                 let e = exp(kb, d);
                 if f32s {
                     store_at(kb, dt, y, i, e, lanes);
@@ -472,17 +547,17 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             });
             let one = kb.fconst(1.0, 1);
             let r = kb.b.ins().fdiv(one, s);
+            let r = Bc::new(kb, r);
             for_lanes(kb, l, f32s, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 let e = if f32s {
                     load_at(kb, dt, y, i, lanes)
                 } else {
                     let v = load_at(kb, dt, x, i, lanes);
-                    let d = kb.b.ins().fsub(v, m);
+                    let d = kb.b.ins().fsub(v, m.s);
                     exp(kb, d)
                 };
-                let rv = splat(kb, r, lanes);
-                let p = kb.b.ins().fmul(e, rv);
+                let p = kb.b.ins().fmul(e, r.at(lanes));
                 store_at(kb, dt, y, i, p, lanes);
             });
         });
@@ -503,10 +578,11 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
                 let i = at(kb, k);
                 let v = load_at(kb, dt, x, i, lanes);
                 let m = kb.b.use_var(mv);
-                let m = kb.b.ins().fmax(m, v);
+                let m = Fold::PMax.apply(kb, m, v);
                 kb.b.def_var(mv, m);
             });
             let m = kb.b.use_var(mv);
+            let m = pin(kb, m);
             let zero = kb.fconst(0.0, lanes);
             let sv = var(kb, ty, zero);
             kb.for_const(0, l as i64, 1, |kb, k| {
@@ -524,6 +600,7 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             let s = kb.b.use_var(sv);
             let one = kb.fconst(1.0, lanes);
             let r = kb.b.ins().fdiv(one, s);
+            let r = pin(kb, r);
             kb.for_const(0, l as i64, 1, |kb, k| {
                 let i = at(kb, k);
                 let e = if f32s {
@@ -619,11 +696,11 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
         });
         let nf = kb.fconst(n as f32, 1);
         let mean = kb.b.ins().fdiv(s, nf);
+        let mean = Bc::new(kb, mean);
         let ss = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| {
             let i = kb.b.ins().iadd(row, i);
             let v = load_at(kb, dt, x, i, lanes);
-            let m = splat(kb, mean, lanes);
-            let d = kb.b.ins().fsub(v, m);
+            let d = kb.b.ins().fsub(v, mean.at(lanes));
             kb.b.ins().fmul(d, d)
         });
         let var = kb.b.ins().fdiv(ss, nf);
@@ -632,32 +709,39 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
         let sd = kb.b.ins().sqrt(ve);
         let one = kb.fconst(1.0, 1);
         let inv = kb.b.ins().fdiv(one, sd);
+        let inv = Bc::new(kb, inv);
         if let Some(&p) = stats.first() {
-            store_at(kb, DType::F32, p, o, mean, 1);
+            store_at(kb, DType::F32, p, o, mean.s, 1);
         }
         if let Some(&p) = stats.get(1) {
-            store_at(kb, DType::F32, p, o, inv, 1);
+            store_at(kb, DType::F32, p, o, inv.s, 1);
         }
         let soff = kb.linear(0, oidx, &scale.2[..axis]);
         let boff = match &bias {
             Some(b) => kb.linear(0, oidx, &b.2[..axis]),
             None => kb.iconst(0),
         };
+        // Parameters constant along the row: loaded once.
+        let ssplat = (smode == RowParam::Splat).then(|| {
+            let v = load_at(kb, scale.1, scale.0, soff, 1);
+            Bc::new(kb, v)
+        });
+        let bsplat = match &bias {
+            Some(b) if bmode == RowParam::Splat => {
+                let v = load_at(kb, b.1, b.0, boff, 1);
+                Some(Bc::new(kb, v))
+            }
+            _ => None,
+        };
         // y = (x - mean) · inv · scale + bias at row element `i` (parameter offsets `si`, `bi`).
-        let out = |kb: &mut Kb, i: Value, si: Value, bi: Value, lanes: usize, modes: (RowParam, RowParam)| {
+        let out = |kb: &mut Kb, i: Value, si: Value, bi: Value, lanes: usize, modes: (Option<Bc>, Option<Bc>)| {
             let xi = kb.b.ins().iadd(row, i);
             let v = load_at(kb, dt, x, xi, lanes);
-            let m = splat(kb, mean, lanes);
-            let d = kb.b.ins().fsub(v, m);
-            let r = splat(kb, inv, lanes);
-            let t = kb.b.ins().fmul(d, r);
-            let param = |kb: &mut Kb, p: Value, pdt: DType, idx: Value, mode: RowParam| {
-                if mode == RowParam::Splat {
-                    let s = load_at(kb, pdt, p, idx, 1);
-                    splat(kb, s, lanes)
-                } else {
-                    load_at(kb, pdt, p, idx, lanes)
-                }
+            let d = kb.b.ins().fsub(v, mean.at(lanes));
+            let t = kb.b.ins().fmul(d, inv.at(lanes));
+            let param = |kb: &mut Kb, p: Value, pdt: DType, idx: Value, pinned: Option<Bc>| match pinned {
+                Some(c) => c.at(lanes),
+                None => load_at(kb, pdt, p, idx, lanes),
             };
             let sv = param(kb, scale.0, scale.1, si, modes.0);
             let res = match &bias {
@@ -678,13 +762,13 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
                 let si = kb.b.ins().iadd(soff, si);
                 let bi = kb.linear(0, iidx, &bstr);
                 let bi = kb.b.ins().iadd(boff, bi);
-                out(kb, i, si, bi, 1, (RowParam::General, RowParam::General));
+                out(kb, i, si, bi, 1, (ssplat, bsplat));
             });
         } else {
             for_lanes(kb, n, vector, &mut |kb, i, lanes| {
                 let si = if smode == RowParam::Contiguous { kb.b.ins().iadd(soff, i) } else { soff };
                 let bi = if bmode == RowParam::Contiguous { kb.b.ins().iadd(boff, i) } else { boff };
-                out(kb, i, si, bi, lanes, (smode, bmode));
+                out(kb, i, si, bi, lanes, (ssplat, bsplat));
             });
         }
     });
@@ -714,6 +798,10 @@ fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
         let a = kb.b.ins().fdiv(p[0], sd);
         (p[2], a, p[1])
     };
+    let pinned = |kb: &mut Kb, (m, a, b): (Value, Value, Value)| {
+        let (m, a, b) = (Bc::new(kb, m), Bc::new(kb, a), Bc::new(kb, b));
+        move |lanes: usize| (m.at(lanes), a.at(lanes), b.at(lanes))
+    };
     let apply = |kb: &mut Kb, xi: Value, (m, a, b): (Value, Value, Value), lanes: usize| {
         let xv = load_at(kb, dt, x, xi, lanes);
         let mv = splat(kb, m, lanes);
@@ -738,10 +826,11 @@ fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
     }
     kb.nest(&[nb, c], &mut |kb, idx| {
         let p = channel(kb, idx[1], 1);
+        let p = pinned(kb, p);
         let row = kb.linear(0, idx, &[(c * inner) as i64, inner as i64]);
         for_lanes(kb, inner, dt == DType::F32, &mut |kb, i, lanes| {
             let xi = kb.b.ins().iadd(row, i);
-            apply(kb, xi, p, lanes);
+            apply(kb, xi, p(lanes), lanes);
         });
     });
     Ok(())
