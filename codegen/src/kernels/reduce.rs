@@ -7,7 +7,9 @@
 //! when stored), Mean divides the sum wrapped to the dtype as an f64 and truncates, L2
 //! truncates the f64 `sqrt` of the sum of squares wrapped to the dtype, and a truncation of
 //! NaN or an out-of-range value gives `i32::MIN`/`i64::MIN` as the reference's cast does.
-//! Max propagates NaN.
+//! Max propagates NaN. Where the reference divides per element, the kernels multiply by a
+//! reciprocal computed once per row (Softmax: `e · (1/Σe)`; LayerNorm: `(x - mean) · (1/σ)`;
+//! BatchNorm: `(x - mean) · (scale/σ) + bias`), within an ulp or two of the reference.
 //!
 //! Rows whose reduced axes are the innermost contiguous ones are folded with four `F32X4`
 //! accumulators and a scalar tail; reductions whose innermost axis is kept are vectorized
