@@ -882,3 +882,37 @@ fn global_average_pool(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_broadcast_right_aligned() {
+        assert_eq!(broadcast_strides(&[384], &[2, 3, 384]), vec![0, 0, 1]);
+        assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 5]), vec![0, 1, 0]);
+        assert_eq!(broadcast_strides(&[2, 3, 5], &[2, 3, 5]), vec![15, 5, 1]);
+        assert_eq!(broadcast_strides(&[1], &[4]), vec![0]);
+    }
+
+    #[test]
+    fn row_parameters_are_classified() {
+        assert!(row_param(&[384], &[1]) == RowParam::Contiguous);
+        assert!(row_param(&[3, 5], &[5, 1]) == RowParam::Contiguous);
+        assert!(row_param(&[3, 5], &[0, 1]) == RowParam::General);
+        assert!(row_param(&[3, 5], &[1, 0]) == RowParam::General);
+        assert!(row_param(&[3, 5], &[0, 0]) == RowParam::Splat);
+        // Size-1 axes do not matter.
+        assert!(row_param(&[1, 8], &[0, 1]) == RowParam::Contiguous);
+        assert!(row_param(&[8, 1], &[0, 0]) == RowParam::Splat);
+    }
+
+    #[test]
+    fn lowest_values() {
+        assert_eq!(int_min(DType::I8), -128);
+        assert_eq!(int_min(DType::U8), 0);
+        assert_eq!(int_min(DType::Bool), 0);
+        assert_eq!(int_min(DType::I32), i64::from(i32::MIN));
+        assert_eq!(int_min(DType::I64), i64::MIN);
+    }
+}
