@@ -54,18 +54,61 @@ fn var(kb: &mut Kb, ty: Type, init: Value) -> Variable {
     v
 }
 
-/// Loads `lanes` f32 values (a vector load of an f32 tensor) or one element of `dtype`
+/// Loads `lanes` f32 values (4 lanes: of an f32 or f16 tensor) or one element of `dtype`
 /// widened to its compute type, at element index `idx` of `base`.
 fn load_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, lanes: usize) -> Value {
     let addr = kb.addr(base, idx, dtype.size());
-    if lanes == 4 { kb.load(types::F32X4, addr, 0) } else { kb.load_elem(dtype, addr) }
+    match (lanes, dtype) {
+        (4, DType::F16) => f16x4_to_f32x4(kb, addr),
+        (4, _) => kb.load(types::F32X4, addr, 0),
+        _ => kb.load_elem(dtype, addr),
+    }
 }
 
 /// Stores `v` (`lanes` f32 values, or one compute-type value of `dtype`) at element index
-/// `idx` of `base`.
+/// `idx` of `base`. Four f16 lanes are rounded and stored one by one.
 fn store_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, v: Value, lanes: usize) {
     let addr = kb.addr(base, idx, dtype.size());
-    if lanes == 4 { kb.store(v, addr, 0) } else { kb.store_elem(dtype, v, addr) }
+    match (lanes, dtype) {
+        (4, DType::F16) => {
+            for k in 0..4u8 {
+                let s = kb.b.ins().extractlane(v, k);
+                let a = kb.addr_const(addr, 2 * i64::from(k));
+                kb.store_elem(DType::F16, s, a);
+            }
+        }
+        (4, _) => kb.store(v, addr, 0),
+        _ => kb.store_elem(dtype, v, addr),
+    }
+}
+
+/// Four IEEE binary16 values at `addr` as an `F32X4`, exactly: [`Kb::f16_to_f32`] on the
+/// lanes of a zero-extending load.
+fn f16x4_to_f32x4(kb: &mut Kb, addr: Value) -> Value {
+    let h = kb.b.ins().uload16x4(crate::emit::flags(), addr, 0);
+    let c = |kb: &mut Kb, v: i64| {
+        let s = kb.b.ins().iconst(types::I32, v);
+        kb.b.ins().splat(types::I32X4, s)
+    };
+    let m = c(kb, 0x8000);
+    let sign = kb.b.ins().band(h, m);
+    let sign = kb.b.ins().ishl_imm_u(sign, 16);
+    let m = c(kb, 0x7fff);
+    let mag = kb.b.ins().band(h, m);
+    let shifted = kb.b.ins().ishl_imm_u(mag, 13);
+    // Normals and subnormals: reinterpret and scale by 2^112 (exact).
+    let f = kb.b.ins().bitcast(types::F32X4, lane_flags(), shifted);
+    let scale = kb.fconst(f32::from_bits(0x7780_0000), 4);
+    let scaled = kb.b.ins().fmul(f, scale);
+    let scaled = kb.b.ins().bitcast(types::I32X4, lane_flags(), scaled);
+    // Infinities and NaN: exponent all ones.
+    let e = c(kb, 0x7f80_0000);
+    let special_bits = kb.b.ins().bor(shifted, e);
+    let lim = c(kb, 0x7bff);
+    let is_special = kb.b.ins().icmp(IntCC::SignedGreaterThan, mag, lim);
+    let bits = kb.b.ins().bitselect(is_special, special_bits, scaled);
+    let bits = kb.b.ins().bor(bits, sign);
+    kb.b.ins().bitcast(types::F32X4, lane_flags(), bits)
 }
 
 /// An f32 value splat to `lanes` (a vector stays as it is).
@@ -478,7 +521,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
     let (ksizes, kstrides): (Vec<usize>, Vec<i64>) = kept.iter().copied().unzip();
     let ostrides = strides_of(&ksizes);
     let inner_reduced = groups.last().is_some_and(|g| g.2);
-    let f32v = dt == DType::F32 && kb.caps.vector;
+    let vec = dt.is_float() && kb.caps.vector;
 
     if inner_reduced && red.float() {
         // Contiguous rows (the last reduced group), folded with vector accumulators.
@@ -492,7 +535,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
             kb.nest(&rsizes, &mut |kb, ridx| {
                 let r = kb.linear(0, ridx, &rstrides);
                 let off = kb.b.ins().iadd(base, r);
-                let s = fold_row(kb, row, fold, dt == DType::F32, &mut |kb, i, lanes| {
+                let s = fold_row(kb, row, fold, true, &mut |kb, i, lanes| {
                     let i = kb.b.ins().iadd(off, i);
                     let v = load_at(kb, dt, x, i, lanes);
                     red.elem(kb, v)
@@ -508,7 +551,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
         });
         return Ok(());
     }
-    if let (true, Some((&(last, _), outer))) = (f32v && !inner_reduced, kept.split_last()) {
+    if let (true, Some((&(last, _), outer))) = (vec && !inner_reduced, kept.split_last()) {
         // The innermost axis is kept: four adjacent outputs per vector, then a scalar tail.
         let (osizes, ostr): (Vec<usize>, Vec<i64>) = outer.iter().copied().unzip();
         let oout = &ostrides[..outer.len()];
@@ -552,12 +595,12 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
     if inner == 1 {
         kb.for_const(0, outer as i64, 1, |kb, o| {
             let row = kb.b.ins().imul_imm_s(o, l as i64);
-            let m = fold_row(kb, l, Fold::PMax, f32s, &mut |kb, i, lanes| {
+            let m = fold_row(kb, l, Fold::PMax, true, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 load_at(kb, dt, x, i, lanes)
             });
             let m = Bc::new(kb, m);
-            let s = fold_row_with(kb, l, Fold::Add, f32s, false, &mut |kb, i, lanes| {
+            let s = fold_row_with(kb, l, Fold::Add, true, false, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 let v = load_at(kb, dt, x, i, lanes);
                 let d = kb.b.ins().fsub(v, m.at(lanes));
@@ -570,13 +613,13 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             let one = kb.fconst(1.0, 1);
             let r = kb.b.ins().fdiv(one, s);
             let r = Bc::new(kb, r);
-            for_lanes(kb, l, f32s, &mut |kb, i, lanes| {
+            for_lanes(kb, l, true, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 let e = if f32s {
                     load_at(kb, dt, y, i, lanes)
                 } else {
                     let v = load_at(kb, dt, x, i, lanes);
-                    let d = kb.b.ins().fsub(v, m.s);
+                    let d = kb.b.ins().fsub(v, m.at(lanes));
                     exp(kb, d)
                 };
                 let p = kb.b.ins().fmul(e, r.at(lanes));
@@ -587,7 +630,7 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
     }
     kb.for_const(0, outer as i64, 1, |kb, o| {
         let base = kb.b.ins().imul_imm_s(o, (l * inner) as i64);
-        for_lanes(kb, inner, f32s, &mut |kb, j, lanes| {
+        for_lanes(kb, inner, true, &mut |kb, j, lanes| {
             let base = kb.b.ins().iadd(base, j);
             let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
             let at = |kb: &mut Kb, k: Value| {
@@ -706,7 +749,7 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
     let smode = row_param(inner_dims, &scale.2[axis..]);
     let bmode = bias.as_ref().map_or(RowParam::Zero, |b| row_param(inner_dims, &b.2[axis..]));
     let general = smode == RowParam::General || bmode == RowParam::General;
-    let vector = dt == DType::F32;
+    let vector = true;
     let stat_strides = strides_of(outer_dims);
     let eps = ln.epsilon;
     kb.nest(outer_dims, &mut |kb, oidx| {
@@ -835,10 +878,10 @@ fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
     };
     if inner == 1 {
         // [N, C] (or trailing 1s): vectors across channels when every operand is f32.
-        let all_f32 = dt == DType::F32 && params.iter().all(|p| p.1 == DType::F32);
+
         kb.for_const(0, nb as i64, 1, |kb, n| {
             let row = kb.b.ins().imul_imm_s(n, c as i64);
-            for_lanes(kb, c, all_f32, &mut |kb, ch, lanes| {
+            for_lanes(kb, c, true, &mut |kb, ch, lanes| {
                 let p = channel(kb, ch, lanes);
                 let xi = kb.b.ins().iadd(row, ch);
                 apply(kb, xi, p, lanes);
@@ -850,7 +893,7 @@ fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
         let p = channel(kb, idx[1], 1);
         let p = pinned(kb, p);
         let row = kb.linear(0, idx, &[(c * inner) as i64, inner as i64]);
-        for_lanes(kb, inner, dt == DType::F32, &mut |kb, i, lanes| {
+        for_lanes(kb, inner, true, &mut |kb, i, lanes| {
             let xi = kb.b.ins().iadd(row, i);
             apply(kb, xi, p(lanes), lanes);
         });
@@ -872,7 +915,7 @@ fn global_average_pool(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     }
     kb.for_const(0, rows as i64, 1, |kb, r| {
         let base = kb.b.ins().imul_imm_s(r, spatial as i64);
-        let s = fold_row(kb, spatial, Fold::Add, dt == DType::F32, &mut |kb, i, lanes| {
+        let s = fold_row(kb, spatial, Fold::Add, true, &mut |kb, i, lanes| {
             let i = kb.b.ins().iadd(base, i);
             load_at(kb, dt, x, i, lanes)
         });
