@@ -44,7 +44,13 @@ fn f16_bits(v: f32) -> u16 {
         return sign | 0x7c00;
     }
     let e = ((b >> 23) & 0xff) as i32 - 127 + 15;
-    assert!(e > 0 && e < 31 && b & 0x1fff == 0, "{v} is not an exact normal f16");
+    if e <= 0 {
+        // Subnormal: a multiple of 2^-24.
+        let k = f64::from(v.abs()) * f64::from(1u32 << 24);
+        assert!(k.fract() == 0.0 && k < 1024.0, "{v} is not an exact f16");
+        return sign | k as u16;
+    }
+    assert!(e < 31 && b & 0x1fff == 0, "{v} is not an exact normal f16");
     sign | ((e as u16) << 10) | ((b >> 13) & 0x3ff) as u16
 }
 
@@ -71,6 +77,8 @@ enum Data {
     Positive,
     /// The mixed floats times 20 (exp overflows without the max subtracted).
     Large,
+    /// Multiples of 2^-20 below 2^-14 (f16 subnormals).
+    Tiny,
 }
 
 /// Input data of `dt` and `dims` for data set `set`.
@@ -91,7 +99,11 @@ fn data(dt: DType, dims: &[usize], set: usize, kind: Data, rng: &mut Lcg) -> Ten
                 },
             })
             .collect();
-        let v: Vec<f64> = if kind == Data::Large { v.iter().map(|x| x * 20.0).collect() } else { v };
+        let v: Vec<f64> = match kind {
+            Data::Large => v.iter().map(|x| x * 20.0).collect(),
+            Data::Tiny => (0..n).map(|_| (rng.below(127) as f64 - 63.0) / f64::from(1u32 << 20)).collect(),
+            _ => v,
+        };
         return float_tensor(dt, dims, &v);
     }
     let full = |r: &mut Lcg| r.next().wrapping_mul(0x9E37_79B9_7F4A_7C15) as i64;
@@ -108,6 +120,9 @@ fn data(dt: DType, dims: &[usize], set: usize, kind: Data, rng: &mut Lcg) -> Ten
 
 /// An input of a [`Case`]: its index among the case's inputs.
 type In = usize;
+
+/// A graph being filled, its data sets, and where each case input sits in it.
+type Packing = (Graph, Vec<Vec<Tensor>>, BTreeMap<In, ValueId>);
 
 /// Most outputs (and inputs) per graph: the cross runner's driver takes at most 64.
 const MAX_VALUES: usize = 60;
@@ -148,7 +163,7 @@ impl Case {
     /// The nodes packed into graphs, each with its data sets.
     fn graphs(&self) -> Vec<(Graph, Vec<Vec<Tensor>>)> {
         let mut out: Vec<(Graph, Vec<Vec<Tensor>>)> = Vec::new();
-        let mut cur: Option<(Graph, Vec<Vec<Tensor>>, BTreeMap<In, ValueId>)> = None;
+        let mut cur: Option<Packing> = None;
         for (k, (op, ins, nout)) in self.nodes.iter().enumerate() {
             let fresh = ins.iter().flatten().filter(|i| cur.as_ref().is_none_or(|c| !c.2.contains_key(i))).count();
             let full = cur
@@ -346,6 +361,21 @@ fn reduce_f16() {
     c.check(2e-3, 2e-3);
 }
 
+#[test]
+fn reduce_f16_subnormals() {
+    let mut c = Case::new("red_f16_tiny");
+    for dims in [&[3usize, 5, 4][..], &[2, 17], &[2, 64]] {
+        let x = c.input_as(DType::F16, dims, Data::Tiny);
+        for axes in [None, Some(vec![-1]), Some(vec![0]), Some(vec![])] {
+            for kind in [ReduceKind::Sum, ReduceKind::Max] {
+                c.reduce(x, kind, axes.clone(), false);
+            }
+        }
+        c.node(Op::Softmax(Softmax { axis: -1 }), vec![Some(x)], 1);
+    }
+    c.check(2e-3, 0.0);
+}
+
 fn layer_norm(c: &mut Case, dt: DType, dims: &[usize], axis: i64, pdims: &[usize], bias: bool, outputs: usize) {
     let x = c.input(dt, dims);
     let s = c.input(dt, pdims);
@@ -388,7 +418,8 @@ fn layer_norm_f16() {
 
 #[test]
 fn batch_norm_ranks_2_to_4() {
-    let shapes: [&[usize]; 6] = [&[3, 4], &[2, 3, 5], &[2, 3, 17], &[2, 4, 3, 3], &[1, 2, 8, 8], &[0, 3, 2]];
+    let shapes: [&[usize]; 8] =
+        [&[3, 4], &[5, 9], &[2, 7, 1], &[2, 3, 5], &[2, 3, 17], &[2, 4, 3, 3], &[1, 2, 8, 8], &[0, 3, 2]];
     let pairs =
         [[(DType::F32, DType::F32), (DType::F32, DType::F16)], [(DType::F16, DType::F32), (DType::F16, DType::F16)]];
     for (name, pairs, tol) in [("batchnorm", pairs[0], 1e-5), ("batchnorm_f16", pairs[1], 2e-3)] {

@@ -7,7 +7,9 @@
 //! when stored), Mean divides the sum wrapped to the dtype as an f64 and truncates, L2
 //! truncates the f64 `sqrt` of the sum of squares wrapped to the dtype, and a truncation of
 //! NaN or an out-of-range value gives `i32::MIN`/`i64::MIN` as the reference's cast does.
-//! Max propagates NaN.
+//! Max propagates NaN. Where the reference divides per element, the kernels multiply by a
+//! reciprocal computed once per row (Softmax: `e · (1/Σe)`; LayerNorm: `(x - mean) · (1/σ)`;
+//! BatchNorm: `(x - mean) · (scale/σ) + bias`), within an ulp or two of the reference.
 //!
 //! Rows whose reduced axes are the innermost contiguous ones are folded with four `F32X4`
 //! accumulators and a scalar tail; reductions whose innermost axis is kept are vectorized
@@ -17,9 +19,9 @@
 use super::NodeCtx;
 use super::math::exp;
 use crate::Result;
-use crate::emit::{Kb, strides_of};
+use crate::emit::{Kb, lane_flags, strides_of};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Type, Value, types};
 use cranelift_frontend::Variable;
 use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind, Softmax};
 use slmtvm_ir::{DType, Op};
@@ -52,23 +54,66 @@ fn var(kb: &mut Kb, ty: Type, init: Value) -> Variable {
     v
 }
 
-/// Loads `lanes` f32 values (a vector load of an f32 tensor) or one element of `dtype`
+/// Loads `lanes` f32 values (4 lanes: of an f32 or f16 tensor) or one element of `dtype`
 /// widened to its compute type, at element index `idx` of `base`.
 fn load_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, lanes: usize) -> Value {
     let addr = kb.addr(base, idx, dtype.size());
-    if lanes == 4 { kb.load(types::F32X4, addr, 0) } else { kb.load_elem(dtype, addr) }
+    match (lanes, dtype) {
+        (4, DType::F16) => f16x4_to_f32x4(kb, addr),
+        (4, _) => kb.load(types::F32X4, addr, 0),
+        _ => kb.load_elem(dtype, addr),
+    }
 }
 
 /// Stores `v` (`lanes` f32 values, or one compute-type value of `dtype`) at element index
-/// `idx` of `base`.
+/// `idx` of `base`. Four f16 lanes are rounded and stored one by one.
 fn store_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, v: Value, lanes: usize) {
     let addr = kb.addr(base, idx, dtype.size());
-    if lanes == 4 { kb.store(v, addr, 0) } else { kb.store_elem(dtype, v, addr) }
+    match (lanes, dtype) {
+        (4, DType::F16) => {
+            for k in 0..4u8 {
+                let s = kb.b.ins().extractlane(v, k);
+                let a = kb.addr_const(addr, 2 * i64::from(k));
+                kb.store_elem(DType::F16, s, a);
+            }
+        }
+        (4, _) => kb.store(v, addr, 0),
+        _ => kb.store_elem(dtype, v, addr),
+    }
 }
 
-/// A scalar f32 value splat to `lanes`.
+/// Four IEEE binary16 values at `addr` as an `F32X4`, exactly: [`Kb::f16_to_f32`] on the
+/// lanes of a zero-extending load.
+fn f16x4_to_f32x4(kb: &mut Kb, addr: Value) -> Value {
+    let h = kb.b.ins().uload16x4(crate::emit::flags(), addr, 0);
+    let c = |kb: &mut Kb, v: i64| {
+        let s = kb.b.ins().iconst(types::I32, v);
+        kb.b.ins().splat(types::I32X4, s)
+    };
+    let m = c(kb, 0x8000);
+    let sign = kb.b.ins().band(h, m);
+    let sign = kb.b.ins().ishl_imm_u(sign, 16);
+    let m = c(kb, 0x7fff);
+    let mag = kb.b.ins().band(h, m);
+    let shifted = kb.b.ins().ishl_imm_u(mag, 13);
+    // Normals and subnormals: reinterpret and scale by 2^112 (exact).
+    let f = kb.b.ins().bitcast(types::F32X4, lane_flags(), shifted);
+    let scale = kb.fconst(f32::from_bits(0x7780_0000), 4);
+    let scaled = kb.b.ins().fmul(f, scale);
+    let scaled = kb.b.ins().bitcast(types::I32X4, lane_flags(), scaled);
+    // Infinities and NaN: exponent all ones.
+    let e = c(kb, 0x7f80_0000);
+    let special_bits = kb.b.ins().bor(shifted, e);
+    let lim = c(kb, 0x7bff);
+    let is_special = kb.b.ins().icmp(IntCC::SignedGreaterThan, mag, lim);
+    let bits = kb.b.ins().bitselect(is_special, special_bits, scaled);
+    let bits = kb.b.ins().bor(bits, sign);
+    kb.b.ins().bitcast(types::F32X4, lane_flags(), bits)
+}
+
+/// An f32 value splat to `lanes` (a vector stays as it is).
 fn splat(kb: &mut Kb, v: Value, lanes: usize) -> Value {
-    if lanes == 4 { kb.b.ins().splat(types::F32X4, v) } else { v }
+    if lanes == 4 && kb.lanes(v) == 1 { kb.b.ins().splat(types::F32X4, v) } else { v }
 }
 
 /// Emits `body(i, lanes)` for `i` in `0..n`: steps of 4 lanes while 4 remain (when `vector`
@@ -87,14 +132,18 @@ fn for_lanes(kb: &mut Kb, n: usize, vector: bool, body: &mut dyn FnMut(&mut Kb, 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fold {
     Add,
+    /// IEEE maximum: NaN propagates.
     Max,
+    /// `if b > a { b } else { a }` (one `maxps` on x86): the largest value of a row without
+    /// NaN; with a NaN the result is unspecified (Softmax gives NaN for such rows anyway).
+    PMax,
 }
 
 impl Fold {
     fn init(self) -> f32 {
         match self {
             Fold::Add => 0.0,
-            Fold::Max => f32::NEG_INFINITY,
+            Fold::Max | Fold::PMax => f32::NEG_INFINITY,
         }
     }
 
@@ -102,13 +151,38 @@ impl Fold {
         match self {
             Fold::Add => kb.b.ins().fadd(a, b),
             Fold::Max => kb.b.ins().fmax(a, b),
+            Fold::PMax => {
+                // The operand order x86's `maxps` pattern wants: (a < b) ? b : a.
+                let lt = kb.b.ins().fcmp(FloatCC::LessThan, a, b);
+                if kb.lanes(a) == 4 {
+                    let mask = kb.b.ins().bitcast(types::F32X4, lane_flags(), lt);
+                    kb.b.ins().bitselect(mask, b, a)
+                } else {
+                    kb.b.ins().select(lt, b, a)
+                }
+            }
+        }
+    }
+
+    /// The fold of the 4 lanes of an `F32X4`.
+    fn horizontal(self, kb: &mut Kb, v: Value) -> Value {
+        match self {
+            Fold::Add => kb.hsum(v),
+            Fold::Max => kb.hmax(v),
+            Fold::PMax => {
+                let l: Vec<Value> = (0..4).map(|k| kb.b.ins().extractlane(v, k)).collect();
+                let a = self.apply(kb, l[0], l[1]);
+                let c = self.apply(kb, l[2], l[3]);
+                self.apply(kb, a, c)
+            }
         }
     }
 }
 
 /// Folds `f(i)` over `i` in `0..n` into one f32 with `fold` (its identity for `n == 0`);
 /// `f(i, lanes)` gives the f32 values of elements `i..i + lanes`. With `vector` (and a vector
-/// target) four `F32X4` accumulators take 16 elements per step, then one takes 4 per step,
+/// target) four `F32X4` accumulators take 16 elements per step (one only when `f` is costly
+/// itself, as `exp` is: its temporaries need the registers), then one takes 4 per step,
 /// then a scalar tail.
 fn fold_row(
     kb: &mut Kb,
@@ -117,48 +191,77 @@ fn fold_row(
     vector: bool,
     f: &mut dyn FnMut(&mut Kb, Value, usize) -> Value,
 ) -> Value {
+    fold_row_with(kb, n, fold, vector, true, f)
+}
+
+/// [`fold_row`], with four accumulators only when `unroll`.
+fn fold_row_with(
+    kb: &mut Kb,
+    n: usize,
+    fold: Fold,
+    vector: bool,
+    unroll: bool,
+    f: &mut dyn FnMut(&mut Kb, Value, usize) -> Value,
+) -> Value {
     let init = kb.fconst(fold.init(), 1);
     let total = var(kb, types::F32, init);
     let mut done = 0;
     if vector && kb.caps.vector && n >= 4 {
-        let (n16, n4) = (n / 16 * 16, n / 4 * 4);
+        let (n16, n4) = (if unroll { n / 16 * 16 } else { 0 }, n / 4 * 4);
         let used = if n16 > 0 { 4 } else { 1 };
+        // The IEEE maximum costs ~9 instructions per vector on x86; the plain one and a mask
+        // of NaN lanes cost 3.
+        let (vfold, nan) = match fold {
+            Fold::Max => {
+                let z = kb.b.ins().iconst(types::I32, 0);
+                let z = kb.b.ins().splat(types::I32X4, z);
+                (Fold::PMax, Some(var(kb, types::I32X4, z)))
+            }
+            _ => (fold, None),
+        };
         let accs: Vec<Variable> = (0..used)
             .map(|_| {
                 let z = kb.fconst(fold.init(), 4);
                 var(kb, types::F32X4, z)
             })
             .collect();
+        let mut step = |kb: &mut Kb, acc: Variable, i: Value| {
+            let v = f(kb, i, 4);
+            let a = kb.b.use_var(acc);
+            let a = vfold.apply(kb, a, v);
+            kb.b.def_var(acc, a);
+            if let Some(m) = nan {
+                let uno = kb.b.ins().fcmp(FloatCC::Unordered, v, v);
+                let old = kb.b.use_var(m);
+                let new = kb.b.ins().bor(old, uno);
+                kb.b.def_var(m, new);
+            }
+        };
         if n16 > 0 {
             kb.for_const(0, n16 as i64, 16, |kb, i| {
                 for (k, &acc) in accs.iter().enumerate() {
                     let ik = kb.b.ins().iadd_imm_s(i, 4 * k as i64);
-                    let v = f(kb, ik, 4);
-                    let a = kb.b.use_var(acc);
-                    let a = fold.apply(kb, a, v);
-                    kb.b.def_var(acc, a);
+                    step(kb, acc, ik);
                 }
             });
         }
         if n4 > n16 {
-            kb.for_const(n16 as i64, n4 as i64, 4, |kb, i| {
-                let v = f(kb, i, 4);
-                let a = kb.b.use_var(accs[0]);
-                let a = fold.apply(kb, a, v);
-                kb.b.def_var(accs[0], a);
-            });
+            kb.for_const(n16 as i64, n4 as i64, 4, |kb, i| step(kb, accs[0], i));
         }
         let vals: Vec<Value> = accs.iter().map(|&a| kb.b.use_var(a)).collect();
         let mut v = vals[0];
         if used == 4 {
-            let a = fold.apply(kb, vals[0], vals[1]);
-            let b = fold.apply(kb, vals[2], vals[3]);
-            v = fold.apply(kb, a, b);
+            let a = vfold.apply(kb, vals[0], vals[1]);
+            let b = vfold.apply(kb, vals[2], vals[3]);
+            v = vfold.apply(kb, a, b);
         }
-        let h = match fold {
-            Fold::Add => kb.hsum(v),
-            Fold::Max => kb.hmax(v),
-        };
+        let mut h = vfold.horizontal(kb, v);
+        if let Some(m) = nan {
+            let m = kb.b.use_var(m);
+            let any = kb.b.ins().vany_true(m);
+            let qnan = kb.fconst(f32::NAN, 1);
+            h = kb.b.ins().select(any, qnan, h);
+        }
         kb.b.def_var(total, h);
         done = n4;
     }
@@ -170,7 +273,44 @@ fn fold_row(
             kb.b.def_var(total, t);
         });
     }
-    kb.b.use_var(total)
+    let t = kb.b.use_var(total);
+    pin(kb, t)
+}
+
+/// Makes sure `v` is computed here, once. Cranelift places a pure value at its first use and
+/// did not hoist a row statistic out of the loop that follows the loop defining its operands,
+/// so it would be recomputed on every element (an `hsum` and a division per vector). A store
+/// of `v` to a stack slot is a side effect at this point, so `v` is computed before it and
+/// reused below.
+fn pin(kb: &mut Kb, v: Value) -> Value {
+    let slot = kb.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 4));
+    let ptr = kb.caps.ptr;
+    kb.b.ins().stack_store(ptr, v, slot, 0);
+    v
+}
+
+/// A per-row f32 scalar and its 4-lane splat, both pinned before the loops that use them.
+#[derive(Clone, Copy)]
+struct Bc {
+    s: Value,
+    v: Value,
+}
+
+impl Bc {
+    fn new(kb: &mut Kb, s: Value) -> Bc {
+        let s = pin(kb, s);
+        let v = if kb.caps.vector {
+            let v = kb.b.ins().splat(types::F32X4, s);
+            pin(kb, v)
+        } else {
+            s
+        };
+        Bc { s, v }
+    }
+
+    fn at(self, lanes: usize) -> Value {
+        if lanes == 4 { self.v } else { self.s }
+    }
 }
 
 /// `v` (I64) wrapped to the width of integer dtype `dt` and extended back.
@@ -381,7 +521,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
     let (ksizes, kstrides): (Vec<usize>, Vec<i64>) = kept.iter().copied().unzip();
     let ostrides = strides_of(&ksizes);
     let inner_reduced = groups.last().is_some_and(|g| g.2);
-    let f32v = dt == DType::F32 && kb.caps.vector;
+    let vec = dt.is_float() && kb.caps.vector;
 
     if inner_reduced && red.float() {
         // Contiguous rows (the last reduced group), folded with vector accumulators.
@@ -395,7 +535,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
             kb.nest(&rsizes, &mut |kb, ridx| {
                 let r = kb.linear(0, ridx, &rstrides);
                 let off = kb.b.ins().iadd(base, r);
-                let s = fold_row(kb, row, fold, dt == DType::F32, &mut |kb, i, lanes| {
+                let s = fold_row(kb, row, fold, true, &mut |kb, i, lanes| {
                     let i = kb.b.ins().iadd(off, i);
                     let v = load_at(kb, dt, x, i, lanes);
                     red.elem(kb, v)
@@ -411,7 +551,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
         });
         return Ok(());
     }
-    if let (true, Some((&(last, _), outer))) = (f32v && !inner_reduced, kept.split_last()) {
+    if let (true, Some((&(last, _), outer))) = (vec && !inner_reduced, kept.split_last()) {
         // The innermost axis is kept: four adjacent outputs per vector, then a scalar tail.
         let (osizes, ostr): (Vec<usize>, Vec<i64>) = outer.iter().copied().unzip();
         let oout = &ostrides[..outer.len()];
@@ -455,15 +595,15 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
     if inner == 1 {
         kb.for_const(0, outer as i64, 1, |kb, o| {
             let row = kb.b.ins().imul_imm_s(o, l as i64);
-            let m = fold_row(kb, l, Fold::Max, f32s, &mut |kb, i, lanes| {
+            let m = fold_row(kb, l, Fold::PMax, true, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 load_at(kb, dt, x, i, lanes)
             });
-            let s = fold_row(kb, l, Fold::Add, f32s, &mut |kb, i, lanes| {
+            let m = Bc::new(kb, m);
+            let s = fold_row_with(kb, l, Fold::Add, true, false, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 let v = load_at(kb, dt, x, i, lanes);
-                let mv = splat(kb, m, lanes);
-                let d = kb.b.ins().fsub(v, mv);
+                let d = kb.b.ins().fsub(v, m.at(lanes));
                 let e = exp(kb, d);
                 if f32s {
                     store_at(kb, dt, y, i, e, lanes);
@@ -472,17 +612,17 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             });
             let one = kb.fconst(1.0, 1);
             let r = kb.b.ins().fdiv(one, s);
-            for_lanes(kb, l, f32s, &mut |kb, i, lanes| {
+            let r = Bc::new(kb, r);
+            for_lanes(kb, l, true, &mut |kb, i, lanes| {
                 let i = kb.b.ins().iadd(row, i);
                 let e = if f32s {
                     load_at(kb, dt, y, i, lanes)
                 } else {
                     let v = load_at(kb, dt, x, i, lanes);
-                    let d = kb.b.ins().fsub(v, m);
+                    let d = kb.b.ins().fsub(v, m.at(lanes));
                     exp(kb, d)
                 };
-                let rv = splat(kb, r, lanes);
-                let p = kb.b.ins().fmul(e, rv);
+                let p = kb.b.ins().fmul(e, r.at(lanes));
                 store_at(kb, dt, y, i, p, lanes);
             });
         });
@@ -490,7 +630,7 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
     }
     kb.for_const(0, outer as i64, 1, |kb, o| {
         let base = kb.b.ins().imul_imm_s(o, (l * inner) as i64);
-        for_lanes(kb, inner, f32s, &mut |kb, j, lanes| {
+        for_lanes(kb, inner, true, &mut |kb, j, lanes| {
             let base = kb.b.ins().iadd(base, j);
             let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
             let at = |kb: &mut Kb, k: Value| {
@@ -503,10 +643,11 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
                 let i = at(kb, k);
                 let v = load_at(kb, dt, x, i, lanes);
                 let m = kb.b.use_var(mv);
-                let m = kb.b.ins().fmax(m, v);
+                let m = Fold::PMax.apply(kb, m, v);
                 kb.b.def_var(mv, m);
             });
             let m = kb.b.use_var(mv);
+            let m = pin(kb, m);
             let zero = kb.fconst(0.0, lanes);
             let sv = var(kb, ty, zero);
             kb.for_const(0, l as i64, 1, |kb, k| {
@@ -524,6 +665,7 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             let s = kb.b.use_var(sv);
             let one = kb.fconst(1.0, lanes);
             let r = kb.b.ins().fdiv(one, s);
+            let r = pin(kb, r);
             kb.for_const(0, l as i64, 1, |kb, k| {
                 let i = at(kb, k);
                 let e = if f32s {
@@ -607,7 +749,7 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
     let smode = row_param(inner_dims, &scale.2[axis..]);
     let bmode = bias.as_ref().map_or(RowParam::Zero, |b| row_param(inner_dims, &b.2[axis..]));
     let general = smode == RowParam::General || bmode == RowParam::General;
-    let vector = dt == DType::F32;
+    let vector = true;
     let stat_strides = strides_of(outer_dims);
     let eps = ln.epsilon;
     kb.nest(outer_dims, &mut |kb, oidx| {
@@ -619,11 +761,11 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
         });
         let nf = kb.fconst(n as f32, 1);
         let mean = kb.b.ins().fdiv(s, nf);
+        let mean = Bc::new(kb, mean);
         let ss = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| {
             let i = kb.b.ins().iadd(row, i);
             let v = load_at(kb, dt, x, i, lanes);
-            let m = splat(kb, mean, lanes);
-            let d = kb.b.ins().fsub(v, m);
+            let d = kb.b.ins().fsub(v, mean.at(lanes));
             kb.b.ins().fmul(d, d)
         });
         let var = kb.b.ins().fdiv(ss, nf);
@@ -632,32 +774,39 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
         let sd = kb.b.ins().sqrt(ve);
         let one = kb.fconst(1.0, 1);
         let inv = kb.b.ins().fdiv(one, sd);
+        let inv = Bc::new(kb, inv);
         if let Some(&p) = stats.first() {
-            store_at(kb, DType::F32, p, o, mean, 1);
+            store_at(kb, DType::F32, p, o, mean.s, 1);
         }
         if let Some(&p) = stats.get(1) {
-            store_at(kb, DType::F32, p, o, inv, 1);
+            store_at(kb, DType::F32, p, o, inv.s, 1);
         }
         let soff = kb.linear(0, oidx, &scale.2[..axis]);
         let boff = match &bias {
             Some(b) => kb.linear(0, oidx, &b.2[..axis]),
             None => kb.iconst(0),
         };
+        // Parameters constant along the row: loaded once.
+        let ssplat = (smode == RowParam::Splat).then(|| {
+            let v = load_at(kb, scale.1, scale.0, soff, 1);
+            Bc::new(kb, v)
+        });
+        let bsplat = match &bias {
+            Some(b) if bmode == RowParam::Splat => {
+                let v = load_at(kb, b.1, b.0, boff, 1);
+                Some(Bc::new(kb, v))
+            }
+            _ => None,
+        };
         // y = (x - mean) · inv · scale + bias at row element `i` (parameter offsets `si`, `bi`).
-        let out = |kb: &mut Kb, i: Value, si: Value, bi: Value, lanes: usize, modes: (RowParam, RowParam)| {
+        let out = |kb: &mut Kb, i: Value, si: Value, bi: Value, lanes: usize, modes: (Option<Bc>, Option<Bc>)| {
             let xi = kb.b.ins().iadd(row, i);
             let v = load_at(kb, dt, x, xi, lanes);
-            let m = splat(kb, mean, lanes);
-            let d = kb.b.ins().fsub(v, m);
-            let r = splat(kb, inv, lanes);
-            let t = kb.b.ins().fmul(d, r);
-            let param = |kb: &mut Kb, p: Value, pdt: DType, idx: Value, mode: RowParam| {
-                if mode == RowParam::Splat {
-                    let s = load_at(kb, pdt, p, idx, 1);
-                    splat(kb, s, lanes)
-                } else {
-                    load_at(kb, pdt, p, idx, lanes)
-                }
+            let d = kb.b.ins().fsub(v, mean.at(lanes));
+            let t = kb.b.ins().fmul(d, inv.at(lanes));
+            let param = |kb: &mut Kb, p: Value, pdt: DType, idx: Value, pinned: Option<Bc>| match pinned {
+                Some(c) => c.at(lanes),
+                None => load_at(kb, pdt, p, idx, lanes),
             };
             let sv = param(kb, scale.0, scale.1, si, modes.0);
             let res = match &bias {
@@ -678,13 +827,13 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
                 let si = kb.b.ins().iadd(soff, si);
                 let bi = kb.linear(0, iidx, &bstr);
                 let bi = kb.b.ins().iadd(boff, bi);
-                out(kb, i, si, bi, 1, (RowParam::General, RowParam::General));
+                out(kb, i, si, bi, 1, (ssplat, bsplat));
             });
         } else {
             for_lanes(kb, n, vector, &mut |kb, i, lanes| {
                 let si = if smode == RowParam::Contiguous { kb.b.ins().iadd(soff, i) } else { soff };
                 let bi = if bmode == RowParam::Contiguous { kb.b.ins().iadd(boff, i) } else { boff };
-                out(kb, i, si, bi, lanes, (smode, bmode));
+                out(kb, i, si, bi, lanes, (ssplat, bsplat));
             });
         }
     });
@@ -705,24 +854,48 @@ fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
     let params = (1..5).map(|i| Ok((cx.in_ptr(i)?, cx.in_dtype(i)?))).collect::<Result<Vec<_>>>()?;
     let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
     let eps = bn.epsilon;
-    kb.nest(&[nb, c], &mut |kb, idx| {
-        let ch = idx[1];
-        let p: Vec<Value> = params.iter().map(|&(ptr, pdt)| load_at(kb, pdt, ptr, ch, 1)).collect();
-        let (s, b, m, v) = (p[0], p[1], p[2], p[3]);
-        let e = kb.fconst(eps, 1);
-        let ve = kb.b.ins().fadd(v, e);
+    // Per channel (`lanes` adjacent channels from `ch`): mean, `scale / sqrt(var + eps)`, bias.
+    let channel = |kb: &mut Kb, ch: Value, lanes: usize| {
+        let p: Vec<Value> = params.iter().map(|&(ptr, pdt)| load_at(kb, pdt, ptr, ch, lanes)).collect();
+        let e = kb.fconst(eps, lanes);
+        let ve = kb.b.ins().fadd(p[3], e);
         let sd = kb.b.ins().sqrt(ve);
-        let a = kb.b.ins().fdiv(s, sd);
+        let a = kb.b.ins().fdiv(p[0], sd);
+        (p[2], a, p[1])
+    };
+    let pinned = |kb: &mut Kb, (m, a, b): (Value, Value, Value)| {
+        let (m, a, b) = (Bc::new(kb, m), Bc::new(kb, a), Bc::new(kb, b));
+        move |lanes: usize| (m.at(lanes), a.at(lanes), b.at(lanes))
+    };
+    let apply = |kb: &mut Kb, xi: Value, (m, a, b): (Value, Value, Value), lanes: usize| {
+        let xv = load_at(kb, dt, x, xi, lanes);
+        let mv = splat(kb, m, lanes);
+        let d = kb.b.ins().fsub(xv, mv);
+        let av = splat(kb, a, lanes);
+        let bv = splat(kb, b, lanes);
+        let r = kb.mul_add(d, av, bv);
+        store_at(kb, dt, y, xi, r, lanes);
+    };
+    if inner == 1 {
+        // [N, C] (or trailing 1s): vectors across channels when every operand is f32.
+
+        kb.for_const(0, nb as i64, 1, |kb, n| {
+            let row = kb.b.ins().imul_imm_s(n, c as i64);
+            for_lanes(kb, c, true, &mut |kb, ch, lanes| {
+                let p = channel(kb, ch, lanes);
+                let xi = kb.b.ins().iadd(row, ch);
+                apply(kb, xi, p, lanes);
+            });
+        });
+        return Ok(());
+    }
+    kb.nest(&[nb, c], &mut |kb, idx| {
+        let p = channel(kb, idx[1], 1);
+        let p = pinned(kb, p);
         let row = kb.linear(0, idx, &[(c * inner) as i64, inner as i64]);
-        for_lanes(kb, inner, dt == DType::F32, &mut |kb, i, lanes| {
+        for_lanes(kb, inner, true, &mut |kb, i, lanes| {
             let xi = kb.b.ins().iadd(row, i);
-            let xv = load_at(kb, dt, x, xi, lanes);
-            let mv = splat(kb, m, lanes);
-            let d = kb.b.ins().fsub(xv, mv);
-            let av = splat(kb, a, lanes);
-            let bv = splat(kb, b, lanes);
-            let r = kb.mul_add(d, av, bv);
-            store_at(kb, dt, y, xi, r, lanes);
+            apply(kb, xi, p(lanes), lanes);
         });
     });
     Ok(())
@@ -742,7 +915,7 @@ fn global_average_pool(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     }
     kb.for_const(0, rows as i64, 1, |kb, r| {
         let base = kb.b.ins().imul_imm_s(r, spatial as i64);
-        let s = fold_row(kb, spatial, Fold::Add, dt == DType::F32, &mut |kb, i, lanes| {
+        let s = fold_row(kb, spatial, Fold::Add, true, &mut |kb, i, lanes| {
             let i = kb.b.ins().iadd(base, i);
             load_at(kb, dt, x, i, lanes)
         });
@@ -751,4 +924,38 @@ fn global_average_pool(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         store_at(kb, dt, y, r, m, 1);
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_broadcast_right_aligned() {
+        assert_eq!(broadcast_strides(&[384], &[2, 3, 384]), vec![0, 0, 1]);
+        assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 5]), vec![0, 1, 0]);
+        assert_eq!(broadcast_strides(&[2, 3, 5], &[2, 3, 5]), vec![15, 5, 1]);
+        assert_eq!(broadcast_strides(&[1], &[4]), vec![0]);
+    }
+
+    #[test]
+    fn row_parameters_are_classified() {
+        assert!(row_param(&[384], &[1]) == RowParam::Contiguous);
+        assert!(row_param(&[3, 5], &[5, 1]) == RowParam::Contiguous);
+        assert!(row_param(&[3, 5], &[0, 1]) == RowParam::General);
+        assert!(row_param(&[3, 5], &[1, 0]) == RowParam::General);
+        assert!(row_param(&[3, 5], &[0, 0]) == RowParam::Splat);
+        // Size-1 axes do not matter.
+        assert!(row_param(&[1, 8], &[0, 1]) == RowParam::Contiguous);
+        assert!(row_param(&[8, 1], &[0, 0]) == RowParam::Splat);
+    }
+
+    #[test]
+    fn lowest_values() {
+        assert_eq!(int_min(DType::I8), -128);
+        assert_eq!(int_min(DType::U8), 0);
+        assert_eq!(int_min(DType::Bool), 0);
+        assert_eq!(int_min(DType::I32), i64::from(i32::MIN));
+        assert_eq!(int_min(DType::I64), i64::MIN);
+    }
 }
