@@ -406,5 +406,25 @@ fn aarch64_kernels_use_vector_fma() {
         let undefined = String::from_utf8_lossy(&nm.stdout);
         assert!(undefined.lines().all(|l| l.contains("memcpy") || l.contains("memset")), "{name}: {undefined}");
     }
+    // MatMulInteger: I32X4 multiply-accumulate of widened bytes.
+    let mut g = G::new("mmi_asm");
+    let a = g.ints(&[16, 64], DType::U8);
+    let a = g.input(a);
+    let b = g.ints(&[64, 32], DType::I8);
+    let b = g.constant(b);
+    let (za, zb) = (g.ints(&[], DType::U8), g.ints(&[32], DType::I8));
+    let (za, zb) = (g.input(za), g.constant(zb));
+    g.node(Op::MatMulInteger(MatMulInteger {}), vec![Some(a), Some(b), Some(za), Some(zb)]);
+    g.g.infer().unwrap();
+    let c = slmtvm_codegen::compile(&g.g, "mm", &Target::from_spec("aarch64").unwrap()).unwrap();
+    let obj = dir.join("mmi.o");
+    std::fs::write(&obj, &c.object).unwrap();
+    let out = std::process::Command::new("aarch64-linux-gnu-objdump").arg("-d").arg(&obj).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if let Ok(d) = std::env::var("SLMTVM_DUMP_ASM") {
+        std::fs::write(format!("{d}/mmi.s"), text.as_bytes()).unwrap();
+    }
+    let vmul = text.lines().filter(|l| (l.contains("\tmul\t") || l.contains("\tmla\t")) && l.contains(".4s")).count();
+    assert!(vmul >= 8, "MatMulInteger: {vmul} vector multiplies:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
