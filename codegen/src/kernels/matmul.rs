@@ -412,7 +412,7 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
         if n >= 4 {
             out.push((4, n / 4, Cols { vecs: 0, scalars: 4 }));
         }
-        if n % 4 > 0 {
+        if !n.is_multiple_of(4) {
             out.push((n % 4, 1, Cols { vecs: 0, scalars: n % 4 }));
         }
         return out;
@@ -726,12 +726,11 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
     debug_assert_eq!(accs.len(), nacc);
     let tile = Tile { i0, j0 };
     for r in 0..rows {
-        let row = &accs[r * (cols.vecs + cols.scalars)..];
-        for v in 0..cols.vecs {
-            store(kb, p, o, &tile, r as i64, 4 * v as i64, row[v]);
-        }
-        for c in 0..cols.scalars {
-            store(kb, p, o, &tile, r as i64, (4 * cols.vecs + c) as i64, row[cols.vecs + c]);
+        let row = &accs[r * (cols.vecs + cols.scalars)..][..cols.vecs + cols.scalars];
+        for (c, &v) in row.iter().enumerate() {
+            // Vectors hold 4 columns each, then one column per scalar.
+            let col = if c < cols.vecs { 4 * c } else { 4 * cols.vecs + (c - cols.vecs) };
+            store(kb, p, o, &tile, r as i64, col as i64, v);
         }
     }
 }
@@ -817,7 +816,7 @@ fn dot(kb: &mut Kb, p: &Problem, o: &Bound) {
         if p.n >= 4 {
             t.push((4, p.n / 4, Cols { vecs: 0, scalars: 4 }));
         }
-        if p.n % 4 > 0 {
+        if !p.n.is_multiple_of(4) {
             t.push((p.n % 4, 1, Cols { vecs: 0, scalars: p.n % 4 }));
         }
         t
