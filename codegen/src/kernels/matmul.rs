@@ -503,28 +503,6 @@ fn loop_carry(
     kb.b.block_params(exit).to_vec()
 }
 
-/// [`loop_carry`] with its body emitted twice per trip (fewer loop overhead instructions per
-/// step of K), then once more for an odd trip count.
-fn unrolled(
-    kb: &mut Kb,
-    lo: i64,
-    hi: i64,
-    step: i64,
-    state: Vec<Value>,
-    body: &mut dyn FnMut(&mut Kb, &[Value]) -> Vec<Value>,
-) -> Vec<Value> {
-    let trips = if hi > lo { (hi - lo + step - 1) / step } else { 0 };
-    let pairs_end = lo + trips / 2 * 2 * step;
-    let mut st = loop_carry(kb, lo, pairs_end, 2 * step, state, |kb, st| {
-        let once = body(kb, st);
-        body(kb, &once)
-    });
-    if trips % 2 == 1 {
-        st = body(kb, &st);
-    }
-    st
-}
-
 /// A scalar element of `dtype` at `addr + off` in the accumulator type.
 fn load_scalar(kb: &mut Kb, acc: Acc, dtype: DType, addr: Value, off: i32) -> Value {
     let raw = kb.load(storage_type(dtype), addr, off);
@@ -648,7 +626,7 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
         }
     }
     let (a, b) = (o.a, o.b);
-    let fin = unrolled(kb, 0, p.k as i64, 1, state, &mut |kb, st| {
+    let fin = loop_carry(kb, 0, p.k as i64, 1, state, |kb, st| {
         let (pa, pb) = (st[0], st[1]);
         let mut at = 2;
         let pza = moving_za.map(|_| {
@@ -836,7 +814,7 @@ fn dot_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usi
         let z = zero(kb, types::F32X4);
         state.push(z);
     }
-    let fin = unrolled(kb, 0, k4 as i64, 4, state, &mut |kb, st| {
+    let fin = loop_carry(kb, 0, k4 as i64, 4, state, |kb, st| {
         let (pa, pb) = (st[0], st[1]);
         let av: Vec<Value> = (0..rows as i64)
             .map(|r| {
