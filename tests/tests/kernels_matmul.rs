@@ -172,6 +172,13 @@ fn matmul_1d_operands_and_batch_broadcasting() {
         let b = g.operand(b, i % 3 == 1);
         g.node(mm(), vec![Some(a), Some(b)]);
     }
+    // Empty K: Gemm gives beta·C, MatMulInteger zeros.
+    let (a, b, c) = (g.exact(&[0, 3], DType::F32), g.exact(&[4, 0], DType::F32), g.exact(&[4], DType::F32));
+    let (a, b, c) = (g.input(a), g.input(b), g.input(c));
+    g.node(Op::Gemm(Gemm { alpha: 2.0, beta: 0.5, trans_a: true, trans_b: true }), vec![Some(a), Some(b), Some(c)]);
+    let (a, b) = (g.ints(&[3, 0], DType::U8), g.ints(&[0, 9], DType::I8));
+    let (a, b) = (g.input(a), g.input(b));
+    g.node(Op::MatMulInteger(MatMulInteger {}), vec![Some(a), Some(b)]);
     g.check(0.0, 0.0);
 }
 
