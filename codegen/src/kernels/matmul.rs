@@ -346,9 +346,39 @@ struct Bound {
     out: Mat,
 }
 
+/// `p` with its batch folded into M when only A walks the batch, row after row (`[B, S, K]`
+/// times a `[K, N]` weight is one `[B·S, K]` product): fewer, fuller tiles.
+fn fold_batch(p: &Problem) -> Option<Problem> {
+    let flat = |o: &Operand| o.batch.iter().all(|&s| s == 0);
+    if p.batch.is_empty() || !flat(&p.b) || !p.zb.as_ref().is_none_or(flat) {
+        return None;
+    }
+    if !p.za.as_ref().is_none_or(|z| flat(z) && z.rs == 0) {
+        return None;
+    }
+    // A's batch strides must be those of a row-major [batch..., M, K] (any where the extent is 1).
+    let mut want = p.a.rs * p.m as i64;
+    for (d, &s) in p.batch.iter().zip(&p.a.batch).rev() {
+        if *d != 1 && s != want {
+            return None;
+        }
+        want *= *d as i64;
+    }
+    let mut q = p.clone();
+    q.m = p.m * p.batch.iter().product::<usize>();
+    q.batch.clear();
+    for o in [Some(&mut q.a), Some(&mut q.b), q.za.as_mut(), q.zb.as_mut(), Some(&mut q.out)].into_iter().flatten() {
+        o.batch.clear();
+    }
+    Some(q)
+}
+
 fn emit_problem(kb: &mut Kb, p: &Problem) {
     if p.m == 0 || p.n == 0 || p.batch.contains(&0) {
         return;
+    }
+    if let Some(q) = fold_batch(p) {
+        return emit_problem(kb, &q);
     }
     let bind = |kb: &mut Kb, o: &Operand, idx: &[Value]| -> Mat {
         let size = o.dtype.size() as i64;
