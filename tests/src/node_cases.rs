@@ -387,22 +387,10 @@ pub fn load_case(case: &Case) -> Result<Loaded, Outcome> {
             let [ds] = sets.as_slice() else {
                 return Err(skip);
             };
-            let Ok(Some(frozen)) = freeze_int_inputs(case, ds) else {
-                return Err(skip);
-            };
-            let tag = format!("with {} as constants", frozen.names.join(", "));
-            let tagged = |o: Outcome| match o {
-                Outcome::Fail(m) => Outcome::Fail(format!("[{tag}] {m}")),
-                o => o,
-            };
-            return match slmtvm_frontend::load_onnx_bytes(&frozen.model, Some(&case.dir), &LoadOptions::default()) {
-                Ok(g) => {
-                    let g = text_cycle(g).map_err(tagged)?;
-                    let set = read_data_set(&g, ds).map_err(tagged)?;
-                    Ok(Loaded { graph: g, sets: vec![set], frozen: frozen.names })
-                }
-                Err(e2) if e2.is_unsupported() => Err(skip),
-                Err(e2) => Err(Outcome::Fail(format!("[{tag}] load: {e2}"))),
+            return match load_frozen(case, ds) {
+                Ok(Some(l)) => Ok(l),
+                Ok(None) | Err(Outcome::Skip(_)) => Err(skip),
+                Err(o) => Err(o),
             };
         }
         Err(e) => return Err(Outcome::Fail(format!("load: {e}"))),
@@ -413,6 +401,31 @@ pub fn load_case(case: &Case) -> Result<Loaded, Outcome> {
     }
     let sets = sets.iter().map(|ds| read_data_set(&g, ds)).collect::<Result<Vec<_>, _>>()?;
     Ok(Loaded { graph: g, sets, frozen: Vec::new() })
+}
+
+/// Loads a case with the integer inputs that its single data set `ds` gives made constants
+/// ([`freeze_int_inputs`]); `None` when it has no such inputs. Failures carry a
+/// `[with … as constants]` tag; a model that is still unsupported is a skip.
+pub fn load_frozen(case: &Case, ds: &Path) -> Result<Option<Loaded>, Outcome> {
+    let frozen = match freeze_int_inputs(case, ds) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(Outcome::Fail(format!("re-encoding with constant inputs: {e}"))),
+    };
+    let tag = format!("with {} as constants", frozen.names.join(", "));
+    let tagged = |o: Outcome| match o {
+        Outcome::Fail(m) => Outcome::Fail(format!("[{tag}] {m}")),
+        o => o,
+    };
+    match slmtvm_frontend::load_onnx_bytes(&frozen.model, Some(&case.dir), &LoadOptions::default()) {
+        Ok(g) => {
+            let g = text_cycle(g).map_err(tagged)?;
+            let set = read_data_set(&g, ds).map_err(tagged)?;
+            Ok(Some(Loaded { graph: g, sets: vec![set], frozen: frozen.names }))
+        }
+        Err(e) if e.is_unsupported() => Err(Outcome::Skip(e.to_string())),
+        Err(e) => Err(Outcome::Fail(format!("[{tag}] load: {e}"))),
+    }
 }
 
 /// Every case in [`cases_dir`], sorted by name, with its table row assigned. Panics with the
@@ -461,10 +474,14 @@ pub fn truncate(s: &str, n: usize) -> String {
 /// Loads a case and runs every data set with the reference interpreter. Returns the outcome,
 /// whether its integer inputs were made constants, and the loaded case when it passed.
 pub fn run_reference(case: &Case) -> (Outcome, bool, Option<Loaded>) {
-    let l = match load_case(case) {
-        Ok(l) => l,
-        Err(o) => return (o, false, None),
-    };
+    match load_case(case) {
+        Ok(l) => check_reference(case, l),
+        Err(o) => (o, false, None),
+    }
+}
+
+/// Runs every data set of a loaded case with the reference interpreter; see [`run_reference`].
+pub fn check_reference(case: &Case, l: Loaded) -> (Outcome, bool, Option<Loaded>) {
     let frozen = !l.frozen.is_empty();
     let tag = |m: String| if frozen { format!("[with {} as constants] {m}", l.frozen.join(", ")) } else { m };
     for ds in &l.sets {
