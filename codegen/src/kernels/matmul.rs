@@ -4,7 +4,8 @@
 //! Every product is lowered to one description ([`Problem`]): batch dims, M, K, N, and each
 //! operand's element strides (row, column and one per batch dim, 0 where it broadcasts), so
 //! transposes, 1-D operands, broadcast batches and zero points are all just strides. The batch
-//! loops are outermost; inside, one of three register-tiled schedules computes an M×N matrix:
+//! loops are outermost (folded into M when only A walks the batch, as activations times a
+//! shared weight do); inside, one of three register-tiled schedules computes an M×N matrix:
 //!
 //! - **broadcast** (B contiguous along N): tiles of 4 rows × 8 columns held in 8 `F32X4`
 //!   accumulators; per step of K, two vector loads of a B row, one splat A element per row and
