@@ -172,6 +172,13 @@ fn matmul_1d_operands_and_batch_broadcasting() {
         let b = g.operand(b, i % 3 == 1);
         g.node(mm(), vec![Some(a), Some(b)]);
     }
+    // Empty K: Gemm gives beta·C, MatMulInteger zeros.
+    let (a, b, c) = (g.exact(&[0, 3], DType::F32), g.exact(&[4, 0], DType::F32), g.exact(&[4], DType::F32));
+    let (a, b, c) = (g.input(a), g.input(b), g.input(c));
+    g.node(Op::Gemm(Gemm { alpha: 2.0, beta: 0.5, trans_a: true, trans_b: true }), vec![Some(a), Some(b), Some(c)]);
+    let (a, b) = (g.ints(&[3, 0], DType::U8), g.ints(&[0, 9], DType::I8));
+    let (a, b) = (g.input(a), g.input(b));
+    g.node(Op::MatMulInteger(MatMulInteger {}), vec![Some(a), Some(b)]);
     g.check(0.0, 0.0);
 }
 
@@ -406,5 +413,25 @@ fn aarch64_kernels_use_vector_fma() {
         let undefined = String::from_utf8_lossy(&nm.stdout);
         assert!(undefined.lines().all(|l| l.contains("memcpy") || l.contains("memset")), "{name}: {undefined}");
     }
+    // MatMulInteger: I32X4 multiply-accumulate of widened bytes.
+    let mut g = G::new("mmi_asm");
+    let a = g.ints(&[16, 64], DType::U8);
+    let a = g.input(a);
+    let b = g.ints(&[64, 32], DType::I8);
+    let b = g.constant(b);
+    let (za, zb) = (g.ints(&[], DType::U8), g.ints(&[32], DType::I8));
+    let (za, zb) = (g.input(za), g.constant(zb));
+    g.node(Op::MatMulInteger(MatMulInteger {}), vec![Some(a), Some(b), Some(za), Some(zb)]);
+    g.g.infer().unwrap();
+    let c = slmtvm_codegen::compile(&g.g, "mm", &Target::from_spec("aarch64").unwrap()).unwrap();
+    let obj = dir.join("mmi.o");
+    std::fs::write(&obj, &c.object).unwrap();
+    let out = std::process::Command::new("aarch64-linux-gnu-objdump").arg("-d").arg(&obj).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if let Ok(d) = std::env::var("SLMTVM_DUMP_ASM") {
+        std::fs::write(format!("{d}/mmi.s"), text.as_bytes()).unwrap();
+    }
+    let vmul = text.lines().filter(|l| (l.contains("\tmul\t") || l.contains("\tmla\t")) && l.contains(".4s")).count();
+    assert!(vmul >= 8, "MatMulInteger: {vmul} vector multiplies:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

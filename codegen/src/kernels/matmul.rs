@@ -4,7 +4,8 @@
 //! Every product is lowered to one description ([`Problem`]): batch dims, M, K, N, and each
 //! operand's element strides (row, column and one per batch dim, 0 where it broadcasts), so
 //! transposes, 1-D operands, broadcast batches and zero points are all just strides. The batch
-//! loops are outermost; inside, one of three register-tiled schedules computes an M×N matrix:
+//! loops are outermost (folded into M when only A walks the batch, as activations times a
+//! shared weight do); inside, one of three register-tiled schedules computes an M×N matrix:
 //!
 //! - **broadcast** (B contiguous along N): tiles of 4 rows × 8 columns held in 8 `F32X4`
 //!   accumulators; per step of K, two vector loads of a B row, one splat A element per row and
@@ -346,9 +347,39 @@ struct Bound {
     out: Mat,
 }
 
+/// `p` with its batch folded into M when only A walks the batch, row after row (`[B, S, K]`
+/// times a `[K, N]` weight is one `[B·S, K]` product): fewer, fuller tiles.
+fn fold_batch(p: &Problem) -> Option<Problem> {
+    let flat = |o: &Operand| o.batch.iter().all(|&s| s == 0);
+    if p.batch.is_empty() || !flat(&p.b) || !p.zb.as_ref().is_none_or(flat) {
+        return None;
+    }
+    if !p.za.as_ref().is_none_or(|z| flat(z) && z.rs == 0) {
+        return None;
+    }
+    // A's batch strides must be those of a row-major [batch..., M, K] (any where the extent is 1).
+    let mut want = p.a.rs * p.m as i64;
+    for (d, &s) in p.batch.iter().zip(&p.a.batch).rev() {
+        if *d != 1 && s != want {
+            return None;
+        }
+        want *= *d as i64;
+    }
+    let mut q = p.clone();
+    q.m = p.m * p.batch.iter().product::<usize>();
+    q.batch.clear();
+    for o in [Some(&mut q.a), Some(&mut q.b), q.za.as_mut(), q.zb.as_mut(), Some(&mut q.out)].into_iter().flatten() {
+        o.batch.clear();
+    }
+    Some(q)
+}
+
 fn emit_problem(kb: &mut Kb, p: &Problem) {
     if p.m == 0 || p.n == 0 || p.batch.contains(&0) {
         return;
+    }
+    if let Some(q) = fold_batch(p) {
+        return emit_problem(kb, &q);
     }
     let bind = |kb: &mut Kb, o: &Operand, idx: &[Value]| -> Mat {
         let size = o.dtype.size() as i64;
@@ -412,7 +443,7 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
         if n >= 4 {
             out.push((4, n / 4, Cols { vecs: 0, scalars: 4 }));
         }
-        if n % 4 > 0 {
+        if !n.is_multiple_of(4) {
             out.push((n % 4, 1, Cols { vecs: 0, scalars: n % 4 }));
         }
         return out;
@@ -501,28 +532,6 @@ fn loop_carry(
     kb.b.ins().brif(go, blk, &back, exit, &out);
     kb.b.switch_to_block(exit);
     kb.b.block_params(exit).to_vec()
-}
-
-/// [`loop_carry`] with its body emitted twice per trip (fewer loop overhead instructions per
-/// step of K), then once more for an odd trip count.
-fn unrolled(
-    kb: &mut Kb,
-    lo: i64,
-    hi: i64,
-    step: i64,
-    state: Vec<Value>,
-    body: &mut dyn FnMut(&mut Kb, &[Value]) -> Vec<Value>,
-) -> Vec<Value> {
-    let trips = if hi > lo { (hi - lo + step - 1) / step } else { 0 };
-    let pairs_end = lo + trips / 2 * 2 * step;
-    let mut st = loop_carry(kb, lo, pairs_end, 2 * step, state, |kb, st| {
-        let once = body(kb, st);
-        body(kb, &once)
-    });
-    if trips % 2 == 1 {
-        st = body(kb, &st);
-    }
-    st
 }
 
 /// A scalar element of `dtype` at `addr + off` in the accumulator type.
@@ -648,7 +657,7 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
         }
     }
     let (a, b) = (o.a, o.b);
-    let fin = unrolled(kb, 0, p.k as i64, 1, state, &mut |kb, st| {
+    let fin = loop_carry(kb, 0, p.k as i64, 1, state, |kb, st| {
         let (pa, pb) = (st[0], st[1]);
         let mut at = 2;
         let pza = moving_za.map(|_| {
@@ -726,12 +735,11 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
     debug_assert_eq!(accs.len(), nacc);
     let tile = Tile { i0, j0 };
     for r in 0..rows {
-        let row = &accs[r * (cols.vecs + cols.scalars)..];
-        for v in 0..cols.vecs {
-            store(kb, p, o, &tile, r as i64, 4 * v as i64, row[v]);
-        }
-        for c in 0..cols.scalars {
-            store(kb, p, o, &tile, r as i64, (4 * cols.vecs + c) as i64, row[cols.vecs + c]);
+        let row = &accs[r * (cols.vecs + cols.scalars)..][..cols.vecs + cols.scalars];
+        for (c, &v) in row.iter().enumerate() {
+            // Vectors hold 4 columns each, then one column per scalar.
+            let col = if c < cols.vecs { 4 * c } else { 4 * cols.vecs + (c - cols.vecs) };
+            store(kb, p, o, &tile, r as i64, col as i64, v);
         }
     }
 }
@@ -817,7 +825,7 @@ fn dot(kb: &mut Kb, p: &Problem, o: &Bound) {
         if p.n >= 4 {
             t.push((4, p.n / 4, Cols { vecs: 0, scalars: 4 }));
         }
-        if p.n % 4 > 0 {
+        if !p.n.is_multiple_of(4) {
             t.push((p.n % 4, 1, Cols { vecs: 0, scalars: p.n % 4 }));
         }
         t
@@ -837,7 +845,7 @@ fn dot_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usi
         let z = zero(kb, types::F32X4);
         state.push(z);
     }
-    let fin = unrolled(kb, 0, k4 as i64, 4, state, &mut |kb, st| {
+    let fin = loop_carry(kb, 0, k4 as i64, 4, state, |kb, st| {
         let (pa, pb) = (st[0], st[1]);
         let av: Vec<Value> = (0..rows as i64)
             .map(|r| {
