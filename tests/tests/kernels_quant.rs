@@ -158,6 +158,11 @@ fn quantize_per_tensor_per_axis_and_blocked() {
     let s = b.cst(scales(&[3, 4], 26));
     let z = b.cst(i8t(&[3, 4], 27));
     b.node(ql(1, 4, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
+    // ONNX test_quantizelinear: one vector step and a 2-element tail.
+    let x = b.input(vec![f32t(&[6], vec![0., 2., 3., 1000., -254., -1000.])]);
+    let s = b.cst(Tensor::scalar(2.0f32));
+    let z = b.cst(Tensor::scalar(128u8));
+    b.node(ql(0, 0, DType::U8), vec![Some(x), Some(s), Some(z)], 1);
     // A scalar x, an empty x, and a one-element axis.
     let x = b.input(vec![Tensor::scalar(2.5f32), Tensor::scalar(-7.5f32)]);
     let s = b.cst(Tensor::scalar(1.0f32));
