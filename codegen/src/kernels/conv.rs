@@ -309,6 +309,9 @@ fn store_at(kb: &mut Kb, dtype: DType, base: Value, index: Value, v: Value, lane
     if lanes == 4 { kb.store(v, a, 0) } else { kb.store_elem(dtype, v, a) }
 }
 
+/// Output channels computed together (sharing every input load).
+const MB: i64 = 4;
+
 /// `y[n, m, o...] = b[m] + Σ_{c in group, taps} x[n, c, o·s + k·d − p...] · w[m, c, k...]`.
 fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
     let (xd, wd, yd) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.out_dims(0)?);
@@ -335,56 +338,86 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
     let (xp, wp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.out_ptr(0));
     let bp = cx.in_ptr_opt(2);
     let vector = kb.caps.vector && dt == DType::F32;
-    kb.nest(&[n as usize, g as usize, mg as usize], &mut |kb, idx| {
-        let (ni, gi, mi) = (idx[0], idx[1], idx[2]);
-        let gm = kb.b.ins().imul_imm_s(gi, mg);
-        let mo = kb.b.ins().iadd(gm, mi);
-        // First input channel of the group, output plane.
+    // Output channels in blocks of up to MB: each input load feeds MB accumulators.
+    let (full, rem) = (mg / MB, mg % MB);
+    kb.nest(&[n as usize, g as usize], &mut |kb, idx| {
+        let (ni, gi) = (idx[0], idx[1]);
+        // First input channel of the group.
         let nc = kb.b.ins().imul_imm_s(ni, ch);
         let gc = kb.b.ins().imul_imm_s(gi, cg);
         let c0 = kb.b.ins().iadd(nc, gc);
-        let nm = kb.b.ins().imul_imm_s(ni, m);
-        let plane = kb.b.ins().iadd(nm, mo);
-        let y0 = kb.b.ins().imul_imm_s(plane, out_len);
-        let bias = match bp {
-            Some(bp) => {
-                let a = kb.addr(bp, mo, dt.size());
-                kb.load_elem(dt, a)
-            }
-            None => kb.fconst(0.0, 1),
-        };
-        walk_points(kb, &geo, vector, &mut |kb, p| {
-            let ty = if p.lanes == 4 { types::F32X4 } else { types::F32 };
-            let acc = kb.b.declare_var(ty);
-            let init = if p.lanes == 4 { kb.b.ins().splat(ty, bias) } else { bias };
-            kb.b.def_var(acc, init);
-            let per_channel = |kb: &mut Kb, ci: Value| {
-                let cc = kb.b.ins().iadd(c0, ci);
-                let x0 = kb.b.ins().imul_imm_s(cc, in_len);
-                let mc = kb.b.ins().imul_imm_s(mo, cg);
-                let mc = kb.b.ins().iadd(mc, ci);
-                let k0 = kb.b.ins().imul_imm_s(mc, k_len);
-                walk_taps(kb, &geo, p, x0, k0, &mut |kb, xi, ki| {
-                    let xv = load_at(kb, dt, xp, xi, p.lanes);
-                    let mut wv = load_at(kb, dt, wp, ki, 1);
-                    if p.lanes == 4 {
-                        wv = kb.b.ins().splat(ty, wv);
+        let gm = kb.b.ins().imul_imm_s(gi, mg);
+        let block = |kb: &mut Kb, m0: Value, nb: usize| {
+            let nm = kb.b.ins().imul_imm_s(ni, m);
+            let plane = kb.b.ins().iadd(nm, m0);
+            let y0 = kb.b.ins().imul_imm_s(plane, out_len);
+            let bias: Vec<Value> = (0..nb)
+                .map(|j| match bp {
+                    Some(bp) => {
+                        let mj = kb.b.ins().iadd_imm_s(m0, j as i64);
+                        let a = kb.addr(bp, mj, dt.size());
+                        kb.load_elem(dt, a)
                     }
-                    let a = kb.b.use_var(acc);
-                    let a = kb.mul_add(wv, xv, a);
-                    kb.b.def_var(acc, a);
-                });
-            };
-            if cg == 1 {
-                let z = kb.iconst(0);
-                per_channel(kb, z);
-            } else {
-                kb.for_const(0, cg, 1, |kb, ci| per_channel(kb, ci));
-            }
-            let a = kb.b.use_var(acc);
-            let yi = kb.b.ins().iadd(y0, p.out);
-            store_at(kb, dt, yp, yi, a, p.lanes);
-        });
+                    None => kb.fconst(0.0, 1),
+                })
+                .collect();
+            walk_points(kb, &geo, vector, &mut |kb, p| {
+                let ty = if p.lanes == 4 { types::F32X4 } else { types::F32 };
+                let acc: Vec<_> = bias
+                    .iter()
+                    .map(|&b| {
+                        let v = kb.b.declare_var(ty);
+                        let init = if p.lanes == 4 { kb.b.ins().splat(ty, b) } else { b };
+                        kb.b.def_var(v, init);
+                        v
+                    })
+                    .collect();
+                let per_channel = |kb: &mut Kb, ci: Value| {
+                    let cc = kb.b.ins().iadd(c0, ci);
+                    let x0 = kb.b.ins().imul_imm_s(cc, in_len);
+                    let mc = kb.b.ins().imul_imm_s(m0, cg);
+                    let mc = kb.b.ins().iadd(mc, ci);
+                    let k0 = kb.b.ins().imul_imm_s(mc, k_len);
+                    walk_taps(kb, &geo, p, x0, k0, &mut |kb, xi, ki| {
+                        let xv = load_at(kb, dt, xp, xi, p.lanes);
+                        for (j, &v) in acc.iter().enumerate() {
+                            let kj = kb.b.ins().iadd_imm_s(ki, j as i64 * cg * k_len);
+                            let mut wv = load_at(kb, dt, wp, kj, 1);
+                            if p.lanes == 4 {
+                                wv = kb.b.ins().splat(ty, wv);
+                            }
+                            let a = kb.b.use_var(v);
+                            let a = kb.mul_add(wv, xv, a);
+                            kb.b.def_var(v, a);
+                        }
+                    });
+                };
+                if cg == 1 {
+                    let z = kb.iconst(0);
+                    per_channel(kb, z);
+                } else {
+                    kb.for_const(0, cg, 1, |kb, ci| per_channel(kb, ci));
+                }
+                for (j, &v) in acc.iter().enumerate() {
+                    let a = kb.b.use_var(v);
+                    let yi = kb.b.ins().iadd(y0, p.out);
+                    let yi = kb.b.ins().iadd_imm_s(yi, j as i64 * out_len);
+                    store_at(kb, dt, yp, yi, a, p.lanes);
+                }
+            });
+        };
+        if full == 1 {
+            block(kb, gm, MB as usize);
+        } else if full > 1 {
+            kb.for_const(0, full * MB, MB, |kb, mb| {
+                let m0 = kb.b.ins().iadd(gm, mb);
+                block(kb, m0, MB as usize);
+            });
+        }
+        if rem > 0 {
+            let m0 = kb.b.ins().iadd_imm_s(gm, full * MB);
+            block(kb, m0, rem as usize);
+        }
     });
     Ok(())
 }
