@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
 # Installs everything the tests need, then runs every test of the workspace.
 #   bash scripts/test.sh
-# Needs: cargo (rustup), python3 with pip. Installs: the PyPI packages in
+# Needs: cargo (rustup), python3 with pip, apt-get (Debian). Installs: the cross compilers
+# and qemu-user (Debian packages, when missing) and the PyPI packages in
 # scripts/requirements-test.txt. Generates the ONNX backend node tests into .cache/ (not committed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== installing cross toolchains and qemu-user (Debian)"
+need=()
+for tool in aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu \
+            qemu-aarch64:qemu-user qemu-riscv64:qemu-user gcc:gcc; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+fi
 
 echo "== installing Python test dependencies"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt
 
 echo "== generating ONNX backend node tests into .cache/onnx-node-tests"
 python3 scripts/gen_node_tests.py .cache/onnx-node-tests
+
+echo "== writing a MiniLM-class encoder into .cache/minilm"
+[ -f .cache/minilm/model.onnx ] || python3 scripts/make_minilm.py .cache/minilm
 
 echo "== cargo test --workspace"
 log=$(mktemp)

@@ -3,11 +3,10 @@
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use slmtvm_codegen::emit::Caps;
 use slmtvm_frontend::LoadOptions;
 use slmtvm_targets::Target;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// C keywords and names of standard macros a model name must not take.
 const RESERVED: &[&str] = &[
@@ -57,31 +56,44 @@ struct Manifest {
     code_bytes: usize,
     kernels: usize,
     op_counts: BTreeMap<String, usize>,
+    kernel_list: Vec<KernelEntry>,
 }
 
-/// What `build` wrote.
-pub struct Built {
+#[derive(Serialize)]
+struct KernelEntry {
+    symbol: String,
+    node: String,
+    op: String,
+    code_bytes: usize,
+}
+
+/// A compiled model: the three files `build` writes.
+pub struct Artifacts {
     /// The model's C name.
     pub name: String,
-    /// The output folder.
-    pub dir: PathBuf,
+    /// `NAME.o`.
+    pub object: Vec<u8>,
+    /// `NAME.h`.
+    pub header: String,
+    /// `NAME.json`.
+    pub manifest: String,
+    /// One line saying what was built.
+    pub summary: String,
 }
 
-/// Compiles `model` for `target` into `out_dir`.
-pub fn build(model: &Path, opts: &LoadOptions, target: &Target, out_dir: &Path, name: Option<&str>) -> Result<Built> {
-    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let g = slmtvm_frontend::load_onnx(model, opts)?;
-    let name = match name {
+/// The model's C name: `--name` as given (which must be a plain C identifier), else the model
+/// file name made one.
+pub fn model_name(model: &Path, name: Option<&str>) -> Result<String> {
+    Ok(match name {
         Some(n) if c_name(n) != n => bail!("--name {n} is not a plain lower-case C identifier (try {})", c_name(n)),
         Some(n) => n.to_string(),
         None => c_name(&model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
-    };
-    let caps = Caps {
-        ptr: cranelift_codegen::ir::types::I64,
-        vector: target.vector().is_some(),
-        native_fma: target.vector().is_some_and(|v| v.fma),
-    };
-    let c = slmtvm_codegen::object::compile(&g, &name, target.isa()?, caps)?;
+    })
+}
+
+/// Compiles graph `g` (read from a model file whose bytes are `model_bytes`) for `target`.
+pub fn compile_graph(g: &slmtvm_ir::Graph, model_bytes: &[u8], target: &Target, name: &str) -> Result<Artifacts> {
+    let c = slmtvm_codegen::compile(g, name, target)?;
     let info = |ids: &[slmtvm_ir::ValueId]| -> Vec<TensorInfo> {
         ids.iter()
             .map(|&v| {
@@ -100,9 +112,9 @@ pub fn build(model: &Path, opts: &LoadOptions, target: &Target, out_dir: &Path, 
         *op_counts.entry(n.op.kind_name().to_string()).or_default() += 1;
     }
     let manifest = Manifest {
-        name: name.clone(),
+        name: name.to_string(),
         compiler: format!("slmtvm {}", env!("CARGO_PKG_VERSION")),
-        model_sha256: Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
+        model_sha256: Sha256::digest(model_bytes).iter().map(|b| format!("{b:02x}")).collect(),
         target: target.name().to_string(),
         target_fingerprint: target.fingerprint(),
         inputs: info(&g.inputs),
@@ -114,20 +126,59 @@ pub fn build(model: &Path, opts: &LoadOptions, target: &Target, out_dir: &Path, 
         code_bytes: c.code_bytes,
         kernels: c.kernels,
         op_counts,
+        kernel_list: c
+            .kernel_list
+            .iter()
+            .map(|k| KernelEntry {
+                symbol: k.symbol.clone(),
+                node: k.node.clone(),
+                op: k.op.clone(),
+                code_bytes: k.code_bytes,
+            })
+            .collect(),
     };
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    std::fs::write(out_dir.join(format!("{name}.o")), &c.object)?;
-    std::fs::write(out_dir.join(format!("{name}.h")), slmtvm_codegen::header::header(&g, &name, &c.plan))?;
-    std::fs::write(out_dir.join(format!("{name}.json")), serde_json::to_string_pretty(&manifest)? + "\n")?;
-    println!(
-        "{name}: {} -> {}/{name}.{{o,h,json}} (arena {} bytes, weights {} bytes, code {} bytes)",
+    let summary = format!(
+        "{name}: {} (arena {} bytes, lower bound {}; weights {} bytes; code {} bytes in {} kernels)",
         target.name(),
-        out_dir.display(),
         c.plan.arena_bytes,
+        c.plan.lower_bound,
         c.weight_bytes,
-        c.code_bytes
+        c.code_bytes,
+        c.kernels
     );
-    Ok(Built { name, dir: out_dir.to_path_buf() })
+    Ok(Artifacts {
+        name: name.to_string(),
+        header: slmtvm_codegen::header::header(g, name, &c.plan),
+        manifest: serde_json::to_string_pretty(&manifest)? + "\n",
+        object: c.object,
+        summary,
+    })
+}
+
+/// Writes `DIR/NAME.o`, `NAME.h` and `NAME.json`.
+pub fn write_artifacts(a: &Artifacts, out_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let name = &a.name;
+    for (file, bytes) in [
+        (format!("{name}.o"), a.object.as_slice()),
+        (format!("{name}.h"), a.header.as_bytes()),
+        (format!("{name}.json"), a.manifest.as_bytes()),
+    ] {
+        let p = out_dir.join(file);
+        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Compiles `model` for `target` into `out_dir`.
+pub fn build(model: &Path, opts: &LoadOptions, target: &Target, out_dir: &Path, name: Option<&str>) -> Result<()> {
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let g = slmtvm_frontend::load_onnx(model, opts)?;
+    let name = model_name(model, name)?;
+    let a = compile_graph(&g, &bytes, target, &name)?;
+    write_artifacts(&a, out_dir)?;
+    println!("{} -> {}/{name}.{{o,h,json}}", a.summary, out_dir.display());
+    Ok(())
 }
 
 #[cfg(test)]

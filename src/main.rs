@@ -23,6 +23,13 @@ struct Cli {
 enum Target {
     /// The reference interpreter on this machine.
     Reference,
+    /// Compiled for x86_64 and run on this machine (or under qemu-x86_64).
+    #[value(name = "x86_64")]
+    X86_64,
+    /// Compiled for aarch64 and run under qemu-aarch64 (or natively).
+    Aarch64,
+    /// Compiled for riscv64 and run under qemu-riscv64 (or natively).
+    Riscv64,
 }
 
 #[derive(Subcommand)]
@@ -66,9 +73,13 @@ enum Cmd {
     Run {
         /// The model file (.onnx).
         model: PathBuf,
-        /// Where to run it.
+        /// Where to run it: the reference interpreter, or compiled for an architecture.
         #[arg(long, value_enum, default_value = "reference")]
         target: Target,
+        /// CPU preset or settings for a compiled target (e.g. aarch64-dotprod, riscv64-v);
+        /// default: the architecture's baseline preset.
+        #[arg(long)]
+        cpu: Option<String>,
         /// An input: NAME=FILE.npy; repeatable.
         #[arg(long = "input", value_name = "NAME=FILE")]
         inputs: Vec<String>,
@@ -113,27 +124,59 @@ fn load_options(shapes: &[String]) -> Result<slmtvm_frontend::LoadOptions> {
     Ok(opts)
 }
 
+/// The target of `--target ARCH [--cpu PRESET]`: the preset (default: the architecture's
+/// baseline), which must be of that architecture.
+fn resolve_target(arch: &str, cpu: Option<&str>) -> Result<slmtvm_targets::Target> {
+    let t = slmtvm_targets::Target::from_spec(cpu.unwrap_or(arch))?;
+    if t.arch().name() != arch {
+        bail!("--cpu {} is a {} preset, not {arch}", t.name(), t.arch());
+    }
+    Ok(t)
+}
+
+/// Restores the default action of SIGPIPE (Rust ignores it, so printing into a closed pipe
+/// such as `slmtvm inspect … | head` would panic): the process then ends quietly, as other
+/// command-line tools do.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    {
+        unsafe extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: resetting a signal to its default action has no preconditions.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
 fn main() {
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Build { model, target, cpu, output_dir, name, shapes } => load_options(&shapes).and_then(|o| {
-            let t = slmtvm_targets::Target::from_spec(cpu.as_deref().unwrap_or(&target))?;
-            if t.arch().name() != target {
-                bail!("--cpu {} is a {} preset, not {target}", t.name(), t.arch());
-            }
-            build::build(&model, &o, &t, &output_dir, name.as_deref()).map(|_| ())
-        }),
+        Cmd::Build { model, target, cpu, output_dir, name, shapes } => load_options(&shapes)
+            .and_then(|o| {
+                build::build(&model, &o, &resolve_target(&target, cpu.as_deref())?, &output_dir, name.as_deref())
+            })
+            .with_context(|| format!("building {}", model.display())),
         Cmd::Inspect { model, shapes, json, ir } => {
             load_options(&shapes).and_then(|o| inspect::inspect(&model, &o, json, ir))
         }
-        Cmd::Run { model, target: Target::Reference, inputs, input_dir, random_inputs, shapes, output_dir } => {
-            load_options(&shapes)
-                .and_then(|o| {
-                    let src = inputs::InputSource { flags: &inputs, dir: input_dir.as_deref(), seed: random_inputs };
-                    run::run_reference(&model, &o, &src, &output_dir)
-                })
-                .with_context(|| format!("running {}", model.display()))
-        }
+        Cmd::Run { model, target, cpu, inputs, input_dir, random_inputs, shapes, output_dir } => load_options(&shapes)
+            .and_then(|o| {
+                let src = inputs::InputSource { flags: &inputs, dir: input_dir.as_deref(), seed: random_inputs };
+                let arch = match target {
+                    Target::Reference if cpu.is_some() => bail!("--cpu needs a compiled --target"),
+                    Target::Reference => return run::run_reference(&model, &o, &src, &output_dir),
+                    Target::X86_64 => "x86_64",
+                    Target::Aarch64 => "aarch64",
+                    Target::Riscv64 => "riscv64",
+                };
+                run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?)
+            })
+            .with_context(|| format!("running {}", model.display())),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -3,6 +3,7 @@
 use crate::inputs::{InputSource, gather_inputs};
 use anyhow::{Context, Result};
 use slmtvm_frontend::LoadOptions;
+use slmtvm_targets::Target;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -12,8 +13,82 @@ pub fn run_reference(model: &Path, opts: &LoadOptions, src: &InputSource, out_di
     let inputs = gather_inputs(&g, src)?;
     let outs = slmtvm_ir::interp::run_named(&g, &inputs)?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    write_outputs(&g, &outs, out_dir)
+}
+
+/// The C test driver of `runtime-stub/`, compiled with each model that `run --target` builds.
+const HARNESS_C: &str = include_str!("../runtime-stub/harness.c");
+
+/// Builds the model for `target`, links it with the C harness (host gcc, or Debian's cross
+/// gcc), runs it natively or under qemu-user, and writes its outputs as `.npy` files into
+/// `out_dir`. The build (`NAME.o`, `.h`, `.json`, the harness executable and its input files)
+/// is kept in `out_dir/build/`. Symbolic input dims are fixed to the given inputs' dims.
+pub fn run_target(model: &Path, opts: &LoadOptions, src: &InputSource, out_dir: &Path, target: &Target) -> Result<()> {
+    target.check_tools()?;
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let mut g = slmtvm_frontend::load_onnx(model, opts)?;
+    let inputs = gather_inputs(&g, src)?;
+    // Specialize symbolic dims to the inputs' dims.
+    for &i in &g.inputs.clone() {
+        let name = g.value(i).name.clone();
+        if g.ty(i).shape.as_known().is_none()
+            && let Some(t) = inputs.get(&name)
+        {
+            g.set_input_shape(&name, &slmtvm_ir::Shape::known(t.shape()))?;
+        }
+    }
+    for &i in &g.inputs {
+        let v = g.value(i);
+        if let (Some(t), Some(dims)) = (inputs.get(&v.name), v.ty.shape.as_known())
+            && (t.shape() != dims.as_slice() || t.dtype() != v.ty.dtype)
+        {
+            anyhow::bail!(
+                "input '{}': the model takes {}{:?}, the given tensor is {}{:?}",
+                v.name,
+                v.ty.dtype,
+                dims,
+                t.dtype(),
+                t.shape()
+            );
+        }
+    }
+    let name = crate::build::model_name(model, None)?;
+    let a = crate::build::compile_graph(&g, &bytes, target, &name)?;
+    let build = out_dir.join("build");
+    crate::build::write_artifacts(&a, &build)?;
+    let harness = build.join("harness.c");
+    std::fs::write(&harness, HARNESS_C).with_context(|| format!("writing {}", harness.display()))?;
+    let exe = build.join(format!("{name}.run"));
+    let header = build.join(format!("{name}.h"));
+    let (model_def, upper_def) =
+        (format!("-DSLMTVM_MODEL={name}"), format!("-DSLMTVM_MODEL_UPPER={}", name.to_ascii_uppercase()));
+    let header_s = header.to_string_lossy().into_owned();
+    let args = ["-O2", "-std=c99", "-D_POSIX_C_SOURCE=200809L", &model_def, &upper_def, "-include", &header_s];
+    target.link(&args, &[&harness, &build.join(format!("{name}.o"))], &exe)?;
+    let in_dir = build.join("inputs");
+    std::fs::create_dir_all(&in_dir).with_context(|| format!("creating {}", in_dir.display()))?;
+    for &i in &g.inputs {
+        let n = &g.value(i).name;
+        if let Some(t) = inputs.get(n) {
+            slmtvm_frontend::npy::write_npy(&in_dir.join(format!("{}.npy", slmtvm_frontend::npy::file_stem(n))), t)?;
+        }
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut cmd = target.command(&exe)?;
+    cmd.arg(&in_dir).arg(out_dir);
+    let out = slmtvm_targets::toolchain::run_with_timeout(cmd, std::time::Duration::from_secs(3600))?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        anyhow::bail!("the compiled model failed on {}: {}", target.name(), err.trim());
+    }
+    Ok(())
+}
+
+/// Writes each graph output to `out_dir/<stem>.npy` (stems made unique) and prints a line each.
+fn write_outputs(g: &slmtvm_ir::Graph, outs: &[slmtvm_ir::Tensor], out_dir: &Path) -> Result<()> {
     let mut used = BTreeSet::new();
-    for (&id, t) in g.outputs.iter().zip(&outs) {
+    for (&id, t) in g.outputs.iter().zip(outs) {
         let name = &g.value(id).name;
         let base = slmtvm_frontend::npy::file_stem(name);
         let mut file = base.clone();

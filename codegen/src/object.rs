@@ -36,6 +36,21 @@ pub struct Compiled {
     pub kernels: usize,
     /// Bytes of machine code of all functions.
     pub code_bytes: usize,
+    /// Every kernel, in call order.
+    pub kernel_list: Vec<KernelInfo>,
+}
+
+/// One kernel of a compiled model: a local function of the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// Its (local) symbol name.
+    pub symbol: String,
+    /// The graph node it computes.
+    pub node: String,
+    /// The node's operator (`MatMul`, `Add`, ...).
+    pub op: String,
+    /// Bytes of machine code.
+    pub code_bytes: usize,
 }
 
 fn module_err(e: impl std::fmt::Display) -> Error {
@@ -69,8 +84,8 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
     // Kernels, in node order.
     let mut code_bytes = 0usize;
     let mut kernels: Vec<Option<FuncId>> = Vec::new();
-    let mut fctx = FunctionBuilderContext::new();
-    let mut ctx = m.make_context();
+    let mut kernel_list = Vec::new();
+    let mut fb = FnBuilder { fctx: FunctionBuilderContext::new(), ctx: m.make_context() };
     for (i, node) in g.nodes.iter().enumerate() {
         if node.outputs.iter().all(|o| plan.view_of.contains_key(o)) {
             kernels.push(None);
@@ -79,11 +94,8 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
         let nargs = node.inputs.iter().flatten().count() + node.outputs.len();
         let mut sig = m.make_signature();
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nargs));
-        let f = m.declare_function(&format!("{name}_k{i}"), Linkage::Local, &sig).map_err(module_err)?;
-        ctx.func.signature = sig;
-        ctx.func.name = UserFuncName::user(0, f.as_u32());
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let symbol = format!("{name}_k{i}");
+        let (f, bytes) = fb.define(&mut m, &symbol, Linkage::Local, sig, |mut b, _| {
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -91,44 +103,36 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             let mut kb = Kb { b, caps };
             crate::kernels::emit_node(&mut kb, g, node, &args)?;
             kb.b.ins().return_(&[]);
-            kb.b.seal_all_blocks();
-            kb.b.finalize(m.target_config());
-        }
-        m.define_function(f, &mut ctx).map_err(|e| Error::Graph(format!("node '{}': cranelift: {e:?}", node.name)))?;
-        code_bytes += code_size(&ctx);
-        m.clear_context(&mut ctx);
+            Ok(kb.b)
+        })?;
+        code_bytes += bytes;
         kernels.push(Some(f));
+        kernel_list.push(KernelInfo {
+            symbol,
+            node: node.name.clone(),
+            op: node.op.kind_name().to_string(),
+            code_bytes: bytes,
+        });
     }
     let nkernels = kernels.iter().flatten().count();
 
     // <name>_workspace_size
     let mut sig = m.make_signature();
     sig.returns.push(AbiParam::new(ptr));
-    let ws = m.declare_function(&format!("{name}_workspace_size"), Linkage::Export, &sig).map_err(module_err)?;
-    ctx.func.signature = sig;
-    ctx.func.name = UserFuncName::user(0, ws.as_u32());
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    let (_, bytes) = fb.define(&mut m, &format!("{name}_workspace_size"), Linkage::Export, sig, |mut b, _| {
         let e = b.create_block();
         b.switch_to_block(e);
         let v = b.ins().iconst(ptr, plan.arena_bytes as i64);
         b.ins().return_(&[v]);
-        b.seal_all_blocks();
-        b.finalize(m.target_config());
-    }
-    m.define_function(ws, &mut ctx).map_err(module_err)?;
-    code_bytes += code_size(&ctx);
-    m.clear_context(&mut ctx);
+        Ok(b)
+    })?;
+    code_bytes += bytes;
 
     // <name>_run
     let mut sig = m.make_signature();
     sig.params.extend([AbiParam::new(ptr); 3]);
     sig.returns.push(AbiParam::new(types::I32));
-    let run = m.declare_function(&format!("{name}_run"), Linkage::Export, &sig).map_err(module_err)?;
-    ctx.func.signature = sig;
-    ctx.func.name = UserFuncName::user(0, run.as_u32());
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+    let (_, bytes) = fb.define(&mut m, &format!("{name}_run"), Linkage::Export, sig, |mut b, m| {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -176,7 +180,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             let Some(f) = k else { continue };
             let mut args = Vec::new();
             for &v in node.inputs.iter().flatten().chain(&node.outputs) {
-                args.push(addr(&mut b, &mut m, v)?);
+                args.push(addr(&mut b, m, v)?);
             }
             let fref = m.declare_func_in_func(*f, b.func);
             b.ins().call(fref, &args);
@@ -187,20 +191,51 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
                 continue;
             }
             let bytes = g.ty(o).shape.numel().unwrap_or(0) * g.ty(o).dtype.size();
-            let src = addr(&mut b, &mut m, o)?;
+            let src = addr(&mut b, m, o)?;
             let dst = b.ins().load(ptr, fl, outputs, (k * ptr.bytes() as usize) as i32);
             let n = b.ins().iconst(ptr, bytes as i64);
             b.call_memcpy(m.target_config(), dst, src, n);
         }
         let ok = b.ins().iconst(types::I32, status::OK);
         b.ins().return_(&[ok]);
-        b.seal_all_blocks();
-        b.finalize(m.target_config());
-    }
-    m.define_function(run, &mut ctx).map_err(|e| Error::Graph(format!("entry point: cranelift: {e:?}")))?;
-    code_bytes += code_size(&ctx);
+        Ok(b)
+    })?;
+    code_bytes += bytes;
     let object = m.finish().emit().map_err(module_err)?;
-    Ok(Compiled { object, plan, weight_bytes, kernels: nkernels, code_bytes })
+    Ok(Compiled { object, plan, weight_bytes, kernels: nkernels, code_bytes, kernel_list })
+}
+
+/// The reusable state for building functions one after another.
+struct FnBuilder {
+    fctx: FunctionBuilderContext,
+    ctx: cranelift_codegen::Context,
+}
+
+impl FnBuilder {
+    /// Declares `symbol` with `linkage` and `sig`, lets `body` emit it (from an empty function;
+    /// it returns the builder after its last instruction), then seals, finalizes, compiles and
+    /// defines it. Returns the function and its machine-code size.
+    fn define(
+        &mut self,
+        m: &mut ObjectModule,
+        symbol: &str,
+        linkage: Linkage,
+        sig: cranelift_codegen::ir::Signature,
+        body: impl for<'b> FnOnce(FunctionBuilder<'b>, &mut ObjectModule) -> Result<FunctionBuilder<'b>>,
+    ) -> Result<(FuncId, usize)> {
+        let f = m.declare_function(symbol, linkage, &sig).map_err(module_err)?;
+        self.ctx.func.signature = sig;
+        self.ctx.func.name = UserFuncName::user(0, f.as_u32());
+        let config = m.target_config();
+        let b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+        let mut b = body(b, m)?;
+        b.seal_all_blocks();
+        b.finalize(config);
+        m.define_function(f, &mut self.ctx).map_err(|e| Error::Graph(format!("{symbol}: cranelift: {e:?}")))?;
+        let bytes = code_size(&self.ctx);
+        m.clear_context(&mut self.ctx);
+        Ok((f, bytes))
+    }
 }
 
 fn code_size(ctx: &cranelift_codegen::Context) -> usize {

@@ -129,7 +129,13 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
     let mut model_of: BTreeMap<usize, usize> = BTreeMap::new();
     for (j, job) in jobs.iter().enumerate() {
         let name = format!("m{j}");
-        match slmtvm_codegen::compile(job.graph, &name, target) {
+        match slmtvm_codegen::compile(job.graph, &name, target).map_err(|e| format!("compile: {e}")).and_then(|c| {
+            let undefined = undefined_symbols(&c.object)?;
+            match undefined.iter().find(|s| !ALLOWED_IMPORTS.contains(&s.as_str())) {
+                Some(s) => Err(format!("the object imports '{s}' (only {} are allowed)", ALLOWED_IMPORTS.join(", "))),
+                None => Ok(c),
+            }
+        }) {
             Ok(c) => {
                 let obj = dir.join(format!("{name}.o"));
                 if let Err(e) = std::fs::write(&obj, &c.object) {
@@ -157,7 +163,7 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
                 );
                 model_of.insert(j, model_of.len());
             }
-            Err(e) => results[j].iter_mut().for_each(|r| *r = Err(format!("compile: {e}"))),
+            Err(e) => results[j].iter_mut().for_each(|r| *r = Err(e.clone())),
         }
     }
     if model_of.is_empty() {
@@ -248,6 +254,23 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
         todo = rest;
     }
     results
+}
+
+/// The only symbols a compiled object may import (no libm, nothing else from libc).
+pub const ALLOWED_IMPORTS: &[&str] = &["memcpy", "memset"];
+
+/// The undefined (imported) symbols of an ELF object.
+pub fn undefined_symbols(elf: &[u8]) -> Result<Vec<String>, String> {
+    use object::{Object, ObjectSymbol};
+    let f = object::File::parse(elf).map_err(|e| format!("the object does not parse: {e}"))?;
+    let mut v: Vec<String> = f
+        .symbols()
+        .filter(|s| s.is_undefined() && !s.name().unwrap_or("").is_empty())
+        .map(|s| s.name().unwrap_or("").to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
 }
 
 fn fail_all(results: &mut [Vec<Result<Vec<Tensor>, String>>], msg: &str) -> Vec<Vec<Result<Vec<Tensor>, String>>> {

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod cross;
+pub mod node_cases;
 
 use slmtvm_ir::Tensor;
 use std::path::{Path, PathBuf};

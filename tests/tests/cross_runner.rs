@@ -28,3 +28,19 @@ fn a_graph_runs_on_every_preset_and_matches_the_interpreter() {
     let failures = check_against_interpreter(&graph(), &data, 0.0, 0.0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn objects_import_nothing_but_memcpy() {
+    // A graph output that is a graph input is copied with memcpy by the entry point.
+    let mut g = Graph::new("copy");
+    let x = g.add_input("x", TypeInfo::new(DType::F32, Shape::known(&[3])));
+    g.outputs = vec![x];
+    g.infer().unwrap();
+    for (preset, _) in slmtvm_targets::presets() {
+        let t = slmtvm_targets::Target::from_spec(preset).unwrap();
+        let c = slmtvm_codegen::compile(&g, "copy", &t).unwrap();
+        assert_eq!(slmtvm_tests::cross::undefined_symbols(&c.object).unwrap(), ["memcpy"], "{preset}");
+        let c = slmtvm_codegen::compile(&graph(), "smoke", &t).unwrap();
+        assert!(slmtvm_tests::cross::undefined_symbols(&c.object).unwrap().is_empty(), "{preset}");
+    }
+}

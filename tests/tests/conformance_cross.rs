@@ -1,0 +1,211 @@
+//! ONNX node conformance through code generation: every node test case that the reference
+//! interpreter passes (see `conformance.rs`) is compiled for every target preset, linked with
+//! the target's C compiler and run natively or under qemu-user (`slmtvm_tests::cross`), and
+//! its outputs are compared with the case's expected outputs (same tolerances as the
+//! interpreter's conformance test). Prints a table op × target (also written to
+//! `<target>/conformance-cross.txt`, every case's result to `<target>/conformance-cross-cases.txt`)
+//! and fails on any failing case.
+//!
+//! Filters (comma-separated, for working on a kernel family):
+//! - `SLMTVM_CROSS_OPS=MatMul,Gemm`: only cases whose table row is one of these ops (a row
+//!   `Softmax_expanded` matches `Softmax`);
+//! - `SLMTVM_CROSS_TARGETS=x86_64,aarch64`: only these presets.
+//!
+//! A target whose cross compiler or qemu is missing is skipped with a line naming the Debian
+//! package (`scripts/test.sh` installs them).
+
+use slmtvm_targets::Target;
+use slmtvm_tests::cross::{Job, run_batch, runnable_presets};
+use slmtvm_tests::node_cases::{
+    Case, Loaded, Outcome, check_outputs, check_reference, list_cases, load_frozen, numbered, one_line, run_reference,
+    truncate,
+};
+use slmtvm_tests::target_dir;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Cases per linked executable.
+const BATCH: usize = 120;
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    let v = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+    Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+/// Runs `f` over `0..n` on all cores, results in index order.
+fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(n.max(1));
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<Option<T>>> = Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let r = f(i);
+                    out.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                }
+            });
+        }
+    });
+    out.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|r| r.expect("every index ran")).collect()
+}
+
+#[test]
+fn onnx_node_conformance_on_every_target() {
+    let t0 = Instant::now();
+    let mut cases: Vec<Case> = list_cases();
+    if let Some(ops) = env_list("SLMTVM_CROSS_OPS") {
+        cases.retain(|c| ops.iter().any(|o| c.op == *o || c.op.strip_suffix("_expanded") == Some(o.as_str())));
+    }
+    let mut presets: Vec<Target> = runnable_presets();
+    if let Some(ts) = env_list("SLMTVM_CROSS_TARGETS") {
+        presets.retain(|t| ts.iter().any(|n| n == t.name()));
+    }
+    assert!(!presets.is_empty(), "no target preset can be linked and run here (see the skip lines above)");
+
+    // The cases the interpreter passes. Code generation needs static shapes: a case whose
+    // shapes depend on its integer inputs (a Reshape's shape, Expand's, Range's bounds) runs with
+    // those inputs made constants, as exporters write them (the interpreter must pass it so too).
+    let reference: Vec<Option<Loaded>> = par_map(cases.len(), |i| match run_reference(&cases[i]) {
+        (Outcome::Pass, _, Some(l)) if l.graph.values.iter().all(|v| v.ty.shape.is_known()) => Some(l),
+        (Outcome::Pass, _, Some(l)) => {
+            let sets = numbered(&cases[i].dir, "test_data_set_", "");
+            let [ds] = sets.as_slice() else {
+                return Some(l);
+            };
+            match load_frozen(&cases[i], ds) {
+                Ok(Some(f)) => match check_reference(&cases[i], f) {
+                    (Outcome::Pass, _, Some(f)) => Some(f),
+                    _ => Some(l),
+                },
+                _ => Some(l),
+            }
+        }
+        _ => None,
+    });
+    let passing: Vec<(usize, Loaded)> = reference.into_iter().enumerate().filter_map(|(i, l)| Some((i, l?))).collect();
+    eprintln!(
+        "conformance-cross: {} of {} cases pass on the interpreter; running them on {} targets",
+        passing.len(),
+        cases.len(),
+        presets.len()
+    );
+
+    // (preset, batch) tasks, run on all cores.
+    let batches: Vec<&[(usize, Loaded)]> = passing.chunks(BATCH).collect();
+    let tasks: Vec<(usize, usize)> = (0..presets.len()).flat_map(|p| (0..batches.len()).map(move |b| (p, b))).collect();
+    let pid = std::process::id();
+    let outcomes: Vec<Vec<Outcome>> = par_map(tasks.len(), |k| {
+        let (p, b) = tasks[k];
+        let t = &presets[p];
+        let batch = batches[b];
+        let jobs: Vec<Job> = batch
+            .iter()
+            .map(|(_, l)| Job { graph: &l.graph, data: l.sets.iter().map(|s| s.inputs.clone()).collect() })
+            .collect();
+        let dir =
+            target_dir().join("slmtvm-cross").join(format!("conformance-{}-{b}-{pid}", t.name().replace(' ', "_")));
+        let res = run_batch(t, &jobs, &dir);
+        let out = batch
+            .iter()
+            .zip(res)
+            .map(|((ci, l), sets)| {
+                for (ds, got) in l.sets.iter().zip(sets) {
+                    match got {
+                        Err(e) => return Outcome::Fail(format!("{}: {}", ds.name, one_line(&e))),
+                        Ok(got) => {
+                            if let Err(o) = check_outputs(&cases[*ci], &l.graph, ds, &got) {
+                                return o;
+                            }
+                        }
+                    }
+                }
+                Outcome::Pass
+            })
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    });
+    // Per case, per preset.
+    let mut result: BTreeMap<(usize, usize), Outcome> = BTreeMap::new();
+    for (&(p, b), outs) in tasks.iter().zip(outcomes) {
+        for ((ci, _), o) in batches[b].iter().zip(outs) {
+            result.insert((*ci, p), o);
+        }
+    }
+
+    // The table: op × target, "passed/total" per cell.
+    let mut rows: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut every = String::new();
+    let mut n_frozen = 0;
+    for (ci, l) in &passing {
+        let c = &cases[*ci];
+        let frozen = if l.frozen.is_empty() { "" } else { " [int inputs constant]" };
+        n_frozen += !l.frozen.is_empty() as usize;
+        let row = rows.entry(c.op.as_str()).or_insert_with(|| vec![(0, 0); presets.len()]);
+        for (p, t) in presets.iter().enumerate() {
+            let o = &result[&(*ci, p)];
+            row[p].1 += 1;
+            match o {
+                Outcome::Pass => {
+                    row[p].0 += 1;
+                    every += &format!("pass {} {} ({}){frozen}\n", t.name(), c.name, c.op);
+                }
+                Outcome::Fail(m) | Outcome::Skip(m) => {
+                    every += &format!("FAIL {} {} ({}){frozen} {}\n", t.name(), c.name, c.op, one_line(m));
+                    failures.push(format!("{} {}: {}", t.name(), c.name, one_line(m)));
+                }
+            }
+        }
+    }
+    let w = rows.keys().map(|k| k.chars().count()).max().unwrap_or(2).max(9) + 2;
+    let cw = presets.iter().map(|t| t.name().len()).max().unwrap_or(8).max(9) + 1;
+    let mut table = format!("\n{:<w$}", "op");
+    for t in &presets {
+        table += &format!("{:>cw$}", t.name());
+    }
+    table += "\n";
+    let mut totals = vec![(0, 0); presets.len()];
+    for (op, cells) in &rows {
+        table += &format!("{op:<w$}");
+        for (k, &(pass, n)) in cells.iter().enumerate() {
+            let cell = if pass == n { format!("{pass}") } else { format!("{pass}/{n} !") };
+            table += &format!("{cell:>cw$}");
+            totals[k].0 += pass;
+            totals[k].1 += n;
+        }
+        table += "\n";
+    }
+    table += &format!("{:<w$}", "TOTAL");
+    for &(pass, n) in &totals {
+        table += &format!("{:>cw$}", format!("{pass}/{n}"));
+    }
+    let (pass, n): (usize, usize) = totals.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    table += &format!("\n{n_frozen} cases ran with their integer inputs (shapes, axes, bounds) made constants");
+    table += &format!(
+        "\nconformance-cross: {pass} passed, {} failed ({} cases × {} targets, {:.1} s)\n",
+        n - pass,
+        passing.len(),
+        presets.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    eprintln!("{table}");
+    let target = target_dir();
+    let _ = std::fs::create_dir_all(&target);
+    let _ = std::fs::write(target.join("conformance-cross.txt"), &table);
+    let _ = std::fs::write(target.join("conformance-cross-cases.txt"), every);
+    assert!(
+        failures.is_empty(),
+        "{} case runs failed on code generation (see the table above and {}):\n{}",
+        failures.len(),
+        target.join("conformance-cross-cases.txt").display(),
+        failures.iter().take(40).map(|m| format!("  {}", truncate(m, 300))).collect::<Vec<_>>().join("\n")
+    );
+}

@@ -1,0 +1,50 @@
+//! A MiniLM-class encoder (6 layers, hidden 384, sequence 128, ~90 MB of weights), written by
+//! `scripts/make_minilm.py` into `.cache/minilm` (the test set-up does this): compiled for
+//! x86_64 (run natively) and aarch64 (run under qemu-user), and compared with the reference
+//! interpreter. Prints the compile time (a figure, not an assertion; the README reports the
+//! release build's).
+
+use slmtvm_frontend::{LoadOptions, load_onnx, npy};
+use slmtvm_ir::{Tensor, interp};
+use slmtvm_targets::Target;
+use slmtvm_tests::cross::{Job, run_batch};
+use slmtvm_tests::{compare, repo_root, target_dir};
+use std::time::Instant;
+
+#[test]
+fn minilm_class_encoder_compiles_and_matches_the_interpreter() {
+    let dir = repo_root().join(".cache/minilm");
+    assert!(
+        dir.join("model.onnx").is_file(),
+        "{} is missing: generate it with `python3 scripts/make_minilm.py .cache/minilm` (scripts/test.sh does)",
+        dir.display()
+    );
+    let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
+    let inputs: Vec<Tensor> = g
+        .inputs
+        .iter()
+        .map(|&i| npy::read_npy(&dir.join("inputs").join(format!("{}.npy", g.value(i).name))).unwrap())
+        .collect();
+    let want = interp::run(&g, &inputs).unwrap();
+    let scale = want[0].to_f64().iter().map(|x| x.abs()).fold(0.0, f64::max);
+    for preset in ["x86_64", "aarch64"] {
+        let t = Target::from_spec(preset).unwrap();
+        if let Err(e) = t.check_tools() {
+            panic!("{preset}: {e}");
+        }
+        let t0 = Instant::now();
+        let c = slmtvm_codegen::compile(&g, "minilm", &t).unwrap();
+        eprintln!(
+            "minilm on {preset}: compiled in {:.2} s (debug build of slmtvm): {} kernels, {} bytes of code, arena {} bytes",
+            t0.elapsed().as_secs_f64(),
+            c.kernels,
+            c.code_bytes,
+            c.plan.arena_bytes
+        );
+        let out = target_dir().join("slmtvm-cross").join(format!("minilm-{preset}-{}", std::process::id()));
+        let res = run_batch(&t, &[Job { graph: &g, data: vec![inputs.clone()] }], &out);
+        let got = res[0][0].as_ref().unwrap_or_else(|e| panic!("{preset}: {e}"));
+        compare(&want[0], &got[0], 0.0, 1e-4 * scale).unwrap_or_else(|e| panic!("{preset}: {e}"));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
