@@ -151,8 +151,8 @@ fn taps_const(kb: &mut Kb, ax: &Axis, o: i64) -> (Value, Taps) {
 }
 
 /// Emits the output points of one plane: loops over the outer spatial axes, then the
-/// innermost axis as borders (scalar, per-position bounds) and interior (full kernel; vector
-/// steps when `vector` and its stride is 1).
+/// innermost axis as borders (scalar, per-position bounds) and interior (full kernel; steps
+/// of 4 consecutive outputs when `vector`).
 fn walk_points(kb: &mut Kb, geo: &[Axis], vector: bool, point: &mut dyn FnMut(&mut Kb, &Point)) {
     if geo.iter().any(|a| a.o == 0) {
         return;
@@ -222,7 +222,7 @@ fn walk_outer(
         let (l, h) = (kb.iconst(0), kb.iconst(ax.k));
         (base, Taps { lo: l, hi: h, counted: h, konst: Some((0, ax.k)) })
     };
-    let vec_end = if vector && ax.s == 1 { lo + (hi - lo) / 4 * 4 } else { lo };
+    let vec_end = if vector { lo + (hi - lo) / 4 * 4 } else { lo };
     if vec_end > lo {
         kb.for_const(lo, vec_end, 4, |kb, o| {
             let t = full(kb, o);
@@ -304,6 +304,19 @@ fn load_at(kb: &mut Kb, dtype: DType, base: Value, index: Value, lanes: usize) -
     if lanes == 4 { kb.load(types::F32X4, a, 0) } else { kb.load_elem(dtype, a) }
 }
 
+/// Four f32 elements at element `index` of `base` and every `stride`-th after it, as an
+/// `F32X4`.
+fn gather4(kb: &mut Kb, base: Value, index: Value, stride: i64) -> Value {
+    let a = kb.addr(base, index, 4);
+    let v = kb.load(types::F32, a, 0);
+    let mut v = kb.b.ins().scalar_to_vector(types::F32X4, v);
+    for j in 1..4u8 {
+        let l = kb.load(types::F32, a, (i64::from(j) * stride * 4) as i32);
+        v = kb.b.ins().insertlane(v, l, j);
+    }
+    v
+}
+
 fn store_at(kb: &mut Kb, dtype: DType, base: Value, index: Value, v: Value, lanes: usize) {
     let a = kb.addr(base, index, dtype.size());
     if lanes == 4 { kb.store(v, a, 0) } else { kb.store_elem(dtype, v, a) }
@@ -337,7 +350,10 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
     let k_len: i64 = geo.iter().map(|a| a.k).product();
     let (xp, wp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.out_ptr(0));
     let bp = cx.in_ptr_opt(2);
-    let vector = kb.caps.vector && dt == DType::F32;
+    // Vector steps along the innermost axis; a strided one gathers its 4 inputs, then shares
+    // them among the block's output channels.
+    let xs = geo.last().map_or(1, |a| a.s);
+    let vector = kb.caps.vector && dt == DType::F32 && xs <= 1 << 20;
     // Output channels in blocks of up to MB: each input load feeds MB accumulators.
     let (full, rem) = (mg / MB, mg % MB);
     kb.nest(&[n as usize, g as usize], &mut |kb, idx| {
@@ -379,7 +395,11 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
                     let mc = kb.b.ins().iadd(mc, ci);
                     let k0 = kb.b.ins().imul_imm_s(mc, k_len);
                     walk_taps(kb, &geo, p, x0, k0, &mut |kb, xi, ki| {
-                        let xv = load_at(kb, dt, xp, xi, p.lanes);
+                        let xv = if p.lanes == 4 && xs != 1 {
+                            gather4(kb, xp, xi, xs)
+                        } else {
+                            load_at(kb, dt, xp, xi, p.lanes)
+                        };
                         for (j, &v) in acc.iter().enumerate() {
                             let kj = kb.b.ins().iadd_imm_s(ki, j as i64 * cg * k_len);
                             let mut wv = load_at(kb, dt, wp, kj, 1);
@@ -460,7 +480,8 @@ fn pool(kb: &mut Kb, cx: &NodeCtx, p: &Pool) -> Result<()> {
     let in_len: i64 = geo.iter().map(|a| a.i).product();
     let out_len: i64 = geo.iter().map(|a| a.o).product();
     let (xp, yp) = (cx.in_ptr(0)?, cx.out_ptr(0));
-    let vector = kb.caps.vector && dt == DType::F32;
+    // Strided rows would need gathers, which cost more than the scalar max or sum saves.
+    let vector = kb.caps.vector && dt == DType::F32 && geo.last().is_some_and(|a| a.s == 1);
     let (kind, include_pad) = (p.kind, p.count_include_pad);
     kb.nest(&[planes as usize], &mut |kb, idx| {
         let x0 = kb.b.ins().imul_imm_s(idx[0], in_len);
