@@ -6,8 +6,9 @@
 //! padding: along every outer spatial axis the range of kernel taps that fall on the input is
 //! computed once per output row, and along the innermost axis the output positions split into
 //! an interior, where every tap is on the input (compile-time bounds; vector steps of 4 output
-//! positions when the axis has stride 1 and the target has vectors), and the borders, with
-//! bounds computed per position.
+//! positions on targets with vectors), and the borders, with bounds computed per position.
+//! Conv computes 4 output channels at a time, so each input load (a gather of 4 when the row
+//! is strided) feeds 4 accumulators; pooling takes vector steps on stride-1 rows only.
 //!
 //! Floats (f32, f16) compute in f32; MaxPool on i8/u8 compares integers. Max pooling skips
 //! padding and NaN and gives the dtype's lowest value for a window with no input tap; average
