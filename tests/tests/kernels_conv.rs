@@ -61,11 +61,6 @@ fn rand(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         .collect()
 }
 
-/// An f16 scalar.
-fn f16s(v: f32) -> Tensor {
-    Tensor::from_f32(DType::F16, Tensor::scalar(v).to_f32())
-}
-
 fn f32t(shape: &[usize], v: Vec<f32>) -> Tensor {
     Tensor::from_vec(shape, v).unwrap()
 }
@@ -122,6 +117,13 @@ fn conv_cases() -> Vec<Case> {
         case(&[1, 8, 5, 6], &[4, 2, 3, 3], conv(4, &[], &[], &[1, 1, 1, 1], NotSet), true),
         case(&[1, 2, 6, 21], &[3, 2, 3, 5], conv(1, &[2, 1], &[1, 2], &[1, 4, 0, 3], NotSet), false),
         case(&[1, 3, 5, 7], &[3, 1, 3, 3], conv(3, &[], &[], &[], SameUpper), true),
+        // Output channels in two full blocks and a remainder, with and without groups.
+        case(&[1, 3, 6, 7], &[9, 3, 3, 3], conv(1, &[], &[], &[1, 1, 1, 1], NotSet), true),
+        case(&[2, 4, 5, 9], &[18, 2, 3, 1], conv(2, &[1, 2], &[], &[0, 0, 2, 0], NotSet), false),
+        // Strided rows wide enough for vector steps (gathered inputs).
+        case(&[1, 3, 5, 23], &[5, 3, 3, 3], conv(1, &[1, 2], &[], &[1, 1, 1, 1], NotSet), true),
+        case(&[1, 2, 40], &[4, 2, 4], conv(1, &[3], &[2], &[], NotSet), false),
+        case(&[1, 4, 3, 30], &[4, 1, 1, 3], conv(4, &[1, 2], &[], &[], SameLower), true),
         // 3-D.
         case(&[1, 2, 5, 6, 7], &[3, 2, 3, 3, 3], conv(1, &[], &[], &[1, 1, 1, 1, 1, 1], NotSet), true),
         case(&[1, 4, 4, 5, 6], &[4, 2, 2, 3, 2], conv(2, &[2, 1, 2], &[1, 2, 1], &[], SameUpper), false),

@@ -158,6 +158,11 @@ fn quantize_per_tensor_per_axis_and_blocked() {
     let s = b.cst(scales(&[3, 4], 26));
     let z = b.cst(i8t(&[3, 4], 27));
     b.node(ql(1, 4, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
+    // ONNX test_quantizelinear: one vector step and a 2-element tail.
+    let x = b.input(vec![f32t(&[6], vec![0., 2., 3., 1000., -254., -1000.])]);
+    let s = b.cst(Tensor::scalar(2.0f32));
+    let z = b.cst(Tensor::scalar(128u8));
+    b.node(ql(0, 0, DType::U8), vec![Some(x), Some(s), Some(z)], 1);
     // A scalar x, an empty x, and a one-element axis.
     let x = b.input(vec![Tensor::scalar(2.5f32), Tensor::scalar(-7.5f32)]);
     let s = b.cst(Tensor::scalar(1.0f32));
@@ -193,6 +198,10 @@ fn quantize_f16_and_i32_inputs_and_f16_scales() {
     b.node(ql(-1, 0, DType::U8), vec![Some(x), Some(s), Some(z)], 1);
     let s = b.cst(Tensor::scalar(0.5f32));
     b.node(ql(0, 0, DType::I8), vec![Some(x), Some(s)], 1);
+    // f16 x with an f16 scale, per axis.
+    let s = b.cst(Tensor::from_f32(DType::F16, scales(&[6], 41).to_f32()));
+    let z = b.cst(i8t(&[6], 42));
+    b.node(ql(1, 0, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
     // i32 x, including values that f32 rounds.
     let iv = |seed| {
         let mut v: Vec<i32> = rand(seed, 19, -1000.0, 1000.0).into_iter().map(|v| v as i32).collect();
@@ -278,9 +287,13 @@ fn dynamic_quantize_ranges_and_output_prefixes() {
         tie[0] = 2.05;
         let mut inf = rand(seed + 4, n, -1.0, 2.0);
         inf[n - 1] = f32::INFINITY;
-        [mixed, pos, neg, zeros, nan, tie, inf].into_iter().map(|v| f32t(shape, v)).collect()
+        // Both infinities: an infinite scale and a NaN zero point, which saturates to 0.
+        let mut infs = rand(seed + 5, n, -1.0, 2.0);
+        infs[0] = f32::NEG_INFINITY;
+        infs[n - 1] = f32::INFINITY;
+        [mixed, pos, neg, zeros, nan, tie, inf, infs].into_iter().map(|v| f32t(shape, v)).collect()
     };
-    let mut b = Build::new("dynquant", 7);
+    let mut b = Build::new("dynquant", 8);
     for (k, shape) in [vec![6], vec![3, 4], vec![2, 3, 7], vec![1], vec![67]].iter().enumerate() {
         let x = b.input(sets(shape, 70 + 10 * k as u64));
         b.node(op(), vec![Some(x)], 3);

@@ -6,8 +6,9 @@
 //! padding: along every outer spatial axis the range of kernel taps that fall on the input is
 //! computed once per output row, and along the innermost axis the output positions split into
 //! an interior, where every tap is on the input (compile-time bounds; vector steps of 4 output
-//! positions when the axis has stride 1 and the target has vectors), and the borders, with
-//! bounds computed per position.
+//! positions on targets with vectors), and the borders, with bounds computed per position.
+//! Conv computes 4 output channels at a time, so each input load (a gather of 4 when the row
+//! is strided) feeds 4 accumulators; pooling takes vector steps on stride-1 rows only.
 //!
 //! Floats (f32, f16) compute in f32; MaxPool on i8/u8 compares integers. Max pooling skips
 //! padding and NaN and gives the dtype's lowest value for a window with no input tap; average
@@ -151,8 +152,8 @@ fn taps_const(kb: &mut Kb, ax: &Axis, o: i64) -> (Value, Taps) {
 }
 
 /// Emits the output points of one plane: loops over the outer spatial axes, then the
-/// innermost axis as borders (scalar, per-position bounds) and interior (full kernel; vector
-/// steps when `vector` and its stride is 1).
+/// innermost axis as borders (scalar, per-position bounds) and interior (full kernel; steps
+/// of 4 consecutive outputs when `vector`).
 fn walk_points(kb: &mut Kb, geo: &[Axis], vector: bool, point: &mut dyn FnMut(&mut Kb, &Point)) {
     if geo.iter().any(|a| a.o == 0) {
         return;
@@ -222,7 +223,7 @@ fn walk_outer(
         let (l, h) = (kb.iconst(0), kb.iconst(ax.k));
         (base, Taps { lo: l, hi: h, counted: h, konst: Some((0, ax.k)) })
     };
-    let vec_end = if vector && ax.s == 1 { lo + (hi - lo) / 4 * 4 } else { lo };
+    let vec_end = if vector { lo + (hi - lo) / 4 * 4 } else { lo };
     if vec_end > lo {
         kb.for_const(lo, vec_end, 4, |kb, o| {
             let t = full(kb, o);
@@ -304,10 +305,26 @@ fn load_at(kb: &mut Kb, dtype: DType, base: Value, index: Value, lanes: usize) -
     if lanes == 4 { kb.load(types::F32X4, a, 0) } else { kb.load_elem(dtype, a) }
 }
 
+/// Four f32 elements at element `index` of `base` and every `stride`-th after it, as an
+/// `F32X4`.
+fn gather4(kb: &mut Kb, base: Value, index: Value, stride: i64) -> Value {
+    let a = kb.addr(base, index, 4);
+    let v = kb.load(types::F32, a, 0);
+    let mut v = kb.b.ins().scalar_to_vector(types::F32X4, v);
+    for j in 1..4u8 {
+        let l = kb.load(types::F32, a, (i64::from(j) * stride * 4) as i32);
+        v = kb.b.ins().insertlane(v, l, j);
+    }
+    v
+}
+
 fn store_at(kb: &mut Kb, dtype: DType, base: Value, index: Value, v: Value, lanes: usize) {
     let a = kb.addr(base, index, dtype.size());
     if lanes == 4 { kb.store(v, a, 0) } else { kb.store_elem(dtype, v, a) }
 }
+
+/// Output channels computed together (sharing every input load).
+const MB: i64 = 4;
 
 /// `y[n, m, o...] = b[m] + Σ_{c in group, taps} x[n, c, o·s + k·d − p...] · w[m, c, k...]`.
 fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
@@ -334,57 +351,94 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
     let k_len: i64 = geo.iter().map(|a| a.k).product();
     let (xp, wp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.out_ptr(0));
     let bp = cx.in_ptr_opt(2);
-    let vector = kb.caps.vector && dt == DType::F32;
-    kb.nest(&[n as usize, g as usize, mg as usize], &mut |kb, idx| {
-        let (ni, gi, mi) = (idx[0], idx[1], idx[2]);
-        let gm = kb.b.ins().imul_imm_s(gi, mg);
-        let mo = kb.b.ins().iadd(gm, mi);
-        // First input channel of the group, output plane.
+    // Vector steps along the innermost axis; a strided one gathers its 4 inputs, then shares
+    // them among the block's output channels.
+    let xs = geo.last().map_or(1, |a| a.s);
+    let vector = kb.caps.vector && dt == DType::F32 && xs <= 1 << 20;
+    // Output channels in blocks of up to MB: each input load feeds MB accumulators.
+    let (full, rem) = (mg / MB, mg % MB);
+    kb.nest(&[n as usize, g as usize], &mut |kb, idx| {
+        let (ni, gi) = (idx[0], idx[1]);
+        // First input channel of the group.
         let nc = kb.b.ins().imul_imm_s(ni, ch);
         let gc = kb.b.ins().imul_imm_s(gi, cg);
         let c0 = kb.b.ins().iadd(nc, gc);
-        let nm = kb.b.ins().imul_imm_s(ni, m);
-        let plane = kb.b.ins().iadd(nm, mo);
-        let y0 = kb.b.ins().imul_imm_s(plane, out_len);
-        let bias = match bp {
-            Some(bp) => {
-                let a = kb.addr(bp, mo, dt.size());
-                kb.load_elem(dt, a)
-            }
-            None => kb.fconst(0.0, 1),
-        };
-        walk_points(kb, &geo, vector, &mut |kb, p| {
-            let ty = if p.lanes == 4 { types::F32X4 } else { types::F32 };
-            let acc = kb.b.declare_var(ty);
-            let init = if p.lanes == 4 { kb.b.ins().splat(ty, bias) } else { bias };
-            kb.b.def_var(acc, init);
-            let per_channel = |kb: &mut Kb, ci: Value| {
-                let cc = kb.b.ins().iadd(c0, ci);
-                let x0 = kb.b.ins().imul_imm_s(cc, in_len);
-                let mc = kb.b.ins().imul_imm_s(mo, cg);
-                let mc = kb.b.ins().iadd(mc, ci);
-                let k0 = kb.b.ins().imul_imm_s(mc, k_len);
-                walk_taps(kb, &geo, p, x0, k0, &mut |kb, xi, ki| {
-                    let xv = load_at(kb, dt, xp, xi, p.lanes);
-                    let mut wv = load_at(kb, dt, wp, ki, 1);
-                    if p.lanes == 4 {
-                        wv = kb.b.ins().splat(ty, wv);
+        let gm = kb.b.ins().imul_imm_s(gi, mg);
+        let block = |kb: &mut Kb, m0: Value, nb: usize| {
+            let nm = kb.b.ins().imul_imm_s(ni, m);
+            let plane = kb.b.ins().iadd(nm, m0);
+            let y0 = kb.b.ins().imul_imm_s(plane, out_len);
+            let bias: Vec<Value> = (0..nb)
+                .map(|j| match bp {
+                    Some(bp) => {
+                        let mj = kb.b.ins().iadd_imm_s(m0, j as i64);
+                        let a = kb.addr(bp, mj, dt.size());
+                        kb.load_elem(dt, a)
                     }
-                    let a = kb.b.use_var(acc);
-                    let a = kb.mul_add(wv, xv, a);
-                    kb.b.def_var(acc, a);
-                });
-            };
-            if cg == 1 {
-                let z = kb.iconst(0);
-                per_channel(kb, z);
-            } else {
-                kb.for_const(0, cg, 1, |kb, ci| per_channel(kb, ci));
-            }
-            let a = kb.b.use_var(acc);
-            let yi = kb.b.ins().iadd(y0, p.out);
-            store_at(kb, dt, yp, yi, a, p.lanes);
-        });
+                    None => kb.fconst(0.0, 1),
+                })
+                .collect();
+            walk_points(kb, &geo, vector, &mut |kb, p| {
+                let ty = if p.lanes == 4 { types::F32X4 } else { types::F32 };
+                let acc: Vec<_> = bias
+                    .iter()
+                    .map(|&b| {
+                        let v = kb.b.declare_var(ty);
+                        let init = if p.lanes == 4 { kb.b.ins().splat(ty, b) } else { b };
+                        kb.b.def_var(v, init);
+                        v
+                    })
+                    .collect();
+                let per_channel = |kb: &mut Kb, ci: Value| {
+                    let cc = kb.b.ins().iadd(c0, ci);
+                    let x0 = kb.b.ins().imul_imm_s(cc, in_len);
+                    let mc = kb.b.ins().imul_imm_s(m0, cg);
+                    let mc = kb.b.ins().iadd(mc, ci);
+                    let k0 = kb.b.ins().imul_imm_s(mc, k_len);
+                    walk_taps(kb, &geo, p, x0, k0, &mut |kb, xi, ki| {
+                        let xv = if p.lanes == 4 && xs != 1 {
+                            gather4(kb, xp, xi, xs)
+                        } else {
+                            load_at(kb, dt, xp, xi, p.lanes)
+                        };
+                        for (j, &v) in acc.iter().enumerate() {
+                            let kj = kb.b.ins().iadd_imm_s(ki, j as i64 * cg * k_len);
+                            let mut wv = load_at(kb, dt, wp, kj, 1);
+                            if p.lanes == 4 {
+                                wv = kb.b.ins().splat(ty, wv);
+                            }
+                            let a = kb.b.use_var(v);
+                            let a = kb.mul_add(wv, xv, a);
+                            kb.b.def_var(v, a);
+                        }
+                    });
+                };
+                if cg == 1 {
+                    let z = kb.iconst(0);
+                    per_channel(kb, z);
+                } else {
+                    kb.for_const(0, cg, 1, |kb, ci| per_channel(kb, ci));
+                }
+                for (j, &v) in acc.iter().enumerate() {
+                    let a = kb.b.use_var(v);
+                    let yi = kb.b.ins().iadd(y0, p.out);
+                    let yi = kb.b.ins().iadd_imm_s(yi, j as i64 * out_len);
+                    store_at(kb, dt, yp, yi, a, p.lanes);
+                }
+            });
+        };
+        if full == 1 {
+            block(kb, gm, MB as usize);
+        } else if full > 1 {
+            kb.for_const(0, full * MB, MB, |kb, mb| {
+                let m0 = kb.b.ins().iadd(gm, mb);
+                block(kb, m0, MB as usize);
+            });
+        }
+        if rem > 0 {
+            let m0 = kb.b.ins().iadd_imm_s(gm, full * MB);
+            block(kb, m0, rem as usize);
+        }
     });
     Ok(())
 }
@@ -427,7 +481,8 @@ fn pool(kb: &mut Kb, cx: &NodeCtx, p: &Pool) -> Result<()> {
     let in_len: i64 = geo.iter().map(|a| a.i).product();
     let out_len: i64 = geo.iter().map(|a| a.o).product();
     let (xp, yp) = (cx.in_ptr(0)?, cx.out_ptr(0));
-    let vector = kb.caps.vector && dt == DType::F32;
+    // Strided rows would need gathers, which cost more than the scalar max or sum saves.
+    let vector = kb.caps.vector && dt == DType::F32 && geo.last().is_some_and(|a| a.s == 1);
     let (kind, include_pad) = (p.kind, p.count_include_pad);
     kb.nest(&[planes as usize], &mut |kb, idx| {
         let x0 = kb.b.ins().imul_imm_s(idx[0], in_len);

@@ -205,21 +205,32 @@ fn at(kb: &mut Kb, base: Value, index: Value, dtype: DType) -> Value {
     kb.addr(base, index, dtype.size())
 }
 
-/// `v` rounded to the nearest integer, ties to even (f32 scalar or `F32X4`). Vector targets
-/// have a native `nearest` (x86 with SSE4.1, which every x86 vector preset has); without
-/// vectors it is `(|v| + 2^23) − 2^23` with the sign restored, exact below 2^23 (larger
-/// magnitudes, infinities and NaN are already integral and pass through).
+/// `v` rounded to the nearest integer, ties to even (f32 scalar or `F32X4`):
+/// `(|v| + 2^23) − 2^23` with the sign of `v`, exact below 2^23 in the default rounding mode
+/// (larger magnitudes, infinities and NaN are already integral and pass through). Plain
+/// arithmetic on purpose: Cranelift's `nearest` is a libcall on x86 without SSE4.1, and on
+/// riscv64 its vector form swaps the `frm` CSR, which qemu 7.2 (Debian 12) trips over
+/// (`decode_save_opc` assertion).
 fn round_even(kb: &mut Kb, v: Value) -> Value {
-    if kb.caps.vector {
-        return kb.b.ins().nearest(v);
-    }
-    let magic = kb.b.ins().f32const(8_388_608.0);
+    let lanes = kb.lanes(v);
+    let magic = kb.fconst(8_388_608.0, lanes);
     let a = kb.b.ins().fabs(v);
     let r = kb.b.ins().fadd(a, magic);
     let r = kb.b.ins().fsub(r, magic);
-    let r = kb.b.ins().fcopysign(r, v);
     let small = kb.b.ins().fcmp(FloatCC::LessThan, a, magic);
-    kb.b.ins().select(small, r, v)
+    if lanes == 1 {
+        let r = kb.b.ins().fcopysign(r, v);
+        return kb.b.ins().select(small, r, v);
+    }
+    let vi = kb.b.ins().bitcast(types::I32X4, lane_flags(), v);
+    let ri = kb.b.ins().bitcast(types::I32X4, lane_flags(), r);
+    let sign = kb.b.ins().iconst(types::I32, 0x8000_0000u32 as i32 as i64);
+    let sign = kb.b.ins().splat(types::I32X4, sign);
+    let sign = kb.b.ins().band(vi, sign);
+    let ri = kb.b.ins().bor(ri, sign);
+    let r = kb.b.ins().bitcast(types::F32X4, lane_flags(), ri);
+    let mask = kb.b.ins().bitcast(types::F32X4, lane_flags(), small);
+    kb.b.ins().bitselect(mask, r, v)
 }
 
 /// `min(max(v, lo), hi)` for floats, NaN propagating (scalar or `F32X4`).
