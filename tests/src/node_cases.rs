@@ -265,7 +265,7 @@ pub struct Frozen {
     pub names: Vec<String>,
 }
 
-/// The model of `case` with the i32/i64 inputs that data set `ds` gives turned into
+/// The model of `case` with the i32/i64 and scalar inputs that data set `ds` gives turned into
 /// initializers (and removed from the graph inputs), and their names; `None` when it has none.
 ///
 /// The node tests feed axes, split sizes and the like as runtime inputs; slmtvm, an ahead-of-time
@@ -283,7 +283,8 @@ pub fn freeze_int_inputs(case: &Case, ds: &Path) -> Result<Option<Frozen>, Strin
     for p in numbered(ds, "input_", ".pb") {
         let t =
             TensorProto::decode(std::fs::read(&p).map_err(|e| e.to_string())?.as_slice()).map_err(|e| e.to_string())?;
-        if !matches!(t.data_type(), INT32 | INT64) {
+        // Integer tensors (shapes, axes, sizes) and scalars (Range's bounds).
+        if !matches!(t.data_type(), INT32 | INT64) && !t.dims.is_empty() {
             continue;
         }
         if let Some(i) = g.input.iter().position(|vi| vi.name() == t.name()) {
