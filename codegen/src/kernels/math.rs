@@ -212,7 +212,8 @@ pub struct Clif<'k, 'a> {
 }
 
 impl<'k, 'a> Clif<'k, 'a> {
-    /// Operations on values shaped like `like` (an `F32` or `F32X4`).
+    /// Operations on values shaped like `like`: an `F32`, or an `F32X4` (only where
+    /// `kb.caps.vector`); any other type fails Cranelift's verifier.
     pub fn new(kb: &'k mut Kb<'a>, like: Value) -> Self {
         let vector = kb.ty(like) == types::F32X4;
         Clif { kb, vector }
@@ -370,7 +371,8 @@ pub fn cos(kb: &mut Kb, x: Value) -> Value {
     cos_with(&mut o, x)
 }
 
-/// `x^y` with the special cases of C's `powf` (see the module table for its error).
+/// `x^y` with the special cases of C's `powf` (see the module table for its error); `x` and
+/// `y` of the same type.
 pub fn pow(kb: &mut Kb, x: Value, y: Value) -> Value {
     let mut o = Clif::new(kb, x);
     pow_with(&mut o, x, y)
