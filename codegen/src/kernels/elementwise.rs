@@ -21,9 +21,10 @@
 //!   the power is below `2^53`), other exponents through `pow_f32`, so a truncated result may
 //!   be one less than the interpreter's when such a power is an exact integer (`8^(1/3)`).
 //!
-//! Vector code (`F32X4`, only when [`crate::emit::Caps::vector`]) covers the f32 paths of
-//! Unary, Binary arithmetic and Pow, Clip, and Where on 4-byte elements, with scalar tails;
-//! operands broadcast along the innermost loop are splat. Everything else is scalar.
+//! Vector code (`F32X4`/`I32X4`, only when [`crate::emit::Caps::vector`]) covers the f32
+//! paths of Unary, Binary arithmetic and Pow, and Clip; i32 Add/Sub/Mul, Neg/Abs/Relu and
+//! Clip; Where and copies of 4-byte elements, with scalar tails; operands broadcast along the
+//! innermost loop are splat. Everything else is scalar.
 
 use super::NodeCtx;
 use super::math::{self, Ops};
@@ -189,17 +190,18 @@ impl Walk<'_> {
 // ---------------------------------------------------------------------------------------------
 // Loads, stores and small helpers.
 
-/// Loads operand `k` of `step` in its compute type: `lanes` f32 values for a vector step (a
-/// vector load, or a splat of a broadcast element), else one element widened by
-/// [`Kb::load_elem`].
+/// Loads operand `k` of `step` in its compute type: for a vector step 4 lanes of an f32 or
+/// i32 operand (`F32X4` / `I32X4`: a vector load, or a splat of a broadcast element), else
+/// one element widened by [`Kb::load_elem`].
 fn load_in(kb: &mut Kb, dt: DType, step: &Step, k: usize) -> Value {
     let addr = step.at[k];
     if step.lanes == 4 {
+        let (st, vt) = if dt == DType::I32 { (types::I32, types::I32X4) } else { (types::F32, types::F32X4) };
         if step.bcast[k] {
-            let s = kb.load(types::F32, addr, 0);
-            kb.b.ins().splat(types::F32X4, s)
+            let s = kb.load(st, addr, 0);
+            kb.b.ins().splat(vt, s)
         } else {
-            kb.load(types::F32X4, addr, 0)
+            kb.load(vt, addr, 0)
         }
     } else {
         kb.load_elem(dt, addr)
@@ -586,6 +588,19 @@ fn unary_int(kb: &mut Kb, op: &UnaryOp, x: Value) -> Value {
     }
 }
 
+/// Neg, Abs or Relu on an `I32X4` (wrapping, as the i64 path narrowed to i32).
+fn unary_i32x4(kb: &mut Kb, op: &UnaryOp, x: Value) -> Value {
+    match op {
+        UnaryOp::Neg => kb.b.ins().ineg(x),
+        UnaryOp::Abs => kb.b.ins().iabs(x),
+        _ => {
+            let z = kb.b.ins().iconst(types::I32, 0);
+            let z = kb.b.ins().splat(types::I32X4, z);
+            kb.b.ins().smax(x, z)
+        }
+    }
+}
+
 /// The float comparison of a comparison operator.
 fn float_cc(op: &BinaryOp) -> FloatCC {
     match op {
@@ -618,7 +633,8 @@ fn arith_float(kb: &mut Kb, op: &BinaryOp, a: Value, b: Value) -> Value {
     }
 }
 
-/// Arithmetic `op` (Add, Sub, Mul, Div) on i64 values, wrapping; division by zero gives 0.
+/// Arithmetic `op` (Add, Sub, Mul, Div) on i64 values (or Add, Sub, Mul on `I32X4`), wrapping;
+/// division by zero gives 0.
 fn arith_int(kb: &mut Kb, op: &BinaryOp, a: Value, b: Value) -> Value {
     match op {
         BinaryOp::Add => kb.b.ins().iadd(a, b),
@@ -651,9 +667,12 @@ fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
     if *op == UnaryOp::Identity {
         return copy(kb, &out, &ops);
     }
-    walk(kb, &out, &ops, dt == DType::F32, &mut |kb, s| {
+    let int_vector = dt == DType::I32 && matches!(op, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu);
+    walk(kb, &out, &ops, dt == DType::F32 || int_vector, &mut |kb, s| {
         let v = load_in(kb, dt, s, 0);
-        let r = if dt.is_float() {
+        let r = if s.lanes == 4 && dt == DType::I32 {
+            unary_i32x4(kb, op, v)
+        } else if dt.is_float() {
             unary_float(kb, op, v)
         } else if *op == UnaryOp::Not {
             let c = kb.b.ins().icmp_imm_s(IntCC::Equal, v, 0);
@@ -699,7 +718,8 @@ fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
         op,
         BinaryOp::Equal | BinaryOp::Less | BinaryOp::LessOrEqual | BinaryOp::Greater | BinaryOp::GreaterOrEqual
     );
-    let vector = da == DType::F32 && db == DType::F32 && dy == DType::F32;
+    let int_arith = matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul);
+    let vector = da == db && da == dy && (da == DType::F32 || da == DType::I32 && int_arith);
     walk(kb, &out, &ops, vector, &mut |kb, s| {
         let x = load_in(kb, da, s, 0);
         let y = load_in(kb, db, s, 1);
@@ -740,16 +760,27 @@ fn emit_clip(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         Ok(Some(kb.load_elem(dt, p)))
     };
     let (lo, hi) = (bound(kb, 1)?, bound(kb, 2)?);
-    let vector = dt == DType::F32 && kb.caps.vector;
-    let (lo4, hi4) =
-        if vector { (lo.map(|v| splat_to(kb, v, 4)), hi.map(|v| splat_to(kb, v, 4))) } else { (None, None) };
+    let vector = matches!(dt, DType::F32 | DType::I32) && kb.caps.vector;
+    let splat4 = |kb: &mut Kb, v: Value| {
+        if dt == DType::I32 {
+            let n = kb.b.ins().ireduce(types::I32, v);
+            kb.b.ins().splat(types::I32X4, n)
+        } else {
+            splat_to(kb, v, 4)
+        }
+    };
+    let (lo4, hi4) = if vector { (lo.map(|v| splat4(kb, v)), hi.map(|v| splat4(kb, v))) } else { (None, None) };
     let ops = [
         Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() },
         Operand { ptr: cx.out_ptr(0), dims: &out, elem: dt.size() },
     ];
     walk(kb, &out, &ops, vector, &mut |kb, s| {
         let v = load_in(kb, dt, s, 0);
-        let r = if s.lanes == 4 {
+        let r = if s.lanes == 4 && dt == DType::I32 {
+            // v < lo ? lo : v, then v > hi ? hi : v: max then min.
+            let v = lo4.map_or(v, |lo| kb.b.ins().smax(v, lo));
+            hi4.map_or(v, |hi| kb.b.ins().smin(v, hi))
+        } else if s.lanes == 4 {
             fclamp(kb, v, lo4, hi4)
         } else if dt.is_float() {
             fclamp(kb, v, lo, hi)
