@@ -466,6 +466,35 @@ fn float_pow_every_exponent_dtype() {
         }
         cases.push(g.done());
     }
+    // Constant exponents that need no exp/log (1, 2, 3, -1, 0.5), of several dtypes and
+    // shapes (one broadcasting the output), and a non-uniform one.
+    let mut g = G::new("pow_const", 1e-5, 0.0);
+    let f16s = |v: &[u16]| {
+        let b: Vec<u8> = v.iter().flat_map(|b| b.to_le_bytes()).collect();
+        Tensor::from_le_bytes(DType::F16, &[v.len()], &b).unwrap()
+    };
+    let exps = [
+        Tensor::from_vec(&[], vec![2.0f32]).unwrap(),
+        ints(DType::I64, &[1], vec![2]),
+        f16s(&[0x4200]),
+        Tensor::from_vec(&[], vec![-1.0f32]).unwrap(),
+        Tensor::from_vec(&[1, 1], vec![0.5f32]).unwrap(),
+        ints(DType::I32, &[], vec![1]),
+        Tensor::from_vec(&[2, 1, 1], vec![2.0f32, 2.0]).unwrap(),
+        Tensor::from_vec(&[2], vec![0.5f32, 3.0]).unwrap(),
+    ];
+    for base in [DType::F32, DType::F16] {
+        let x = g.input(tensor(base, &[3, 2], Kind::Edge, &mut rng));
+        let y = g.input(tensor(base, &[19], Kind::Edge, &mut rng));
+        for e in &exps {
+            let c = g.cst(e.clone());
+            g.out(Op::Binary(BinaryOp::Pow), vec![Some(x), Some(c)]);
+            if e.shape().len() < 2 && e.shape().iter().product::<usize>() == 1 {
+                g.out(Op::Binary(BinaryOp::Pow), vec![Some(y), Some(c)]);
+            }
+        }
+    }
+    cases.push(g.done());
     // Integer bases with float exponents, truncated like a Cast (no exponent that makes an
     // exact integer of an inexact power).
     let mut g = G::new("pow_int_float", 0.0, 0.0);

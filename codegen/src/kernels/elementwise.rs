@@ -92,6 +92,7 @@ pub fn broadcast_nest(out: &[usize], shapes: &[&[usize]]) -> Nest {
 }
 
 /// One operand of a walk: base pointer, dims (broadcast into the output's) and element bytes.
+#[derive(Clone)]
 struct Operand<'a> {
     ptr: Value,
     dims: &'a [usize],
@@ -714,6 +715,18 @@ fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
         Operand { ptr: cx.in_ptr(1)?, dims: &b, elem: db.size() },
         Operand { ptr: cx.out_ptr(0), dims: &out, elem: dy.size() },
     ];
+    if *op == BinaryOp::Pow
+        && da.is_float()
+        && let Some(e) = cx.in_const(1).and_then(|t| small_exponent(&t.to_f64().iter().copied().collect::<Vec<_>>()))
+    {
+        // x^e for a constant small exponent, without exp and log.
+        return walk(kb, &out, &[ops[0].clone(), ops[2].clone()], da == DType::F32, &mut |kb, s| {
+            let x = load_in(kb, da, s, 0);
+            let r = pow_small(kb, x, e);
+            store_out(kb, dy, r, s, 1);
+            Ok(())
+        });
+    }
     let comparison = matches!(
         op,
         BinaryOp::Equal | BinaryOp::Less | BinaryOp::LessOrEqual | BinaryOp::Greater | BinaryOp::GreaterOrEqual
@@ -746,6 +759,36 @@ fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
         store_out(kb, dy, r, s, 2);
         Ok(())
     })
+}
+
+/// The exponent [`pow_small`] handles, when every element of a constant exponent is it.
+fn small_exponent(v: &[f64]) -> Option<f64> {
+    let e = *v.first()?;
+    (v.iter().all(|&x| x == e) && [1.0, 2.0, 3.0, -1.0, 0.5].contains(&e)).then_some(e)
+}
+
+/// `x^e` for `e` in {1, 2, 3, -1, 0.5} by multiplication, division or square root, as C `pow`
+/// gives them (`x²`, `1/x` and `√x` correctly rounded like the interpreter's f64 `powf`
+/// rounded to f32; `x³` within 1 ulp; `(-0)^0.5 = +0`, `(-inf)^0.5 = +inf`).
+fn pow_small(kb: &mut Kb, x: Value, e: f64) -> Value {
+    if e == 1.0 {
+        x
+    } else if e == 2.0 {
+        kb.b.ins().fmul(x, x)
+    } else if e == 3.0 {
+        let x2 = kb.b.ins().fmul(x, x);
+        kb.b.ins().fmul(x2, x)
+    } else if e == -1.0 {
+        let one = fconst_like(kb, 1.0, x);
+        kb.b.ins().fdiv(one, x)
+    } else {
+        let r = kb.b.ins().sqrt(x);
+        let zero = fconst_like(kb, 0.0, x);
+        let r = kb.b.ins().fadd(r, zero);
+        let (ninf, inf) = (fconst_like(kb, f32::NEG_INFINITY, x), fconst_like(kb, f32::INFINITY, x));
+        let c = kb.b.ins().fcmp(FloatCC::Equal, x, ninf);
+        fsel(kb, c, inf, r)
+    }
 }
 
 fn emit_clip(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
