@@ -36,6 +36,12 @@ fn funcs() -> Vec<Func> {
         Func { name: "erf", arity: 1, emit: |kb, a| math::erf(kb, a[0]), model: |m, a| math::erf_with(m, a[0]) },
         Func { name: "sin", arity: 1, emit: |kb, a| math::sin(kb, a[0]), model: |m, a| math::sin_with(m, a[0]) },
         Func { name: "cos", arity: 1, emit: |kb, a| math::cos(kb, a[0]), model: |m, a| math::cos_with(m, a[0]) },
+        Func {
+            name: "pow",
+            arity: 2,
+            emit: |kb, a| math::pow(kb, a[0], a[1]),
+            model: |m, a| math::pow_with(m, a[0], a[1]),
+        },
         Func { name: "tanh", arity: 1, emit: |kb, a| math::tanh(kb, a[0]), model: |m, a| math::tanh_with(m, a[0]) },
         Func {
             name: "sigmoid",
