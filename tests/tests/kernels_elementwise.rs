@@ -454,7 +454,7 @@ fn float_pow_every_exponent_dtype() {
     let mut cases = Vec::new();
     let pairs: [(&[usize], &[usize]); 4] = [(&[3, 7], &[3, 7]), (&[], &[9]), (&[5, 1], &[4]), (&[13], &[1])];
     for base in [DType::F32, DType::F16] {
-        let rtol = if base == DType::F16 { 1e-3 } else { 1e-5 };
+        let rtol = if base == DType::F16 { 1e-3 } else { 1e-6 };
         let mut g = G::new(&format!("pow_{base}"), rtol, 1e-6);
         for exp in NUMERIC {
             for (k, (sa, sb)) in pairs.iter().enumerate() {
@@ -468,7 +468,7 @@ fn float_pow_every_exponent_dtype() {
     }
     // Constant exponents that need no exp/log (1, 2, 3, -1, 0.5), of several dtypes and
     // shapes (one broadcasting the output), and a non-uniform one.
-    let mut g = G::new("pow_const", 1e-5, 0.0);
+    let mut g = G::new("pow_const", 1e-6, 0.0);
     let f16s = |v: &[u16]| {
         let b: Vec<u8> = v.iter().flat_map(|b| b.to_le_bytes()).collect();
         Tensor::from_le_bytes(DType::F16, &[v.len()], &b).unwrap()
