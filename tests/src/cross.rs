@@ -7,7 +7,7 @@
 //! process (one qemu start-up) serve a whole batch; a job that crashes the process is
 //! reported as failed and the rest are run again without it.
 
-use slmtvm_ir::{Graph, Tensor};
+use slmtvm_ir::{Graph, Op, Tensor, TypeInfo, ValueId};
 use slmtvm_targets::Target;
 use slmtvm_targets::toolchain::run_with_timeout;
 use std::collections::BTreeMap;
@@ -351,4 +351,53 @@ pub fn check_against_interpreter(g: &Graph, data: &[Vec<Tensor>], rtol: f64, ato
         let _ = std::fs::remove_dir_all(&dir);
     }
     failures
+}
+
+/// A graph of independent nodes with its data sets, built input by input.
+pub struct Build {
+    /// The graph so far.
+    pub g: Graph,
+    /// The data sets: one value per graph input each.
+    pub sets: Vec<Vec<Tensor>>,
+    n: usize,
+}
+
+impl Build {
+    /// An empty graph named `name` with `sets` data sets.
+    pub fn new(name: &str, sets: usize) -> Build {
+        Build { g: Graph::new(name), sets: vec![Vec::new(); sets], n: 0 }
+    }
+    /// A fresh value name starting with `p`.
+    pub fn name(&mut self, p: &str) -> String {
+        self.n += 1;
+        format!("{p}{}", self.n)
+    }
+    /// A graph input taking `vals[k]` in data set `k` (the last one repeats).
+    pub fn input(&mut self, vals: Vec<Tensor>) -> ValueId {
+        let name = self.name("in");
+        let v = self.g.add_input(name, TypeInfo::new(vals[0].dtype(), vals[0].static_shape()));
+        for (k, set) in self.sets.iter_mut().enumerate() {
+            set.push(vals[k.min(vals.len() - 1)].clone());
+        }
+        v
+    }
+    /// A constant.
+    pub fn cst(&mut self, t: Tensor) -> ValueId {
+        let name = self.name("c");
+        self.g.add_const(name, t)
+    }
+    /// A node whose `outs` outputs all become graph outputs.
+    pub fn node(&mut self, op: Op, ins: Vec<Option<ValueId>>, outs: usize) -> Vec<ValueId> {
+        let name = self.name("n");
+        let names: Vec<String> = (0..outs).map(|k| format!("{name}_o{k}")).collect();
+        let o = self.g.add_node(name.clone(), op, ins, &names);
+        self.g.outputs.extend(&o);
+        o
+    }
+    /// Infers the graph and checks it on every runnable preset against the interpreter.
+    pub fn check(mut self, rtol: f64, atol: f64) {
+        self.g.infer().unwrap();
+        let failures = check_against_interpreter(&self.g, &self.sets, rtol, atol);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
 }

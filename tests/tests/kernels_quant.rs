@@ -5,50 +5,8 @@
 //! must match exactly.
 
 use slmtvm_ir::ops::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
-use slmtvm_ir::{DType, Graph, Op, Tensor, TypeInfo, ValueId};
-use slmtvm_tests::cross::check_against_interpreter;
-
-/// A graph of independent nodes with its data sets, built input by input.
-struct Build {
-    g: Graph,
-    sets: Vec<Vec<Tensor>>,
-    n: usize,
-}
-
-impl Build {
-    fn new(name: &str, sets: usize) -> Build {
-        Build { g: Graph::new(name), sets: vec![Vec::new(); sets], n: 0 }
-    }
-    fn name(&mut self, p: &str) -> String {
-        self.n += 1;
-        format!("{p}{}", self.n)
-    }
-    /// A graph input taking `vals[k]` in data set `k` (the last one repeats).
-    fn input(&mut self, vals: Vec<Tensor>) -> ValueId {
-        let name = self.name("in");
-        let v = self.g.add_input(name, TypeInfo::new(vals[0].dtype(), vals[0].static_shape()));
-        for (k, set) in self.sets.iter_mut().enumerate() {
-            set.push(vals[k.min(vals.len() - 1)].clone());
-        }
-        v
-    }
-    fn cst(&mut self, t: Tensor) -> ValueId {
-        let name = self.name("c");
-        self.g.add_const(name, t)
-    }
-    fn node(&mut self, op: Op, ins: Vec<Option<ValueId>>, outs: usize) -> Vec<ValueId> {
-        let name = self.name("n");
-        let names: Vec<String> = (0..outs).map(|k| format!("{name}_o{k}")).collect();
-        let o = self.g.add_node(name.clone(), op, ins, &names);
-        self.g.outputs.extend(&o);
-        o
-    }
-    fn check(mut self, rtol: f64, atol: f64) {
-        self.g.infer().unwrap();
-        let failures = check_against_interpreter(&self.g, &self.sets, rtol, atol);
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-    }
-}
+use slmtvm_ir::{DType, Op, Tensor};
+use slmtvm_tests::cross::Build;
 
 /// Deterministic pseudo-random values in `[lo, hi)`.
 fn rand(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
