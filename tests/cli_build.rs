@@ -43,6 +43,28 @@ fn build_writes_object_header_and_manifest() {
     assert_eq!(&obj[..4], b"\x7fELF");
     assert_eq!(u16::from_le_bytes([obj[18], obj[19]]), 183, "e_machine is EM_AARCH64");
     assert_eq!(u16::from_le_bytes([obj[16], obj[17]]), 1, "e_type is ET_REL (relocatable)");
+    {
+        use object::{Object, ObjectSection, ObjectSymbol, SectionFlags};
+        let f = object::File::parse(obj.as_slice()).unwrap();
+        // Weights in .rodata aligned for any vector load; no writable data (no mutable globals).
+        let rodata = f.section_by_name(".rodata").expect("a .rodata section");
+        assert!(rodata.align() >= 64 && rodata.size() > 90_000, "{} bytes aligned {}", rodata.size(), rodata.align());
+        for s in f.sections() {
+            const SHF_WRITE: u64 = 1;
+            if let SectionFlags::Elf { sh_flags } = s.flags() {
+                assert!(sh_flags & SHF_WRITE == 0, "writable section {:?}", s.name());
+            }
+        }
+        // Exactly the two entry points are exported; nothing is imported.
+        let mut globals: Vec<&str> =
+            f.symbols().filter(|s| s.is_global() && s.is_definition()).map(|s| s.name().unwrap()).collect();
+        globals.sort();
+        assert_eq!(globals, ["model_run", "model_workspace_size"]);
+        assert!(
+            f.symbols().all(|s| !s.is_undefined() || s.name().unwrap_or("").is_empty()),
+            "the object imports a symbol"
+        );
+    }
     let h = std::fs::read_to_string(out.join("model.h")).unwrap();
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
     assert!(h.contains("int model_run(const void* const* inputs, void* const* outputs, void* workspace);"), "{h}");
