@@ -212,6 +212,12 @@ fn bad_targets_and_missing_tools_are_one_clear_error() {
         assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: expected '{want}' in {err}");
     }
+    // Symbolic dims must be fixed for code generation; --shape does it.
+    let dynm = model("bert_tiny_dynamic").join("model.onnx");
+    let r = slmtvm(&["build", dynm.to_str().unwrap(), "--target", "aarch64", "-o", o]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not static") && err.contains("--shape") && err.trim_end().lines().count() == 1, "{err}");
     // No cross compiler on PATH: the error names the Debian package.
     let r = Command::new(env!("CARGO_BIN_EXE_slmtvm"))
         .env("PATH", "")
@@ -222,4 +228,11 @@ fn bad_targets_and_missing_tools_are_one_clear_error() {
     assert_eq!(r.status.code(), Some(2), "{err}");
     assert!(err.contains("apt-get install -y gcc-aarch64-linux-gnu"), "{err}");
     assert!(std::fs::read_dir(&out).unwrap().next().is_none(), "nothing written on errors");
+    let fixed = fresh("fixed");
+    let shapes = ["--shape", "input_ids=1x7", "--shape", "attention_mask=1x7", "--shape", "token_type_ids=1x7"];
+    let mut args = vec!["build", dynm.to_str().unwrap(), "--target", "aarch64", "-o", fixed.to_str().unwrap()];
+    args.extend(shapes);
+    ok(&slmtvm(&args));
+    let h = std::fs::read_to_string(fixed.join("model.h")).unwrap();
+    assert!(h.contains("#define MODEL_INPUT_0_SHAPE {1, 7}"), "{h}");
 }
