@@ -34,7 +34,7 @@ pub use pool::{GlobalAveragePool, Pool, PoolKind};
 pub use quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
 pub use reduce::{Reduce, ReduceKind, Softmax};
 pub use reshape::{Flatten, Reshape, Squeeze, Unsqueeze};
-pub use slice::Slice;
+pub use slice::{AxisSlice, Slice};
 pub use transpose::Transpose;
 pub use trilu::Trilu;
 

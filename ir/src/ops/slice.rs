@@ -16,18 +16,22 @@ const INDEX_TYPES: [DType; 2] = [DType::I32, DType::I64];
 const ARGS: [&str; 4] = ["starts", "ends", "axes", "steps"];
 
 /// The effective slice of one axis of size `n`: the first index, the step, and the count.
+/// Shared with code generation, so both sides clamp alike.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct AxisSlice {
-    start: i128,
-    step: i128,
-    len: usize,
+pub struct AxisSlice {
+    /// The first index taken (within `0..n` when `len > 0`).
+    pub start: i128,
+    /// The step between taken indices (non-zero).
+    pub step: i128,
+    /// How many indices are taken.
+    pub len: usize,
 }
 
 impl AxisSlice {
     /// Applies the ONNX rules: negative `start`/`end` count from the end; then, for a positive
     /// step, both are clamped to `[0, n]`; for a negative step, `start` to `[0, n-1]` and
     /// `end` to `[-1, n-1]`.
-    fn new(n: usize, start: i64, end: i64, step: i64) -> Result<AxisSlice, OpError> {
+    pub fn new(n: usize, start: i64, end: i64, step: i64) -> Result<AxisSlice, OpError> {
         if step == 0 {
             return Err(invalid("slice step is 0"));
         }
@@ -197,6 +201,21 @@ impl OpDef for Slice {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn axis_slices_clamp_and_count() {
+        let sl = |n, s, e, st| {
+            let a = super::AxisSlice::new(n, s, e, st).unwrap();
+            (a.start, a.step, a.len)
+        };
+        assert_eq!(sl(5, 0, i64::MAX, 1), (0, 1, 5));
+        assert_eq!(sl(5, -1, i64::MIN, -1), (4, -1, 5));
+        assert_eq!(sl(5, 1000, 1000, 1), (5, 1, 0));
+        assert_eq!(sl(5, -1, i64::MIN, i64::MIN), (4, i128::from(i64::MIN), 1));
+        assert_eq!(sl(4, 3, 0, -2), (3, -2, 2));
+        assert_eq!(sl(0, -1, i64::MIN, -1).2, 0);
+        assert!(super::AxisSlice::new(3, 0, 1, 0).is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 
