@@ -196,7 +196,7 @@ fn onnx_node_conformance_on_every_target() {
         presets.len(),
         t0.elapsed().as_secs_f64()
     );
-    eprintln!("{table}");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{table}\n").as_bytes());
     let target = target_dir();
     let _ = std::fs::create_dir_all(&target);
     let _ = std::fs::write(target.join("conformance-cross.txt"), &table);
