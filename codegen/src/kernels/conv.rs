@@ -312,7 +312,15 @@ fn gather4(kb: &mut Kb, base: Value, index: Value, stride: i64) -> Value {
     let v = kb.load(types::F32, a, 0);
     let mut v = kb.b.ins().scalar_to_vector(types::F32X4, v);
     for j in 1..4u8 {
-        let l = kb.load(types::F32, a, (i64::from(j) * stride * 4) as i32);
+        // The byte offset fits a load's immediate unless the stride is absurdly large.
+        let off = i64::from(j) * stride * 4;
+        let l = match i32::try_from(off) {
+            Ok(imm) => kb.load(types::F32, a, imm),
+            Err(_) => {
+                let aj = kb.addr_const(a, off);
+                kb.load(types::F32, aj, 0)
+            }
+        };
         v = kb.b.ins().insertlane(v, l, j);
     }
     v
