@@ -13,9 +13,15 @@ use slmtvm_ir::{Graph, Tensor, interp};
 const FLOAT: i32 = 1;
 const BOOL: i32 = 9;
 
+/// A graph input's type; a dim of -1 is the symbol `batch`.
 fn value_info(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
-    let dim =
-        dims.iter().map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() }).collect();
+    let dim = dims
+        .iter()
+        .map(|&d| {
+            let value = if d < 0 { dimension::Value::DimParam("batch".into()) } else { dimension::Value::DimValue(d) };
+            Dimension { value: Some(value), ..Default::default() }
+        })
+        .collect();
     ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
@@ -168,4 +174,24 @@ fn missing_heads_for_3d_is_one_error_naming_the_node() {
         load(&model(&[("Q", FLOAT, &[1, 2, 6]), ("K", FLOAT, &[1, 2, 6]), ("V", FLOAT, &[1, 2, 6])], &["Y"], vec![]))
             .unwrap_err();
     assert!(e.contains("'att'") && e.contains("q_num_heads"), "{e}");
+}
+
+#[test]
+fn symbolic_batch_keeps_a_symbolic_output_and_runs() {
+    let g = load(&model(
+        &[("Q", FLOAT, &[-1, 1, 4]), ("K", FLOAT, &[-1, 2, 2]), ("V", FLOAT, &[-1, 2, 2])],
+        &["Y"],
+        vec![int_attr("q_num_heads", 2), int_attr("kv_num_heads", 1), int_attr("is_causal", 1)],
+    ))
+    .unwrap();
+    let y = g.ty(g.outputs[0]).shape.clone();
+    assert_eq!(y.rank(), 3);
+    assert_eq!(y.0[0].known(), None);
+    assert_eq!((y.0[1].known(), y.0[2].known()), (Some(1), Some(4)));
+    let q = f32s(&[2, 1, 4], vec![0.0; 8]);
+    let k = f32s(&[2, 2, 2], vec![0.0; 8]);
+    let v = f32s(&[2, 2, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    let out = interp::run(&g, &[q, k, v]).unwrap();
+    // One query against two keys, causal: it sees key 0 only.
+    close(&values(&out[0]), &[1.0, 2.0, 1.0, 2.0, 5.0, 6.0, 5.0, 6.0]);
 }
