@@ -74,6 +74,7 @@ pub const REQUIRED: &[&str] = &[
     "MatMulInteger",
     "DynamicQuantizeLinear",
     "Constant",
+    "Attention",
 ];
 /// Float tolerance of this harness; a case's own (looser) tolerance wins where it declares one.
 pub const RTOL: f64 = 1e-4;

@@ -9,11 +9,13 @@ use slmtvm_ir::ops::*;
 use slmtvm_ir::{DType, Op, Scalar, Tensor, ValueId};
 
 /// What one ONNX node becomes.
-pub enum Lowered {
+pub(crate) enum Lowered {
     /// An operator with its (possibly rearranged) inputs.
     Op(Op, Vec<Option<ValueId>>),
     /// A constant (the `Constant` operator).
     Const(Tensor),
+    /// A node decomposed into several IR nodes by this function, which defines its outputs.
+    Expanded(super::Expand, Vec<Option<ValueId>>),
 }
 
 /// Every ONNX `ai.onnx` operator type the importer maps, for `inspect`'s unsupported-op report.
@@ -21,6 +23,7 @@ pub const SUPPORTED: &[&str] = &[
     "Abs",
     "Add",
     "And",
+    "Attention",
     "AveragePool",
     "BatchNormalization",
     "Cast",
@@ -92,6 +95,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("Abs", &[1, 6, 13]),
     ("Add", &[1, 6, 7, 13, 14]),
     ("And", &[1, 7]),
+    ("Attention", &[23, 24, 25]),
     ("AveragePool", &[1, 7, 10, 11, 19, 22]),
     ("BatchNormalization", &[1, 6, 7, 9, 14, 15]),
     ("Cast", &[1, 6, 9, 13, 19, 21, 23, 24, 25, 28]),
@@ -519,6 +523,7 @@ pub(crate) fn map_node(
             };
             op(Op::ConstantOfShape(ConstantOfShape { value }), ins)
         }
+        "Attention" => Ok(Lowered::Expanded(super::attention::import, ins)),
         "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
         "Constant" => constant(imp, a, name).map(Lowered::Const),
         _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset }),

@@ -1,0 +1,438 @@
+//! ONNX `Attention` (opsets 23 to 25), decomposed into IR primitives: Reshape/Transpose for
+//! 3-D inputs, Concat for the KV cache, Unsqueeze/Expand/Reshape for grouped-query heads,
+//! MatMul, Tanh for the softcap, an additive bias built from the mask, the causal constant
+//! and `nonpad_kv_seqlen`, Softmax, and a Where that zeroes rows whose bias is all `-inf`.
+//! The semantics follow the ONNX reference implementation (`op_attention.py`).
+
+use super::Importer;
+use super::attr::Attrs;
+use super::proto::NodeProto;
+use crate::{Error, Result};
+use ndarray::{ArrayD, IxDyn};
+use slmtvm_ir::ops::*;
+use slmtvm_ir::{DType, Op, Tensor, ValueId};
+
+/// Builds the decomposition's nodes, named after the ONNX node.
+struct Builder<'i, 'a> {
+    imp: &'i mut Importer<'a>,
+    name: String,
+    count: usize,
+}
+
+impl Builder<'_, '_> {
+    fn err(&self, msg: impl Into<String>) -> Error {
+        Error::Node { node: self.name.clone(), op: "Attention".into(), msg: msg.into() }
+    }
+
+    fn unsupported(&self, msg: impl Into<String>) -> Error {
+        Error::Unsupported { context: format!("node '{}'", self.name), msg: msg.into() }
+    }
+
+    /// Adds `op` on `ins`; its output is named `out` or a fresh internal name.
+    fn node_named(&mut self, op: Op, ins: Vec<ValueId>, out: Option<&str>) -> Result<ValueId> {
+        self.count += 1;
+        let node = format!("{}/{}{}", self.name, op.name(), self.count);
+        let out = out.map_or_else(|| format!("{node}:0"), str::to_string);
+        let ids = self.imp.g.add_node(node, op, ins.into_iter().map(Some).collect(), &[out]);
+        let ni = self.imp.g.nodes.len() - 1;
+        self.imp.g.infer_and_set(ni)?;
+        slmtvm_ir::fold::fold_node(&mut self.imp.g, ni)?;
+        Ok(ids[0])
+    }
+
+    fn node(&mut self, op: Op, ins: Vec<ValueId>) -> Result<ValueId> {
+        self.node_named(op, ins, None)
+    }
+
+    fn konst(&mut self, t: Tensor) -> ValueId {
+        self.count += 1;
+        let n = format!("{}/const{}", self.name, self.count);
+        self.imp.g.add_const(n, t)
+    }
+
+    fn ints(&mut self, v: &[i64]) -> ValueId {
+        let t = Tensor::from_vec(&[v.len()], v.to_vec()).expect("a 1-D shape matches its data");
+        self.konst(t)
+    }
+
+    /// A float constant of `dtype` with `shape` and f32 values `data`.
+    fn floats(&mut self, dtype: DType, shape: &[usize], data: Vec<f32>) -> ValueId {
+        let a = ArrayD::from_shape_vec(IxDyn(shape), data).expect("the shape matches the data");
+        self.konst(Tensor::from_f32(dtype, a))
+    }
+
+    fn binary(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> Result<ValueId> {
+        self.node(Op::Binary(b), vec![x, y])
+    }
+
+    fn reshape(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId> {
+        let s = self.ints(shape);
+        self.node(Op::Reshape(Reshape { allowzero: false }), vec![x, s])
+    }
+
+    fn transpose(&mut self, x: ValueId, perm: &[usize]) -> Result<ValueId> {
+        self.node(Op::Transpose(Transpose { perm: Some(perm.to_vec()) }), vec![x])
+    }
+
+    fn rank(&self, v: ValueId) -> usize {
+        self.imp.g.ty(v).shape.rank()
+    }
+
+    /// Dim `axis` of `v`, which must be known.
+    fn dim(&self, v: ValueId, axis: usize, what: &str) -> Result<usize> {
+        self.imp.g.ty(v).shape.0[axis]
+            .known()
+            .ok_or_else(|| self.unsupported(format!("Attention with a symbolic {what}")))
+    }
+
+    fn dtype(&self, v: ValueId) -> DType {
+        self.imp.g.ty(v).dtype
+    }
+
+    /// Identity onto the ONNX output name `out` and registers it.
+    fn finish_output(&mut self, v: ValueId, out: &str) -> Result<()> {
+        let id = self.node_named(Op::Unary(UnaryOp::Identity), vec![v], Some(out))?;
+        self.imp.define(out, id)
+    }
+}
+
+/// Imports one `Attention` node: every output it names is defined.
+pub(crate) fn import(
+    imp: &mut Importer,
+    n: &NodeProto,
+    name: &str,
+    a: &Attrs,
+    ins: Vec<Option<ValueId>>,
+) -> Result<()> {
+    let opset = imp.opset.unwrap_or(0);
+    let mut b = Builder { imp, name: name.to_string(), count: 0 };
+    let input = |i: usize| ins.get(i).copied().flatten();
+    let (Some(q), Some(k), Some(v)) = (input(0), input(1), input(2)) else {
+        return Err(b.err("inputs Q, K and V are required"));
+    };
+    let mask = input(3);
+    let (past_k, past_v) = (input(4), input(5));
+    let nonpad = input(6);
+    if ins.len() > 7 {
+        return Err(b.err(format!("has {} inputs; Attention takes at most 7", ins.len())));
+    }
+    if nonpad.is_some() && opset < 24 {
+        return Err(b.err("the nonpad_kv_seqlen input needs opset 24"));
+    }
+    if past_k.is_some() != past_v.is_some() {
+        return Err(b.err("past_key and past_value must be given together"));
+    }
+    if nonpad.is_some() && past_k.is_some() {
+        return Err(b.err("nonpad_kv_seqlen cannot be combined with past_key/past_value"));
+    }
+    let scale_attr = if a.has("scale") { Some(a.float_or("scale", 1.0)?) } else { None };
+    let is_causal = a.flag_or("is_causal", false)?;
+    let q_heads_attr = a.int("q_num_heads")?;
+    let kv_heads_attr = a.int("kv_num_heads")?;
+    let softcap = a.float_or("softcap", 0.0)?;
+    let mode = a.int_or("qk_matmul_output_mode", 0)?;
+    if !(0..=3).contains(&mode) {
+        return Err(Error::Attribute {
+            node: name.into(),
+            attr: "qk_matmul_output_mode".into(),
+            msg: format!("must be 0, 1, 2 or 3, got {mode}"),
+        });
+    }
+    // Opset 25's sliding window: -1 leaves a side unbounded.
+    let (left, right) =
+        if opset >= 25 { (a.int_or("left_window_size", -1)?, a.int_or("right_window_size", -1)?) } else { (-1, -1) };
+    for (w, attr) in [(left, "left_window_size"), (right, "right_window_size")] {
+        if w < -1 {
+            return Err(Error::Attribute {
+                node: name.into(),
+                attr: attr.into(),
+                msg: format!("must be -1 or non-negative, got {w}"),
+            });
+        }
+    }
+    let precision = match a.int("softmax_precision")? {
+        None => None,
+        Some(c) => Some(super::tensor::dtype_from_onnx(c as i32, &format!("{name}: softmax_precision"))?),
+    };
+
+    let dt = b.dtype(q);
+    if !matches!(dt, DType::F32 | DType::F16) {
+        return Err(b.err(format!("Q must be float32 or float16, got {dt}")));
+    }
+    for (x, what) in
+        [(k, "K"), (v, "V")].into_iter().chain(past_k.map(|p| (p, "past_key"))).chain(past_v.map(|p| (p, "past_value")))
+    {
+        if b.dtype(x) != dt {
+            return Err(b.err(format!("{what} has dtype {}, Q has {dt}", b.dtype(x))));
+        }
+    }
+    let rank = b.rank(q);
+    if !matches!(rank, 3 | 4) || b.rank(k) != rank || b.rank(v) != rank {
+        return Err(b.err(format!(
+            "Q, K and V must all be 3-D or all 4-D, got ranks {}, {} and {}",
+            rank,
+            b.rank(k),
+            b.rank(v)
+        )));
+    }
+
+    // To [B, heads, S, D].
+    let (q, k, v) = if rank == 3 {
+        let heads = |attr: Option<i64>, what: &str| -> Result<i64> {
+            attr.filter(|&h| h > 0).ok_or_else(|| b.err(format!("3-D inputs need a positive {what} attribute")))
+        };
+        let hq = heads(q_heads_attr, "q_num_heads")?;
+        let hkv = heads(kv_heads_attr, "kv_num_heads")?;
+        for (x, h, what) in [(q, hq, "Q"), (k, hkv, "K"), (v, hkv, "V")] {
+            let hidden = b.dim(x, 2, &format!("{what} hidden size"))?;
+            if hidden % h as usize != 0 {
+                return Err(b.err(format!("{what}'s hidden size {hidden} is not divisible by its {h} heads")));
+            }
+        }
+        let mut split = |x: ValueId, h: i64| -> Result<ValueId> {
+            let r = b.reshape(x, &[0, 0, h, -1])?;
+            b.transpose(r, &[0, 2, 1, 3])
+        };
+        (split(q, hq)?, split(k, hkv)?, split(v, hkv)?)
+    } else {
+        if q_heads_attr.is_some() || kv_heads_attr.is_some() {
+            let (hq, hkv) = (b.dim(q, 1, "Q head count")?, b.dim(k, 1, "K head count")?);
+            if q_heads_attr.is_some_and(|h| h != hq as i64) || kv_heads_attr.is_some_and(|h| h != hkv as i64) {
+                return Err(b.err("q_num_heads/kv_num_heads disagree with the 4-D inputs' head dims"));
+            }
+        }
+        (q, k, v)
+    };
+    let hq = b.dim(q, 1, "Q head count")?;
+    let hkv = b.dim(k, 1, "K head count")?;
+    let dq = b.dim(q, 3, "Q head size")?;
+    let dk = b.dim(k, 3, "K head size")?;
+    let dv = b.dim(v, 3, "V head size")?;
+    if b.dim(v, 1, "V head count")? != hkv {
+        return Err(b.err(format!("K has {hkv} heads but V has {}", b.dim(v, 1, "V head count")?)));
+    }
+    if dq != dk {
+        return Err(b.err(format!("Q's head size {dq} differs from K's {dk}")));
+    }
+    if hkv == 0 || hq % hkv != 0 {
+        return Err(b.err(format!("the {hkv} KV heads do not divide the {hq} query heads")));
+    }
+
+    // KV cache.
+    let mut concat_past = |past: Option<ValueId>, x: ValueId, what: &str| -> Result<ValueId> {
+        match past {
+            None => Ok(x),
+            Some(p) if b.rank(p) != 4 => Err(b.err(format!("{what} must be 4-D, got rank {}", b.rank(p)))),
+            Some(p) => b.node(Op::Concat(Concat { axis: 2 }), vec![p, x]),
+        }
+    };
+    let k = concat_past(past_k, k, "past_key")?;
+    let v = concat_past(past_v, v, "past_value")?;
+    let (present_k, present_v) = (k, v);
+
+    // Scores: (Q·√scale)(K·√scale)ᵀ.
+    let scale = scale_attr.unwrap_or_else(|| 1.0 / (dq as f32).sqrt());
+    let root = b.floats(dt, &[], vec![scale.sqrt()]);
+    let qs = b.binary(BinaryOp::Mul, q, root)?;
+    let ks = b.binary(BinaryOp::Mul, k, root)?;
+    let (ks, vr) = if hq != hkv {
+        let r = (hq / hkv) as i64;
+        let mut repeat = |x: ValueId, d: usize| -> Result<ValueId> {
+            let u = b.node(Op::Unsqueeze(Unsqueeze { axes: vec![2] }), vec![x])?;
+            let shape = b.ints(&[1, 1, r, 1, 1]);
+            let e = b.node(Op::Expand(Expand {}), vec![u, shape])?;
+            b.reshape(e, &[0, hq as i64, -1, d as i64])
+        };
+        (repeat(ks, dk)?, repeat(v, dv)?)
+    } else {
+        (ks, v)
+    };
+    let kt = b.transpose(ks, &[0, 1, 3, 2])?;
+    let mut scores = b.node(Op::MatMul(MatMul {}), vec![qs, kt])?;
+    if softcap > 0.0 {
+        let c = b.floats(dt, &[], vec![softcap]);
+        let d = b.binary(BinaryOp::Div, scores, c)?;
+        let t = b.node(Op::Unary(UnaryOp::Tanh), vec![d])?;
+        scores = b.binary(BinaryOp::Mul, t, c)?;
+    }
+    let capped = scores;
+
+    // The additive bias.
+    let neg_inf = b.floats(dt, &[], vec![f32::NEG_INFINITY]);
+    let zero = b.floats(dt, &[], vec![0.0]);
+    let mut bias: Option<ValueId> = None;
+    if let Some(m) = mask {
+        let mdt = b.dtype(m);
+        let mut m = match mdt {
+            DType::Bool => b.node(Op::Where(Where {}), vec![m, zero, neg_inf])?,
+            d if d == dt => m,
+            d => return Err(b.err(format!("attn_mask must be bool or Q's dtype {dt}, got {d}"))),
+        };
+        let mr = b.rank(m);
+        if !(1..=4).contains(&mr) {
+            return Err(b.err(format!("attn_mask must have rank 1 to 4, got rank {mr}")));
+        }
+        let ml = b.dim(m, mr - 1, "attn_mask last dim")?;
+        let l = b.dim(k, 2, "KV sequence length")?;
+        if ml > l {
+            return Err(b.err(format!("attn_mask's last dim {ml} exceeds the KV sequence length {l}")));
+        }
+        if ml < l {
+            let mut shape = b
+                .imp
+                .g
+                .ty(m)
+                .shape
+                .as_known()
+                .ok_or_else(|| b.unsupported("Attention padding a symbolic attn_mask"))?;
+            shape[mr - 1] = l - ml;
+            let n = shape.iter().product();
+            let pad = b.floats(dt, &shape, vec![f32::NEG_INFINITY; n]);
+            m = b.node(Op::Concat(Concat { axis: -1 }), vec![m, pad])?;
+        }
+        bias = Some(m);
+    }
+    if is_causal {
+        let (s, l) = (b.dim(q, 2, "query sequence length")?, b.dim(k, 2, "KV sequence length")?);
+        let causal = match nonpad {
+            None => {
+                let past = match past_k {
+                    Some(p) => b.dim(p, 2, "past sequence length")?,
+                    None => 0,
+                };
+                let data = (0..s)
+                    .flat_map(|i| (0..l).map(move |j| if j > i + past { f32::NEG_INFINITY } else { 0.0 }))
+                    .collect();
+                b.floats(dt, &[s, l], data)
+            }
+            Some(np) => {
+                // Query i attends key j iff j <= i + nonpad[b] - S, i.e. j - i + S <= nonpad[b].
+                let rel: Vec<i64> = (0..s).flat_map(|i| (0..l).map(move |j| j as i64 - i as i64 + s as i64)).collect();
+                let rel = b.konst(Tensor::from_vec(&[s, l], rel).expect("the shape matches the data"));
+                let np4 = nonpad_4d(&mut b, np)?;
+                let ok = b.binary(BinaryOp::LessOrEqual, rel, np4)?;
+                b.node(Op::Where(Where {}), vec![ok, zero, neg_inf])?
+            }
+        };
+        bias = Some(match bias {
+            None => causal,
+            Some(m) => b.binary(BinaryOp::Add, m, causal)?,
+        });
+    }
+    if left >= 0 || right >= 0 {
+        let (s, l) = (b.dim(q, 2, "query sequence length")?, b.dim(k, 2, "KV sequence length")?);
+        // Query i at absolute position p = offset + i attends key j iff
+        // p - left <= j <= p + right, for each bounded side.
+        let window = match nonpad.filter(|_| past_k.is_none()) {
+            None => {
+                let offset = match past_k {
+                    Some(p) => b.dim(p, 2, "past sequence length")? as i64,
+                    None => 0,
+                };
+                let data = (0..s as i64)
+                    .flat_map(|i| {
+                        (0..l as i64).map(move |j| {
+                            let d = i + offset - j;
+                            if (left < 0 || d <= left) && (right < 0 || -d <= right) { 0.0 } else { f32::NEG_INFINITY }
+                        })
+                    })
+                    .collect();
+                b.floats(dt, &[s, l], data)
+            }
+            Some(np) => {
+                // d = i + nonpad[b] - S - j.
+                let rel: Vec<i64> = (0..s as i64).flat_map(|i| (0..l as i64).map(move |j| i - s as i64 - j)).collect();
+                let rel = b.konst(Tensor::from_vec(&[s, l], rel).expect("the shape matches the data"));
+                let np4 = nonpad_4d(&mut b, np)?;
+                let d = b.binary(BinaryOp::Add, rel, np4)?;
+                let mut ok: Option<ValueId> = None;
+                for (bound, cmp, limit) in
+                    [(left, BinaryOp::LessOrEqual, left), (right, BinaryOp::GreaterOrEqual, -right)]
+                {
+                    if bound >= 0 {
+                        let lim = b.konst(Tensor::scalar(limit));
+                        let c = b.binary(cmp, d, lim)?;
+                        ok = Some(match ok {
+                            None => c,
+                            Some(o) => b.binary(BinaryOp::And, o, c)?,
+                        });
+                    }
+                }
+                let ok = ok.expect("one side is bounded");
+                b.node(Op::Where(Where {}), vec![ok, zero, neg_inf])?
+            }
+        };
+        bias = Some(match bias {
+            None => window,
+            Some(m) => b.binary(BinaryOp::Add, m, window)?,
+        });
+    }
+    if let Some(np) = nonpad {
+        let l = b.dim(k, 2, "KV sequence length")?;
+        let idx = b.ints(&(0..l as i64).collect::<Vec<_>>());
+        let np4 = nonpad_4d(&mut b, np)?;
+        let ok = b.binary(BinaryOp::Less, idx, np4)?;
+        let pad = b.node(Op::Where(Where {}), vec![ok, zero, neg_inf])?;
+        bias = Some(match bias {
+            None => pad,
+            Some(m) => b.binary(BinaryOp::Add, m, pad)?,
+        });
+    }
+    let with_bias = match bias {
+        None => capped,
+        Some(m) => b.binary(BinaryOp::Add, capped, m)?,
+    };
+
+    // Softmax, in `softmax_precision` when it differs from Q's dtype.
+    let cast_to = precision.filter(|&p| p != dt);
+    if let Some(p) = cast_to
+        && !matches!(p, DType::F32 | DType::F16)
+    {
+        return Err(b.unsupported(format!("Attention softmax_precision {p}")));
+    }
+    let sm_in = match cast_to {
+        Some(p) => b.node(Op::Cast(Cast { to: p, saturate: true }), vec![with_bias])?,
+        None => with_bias,
+    };
+    let mut probs = b.node(Op::Softmax(Softmax { axis: -1 }), vec![sm_in])?;
+    if let Some(m) = bias {
+        // Rows whose bias is all -inf attend nothing: their probabilities are 0.
+        let mx = b.node(Op::Reduce(Reduce { kind: ReduceKind::Max, axes: Some(vec![-1]), keepdims: true }), vec![m])?;
+        let masked = b.binary(BinaryOp::Equal, mx, neg_inf)?;
+        let pdt = b.dtype(probs);
+        let pz = b.floats(pdt, &[], vec![0.0]);
+        probs = b.node(Op::Where(Where {}), vec![masked, pz, probs])?;
+    }
+    if cast_to.is_some() {
+        probs = b.node(Op::Cast(Cast { to: dt, saturate: true }), vec![probs])?;
+    }
+    let mut y = b.node(Op::MatMul(MatMul {}), vec![probs, vr])?;
+    if rank == 3 {
+        let t = b.transpose(y, &[0, 2, 1, 3])?;
+        y = b.reshape(t, &[0, 0, -1])?;
+    }
+
+    let qk_out = match mode {
+        0 | 1 => capped,
+        2 => with_bias,
+        _ => probs,
+    };
+    let outs = [y, present_k, present_v, qk_out];
+    if n.output.len() > outs.len() {
+        return Err(b.err(format!("has {} outputs; Attention produces at most 4", n.output.len())));
+    }
+    for (o, &id) in n.output.iter().zip(&outs) {
+        if !o.is_empty() {
+            b.finish_output(id, o)?;
+        }
+    }
+    Ok(())
+}
+
+/// `nonpad_kv_seqlen` ([B] int64) as [B, 1, 1, 1].
+fn nonpad_4d(b: &mut Builder, np: ValueId) -> Result<ValueId> {
+    if b.rank(np) != 1 || b.dtype(np) != DType::I64 {
+        return Err(b.err(format!("nonpad_kv_seqlen must be a 1-D int64 tensor, got {}", b.imp.g.ty(np))));
+    }
+    b.reshape(np, &[-1, 1, 1, 1])
+}
