@@ -7,6 +7,9 @@
 
 pub mod attr;
 pub mod ops;
+mod rms_norm;
+mod rotary;
+mod subgraph;
 pub mod tensor;
 
 /// Types generated from the official `onnx.proto` at build time.
@@ -96,6 +99,10 @@ pub fn read_tensor_pb(path: &Path) -> Result<(String, Tensor)> {
     let v = tensor::tensor_from_proto(&t, None)?;
     Ok((t.name().to_string(), v))
 }
+
+/// Imports one node as several IR nodes, defining the node's outputs.
+pub(crate) type Expand =
+    fn(&mut Importer, &NodeProto, &str, &attr::Attrs, Vec<Option<slmtvm_ir::ValueId>>) -> Result<()>;
 
 /// Import state.
 pub(crate) struct Importer<'a> {
@@ -253,6 +260,10 @@ impl Importer<'_> {
                 let out = n.output.first().filter(|o| !o.is_empty()).ok_or_else(|| node_err("has no output".into()))?;
                 let id = self.g.add_const(out.clone(), t);
                 self.define(out, id)
+            }
+            ops::Lowered::Expanded(f, ins) => {
+                f(self, n, &name, &a, ins)?;
+                a.finish(n.op_type())
             }
             ops::Lowered::Op(op, ins) => {
                 a.finish(n.op_type())?;

@@ -9,11 +9,13 @@ use slmtvm_ir::ops::*;
 use slmtvm_ir::{DType, Op, Scalar, Tensor, ValueId};
 
 /// What one ONNX node becomes.
-pub enum Lowered {
+pub(crate) enum Lowered {
     /// An operator with its (possibly rearranged) inputs.
     Op(Op, Vec<Option<ValueId>>),
     /// A constant (the `Constant` operator).
     Const(Tensor),
+    /// A node decomposed into several IR nodes by this function, which defines its outputs.
+    Expanded(super::Expand, Vec<Option<ValueId>>),
 }
 
 /// Every ONNX `ai.onnx` operator type the importer maps, for `inspect`'s unsupported-op report.
@@ -67,6 +69,8 @@ pub const SUPPORTED: &[&str] = &[
     "ReduceSum",
     "Relu",
     "Reshape",
+    "RMSNormalization",
+    "RotaryEmbedding",
     "Shape",
     "Sigmoid",
     "Sin",
@@ -138,6 +142,8 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("ReduceSum", &[1, 11, 13]),
     ("Relu", &[1, 6, 13, 14]),
     ("Reshape", &[1, 5, 13, 14, 19, 21, 23, 24, 25]),
+    ("RMSNormalization", &[23]),
+    ("RotaryEmbedding", &[23]),
     ("Shape", &[1, 13, 15, 19, 21, 23, 24, 25]),
     ("Sigmoid", &[1, 6, 13]),
     ("Sin", &[7, 22]),
@@ -519,6 +525,8 @@ pub(crate) fn map_node(
             };
             op(Op::ConstantOfShape(ConstantOfShape { value }), ins)
         }
+        "RMSNormalization" => Ok(Lowered::Expanded(super::rms_norm::import, ins)),
+        "RotaryEmbedding" => Ok(Lowered::Expanded(super::rotary::import, ins)),
         "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
         "Constant" => constant(imp, a, name).map(Lowered::Const),
         _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset }),
