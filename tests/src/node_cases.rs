@@ -36,6 +36,8 @@ pub const REQUIRED: &[&str] = &[
     "Clip",
     "Softmax",
     "LayerNormalization",
+    "RMSNormalization",
+    "RotaryEmbedding",
     "ReduceMean",
     "ReduceSum",
     "ReduceMax",

@@ -8,6 +8,9 @@
 mod attention;
 pub mod attr;
 pub mod ops;
+mod rms_norm;
+mod rotary;
+mod subgraph;
 pub mod tensor;
 
 /// Types generated from the official `onnx.proto` at build time.

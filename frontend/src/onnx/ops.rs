@@ -70,6 +70,8 @@ pub const SUPPORTED: &[&str] = &[
     "ReduceSum",
     "Relu",
     "Reshape",
+    "RMSNormalization",
+    "RotaryEmbedding",
     "Shape",
     "Sigmoid",
     "Sin",
@@ -142,6 +144,8 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("ReduceSum", &[1, 11, 13]),
     ("Relu", &[1, 6, 13, 14]),
     ("Reshape", &[1, 5, 13, 14, 19, 21, 23, 24, 25]),
+    ("RMSNormalization", &[23]),
+    ("RotaryEmbedding", &[23]),
     ("Shape", &[1, 13, 15, 19, 21, 23, 24, 25]),
     ("Sigmoid", &[1, 6, 13]),
     ("Sin", &[7, 22]),
@@ -524,6 +528,8 @@ pub(crate) fn map_node(
             op(Op::ConstantOfShape(ConstantOfShape { value }), ins)
         }
         "Attention" => Ok(Lowered::Expanded(super::attention::import, ins)),
+        "RMSNormalization" => Ok(Lowered::Expanded(super::rms_norm::import, ins)),
+        "RotaryEmbedding" => Ok(Lowered::Expanded(super::rotary::import, ins)),
         "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
         "Constant" => constant(imp, a, name).map(Lowered::Const),
         _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset }),

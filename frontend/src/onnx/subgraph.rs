@@ -1,0 +1,252 @@
+//! Building the IR nodes one ONNX node decomposes into (RMSNormalization, RotaryEmbedding).
+//!
+//! Each IR node is named `<onnx node>/<Op><k>`, typed by the IR's shape inference and folded
+//! when its inputs are constants, exactly as a one-to-one mapped node is; the last one takes
+//! the ONNX node's output name.
+
+use super::Importer;
+use super::proto::NodeProto;
+use crate::{Error, Result};
+use slmtvm_ir::ops::*;
+use slmtvm_ir::{DType, Dim, Op, Tensor, TypeInfo, ValueId};
+
+/// Adds the nodes of one decomposed ONNX node to the importer's graph.
+pub(crate) struct Sub<'i, 'a> {
+    imp: &'i mut Importer<'a>,
+    /// The ONNX node's (unique) name.
+    pub name: String,
+    /// The ONNX node's op_type.
+    pub op_type: String,
+    count: usize,
+}
+
+impl<'i, 'a> Sub<'i, 'a> {
+    /// Starts the decomposition of node `n`, named `name`.
+    pub fn new(imp: &'i mut Importer<'a>, n: &NodeProto, name: &str) -> Self {
+        Sub { imp, name: name.into(), op_type: n.op_type().into(), count: 0 }
+    }
+
+    /// An error naming the node.
+    pub fn err(&self, msg: impl Into<String>) -> Error {
+        Error::Node { node: self.name.clone(), op: self.op_type.clone(), msg: msg.into() }
+    }
+
+    /// An "unsupported" error naming the node.
+    pub fn unsupported(&self, msg: impl Into<String>) -> Error {
+        Error::Unsupported { context: format!("node '{}'", self.name), msg: msg.into() }
+    }
+
+    /// The type of `v`.
+    pub fn ty(&self, v: ValueId) -> &TypeInfo {
+        self.imp.g.ty(v)
+    }
+
+    /// The dtype of `v`.
+    pub fn dtype(&self, v: ValueId) -> DType {
+        self.ty(v).dtype
+    }
+
+    /// The dims of `v`.
+    pub fn dims(&self, v: ValueId) -> Vec<Dim> {
+        self.ty(v).shape.0.clone()
+    }
+
+    /// Dim `axis` of `v` as a number; a symbolic dim is an error naming `what` (the
+    /// decomposition needs its value).
+    pub fn known_dim(&self, v: ValueId, axis: usize, what: &str) -> Result<usize> {
+        let d = &self.ty(v).shape.0[axis];
+        d.known().ok_or_else(|| self.unsupported(format!("{} with a symbolic {what} ({d})", self.op_type)))
+    }
+
+    fn fresh(&mut self, what: &str) -> String {
+        self.count += 1;
+        format!("{}/{what}{}", self.name, self.count)
+    }
+
+    /// Adds `op` on `ins`; its output is named `out`, else a fresh internal name.
+    fn add(&mut self, op: Op, ins: Vec<ValueId>, out: Option<&str>) -> Result<ValueId> {
+        let node = self.fresh(op.kind_name());
+        let out = out.map_or_else(|| format!("{node}:0"), str::to_string);
+        let ids = self.imp.g.add_node(node, op, ins.into_iter().map(Some).collect(), &[out]);
+        let ni = self.imp.g.nodes.len() - 1;
+        self.imp.g.infer_and_set(ni)?;
+        slmtvm_ir::fold::fold_node(&mut self.imp.g, ni)?;
+        Ok(ids[0])
+    }
+
+    /// Adds `op` on `ins`.
+    pub fn node(&mut self, op: Op, ins: Vec<ValueId>) -> Result<ValueId> {
+        self.add(op, ins, None)
+    }
+
+    /// Adds `op` on `ins` as the node's result: its output takes the ONNX name `out`.
+    pub fn output(&mut self, op: Op, ins: Vec<ValueId>, out: &str) -> Result<()> {
+        let id = self.add(op, ins, Some(out))?;
+        self.imp.define(out, id)
+    }
+
+    /// A constant.
+    pub fn konst(&mut self, t: Tensor) -> ValueId {
+        let n = self.fresh("const");
+        self.imp.g.add_const(n, t)
+    }
+
+    /// A 1-D i64 constant.
+    pub fn ints(&mut self, v: &[i64]) -> ValueId {
+        self.konst(Tensor::from_vec(&[v.len()], v.to_vec()).expect("a 1-D shape matches its data"))
+    }
+
+    /// An elementwise binary operator.
+    pub fn binary(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> Result<ValueId> {
+        self.node(Op::Binary(b), vec![x, y])
+    }
+
+    /// `x[start..end:step]` along `axis`.
+    pub fn slice(&mut self, x: ValueId, axis: i64, start: i64, end: i64, step: i64) -> Result<ValueId> {
+        let (s, e, a, k) = (self.ints(&[start]), self.ints(&[end]), self.ints(&[axis]), self.ints(&[step]));
+        self.node(Op::Slice(Slice {}), vec![x, s, e, a, k])
+    }
+
+    /// `x` with size-1 axes inserted at `axes`.
+    pub fn unsqueeze(&mut self, x: ValueId, axes: &[i64]) -> Result<ValueId> {
+        self.node(Op::Unsqueeze(Unsqueeze { axes: axes.to_vec() }), vec![x])
+    }
+
+    /// The Reshape operator to `shape` (0 copies the input dim), applied to `x`.
+    pub fn reshape_args(&mut self, x: ValueId, shape: &[i64]) -> (Op, Vec<ValueId>) {
+        let s = self.ints(shape);
+        (Op::Reshape(Reshape { allowzero: false }), vec![x, s])
+    }
+
+    /// `x` reshaped to `shape` (0 copies the input dim).
+    pub fn reshape(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId> {
+        let (op, ins) = self.reshape_args(x, shape);
+        self.node(op, ins)
+    }
+
+    /// `x` cast to `to`, or `x` itself when it already is of that dtype.
+    pub fn cast(&mut self, x: ValueId, to: DType) -> Result<ValueId> {
+        if self.dtype(x) == to {
+            return Ok(x);
+        }
+        self.node(Op::Cast(Cast { to, saturate: true }), vec![x])
+    }
+}
+
+/// The node's input `i`, which must be present.
+pub(crate) fn required(sub: &Sub, ins: &[Option<ValueId>], i: usize, what: &str) -> Result<ValueId> {
+    ins.get(i).copied().flatten().ok_or_else(|| sub.err(format!("input {i} ('{what}') is required")))
+}
+
+/// The node's single output name; more outputs, or none, is an error.
+pub(crate) fn single_output(sub: &Sub, n: &NodeProto) -> Result<String> {
+    let used = n.output.iter().rposition(|o| !o.is_empty()).map_or(0, |p| p + 1);
+    match used {
+        1 => Ok(n.output[0].clone()),
+        0 => Err(sub.err("has no output")),
+        k => Err(sub.err(format!("has {k} outputs; {} has one", sub.op_type))),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Model construction for the decompositions' unit tests.
+
+    use crate::onnx::proto::{
+        AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+        ValueInfoProto, attribute_proto::AttributeType, tensor_shape_proto::Dimension,
+        tensor_shape_proto::dimension::Value as DimValue, type_proto,
+    };
+    use crate::{LoadOptions, Result, load_onnx_bytes};
+    use prost::Message;
+    use slmtvm_ir::Graph;
+
+    /// An input's dim: a size or a symbol.
+    #[derive(Clone, Copy)]
+    pub enum D {
+        /// A known size.
+        N(i64),
+        /// A named symbol.
+        S(&'static str),
+    }
+
+    /// A graph input or output of ONNX element type `elem` and `dims`.
+    pub fn vi(name: &str, elem: i32, dims: &[D]) -> ValueInfoProto {
+        let dim = dims
+            .iter()
+            .map(|d| Dimension {
+                value: Some(match *d {
+                    D::N(n) => DimValue::DimValue(n),
+                    D::S(s) => DimValue::DimParam(s.into()),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(elem),
+                    shape: Some(TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// An INT attribute.
+    pub fn int_attr(name: &str, v: i64) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(v),
+            ..Default::default()
+        }
+    }
+
+    /// A FLOAT attribute.
+    pub fn float_attr(name: &str, v: f32) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Float as i32),
+            f: Some(v),
+            ..Default::default()
+        }
+    }
+
+    /// Imports an opset-23 model of one node `op_type` named "n0", with graph inputs `ins`
+    /// (empty names are absent inputs) and the output "y" (undeclared type).
+    pub fn import_one(op_type: &str, ins: Vec<ValueInfoProto>, attrs: Vec<AttributeProto>) -> Result<Graph> {
+        let node = NodeProto {
+            name: Some("n0".into()),
+            op_type: Some(op_type.into()),
+            input: ins.iter().map(|v| v.name().to_string()).collect(),
+            output: vec!["y".into()],
+            attribute: attrs,
+            ..Default::default()
+        };
+        let g = GraphProto {
+            name: Some("g".into()),
+            node: vec![node],
+            input: ins.into_iter().filter(|v| !v.name().is_empty()).collect(),
+            output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
+            ..Default::default()
+        };
+        let m = ModelProto {
+            ir_version: Some(10),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(23) }],
+            graph: Some(g),
+            ..Default::default()
+        };
+        load_onnx_bytes(&m.encode_to_vec(), None, &LoadOptions::default())
+    }
+
+    /// The message of an import that must fail.
+    pub fn import_err(op_type: &str, ins: Vec<ValueInfoProto>, attrs: Vec<AttributeProto>) -> String {
+        match import_one(op_type, ins, attrs) {
+            Ok(_) => panic!("the import of a bad {op_type} succeeded"),
+            Err(e) => e.to_string(),
+        }
+    }
+}
