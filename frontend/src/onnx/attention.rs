@@ -7,94 +7,10 @@
 use super::Importer;
 use super::attr::Attrs;
 use super::proto::NodeProto;
+use super::subgraph::Sub;
 use crate::{Error, Result};
-use ndarray::{ArrayD, IxDyn};
 use slmtvm_ir::ops::*;
 use slmtvm_ir::{DType, Op, Tensor, ValueId};
-
-/// Builds the decomposition's nodes, named after the ONNX node.
-struct Builder<'i, 'a> {
-    imp: &'i mut Importer<'a>,
-    name: String,
-    count: usize,
-}
-
-impl Builder<'_, '_> {
-    fn err(&self, msg: impl Into<String>) -> Error {
-        Error::Node { node: self.name.clone(), op: "Attention".into(), msg: msg.into() }
-    }
-
-    fn unsupported(&self, msg: impl Into<String>) -> Error {
-        Error::Unsupported { context: format!("node '{}'", self.name), msg: msg.into() }
-    }
-
-    /// Adds `op` on `ins`; its output is named `out` or a fresh internal name.
-    fn node_named(&mut self, op: Op, ins: Vec<ValueId>, out: Option<&str>) -> Result<ValueId> {
-        self.count += 1;
-        let node = format!("{}/{}{}", self.name, op.name(), self.count);
-        let out = out.map_or_else(|| format!("{node}:0"), str::to_string);
-        let ids = self.imp.g.add_node(node, op, ins.into_iter().map(Some).collect(), &[out]);
-        let ni = self.imp.g.nodes.len() - 1;
-        self.imp.g.infer_and_set(ni)?;
-        slmtvm_ir::fold::fold_node(&mut self.imp.g, ni)?;
-        Ok(ids[0])
-    }
-
-    fn node(&mut self, op: Op, ins: Vec<ValueId>) -> Result<ValueId> {
-        self.node_named(op, ins, None)
-    }
-
-    fn konst(&mut self, t: Tensor) -> ValueId {
-        self.count += 1;
-        let n = format!("{}/const{}", self.name, self.count);
-        self.imp.g.add_const(n, t)
-    }
-
-    fn ints(&mut self, v: &[i64]) -> ValueId {
-        let t = Tensor::from_vec(&[v.len()], v.to_vec()).expect("a 1-D shape matches its data");
-        self.konst(t)
-    }
-
-    /// A float constant of `dtype` with `shape` and f32 values `data`.
-    fn floats(&mut self, dtype: DType, shape: &[usize], data: Vec<f32>) -> ValueId {
-        let a = ArrayD::from_shape_vec(IxDyn(shape), data).expect("the shape matches the data");
-        self.konst(Tensor::from_f32(dtype, a))
-    }
-
-    fn binary(&mut self, b: BinaryOp, x: ValueId, y: ValueId) -> Result<ValueId> {
-        self.node(Op::Binary(b), vec![x, y])
-    }
-
-    fn reshape(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId> {
-        let s = self.ints(shape);
-        self.node(Op::Reshape(Reshape { allowzero: false }), vec![x, s])
-    }
-
-    fn transpose(&mut self, x: ValueId, perm: &[usize]) -> Result<ValueId> {
-        self.node(Op::Transpose(Transpose { perm: Some(perm.to_vec()) }), vec![x])
-    }
-
-    fn rank(&self, v: ValueId) -> usize {
-        self.imp.g.ty(v).shape.rank()
-    }
-
-    /// Dim `axis` of `v`, which must be known.
-    fn dim(&self, v: ValueId, axis: usize, what: &str) -> Result<usize> {
-        self.imp.g.ty(v).shape.0[axis]
-            .known()
-            .ok_or_else(|| self.unsupported(format!("Attention with a symbolic {what}")))
-    }
-
-    fn dtype(&self, v: ValueId) -> DType {
-        self.imp.g.ty(v).dtype
-    }
-
-    /// Identity onto the ONNX output name `out` and registers it.
-    fn finish_output(&mut self, v: ValueId, out: &str) -> Result<()> {
-        let id = self.node_named(Op::Unary(UnaryOp::Identity), vec![v], Some(out))?;
-        self.imp.define(out, id)
-    }
-}
 
 /// Imports one `Attention` node: every output it names is defined.
 pub(crate) fn import(
@@ -105,7 +21,7 @@ pub(crate) fn import(
     ins: Vec<Option<ValueId>>,
 ) -> Result<()> {
     let opset = imp.opset.unwrap_or(0);
-    let mut b = Builder { imp, name: name.to_string(), count: 0 };
+    let mut b = Sub::new(imp, n, name);
     let input = |i: usize| ins.get(i).copied().flatten();
     let (Some(q), Some(k), Some(v)) = (input(0), input(1), input(2)) else {
         return Err(b.err("inputs Q, K and V are required"));
@@ -184,7 +100,7 @@ pub(crate) fn import(
         let hq = heads(q_heads_attr, "q_num_heads")?;
         let hkv = heads(kv_heads_attr, "kv_num_heads")?;
         for (x, h, what) in [(q, hq, "Q"), (k, hkv, "K"), (v, hkv, "V")] {
-            let hidden = b.dim(x, 2, &format!("{what} hidden size"))?;
+            let hidden = b.known_dim(x, 2, &format!("{what} hidden size"))?;
             if hidden % h as usize != 0 {
                 return Err(b.err(format!("{what}'s hidden size {hidden} is not divisible by its {h} heads")));
             }
@@ -196,20 +112,20 @@ pub(crate) fn import(
         (split(q, hq)?, split(k, hkv)?, split(v, hkv)?)
     } else {
         if q_heads_attr.is_some() || kv_heads_attr.is_some() {
-            let (hq, hkv) = (b.dim(q, 1, "Q head count")?, b.dim(k, 1, "K head count")?);
+            let (hq, hkv) = (b.known_dim(q, 1, "Q head count")?, b.known_dim(k, 1, "K head count")?);
             if q_heads_attr.is_some_and(|h| h != hq as i64) || kv_heads_attr.is_some_and(|h| h != hkv as i64) {
                 return Err(b.err("q_num_heads/kv_num_heads disagree with the 4-D inputs' head dims"));
             }
         }
         (q, k, v)
     };
-    let hq = b.dim(q, 1, "Q head count")?;
-    let hkv = b.dim(k, 1, "K head count")?;
-    let dq = b.dim(q, 3, "Q head size")?;
-    let dk = b.dim(k, 3, "K head size")?;
-    let dv = b.dim(v, 3, "V head size")?;
-    if b.dim(v, 1, "V head count")? != hkv {
-        return Err(b.err(format!("K has {hkv} heads but V has {}", b.dim(v, 1, "V head count")?)));
+    let hq = b.known_dim(q, 1, "Q head count")?;
+    let hkv = b.known_dim(k, 1, "K head count")?;
+    let dq = b.known_dim(q, 3, "Q head size")?;
+    let dk = b.known_dim(k, 3, "K head size")?;
+    let dv = b.known_dim(v, 3, "V head size")?;
+    if b.known_dim(v, 1, "V head count")? != hkv {
+        return Err(b.err(format!("K has {hkv} heads but V has {}", b.known_dim(v, 1, "V head count")?)));
     }
     if dq != dk {
         return Err(b.err(format!("Q's head size {dq} differs from K's {dk}")));
@@ -272,19 +188,14 @@ pub(crate) fn import(
         if !(1..=4).contains(&mr) {
             return Err(b.err(format!("attn_mask must have rank 1 to 4, got rank {mr}")));
         }
-        let ml = b.dim(m, mr - 1, "attn_mask last dim")?;
-        let l = b.dim(k, 2, "KV sequence length")?;
+        let ml = b.known_dim(m, mr - 1, "attn_mask last dim")?;
+        let l = b.known_dim(k, 2, "KV sequence length")?;
         if ml > l {
             return Err(b.err(format!("attn_mask's last dim {ml} exceeds the KV sequence length {l}")));
         }
         if ml < l {
-            let mut shape = b
-                .imp
-                .g
-                .ty(m)
-                .shape
-                .as_known()
-                .ok_or_else(|| b.unsupported("Attention padding a symbolic attn_mask"))?;
+            let mut shape =
+                b.ty(m).shape.as_known().ok_or_else(|| b.unsupported("Attention padding a symbolic attn_mask"))?;
             shape[mr - 1] = l - ml;
             let n = shape.iter().product();
             let pad = b.floats(dt, &shape, vec![f32::NEG_INFINITY; n]);
@@ -293,11 +204,11 @@ pub(crate) fn import(
         bias = Some(m);
     }
     if is_causal {
-        let (s, l) = (b.dim(q, 2, "query sequence length")?, b.dim(k, 2, "KV sequence length")?);
+        let (s, l) = (b.known_dim(q, 2, "query sequence length")?, b.known_dim(k, 2, "KV sequence length")?);
         let causal = match nonpad {
             None => {
                 let past = match past_k {
-                    Some(p) => b.dim(p, 2, "past sequence length")?,
+                    Some(p) => b.known_dim(p, 2, "past sequence length")?,
                     None => 0,
                 };
                 let data = (0..s)
@@ -320,13 +231,13 @@ pub(crate) fn import(
         });
     }
     if left >= 0 || right >= 0 {
-        let (s, l) = (b.dim(q, 2, "query sequence length")?, b.dim(k, 2, "KV sequence length")?);
+        let (s, l) = (b.known_dim(q, 2, "query sequence length")?, b.known_dim(k, 2, "KV sequence length")?);
         // Query i at absolute position p = offset + i attends key j iff
         // p - left <= j <= p + right, for each bounded side.
         let window = match nonpad.filter(|_| past_k.is_none()) {
             None => {
                 let offset = match past_k {
-                    Some(p) => b.dim(p, 2, "past sequence length")? as i64,
+                    Some(p) => b.known_dim(p, 2, "past sequence length")? as i64,
                     None => 0,
                 };
                 let data = (0..s as i64)
@@ -368,7 +279,7 @@ pub(crate) fn import(
         });
     }
     if let Some(np) = nonpad {
-        let l = b.dim(k, 2, "KV sequence length")?;
+        let l = b.known_dim(k, 2, "KV sequence length")?;
         let idx = b.ints(&(0..l as i64).collect::<Vec<_>>());
         let np4 = nonpad_4d(&mut b, np)?;
         let ok = b.binary(BinaryOp::Less, idx, np4)?;
@@ -423,16 +334,21 @@ pub(crate) fn import(
     }
     for (o, &id) in n.output.iter().zip(&outs) {
         if !o.is_empty() {
-            b.finish_output(id, o)?;
+            finish_output(&mut b, id, o)?;
         }
     }
     Ok(())
 }
 
 /// `nonpad_kv_seqlen` ([B] int64) as [B, 1, 1, 1].
-fn nonpad_4d(b: &mut Builder, np: ValueId) -> Result<ValueId> {
+fn nonpad_4d(b: &mut Sub, np: ValueId) -> Result<ValueId> {
     if b.rank(np) != 1 || b.dtype(np) != DType::I64 {
-        return Err(b.err(format!("nonpad_kv_seqlen must be a 1-D int64 tensor, got {}", b.imp.g.ty(np))));
+        return Err(b.err(format!("nonpad_kv_seqlen must be a 1-D int64 tensor, got {}", b.ty(np))));
     }
     b.reshape(np, &[-1, 1, 1, 1])
+}
+
+/// An Identity onto the ONNX output name `out`.
+fn finish_output(b: &mut Sub, v: ValueId, out: &str) -> Result<()> {
+    b.output(Op::Unary(UnaryOp::Identity), vec![v], out)
 }

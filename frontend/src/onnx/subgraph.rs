@@ -1,4 +1,5 @@
-//! Building the IR nodes one ONNX node decomposes into (RMSNormalization, RotaryEmbedding).
+//! Building the IR nodes one ONNX node decomposes into (Attention, RMSNormalization,
+//! RotaryEmbedding).
 //!
 //! Each IR node is named `<onnx node>/<Op><k>`, typed by the IR's shape inference and folded
 //! when its inputs are constants, exactly as a one-to-one mapped node is; the last one takes
@@ -122,6 +123,22 @@ impl<'i, 'a> Sub<'i, 'a> {
     pub fn reshape(&mut self, x: ValueId, shape: &[i64]) -> Result<ValueId> {
         let (op, ins) = self.reshape_args(x, shape);
         self.node(op, ins)
+    }
+
+    /// The rank of `v`.
+    pub fn rank(&self, v: ValueId) -> usize {
+        self.ty(v).shape.rank()
+    }
+
+    /// A float constant of `dtype` with `shape` and f32 values `data`.
+    pub fn floats(&mut self, dtype: DType, shape: &[usize], data: Vec<f32>) -> ValueId {
+        let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("the shape matches the data");
+        self.konst(Tensor::from_f32(dtype, a))
+    }
+
+    /// `x` with its axes permuted by `perm`.
+    pub fn transpose(&mut self, x: ValueId, perm: &[usize]) -> Result<ValueId> {
+        self.node(Op::Transpose(Transpose { perm: Some(perm.to_vec()) }), vec![x])
     }
 
     /// `x` cast to `to`, or `x` itself when it already is of that dtype.
