@@ -73,6 +73,13 @@ pub const REQUIRED: &[&str] = &[
     "DequantizeLinear",
     "MatMulInteger",
     "DynamicQuantizeLinear",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "Mod",
+    "IsNaN",
+    "IsInf",
     "Constant",
 ];
 /// Float tolerance of this harness; a case's own (looser) tolerance wins where it declares one.

@@ -3,7 +3,7 @@
 //!
 //! | file | operators |
 //! |---|---|
-//! | [`elementwise`] | Unary, Binary, Clip, Where, Cast |
+//! | [`elementwise`] | Unary, Binary, Clip, Where, Cast, FloatClass |
 //! | [`math`] | (no operator) exp, log, tanh, erf, sigmoid, sin, cos as inline polynomials |
 //! | [`movement`] | Reshape/Flatten/Squeeze/Unsqueeze (when not a view), Transpose, Concat, Split, Slice, Gather, Expand, Trilu, Shape, Size, Range, ConstantOfShape |
 //! | [`reduce`] | Reduce*, Softmax, LayerNorm, BatchNorm, GlobalAveragePool |
@@ -140,7 +140,9 @@ impl<'a> NodeCtx<'a> {
 pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, args: &[Value]) -> Result<()> {
     let cx = NodeCtx::new(g, node, args)?;
     match &node.op {
-        Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) => elementwise::emit(kb, &cx),
+        Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) | Op::FloatClass(_) => {
+            elementwise::emit(kb, &cx)
+        }
         Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) => matmul::emit(kb, &cx),
         Op::Reduce(_) | Op::Softmax(_) | Op::LayerNorm(_) | Op::BatchNorm(_) | Op::GlobalAveragePool(_) => {
             reduce::emit(kb, &cx)

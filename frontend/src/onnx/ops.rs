@@ -14,6 +14,10 @@ pub enum Lowered {
     Op(Op, Vec<Option<ValueId>>),
     /// A constant (the `Constant` operator).
     Const(Tensor),
+    /// A variadic operator as a left fold of a binary one over its inputs (at least one; a
+    /// single input is copied), then, when given, that operator applied to the fold and a
+    /// constant (Mean's division by the input count).
+    Fold(BinaryOp, Vec<ValueId>, Option<(BinaryOp, Tensor)>),
 }
 
 /// Every ONNX `ai.onnx` operator type the importer maps, for `inspect`'s unsupported-op report.
@@ -46,13 +50,19 @@ pub const SUPPORTED: &[&str] = &[
     "GreaterOrEqual",
     "HardSigmoid",
     "Identity",
+    "IsInf",
+    "IsNaN",
     "LayerNormalization",
     "Less",
     "LessOrEqual",
     "Log",
     "MatMul",
     "MatMulInteger",
+    "Max",
     "MaxPool",
+    "Mean",
+    "Min",
+    "Mod",
     "Mul",
     "Neg",
     "Not",
@@ -77,6 +87,7 @@ pub const SUPPORTED: &[&str] = &[
     "Sqrt",
     "Squeeze",
     "Sub",
+    "Sum",
     "Tanh",
     "Transpose",
     "Trilu",
@@ -117,13 +128,19 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("GreaterOrEqual", &[12, 16]),
     ("HardSigmoid", &[1, 6, 22]),
     ("Identity", &[1, 13, 14, 16, 19, 21, 23, 24, 25]),
+    ("IsInf", &[10, 20]),
+    ("IsNaN", &[9, 13, 20]),
     ("LayerNormalization", &[17]),
     ("Less", &[1, 7, 9, 13]),
     ("LessOrEqual", &[12, 16]),
     ("Log", &[1, 6, 13]),
     ("MatMul", &[1, 9, 13]),
     ("MatMulInteger", &[10]),
+    ("Max", &[1, 6, 8, 12, 13]),
     ("MaxPool", &[1, 8, 10, 11, 12, 22]),
+    ("Mean", &[1, 6, 8, 13]),
+    ("Min", &[1, 6, 8, 12, 13]),
+    ("Mod", &[10, 13, 28]),
     ("Mul", &[1, 6, 7, 13, 14]),
     ("Neg", &[1, 6, 13]),
     ("Not", &[1]),
@@ -148,6 +165,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("Sqrt", &[1, 6, 13]),
     ("Squeeze", &[1, 11, 13, 21, 23, 24, 25]),
     ("Sub", &[1, 6, 7, 13, 14]),
+    ("Sum", &[1, 6, 8, 13]),
     ("Tanh", &[1, 6, 13]),
     ("Transpose", &[1, 13, 21, 23, 24, 25]),
     ("Trilu", &[14]),
@@ -287,6 +305,16 @@ pub(crate) fn map_node(
         "GreaterOrEqual" => binary(BinaryOp::GreaterOrEqual),
         "And" => binary(BinaryOp::And),
         "Or" => binary(BinaryOp::Or),
+        "Mod" => binary(BinaryOp::Mod { fmod: a.flag_or("fmod", false)? }),
+        "Max" | "Min" | "Sum" | "Mean" => variadic(imp, name, ty, &ins),
+        "IsNaN" => op(Op::FloatClass(FloatClass::Nan), ins),
+        "IsInf" => op(
+            Op::FloatClass(FloatClass::Inf {
+                positive: a.flag_or("detect_positive", true)?,
+                negative: a.flag_or("detect_negative", true)?,
+            }),
+            ins,
+        ),
         "Clip" => op(Op::Clip(Clip {}), ins),
         "Where" => op(Op::Where(Where {}), ins),
         "Cast" => {
@@ -523,6 +551,32 @@ pub(crate) fn map_node(
         "Constant" => constant(imp, a, name).map(Lowered::Const),
         _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset }),
     }
+}
+
+/// Max, Min, Sum or Mean of one or more inputs as a fold of Max, Min or Add (Mean then divides
+/// by the input count, in the inputs' float dtype).
+fn variadic(imp: &Importer, name: &str, ty: &str, ins: &[Option<ValueId>]) -> Result<Lowered> {
+    let node_err = |msg: String| Error::Node { node: name.into(), op: ty.into(), msg };
+    let vals =
+        ins.iter().map(|v| v.ok_or_else(|| node_err("inputs may not be absent".into()))).collect::<Result<Vec<_>>>()?;
+    let Some(&first) = vals.first() else { return Err(node_err("needs at least one input".into())) };
+    let fold = match ty {
+        "Max" => BinaryOp::Max,
+        "Min" => BinaryOp::Min,
+        _ => BinaryOp::Add,
+    };
+    let finish = if ty == "Mean" && vals.len() > 1 {
+        let n = vals.len() as f32;
+        let count = match imp.g.ty(first).dtype {
+            DType::F32 => Tensor::scalar(n),
+            DType::F16 => Tensor::scalar(half::f16::from_f32(n)),
+            dt => return Err(node_err(format!("Mean needs float inputs, got {dt}"))),
+        };
+        Some((BinaryOp::Div, count))
+    } else {
+        None
+    };
+    Ok(Lowered::Fold(fold, vals, finish))
 }
 
 fn block_size(a: &Attrs, name: &str) -> Result<usize> {

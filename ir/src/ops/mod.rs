@@ -24,7 +24,7 @@ pub mod trilu;
 
 pub use concat::{Concat, Split};
 pub use conv::{AutoPad, Conv};
-pub use elementwise::{BinaryOp, Cast, Clip, UnaryOp, Where};
+pub use elementwise::{BinaryOp, Cast, Clip, FloatClass, UnaryOp, Where};
 pub use expand::Expand;
 pub use gather::Gather;
 pub use generate::{ConstantOfShape, Range, ShapeOf, Size};
@@ -103,6 +103,8 @@ ops! {
     Where(Where),
     /// Element type conversion.
     Cast(Cast),
+    /// Float classification to bool (IsNaN, IsInf).
+    FloatClass(FloatClass),
     /// Matrix product with NumPy batching rules.
     MatMul(MatMul),
     /// General matrix multiply `alpha·A'·B' + beta·C`.
@@ -168,6 +170,7 @@ impl Op {
         match self {
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
+            Op::FloatClass(c) => c.name(),
             Op::Reduce(r) => r.name(),
             Op::Pool(p) => match p.kind {
                 PoolKind::Max => "MaxPool",
