@@ -80,6 +80,7 @@ pub const REQUIRED: &[&str] = &[
     "Mod",
     "IsNaN",
     "IsInf",
+    "CumSum",
     "Constant",
 ];
 /// Float tolerance of this harness; a case's own (looser) tolerance wins where it declares one.

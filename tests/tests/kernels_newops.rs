@@ -1,8 +1,8 @@
-//! Kernels of Max, Min, Mod (both `fmod` modes) and IsNaN/IsInf compiled for every target
-//! preset and compared with the reference interpreter: odd sizes (vector steps with scalar
-//! tails), broadcasting of either operand and rank 0, NaN, ±inf, signed zeros (checked through
-//! a Reciprocal, which turns `-0`/`+0` into `-inf`/`+inf`), integer extremes, huge quotients
-//! and remainders by zero.
+//! Kernels of Max, Min, Mod (both `fmod` modes), IsNaN/IsInf and CumSum compiled for every
+//! target preset and compared exactly with the reference interpreter: odd sizes (vector steps
+//! with scalar tails), broadcasting of either operand and rank 0, NaN, ±inf, signed zeros
+//! (checked through a Reciprocal, which turns `-0`/`+0` into `-inf`/`+inf`), integer extremes,
+//! huge quotients, remainders by zero, and every CumSum axis and mode.
 
 use slmtvm_ir::ops::{BinaryOp, Cast, FloatClass, UnaryOp};
 use slmtvm_ir::{DType, Element, Op, Tensor};
@@ -177,4 +177,41 @@ fn float_class() {
         }
     }
     b.check(0.0, 0.0);
+}
+
+#[test]
+fn cumsum_every_axis_mode_and_dtype() {
+    let shapes: [&[usize]; 4] = [&[3, 7, 5], &[13], &[2, 9], &[4, 1, 6]];
+    for dt in [DType::F32, DType::F16, DType::I8, DType::U8, DType::I32, DType::I64] {
+        let mut b = Build::new(&format!("cumsum_{dt}"), 1);
+        for dims in shapes {
+            let n: usize = dims.iter().product();
+            let x = if dt.is_float() {
+                let pool = [0.5f32, -1.25, 3.0, 1e-3, 2048.0, -7.0, 1.0, 0.1];
+                ft(dt, dims, cycle(&pool, n, 0))
+            } else {
+                let v = ints(dt, n, 1);
+                Op::Reshape(slmtvm_ir::ops::Reshape { allowzero: false })
+                    .eval(&[Some(&v), Some(&t(&[dims.len()], dims.iter().map(|&d| d as i64).collect()))])
+                    .unwrap()
+                    .remove(0)
+            };
+            let x = b.input(vec![x]);
+            for axis in (0..dims.len() as i64).chain([-1]) {
+                for (exclusive, reverse) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let op = slmtvm_ir::ops::CumSum { axis, exclusive, reverse };
+                    b.node(Op::CumSum(op), vec![Some(x)], 1);
+                }
+            }
+        }
+        // With NaN and infinities, and an empty tensor.
+        if dt.is_float() {
+            let x = b.input(vec![ft(dt, &[3, 6], cycle(&FLOATS, 18, 2))]);
+            b.node(Op::CumSum(slmtvm_ir::ops::CumSum { axis: 0, exclusive: false, reverse: false }), vec![Some(x)], 1);
+            b.node(Op::CumSum(slmtvm_ir::ops::CumSum { axis: 1, exclusive: true, reverse: true }), vec![Some(x)], 1);
+        }
+        let e = b.input(vec![ft(DType::F32, &[0, 5], Vec::new())]);
+        b.node(Op::CumSum(slmtvm_ir::ops::CumSum { axis: 1, exclusive: false, reverse: false }), vec![Some(e)], 1);
+        b.check(0.0, 0.0);
+    }
 }

@@ -9,6 +9,7 @@
 //! | [`reduce`] | Reduce*, Softmax, LayerNorm, BatchNorm, GlobalAveragePool |
 //! | [`matmul`] | MatMul, Gemm, MatMulInteger |
 //! | [`conv`] | Conv, MaxPool/AveragePool |
+//! | [`scan`] | CumSum |
 //! | [`quant`] | QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear |
 //!
 //! Every kernel must be correct for every static shape and dtype its operator accepts in
@@ -22,6 +23,7 @@ pub mod matmul;
 pub mod movement;
 pub mod quant;
 pub mod reduce;
+pub mod scan;
 
 use crate::emit::Kb;
 use crate::{Error, Result};
@@ -148,6 +150,7 @@ pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, args: &[Value]) -> Result<
             reduce::emit(kb, &cx)
         }
         Op::Conv(_) | Op::Pool(_) => conv::emit(kb, &cx),
+        Op::CumSum(_) => scan::emit(kb, &cx),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::DynamicQuantizeLinear(_) => quant::emit(kb, &cx),
         Op::Reshape(_)
         | Op::Flatten(_)

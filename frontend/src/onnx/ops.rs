@@ -34,6 +34,7 @@ pub const SUPPORTED: &[&str] = &[
     "ConstantOfShape",
     "Conv",
     "Cos",
+    "CumSum",
     "DequantizeLinear",
     "Div",
     "DynamicQuantizeLinear",
@@ -112,6 +113,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("ConstantOfShape", &[9, 20, 21, 23, 24, 25]),
     ("Conv", &[1, 11, 22]),
     ("Cos", &[7, 22]),
+    ("CumSum", &[11, 14]),
     ("DequantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
     ("Div", &[1, 6, 7, 13, 14]),
     ("DynamicQuantizeLinear", &[11]),
@@ -546,6 +548,21 @@ pub(crate) fn map_node(
                 }
             };
             op(Op::ConstantOfShape(ConstantOfShape { value }), ins)
+        }
+        "CumSum" => {
+            let axis = match const_ints(imp, name, ty, &ins, 1, "axis")?.as_deref() {
+                Some(&[axis]) => axis,
+                _ => {
+                    return Err(Error::Node {
+                        node: name.into(),
+                        op: ty.into(),
+                        msg: "the 'axis' input must be a constant holding one integer".into(),
+                    });
+                }
+            };
+            let (exclusive, reverse) = (a.flag_or("exclusive", false)?, a.flag_or("reverse", false)?);
+            ins.truncate(1);
+            op(Op::CumSum(CumSum { axis, exclusive, reverse }), ins)
         }
         "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
         "Constant" => constant(imp, a, name).map(Lowered::Const),

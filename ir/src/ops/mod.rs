@@ -8,6 +8,7 @@
 pub mod broadcast;
 pub mod concat;
 pub mod conv;
+pub mod cumsum;
 pub mod elementwise;
 pub mod expand;
 pub mod gather;
@@ -24,6 +25,7 @@ pub mod trilu;
 
 pub use concat::{Concat, Split};
 pub use conv::{AutoPad, Conv};
+pub use cumsum::CumSum;
 pub use elementwise::{BinaryOp, Cast, Clip, FloatClass, UnaryOp, Where};
 pub use expand::Expand;
 pub use gather::Gather;
@@ -161,6 +163,8 @@ ops! {
     ConstantOfShape(ConstantOfShape),
     /// Upper or lower triangle of the trailing matrices.
     Trilu(Trilu),
+    /// Running sums along an axis.
+    CumSum(CumSum),
 }
 
 impl Op {
