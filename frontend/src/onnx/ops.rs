@@ -640,3 +640,78 @@ fn constant(imp: &Importer, a: &Attrs, name: &str) -> Result<Tensor> {
     }
     Err(bad("value", "a Constant needs one of value, value_float(s), value_int(s)".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::proto::{
+        GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TypeProto, ValueInfoProto, tensor_shape_proto,
+        type_proto,
+    };
+    use crate::{LoadOptions, load_onnx_bytes};
+    use prost::Message;
+    use slmtvm_ir::{Graph, Op, ops::BinaryOp};
+
+    /// A float input of shape `[3]` (ONNX elem type `elem`).
+    fn input(name: &str, elem: i32) -> ValueInfoProto {
+        let dim = tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(3)),
+            ..Default::default()
+        };
+        let shape = super::super::proto::TensorShapeProto { dim: vec![dim] };
+        let tensor = type_proto::Tensor { elem_type: Some(elem), shape: Some(shape) };
+        let ty = TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() };
+        ValueInfoProto { name: Some(name.into()), r#type: Some(ty), ..Default::default() }
+    }
+
+    /// A model of one `op_type` node over inputs `x0..x{n-1}` of elem type `elem`.
+    fn load(op_type: &str, n: usize, elem: i32) -> crate::Result<Graph> {
+        let names: Vec<String> = (0..n).map(|i| format!("x{i}")).collect();
+        let node = NodeProto {
+            input: names.clone(),
+            output: vec!["y".into()],
+            name: Some("v".into()),
+            op_type: Some(op_type.into()),
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![node],
+            input: names.iter().map(|s| input(s, elem)).collect(),
+            output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
+            ..Default::default()
+        };
+        let model = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        load_onnx_bytes(&model.encode_to_vec(), None, &LoadOptions::default())
+    }
+
+    fn ops(g: &Graph) -> Vec<String> {
+        g.nodes.iter().map(|n| n.op.kind_name().to_string()).collect()
+    }
+
+    #[test]
+    fn variadic_ops_fold_onto_binary_nodes() {
+        let g = load("Max", 3, 1).unwrap();
+        assert_eq!(ops(&g), ["Max", "Max"]);
+        assert_eq!(g.nodes[1].name, "v");
+        assert_eq!(g.value(g.nodes[1].outputs[0]).name, "y");
+        assert_eq!(g.nodes[1].inputs[0], Some(g.nodes[0].outputs[0]));
+        assert_eq!(ops(&load("Sum", 1, 1).unwrap()), ["Identity"]);
+        assert_eq!(ops(&load("Min", 2, 6).unwrap()), ["Min"]);
+        let g = load("Mean", 3, 10).unwrap();
+        assert_eq!(ops(&g), ["Add", "Add", "Div"]);
+        assert!(matches!(g.nodes[2].op, Op::Binary(BinaryOp::Div)));
+        let e = load("Mean", 2, 6).err().expect("integer Mean is refused").to_string();
+        assert!(e.contains("'v'") && e.contains("float"), "{e}");
+        assert!(load("Max", 0, 1).is_err());
+    }
+
+    #[test]
+    fn cumsum_needs_a_constant_axis() {
+        let e = load("CumSum", 2, 1).err().expect("a graph-input axis is refused").to_string();
+        assert!(e.contains("'v'") && e.contains("axis"), "{e}");
+    }
+}
