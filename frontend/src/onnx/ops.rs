@@ -704,14 +704,14 @@ mod tests {
         let g = load("Mean", 3, 10).unwrap();
         assert_eq!(ops(&g), ["Add", "Add", "Div"]);
         assert!(matches!(g.nodes[2].op, Op::Binary(BinaryOp::Div)));
-        let e = load("Mean", 2, 6).err().expect("integer Mean is refused").to_string();
+        let e = load("Mean", 2, 6).expect_err("integer Mean is refused").to_string();
         assert!(e.contains("'v'") && e.contains("float"), "{e}");
         assert!(load("Max", 0, 1).is_err());
     }
 
     #[test]
     fn cumsum_needs_a_constant_axis() {
-        let e = load("CumSum", 2, 1).err().expect("a graph-input axis is refused").to_string();
+        let e = load("CumSum", 2, 1).expect_err("a graph-input axis is refused").to_string();
         assert!(e.contains("'v'") && e.contains("axis"), "{e}");
     }
 }
