@@ -1,4 +1,4 @@
-//! Elementwise kernels: Unary, Binary, Clip, Where, Cast, over broadcast loop nests.
+//! Elementwise kernels: Unary, Binary, Clip, Where, Cast, FloatClass, over broadcast loop nests.
 //!
 //! Every kernel walks the output once in row-major order ([`broadcast_nest`] merges the axes
 //! that all operands walk contiguously or broadcast together), reading element `i` of each
@@ -9,7 +9,9 @@
 //! f16) are computed in f32 and rounded to the output dtype; integers and bools in i64 with
 //! wrapping arithmetic, narrowed on store. Integer division by zero (which the interpreter
 //! refuses) gives 0, and `i64::MIN / -1` wraps to `i64::MIN`, so no kernel traps; `0` raised to
-//! a negative integer power gives 0 likewise.
+//! a negative integer power gives 0 likewise. Integer Mod by zero gives 0 (as the interpreter
+//! and the ONNX reference do); float Mod is an exact `fmod` (a loop over the exponent
+//! difference in f64), by zero NaN.
 //!
 //! Where the kernels differ from the interpreter (which computes math functions in f64):
 //! - Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid and Gelu use [`math`]'s f32 approximations (a
@@ -32,8 +34,8 @@ use super::math;
 use crate::Result;
 use crate::emit::{Kb, lane_flags};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
-use slmtvm_ir::ops::{BinaryOp, UnaryOp};
+use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
+use slmtvm_ir::ops::{BinaryOp, FloatClass, UnaryOp};
 use slmtvm_ir::{DType, Op};
 
 /// Dims and per-operand element strides of an elementwise loop nest, after merging adjacent
@@ -554,25 +556,132 @@ fn int_cc(op: &BinaryOp) -> IntCC {
     }
 }
 
-/// Arithmetic `op` (Add, Sub, Mul, Div) on f32 (or F32X4) values.
+/// Arithmetic `op` (Add, Sub, Mul, Div, Max, Min, Mod) on f32 values (or F32X4 ones for all
+/// but Mod). Cranelift's `fmax`/`fmin` are IEEE 754-2019 `maximum`/`minimum` (NaN propagates,
+/// `-0 < +0`), the reference's semantics.
 fn arith_float(kb: &mut Kb, op: &BinaryOp, a: Value, b: Value) -> Value {
     match op {
         BinaryOp::Add => kb.b.ins().fadd(a, b),
         BinaryOp::Sub => kb.b.ins().fsub(a, b),
         BinaryOp::Mul => kb.b.ins().fmul(a, b),
+        BinaryOp::Max => kb.b.ins().fmax(a, b),
+        BinaryOp::Min => kb.b.ins().fmin(a, b),
+        BinaryOp::Mod { fmod } => {
+            let r = fmod_f32(kb, a, b);
+            if *fmod { r } else { floor_mod_adjust_f32(kb, r, b) }
+        }
         _ => kb.b.ins().fdiv(a, b),
     }
 }
 
-/// Arithmetic `op` (Add, Sub, Mul, Div) on i64 values (or Add, Sub, Mul on `I32X4`), wrapping;
-/// division by zero gives 0.
+/// Arithmetic `op` on i64 values (or Add, Sub, Mul, Max, Min on `I32X4`), wrapping; division
+/// and remainder by zero give 0.
 fn arith_int(kb: &mut Kb, op: &BinaryOp, a: Value, b: Value) -> Value {
     match op {
         BinaryOp::Add => kb.b.ins().iadd(a, b),
         BinaryOp::Sub => kb.b.ins().isub(a, b),
         BinaryOp::Mul => kb.b.ins().imul(a, b),
+        BinaryOp::Max | BinaryOp::Min if kb.lanes(a) == 4 => {
+            if *op == BinaryOp::Max {
+                kb.b.ins().smax(a, b)
+            } else {
+                kb.b.ins().smin(a, b)
+            }
+        }
+        BinaryOp::Max | BinaryOp::Min => {
+            let cc = if *op == BinaryOp::Max { IntCC::SignedGreaterThan } else { IntCC::SignedLessThan };
+            let c = kb.b.ins().icmp(cc, a, b);
+            kb.b.ins().select(c, a, b)
+        }
+        BinaryOp::Mod { fmod } => {
+            let r = srem_safe(kb, a, b);
+            if *fmod {
+                r
+            } else {
+                // Floored: add the divisor to a nonzero remainder of the other sign.
+                let rneg = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, r, 0);
+                let bneg = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, b, 0);
+                let differ = kb.b.ins().bxor(rneg, bneg);
+                let nz = kb.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+                let fix = kb.b.ins().band(differ, nz);
+                let sum = kb.b.ins().iadd(r, b);
+                kb.b.ins().select(fix, sum, r)
+            }
+        }
         _ => sdiv_safe(kb, a, b),
     }
+}
+
+/// `x % y` on i64 values, truncated (the dividend's sign); `y == 0` and `y == -1` give 0 (so
+/// neither traps).
+fn srem_safe(kb: &mut Kb, x: Value, y: Value) -> Value {
+    let zero = kb.b.ins().icmp_imm_s(IntCC::Equal, y, 0);
+    let minus1 = kb.b.ins().icmp_imm_s(IntCC::Equal, y, -1);
+    let special = kb.b.ins().bor(zero, minus1);
+    let one = kb.b.ins().iconst(types::I64, 1);
+    let d = kb.b.ins().select(special, one, y);
+    kb.b.ins().srem(x, d)
+}
+
+/// C `fmod(x, y)` of f32 values, exactly: in f64, `|x|` is reduced by `|y|·2^k` for the
+/// largest such multiple below it (each subtraction exact by Sterbenz's lemma) until it is
+/// below `|y|`, then takes `x`'s sign. NaN operands, an infinite `x` or `y == 0` give NaN; an
+/// infinite `y` gives `x`.
+fn fmod_f32(kb: &mut Kb, x: Value, y: Value) -> Value {
+    let (f64t, i64t) = (types::F64, types::I64);
+    let xd = kb.b.ins().fpromote(f64t, x);
+    let yd = kb.b.ins().fpromote(f64t, y);
+    let (ax, ay) = (kb.b.ins().fabs(xd), kb.b.ins().fabs(yd));
+    let (inf, zero) = (kb.b.ins().f64const(f64::INFINITY), kb.b.ins().f64const(0.0));
+    let finite = kb.b.ins().fcmp(FloatCC::LessThan, ax, inf);
+    let pos = kb.b.ins().fcmp(FloatCC::GreaterThan, ay, zero);
+    let ok = kb.b.ins().band(finite, pos);
+    let nan = kb.b.ins().f64const(f64::NAN);
+    let r0 = kb.b.ins().select(ok, ax, nan);
+    let header = kb.b.create_block();
+    let body = kb.b.create_block();
+    let exit = kb.b.create_block();
+    kb.b.append_block_param(header, f64t);
+    kb.b.append_block_param(exit, f64t);
+    kb.b.ins().jump(header, &[r0.into()]);
+    kb.b.switch_to_block(header);
+    let r = kb.b.block_params(header)[0];
+    let more = kb.b.ins().fcmp(FloatCC::GreaterThanOrEqual, r, ay);
+    kb.b.ins().brif(more, body, &[], exit, &[r.into()]);
+    kb.b.switch_to_block(body);
+    let rb = kb.b.ins().bitcast(i64t, MemFlagsData::new(), r);
+    let yb = kb.b.ins().bitcast(i64t, MemFlagsData::new(), ay);
+    let er = kb.b.ins().ushr_imm_u(rb, 52);
+    let ey = kb.b.ins().ushr_imm_u(yb, 52);
+    let k = kb.b.ins().isub(er, ey);
+    let k = kb.b.ins().iadd_imm_s(k, 1023);
+    let k = kb.b.ins().ishl_imm_u(k, 52);
+    let scale = kb.b.ins().bitcast(f64t, MemFlagsData::new(), k);
+    let t = kb.b.ins().fmul(ay, scale);
+    let half = kb.b.ins().f64const(0.5);
+    let th = kb.b.ins().fmul(t, half);
+    let over = kb.b.ins().fcmp(FloatCC::GreaterThan, t, r);
+    let t = kb.b.ins().select(over, th, t);
+    let r2 = kb.b.ins().fsub(r, t);
+    kb.b.ins().jump(header, &[r2.into()]);
+    kb.b.switch_to_block(exit);
+    let r = kb.b.block_params(exit)[0];
+    let r = kb.b.ins().fcopysign(r, xd);
+    kb.b.ins().fdemote(types::F32, r)
+}
+
+/// The floored remainder from C's `fmod` result `r` and the divisor `y` (f32), as NumPy's
+/// `mod`: a zero remainder takes `y`'s sign, a nonzero one of the other sign gets `y` added.
+fn floor_mod_adjust_f32(kb: &mut Kb, r: Value, y: Value) -> Value {
+    let zero = kb.b.ins().f32const(0.0);
+    let is_zero = kb.b.ins().fcmp(FloatCC::Equal, r, zero);
+    let yneg = kb.b.ins().fcmp(FloatCC::LessThan, y, zero);
+    let rneg = kb.b.ins().fcmp(FloatCC::LessThan, r, zero);
+    let differ = kb.b.ins().bxor(yneg, rneg);
+    let sum = kb.b.ins().fadd(r, y);
+    let adj = kb.b.ins().select(differ, sum, r);
+    let signed_zero = kb.b.ins().fcopysign(zero, y);
+    kb.b.ins().select(is_zero, signed_zero, adj)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -586,6 +695,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         Op::Clip(_) => emit_clip(kb, cx),
         Op::Where(_) => emit_where(kb, cx),
         Op::Cast(c) => emit_cast(kb, cx, c.to),
+        Op::FloatClass(c) => emit_float_class(kb, cx, c),
         _ => Err(cx.error("not an elementwise operator")),
     }
 }
@@ -661,8 +771,9 @@ fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
         op,
         BinaryOp::Equal | BinaryOp::Less | BinaryOp::LessOrEqual | BinaryOp::Greater | BinaryOp::GreaterOrEqual
     );
-    let int_arith = matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul);
-    let vector = da == db && da == dy && (da == DType::F32 || da == DType::I32 && int_arith);
+    let int_arith = matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min);
+    let float_vector = !matches!(op, BinaryOp::Mod { .. });
+    let vector = da == db && da == dy && (da == DType::F32 && float_vector || da == DType::I32 && int_arith);
     walk(kb, &out, &ops, vector, &mut |kb, s| {
         let x = load_in(kb, da, s, 0);
         let y = load_in(kb, db, s, 1);
@@ -835,6 +946,36 @@ fn emit_cast(kb: &mut Kb, cx: &NodeCtx, to: DType) -> Result<()> {
         let v = kb.load_elem(from, s.at[0]);
         let r = cast_value(kb, from, to, v);
         kb.store_elem(to, r, s.at[1]);
+        Ok(())
+    })
+}
+
+/// IsNaN / IsInf: a bool per element (scalar steps).
+fn emit_float_class(kb: &mut Kb, cx: &NodeCtx, c: &FloatClass) -> Result<()> {
+    let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
+    let x = cx.in_dims(0)?;
+    let ops = [
+        Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() },
+        Operand { ptr: cx.out_ptr(0), dims: &out, elem: 1 },
+    ];
+    walk(kb, &out, &ops, false, &mut |kb, s| {
+        let v = kb.load_elem(dt, s.at[0]);
+        let hit = match *c {
+            FloatClass::Nan => kb.b.ins().fcmp(FloatCC::Unordered, v, v),
+            FloatClass::Inf { positive, negative } => {
+                let mut hit = kb.b.ins().iconst(types::I8, 0);
+                for (on, inf) in [(positive, f32::INFINITY), (negative, f32::NEG_INFINITY)] {
+                    if on {
+                        let k = kb.b.ins().f32const(inf);
+                        let e = kb.b.ins().fcmp(FloatCC::Equal, v, k);
+                        hit = kb.b.ins().bor(hit, e);
+                    }
+                }
+                hit
+            }
+        };
+        let r = bool64(kb, hit);
+        kb.store_elem(DType::Bool, r, s.at[1]);
         Ok(())
     })
 }

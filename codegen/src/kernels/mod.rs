@@ -3,12 +3,13 @@
 //!
 //! | file | operators |
 //! |---|---|
-//! | [`elementwise`] | Unary, Binary, Clip, Where, Cast |
+//! | [`elementwise`] | Unary, Binary, Clip, Where, Cast, FloatClass |
 //! | [`math`] | (no operator) exp, log, tanh, erf, sigmoid, sin, cos as inline polynomials |
 //! | [`movement`] | Reshape/Flatten/Squeeze/Unsqueeze (when not a view), Transpose, Concat, Split, Slice, Gather, Expand, Trilu, Shape, Size, Range, ConstantOfShape |
 //! | [`reduce`] | Reduce*, Softmax, LayerNorm, BatchNorm, GlobalAveragePool |
 //! | [`matmul`] | MatMul, Gemm, MatMulInteger |
 //! | [`conv`] | Conv, MaxPool/AveragePool |
+//! | [`scan`] | CumSum |
 //! | [`quant`] | QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear |
 //!
 //! Every kernel must be correct for every static shape and dtype its operator accepts in
@@ -22,6 +23,7 @@ pub mod matmul;
 pub mod movement;
 pub mod quant;
 pub mod reduce;
+pub mod scan;
 
 use crate::emit::Kb;
 use crate::{Error, Result};
@@ -140,12 +142,15 @@ impl<'a> NodeCtx<'a> {
 pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, args: &[Value]) -> Result<()> {
     let cx = NodeCtx::new(g, node, args)?;
     match &node.op {
-        Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) => elementwise::emit(kb, &cx),
+        Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) | Op::FloatClass(_) => {
+            elementwise::emit(kb, &cx)
+        }
         Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) => matmul::emit(kb, &cx),
         Op::Reduce(_) | Op::Softmax(_) | Op::LayerNorm(_) | Op::BatchNorm(_) | Op::GlobalAveragePool(_) => {
             reduce::emit(kb, &cx)
         }
         Op::Conv(_) | Op::Pool(_) => conv::emit(kb, &cx),
+        Op::CumSum(_) => scan::emit(kb, &cx),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::DynamicQuantizeLinear(_) => quant::emit(kb, &cx),
         Op::Reshape(_)
         | Op::Flatten(_)

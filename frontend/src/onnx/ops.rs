@@ -16,6 +16,10 @@ pub(crate) enum Lowered {
     Const(Tensor),
     /// A node decomposed into several IR nodes by this function, which defines its outputs.
     Expanded(super::Expand, Vec<Option<ValueId>>),
+    /// A variadic operator as a left fold of a binary one over its inputs (at least one; a
+    /// single input is copied), then, when given, that operator applied to the fold and a
+    /// constant (Mean's division by the input count).
+    Fold(BinaryOp, Vec<ValueId>, Option<(BinaryOp, Tensor)>),
 }
 
 /// Every ONNX `ai.onnx` operator type the importer maps, for `inspect`'s unsupported-op report.
@@ -33,6 +37,7 @@ pub const SUPPORTED: &[&str] = &[
     "ConstantOfShape",
     "Conv",
     "Cos",
+    "CumSum",
     "DequantizeLinear",
     "Div",
     "DynamicQuantizeLinear",
@@ -49,13 +54,19 @@ pub const SUPPORTED: &[&str] = &[
     "GreaterOrEqual",
     "HardSigmoid",
     "Identity",
+    "IsInf",
+    "IsNaN",
     "LayerNormalization",
     "Less",
     "LessOrEqual",
     "Log",
     "MatMul",
     "MatMulInteger",
+    "Max",
     "MaxPool",
+    "Mean",
+    "Min",
+    "Mod",
     "Mul",
     "Neg",
     "Not",
@@ -82,6 +93,7 @@ pub const SUPPORTED: &[&str] = &[
     "Sqrt",
     "Squeeze",
     "Sub",
+    "Sum",
     "Tanh",
     "Transpose",
     "Trilu",
@@ -107,6 +119,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("ConstantOfShape", &[9, 20, 21, 23, 24, 25]),
     ("Conv", &[1, 11, 22]),
     ("Cos", &[7, 22]),
+    ("CumSum", &[11, 14]),
     ("DequantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
     ("Div", &[1, 6, 7, 13, 14]),
     ("DynamicQuantizeLinear", &[11]),
@@ -123,13 +136,19 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("GreaterOrEqual", &[12, 16]),
     ("HardSigmoid", &[1, 6, 22]),
     ("Identity", &[1, 13, 14, 16, 19, 21, 23, 24, 25]),
+    ("IsInf", &[10, 20]),
+    ("IsNaN", &[9, 13, 20]),
     ("LayerNormalization", &[17]),
     ("Less", &[1, 7, 9, 13]),
     ("LessOrEqual", &[12, 16]),
     ("Log", &[1, 6, 13]),
     ("MatMul", &[1, 9, 13]),
     ("MatMulInteger", &[10]),
+    ("Max", &[1, 6, 8, 12, 13]),
     ("MaxPool", &[1, 8, 10, 11, 12, 22]),
+    ("Mean", &[1, 6, 8, 13]),
+    ("Min", &[1, 6, 8, 12, 13]),
+    ("Mod", &[10, 13, 28]),
     ("Mul", &[1, 6, 7, 13, 14]),
     ("Neg", &[1, 6, 13]),
     ("Not", &[1]),
@@ -156,6 +175,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("Sqrt", &[1, 6, 13]),
     ("Squeeze", &[1, 11, 13, 21, 23, 24, 25]),
     ("Sub", &[1, 6, 7, 13, 14]),
+    ("Sum", &[1, 6, 8, 13]),
     ("Tanh", &[1, 6, 13]),
     ("Transpose", &[1, 13, 21, 23, 24, 25]),
     ("Trilu", &[14]),
@@ -295,6 +315,16 @@ pub(crate) fn map_node(
         "GreaterOrEqual" => binary(BinaryOp::GreaterOrEqual),
         "And" => binary(BinaryOp::And),
         "Or" => binary(BinaryOp::Or),
+        "Mod" => binary(BinaryOp::Mod { fmod: a.flag_or("fmod", false)? }),
+        "Max" | "Min" | "Sum" | "Mean" => variadic(imp, name, ty, &ins),
+        "IsNaN" => op(Op::FloatClass(FloatClass::Nan), ins),
+        "IsInf" => op(
+            Op::FloatClass(FloatClass::Inf {
+                positive: a.flag_or("detect_positive", true)?,
+                negative: a.flag_or("detect_negative", true)?,
+            }),
+            ins,
+        ),
         "Clip" => op(Op::Clip(Clip {}), ins),
         "Where" => op(Op::Where(Where {}), ins),
         "Cast" => {
@@ -530,10 +560,51 @@ pub(crate) fn map_node(
         "Attention" => Ok(Lowered::Expanded(super::attention::import, ins)),
         "RMSNormalization" => Ok(Lowered::Expanded(super::rms_norm::import, ins)),
         "RotaryEmbedding" => Ok(Lowered::Expanded(super::rotary::import, ins)),
+        "CumSum" => {
+            let axis = match const_ints(imp, name, ty, &ins, 1, "axis")?.as_deref() {
+                Some(&[axis]) => axis,
+                _ => {
+                    return Err(Error::Node {
+                        node: name.into(),
+                        op: ty.into(),
+                        msg: "the 'axis' input must be a constant holding one integer".into(),
+                    });
+                }
+            };
+            let (exclusive, reverse) = (a.flag_or("exclusive", false)?, a.flag_or("reverse", false)?);
+            ins.truncate(1);
+            op(Op::CumSum(CumSum { axis, exclusive, reverse }), ins)
+        }
         "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
         "Constant" => constant(imp, a, name).map(Lowered::Const),
         _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset }),
     }
+}
+
+/// Max, Min, Sum or Mean of one or more inputs as a fold of Max, Min or Add (Mean then divides
+/// by the input count, in the inputs' float dtype).
+fn variadic(imp: &Importer, name: &str, ty: &str, ins: &[Option<ValueId>]) -> Result<Lowered> {
+    let node_err = |msg: String| Error::Node { node: name.into(), op: ty.into(), msg };
+    let vals =
+        ins.iter().map(|v| v.ok_or_else(|| node_err("inputs may not be absent".into()))).collect::<Result<Vec<_>>>()?;
+    let Some(&first) = vals.first() else { return Err(node_err("needs at least one input".into())) };
+    let fold = match ty {
+        "Max" => BinaryOp::Max,
+        "Min" => BinaryOp::Min,
+        _ => BinaryOp::Add,
+    };
+    let finish = if ty == "Mean" && vals.len() > 1 {
+        let n = vals.len() as f32;
+        let count = match imp.g.ty(first).dtype {
+            DType::F32 => Tensor::scalar(n),
+            DType::F16 => Tensor::scalar(half::f16::from_f32(n)),
+            dt => return Err(node_err(format!("Mean needs float inputs, got {dt}"))),
+        };
+        Some((BinaryOp::Div, count))
+    } else {
+        None
+    };
+    Ok(Lowered::Fold(fold, vals, finish))
 }
 
 fn block_size(a: &Attrs, name: &str) -> Result<usize> {
@@ -579,4 +650,79 @@ fn constant(imp: &Importer, a: &Attrs, name: &str) -> Result<Tensor> {
         }
     }
     Err(bad("value", "a Constant needs one of value, value_float(s), value_int(s)".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::proto::{
+        GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TypeProto, ValueInfoProto, tensor_shape_proto,
+        type_proto,
+    };
+    use crate::{LoadOptions, load_onnx_bytes};
+    use prost::Message;
+    use slmtvm_ir::{Graph, Op, ops::BinaryOp};
+
+    /// A float input of shape `[3]` (ONNX elem type `elem`).
+    fn input(name: &str, elem: i32) -> ValueInfoProto {
+        let dim = tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(3)),
+            ..Default::default()
+        };
+        let shape = super::super::proto::TensorShapeProto { dim: vec![dim] };
+        let tensor = type_proto::Tensor { elem_type: Some(elem), shape: Some(shape) };
+        let ty = TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() };
+        ValueInfoProto { name: Some(name.into()), r#type: Some(ty), ..Default::default() }
+    }
+
+    /// A model of one `op_type` node over inputs `x0..x{n-1}` of elem type `elem`.
+    fn load(op_type: &str, n: usize, elem: i32) -> crate::Result<Graph> {
+        let names: Vec<String> = (0..n).map(|i| format!("x{i}")).collect();
+        let node = NodeProto {
+            input: names.clone(),
+            output: vec!["y".into()],
+            name: Some("v".into()),
+            op_type: Some(op_type.into()),
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![node],
+            input: names.iter().map(|s| input(s, elem)).collect(),
+            output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
+            ..Default::default()
+        };
+        let model = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            graph: Some(graph),
+            ..Default::default()
+        };
+        load_onnx_bytes(&model.encode_to_vec(), None, &LoadOptions::default())
+    }
+
+    fn ops(g: &Graph) -> Vec<String> {
+        g.nodes.iter().map(|n| n.op.kind_name().to_string()).collect()
+    }
+
+    #[test]
+    fn variadic_ops_fold_onto_binary_nodes() {
+        let g = load("Max", 3, 1).unwrap();
+        assert_eq!(ops(&g), ["Max", "Max"]);
+        assert_eq!(g.nodes[1].name, "v");
+        assert_eq!(g.value(g.nodes[1].outputs[0]).name, "y");
+        assert_eq!(g.nodes[1].inputs[0], Some(g.nodes[0].outputs[0]));
+        assert_eq!(ops(&load("Sum", 1, 1).unwrap()), ["Identity"]);
+        assert_eq!(ops(&load("Min", 2, 6).unwrap()), ["Min"]);
+        let g = load("Mean", 3, 10).unwrap();
+        assert_eq!(ops(&g), ["Add", "Add", "Div"]);
+        assert!(matches!(g.nodes[2].op, Op::Binary(BinaryOp::Div)));
+        let e = load("Mean", 2, 6).expect_err("integer Mean is refused").to_string();
+        assert!(e.contains("'v'") && e.contains("float"), "{e}");
+        assert!(load("Max", 0, 1).is_err());
+    }
+
+    #[test]
+    fn cumsum_needs_a_constant_axis() {
+        let e = load("CumSum", 2, 1).expect_err("a graph-input axis is refused").to_string();
+        assert!(e.contains("'v'") && e.contains("axis"), "{e}");
+    }
 }

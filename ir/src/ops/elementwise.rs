@@ -324,6 +324,20 @@ pub enum BinaryOp {
     And,
     /// Logical or (bool).
     Or,
+    /// The larger of `a` and `b`. For floats NaN propagates and `-0.0 < +0.0` (IEEE 754-2019
+    /// `maximum`, as Cranelift's `fmax`; NumPy's `maximum` leaves the order of zeros to the
+    /// platform).
+    Max,
+    /// The smaller of `a` and `b`; NaN propagates and `-0.0 < +0.0` (IEEE 754-2019 `minimum`).
+    Min,
+    /// Remainder of `a / b` (ONNX `Mod`).
+    Mod {
+        /// `true`: C `fmod`, the sign of the dividend (truncated division). `false`: the sign
+        /// of the divisor (floored division, Python's `%` and NumPy's `mod`, also for floats).
+        /// Integer remainders by zero give 0, as the ONNX reference's `nan_to_num` does;
+        /// float ones give NaN.
+        fmod: bool,
+    },
 }
 
 impl BinaryOp {
@@ -342,6 +356,9 @@ impl BinaryOp {
             BinaryOp::GreaterOrEqual => "GreaterOrEqual",
             BinaryOp::And => "And",
             BinaryOp::Or => "Or",
+            BinaryOp::Max => "Max",
+            BinaryOp::Min => "Min",
+            BinaryOp::Mod { .. } => "Mod",
         }
     }
 
@@ -393,6 +410,10 @@ impl BinaryOp {
             BinaryOp::Add => x + y,
             BinaryOp::Sub => x - y,
             BinaryOp::Mul => x * y,
+            BinaryOp::Max => float_max(x, y),
+            BinaryOp::Min => -float_max(-x, -y),
+            BinaryOp::Mod { fmod: true } => x % y,
+            BinaryOp::Mod { fmod: false } => float_floor_mod(x, y),
             _ => x / y,
         }
     }
@@ -402,6 +423,14 @@ impl BinaryOp {
             BinaryOp::Add => x.wrapping_add(y),
             BinaryOp::Sub => x.wrapping_sub(y),
             BinaryOp::Mul => x.wrapping_mul(y),
+            BinaryOp::Max => x.max(y),
+            BinaryOp::Min => x.min(y),
+            BinaryOp::Mod { .. } if y == 0 => 0,
+            BinaryOp::Mod { fmod: true } => x.wrapping_rem(y),
+            BinaryOp::Mod { fmod: false } => {
+                let r = x.wrapping_rem(y);
+                if r != 0 && (r < 0) != (y < 0) { r + y } else { r }
+            }
             _ if y == 0 => return Err(invalid(format!("integer division by zero ({x} / 0)"))),
             _ => x.wrapping_div(y),
         })
@@ -434,6 +463,36 @@ impl BinaryOp {
             let r = zip2(&to_i64_array(a)?, &to_i64_array(b)?, |x, y| self.int_arith(x, y))?;
             Ok(cast_i64(&r, dt))
         }
+    }
+}
+
+/// IEEE 754-2019 `maximum`: NaN if either is NaN, else the larger, with `-0.0 < +0.0`.
+fn float_max(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else if x == y {
+        if x.is_sign_positive() { x } else { y }
+    } else if x > y {
+        x
+    } else {
+        y
+    }
+}
+
+/// The remainder with the divisor's sign, as NumPy's `mod` (`npy_divmod`): `fmod(x, y)`, plus
+/// `y` when it is nonzero and its sign differs from `y`'s; a zero remainder takes `y`'s sign.
+/// `y == 0` and an infinite `x` give NaN; a finite `x` with an infinite `y` gives `x`, or
+/// `y` when their signs differ.
+fn float_floor_mod(x: f32, y: f32) -> f32 {
+    let r = x % y;
+    if y == 0.0 {
+        r
+    } else if r == 0.0 {
+        0f32.copysign(y)
+    } else if (y < 0.0) != (r < 0.0) {
+        r + y
+    } else {
+        r
     }
 }
 
@@ -491,6 +550,64 @@ impl OpDef for BinaryOp {
             _ => self.arith(a, b, dt)?,
         };
         Ok(vec![out])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float classification.
+
+/// Elementwise tests of a float input (f32 or f16) giving bool: IsNaN, IsInf.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FloatClass {
+    /// `x` is NaN.
+    Nan,
+    /// `x` is an infinity of a selected sign.
+    Inf {
+        /// Detect `+inf`.
+        positive: bool,
+        /// Detect `-inf`.
+        negative: bool,
+    },
+}
+
+impl FloatClass {
+    /// The operator's name (`IsNaN`, `IsInf`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FloatClass::Nan => "IsNaN",
+            FloatClass::Inf { .. } => "IsInf",
+        }
+    }
+
+    /// Whether `x` is in the class.
+    pub fn holds(&self, x: f32) -> bool {
+        match *self {
+            FloatClass::Nan => x.is_nan(),
+            FloatClass::Inf { positive, negative } => {
+                (positive && x == f32::INFINITY) || (negative && x == f32::NEG_INFINITY)
+            }
+        }
+    }
+
+    /// Checks the input dtype; the output is bool of the input's shape.
+    fn check(&self, dt: DType) -> Result<(), OpError> {
+        if dt.is_float() { Ok(()) } else { Err(invalid(format!("{} needs a float input, got {dt}", self.name()))) }
+    }
+}
+
+impl OpDef for FloatClass {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        arity(ins, 1, 1)?;
+        let t = req(ins, 0)?.ty;
+        self.check(t.dtype)?;
+        Ok(vec![TypeInfo::new(DType::Bool, t.shape.clone())])
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        arity(ins, 1, 1)?;
+        let x = req(ins, 0)?;
+        self.check(x.dtype())?;
+        Ok(vec![Tensor::Bool(x.to_f32().mapv(|v| self.holds(v)))])
     }
 }
 
@@ -892,6 +1009,87 @@ mod tests {
         assert!(run(&BinaryOp::Pow, &[&f, &t(&[1], vec![true])]).is_err());
         let h = t(&[1], vec![f16::from_f32(3.0)]);
         assert_eq!(run(&BinaryOp::Pow, &[&h, &t(&[1], vec![2.0f32])]).unwrap(), t(&[1], vec![f16::from_f32(9.0)]));
+    }
+
+    #[test]
+    fn max_min_propagate_nan_and_order_zeros() {
+        let a = t(&[5], vec![f32::NAN, 1.0, -0.0, 0.0, f32::NEG_INFINITY]);
+        let b = t(&[5], vec![2.0f32, f32::NAN, 0.0, -0.0, -3.0]);
+        let mx = f32s(&run(&BinaryOp::Max, &[&a, &b]).unwrap());
+        let mn = f32s(&run(&BinaryOp::Min, &[&a, &b]).unwrap());
+        assert!(mx[0].is_nan() && mx[1].is_nan() && mn[0].is_nan() && mn[1].is_nan());
+        assert!(mx[2].to_bits() == 0 && mx[3].to_bits() == 0);
+        assert!(mn[2].to_bits() == (-0.0f32).to_bits() && mn[3].to_bits() == (-0.0f32).to_bits());
+        assert_eq!((mx[4], mn[4]), (-3.0, f32::NEG_INFINITY));
+        let i = t(&[2, 1], vec![i64::MIN, 5]);
+        let j = t(&[3], vec![i64::MAX, -1, 5]);
+        assert_eq!(run(&BinaryOp::Max, &[&i, &j]).unwrap(), t(&[2, 3], vec![i64::MAX, -1, 5, i64::MAX, 5, 5]));
+        assert_eq!(
+            run(&BinaryOp::Min, &[&i, &j]).unwrap(),
+            t(&[2, 3], vec![i64::MIN; 3].into_iter().chain([5, -1, 5]).collect())
+        );
+        let u = t(&[2], vec![200u8, 3]);
+        assert_eq!(run(&BinaryOp::Max, &[&u, &t(&[], vec![100u8])]).unwrap(), t(&[2], vec![200u8, 100]));
+        assert!(run(&BinaryOp::Max, &[&t(&[1], vec![true]), &t(&[1], vec![false])]).is_err());
+        assert!(infer(&BinaryOp::Min, &[ty(DType::I8, "[2]"), ty(DType::U8, "[2]")]).is_err());
+        assert_eq!(
+            infer(&BinaryOp::Max, &[ty(DType::F16, "[n, 1]"), ty(DType::F16, "[3]")]).unwrap(),
+            ty(DType::F16, "[n, 3]")
+        );
+    }
+
+    #[test]
+    fn integer_mod_both_signs_and_zero_divisors() {
+        let x = t(&[8], vec![-4i32, 7, 5, 4, -7, 8, 3, i32::MIN]);
+        let y = t(&[8], vec![2i32, -3, 8, -2, 3, 5, 0, -1]);
+        // numpy: np.mod and np.fmod; by zero 0 (the ONNX reference's nan_to_num).
+        let floor = run(&BinaryOp::Mod { fmod: false }, &[&x, &y]).unwrap();
+        assert_eq!(floor, t(&[8], vec![0i32, -2, 5, 0, 2, 3, 0, 0]));
+        let trunc = run(&BinaryOp::Mod { fmod: true }, &[&x, &y]).unwrap();
+        assert_eq!(trunc, t(&[8], vec![0i32, 1, 5, 0, -1, 3, 0, 0]));
+        let u = run(&BinaryOp::Mod { fmod: false }, &[&t(&[3], vec![250u8, 7, 9]), &t(&[], vec![7u8])]).unwrap();
+        assert_eq!(u, t(&[3], vec![5u8, 0, 2]));
+        let m = run(&BinaryOp::Mod { fmod: false }, &[&t(&[1], vec![i8::MIN]), &t(&[1], vec![i8::MAX])]).unwrap();
+        assert_eq!(m, t(&[1], vec![126i8]));
+    }
+
+    #[test]
+    fn float_mod_matches_numpy_edge_cases() {
+        let inf = f32::INFINITY;
+        let x = t(&[14], vec![0.0f32, -0.0, 0.0, -0.0, -3.0, 3.0, -1.0, 1.0, inf, -inf, 1.0, 1.0, -4.3, 7.2]);
+        let y = t(&[14], vec![-2.0f32, 2.0, 2.0, -2.0, inf, inf, -inf, -inf, 2.0, 2.0, 0.0, -0.0, 2.1, -3.4]);
+        // The ONNX node test test_mod_float_edge_cases_fmod_0_float32 (np.mod), and mixed signs.
+        let got = f32s(&run(&BinaryOp::Mod { fmod: false }, &[&x, &y]).unwrap());
+        let want = [-0.0f32, 0.0, 0.0, -0.0, inf, 3.0, -1.0, -inf];
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.to_bits(), w.to_bits(), "{got:?}");
+        }
+        assert!(got[8..12].iter().all(|v| v.is_nan()));
+        assert_eq!(&got[12..], &[1.9999995, -3.0000005]);
+        let got = f32s(&run(&BinaryOp::Mod { fmod: true }, &[&x, &y]).unwrap());
+        assert_eq!(got[4..8].to_vec(), vec![-3.0, 3.0, -1.0, 1.0]);
+        assert!(got[8..12].iter().all(|v| v.is_nan()));
+        assert_eq!(&got[12..], &[-0.10000038, 0.39999962]);
+        assert_eq!(got[1].to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
+    fn float_class_gives_bool() {
+        let x = t(&[5], vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e38]);
+        let b = |v: [bool; 5]| t(&[5], v.to_vec());
+        assert_eq!(run(&FloatClass::Nan, &[&x]).unwrap(), b([true, false, false, false, false]));
+        let inf = |positive, negative| run(&FloatClass::Inf { positive, negative }, &[&x]).unwrap();
+        assert_eq!(inf(true, true), b([false, true, true, false, false]));
+        assert_eq!(inf(true, false), b([false, true, false, false, false]));
+        assert_eq!(inf(false, true), b([false, false, true, false, false]));
+        assert_eq!(inf(false, false), b([false; 5]));
+        let h = t(&[2], vec![f16::NAN, f16::INFINITY]);
+        assert_eq!(run(&FloatClass::Nan, &[&h]).unwrap(), t(&[2], vec![true, false]));
+        assert_eq!(infer(&FloatClass::Nan, &[ty(DType::F16, "[n, 2]")]).unwrap(), ty(DType::Bool, "[n, 2]"));
+        assert!(
+            matches!(run(&FloatClass::Nan, &[&t(&[1], vec![1i32])]), Err(OpError::Invalid(m)) if m.contains("IsNaN"))
+        );
+        assert!(infer(&FloatClass::Nan, &[ty(DType::I64, "[2]")]).is_err());
     }
 
     #[test]

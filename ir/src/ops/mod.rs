@@ -8,6 +8,7 @@
 pub mod broadcast;
 pub mod concat;
 pub mod conv;
+pub mod cumsum;
 pub mod elementwise;
 pub mod expand;
 pub mod gather;
@@ -24,7 +25,8 @@ pub mod trilu;
 
 pub use concat::{Concat, Split};
 pub use conv::{AutoPad, Conv};
-pub use elementwise::{BinaryOp, Cast, Clip, UnaryOp, Where};
+pub use cumsum::CumSum;
+pub use elementwise::{BinaryOp, Cast, Clip, FloatClass, UnaryOp, Where};
 pub use expand::Expand;
 pub use gather::Gather;
 pub use generate::{ConstantOfShape, Range, ShapeOf, Size};
@@ -103,6 +105,8 @@ ops! {
     Where(Where),
     /// Element type conversion.
     Cast(Cast),
+    /// Float classification to bool (IsNaN, IsInf).
+    FloatClass(FloatClass),
     /// Matrix product with NumPy batching rules.
     MatMul(MatMul),
     /// General matrix multiply `alpha·A'·B' + beta·C`.
@@ -159,6 +163,8 @@ ops! {
     ConstantOfShape(ConstantOfShape),
     /// Upper or lower triangle of the trailing matrices.
     Trilu(Trilu),
+    /// Running sums along an axis.
+    CumSum(CumSum),
 }
 
 impl Op {
@@ -168,6 +174,7 @@ impl Op {
         match self {
             Op::Unary(u) => u.name(),
             Op::Binary(b) => b.name(),
+            Op::FloatClass(c) => c.name(),
             Op::Reduce(r) => r.name(),
             Op::Pool(p) => match p.kind {
                 PoolKind::Max => "MaxPool",
