@@ -266,10 +266,6 @@ impl Importer<'_> {
                 f(self, n, &name, &a, ins)?;
                 a.finish(n.op_type())
             }
-            ops::Lowered::Fold(op, ins, finish) => {
-                a.finish(n.op_type())?;
-                self.import_fold(n, &name, op, ins, finish)
-            }
             ops::Lowered::Op(op, ins) => {
                 a.finish(n.op_type())?;
                 let max_out = op.num_outputs();
@@ -297,59 +293,6 @@ impl Importer<'_> {
                 Ok(())
             }
         }
-    }
-}
-
-impl Importer<'_> {
-    /// Adds the nodes of [`ops::Lowered::Fold`]: `{name}/fold{k}` for the intermediate steps
-    /// (values `{name}:fold{k}`), the last one named `name` computing the node's output.
-    fn import_fold(
-        &mut self,
-        n: &NodeProto,
-        name: &str,
-        op: slmtvm_ir::ops::BinaryOp,
-        ins: Vec<ValueId>,
-        finish: Option<(slmtvm_ir::ops::BinaryOp, slmtvm_ir::Tensor)>,
-    ) -> Result<()> {
-        let node_err = |msg: String| Error::Node { node: name.into(), op: n.op_type().into(), msg };
-        let out = match n.output.as_slice() {
-            [o] if !o.is_empty() => o.clone(),
-            _ => return Err(node_err("must have exactly one output".into())),
-        };
-        if self.names.contains_key(&out) {
-            return Err(Error::Tensor { name: out, msg: "is defined twice".into() });
-        }
-        // Each step's operator and its right operand; the left one is the previous step's
-        // result (the first input for the first step).
-        let mut steps: Vec<(slmtvm_ir::Op, Option<ValueId>)> = Vec::new();
-        if ins.len() == 1 && finish.is_none() {
-            steps.push((slmtvm_ir::Op::Unary(slmtvm_ir::ops::UnaryOp::Identity), None));
-        }
-        for &v in &ins[1..] {
-            steps.push((slmtvm_ir::Op::Binary(op.clone()), Some(v)));
-        }
-        if let Some((f, t)) = finish {
-            let c = self.g.add_const(format!("{name}:count"), t);
-            steps.push((slmtvm_ir::Op::Binary(f), Some(c)));
-        }
-        let last = steps.len().saturating_sub(1);
-        let mut prev = None;
-        for (k, (op, right)) in steps.into_iter().enumerate() {
-            let (node, value) = if k == last {
-                (name.to_string(), out.clone())
-            } else {
-                (format!("{name}/fold{k}"), format!("{name}:fold{k}"))
-            };
-            let mut args = vec![Some(prev.unwrap_or(ins[0]))];
-            args.extend(right.map(Some));
-            let ids = self.g.add_node(node, op, args, &[value]);
-            let ni = self.g.nodes.len() - 1;
-            self.g.infer_and_set(ni)?;
-            fold::fold_node(&mut self.g, ni)?;
-            prev = Some(ids[0]);
-        }
-        let id = prev.ok_or_else(|| node_err("internal error: an empty fold".into()))?;
-        self.define(&out, id)
     }
 }
 

@@ -16,10 +16,6 @@ pub(crate) enum Lowered {
     Const(Tensor),
     /// A node decomposed into several IR nodes by this function, which defines its outputs.
     Expanded(super::Expand, Vec<Option<ValueId>>),
-    /// A variadic operator as a left fold of a binary one over its inputs (at least one; a
-    /// single input is copied), then, when given, that operator applied to the fold and a
-    /// constant (Mean's division by the input count).
-    Fold(BinaryOp, Vec<ValueId>, Option<(BinaryOp, Tensor)>),
 }
 
 /// Every ONNX `ai.onnx` operator type the importer maps, for `inspect`'s unsupported-op report.
@@ -316,7 +312,7 @@ pub(crate) fn map_node(
         "And" => binary(BinaryOp::And),
         "Or" => binary(BinaryOp::Or),
         "Mod" => binary(BinaryOp::Mod { fmod: a.flag_or("fmod", false)? }),
-        "Max" | "Min" | "Sum" | "Mean" => variadic(imp, name, ty, &ins),
+        "Max" | "Min" | "Sum" | "Mean" => Ok(Lowered::Expanded(variadic, ins)),
         "IsNaN" => op(Op::FloatClass(FloatClass::Nan), ins),
         "IsInf" => op(
             Op::FloatClass(FloatClass::Inf {
@@ -583,28 +579,51 @@ pub(crate) fn map_node(
 
 /// Max, Min, Sum or Mean of one or more inputs as a fold of Max, Min or Add (Mean then divides
 /// by the input count, in the inputs' float dtype).
-fn variadic(imp: &Importer, name: &str, ty: &str, ins: &[Option<ValueId>]) -> Result<Lowered> {
-    let node_err = |msg: String| Error::Node { node: name.into(), op: ty.into(), msg };
-    let vals =
-        ins.iter().map(|v| v.ok_or_else(|| node_err("inputs may not be absent".into()))).collect::<Result<Vec<_>>>()?;
-    let Some(&first) = vals.first() else { return Err(node_err("needs at least one input".into())) };
-    let fold = match ty {
+fn variadic(
+    imp: &mut Importer,
+    n: &super::proto::NodeProto,
+    name: &str,
+    _a: &Attrs,
+    ins: Vec<Option<ValueId>>,
+) -> Result<()> {
+    let mut b = super::subgraph::Sub::new(imp, n, name);
+    let out = match n.output.as_slice() {
+        [o] if !o.is_empty() => o.clone(),
+        _ => return Err(b.err("must have exactly one output")),
+    };
+    let vals = ins.iter().map(|v| v.ok_or_else(|| b.err("inputs may not be absent"))).collect::<Result<Vec<_>>>()?;
+    let Some((&first, rest)) = vals.split_first() else { return Err(b.err("needs at least one input")) };
+    let fold = match n.op_type() {
         "Max" => BinaryOp::Max,
         "Min" => BinaryOp::Min,
         _ => BinaryOp::Add,
     };
-    let finish = if ty == "Mean" && vals.len() > 1 {
-        let n = vals.len() as f32;
-        let count = match imp.g.ty(first).dtype {
-            DType::F32 => Tensor::scalar(n),
-            DType::F16 => Tensor::scalar(half::f16::from_f32(n)),
-            dt => return Err(node_err(format!("Mean needs float inputs, got {dt}"))),
-        };
-        Some((BinaryOp::Div, count))
+    let mean = n.op_type() == "Mean" && !rest.is_empty();
+    let count = if mean {
+        let k = vals.len() as f32;
+        Some(match b.dtype(first) {
+            DType::F32 => Tensor::scalar(k),
+            DType::F16 => Tensor::scalar(half::f16::from_f32(k)),
+            dt => return Err(b.err(format!("Mean needs float inputs, got {dt}"))),
+        })
     } else {
         None
     };
-    Ok(Lowered::Fold(fold, vals, finish))
+    let Some((&last, middle)) = rest.split_last() else {
+        return b.output(Op::Unary(UnaryOp::Identity), vec![first], &out);
+    };
+    let mut acc = first;
+    for &v in middle {
+        acc = b.binary(fold.clone(), acc, v)?;
+    }
+    match count {
+        None => b.output(Op::Binary(fold), vec![acc, last], &out),
+        Some(c) => {
+            let sum = b.binary(fold, acc, last)?;
+            let c = b.konst(c);
+            b.output(Op::Binary(BinaryOp::Div), vec![sum, c], &out)
+        }
+    }
 }
 
 fn block_size(a: &Attrs, name: &str) -> Result<usize> {
@@ -707,7 +726,8 @@ mod tests {
     fn variadic_ops_fold_onto_binary_nodes() {
         let g = load("Max", 3, 1).unwrap();
         assert_eq!(ops(&g), ["Max", "Max"]);
-        assert_eq!(g.nodes[1].name, "v");
+        // Nodes are named after the ONNX node ("v/Max2"); the last one computes its output.
+        assert!(g.nodes.iter().all(|n| n.name.starts_with("v/")), "{:?}", g.nodes);
         assert_eq!(g.value(g.nodes[1].outputs[0]).name, "y");
         assert_eq!(g.nodes[1].inputs[0], Some(g.nodes[0].outputs[0]));
         assert_eq!(ops(&load("Sum", 1, 1).unwrap()), ["Identity"]);
