@@ -1,5 +1,5 @@
-//! Building the IR nodes one ONNX node decomposes into (Attention, RMSNormalization, the
-//! RotaryEmbedding, variadic Max/Min/Sum/Mean).
+//! Building the IR nodes one ONNX node decomposes into (Attention, RMSNormalization,
+//! RotaryEmbedding and the variadic Max/Min/Sum/Mean).
 //!
 //! Each IR node is named `<onnx node>/<Op><k>`, typed by the IR's shape inference and folded
 //! when its inputs are constants, exactly as a one-to-one mapped node is; the last one takes
