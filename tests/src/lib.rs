@@ -5,6 +5,7 @@
 
 pub mod cross;
 pub mod node_cases;
+pub mod onnx_build;
 
 use slmtvm_ir::Tensor;
 use std::path::{Path, PathBuf};

@@ -1,48 +1,15 @@
 //! The ONNX `Attention` decomposition on small hand-built models: values of the causal,
 //! grouped-query 3-D and fully masked cases, and one clear error naming the node for bad input.
 
-use slmtvm_frontend::onnx::proto::attribute_proto::AttributeType;
-use slmtvm_frontend::onnx::proto::tensor_shape_proto::{Dimension, dimension};
 use slmtvm_frontend::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto,
 };
 use slmtvm_frontend::{LoadOptions, load_onnx_bytes};
 use slmtvm_ir::{Graph, Tensor, interp};
+use slmtvm_tests::onnx_build::{int_attr, value_info};
 
 const FLOAT: i32 = 1;
 const BOOL: i32 = 9;
-
-/// A graph input's type; a dim of -1 is the symbol `batch`.
-fn value_info(name: &str, elem: i32, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| {
-            let value = if d < 0 { dimension::Value::DimParam("batch".into()) } else { dimension::Value::DimValue(d) };
-            Dimension { value: Some(value), ..Default::default() }
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
-}
 
 /// A model of one Attention node named `att`; `inputs` are (name, elem type, dims).
 fn model(inputs: &[(&str, i32, &[i64])], outputs: &[&str], attrs: Vec<AttributeProto>) -> Vec<u8> {

@@ -5,43 +5,17 @@
 
 use prost::Message;
 use slmtvm_frontend::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    attribute_proto::AttributeType, tensor_shape_proto::Dimension, tensor_shape_proto::dimension::Value as DimValue,
-    type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto,
 };
 use slmtvm_frontend::{LoadOptions, load_onnx_bytes};
 use slmtvm_ir::ops::Cast;
 use slmtvm_ir::{DType, Graph, Op, Tensor};
 use slmtvm_tests::cross::check_against_interpreter;
+use slmtvm_tests::onnx_build::{int_attr, value_info};
 
 const F32: i32 = 1;
 const F16: i32 = 10;
 const I64: i32 = 7;
-
-fn vi(name: &str, elem: i32, dims: &[usize]) -> ValueInfoProto {
-    let dim =
-        dims.iter().map(|&d| Dimension { value: Some(DimValue::DimValue(d as i64)), ..Default::default() }).collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
-}
 
 /// An opset-23 model of one `op` node on graph inputs `ins`, output "y".
 fn import(name: &str, op: &str, ins: Vec<ValueInfoProto>, attrs: Vec<AttributeProto>) -> Graph {
@@ -99,7 +73,7 @@ fn rms_norm_f16_on_every_target() {
     let g = import(
         "rms_f16",
         "RMSNormalization",
-        vec![vi("x", F16, &[2, 3, 17]), vi("s", F16, &[3, 17])],
+        vec![value_info("x", F16, &[2, 3, 17]), value_info("s", F16, &[3, 17])],
         vec![int_attr("axis", 1)],
     );
     assert!(g.nodes.iter().any(|n| n.op.name() == "Cast"), "f16 is computed in f32");
@@ -113,7 +87,12 @@ fn rotary_3d_interleaved_partial_on_every_target() {
         let g = import(
             &format!("rope3d_{inter}_{dt}"),
             "RotaryEmbedding",
-            vec![vi("x", dt, &[2, 5, 24]), vi("c", dt, &[16, 2]), vi("s", dt, &[16, 2]), vi("p", I64, &[1, 5])],
+            vec![
+                value_info("x", dt, &[2, 5, 24]),
+                value_info("c", dt, &[16, 2]),
+                value_info("s", dt, &[16, 2]),
+                value_info("p", I64, &[1, 5]),
+            ],
             vec![int_attr("num_heads", 4), int_attr("rotary_embedding_dim", 4), int_attr("interleaved", inter)],
         );
         let t = |shape: &[usize], seed| if dt == F16 { f16s(shape, seed) } else { f32s(shape, seed) };
