@@ -5,7 +5,6 @@
 
 pub mod cross;
 pub mod node_cases;
-pub mod onnx_build;
 
 use slmtvm_ir::Tensor;
 use std::path::{Path, PathBuf};

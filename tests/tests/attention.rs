@@ -1,12 +1,12 @@
 //! The ONNX `Attention` decomposition on small hand-built models: values of the causal,
 //! grouped-query 3-D and fully masked cases, and one clear error naming the node for bad input.
 
+use slmtvm_frontend::onnx::build::{int_attr, value_info};
 use slmtvm_frontend::onnx::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto,
 };
 use slmtvm_frontend::{LoadOptions, load_onnx_bytes};
 use slmtvm_ir::{Graph, Tensor, interp};
-use slmtvm_tests::onnx_build::{int_attr, value_info};
 
 const FLOAT: i32 = 1;
 const BOOL: i32 = 9;

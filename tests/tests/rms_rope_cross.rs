@@ -4,6 +4,7 @@
 //! reference interpreter.
 
 use prost::Message;
+use slmtvm_frontend::onnx::build::{int_attr, value_info};
 use slmtvm_frontend::onnx::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto,
 };
@@ -11,7 +12,6 @@ use slmtvm_frontend::{LoadOptions, load_onnx_bytes};
 use slmtvm_ir::ops::Cast;
 use slmtvm_ir::{DType, Graph, Op, Tensor};
 use slmtvm_tests::cross::check_against_interpreter;
-use slmtvm_tests::onnx_build::{int_attr, value_info};
 
 const F32: i32 = 1;
 const F16: i32 = 10;

@@ -7,6 +7,7 @@
 
 mod attention;
 pub mod attr;
+pub mod build;
 pub mod ops;
 mod rms_norm;
 mod rotary;

@@ -85,7 +85,7 @@ fn unidirectional(from: &[Dim], to: &[Dim]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::subgraph::tests::{D, float_attr, import_err, import_one, int_attr, vi};
+    use crate::onnx::build::{D, float_attr, import_err, import_one, int_attr, vi};
     use half::f16;
     use slmtvm_ir::{Tensor, interp};
 

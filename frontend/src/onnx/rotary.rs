@@ -179,7 +179,7 @@ fn check_caches(b: &Sub, cos: ValueId, sin: ValueId, rank: usize, shape: &str, h
 
 #[cfg(test)]
 mod tests {
-    use super::super::subgraph::tests::{D, import_err, import_one, int_attr, vi};
+    use crate::onnx::build::{D, import_err, import_one, int_attr, vi};
     use slmtvm_ir::{Tensor, interp};
 
     const F32: i32 = 1;
