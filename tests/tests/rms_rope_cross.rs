@@ -3,12 +3,8 @@
 //! position ids), imported from ONNX, compiled for every runnable target and compared with the
 //! reference interpreter.
 
-use prost::Message;
-use slmtvm_frontend::onnx::build::{int_attr, value_info};
-use slmtvm_frontend::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto,
-};
-use slmtvm_frontend::{LoadOptions, load_onnx_bytes};
+use slmtvm_frontend::onnx::build::{import_one, int_attr, value_info};
+use slmtvm_frontend::onnx::proto::{AttributeProto, ValueInfoProto};
 use slmtvm_ir::ops::Cast;
 use slmtvm_ir::{DType, Graph, Op, Tensor};
 use slmtvm_tests::cross::check_against_interpreter;
@@ -17,30 +13,12 @@ const F32: i32 = 1;
 const F16: i32 = 10;
 const I64: i32 = 7;
 
-/// An opset-23 model of one `op` node on graph inputs `ins`, output "y".
+/// An opset-23 model of one `op` node on graph inputs `ins`, output "y", imported as graph
+/// `name` (which names the cross runner's build folder).
 fn import(name: &str, op: &str, ins: Vec<ValueInfoProto>, attrs: Vec<AttributeProto>) -> Graph {
-    let node = NodeProto {
-        name: Some("n0".into()),
-        op_type: Some(op.into()),
-        input: ins.iter().map(|v| v.name().to_string()).collect(),
-        output: vec!["y".into()],
-        attribute: attrs,
-        ..Default::default()
-    };
-    let g = GraphProto {
-        name: Some(name.into()),
-        node: vec![node],
-        input: ins,
-        output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
-        ..Default::default()
-    };
-    let m = ModelProto {
-        ir_version: Some(10),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(23) }],
-        graph: Some(g),
-        ..Default::default()
-    };
-    load_onnx_bytes(&m.encode_to_vec(), None, &LoadOptions::default()).unwrap()
+    let mut g = import_one(op, ins, attrs).unwrap();
+    g.name = name.into();
+    g
 }
 
 /// Deterministic values in [-2, 2).
