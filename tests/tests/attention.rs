@@ -114,6 +114,19 @@ fn bad_rank_is_one_error_naming_the_node() {
 }
 
 #[test]
+fn absurd_causal_mask_is_one_error_naming_the_node() {
+    // Q and K are small (4 MiB each), but the causal mask would be 2^20 x 2^20.
+    let big: &[i64] = &[1, 1, 1 << 20, 1];
+    let e = load(&model(
+        &[("Q", FLOAT, big), ("K", FLOAT, big), ("V", FLOAT, big)],
+        &["Y"],
+        vec![int_attr("is_causal", 1)],
+    ))
+    .unwrap_err();
+    assert!(e.contains("att") && e.contains("too large") && e.lines().count() == 1, "{e}");
+}
+
+#[test]
 fn kv_heads_not_dividing_q_heads_is_one_error_naming_the_node() {
     let e = load(&model(
         &[("Q", FLOAT, &[1, 2, 6]), ("K", FLOAT, &[1, 2, 4]), ("V", FLOAT, &[1, 2, 4])],

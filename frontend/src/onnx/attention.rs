@@ -205,6 +205,7 @@ pub(crate) fn import(
     }
     if is_causal {
         let (s, l) = (b.known_dim(q, 2, "query sequence length")?, b.known_dim(k, 2, "KV sequence length")?);
+        b.check_size(&[s, l], 8)?;
         let causal = match nonpad {
             None => {
                 let past = match past_k {
@@ -232,6 +233,7 @@ pub(crate) fn import(
     }
     if left >= 0 || right >= 0 {
         let (s, l) = (b.known_dim(q, 2, "query sequence length")?, b.known_dim(k, 2, "KV sequence length")?);
+        b.check_size(&[s, l], 8)?;
         // Query i at absolute position p = offset + i attends key j iff
         // p - left <= j <= p + right, for each bounded side.
         let window = match nonpad.filter(|_| past_k.is_none()) {

@@ -59,6 +59,14 @@ impl<'i, 'a> Sub<'i, 'a> {
         d.known().ok_or_else(|| self.unsupported(format!("{} with a symbolic {what} ({d})", self.op_type)))
     }
 
+    /// Checks that a constant of `dims` with `elem_bytes` per element stays within the IR's
+    /// tensor size limit before the decomposition builds it.
+    pub fn check_size(&self, dims: &[usize], elem_bytes: usize) -> Result<()> {
+        slmtvm_ir::Shape::known(dims)
+            .check_size(elem_bytes)
+            .map_err(|m| self.err(format!("a {dims:?} constant it needs is too large: {m}")))
+    }
+
     fn fresh(&mut self, what: &str) -> String {
         self.count += 1;
         format!("{}/{what}{}", self.name, self.count)
