@@ -167,6 +167,20 @@ fn emit_run(
         run_chunks(kb, n, w, chunk);
         return;
     }
+    if_aligned(kb, ptrs, w, &mut |kb, aligned| {
+        if aligned {
+            prepare(kb, w);
+            aligned_chunks(kb, n, w, chunk);
+        } else {
+            prepare(kb, e);
+            run_chunks(kb, n, e, chunk);
+        }
+    });
+}
+
+/// Emits `body(kb, true)` where every pointer of `ptrs` is aligned to `w` bytes (checked at run
+/// time) and `body(kb, false)` otherwise, then continues after both.
+fn if_aligned(kb: &mut Kb, ptrs: &[Value], w: usize, body: &mut dyn FnMut(&mut Kb, bool)) {
     let mut any = ptrs[0];
     for &p in &ptrs[1..] {
         any = kb.b.ins().bor(any, p);
@@ -175,12 +189,10 @@ fn emit_run(
     let (aligned, unaligned, done) = (kb.b.create_block(), kb.b.create_block(), kb.b.create_block());
     kb.b.ins().brif(low, unaligned, &[], aligned, &[]);
     kb.b.switch_to_block(aligned);
-    prepare(kb, w);
-    aligned_chunks(kb, n, w, chunk);
+    body(kb, true);
     kb.b.ins().jump(done, &[]);
     kb.b.switch_to_block(unaligned);
-    prepare(kb, e);
-    run_chunks(kb, n, e, chunk);
+    body(kb, false);
     kb.b.ins().jump(done, &[]);
     kb.b.switch_to_block(done);
 }
@@ -265,20 +277,13 @@ fn dyn_run(kb: &mut Kb, ptrs: &[Value], n: Value, e: usize, chunk: &mut Chunk) {
         wide(kb, chunk);
         return;
     }
-    let mut any = ptrs[0];
-    for &p in &ptrs[1..] {
-        any = kb.b.ins().bor(any, p);
-    }
-    let low = kb.b.ins().band_imm_s(any, w as i64 - 1);
-    let (aligned, unaligned, done) = (kb.b.create_block(), kb.b.create_block(), kb.b.create_block());
-    kb.b.ins().brif(low, unaligned, &[], aligned, &[]);
-    kb.b.switch_to_block(aligned);
-    wide(kb, chunk);
-    kb.b.ins().jump(done, &[]);
-    kb.b.switch_to_block(unaligned);
-    kb.for_range(zero, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i, 0));
-    kb.b.ins().jump(done, &[]);
-    kb.b.switch_to_block(done);
+    if_aligned(kb, ptrs, w, &mut |kb, aligned| {
+        if aligned {
+            wide(kb, chunk);
+        } else {
+            kb.for_range(zero, n, e as i64, |kb, i| chunk(kb, chunk_ty(e), i, 0));
+        }
+    });
 }
 
 /// Copies a run of `n` bytes (a run-time multiple of `e`) from `src` to `dst`.
