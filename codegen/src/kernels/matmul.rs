@@ -835,6 +835,31 @@ fn dot(kb: &mut Kb, p: &Problem, o: &Bound) {
     });
 }
 
+/// One step along K of a dot tile: `ty` (`F32X4` or `F32`) values of `rows` A rows and `ncols`
+/// B columns at the pointers `st[0]`, `st[1]`, multiplied into the accumulators `st[2..]`;
+/// returns the pointers advanced by one `ty` and the new accumulators.
+fn dot_step(kb: &mut Kb, a: &Mat, b: &Mat, rows: usize, ncols: usize, ty: Type, st: &[Value]) -> Vec<Value> {
+    let (pa, pb) = (st[0], st[1]);
+    let av: Vec<Value> = (0..rows as i64)
+        .map(|r| {
+            let (addr, off) = a.at(kb, pa, r, 0);
+            kb.load(ty, addr, off)
+        })
+        .collect();
+    let mut next = st[2..].to_vec();
+    for c in 0..ncols {
+        let (addr, off) = b.at(kb, pb, 0, c as i64);
+        let bv = kb.load(ty, addr, off);
+        for r in 0..rows {
+            next[r * ncols + c] = kb.mul_add(av[r], bv, next[r * ncols + c]);
+        }
+    }
+    let lanes = i64::from(ty.lane_count());
+    let mut out = vec![kb.addr_const(pa, lanes * a.size), kb.addr_const(pb, lanes * b.size)];
+    out.extend(next);
+    out
+}
+
 fn dot_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usize, ncols: usize) {
     let (a, b) = (o.a, o.b);
     let pa = a.offset(kb, Some(i0), None);
@@ -845,51 +870,14 @@ fn dot_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usi
         let z = zero(kb, types::F32X4);
         state.push(z);
     }
-    let fin = loop_carry(kb, 0, k4 as i64, 4, state, |kb, st| {
-        let (pa, pb) = (st[0], st[1]);
-        let av: Vec<Value> = (0..rows as i64)
-            .map(|r| {
-                let (addr, off) = a.at(kb, pa, r, 0);
-                kb.load(types::F32X4, addr, off)
-            })
-            .collect();
-        let mut next = st[2..].to_vec();
-        for c in 0..ncols {
-            let (addr, off) = b.at(kb, pb, 0, c as i64);
-            let bv = kb.load(types::F32X4, addr, off);
-            for r in 0..rows {
-                next[r * ncols + c] = kb.mul_add(av[r], bv, next[r * ncols + c]);
-            }
-        }
-        let mut out = vec![kb.addr_const(pa, 4 * a.size), kb.addr_const(pb, 4 * b.size)];
-        out.extend(next);
-        out
-    });
+    let fin = loop_carry(kb, 0, k4 as i64, 4, state, |kb, st| dot_step(kb, &a, &b, rows, ncols, types::F32X4, st));
     let mut state = vec![fin[0], fin[1]];
     for &v in &fin[2..] {
         let s = if k4 > 0 { kb.hsum(v) } else { kb.b.ins().f32const(0.0) };
         state.push(s);
     }
-    let fin = loop_carry(kb, k4 as i64, p.k as i64, 1, state, |kb, st| {
-        let (pa, pb) = (st[0], st[1]);
-        let av: Vec<Value> = (0..rows as i64)
-            .map(|r| {
-                let (addr, off) = a.at(kb, pa, r, 0);
-                kb.load(types::F32, addr, off)
-            })
-            .collect();
-        let mut next = st[2..].to_vec();
-        for c in 0..ncols {
-            let (addr, off) = b.at(kb, pb, 0, c as i64);
-            let bv = kb.load(types::F32, addr, off);
-            for r in 0..rows {
-                next[r * ncols + c] = kb.mul_add(av[r], bv, next[r * ncols + c]);
-            }
-        }
-        let mut out = vec![kb.addr_const(pa, a.size), kb.addr_const(pb, b.size)];
-        out.extend(next);
-        out
-    });
+    let fin =
+        loop_carry(kb, k4 as i64, p.k as i64, 1, state, |kb, st| dot_step(kb, &a, &b, rows, ncols, types::F32, st));
     let tile = Tile { i0, j0 };
     for r in 0..rows {
         for c in 0..ncols {
