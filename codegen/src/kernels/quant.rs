@@ -256,6 +256,29 @@ fn iclamp(kb: &mut Kb, v: Value, lo: i64, hi: i64, ty: Type) -> Value {
     kb.b.ins().select(above, h, v)
 }
 
+/// Four lanes of an f32 scale at `addr`: one value splat (`splat`, the scale is shared along
+/// the vector) or four consecutive ones.
+fn param_f32x4(kb: &mut Kb, addr: Value, splat: bool) -> Value {
+    if splat {
+        let v = kb.load(types::F32, addr, 0);
+        kb.b.ins().splat(types::F32X4, v)
+    } else {
+        kb.load(types::F32X4, addr, 0)
+    }
+}
+
+/// Four lanes of an i8/u8/i32 zero point at `addr` as an `I32X4`: one value splat or four
+/// consecutive ones, as [`param_f32x4`].
+fn param_i32x4(kb: &mut Kb, dtype: DType, addr: Value, splat: bool) -> Value {
+    if splat {
+        let z = kb.load_elem(dtype, addr);
+        let z = kb.b.ins().ireduce(types::I32, z);
+        kb.b.ins().splat(types::I32X4, z)
+    } else {
+        load4_int(kb, dtype, addr)
+    }
+}
+
 /// Four consecutive i8/u8/i32 elements at `addr` as an `I32X4`.
 fn load4_int(kb: &mut Kb, dtype: DType, addr: Value) -> Value {
     if dtype == DType::I32 {
@@ -328,25 +351,14 @@ fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> {
             let (xa, sa, ya) = (at(kb, xp, s.xi, xt), at(kb, sp, s.pi, st), at(kb, yp, s.xi, yt));
             if s.lanes == 4 {
                 let v = kb.load(types::F32X4, xa, 0);
-                let sc = if s.p_splat {
-                    let v = kb.load(types::F32, sa, 0);
-                    kb.b.ins().splat(types::F32X4, v)
-                } else {
-                    kb.load(types::F32X4, sa, 0)
-                };
+                let sc = param_f32x4(kb, sa, s.p_splat);
                 let r = kb.b.ins().fdiv(v, sc);
                 let r = round_even(kb, r);
                 let r = fclamp(kb, r, -1024.0, 1024.0, 4);
                 let mut q = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
                 if let Some((zptr, zt)) = zp {
                     let za = at(kb, zptr, s.pi, zt);
-                    let z = if s.p_splat {
-                        let z = kb.load_elem(zt, za);
-                        let z = kb.b.ins().ireduce(types::I32, z);
-                        kb.b.ins().splat(types::I32X4, z)
-                    } else {
-                        load4_int(kb, zt, za)
-                    };
+                    let z = param_i32x4(kb, zt, za, s.p_splat);
                     q = kb.b.ins().iadd(q, z);
                 }
                 let q = iclamp(kb, q, lo, hi, types::I32X4);
@@ -402,22 +414,11 @@ fn dequantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> 
                 let mut v = kb.b.ins().fcvt_from_sint(types::F32X4, v);
                 if let Some((zptr, zt)) = zp {
                     let za = at(kb, zptr, s.pi, zt);
-                    let z = if s.p_splat {
-                        let z = kb.load_elem(zt, za);
-                        let z = kb.b.ins().fcvt_from_sint(types::F32, z);
-                        kb.b.ins().splat(types::F32X4, z)
-                    } else {
-                        let z = load4_int(kb, zt, za);
-                        kb.b.ins().fcvt_from_sint(types::F32X4, z)
-                    };
+                    let z = param_i32x4(kb, zt, za, s.p_splat);
+                    let z = kb.b.ins().fcvt_from_sint(types::F32X4, z);
                     v = kb.b.ins().fsub(v, z);
                 }
-                let sc = if s.p_splat {
-                    let v = kb.load(types::F32, sa, 0);
-                    kb.b.ins().splat(types::F32X4, v)
-                } else {
-                    kb.load(types::F32X4, sa, 0)
-                };
+                let sc = param_f32x4(kb, sa, s.p_splat);
                 let y = kb.b.ins().fmul(v, sc);
                 kb.store(y, ya, 0);
                 return;
