@@ -8,6 +8,7 @@
 mod attention;
 pub mod attr;
 pub mod build;
+mod gather_nd;
 pub mod ops;
 mod rms_norm;
 mod rotary;

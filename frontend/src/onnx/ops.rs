@@ -43,6 +43,7 @@ pub const SUPPORTED: &[&str] = &[
     "Expand",
     "Flatten",
     "Gather",
+    "GatherND",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
@@ -125,6 +126,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("Expand", &[8, 13]),
     ("Flatten", &[1, 9, 11, 13, 21, 23, 24, 25]),
     ("Gather", &[1, 11, 13]),
+    ("GatherND", &[11, 12, 13]),
     ("Gelu", &[20]),
     ("Gemm", &[1, 6, 7, 9, 11, 13]),
     ("GlobalAveragePool", &[1, 22]),
@@ -556,6 +558,7 @@ pub(crate) fn map_node(
         "Attention" => Ok(Lowered::Expanded(super::attention::import, ins)),
         "RMSNormalization" => Ok(Lowered::Expanded(super::rms_norm::import, ins)),
         "RotaryEmbedding" => Ok(Lowered::Expanded(super::rotary::import, ins)),
+        "GatherND" => Ok(Lowered::Expanded(super::gather_nd::import, ins)),
         "CumSum" => {
             let axis = match const_ints(imp, name, ty, &ins, 1, "axis")?.as_deref() {
                 Some(&[axis]) => axis,
