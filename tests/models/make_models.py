@@ -19,15 +19,25 @@ File names are the ONNX input/output names with every character outside
 Usage
 -----
     python3 tests/models/make_models.py                  # default set -> tests/models/
-    python3 tests/models/make_models.py --only llama_tiny
+    python3 tests/models/make_models.py --only llama_kv
     python3 tests/models/make_models.py --example        # bert_tiny -> examples/tiny_bert/
-    python3 tests/models/make_models.py --only gpt2_tiny   # -> /tmp/extra_models/
     python3 tests/models/make_models.py --list
 
-The default set (what is checked in under tests/models/) is: bert_tiny, llama_tiny.
-Extra entries (gpt2_tiny, llama_tiny_dynamo) are only built when named with --only
-and are not meant to be written into tests/models/: without --out they go to
-/tmp/extra_models/.
+The default set (what is checked in under tests/models/) is every entry of MODELS:
+bert_tiny, llama_tiny, bert_tiny_dynamic (fixed or batch/seq-dynamic encoders and a
+static decoder), gpt2_tiny, qwen2_tiny, phi_tiny, llama_tiny_dynamo,
+llama_tiny_dynamo_op23 (decoder prefill graphs with position_ids and dynamic batch and
+sequence), llama_kv and gpt2_kv (one KV-cache step graph each, with greedy.json and a
+recorded prefill step). An entry not in DEFAULT_SET would be written to
+/tmp/extra_models/ unless --out is given.
+
+KV-cache graphs take input_ids [batch, sequence], attention_mask
+[batch, past_sequence+sequence], position_ids [batch, sequence] and
+past_key_values.{i}.key/value [batch, kv_heads, past_sequence, head_dim], and return
+logits and present.{i}.key/value [batch, kv_heads, past_sequence+sequence, head_dim].
+The script checks the same graph against torch at past 0 (prefill), at sequence 1
+(decode) and at other shapes, and runs a 32-token greedy generation through ONNX
+Runtime that must agree with transformers' `generate`.
 
 Installing the dependencies (Linux x86_64, CPU only, PyPI only; Python 3.11)
 ---------------------------------------------------------------------------
@@ -284,53 +294,403 @@ def build_llama(dynamo: bool = False):
     )
 
 
+GPT2_CFG = dict(
+    vocab_size=128,
+    n_positions=64,
+    n_embd=32,
+    n_layer=2,
+    n_head=4,
+    n_inner=64,
+    activation_function="gelu_new",
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+    layer_norm_epsilon=1e-5,
+    initializer_range=0.2,
+    use_cache=False,
+    bos_token_id=1,
+    eos_token_id=2,
+    attn_implementation="eager",
+)
+
+
+# --------------------------------------------------------------------------
+# Decoders with position_ids and dynamic axes (prefill) and with a KV cache
+# --------------------------------------------------------------------------
+
+# dim_params of the dynamic axes
+PREFILL_AXES = {0: "batch", 1: "sequence"}
+
+
+def _positions(mask):
+    """position_ids for a (left-)padded mask, as Hugging Face `generate` makes them:
+    cumsum(mask) - 1 on real tokens, 1 on padding."""
+    pos = np.cumsum(mask, axis=1) - 1
+    pos[mask == 0] = 1
+    return pos.astype(np.int64)
+
+
+def _prefill_inputs(vocab, b, s, seed, pads):
+    """input_ids / attention_mask / position_ids [b, s] int64; row r left-padded by pads[r]."""
+    rng = np.random.RandomState(seed)
+    input_ids = rng.randint(3, vocab, size=(b, s)).astype(np.int64)
+    mask = np.ones((b, s), dtype=np.int64)
+    for r, p in enumerate(pads):
+        mask[r, :p] = 0
+        input_ids[r, :p] = 0
+    return {"input_ids": input_ids, "attention_mask": mask, "position_ids": _positions(mask)}
+
+
+def _prefill_wrapper(model):
+    import torch
+
+    class Prefill(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, position_ids):
+            out = self.m(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+                return_dict=True,
+            )
+            return out.logits
+
+    return Prefill(model)
+
+
+def _prefill_spec(architecture, cfg, model):
+    """A prefill (no cache) export with position_ids: recorded at batch 2, sequence 12,
+    row 1 left-padded by 4; checked again at batch 3, sequence 9 (rows 0 and 2 padded),
+    which also shows the dynamic axes really are dynamic."""
+    names = ["input_ids", "attention_mask", "position_ids"]
+    return dict(
+        architecture=architecture,
+        hf_config=cfg,
+        module=_prefill_wrapper(model),
+        input_names=names,
+        output_names=["logits"],
+        inputs=_prefill_inputs(cfg["vocab_size"], 2, 12, 4321, [0, 4]),
+        alt_inputs=_prefill_inputs(cfg["vocab_size"], 3, 9, 77, [2, 0, 5]),
+        dynamic_axes={n: PREFILL_AXES for n in names + ["logits"]},
+    )
+
+
 def build_gpt2():
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = dict(
-        vocab_size=128,
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        n_inner=64,
-        activation_function="gelu_new",
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        layer_norm_epsilon=1e-5,
-        initializer_range=0.2,
-        use_cache=False,
-        bos_token_id=1,
-        eos_token_id=2,
-        attn_implementation="eager",
-    )
+    cfg = dict(GPT2_CFG)
     torch.manual_seed(SEED)
     model = _perturb_params(GPT2LMHeadModel(GPT2Config(**cfg)))
+    return _prefill_spec("GPT2LMHeadModel", cfg, model)
+
+
+QWEN2_CFG = dict(
+    vocab_size=192,
+    hidden_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=6,
+    num_key_value_heads=2,
+    head_dim=8,
+    intermediate_size=96,
+    hidden_act="silu",
+    max_position_embeddings=64,
+    rms_norm_eps=1e-6,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    tie_word_embeddings=True,
+    use_sliding_window=False,
+    use_cache=False,
+    attention_dropout=0.0,
+    initializer_range=0.2,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    attn_implementation="eager",
+)
+
+
+def build_qwen2():
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = dict(QWEN2_CFG)
+    torch.manual_seed(SEED)
+    model = _perturb_params(Qwen2ForCausalLM(Qwen2Config(**cfg)))
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "embeddings not tied"
+    return _prefill_spec("Qwen2ForCausalLM", cfg, model)
+
+
+PHI_CFG = dict(
+    vocab_size=160,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    intermediate_size=128,
+    hidden_act="gelu_new",
+    max_position_embeddings=64,
+    layer_norm_eps=1e-5,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+    qk_layernorm=False,
+    tie_word_embeddings=False,
+    use_cache=False,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attention_dropout=0.0,
+    initializer_range=0.2,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    attn_implementation="eager",
+)
+
+
+def build_phi():
+    import torch
+    from transformers import PhiConfig, PhiForCausalLM
+
+    cfg = dict(PHI_CFG)
+    torch.manual_seed(SEED)
+    model = _perturb_params(PhiForCausalLM(PhiConfig(**cfg)))
+    return _prefill_spec("PhiForCausalLM", cfg, model)
+
+
+def build_llama_prefill():
+    """The llama_tiny weights (same config and seed) as a prefill export with position_ids."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = dict(LLAMA_CFG)
+    torch.manual_seed(SEED)
+    model = _perturb_params(LlamaForCausalLM(LlamaConfig(**cfg)))
+    return _prefill_spec("LlamaForCausalLM", cfg, model)
+
+
+# --- KV-cache graphs -------------------------------------------------------
+
+KV_PROMPT_LEN = 7
+KV_GREEDY_TOKENS = 32
+
+
+def _kv_names(n_layers):
+    past = [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    present = [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    return past, present
+
+
+def _kv_wrapper(model, n_layers):
+    """forward(input_ids, attention_mask, position_ids, *flat_past) -> (logits, *flat_present):
+    the flat past tensors [batch, kv_heads, past, head_dim] become a transformers
+    `DynamicCache` (filled through its `ddp_cache_data` argument, one (key, value) pair
+    per layer), and the cache the model returns is flattened back in the same order."""
+    import torch
+    from transformers import DynamicCache
+
+    class Kv(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            assert len(past) == 2 * n_layers
+            cache = DynamicCache(
+                ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(n_layers)],
+                config=self.m.config,
+            )
+            out = self.m(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+                return_dict=True,
+            )
+            flat = []
+            for layer in out.past_key_values.layers:
+                flat += [layer.keys, layer.values]
+            return (out.logits, *flat)
+
+    return Kv(model)
+
+
+def _kv_feed(ids, mask, past, names_past):
+    """One step's inputs: ids [b, s]; mask [b, past+s]; past: list of arrays (flat)."""
+    s = ids.shape[1]
+    pos = _positions(mask)[:, -s:]
+    d = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64), "position_ids": pos}
+    for n, a in zip(names_past, past):
+        d[n] = np.ascontiguousarray(a.astype(np.float32))
+    return d
+
+
+def _empty_past(n_layers, b, kv_heads, head_dim):
+    return [np.zeros((b, kv_heads, 0, head_dim), np.float32) for _ in range(2 * n_layers)]
+
+
+def _kv_spec(architecture, cfg, model, n_layers, kv_heads, head_dim):
+    """A KV-cache step graph. The export example has past 3, sequence 2 (batch 2); the
+    recorded inputs/ are one decode step: batch 2, past 5 (row 1 left-padded by 2),
+    sequence 1, whose past tensors are torch's presents for that 5-token prefill."""
+    names_past, names_present = _kv_names(n_layers)
+    in_names = ["input_ids", "attention_mask", "position_ids"] + names_past
+    module = _eval_all(_kv_wrapper(model, n_layers))
+    vocab = cfg["vocab_size"]
+    rng = np.random.RandomState(2024)
+
+    def run_torch(feed):
+        return _torch_run(module, in_names, feed)
+
+    def step_after_prefill(b, past_len, s, pads, seed):
+        """Run a (past_len)-token prefill in torch, then return the next step's feed of s tokens."""
+        r = np.random.RandomState(seed)
+        pre = _prefill_inputs(vocab, b, past_len, seed, pads)
+        pre_feed = _kv_feed(pre["input_ids"], pre["attention_mask"], _empty_past(n_layers, b, kv_heads, head_dim), names_past)
+        presents = run_torch(pre_feed)[1:]
+        ids = r.randint(3, vocab, size=(b, s)).astype(np.int64)
+        mask = np.concatenate([pre["attention_mask"], np.ones((b, s), np.int64)], axis=1)
+        return _kv_feed(ids, mask, presents, names_past)
+
+    def prefill(b, s, pads, seed):
+        pre = _prefill_inputs(vocab, b, s, seed, pads)
+        return _kv_feed(pre["input_ids"], pre["attention_mask"], _empty_past(n_layers, b, kv_heads, head_dim), names_past)
+
+    export_inputs = step_after_prefill(2, 3, 2, [0, 1], 11)
+    decode = step_after_prefill(2, 5, 1, [0, 2], 12)
+    prompt = rng.randint(3, vocab, size=(1, KV_PROMPT_LEN)).astype(np.int64)
+    dyn = {"input_ids": PREFILL_AXES, "position_ids": PREFILL_AXES,
+           "attention_mask": {0: "batch", 1: "past_sequence+sequence"}, "logits": PREFILL_AXES}
+    for n in names_past:
+        dyn[n] = {0: "batch", 2: "past_sequence"}
+    for n in names_present:
+        dyn[n] = {0: "batch", 2: "past_sequence+sequence"}
     return dict(
-        architecture="GPT2LMHeadModel",
+        architecture=architecture,
         hf_config=cfg,
-        module=_logits_wrapper(model, with_mask=True),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        inputs=_causal_inputs(cfg["vocab_size"]),
-        alt_inputs=_causal_inputs(cfg["vocab_size"], seed=77, left_pad=4),
-        fallback=lambda: _logits_wrapper(model, with_mask=False),
+        module=module,
+        input_names=in_names,
+        output_names=["logits"] + names_present,
+        inputs=decode,
+        export_inputs=export_inputs,
+        alt_inputs=step_after_prefill(3, 4, 3, [1, 0, 3], 13),
+        # further torch-vs-ORT checks of the same graph at other shapes
+        checks={
+            "export example (batch 2, past 3, sequence 2)": export_inputs,
+            "prefill (batch 2, past 0, sequence 6, row 1 left-padded by 3)": prefill(2, 6, [0, 3], 14),
+            "decode (batch 1, past 6, sequence 1)": step_after_prefill(1, 6, 1, [0], 15),
+        },
+        dynamic_axes=dyn,
+        post=lambda sess, out_dir: _kv_greedy(sess, out_dir, model, module, in_names, names_past, names_present,
+                                              prompt, n_layers, kv_heads, head_dim),
     )
 
 
-# name -> (builder, exporter, opset or None for the newest the exporter supports)
+def _kv_greedy(sess, out_dir, model, module, in_names, names_past, names_present, prompt, n_layers, kv_heads, head_dim):
+    """greedy.json (prefill + greedy steps through ONNX Runtime, against HF `generate`) and
+    prefill_inputs/ + prefill_expected/ (the prompt's prefill step)."""
+    import torch
+
+    out_names = ["logits"] + names_present
+    feed = _kv_feed(prompt, np.ones_like(prompt), _empty_past(n_layers, 1, kv_heads, head_dim), names_past)
+    for sub in ("prefill_inputs", "prefill_expected"):
+        (out_dir / sub).mkdir()
+    for n in in_names:
+        np.save(out_dir / "prefill_inputs" / (safe_name(n) + ".npy"), feed[n])
+    generated, margins = [], []
+    mask = np.ones_like(prompt)
+    for step in range(KV_GREEDY_TOKENS):
+        outs = sess.run(out_names, feed)
+        if step == 0:
+            for n, a in zip(out_names, outs):
+                np.save(out_dir / "prefill_expected" / (safe_name(n) + ".npy"), a)
+            prefill_torch = _torch_run(module, in_names, feed)
+            prefill_rel = max(p[1] for p in _max_diff(prefill_torch, outs))
+        last = outs[0][0, -1].astype(np.float64)
+        tok = int(np.argmax(last))
+        top2 = np.sort(last)[-2:]
+        margins.append(float(top2[1] - top2[0]))
+        generated.append(tok)
+        mask = np.concatenate([mask, np.ones((1, 1), np.int64)], axis=1)
+        feed = _kv_feed(np.array([[tok]], np.int64), mask, outs[1:], names_past)
+
+    with torch.no_grad():
+        hf = model.generate(
+            input_ids=torch.from_numpy(prompt),
+            attention_mask=torch.ones_like(torch.from_numpy(prompt)),
+            max_new_tokens=KV_GREEDY_TOKENS,
+            min_new_tokens=KV_GREEDY_TOKENS,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            pad_token_id=0,
+        )
+    hf_ids = [int(t) for t in hf[0, prompt.shape[1]:]]
+    greedy = {
+        "prompt": [int(t) for t in prompt[0]],
+        "generated": generated,
+        "hf_torch_generated": hf_ids,
+        "agree": hf_ids == generated,
+        "steps": (f"prefill of the {prompt.shape[1]}-token prompt (batch 1, past 0) gives generated[0]; "
+                  f"then {KV_GREEDY_TOKENS - 1} decode steps (sequence 1), each feeding the previous step's "
+                  "presents back as past, an all-ones attention_mask of length past+1 and "
+                  "position_ids [[past]], give generated[1:]"),
+        "reference": "ONNX Runtime, CPUExecutionProvider, graph optimizations disabled; "
+                     "hf_torch_generated: transformers generate(do_sample=False, num_beams=1, "
+                     f"min_new_tokens=max_new_tokens={KV_GREEDY_TOKENS}) on the same prompt",
+        "min_top2_logit_margin": min(margins),
+    }
+    with open(out_dir / "greedy.json", "w") as f:
+        json.dump(greedy, f, indent=2)
+        f.write("\n")
+    print(f"   greedy: ORT {generated}")
+    print(f"   greedy: HF  {hf_ids}  agree={greedy['agree']}, min top-2 margin {min(margins):.3g}")
+    notes = [] if greedy["agree"] else ["greedy ids of ONNX Runtime and HF generate differ"]
+    return {"greedy_agree_with_hf": greedy["agree"], "prefill_max_rel_diff_torch_vs_ort": prefill_rel}, notes
+
+
+def build_llama_kv():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = dict(LLAMA_CFG, use_cache=True)
+    torch.manual_seed(SEED)
+    model = _eval_all(_perturb_params(LlamaForCausalLM(LlamaConfig(**cfg))))
+    hd = cfg["hidden_size"] // cfg["num_attention_heads"]
+    return _kv_spec("LlamaForCausalLM", cfg, model, cfg["num_hidden_layers"], cfg["num_key_value_heads"], hd)
+
+
+def build_gpt2_kv():
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = dict(GPT2_CFG, use_cache=True)
+    torch.manual_seed(SEED)
+    model = _eval_all(_perturb_params(GPT2LMHeadModel(GPT2Config(**cfg))))
+    hd = cfg["n_embd"] // cfg["n_head"]
+    return _kv_spec("GPT2LMHeadModel", cfg, model, cfg["n_layer"], cfg["n_head"], hd)
+
+
+# name -> (builder, exporter, opset; for "dynamo" a list of opsets tried newest first)
 MODELS = {
     "bert_tiny": (build_bert, "torchscript", 17),
     "llama_tiny": (build_llama, "torchscript", 17),
     "bert_tiny_dynamic": (build_bert, "torchscript-dynamic", 17),
     "gpt2_tiny": (build_gpt2, "torchscript", 17),
-    # None: the newest opset this torch's exporter supports
-    # (torch.onnx._constants.ONNX_MAX_OPSET, 23 for torch 2.15).
-    "llama_tiny_dynamo": (lambda: build_llama(dynamo=True), "dynamo", None),
+    "qwen2_tiny": (build_qwen2, "torchscript", 18),
+    "phi_tiny": (build_phi, "torchscript", 17),
+    # dynamo: the first opset of the list that exports and that ONNX Runtime loads. torch 2.15
+    # translates at opset 23 at most and version-converts upwards; only at exactly 23 does the
+    # onnxscript optimizer fuse RMSNormalization and RotaryEmbedding, hence the second entry.
+    "llama_tiny_dynamo": (build_llama_prefill, "dynamo", [28, 27, 26, 25, 24, 23]),
+    "llama_tiny_dynamo_op23": (build_llama_prefill, "dynamo", [23]),
+    "llama_kv": (build_llama_kv, "torchscript", 17),
+    "gpt2_kv": (build_gpt2_kv, "torchscript", 17),
 }
-DEFAULT_SET = ["bert_tiny", "llama_tiny", "bert_tiny_dynamic"]
+DEFAULT_SET = ["bert_tiny", "llama_tiny", "bert_tiny_dynamic", "gpt2_tiny", "qwen2_tiny", "phi_tiny",
+               "llama_tiny_dynamo", "llama_tiny_dynamo_op23", "llama_kv", "gpt2_kv"]
 # Extra entries are not checked in; without --out they go here.
 EXTRA_OUT = Path(tempfile.gettempdir()) / "extra_models"
 
@@ -370,14 +730,15 @@ def _torch_run(module, names, inputs):
     return [o.detach().cpu().numpy() for o in out]
 
 
-def _export(module, names, inputs, out_names, path, exporter, opset):
+def _export(module, names, inputs, out_names, path, exporter, opset, dynamic_axes=None):
+    """Exports; returns notes. For "dynamo", `opset` is a list tried in order (newest first)."""
     import torch
 
     args = tuple(torch.from_numpy(inputs[n]) for n in names)
+    notes = []
     if exporter in ("torchscript", "torchscript-dynamic"):
         # torchscript-dynamic: batch and sequence length stay symbolic ("batch", "seq") in
         # the exported graph, as `dynamic_axes` exports do for deployment.
-        dynamic_axes = None
         if exporter == "torchscript-dynamic":
             dynamic_axes = {n: {0: "batch", 1: "seq"} for n in names}
         torch.onnx.export(
@@ -400,15 +761,32 @@ def _export(module, names, inputs, out_names, path, exporter, opset):
             external_data=False,
             optimize=True,
         )
-        if opset is None:
-            from torch.onnx import _constants
-
-            opset = _constants.ONNX_MAX_OPSET
-        kwargs["opset_version"] = opset
-        prog = torch.onnx.export(module, args, **kwargs)
-        prog.save(str(path), external_data=False)
+        if dynamic_axes is not None:
+            # keyed by the wrapper's forward() argument names, which are the input names
+            kwargs["dynamic_shapes"] = {n: dict(dynamic_axes[n]) for n in names}
+        errors = []
+        for o in opset:
+            try:
+                prog = torch.onnx.export(module, args, opset_version=o, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"opset {o}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                print(f"   dynamo export at opset {o} failed: {errors[-1]}", file=sys.stderr)
+                continue
+            prog.save(str(path), external_data=False)
+            try:
+                _ort_session(path)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"opset {o}: exported, but ONNX Runtime cannot load it: {str(e).splitlines()[0][-160:]}")
+                print(f"   {errors[-1]}", file=sys.stderr)
+                continue
+            notes += [f"dynamo export: {e}" for e in errors]
+            notes.append(f"dynamo export at opset {o}: the newest of {opset} that exported and ONNX Runtime loads")
+            break
+        else:
+            raise SystemExit("dynamo export failed at every opset: " + "; ".join(errors))
     else:
         raise ValueError(exporter)
+    return notes
 
 
 def _ort_session(path):
@@ -476,8 +854,10 @@ def make_one(name: str, out_root: Path, folder_name: str | None = None) -> dict:
 
     torch_out = _torch_run(module, in_names, inputs)
 
+    export_inputs = spec.get("export_inputs", inputs)
+    dyn = spec.get("dynamic_axes")
     try:
-        _export(module, in_names, inputs, out_names, model_path, exporter, opset)
+        notes += _export(module, in_names, export_inputs, out_names, model_path, exporter, opset, dyn)
     except Exception as e:  # noqa: BLE001
         if "fallback" not in spec:
             raise
@@ -489,7 +869,7 @@ def make_one(name: str, out_root: Path, folder_name: str | None = None) -> dict:
         inputs = {"input_ids": inputs["input_ids"]}
         spec["alt_inputs"] = {"input_ids": spec["alt_inputs"]["input_ids"]}
         torch_out = _torch_run(module, in_names, inputs)
-        _export(module, in_names, inputs, out_names, model_path, exporter, opset)
+        notes += _export(module, in_names, inputs, out_names, model_path, exporter, opset)
 
     # Make sure all weights are embedded and the file is a single self-contained model.
     model = onnx.load(str(model_path), load_external_data=True)
@@ -545,6 +925,20 @@ def make_one(name: str, out_root: Path, folder_name: str | None = None) -> dict:
     alt_per = _max_diff(alt_torch, alt_ort)
     alt_rel = max(p[1] for p in alt_per)
 
+    # further torch-vs-ORT checks at other shapes (KV graphs: past 0, sequence 1, ...)
+    checks = {}
+    for label, feed in spec.get("checks", {}).items():
+        f = {gi.name: feed[gi.name].astype(feeds[gi.name].dtype) for gi in graph_inputs}
+        rel = max(p[1] for p in _max_diff(_torch_run(module, in_names, feed),
+                                           sess.run([o.name for o in graph_outputs], f)))
+        checks[label] = {"shapes": {n: list(a.shape) for n, a in f.items() if n in ("input_ids", "attention_mask")},
+                         "max_rel_diff_torch_vs_ort": rel}
+        alt_rel = max(alt_rel, rel)
+    extra_meta = {}
+    if "post" in spec:
+        extra_meta, post_notes = spec["post"](sess, out_dir)
+        notes += post_notes
+
     # A model exported with dynamic axes is also recorded at a second shape (batch 3,
     # sequence 9, the last row padded), in <name>/shape2/{inputs,expected}/.
     shape2 = None
@@ -584,6 +978,10 @@ def make_one(name: str, out_root: Path, folder_name: str | None = None) -> dict:
         "max_abs_diff_per_output": {n: p[0] for n, p in zip(out_names, per)},
         "alt_inputs_max_rel_diff_torch_vs_ort": alt_rel,
         "shape2_inputs": shape2,
+        **({"alt_inputs_shapes": {n: list(a.shape) for n, a in alt_feeds.items()},
+            "dynamic_axes": spec["dynamic_axes"]} if "dynamic_axes" in spec else {}),
+        **({"other_shape_checks": checks} if checks else {}),
+        **extra_meta,
         "seed": SEED,
         "ort_graph_optimization": "disabled",
         "op_histogram": hist,
@@ -600,6 +998,8 @@ def make_one(name: str, out_root: Path, folder_name: str | None = None) -> dict:
     for n, m in meta_outputs.items():
         print(f"   out {n}: {m['dtype']} {m['shape']}")
     print(f"   torch vs ORT: max abs {max_abs:.3g}, max rel {max_rel:.3g}; alt inputs max rel {alt_rel:.3g}")
+    for label, c in checks.items():
+        print(f"   torch vs ORT at {label}: max rel {c['max_rel_diff_torch_vs_ort']:.3g}")
     print("   ops: " + ", ".join(f"{k} {v}" for k, v in hist.items()))
     for n in notes:
         print(f"   note: {n}")
