@@ -1,6 +1,7 @@
 //! Real exported models (`tests/models/*`, made by `tests/models/make_models.py`) through the
-//! importer and the reference interpreter, compared with ONNX Runtime's recorded outputs; and
-//! the text form's round trip on each of them.
+//! importer and the reference interpreter, compared with ONNX Runtime's recorded outputs; the
+//! text form's round trip on each of them; and the KV-cache step graphs' prefill step and
+//! 32-token greedy generation, replayed in the interpreter against ONNX Runtime's tokens.
 
 use slmtvm_frontend::{LoadOptions, load_onnx, npy};
 use slmtvm_ir::{Graph, Tensor, interp, text};
@@ -138,5 +139,96 @@ fn dynamic_axes_stay_symbolic_and_run_at_any_shape() {
         let want = npy::read_npy(&dir.join("shape2/expected").join(format!("{}.npy", npy::file_stem(name)))).unwrap();
         let (err, scale) = errors(&want, got);
         assert!(err <= 1e-4 * scale, "{name} at batch 3, seq 9: {err} > 1e-4 x {scale}");
+    }
+}
+
+/// The KV-cache step graphs (`llama_kv`, `gpt2_kv`): `past_key_values.{i}.*` in, `present.{i}.*` out.
+const KV_MODELS: [&str; 2] = ["llama_kv", "gpt2_kv"];
+
+/// Outputs of `g` on `inputs`, compared with the `.npy` files in `want_dir`.
+fn check_outputs(g: &Graph, outs: &[Tensor], want_dir: &Path, what: &str) {
+    for (&o, got) in g.outputs.iter().zip(outs) {
+        let name = &g.value(o).name;
+        let want = npy::read_npy(&want_dir.join(format!("{}.npy", npy::file_stem(name)))).unwrap();
+        let (err, scale) = errors(&want, got);
+        eprintln!("{what}: {name}: max abs error {err:.3e}, max |output| {scale:.3e}");
+        assert!(err <= 1e-4 * scale, "{what}: {name}: max abs error {err} > 1e-4 x {scale}");
+    }
+}
+
+#[test]
+fn kv_graphs_run_their_prefill_step_symbolic_and_static() {
+    for m in KV_MODELS {
+        let dir = models_dir().join(m);
+        let model = dir.join("model.onnx");
+        let read =
+            |name: &str| npy::read_npy(&dir.join("prefill_inputs").join(format!("{}.npy", npy::file_stem(name))));
+        // One symbolic graph, run at past 0 (the past tensors are [1, kv_heads, 0, head_dim]).
+        let g = load_onnx(&model, &LoadOptions::default()).unwrap();
+        let inputs: BTreeMap<String, Tensor> =
+            g.inputs.iter().map(|&i| g.value(i).name.clone()).map(|n| (n.clone(), read(&n).unwrap())).collect();
+        assert!(inputs.iter().any(|(n, t)| n.starts_with("past_key_values.") && t.shape()[2] == 0));
+        let outs = interp::run_named(&g, &inputs).unwrap();
+        check_outputs(&g, &outs, &dir.join("prefill_expected"), &format!("{m} prefill"));
+        // The same step with every shape fixed, the zero-length past axis included.
+        let mut opts = LoadOptions::default();
+        for (n, t) in &inputs {
+            opts.shapes.insert(n.clone(), slmtvm_ir::Shape::known(t.shape()));
+        }
+        let g = load_onnx(&model, &opts).unwrap();
+        assert!(g.values.iter().all(|v| v.ty.shape.is_known()), "{m}: a value kept a symbolic dim");
+        let outs = interp::run_named(&g, &inputs).unwrap();
+        check_outputs(&g, &outs, &dir.join("prefill_expected"), &format!("{m} prefill, static"));
+    }
+}
+
+#[test]
+fn kv_graphs_generate_onnx_runtimes_greedy_tokens() {
+    for m in KV_MODELS {
+        let dir = models_dir().join(m);
+        let greedy: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("greedy.json")).unwrap()).unwrap();
+        let ids = |k: &str| -> Vec<i64> { greedy[k].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect() };
+        let (prompt, want) = (ids("prompt"), ids("generated"));
+        // The recorded run agrees with transformers' own generate() on the same prompt.
+        assert_eq!(ids("hf_torch_generated"), want, "{m}: greedy.json: ONNX Runtime and HF disagree");
+
+        let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
+        let names: Vec<String> = g.inputs.iter().map(|&i| g.value(i).name.clone()).collect();
+        let out_names: Vec<String> = g.outputs.iter().map(|&o| g.value(o).name.clone()).collect();
+        // Past tensors: the prefill step's (zero-length) ones from the recorded inputs.
+        let mut past: BTreeMap<String, Tensor> = names
+            .iter()
+            .filter(|n| n.starts_with("past_key_values."))
+            .map(|n| {
+                let t = npy::read_npy(&dir.join("prefill_inputs").join(format!("{}.npy", npy::file_stem(n)))).unwrap();
+                (n.clone(), t)
+            })
+            .collect();
+        let (mut tokens, mut got) = (prompt.clone(), Vec::new());
+        let mut past_len = 0usize;
+        for _ in 0..want.len() {
+            let s = tokens.len();
+            let mut inputs = past.clone();
+            inputs.insert("input_ids".into(), Tensor::from_vec(&[1, s], tokens.clone()).unwrap());
+            inputs.insert(
+                "attention_mask".into(),
+                Tensor::from_vec(&[1, past_len + s], vec![1i64; past_len + s]).unwrap(),
+            );
+            let pos: Vec<i64> = (past_len..past_len + s).map(|p| p as i64).collect();
+            inputs.insert("position_ids".into(), Tensor::from_vec(&[1, s], pos).unwrap());
+            let outs = interp::run_named(&g, &inputs).unwrap();
+            let logits = outs[0].to_f64();
+            let vocab = *logits.shape().last().unwrap();
+            let last: Vec<f64> = logits.iter().copied().skip((s - 1) * vocab).collect();
+            let tok = (0..vocab).fold(0, |b, k| if last[k] > last[b] { k } else { b });
+            got.push(tok as i64);
+            for (name, t) in out_names.iter().zip(outs).skip(1) {
+                past.insert(name.replacen("present.", "past_key_values.", 1), t);
+            }
+            past_len += s;
+            tokens = vec![tok as i64];
+        }
+        assert_eq!(got, want, "{m}: greedy tokens of the reference interpreter differ from ONNX Runtime's");
     }
 }

@@ -1,7 +1,10 @@
-//! The committed real models (`tests/models/`: a BERT encoder, a Llama-style decoder, and the
-//! BERT export with dynamic axes at both recorded shapes) compiled for every target preset, run
-//! natively or under qemu-user, and compared with ONNX Runtime's recorded outputs: max abs
-//! error ≤ 1e-4 × max |output|.
+//! The committed real models (`tests/models/`) compiled for every target preset, run natively
+//! or under qemu-user, and compared with ONNX Runtime's recorded outputs: max abs error ≤
+//! 1e-4 × max |output|. The cases: a BERT encoder (static, and its dynamic-axes export at both
+//! recorded shapes), a static Llama decoder, the decoder prefill graphs with dynamic axes
+//! (GPT-2, Qwen2, Phi, Llama by the dynamo exporter) at their recorded shapes, and the two
+//! KV-cache step graphs at their recorded decode step (batch 2, past 5, sequence 1) and at
+//! their recorded prefill step (batch 1, past 0: zero-length past tensors).
 
 use slmtvm_frontend::{LoadOptions, load_onnx, npy};
 use slmtvm_ir::{Graph, Shape, Tensor};
@@ -17,29 +20,47 @@ struct Case {
     expected: Vec<Tensor>,
 }
 
-fn load(model: &Path, data: &Path, label: &str) -> Case {
+/// The model specialized to the shapes of the inputs in `data/<ins>/`, with the outputs
+/// recorded in `data/<outs>/`.
+fn load(model: &Path, data: &Path, (ins, outs): (&str, &str), label: &str) -> Case {
     let g0 = load_onnx(model, &LoadOptions::default()).unwrap();
     let read =
         |sub: &str, name: &str| npy::read_npy(&data.join(sub).join(format!("{}.npy", npy::file_stem(name)))).unwrap();
     let mut opts = LoadOptions::default();
     for &i in &g0.inputs {
         let name = &g0.value(i).name;
-        opts.shapes.insert(name.clone(), Shape::known(read("inputs", name).shape()));
+        opts.shapes.insert(name.clone(), Shape::known(read(ins, name).shape()));
     }
     let graph = load_onnx(model, &opts).unwrap();
-    let inputs = graph.inputs.iter().map(|&i| read("inputs", &graph.value(i).name)).collect();
-    let expected = graph.outputs.iter().map(|&o| read("expected", &graph.value(o).name)).collect();
+    let inputs = graph.inputs.iter().map(|&i| read(ins, &graph.value(i).name)).collect();
+    let expected = graph.outputs.iter().map(|&o| read(outs, &graph.value(o).name)).collect();
     Case { label: label.to_string(), graph, inputs, expected }
 }
+
+const RECORDED: (&str, &str) = ("inputs", "expected");
 
 fn cases() -> Vec<Case> {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let mut v = Vec::new();
-    for m in ["bert_tiny", "llama_tiny", "bert_tiny_dynamic"] {
-        v.push(load(&dir.join(m).join("model.onnx"), &dir.join(m), m));
+    for m in [
+        "bert_tiny",
+        "llama_tiny",
+        "bert_tiny_dynamic",
+        "gpt2_tiny",
+        "qwen2_tiny",
+        "phi_tiny",
+        "llama_tiny_dynamo",
+        "llama_kv",
+        "gpt2_kv",
+    ] {
+        v.push(load(&dir.join(m).join("model.onnx"), &dir.join(m), RECORDED, m));
     }
     let dynm = dir.join("bert_tiny_dynamic");
-    v.push(load(&dynm.join("model.onnx"), &dynm.join("shape2"), "bert_tiny_dynamic@3x9"));
+    v.push(load(&dynm.join("model.onnx"), &dynm.join("shape2"), RECORDED, "bert_tiny_dynamic@3x9"));
+    for m in ["llama_kv", "gpt2_kv"] {
+        let d = dir.join(m);
+        v.push(load(&d.join("model.onnx"), &d, ("prefill_inputs", "prefill_expected"), &format!("{m}@prefill")));
+    }
     v
 }
 
