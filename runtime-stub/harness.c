@@ -73,7 +73,25 @@
 
 static const char h_model[] = SLMTVM_XSTR(SLMTVM_MODEL);
 static const char h_upper[] = SLMTVM_XSTR(SLMTVM_MODEL_UPPER);
+#ifndef SLMTVM_ERR_SYMBOL
+#define SLMTVM_ERR_SYMBOL 3
+#endif
+#if SLMTVM_M(_NUM_SYMBOLS) > 0
+#define H_NUM_SYMS SLMTVM_M(_NUM_SYMBOLS)
+static int (*const h_run_sym)(const int64_t *, const void *const *, void *const *, void *) = SLMTVM_FN(_run);
+static const char *const h_sym_names[] = SLMTVM_M(_SYMBOL_NAMES);
+static const long long h_sym_bounds[] = SLMTVM_M(_SYMBOL_BOUNDS);
+#if SLMTVM_M(_NUM_INPUTS) > 0
+static const int h_in_dim_syms[] = SLMTVM_M(_INPUT_DIM_SYMBOLS);
+static void (*const h_in_logical)(int, const int64_t *, int64_t *) = SLMTVM_FN(_input_dims);
+#endif
+#if SLMTVM_M(_NUM_OUTPUTS) > 0
+static void (*const h_out_logical)(int, const int64_t *, int64_t *) = SLMTVM_FN(_output_dims);
+#endif
+#else
+#define H_NUM_SYMS 0
 static int (*const h_run)(const void *const *, void *const *, void *) = SLMTVM_FN(_run);
+#endif
 static size_t (*const h_workspace_size)(void) = SLMTVM_FN(_workspace_size);
 static const unsigned long long h_workspace_size_macro = SLMTVM_M(_WORKSPACE_SIZE);
 enum {
@@ -89,7 +107,8 @@ enum {
     H_DT_BOOL = SLMTVM_BOOL,
     H_OK = SLMTVM_OK,
     H_ERR_NULL = SLMTVM_ERR_NULL,
-    H_ERR_WORKSPACE_ALIGN = SLMTVM_ERR_WORKSPACE_ALIGN
+    H_ERR_WORKSPACE_ALIGN = SLMTVM_ERR_WORKSPACE_ALIGN,
+    H_ERR_SYMBOL = SLMTVM_ERR_SYMBOL
 };
 SLMTVM_ASSERT(num_inputs, SLMTVM_M(_NUM_INPUTS) >= 0);
 SLMTVM_ASSERT(num_outputs, SLMTVM_M(_NUM_OUTPUTS) >= 0);
@@ -209,7 +228,38 @@ typedef struct {
     size_t alloc_size;
     unsigned char *data; /* what the model sees */
     unsigned char *copy; /* pristine input / first-run output */
+    /* Symbolic models: the logical dims (the .npy shape) and offset of this tensor's dims in
+     * the header's *_DIMS table. */
+    unsigned long long ldims[64];
+    size_t dim_base;
 } Tensor;
+
+/* ---- Symbol values (symbolic models) --------------------------------------------------------- */
+
+#if H_NUM_SYMS > 0
+static int64_t h_syms[H_NUM_SYMS];
+static int h_sym_set[H_NUM_SYMS];
+#endif
+
+/* Copies the logical elements between a dense buffer of ldims and a physical one of pdims. */
+static void copy_logical(unsigned char *dense, unsigned char *phys, const unsigned long long *ldims,
+                         const unsigned long long *pdims, size_t rank, size_t esize, int to_phys) {
+    size_t idx[64], k, n = 1, i;
+    for (k = 0; k < rank; k++) {
+        n *= (size_t)ldims[k];
+        idx[k] = 0;
+    }
+    for (i = 0; i < n; i++) {
+        size_t off = 0;
+        for (k = 0; k < rank; k++) off = off * (size_t)pdims[k] + idx[k];
+        if (to_phys) memcpy(phys + off * esize, dense + i * esize, esize);
+        else memcpy(dense + i * esize, phys + off * esize, esize);
+        for (k = rank; k-- > 0;) {
+            if (++idx[k] < ldims[k]) break;
+            idx[k] = 0;
+        }
+    }
+}
 
 typedef struct {
     const char *descr; /* dtype string numpy writes, without the byte-order character */
@@ -326,6 +376,8 @@ static Tensor *declare(const char *kind, size_t count, const char *const *names,
                  ndims, h_upper, prefix);
         t[i].rank = (size_t)ranks[i];
         t[i].dims = dims + used;
+        t[i].dim_base = used;
+        if (t[i].rank > 64) fail("model header: %s '%s' has rank %zu (at most 64)", kind, t[i].name, t[i].rank);
         used += t[i].rank;
         for (j = 0; j < t[i].rank; j++) {
             if (t[i].dims[j] && elems > ULLONG_MAX / t[i].dims[j])
@@ -500,14 +552,46 @@ static void read_input(Tensor *t) {
         fail("input '%s': %s has dtype '%s', expected '%c%s' (%s)", t->name, t->path, descr,
              dt->size == 1 ? '|' : '<', dt->descr, dt->name);
     if (fortran) fail("input '%s': %s is in Fortran order (fortran_order must be False)", t->name, t->path);
-    if (rank != t->rank || (rank && memcmp(shape, t->dims, rank * sizeof shape[0]) != 0)) {
-        format_shape(shape_s, sizeof shape_s, shape, rank, "[", "]");
-        format_shape(want_s, sizeof want_s, t->dims, t->rank, "[", "]");
-        fail("input '%s': %s has shape %s, expected %s", t->name, t->path, shape_s, want_s);
+    if (H_NUM_SYMS > 0 && rank == t->rank) {
+        /* Symbolic model: the file holds the logical tensor; symbols come from its dims. */
+        size_t lbytes = dt->size;
+        unsigned char *dense;
+        for (i = 0; i < rank; i++) {
+#if H_NUM_SYMS > 0 && SLMTVM_M(_NUM_INPUTS) > 0
+            int sidx = h_in_dim_syms[t->dim_base + i];
+            if (sidx >= 0) {
+                if ((long long)shape[i] > h_sym_bounds[sidx])
+                    fail("input '%s': %s has %s = %llu along axis %zu, above its bound %lld", t->name, t->path,
+                         h_sym_names[sidx], shape[i], i, h_sym_bounds[sidx]);
+                if (h_sym_set[sidx] && (unsigned long long)h_syms[sidx] != shape[i])
+                    fail("input '%s': %s gives %s = %llu, another input gave %lld", t->name, t->path,
+                         h_sym_names[sidx], shape[i], (long long)h_syms[sidx]);
+                h_syms[sidx] = (int64_t)shape[i];
+                h_sym_set[sidx] = 1;
+            } else if (shape[i] > t->dims[i]) {
+                fail("input '%s': %s has %llu along axis %zu, above its physical extent %llu", t->name, t->path,
+                     shape[i], i, t->dims[i]);
+            }
+#endif
+            t->ldims[i] = shape[i];
+            lbytes *= (size_t)shape[i];
+        }
+        dense = xmalloc(lbytes);
+        got = fread(dense, 1, lbytes, f);
+        if (got != lbytes) fail("input '%s': %s: truncated data (%zu of %zu bytes)", t->name, t->path, got, lbytes);
+        memset(t->data, 0, t->bytes);
+        copy_logical(dense, t->data, t->ldims, t->dims, rank, dt->size, 1);
+        free(dense);
+    } else {
+        if (rank != t->rank || (rank && memcmp(shape, t->dims, rank * sizeof shape[0]) != 0)) {
+            format_shape(shape_s, sizeof shape_s, shape, rank, "[", "]");
+            format_shape(want_s, sizeof want_s, t->dims, t->rank, "[", "]");
+            fail("input '%s': %s has shape %s, expected %s", t->name, t->path, shape_s, want_s);
+        }
+        got = fread(t->data, 1, t->bytes, f);
+        if (got != t->bytes)
+            fail("input '%s': %s: truncated data (%zu of %zu bytes)", t->name, t->path, got, t->bytes);
     }
-    got = fread(t->data, 1, t->bytes, f);
-    if (got != t->bytes)
-        fail("input '%s': %s: truncated data (%zu of %zu bytes)", t->name, t->path, got, t->bytes);
     extra = fgetc(f);
     if (extra != EOF) fail("input '%s': %s has data after the %zu bytes of the array", t->name, t->path, t->bytes);
     if (ferror(f)) fail("input '%s': %s: read error", t->name, t->path);
@@ -588,11 +672,16 @@ static int cmp_double(const void *a, const void *b) {
 static const char *status_name(int s) {
     if (s == H_ERR_NULL) return " (SLMTVM_ERR_NULL)";
     if (s == H_ERR_WORKSPACE_ALIGN) return " (SLMTVM_ERR_WORKSPACE_ALIGN)";
+    if (s == H_ERR_SYMBOL) return " (SLMTVM_ERR_SYMBOL)";
     return "";
 }
 
 static void run_model(const void **in_ptrs, void **out_ptrs, void *ws) {
+#if H_NUM_SYMS > 0
+    int s = h_run_sym(h_syms, (const void *const *)in_ptrs, (void *const *)out_ptrs, ws);
+#else
     int s = h_run((const void *const *)in_ptrs, (void *const *)out_ptrs, ws);
+#endif
     if (s != H_OK) fail("%s_run returned status %d%s", h_model, s, status_name(s));
 }
 
@@ -607,6 +696,43 @@ static void release(Tensor *t, size_t count) {
     free(t);
 }
 
+/* Symbolic models: each output's logical elements, dense at its logical dims (what is
+ * written to the .npy file). A second call (after the timed runs) compares with the first. */
+static unsigned char **h_dense;
+static size_t *h_dense_bytes;
+static void logical_outputs(Tensor *out) {
+#if H_NUM_SYMS > 0
+    size_t k, j;
+    int again = h_dense != NULL;
+    if (!again) {
+        h_dense = xmalloc((n_out ? n_out : 1) * sizeof *h_dense);
+        h_dense_bytes = xmalloc((n_out ? n_out : 1) * sizeof *h_dense_bytes);
+    }
+    for (k = 0; k < n_out; k++) {
+        size_t es = dtype_info(out[k].dtype)->size, lb = es;
+        unsigned char *dense;
+        for (j = 0; j < out[k].rank; j++) lb *= (size_t)out[k].ldims[j];
+        dense = xmalloc(lb);
+        copy_logical(dense, out[k].data, out[k].ldims, out[k].dims, out[k].rank, es, 0);
+        if (out[k].dtype == H_DT_BOOL)
+            for (j = 0; j < lb; j++)
+                if (dense[j] > 1)
+                    fail("%s_run wrote %u into element %zu of bool output '%s'", h_model, dense[j], j, out[k].name);
+        if (again) {
+            if (lb != h_dense_bytes[k] || memcmp(dense, h_dense[k], lb) != 0)
+                fail("output '%s' differs between runs (the model must be deterministic and re-entrant)",
+                     out[k].name);
+            free(dense);
+        } else {
+            h_dense[k] = dense;
+            h_dense_bytes[k] = lb;
+        }
+    }
+#else
+    (void)out;
+#endif
+}
+
 static void check_after_run(Tensor *in, Tensor *out, Tensor *ws, const char *when) {
     size_t k, i;
     char what[128];
@@ -618,7 +744,7 @@ static void check_after_run(Tensor *in, Tensor *out, Tensor *ws, const char *whe
     }
     for (k = 0; k < n_out; k++) {
         check_guards(&out[k], what);
-        if (out[k].dtype == H_DT_BOOL)
+        if (out[k].dtype == H_DT_BOOL && H_NUM_SYMS == 0)
             for (i = 0; i < out[k].bytes; i++)
                 if (out[k].data[i] > 1)
                     fail("%s wrote %u into element %zu of bool output '%s'", what, out[k].data[i], i, out[k].name);
@@ -678,6 +804,27 @@ int main(int argc, char **argv) {
         read_input(&in[k]);
         in[k].copy = memcpy(xmalloc(in[k].bytes), in[k].data, in[k].bytes);
     }
+#if H_NUM_SYMS > 0
+    for (j = 0; j < H_NUM_SYMS; j++)
+        if (!h_sym_set[j]) fail("no input gives the value of symbol %s (it is not a dim of any input)", h_sym_names[j]);
+#if SLMTVM_M(_NUM_INPUTS) > 0
+    for (k = 0; k < n_in; k++) {
+        int64_t want[64];
+        h_in_logical((int)k, h_syms, want);
+        for (j = 0; j < in[k].rank; j++)
+            if ((unsigned long long)want[j] != in[k].ldims[j])
+                fail("input '%s': %s has %llu along axis %zu, the symbols give %lld", in[k].name, in[k].path,
+                     in[k].ldims[j], j, (long long)want[j]);
+    }
+#endif
+#if SLMTVM_M(_NUM_OUTPUTS) > 0
+    for (k = 0; k < n_out; k++) {
+        int64_t d[64];
+        h_out_logical((int)k, h_syms, d);
+        for (j = 0; j < out[k].rank; j++) out[k].ldims[j] = (unsigned long long)d[j];
+    }
+#endif
+#endif
     /* Outputs: file names deduplicated as `slmtvm run` does (stem, stem_1, stem_2, ...). */
     for (k = 0; k < n_out; k++) {
         char *stem = file_stem(out[k].name);
@@ -713,10 +860,17 @@ int main(int argc, char **argv) {
 
     run_model(in_ptrs, out_ptrs, ws.data);
     check_after_run(in, out, &ws, "");
+    logical_outputs(out);
     for (k = 0; k < n_out; k++) {
         char shape[1024];
-        write_output(&out[k]);
-        format_shape(shape, sizeof shape, out[k].dims, out[k].rank, "[", "]");
+        Tensor view = out[k];
+        if (H_NUM_SYMS > 0) {
+            view.data = h_dense[k];
+            view.bytes = h_dense_bytes[k];
+            view.dims = out[k].ldims;
+        }
+        write_output(&view);
+        format_shape(shape, sizeof shape, view.dims, view.rank, "[", "]");
         put_clean(out[k].name);
         printf(": %s%s -> ", dtype_info(out[k].dtype)->name, shape);
         put_clean(out[k].path);
@@ -737,7 +891,8 @@ int main(int argc, char **argv) {
             us[r] = now_us() - t0;
         }
         check_after_run(in, out, &ws, " (timed runs)");
-        for (k = 0; k < n_out; k++)
+        logical_outputs(out);
+        for (k = 0; k < n_out && H_NUM_SYMS == 0; k++)
             if (memcmp(out[k].data, out[k].copy, out[k].bytes) != 0)
                 fail("output '%s' differs between runs (the model must be deterministic and re-entrant)",
                      out[k].name);

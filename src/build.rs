@@ -36,8 +36,18 @@ pub fn c_name(stem: &str) -> String {
 struct TensorInfo {
     name: String,
     dtype: String,
+    /// Physical shape: symbolic dims at their bounds.
     shape: Vec<usize>,
+    /// Logical dims: sizes or symbol polynomials (`past+1`).
+    dims: Vec<String>,
+    /// Bytes of the buffer (at the physical shape).
     bytes: usize,
+}
+
+#[derive(Serialize)]
+struct SymbolInfo {
+    name: String,
+    bound: usize,
 }
 
 #[derive(Serialize)]
@@ -47,6 +57,7 @@ struct Manifest {
     model_sha256: String,
     target: String,
     target_fingerprint: String,
+    symbols: Vec<SymbolInfo>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     arena_bytes: usize,
@@ -97,12 +108,13 @@ pub fn compile_graph(g: &slmtvm_ir::Graph, model_bytes: &[u8], target: &Target, 
     let info = |ids: &[slmtvm_ir::ValueId]| -> Vec<TensorInfo> {
         ids.iter()
             .map(|&v| {
-                let dims = g.ty(v).shape.as_known().unwrap_or_default();
+                let phys = c.plan.layout.dims(v).to_vec();
                 TensorInfo {
                     name: g.value(v).name.clone(),
                     dtype: g.ty(v).dtype.to_string(),
-                    bytes: dims.iter().product::<usize>() * g.ty(v).dtype.size(),
-                    shape: dims,
+                    bytes: phys.iter().product::<usize>() * g.ty(v).dtype.size(),
+                    shape: phys,
+                    dims: g.ty(v).shape.0.iter().map(|d| d.poly().to_string()).collect(),
                 }
             })
             .collect()
@@ -117,6 +129,7 @@ pub fn compile_graph(g: &slmtvm_ir::Graph, model_bytes: &[u8], target: &Target, 
         model_sha256: Sha256::digest(model_bytes).iter().map(|b| format!("{b:02x}")).collect(),
         target: target.name().to_string(),
         target_fingerprint: target.fingerprint(),
+        symbols: c.plan.layout.symbols.list.iter().map(|(n, b)| SymbolInfo { name: n.clone(), bound: *b }).collect(),
         inputs: info(&g.inputs),
         outputs: info(&g.outputs),
         arena_bytes: c.plan.arena_bytes,

@@ -51,17 +51,15 @@ enum Cmd {
         /// Symbol prefix and file name (default: the model file name as a C identifier).
         #[arg(long)]
         name: Option<String>,
-        /// Fix symbolic input dims: NAME=1x128; repeatable.
-        #[arg(long = "shape", value_name = "NAME=DIMS")]
-        shapes: Vec<String>,
+        #[command(flatten)]
+        shapes: ShapeArgs,
     },
     /// Print a model's inputs, outputs, operator histogram, parameters and FLOPs.
     Inspect {
         /// The model file (.onnx).
         model: PathBuf,
-        /// Fix symbolic input dims: NAME=1x128 (or NAME=1,seq<=512); repeatable.
-        #[arg(long = "shape", value_name = "NAME=DIMS")]
-        shapes: Vec<String>,
+        #[command(flatten)]
+        shapes: ShapeArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -90,13 +88,28 @@ enum Cmd {
         /// Fill the inputs not given otherwise deterministically from this seed.
         #[arg(long, value_name = "SEED")]
         random_inputs: Option<u64>,
-        /// Fix symbolic input dims: NAME=1x128 (or NAME=1,seq<=512); repeatable.
-        #[arg(long = "shape", value_name = "NAME=DIMS")]
-        shapes: Vec<String>,
+        #[command(flatten)]
+        shapes: ShapeArgs,
         /// Folder for the outputs (created if missing); one NAME.npy per graph output.
         #[arg(long, short = 'o', value_name = "DIR")]
         output_dir: PathBuf,
     },
+}
+
+/// How symbolic input dims are set: whole input shapes, or symbols by name.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct ShapeArgs {
+    /// Set an input's shape: NAME=1x128, NAME=1xseq<=512 or NAME=1,seq (symbols or
+    /// polynomials of them, `past+1`, allowed); repeatable.
+    #[arg(long = "shape", value_name = "NAME=DIMS")]
+    shapes: Vec<String>,
+    /// Keep symbol SYM symbolic with upper bound N (kernels take its run-time value; memory is
+    /// planned for N): SYM=N; repeatable.
+    #[arg(long = "bound", value_name = "SYM=N")]
+    bounds: Vec<String>,
+    /// Fix symbol SYM to the size N everywhere (static specialization): SYM=N; repeatable.
+    #[arg(long = "dim", value_name = "SYM=N")]
+    dims: Vec<String>,
 }
 
 /// Parses `NAME=VALUE`.
@@ -115,11 +128,24 @@ fn parse_dims(s: &str) -> Result<Shape> {
         .map_err(|m| anyhow::anyhow!("shape `{s}`: {m}"))
 }
 
-fn load_options(shapes: &[String]) -> Result<slmtvm_frontend::LoadOptions> {
+fn load_options(args: &ShapeArgs) -> Result<slmtvm_frontend::LoadOptions> {
     let mut opts = slmtvm_frontend::LoadOptions::default();
-    for s in shapes {
+    for s in &args.shapes {
         let (name, dims) = split_kv(s, "--shape")?;
         opts.shapes.insert(name, parse_dims(&dims)?);
+    }
+    for (flag, list, bounded) in [("--bound", &args.bounds, true), ("--dim", &args.dims, false)] {
+        for s in list {
+            let (name, v) = split_kv(s, flag)?;
+            if !slmtvm_ir::shape::is_symbol_name(&name) {
+                bail!("{flag} `{s}`: `{name}` is not a symbol name");
+            }
+            let n: usize = v.parse().map_err(|_| anyhow::anyhow!("{flag} `{s}`: `{v}` is not a size"))?;
+            let d = if bounded { slmtvm_ir::Dim::sym(name.clone(), Some(n)) } else { slmtvm_ir::Dim::Known(n) };
+            if opts.symbols.insert(name.clone(), d).is_some() {
+                bail!("symbol {name} is set twice (by --bound or --dim)");
+            }
+        }
     }
     Ok(opts)
 }

@@ -22,16 +22,18 @@ const HARNESS_C: &str = include_str!("../runtime-stub/harness.c");
 /// Builds the model for `target`, links it with the C harness (host gcc, or Debian's cross
 /// gcc), runs it natively or under qemu-user, and writes its outputs as `.npy` files into
 /// `out_dir`. The build (`NAME.o`, `.h`, `.json`, the harness executable and its input files)
-/// is kept in `out_dir/build/`. Symbolic input dims are fixed to the given inputs' dims.
+/// is kept in `out_dir/build/`. Unbounded symbolic input dims are fixed to the given inputs'
+/// dims; bounded ones stay symbolic (one object for every value up to the bound).
 pub fn run_target(model: &Path, opts: &LoadOptions, src: &InputSource, out_dir: &Path, target: &Target) -> Result<()> {
     target.check_tools()?;
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     let mut g = slmtvm_frontend::load_onnx(model, opts)?;
     let inputs = gather_inputs(&g, src)?;
-    // Specialize symbolic dims to the inputs' dims.
+    // Specialize unbounded symbolic dims to the inputs' dims; bounded ones (--bound) stay
+    // symbolic and the harness passes their values from the inputs' shapes.
     for &i in &g.inputs.clone() {
         let name = g.value(i).name.clone();
-        if g.ty(i).shape.as_known().is_none()
+        if g.ty(i).shape.numel_upper().is_none()
             && let Some(t) = inputs.get(&name)
         {
             g.set_input_shape(&name, &slmtvm_ir::Shape::known(t.shape()))?;

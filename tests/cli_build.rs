@@ -212,12 +212,15 @@ fn bad_targets_and_missing_tools_are_one_clear_error() {
         assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: expected '{want}' in {err}");
     }
-    // Symbolic dims must be fixed for code generation; --shape does it.
+    // Symbolic dims need a bound (or a fixed size) for code generation.
     let dynm = model("bert_tiny_dynamic").join("model.onnx");
     let r = slmtvm(&["build", dynm.to_str().unwrap(), "--target", "aarch64", "-o", o]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
-    assert!(err.contains("is not static") && err.contains("--shape") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(
+        err.contains("has no upper bound") && err.contains("--bound batch=N") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
     // No cross compiler on PATH: the error names the Debian package.
     let r = Command::new(env!("CARGO_BIN_EXE_slmtvm"))
         .env("PATH", "")

@@ -5,13 +5,23 @@ use thiserror::Error;
 /// Why a graph could not be compiled.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum Error {
-    /// A tensor's shape is not static.
-    #[error("tensor '{name}': shape {shape} is not static; fix its symbolic dims with --shape")]
-    SymbolicShape {
+    /// A symbolic dim without an upper bound.
+    #[error("symbol {symbol} has no upper bound: give one with --bound {symbol}=N (or fix it with --dim {symbol}=N)")]
+    Unbounded {
+        /// The symbol (or polynomial of symbols).
+        symbol: String,
+    },
+    /// A dim computed at run time that is not a polynomial of the inputs' symbols.
+    #[error(
+        "tensor '{tensor}': dim {dim} is computed at run time (symbol {symbol} is not a dim of any input); fix the inputs' symbols with --dim"
+    )]
+    RuntimeDim {
         /// The tensor.
-        name: String,
-        /// Its shape.
-        shape: String,
+        tensor: String,
+        /// The dim.
+        dim: String,
+        /// The symbol not among the inputs'.
+        symbol: String,
     },
     /// No kernel handles this node's operator with these dtypes or attributes.
     #[error("node '{node}' ({op}): not supported by code generation: {what}")]

@@ -38,6 +38,19 @@ fn c_string(s: &str) -> String {
     o
 }
 
+/// A size polynomial as a C expression over the symbol array `s`.
+fn c_poly(p: &slmtvm_ir::Poly, syms: &crate::layout::Symbols) -> String {
+    let mut parts = Vec::new();
+    for (mono, c) in p.terms() {
+        let mut t = format!("(int64_t){c}");
+        for s in mono {
+            let _ = write!(t, " * s[{}]", syms.index(s).unwrap_or(0));
+        }
+        parts.push(t);
+    }
+    if parts.is_empty() { "0".into() } else { parts.join(" + ") }
+}
+
 /// Writes `<name>.h` for graph `g` compiled as `name` with memory plan `plan`.
 pub fn header(g: &Graph, name: &str, plan: &MemoryPlan) -> String {
     let up = name.to_ascii_uppercase();
@@ -65,7 +78,28 @@ pub fn header(g: &Graph, name: &str, plan: &MemoryPlan) -> String {
         "#define SLMTVM_ERR_WORKSPACE_ALIGN {} /* workspace not aligned to <NAME>_WORKSPACE_ALIGN */",
         status::ERR_WORKSPACE_ALIGN
     );
+    let _ = writeln!(
+        h,
+        "#define SLMTVM_ERR_SYMBOL {} /* a symbol value < 0 or > its bound, or NULL symbols */",
+        status::ERR_SYMBOL
+    );
     let _ = writeln!(h, "#endif\n");
+    let syms = &plan.layout.symbols;
+    let _ = writeln!(h, "#define {up}_NUM_SYMBOLS {}", syms.list.len());
+    if !syms.is_empty() {
+        let _ = writeln!(
+            h,
+            "/* Symbolic dims. {name}_run takes one int64_t value per symbol, in this order, each in [0, bound].\n * Every tensor is stored row-major at its physical shape (_SHAPE below: each symbolic dim at its bound);\n * the element at logical index (i0, ..., in) sits at the physical row-major offset, and elements beyond\n * the logical dims ({name}_input_dims / {name}_output_dims) are ignored on input and unspecified on output. */"
+        );
+        let names: Vec<String> = syms.list.iter().map(|(n, _)| c_string(n)).collect();
+        let bounds: Vec<String> = syms.list.iter().map(|(_, b)| b.to_string()).collect();
+        let _ = writeln!(h, "#define {up}_SYMBOL_NAMES {{{}}}", names.join(", "));
+        let _ = writeln!(h, "#define {up}_SYMBOL_BOUNDS {{{}}}", bounds.join(", "));
+        for (k, (n, b)) in syms.list.iter().enumerate() {
+            let _ = writeln!(h, "#define {up}_SYMBOL_{n} {k}\n#define {up}_SYMBOL_{n}_BOUND {b}");
+        }
+        let _ = writeln!(h);
+    }
     let _ = writeln!(h, "#define {up}_NUM_INPUTS {}", g.inputs.len());
     let _ = writeln!(h, "#define {up}_NUM_OUTPUTS {}", g.outputs.len());
     let _ = writeln!(h, "#define {up}_WORKSPACE_SIZE {} /* bytes */", plan.arena_bytes);
@@ -78,7 +112,7 @@ pub fn header(g: &Graph, name: &str, plan: &MemoryPlan) -> String {
         let mut bytes = Vec::new();
         for (k, &v) in ids.iter().enumerate() {
             let (ty, vname) = (g.ty(v), &g.value(v).name);
-            let d: Vec<usize> = ty.shape.as_known().unwrap_or_default();
+            let d: Vec<usize> = plan.layout.dims(v).to_vec();
             let b = d.iter().product::<usize>() * ty.dtype.size();
             let shape = d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
             let _ = writeln!(h, "#define {up}_{kind}_{k}_NAME {}", c_string(vname));
@@ -98,6 +132,26 @@ pub fn header(g: &Graph, name: &str, plan: &MemoryPlan) -> String {
         let _ = writeln!(h, "#define {up}_{kind}_RANKS {}", list(&ranks));
         let _ = writeln!(h, "#define {up}_{kind}_DIMS {}", list(&dims));
         let _ = writeln!(h, "#define {up}_{kind}_BYTES_LIST {}\n", list(&bytes));
+        if !syms.is_empty() {
+            let mut which = Vec::new();
+            let mut body = String::new();
+            for (k, &v) in ids.iter().enumerate() {
+                let _ = write!(body, "    case {k}:");
+                for (i, d) in g.ty(v).shape.0.iter().enumerate() {
+                    let p = d.poly();
+                    which.push(p.as_symbol().and_then(|s| syms.index(s)).map_or("-1".to_string(), |i| i.to_string()));
+                    let _ = write!(body, " d[{i}] = {};", c_poly(&p, syms));
+                }
+                let _ = writeln!(body, " break;");
+            }
+            let lower = kind.to_ascii_lowercase();
+            let _ = writeln!(h, "/* Per dim of {up}_{kind}_DIMS: the index of the symbol the dim is, or -1. */");
+            let _ = writeln!(h, "#define {up}_{kind}_DIM_SYMBOLS {}", list(&which));
+            let _ = writeln!(
+                h,
+                "/* The logical dims of {lower} k for the symbol values s. */\nstatic inline void {name}_{lower}_dims(int k, const int64_t* s, int64_t* d) {{\n    (void)s; (void)d;\n    switch (k) {{\n{body}    default: break;\n    }}\n}}\n"
+            );
+        }
     }
     let _ = writeln!(h, "#ifdef __cplusplus\nextern \"C\" {{\n#endif");
     let _ = writeln!(h, "/* Bytes of workspace {name}_run needs ({up}_WORKSPACE_SIZE). */");
@@ -106,7 +160,18 @@ pub fn header(g: &Graph, name: &str, plan: &MemoryPlan) -> String {
         h,
         "/* Runs the model: inputs[k] / outputs[k] point to {up}_INPUT_k_BYTES / {up}_OUTPUT_k_BYTES bytes;\n   workspace to {up}_WORKSPACE_SIZE bytes aligned to {up}_WORKSPACE_ALIGN. Returns SLMTVM_OK or an error code. */"
     );
-    let _ = writeln!(h, "int {name}_run(const void* const* inputs, void* const* outputs, void* workspace);");
+    if syms.is_empty() {
+        let _ = writeln!(h, "int {name}_run(const void* const* inputs, void* const* outputs, void* workspace);");
+    } else {
+        let _ = writeln!(
+            h,
+            "/* symbols: {up}_NUM_SYMBOLS values ({up}_SYMBOL_NAMES order); buffers at their physical shapes. */"
+        );
+        let _ = writeln!(
+            h,
+            "int {name}_run(const int64_t* symbols, const void* const* inputs, void* const* outputs, void* workspace);"
+        );
+    }
     let _ = writeln!(h, "#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */");
     h
 }

@@ -28,6 +28,7 @@ pub mod emit;
 pub mod error;
 pub mod header;
 pub mod kernels;
+pub mod layout;
 pub mod object;
 pub mod plan;
 

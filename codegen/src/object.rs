@@ -21,6 +21,8 @@ pub mod status {
     pub const ERR_NULL: i64 = 1;
     /// The workspace is not aligned to [`crate::plan::ARENA_ALIGN`].
     pub const ERR_WORKSPACE_ALIGN: i64 = 2;
+    /// A symbol value is negative or above its bound (or the symbols array is NULL).
+    pub const ERR_SYMBOL: i64 = 3;
 }
 
 /// A compiled model.
@@ -91,7 +93,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             kernels.push(None);
             continue;
         }
-        let nargs = node.inputs.iter().flatten().count() + node.outputs.len();
+        let nargs = node.inputs.iter().flatten().count() + node.outputs.len() + 1;
         let mut sig = m.make_signature();
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nargs));
         let symbol = format!("{name}_k{i}");
@@ -101,7 +103,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             b.switch_to_block(entry);
             let args: Vec<Value> = b.block_params(entry).to_vec();
             let mut kb = Kb { b, caps };
-            crate::kernels::emit_node(&mut kb, g, node, &args)?;
+            crate::kernels::emit_node(&mut kb, g, node, &plan.layout, &args)?;
             kb.b.ins().return_(&[]);
             Ok(kb.b)
         })?;
@@ -128,15 +130,18 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
     })?;
     code_bytes += bytes;
 
-    // <name>_run
+    // <name>_run: (symbols,) inputs, outputs, workspace
+    let symbols = plan.layout.symbols.clone();
+    let nparams = if symbols.is_empty() { 3 } else { 4 };
     let mut sig = m.make_signature();
-    sig.params.extend([AbiParam::new(ptr); 3]);
+    sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nparams));
     sig.returns.push(AbiParam::new(types::I32));
     let (_, bytes) = fb.define(&mut m, &format!("{name}_run"), Linkage::Export, sig, |mut b, m| {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let p = b.block_params(entry).to_vec();
+        let (syms, p) = if symbols.is_empty() { (None, &p[..]) } else { (Some(p[0]), &p[1..]) };
         let (inputs, outputs, workspace) = (p[0], p[1], p[2]);
         let fail = |b: &mut FunctionBuilder, cond: Value, code: i64| {
             let bad = b.create_block();
@@ -148,6 +153,16 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             b.switch_to_block(ok);
         };
         let fl = crate::emit::flags();
+        if let Some(sp) = syms {
+            let z = b.ins().icmp_imm_s(IntCC::Equal, sp, 0);
+            fail(&mut b, z, status::ERR_SYMBOL);
+            for (k, (_, bound)) in symbols.list.iter().enumerate() {
+                let v = b.ins().load(types::I64, fl, sp, (8 * k) as i32);
+                // Unsigned comparison: a negative value is above every bound.
+                let bad = b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, v, *bound as i64);
+                fail(&mut b, bad, status::ERR_SYMBOL);
+            }
+        }
         for (arr, n) in [(inputs, g.inputs.len()), (outputs, g.outputs.len())] {
             let z = b.ins().icmp_imm_s(IntCC::Equal, arr, 0);
             fail(&mut b, z, status::ERR_NULL);
@@ -182,6 +197,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             for &v in node.inputs.iter().flatten().chain(&node.outputs) {
                 args.push(addr(&mut b, m, v)?);
             }
+            args.push(syms.unwrap_or(workspace));
             let fref = m.declare_func_in_func(*f, b.func);
             b.ins().call(fref, &args);
         }
@@ -190,7 +206,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             if plan.storage.get(&o) == Some(&Storage::Output(k)) {
                 continue;
             }
-            let bytes = g.ty(o).shape.numel().unwrap_or(0) * g.ty(o).dtype.size();
+            let bytes = plan.layout.bytes(g, o).unwrap_or(0);
             let src = addr(&mut b, m, o)?;
             let dst = b.ins().load(ptr, fl, outputs, (k * ptr.bytes() as usize) as i32);
             let n = b.ins().iconst(ptr, bytes as i64);

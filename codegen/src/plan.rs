@@ -12,6 +12,7 @@
 //! The plan also reports the lower bound any plan must reach: the largest total size of the
 //! buffers live at one node.
 
+use crate::layout::{Layout, view_keeps_layout};
 use crate::{Error, Result};
 use slmtvm_ir::ops::UnaryOp;
 use slmtvm_ir::{Graph, Op, ValueId};
@@ -50,6 +51,8 @@ pub struct MemoryPlan {
     pub arena_bytes: usize,
     /// The largest total size of arena buffers live at one node: no plan can use less.
     pub lower_bound: usize,
+    /// Physical dims of every value and the model's symbols (see [`crate::layout`]).
+    pub layout: Layout,
 }
 
 /// True for operators whose output is its first input's bytes with another shape.
@@ -63,13 +66,8 @@ fn may_write_in_place(op: &Op) -> bool {
     matches!(op, Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_))
 }
 
-fn bytes_of(g: &Graph, v: ValueId) -> Result<usize> {
-    let ty = g.ty(v);
-    let n = ty
-        .shape
-        .numel()
-        .ok_or_else(|| Error::SymbolicShape { name: g.value(v).name.clone(), shape: ty.shape.to_string() })?;
-    n.checked_mul(ty.dtype.size()).ok_or_else(|| Error::Graph(format!("tensor '{}' is too large", g.value(v).name)))
+fn bytes_of(g: &Graph, lay: &Layout, v: ValueId) -> Result<usize> {
+    lay.bytes(g, v).ok_or_else(|| Error::Graph(format!("tensor '{}' is too large", g.value(v).name)))
 }
 
 fn round_up(x: usize) -> usize {
@@ -84,8 +82,9 @@ struct Buffer {
     last: usize,
 }
 
-/// Plans the memory of `g`, whose shapes must all be static.
+/// Plans the memory of `g`; symbolic dims are planned at their bounds ([`crate::layout`]).
 pub fn plan_memory(g: &Graph) -> Result<MemoryPlan> {
+    let layout = Layout::of(g)?;
     let n = g.nodes.len();
     let mut storage: BTreeMap<ValueId, Storage> = BTreeMap::new();
     for (k, &v) in g.inputs.iter().enumerate() {
@@ -107,9 +106,14 @@ pub fn plan_memory(g: &Graph) -> Result<MemoryPlan> {
     let mut root: BTreeMap<ValueId, ValueId> = BTreeMap::new();
     let resolve = |root: &BTreeMap<ValueId, ValueId>, v: ValueId| *root.get(&v).unwrap_or(&v);
     for node in &g.nodes {
-        if let (true, Some(Some(src)), [out]) = (is_view(&node.op), node.inputs.first(), node.outputs.as_slice())
-            && !matches!(storage.get(out), Some(Storage::Output(_)))
-        {
+        if let (true, Some(Some(src)), [out]) = (is_view(&node.op), node.inputs.first(), node.outputs.as_slice()) {
+            // A reshape the bound layout cannot view is a repacking kernel.
+            if !view_keeps_layout(&g.ty(*src).shape.0, &g.ty(*out).shape.0) {
+                continue;
+            }
+            if matches!(storage.get(out), Some(Storage::Output(_))) {
+                continue;
+            }
             let r = resolve(&root, *src);
             root.insert(*out, r);
             view_of.insert(*out, *src);
@@ -142,12 +146,16 @@ pub fn plan_memory(g: &Graph) -> Result<MemoryPlan> {
         if !may_write_in_place(&node.op) || storage.contains_key(out) || root.contains_key(out) {
             continue;
         }
-        let out_bytes = bytes_of(g, *out)?;
+        let out_bytes = bytes_of(g, &layout, *out)?;
         for &v in node.inputs.iter().flatten() {
             let r = resolve(&root, v);
             let r = *merged.get(&r).unwrap_or(&r);
             let arena = !storage.contains_key(&r);
-            if arena && last.get(&r) == Some(&i) && g.ty(v).shape == g.ty(*out).shape && bytes_of(g, r)? == out_bytes {
+            if arena
+                && last.get(&r) == Some(&i)
+                && g.ty(v).shape == g.ty(*out).shape
+                && bytes_of(g, &layout, r)? == out_bytes
+            {
                 merged.insert(*out, r);
                 let out_last = last.get(out).copied().unwrap_or(i);
                 last.insert(r, out_last.max(i));
@@ -168,7 +176,7 @@ pub fn plan_memory(g: &Graph) -> Result<MemoryPlan> {
             if storage.contains_key(&c) || buffers.contains_key(&c) {
                 continue;
             }
-            let size = bytes_of(g, c)?;
+            let size = bytes_of(g, &layout, c)?;
             let (first, last) = (def.get(&c).copied().unwrap_or(0), last.get(&c).copied().unwrap_or(0));
             buffers.insert(c, Buffer { size, first, last });
         }
@@ -216,13 +224,13 @@ pub fn plan_memory(g: &Graph) -> Result<MemoryPlan> {
                 None => {
                     let offset =
                         *offsets.get(&c).ok_or_else(|| Error::Graph(format!("no buffer for '{}'", g.value(v).name)))?;
-                    Storage::Arena { offset, size: bytes_of(g, c)? }
+                    Storage::Arena { offset, size: bytes_of(g, &layout, c)? }
                 }
             };
             storage.insert(v, s);
         }
     }
-    Ok(MemoryPlan { storage, view_of, arena_bytes, lower_bound })
+    Ok(MemoryPlan { storage, view_of, arena_bytes, lower_bound, layout })
 }
 
 #[cfg(test)]
@@ -292,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn symbolic_shapes_are_refused_with_the_tensor_name() {
+    fn unbounded_symbols_are_refused_naming_the_symbol() {
         let mut g = Graph::new("sym");
         let x = g.add_input("x", TypeInfo::new(DType::F32, Shape::parse("[seq, 4]").unwrap()));
         let a = g.add_node("relu", Op::Unary(UnaryOp::Relu), vec![Some(x)], &["a".into()])[0];
@@ -300,6 +308,15 @@ mod tests {
         g.outputs = vec![b];
         g.infer().unwrap();
         let e = plan_memory(&g).unwrap_err();
-        assert!(e.to_string().contains("'a'") && e.to_string().contains("--shape"), "{e}");
+        assert!(
+            e.to_string().contains("symbol seq has no upper bound") && e.to_string().contains("--bound seq=N"),
+            "{e}"
+        );
+        // With a bound, the arena is planned for it: a and b at 64 x 4 f32 each (b is the output).
+        let mut g2 = g.clone();
+        g2.set_symbols(&[("seq".to_string(), slmtvm_ir::Dim::sym("seq", Some(64)))].into()).unwrap();
+        let p = plan_memory(&g2).unwrap();
+        assert_eq!(p.arena_bytes, 64 * 4 * 4);
+        assert_eq!(p.layout.dims(a), &[64, 4]);
     }
 }

@@ -23,6 +23,11 @@ pub fn eval_if_constant(g: &Graph, ni: usize) -> Result<Option<Vec<Tensor>>> {
     if let Some(t) = shape_of {
         return Ok(Some(vec![t]));
     }
+    if let [o] = n.outputs.as_slice()
+        && let Some(t) = constant_sym_value(g, *o)
+    {
+        return Ok(Some(vec![t]));
+    }
     if !all_const {
         return Ok(None);
     }
@@ -32,6 +37,19 @@ pub fn eval_if_constant(g: &Graph, ni: usize) -> Result<Option<Vec<Tensor>>> {
         op: n.op.name().into(),
         source,
     })
+}
+
+/// The value of `v` when its symbolic value (see [`crate::symeval`]) is all constants.
+fn constant_sym_value(g: &Graph, v: crate::ValueId) -> Option<Tensor> {
+    let vals: Vec<i64> = g.sym_values.get(&v)?.iter().map(crate::Poly::as_const).collect::<Option<_>>()?;
+    let ty = g.ty(v);
+    let dims = ty.shape.as_known()?;
+    let t = Tensor::from_vec(&dims, vals).ok()?;
+    if ty.dtype == crate::DType::I64 {
+        Some(t)
+    } else {
+        crate::Op::Cast(crate::ops::Cast { to: ty.dtype, saturate: false }).eval(&[Some(&t)]).ok()?.pop()
+    }
 }
 
 /// Folds node `ni` into constants if [`eval_if_constant`] allows; returns whether it did. The

@@ -5,6 +5,21 @@ use crate::{Dim, Error, Result, Shape, Tensor, TypeInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Sets the bound of a symbolic dim that is a polynomial of bounded symbols.
+fn bound_dim(d: &mut Dim, bounds: &BTreeMap<String, usize>) {
+    if d.known().is_some() {
+        return;
+    }
+    let p = d.poly();
+    let b = match p.as_symbol() {
+        Some(s) => bounds.get(s).copied(),
+        None => p.upper(bounds),
+    };
+    if let (Some(b), Dim::Sym { bound, .. }) = (b, d) {
+        *bound = Some(b);
+    }
+}
+
 /// Index of a value in [`Graph::values`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ValueId(pub u32);
@@ -54,6 +69,9 @@ pub struct Graph {
     pub consts: BTreeMap<ValueId, Tensor>,
     /// Nodes in topological order.
     pub nodes: Vec<Node>,
+    /// Values of small integer tensors computed from symbolic shapes, as polynomials of the
+    /// symbols (see [`crate::symeval`]); derived by [`Graph::infer`].
+    pub sym_values: BTreeMap<ValueId, Vec<crate::Poly>>,
 }
 
 impl Graph {
@@ -248,6 +266,7 @@ impl Graph {
     /// Infers node `ni`'s output types and stores them on its output values.
     pub fn infer_and_set(&mut self, ni: usize) -> Result<()> {
         let types = self.infer_node(ni)?;
+        let bounds = self.symbol_bounds();
         let node = &self.nodes[ni];
         for (k, &o) in node.outputs.iter().enumerate() {
             let mut ty = types[k].clone();
@@ -255,21 +274,65 @@ impl Graph {
                 if d.is_unknown() {
                     *d = Dim::sym(format!("unk_{}_{}", o.0, axis), None);
                 }
+                bound_dim(d, &bounds);
             }
             ty.shape.check_size(ty.dtype.size()).map_err(|m| Error::tensor(&self.values[o.index()].name, m))?;
             self.values[o.index()].ty = ty;
         }
+        let sym = match node.outputs.first() {
+            Some(&o) if node.outputs.len() == 1 => {
+                let len = self.ty(o).shape.numel();
+                let ins = self.infer_inputs(node);
+                len.and_then(|n| crate::symeval::sym_eval(&node.op, &ins, n)).map(|v| (o, v))
+            }
+            _ => None,
+        };
+        for &o in &self.nodes[ni].outputs {
+            self.sym_values.remove(&o);
+        }
+        if let Some((o, v)) = sym {
+            self.sym_values.insert(o, v);
+        }
         Ok(())
+    }
+
+    /// The bound of every symbol that appears alone as a dim of a graph input with a bound.
+    pub fn symbol_bounds(&self) -> BTreeMap<String, usize> {
+        self.input_symbols()
+            .into_iter()
+            .filter(|(n, _)| crate::shape::is_symbol_name(n))
+            .filter_map(|(n, b)| Some((n, b?)))
+            .collect()
+    }
+
+    /// Sets every symbolic dim's bound from `bounds` (the bounds of single symbols) where its
+    /// polynomial can be bounded; keeps a bound already set where it cannot.
+    pub fn apply_symbol_bounds(&mut self) {
+        let bounds = self.symbol_bounds();
+        for v in &mut self.values {
+            for d in &mut v.ty.shape.0 {
+                bound_dim(d, &bounds);
+            }
+        }
+    }
+
+    fn infer_inputs<'a>(&'a self, node: &'a Node) -> Vec<Option<InferIn<'a>>> {
+        node.inputs
+            .iter()
+            .map(|i| {
+                i.map(|i| InferIn {
+                    ty: &self.values[i.index()].ty,
+                    value: self.consts.get(&i),
+                    sym: self.sym_values.get(&i).map(Vec::as_slice),
+                })
+            })
+            .collect()
     }
 
     /// Infers the output types of node `ni` from the current input types.
     pub fn infer_node(&self, ni: usize) -> Result<Vec<TypeInfo>> {
         let node = &self.nodes[ni];
-        let ins: Vec<Option<InferIn<'_>>> = node
-            .inputs
-            .iter()
-            .map(|i| i.map(|i| InferIn { ty: &self.values[i.index()].ty, value: self.consts.get(&i) }))
-            .collect();
+        let ins = self.infer_inputs(node);
         let err = |source| Error::Node { node: node.name.clone(), op: node.op.name().into(), source };
         let types = node.op.infer(&ins).map_err(err)?;
         if types.len() < node.outputs.len() {
@@ -319,17 +382,46 @@ impl Graph {
         self.infer()
     }
 
-    /// Replaces every occurrence of the named symbols in value types.
+    /// Replaces every occurrence of the named symbols in value types, inside polynomial dims
+    /// too (`past+seq` with `seq` = 1 becomes `past+1`), then recomputes the dims' bounds.
     pub fn substitute_symbols(&mut self, subst: &BTreeMap<String, Dim>) {
+        let polys: BTreeMap<String, crate::Poly> = subst.iter().map(|(k, d)| (k.clone(), d.poly())).collect();
         for v in &mut self.values {
             for d in &mut v.ty.shape.0 {
-                if let Dim::Sym { name, .. } = d
-                    && let Some(r) = subst.get(name)
-                {
+                let Dim::Sym { name, .. } = d else { continue };
+                if let Some(r) = subst.get(name.as_str()) {
                     *d = r.clone();
+                    continue;
+                }
+                let p = d.poly();
+                if p.symbols().iter().any(|s| subst.contains_key(s)) {
+                    *d = Dim::from_poly(&p.substitute(&polys));
                 }
             }
         }
+        self.apply_symbol_bounds();
+    }
+
+    /// Sets symbols everywhere: each to a size (`Dim::Known`, static specialization) or to a
+    /// bounded symbol (`Dim::sym(name, Some(bound))`), then re-infers. Every name must be a
+    /// symbol of the graph's inputs.
+    pub fn set_symbols(&mut self, subst: &BTreeMap<String, Dim>) -> Result<()> {
+        let present: BTreeSet<String> = self
+            .inputs
+            .iter()
+            .flat_map(|&i| self.ty(i).shape.0.iter().flat_map(|d| d.poly().symbols()).collect::<Vec<_>>())
+            .collect();
+        for name in subst.keys() {
+            if !present.contains(name) {
+                let all: Vec<&str> = present.iter().map(String::as_str).collect();
+                return Err(Error::Graph(format!(
+                    "symbol {name} is not a dim of any graph input (the inputs' symbols: {})",
+                    if all.is_empty() { "none".to_string() } else { all.join(", ") }
+                )));
+            }
+        }
+        self.substitute_symbols(subst);
+        self.infer()
     }
 
     /// Every symbol in the graph's input shapes with its bound.

@@ -13,6 +13,8 @@ pub mod graph;
 pub mod interp;
 pub mod ops;
 pub mod shape;
+pub mod sym;
+pub mod symeval;
 pub mod tensor;
 pub mod text;
 
@@ -21,4 +23,5 @@ pub use error::{Error, OpError, Result};
 pub use graph::{Graph, Node, Value, ValueId};
 pub use ops::Op;
 pub use shape::{Dim, Shape, TypeInfo};
+pub use sym::Poly;
 pub use tensor::{Element, Scalar, Tensor};

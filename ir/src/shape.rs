@@ -49,6 +49,43 @@ impl Dim {
         }
     }
 
+    /// The size as a polynomial: a constant, or the polynomial the symbol's name spells.
+    pub fn poly(&self) -> crate::sym::Poly {
+        use crate::sym::Poly;
+        match self {
+            Dim::Known(n) => Poly::constant(*n as i64),
+            Dim::Sym { name, .. } => Poly::parse(name).unwrap_or_else(|| Poly::symbol(name)),
+        }
+    }
+
+    /// The dim of a polynomial size: known when constant and not negative, else a symbol named
+    /// by its canonical text (bound unknown; [`crate::Graph::infer`] sets bounds). A negative
+    /// constant is an unknown dim.
+    pub fn from_poly(p: &crate::sym::Poly) -> Dim {
+        if p.symbols().iter().any(|s| s == UNKNOWN_DIM) {
+            return Dim::unknown();
+        }
+        match p.as_const() {
+            Some(c) => usize::try_from(c).map(Dim::Known).unwrap_or_else(|_| Dim::unknown()),
+            None => Dim::Sym { name: p.to_string(), bound: None },
+        }
+    }
+
+    /// This dim with its bound computed from the bounds of the single-symbol dims in `srcs`
+    /// (for a dim made by [`Dim::from_poly`] out of those dims).
+    pub fn bounded_by(self, srcs: &[&Dim]) -> Dim {
+        let Dim::Sym { name, bound: None } = &self else { return self };
+        let bounds: std::collections::BTreeMap<String, usize> = srcs
+            .iter()
+            .filter_map(|d| match d {
+                Dim::Sym { name, bound: Some(b) } if crate::shape::is_symbol_name(name) => Some((name.clone(), *b)),
+                _ => None,
+            })
+            .collect();
+        let b = self.poly().upper(&bounds);
+        Dim::Sym { name: name.clone(), bound: b }
+    }
+
     /// The size if known, else the symbol's bound if it has one.
     pub fn upper(&self) -> Option<usize> {
         match self {
@@ -139,7 +176,9 @@ impl Shape {
     }
 }
 
-fn parse_dim(d: &str) -> Result<Dim, String> {
+/// Parses one dim: a size, a symbol or a polynomial of symbols (`past+1`), optionally with a
+/// bound (`seq<=512`).
+pub fn parse_dim(d: &str) -> Result<Dim, String> {
     if let Ok(n) = d.parse::<usize>() {
         return Ok(Dim::Known(n));
     }
@@ -150,10 +189,15 @@ fn parse_dim(d: &str) -> Result<Dim, String> {
         }
         None => (d, None),
     };
-    if !is_symbol_name(name) {
-        return Err(format!("bad dim `{d}`: expected a size or a symbol name"));
+    if is_symbol_name(name) {
+        return Ok(Dim::sym(name, bound));
     }
-    Ok(Dim::sym(name, bound))
+    let p = crate::sym::Poly::parse(name)
+        .ok_or_else(|| format!("bad dim `{d}`: expected a size, a symbol name or a polynomial of symbols"))?;
+    match Dim::from_poly(&p) {
+        Dim::Sym { name, .. } if p.as_const().is_none() => Ok(Dim::Sym { name, bound }),
+        _ => Err(format!("bad dim `{d}`: a constant must be a non-negative size")),
+    }
 }
 
 /// True when `s` can name a symbolic dim: `[A-Za-z_][A-Za-z0-9_]*`.

@@ -24,11 +24,13 @@ pub mod movement;
 pub mod quant;
 pub mod reduce;
 pub mod scan;
+pub mod symbolic;
 
 use crate::emit::Kb;
+use crate::layout::Layout;
 use crate::{Error, Result};
 use cranelift_codegen::ir::Value;
-use slmtvm_ir::{DType, Graph, Node, Op, Tensor, ValueId};
+use slmtvm_ir::{DType, Graph, Node, Op, Poly, Tensor, ValueId};
 
 /// What a kernel sees of its node: the graph, the node, and the base pointer of each input
 /// and output.
@@ -37,20 +39,69 @@ pub struct NodeCtx<'a> {
     pub g: &'a Graph,
     /// The node being lowered.
     pub node: &'a Node,
+    /// Physical dims of every value and the model's symbols.
+    pub layout: &'a Layout,
     ins: Vec<Option<Value>>,
     outs: Vec<Value>,
+    /// Base of the run-time symbol values (`i64` each, in [`crate::layout::Symbols`] order).
+    syms: Value,
 }
 
 impl<'a> NodeCtx<'a> {
-    /// Binds `args` (the kernel's parameters: present inputs, then outputs) to `node`.
-    pub fn new(g: &'a Graph, node: &'a Node, args: &[Value]) -> Result<NodeCtx<'a>> {
+    /// Binds `args` (the kernel's parameters: present inputs, then outputs, then the symbol
+    /// values) to `node`.
+    pub fn new(g: &'a Graph, node: &'a Node, layout: &'a Layout, args: &[Value]) -> Result<NodeCtx<'a>> {
+        let (&syms, args) =
+            args.split_last().ok_or_else(|| Error::Graph(format!("node '{}': kernel has no arguments", node.name)))?;
         let mut it = args.iter().copied();
         let ins = node.inputs.iter().map(|i| i.and_then(|_| it.next())).collect();
         let outs: Vec<Value> = it.collect();
         if outs.len() != node.outputs.len() {
             return Err(Error::Graph(format!("node '{}': kernel arguments do not match its values", node.name)));
         }
-        Ok(NodeCtx { g, node, ins, outs })
+        Ok(NodeCtx { g, node, layout, ins, outs, syms })
+    }
+
+    /// True when any input or output of the node has a symbolic dim.
+    pub fn is_symbolic(&self) -> bool {
+        self.node.inputs.iter().flatten().chain(&self.node.outputs).any(|&v| !self.g.ty(v).shape.is_known())
+    }
+
+    /// The run-time value of size `p` (a polynomial of the model's symbols), clamped to
+    /// `[0, max]`.
+    pub fn size_value(&self, kb: &mut Kb, p: &Poly, max: usize) -> Result<Value> {
+        use cranelift_codegen::ir::InstBuilder;
+        use cranelift_codegen::ir::condcodes::IntCC;
+        let mut acc = kb.iconst(0);
+        for (mono, c) in p.terms() {
+            let mut t = kb.iconst(c);
+            for s in mono {
+                let k = self
+                    .layout
+                    .symbols
+                    .index(s)
+                    .ok_or_else(|| self.error(format!("symbol {s} is not an input symbol")))?;
+                let v = kb.load(kb.caps.ptr, self.syms, (8 * k) as i32);
+                t = kb.b.ins().imul(t, v);
+            }
+            acc = kb.b.ins().iadd(acc, t);
+        }
+        let zero = kb.iconst(0);
+        let hi = kb.iconst(max as i64);
+        let neg = kb.b.ins().icmp(IntCC::SignedLessThan, acc, zero);
+        let acc = kb.b.ins().select(neg, zero, acc);
+        let big = kb.b.ins().icmp(IntCC::SignedGreaterThan, acc, hi);
+        Ok(kb.b.ins().select(big, hi, acc))
+    }
+
+    /// The run-time extent of axis `axis` of value `v` (a constant for a static dim).
+    pub fn extent(&self, kb: &mut Kb, v: ValueId, axis: usize) -> Result<Value> {
+        let d = &self.g.ty(v).shape.0[axis];
+        let phys = self.layout.dims(v)[axis];
+        match d.known() {
+            Some(n) => Ok(kb.iconst(n as i64)),
+            None => self.size_value(kb, &d.poly(), phys),
+        }
     }
 
     /// Number of input positions (present or not).
@@ -115,12 +166,10 @@ impl<'a> NodeCtx<'a> {
         self.g.ty(self.out_id(k)).dtype
     }
 
-    /// The static dims of value `v`.
+    /// The physical dims of value `v`: its static dims, symbolic dims at their bounds (see
+    /// [`crate::layout`]).
     pub fn dims(&self, v: ValueId) -> Result<Vec<usize>> {
-        let ty = self.g.ty(v);
-        ty.shape
-            .as_known()
-            .ok_or_else(|| Error::SymbolicShape { name: self.g.value(v).name.clone(), shape: ty.shape.to_string() })
+        Ok(self.layout.dims(v).to_vec())
     }
 
     /// An error about this node.
@@ -138,9 +187,13 @@ impl<'a> NodeCtx<'a> {
     }
 }
 
-/// Emits the body of `node`'s kernel; `args` are its present input then output base pointers.
-pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, args: &[Value]) -> Result<()> {
-    let cx = NodeCtx::new(g, node, args)?;
+/// Emits the body of `node`'s kernel; `args` are its present input then output base pointers,
+/// then the base of the symbol values.
+pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[Value]) -> Result<()> {
+    let cx = NodeCtx::new(g, node, layout, args)?;
+    if cx.is_symbolic() && symbolic::emit(kb, &cx)? {
+        return Ok(());
+    }
     match &node.op {
         Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) | Op::FloatClass(_) => {
             elementwise::emit(kb, &cx)

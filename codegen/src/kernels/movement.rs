@@ -356,7 +356,7 @@ fn merge_axes(dims: &[usize], dst: &[i64], src: &[i64]) -> Option<Vec<Axis>> {
 /// Copies `dims` elements of `e` bytes: element `idx` is read at element
 /// `src_off + Σ idx·src_st` of `src` and written at element `Σ idx·dst_st` of `dst`.
 #[allow(clippy::too_many_arguments)]
-fn strided_copy(
+pub(crate) fn strided_copy(
     kb: &mut Kb,
     dst: Value,
     src: Value,
@@ -654,13 +654,16 @@ fn gather(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     let (dp, ip) = (cx.in_ptr(0)?, cx.in_ptr(1)?);
     let run = inner * e;
     let n64 = n as i64;
+    // Negative indices count from the run-time end of a symbolic axis.
+    let data_id = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let n_run = cx.extent(kb, data_id, ax)?;
     kb.nest(&[outer, p], &mut |kb, idx| {
         let (o, j) = (idx[0], idx[1]);
         let at = kb.addr(ip, j, id_ty.bytes() as usize);
         let raw = kb.load(id_ty, at, 0);
         let v = if id_ty == types::I64 { raw } else { kb.b.ins().sextend(types::I64, raw) };
         let neg = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, 0);
-        let wrapped = kb.b.ins().iadd_imm_s(v, n64);
+        let wrapped = kb.b.ins().iadd(v, n_run);
         let v = kb.b.ins().select(neg, wrapped, v);
         let v = clamp(kb, v, 0, n64 - 1);
         let row = kb.b.ins().imul_imm_s(o, n64);

@@ -41,6 +41,9 @@ pub struct LoadOptions {
     /// Shapes for graph inputs by name, replacing symbolic dims (`--shape NAME=1x128`). The
     /// symbols they replace are replaced everywhere, so other inputs sharing them follow.
     pub shapes: BTreeMap<String, Shape>,
+    /// Symbols set by name after the shapes: to a size (`--dim seq=128`) or to a bounded
+    /// symbol (`--bound seq=512`), everywhere they appear.
+    pub symbols: BTreeMap<String, slmtvm_ir::Dim>,
 }
 
 /// Loads an ONNX model file. External data is read only from files inside the model's folder.
@@ -127,6 +130,15 @@ fn symbol_name(param: &str) -> String {
     s
 }
 
+/// The dim an ONNX `dim_param` names: a polynomial of symbols when it spells one
+/// (`past_sequence + sequence`, `s0 + 1`: the exporters name derived sizes so), else a symbol.
+fn param_dim(param: &str) -> Dim {
+    match slmtvm_ir::Poly::parse(param) {
+        Some(p) if p.as_const().is_none() => Dim::from_poly(&p),
+        _ => Dim::sym(symbol_name(param), None),
+    }
+}
+
 impl Importer<'_> {
     /// The declared type of a `ValueInfoProto`; unknown dims become symbols.
     fn declared_type(&self, vi: &ValueInfoProto) -> Result<Option<TypeInfo>> {
@@ -155,7 +167,7 @@ impl Importer<'_> {
                     name: name.into(),
                     msg: format!("dimension {i} is negative ({v})"),
                 })?),
-                Some(Value::DimParam(p)) if !p.is_empty() => Dim::sym(symbol_name(p), None),
+                Some(Value::DimParam(p)) if !p.is_empty() => param_dim(p),
                 _ => Dim::sym(symbol_name(&format!("{name}_dim{i}")), None),
             });
         }
@@ -189,6 +201,9 @@ impl Importer<'_> {
         }
         for (name, shape) in &opts.shapes {
             self.g.set_input_shape(name, shape)?;
+        }
+        if !opts.symbols.is_empty() {
+            self.g.set_symbols(&opts.symbols)?;
         }
         for t in &graph.initializer {
             let v = tensor::tensor_from_proto(t, self.base_dir)?;

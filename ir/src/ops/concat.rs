@@ -23,24 +23,13 @@ fn unify(a: &Dim, b: &Dim, axis: usize) -> Result<Dim, OpError> {
     }
 }
 
-/// The sum of `dims`: known when all are, the symbol when it is the only non-zero term, else
-/// unknown.
+/// The sum of `dims`: known when all are, else their polynomial sum.
 fn dim_sum(dims: &[&Dim]) -> Result<Dim, OpError> {
-    let mut known = 0usize;
-    let mut syms = vec![];
-    for d in dims {
-        match d {
-            Dim::Known(n) => {
-                known = known.checked_add(*n).ok_or_else(|| invalid("concat size overflows"))?;
-            }
-            Dim::Sym { .. } => syms.push(*d),
-        }
+    if dims.iter().all(|d| d.known().is_some()) {
+        let n = dims.iter().try_fold(0usize, |acc, d| acc.checked_add(d.known().unwrap_or(0)));
+        return n.map(Dim::Known).ok_or_else(|| invalid("concat size overflows"));
     }
-    Ok(match (known, syms.as_slice()) {
-        (n, []) => Dim::Known(n),
-        (0, [d]) => (*d).clone(),
-        _ => Dim::unknown(),
-    })
+    Ok(Dim::from_poly(&dims.iter().fold(crate::Poly::constant(0), |acc, d| acc.add(&d.poly()))).bounded_by(dims))
 }
 
 impl Concat {
@@ -203,7 +192,7 @@ mod tests {
 
     fn infer_concat(axis: i64, shapes: &[&str]) -> Result<Shape, OpError> {
         let tys: Vec<TypeInfo> = shapes.iter().map(|s| TypeInfo::new(DType::F32, Shape::parse(s).unwrap())).collect();
-        let ins: Vec<Option<InferIn<'_>>> = tys.iter().map(|ty| Some(InferIn { ty, value: None })).collect();
+        let ins: Vec<Option<InferIn<'_>>> = tys.iter().map(|ty| Some(InferIn { ty, value: None, sym: None })).collect();
         Concat { axis }.infer(&ins).map(|mut v| v.remove(0).shape)
     }
 
@@ -252,8 +241,8 @@ mod tests {
         assert_eq!(infer_concat(0, &["[2, seq]", "[3, seq]"]).unwrap(), s("[5, seq]"));
         assert_eq!(infer_concat(1, &["[b, 0]", "[b, n<=8]"]).unwrap(), s("[b, n<=8]"));
         assert_eq!(infer_concat(1, &["[s, 3]", "[4, 3]"]).unwrap(), s("[4, 6]"));
-        let out = infer_concat(-1, &["[b, past]", "[b, 1]"]).unwrap();
-        assert!(out.0[1].is_unknown() && out.0[0] == Dim::sym("b", None));
+        assert_eq!(infer_concat(-1, &["[b, past<=511]", "[b, 1]"]).unwrap(), s("[b, past+1<=512]"));
+        assert_eq!(infer_concat(0, &["[past]", "[seq]"]).unwrap(), s("[past+seq]"));
         assert!(infer_concat(0, &["[2, 3]", "[2, 4]"]).is_err());
     }
 
@@ -296,7 +285,7 @@ mod tests {
     #[test]
     fn split_infers_symbolic_dims() {
         let ty = TypeInfo::new(DType::F16, Shape::parse("[b, seq, 12]").unwrap());
-        let ins = [Some(InferIn { ty: &ty, value: None })];
+        let ins = [Some(InferIn { ty: &ty, value: None, sym: None })];
         let sp = |axis, sizes, n| Split { axis, sizes, num_outputs: n };
         let outs = sp(-1, None, 3).infer(&ins).unwrap();
         assert_eq!(outs.len(), 3);

@@ -443,7 +443,7 @@ mod tests {
     }
     fn infer(c: &Conv, x: &str, w: &str) -> Result<Shape, OpError> {
         let (x, w) = (ty(x), ty(w));
-        let ins = [Some(InferIn { ty: &x, value: None }), Some(InferIn { ty: &w, value: None })];
+        let ins = [Some(InferIn { ty: &x, value: None, sym: None }), Some(InferIn { ty: &w, value: None, sym: None })];
         Ok(c.infer(&ins)?.remove(0).shape)
     }
 
@@ -728,7 +728,7 @@ mod tests {
             prop_assert_eq!(&y, &Tensor::F32(want));
             let tx = TypeInfo::new(DType::F32, xt.static_shape());
             let tw = TypeInfo::new(DType::F32, wt.static_shape());
-            let ins = [Some(InferIn { ty: &tx, value: None }), Some(InferIn { ty: &tw, value: None })];
+            let ins = [Some(InferIn { ty: &tx, value: None, sym: None }), Some(InferIn { ty: &tw, value: None, sym: None })];
             prop_assert_eq!(&op.infer(&ins).unwrap()[0].shape, &y.static_shape());
         }
     }

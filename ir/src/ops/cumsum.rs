@@ -142,7 +142,7 @@ mod tests {
         assert!(run(&cs(0, false, false), &t(&[1], vec![true])).is_err());
         assert!(run(&cs(0, false, false), &t(&[], vec![1.0f32])).is_err());
         let ty = TypeInfo::new(DType::I64, Shape::parse("[n, 4]").unwrap());
-        let got = cs(1, true, false).infer(&[Some(InferIn { ty: &ty, value: None })]).unwrap();
+        let got = cs(1, true, false).infer(&[Some(InferIn { ty: &ty, value: None, sym: None })]).unwrap();
         assert_eq!(got, vec![ty]);
     }
 }

@@ -775,7 +775,7 @@ mod tests {
     }
 
     fn infer(op: &impl OpDef, tys: &[TypeInfo]) -> Result<TypeInfo, OpError> {
-        let ins: Vec<_> = tys.iter().map(|ty| Some(InferIn { ty, value: None })).collect();
+        let ins: Vec<_> = tys.iter().map(|ty| Some(InferIn { ty, value: None, sym: None })).collect();
         Ok(op.infer(&ins)?.remove(0))
     }
 

@@ -49,7 +49,10 @@ mod tests {
         let dty = TypeInfo::new(DType::F32, Shape::parse(data).unwrap());
         let sty = TypeInfo::new(DType::I64, Shape::parse(shape.0).unwrap());
         let value = shape.1.map(i64s);
-        let ins = [Some(InferIn { ty: &dty, value: None }), Some(InferIn { ty: &sty, value: value.as_ref() })];
+        let ins = [
+            Some(InferIn { ty: &dty, value: None, sym: None }),
+            Some(InferIn { ty: &sty, value: value.as_ref(), sym: None }),
+        ];
         Expand {}.infer(&ins).map(|mut v| v.remove(0).shape)
     }
 

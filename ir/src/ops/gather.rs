@@ -132,7 +132,10 @@ mod tests {
         let table = TypeInfo::new(crate::DType::F16, Shape::parse("[32000, 768]").unwrap());
         let ids = TypeInfo::new(DType::I64, Shape::parse("[batch, seq<=128]").unwrap());
         let out = Gather { axis: 0 }
-            .infer(&[Some(InferIn { ty: &table, value: None }), Some(InferIn { ty: &ids, value: None })])
+            .infer(&[
+                Some(InferIn { ty: &table, value: None, sym: None }),
+                Some(InferIn { ty: &ids, value: None, sym: None }),
+            ])
             .unwrap();
         assert_eq!(out[0], TypeInfo::new(DType::F16, Shape::parse("[batch, seq<=128, 768]").unwrap()));
     }

@@ -158,6 +158,28 @@ impl RangeArgs {
     }
 }
 
+/// The length of an integer range whose start or limit is a symbolic size: `(limit - start) /
+/// delta` when that division is exact for every value of the symbols, else unknown.
+fn symbolic_range_len(args: &[InferIn<'_>; 3]) -> Dim {
+    let scalar = |a: &InferIn<'_>| -> Option<crate::Poly> {
+        if !a.ty.dtype.is_int() {
+            return None;
+        }
+        match (a.value, a.sym) {
+            (Some(t), _) => t.to_i64_vec().ok().filter(|v| v.len() == 1).map(|v| crate::Poly::constant(v[0])),
+            (None, Some([p])) => Some(p.clone()),
+            _ => None,
+        }
+    };
+    let (Some(s), Some(l), Some(d)) = (scalar(&args[0]), scalar(&args[1]), scalar(&args[2])) else {
+        return Dim::unknown();
+    };
+    match d.as_const() {
+        Some(k) if k > 0 => l.sub(&s).div_exact(&d).map_or_else(Dim::unknown, |q| Dim::from_poly(&q)),
+        _ => Dim::unknown(),
+    }
+}
+
 impl OpDef for Range {
     fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
         arity(ins, 3, 3)?;
@@ -165,7 +187,7 @@ impl OpDef for Range {
         let dtype = range_dtype(args.map(|a| a.ty))?;
         let len = match (args[0].value, args[1].value, args[2].value) {
             (Some(s), Some(l), Some(d)) => Dim::Known(RangeArgs::read([s, l, d])?.len()?),
-            _ => Dim::unknown(),
+            _ => symbolic_range_len(&args),
         };
         Ok(vec![TypeInfo::new(dtype, Shape(vec![len]))])
     }
@@ -220,7 +242,8 @@ mod tests {
     }
 
     fn infer1(op: &dyn OpDef, ins: &[(TypeInfo, Option<Tensor>)]) -> Result<TypeInfo, OpError> {
-        let ins: Vec<Option<InferIn<'_>>> = ins.iter().map(|(ty, v)| Some(InferIn { ty, value: v.as_ref() })).collect();
+        let ins: Vec<Option<InferIn<'_>>> =
+            ins.iter().map(|(ty, v)| Some(InferIn { ty, value: v.as_ref(), sym: None })).collect();
         op.infer(&ins).map(|mut v| v.remove(0))
     }
 

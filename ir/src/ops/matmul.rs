@@ -408,7 +408,10 @@ mod tests {
     fn infer_mm(a: &str, b: &str) -> Result<Shape, OpError> {
         let (a, b) = (TypeInfo::new(DType::F32, shape(a)), TypeInfo::new(DType::F32, shape(b)));
         Ok(MatMul {}
-            .infer(&[Some(InferIn { ty: &a, value: None }), Some(InferIn { ty: &b, value: None })])?
+            .infer(&[
+                Some(InferIn { ty: &a, value: None, sym: None }),
+                Some(InferIn { ty: &b, value: None, sym: None }),
+            ])?
             .remove(0)
             .shape)
     }
@@ -567,9 +570,9 @@ mod tests {
         let (ta, tb, tc) = (ty("[k, m]"), ty("[n, k]"), ty("[n]"));
         let gt = gemm(1.0, 1.0, true, true);
         let ins = [
-            Some(InferIn { ty: &ta, value: None }),
-            Some(InferIn { ty: &tb, value: None }),
-            Some(InferIn { ty: &tc, value: None }),
+            Some(InferIn { ty: &ta, value: None, sym: None }),
+            Some(InferIn { ty: &tb, value: None, sym: None }),
+            Some(InferIn { ty: &tc, value: None, sym: None }),
         ];
         assert_eq!(gt.infer(&ins).unwrap()[0].shape, shape("[m, n]"));
         let (a2, y) = (ty("[7, 3]"), ty("[3, 5]"));
@@ -631,7 +634,10 @@ mod tests {
         let ty = TypeInfo::new(DType::U8, shape("[s, 3]"));
         let tb = TypeInfo::new(DType::U8, shape("[3, 2]"));
         let out = MatMulInteger {}
-            .infer(&[Some(InferIn { ty: &ty, value: None }), Some(InferIn { ty: &tb, value: None })])
+            .infer(&[
+                Some(InferIn { ty: &ty, value: None, sym: None }),
+                Some(InferIn { ty: &tb, value: None, sym: None }),
+            ])
             .unwrap();
         assert_eq!(out[0], TypeInfo::new(DType::I32, shape("[s, 2]")));
     }
@@ -700,7 +706,7 @@ mod tests {
             prop_assert_eq!(&got, &Tensor::I64(want.clone()));
             let sa = TypeInfo::new(DType::I64, Shape::known(a.shape()));
             let sb = TypeInfo::new(DType::I64, Shape::known(b.shape()));
-            let ins = [Some(InferIn { ty: &sa, value: None }), Some(InferIn { ty: &sb, value: None })];
+            let ins = [Some(InferIn { ty: &sa, value: None, sym: None }), Some(InferIn { ty: &sb, value: None, sym: None })];
             prop_assert_eq!(MatMul {}.infer(&ins).unwrap()[0].shape.clone(), Shape::known(want.shape()));
             // The same product through f32 (small integers are exact) and i32.
             let af = Tensor::F32(a.mapv(|v| v as f32));

@@ -50,6 +50,9 @@ pub struct InferIn<'a> {
     pub ty: &'a TypeInfo,
     /// The input's value, when the graph holds it as a constant.
     pub value: Option<&'a Tensor>,
+    /// The input's value as sizes, when it is a small integer tensor computed from symbolic
+    /// shapes (one polynomial per element, in order; see [`crate::symeval`]).
+    pub sym: Option<&'a [crate::Poly]>,
 }
 
 /// The contract every operator implements.

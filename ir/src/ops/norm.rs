@@ -231,7 +231,7 @@ mod tests {
 
     fn infer(op: &impl OpDef, tys: &[(DType, &str)]) -> Result<Vec<TypeInfo>, OpError> {
         let tys: Vec<TypeInfo> = tys.iter().map(|(d, s)| TypeInfo::new(*d, Shape::parse(s).unwrap())).collect();
-        op.infer(&tys.iter().map(|ty| Some(InferIn { ty, value: None })).collect::<Vec<_>>())
+        op.infer(&tys.iter().map(|ty| Some(InferIn { ty, value: None, sym: None })).collect::<Vec<_>>())
     }
 
     fn x23() -> Tensor {

@@ -364,10 +364,10 @@ mod tests {
 
         let ty = TypeInfo::new(DType::F32, Shape::parse("[n, 3, h, 9]").unwrap());
         let p = Pool { strides: Some(vec![1, 2]), auto_pad: AutoPad::SameUpper, ..pool(PoolKind::Max, &[3, 3]) };
-        let out = p.infer(&[Some(InferIn { ty: &ty, value: None })]).unwrap().remove(0);
+        let out = p.infer(&[Some(InferIn { ty: &ty, value: None, sym: None })]).unwrap().remove(0);
         assert_eq!(out.shape, Shape::parse("[n, 3, h, 5]").unwrap());
         let p = Pool { strides: Some(vec![2, 2]), ..p };
-        let out = p.infer(&[Some(InferIn { ty: &ty, value: None })]).unwrap().remove(0);
+        let out = p.infer(&[Some(InferIn { ty: &ty, value: None, sym: None })]).unwrap().remove(0);
         assert!(out.shape.0[2].is_unknown());
         assert_eq!(p.flops(&[Some(&ty)], &[TypeInfo::new(DType::F32, Shape::known(&[2, 3, 4, 5]))]), 120 * 9);
     }
@@ -390,7 +390,7 @@ mod tests {
         let xi = Tensor::from_vec(&[1, 1, 2], vec![1i32, 2]).unwrap();
         assert!(GlobalAveragePool {}.eval(&[Some(&xi)]).is_err());
         let ty = TypeInfo::new(DType::F32, Shape::parse("[n, c, h, w]").unwrap());
-        let out = GlobalAveragePool {}.infer(&[Some(InferIn { ty: &ty, value: None })]).unwrap().remove(0);
+        let out = GlobalAveragePool {}.infer(&[Some(InferIn { ty: &ty, value: None, sym: None })]).unwrap().remove(0);
         assert_eq!(out.shape, Shape::parse("[n, c, 1, 1]").unwrap());
         let ty = TypeInfo::new(DType::F32, Shape::known(&[2, 3, 4, 5]));
         assert_eq!(GlobalAveragePool {}.flops(&[Some(&ty)], &[]), 120);

@@ -381,13 +381,19 @@ mod tests {
         let tx = TypeInfo::new(DType::F32, Shape::parse("[b, 3]").unwrap());
         let ts = TypeInfo::new(DType::F32, Shape::parse("[3]").unwrap());
         let out = ql(1, 0, DType::I8)
-            .infer(&[Some(InferIn { ty: &tx, value: None }), Some(InferIn { ty: &ts, value: None })])
+            .infer(&[
+                Some(InferIn { ty: &tx, value: None, sym: None }),
+                Some(InferIn { ty: &ts, value: None, sym: None }),
+            ])
             .unwrap();
         assert_eq!(out, vec![TypeInfo::new(DType::I8, tx.shape.clone())]);
         let ts = TypeInfo::new(DType::F32, Shape::parse("[4]").unwrap());
         assert!(
             ql(1, 0, DType::I8)
-                .infer(&[Some(InferIn { ty: &tx, value: None }), Some(InferIn { ty: &ts, value: None })])
+                .infer(&[
+                    Some(InferIn { ty: &tx, value: None, sym: None }),
+                    Some(InferIn { ty: &ts, value: None, sym: None })
+                ])
                 .is_err()
         );
     }
@@ -483,7 +489,7 @@ mod tests {
         assert!(op.eval(&[Some(&Tensor::scalar(1i32))]).is_err());
         assert!(op.eval(&[]).is_err());
         let tx = TypeInfo::new(DType::F32, Shape::parse("[b, 4]").unwrap());
-        let out = op.infer(&[Some(InferIn { ty: &tx, value: None })]).unwrap();
+        let out = op.infer(&[Some(InferIn { ty: &tx, value: None, sym: None })]).unwrap();
         assert_eq!(out[0], TypeInfo::new(DType::U8, tx.shape.clone()));
         assert_eq!(out[1], TypeInfo::new(DType::F32, Shape(vec![])));
         assert_eq!(out[2], TypeInfo::new(DType::U8, Shape(vec![])));

@@ -254,7 +254,7 @@ mod tests {
 
     fn infer(op: &impl OpDef, s: &str, dt: DType) -> Result<TypeInfo, OpError> {
         let ty = TypeInfo::new(dt, Shape::parse(s).unwrap());
-        Ok(op.infer(&[Some(InferIn { ty: &ty, value: None })])?.remove(0))
+        Ok(op.infer(&[Some(InferIn { ty: &ty, value: None, sym: None })])?.remove(0))
     }
 
     fn example() -> Tensor {

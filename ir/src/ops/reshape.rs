@@ -5,7 +5,7 @@
 
 use super::{InferIn, OpDef, arity, req};
 use crate::error::{invalid, unsupported};
-use crate::{DType, Dim, OpError, Shape, Tensor, TypeInfo};
+use crate::{DType, Dim, OpError, Poly, Shape, Tensor, TypeInfo};
 use serde::{Deserialize, Serialize};
 
 /// The elements of `t`, an integer argument named `what`, which must be 1-D and of one of
@@ -41,6 +41,17 @@ pub(super) fn shape_arg(inp: InferIn<'_>, what: &str) -> Result<Vec<Option<i64>>
     }
 }
 
+/// What inference knows of a 1-D i64 shape argument named `what`, as polynomials: its
+/// constant values, or its symbolic value (a shape computed from symbolic dims), else `None`
+/// per element. A symbolic length is unsupported (the output rank would be unknown).
+pub(super) fn shape_arg_polys(inp: InferIn<'_>, what: &str) -> Result<Vec<Option<Poly>>, OpError> {
+    if let (None, Some(sym)) = (inp.value, inp.sym) {
+        check_int_list_type(inp.ty, what, &[DType::I64])?;
+        return Ok(sym.iter().cloned().map(Some).collect());
+    }
+    Ok(shape_arg(inp, what)?.into_iter().map(|v| v.map(Poly::constant)).collect())
+}
+
 /// A shape-argument value (`what` names the argument) as a size, rejecting negatives.
 fn nonneg(v: i64, what: &str) -> Result<usize, OpError> {
     usize::try_from(v).map_err(|_| invalid(format!("{what} has negative dim {v}")))
@@ -54,10 +65,11 @@ pub(super) fn nonneg_dims(vals: &[i64], what: &str) -> Result<Vec<usize>, OpErro
 /// What inference knows of the dims a 1-D i64 shape argument named `what` lists: the
 /// constant values (checked non-negative), else unknown dims of the argument's length.
 pub(super) fn shape_arg_dims(inp: InferIn<'_>, what: &str) -> Result<Vec<Dim>, OpError> {
-    shape_arg(inp, what)?
+    shape_arg_polys(inp, what)?
         .into_iter()
-        .map(|v| match v {
-            Some(v) => nonneg(v, what).map(Dim::Known),
+        .map(|v| match v.as_ref().map(|p| (p, p.as_const())) {
+            Some((_, Some(c))) => nonneg(c, what).map(Dim::Known),
+            Some((p, None)) => Ok(Dim::from_poly(p)),
             None => Ok(Dim::unknown()),
         })
         .collect()
@@ -111,90 +123,67 @@ pub struct Reshape {
     pub allowzero: bool,
 }
 
-/// An element count as a known factor times named symbols (sorted), so that counts of
-/// symbolic shapes can be compared and divided.
-#[derive(Debug, PartialEq)]
-struct Count {
-    known: usize,
-    syms: Vec<String>,
-}
-
-impl Count {
-    fn of<'a>(dims: impl IntoIterator<Item = &'a Dim>) -> Option<Count> {
-        let mut c = Count { known: 1, syms: vec![] };
-        for d in dims {
-            match d {
-                Dim::Known(n) => c.known = c.known.checked_mul(*n)?,
-                Dim::Sym { name, .. } => c.syms.push(name.clone()),
-            }
-        }
-        c.syms.sort();
-        Some(c)
-    }
-
-    /// `self / other` when that is a single symbol of `dims` (the known factors cancel and
-    /// `other` has no symbols left), else unknown.
-    fn quotient_sym(&self, other: &Count, dims: &[Dim]) -> Dim {
-        match (self.syms.as_slice(), other.syms.is_empty()) {
-            ([name], true) if self.known == other.known => dims
-                .iter()
-                .find(|d| matches!(d, Dim::Sym { name: n, .. } if n == name))
-                .cloned()
-                .unwrap_or_else(Dim::unknown),
-            _ => Dim::unknown(),
-        }
-    }
-
-    /// Removes the symbols both counts have, one occurrence at a time.
-    fn cancel(&mut self, other: &mut Count) {
-        let mut i = 0;
-        while i < self.syms.len() {
-            match other.syms.iter().position(|s| *s == self.syms[i]) {
-                Some(j) => {
-                    other.syms.remove(j);
-                    self.syms.remove(i);
-                }
-                None => i += 1,
-            }
-        }
-    }
+/// The product of `dims` as a polynomial.
+fn poly_product(dims: &[Dim]) -> Poly {
+    dims.iter().fold(Poly::constant(1), |acc, d| acc.mul(&d.poly()))
 }
 
 impl Reshape {
-    /// The output dims for `input` dims and the `shape` argument's values.
-    fn resolve(&self, input: &[Dim], shape: &[i64]) -> Result<Vec<Dim>, OpError> {
+    /// The output dims for `input` dims and the `shape` argument's values (constants or
+    /// polynomials of symbols; `None` where unknown).
+    fn resolve(&self, input: &[Dim], shape: &[Option<Poly>]) -> Result<Vec<Dim>, OpError> {
+        let text = || {
+            let parts: Vec<String> = shape.iter().map(|p| p.as_ref().map_or("?".into(), |p| p.to_string())).collect();
+            format!("[{}]", parts.join(", "))
+        };
         let mut out = Vec::with_capacity(shape.len());
         let mut infer_at = None;
-        for (i, &v) in shape.iter().enumerate() {
-            out.push(match v {
-                -1 if infer_at.is_some() => {
-                    return Err(invalid(format!("shape {shape:?} has more than one -1")));
+        let mut unknown = false;
+        for (i, v) in shape.iter().enumerate() {
+            out.push(match v.as_ref().map(|p| (p, p.as_const())) {
+                None => {
+                    unknown = true;
+                    Dim::unknown()
                 }
-                -1 => {
+                Some((_, Some(-1))) if infer_at.is_some() => {
+                    return Err(invalid(format!("shape {} has more than one -1", text())));
+                }
+                Some((_, Some(-1))) => {
                     infer_at = Some(i);
                     Dim::Known(1)
                 }
-                0 if !self.allowzero => input.get(i).cloned().ok_or_else(|| {
+                Some((_, Some(0))) if !self.allowzero => input.get(i).cloned().ok_or_else(|| {
                     invalid(format!("shape[{i}] is 0 (copy the input dim) but the input has rank {}", input.len()))
                 })?,
-                v if v < -1 => return Err(invalid(format!("shape {shape:?} has dim {v} < -1"))),
-                v => Dim::Known(v as usize),
+                Some((_, Some(v))) if v < -1 => return Err(invalid(format!("shape {} has dim {v} < -1", text()))),
+                Some((_, Some(v))) => Dim::Known(v as usize),
+                Some((p, None)) => Dim::from_poly(p).bounded_by(&input.iter().collect::<Vec<_>>()),
             });
         }
-        if self.allowzero && infer_at.is_some() && shape.contains(&0) {
-            return Err(invalid(format!("shape {shape:?} has both 0 and -1 with allowzero")));
+        if self.allowzero && infer_at.is_some() && shape.iter().any(|p| p.as_ref().and_then(Poly::as_const) == Some(0))
+        {
+            return Err(invalid(format!("shape {} has both 0 and -1 with allowzero", text())));
         }
-        let mismatch = || invalid(format!("cannot reshape {} to {shape:?}", Shape(input.to_vec())));
-        let mut have = Count::of(input).ok_or_else(mismatch)?;
-        let mut want = Count::of(&out).ok_or_else(mismatch)?;
-        have.cancel(&mut want);
-        let symbolic = !have.syms.is_empty() || !want.syms.is_empty();
+        let mismatch = || invalid(format!("cannot reshape {} to {}", Shape(input.to_vec()), text()));
+        let have = poly_product(input);
+        let want = poly_product(&out);
         match infer_at {
-            Some(i) if symbolic => out[i] = have.quotient_sym(&want, input),
-            Some(i) if want.known > 0 && have.known % want.known == 0 => out[i] = Dim::Known(have.known / want.known),
-            Some(_) => return Err(mismatch()),
-            None if !symbolic && have.known != want.known => return Err(mismatch()),
-            None => {}
+            Some(_) if unknown => {}
+            Some(i) => match (have.as_const(), want.as_const()) {
+                (Some(h), Some(w)) if w > 0 && h % w == 0 => out[i] = Dim::Known((h / w) as usize),
+                (Some(_), Some(_)) => return Err(mismatch()),
+                _ => {
+                    let q = have.div_exact(&want).map_or_else(Dim::unknown, |q| Dim::from_poly(&q));
+                    out[i] = q.bounded_by(&input.iter().collect::<Vec<_>>());
+                }
+            },
+            None => {
+                if let (Some(h), Some(w)) = (have.as_const(), want.as_const())
+                    && h != w
+                {
+                    return Err(mismatch());
+                }
+            }
         }
         Ok(out)
     }
@@ -204,17 +193,15 @@ impl OpDef for Reshape {
     fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
         arity(ins, 2, 2)?;
         let (data, shape) = (req(ins, 0)?, req(ins, 1)?);
-        let arg = shape_arg(shape, "shape")?;
-        infer_with(data, |d| match arg.iter().copied().collect::<Option<Vec<i64>>>() {
-            Some(vals) => self.resolve(d, &vals),
-            None => Ok(vec![Dim::unknown(); arg.len()]),
-        })
+        let arg = shape_arg_polys(shape, "shape")?;
+        infer_with(data, |d| self.resolve(d, &arg))
     }
 
     fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
         arity(ins, 2, 2)?;
         let (data, shape) = (req(ins, 0)?, req(ins, 1)?);
-        let vals = int_list(shape, "shape", &[DType::I64])?;
+        let vals: Vec<Option<Poly>> =
+            int_list(shape, "shape", &[DType::I64])?.into_iter().map(|v| Some(Poly::constant(v))).collect();
         eval_with(data, |d| self.resolve(d, &vals))
     }
 
@@ -223,15 +210,15 @@ impl OpDef for Reshape {
     }
 }
 
-/// The product of `dims`: known when all are, the symbol itself when it is the only factor
-/// other than 1s, else unknown.
+/// The product of `dims`: known when all are (unknown on overflow), else the polynomial.
 fn dim_product(dims: &[Dim]) -> Dim {
-    let Some(c) = Count::of(dims) else { return Dim::unknown() };
-    match (c.known, c.syms.as_slice()) {
-        (n, []) => Dim::Known(n),
-        (1, [_]) => dims.iter().find(|d| d.known().is_none()).cloned().unwrap_or_else(Dim::unknown),
-        _ => Dim::unknown(),
+    if dims.iter().all(|d| d.known().is_some()) {
+        return dims
+            .iter()
+            .try_fold(1usize, |acc, d| acc.checked_mul(d.known()?))
+            .map_or_else(Dim::unknown, Dim::Known);
     }
+    Dim::from_poly(&poly_product(dims)).bounded_by(&dims.iter().collect::<Vec<_>>())
 }
 
 /// To 2-D: [prod(dims[..axis]), prod(dims[axis..])].
@@ -379,9 +366,9 @@ mod tests {
     /// Infers with the data of shape `data` (f32) and, for Reshape, a shape argument.
     fn infer1(op: &dyn OpDef, data: &str, shape: Option<(&TypeInfo, Option<&Tensor>)>) -> Result<Shape, OpError> {
         let ty = TypeInfo::new(DType::F32, s(data));
-        let mut ins = vec![Some(InferIn { ty: &ty, value: None })];
+        let mut ins = vec![Some(InferIn { ty: &ty, value: None, sym: None })];
         if let Some((ty, value)) = shape {
-            ins.push(Some(InferIn { ty, value }));
+            ins.push(Some(InferIn { ty, value, sym: None }));
         }
         op.infer(&ins).map(|mut v| v.remove(0).shape)
     }
@@ -447,8 +434,9 @@ mod tests {
         assert_eq!(r("[batch, seq, 12, 64]", &[0, 0, -1]).unwrap(), s("[batch, seq, 768]"));
         assert_eq!(r("[batch, 12, 64]", &[-1, 768]).unwrap(), s("[batch, 768]"));
         assert_eq!(r("[b<=4, 12, 64]", &[-1, 768]).unwrap(), s("[b<=4, 768]"));
-        let out = r("[batch, seq, 768]", &[-1, 768]).unwrap();
-        assert!(out.0[0].is_unknown() && out.0[1] == Dim::Known(768));
+        assert_eq!(r("[batch, seq, 768]", &[-1, 768]).unwrap(), s("[batch*seq, 768]"));
+        assert_eq!(r("[b<=2, s<=8, 768]", &[-1, 768]).unwrap(), s("[b*s<=16, 768]"));
+        assert!(r("[batch*seq, 768]", &[2, -1, 768]).unwrap().0[1].is_unknown());
         assert_eq!(r("[batch, 768]", &[0, 12, 64]).unwrap(), s("[batch, 12, 64]"));
         assert_eq!(r("[2, 3, 4]", &[4, -1]).unwrap(), s("[4, 6]"));
         assert!(r("[2, 3, 4]", &[5, -1]).is_err());
@@ -479,8 +467,7 @@ mod tests {
         assert_eq!(eval1(&Flatten { axis: 0 }, &[&Tensor::scalar(1.5f32)]).unwrap().shape(), &[1, 1]);
         assert_eq!(infer1(&Flatten { axis: 1 }, "[batch, 768]", None).unwrap(), s("[batch, 768]"));
         assert_eq!(infer1(&Flatten { axis: 2 }, "[4, 2, n, 1]", None).unwrap(), s("[8, n]"));
-        let out = infer1(&Flatten { axis: 2 }, "[batch, seq, 8]", None).unwrap();
-        assert!(out.0[0].is_unknown() && out.0[1] == Dim::Known(8));
+        assert_eq!(infer1(&Flatten { axis: 2 }, "[batch, seq, 8]", None).unwrap(), s("[batch*seq, 8]"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::reshape::{check_int_list_type, int_list, unique_axes};
 use super::{InferIn, OpDef, arity, opt, req};
 use crate::error::invalid;
-use crate::{DType, Dim, OpError, Shape, Tensor, TypeInfo, map_tensor_same};
+use crate::{DType, Dim, OpError, Poly, Shape, Tensor, TypeInfo, map_tensor_same};
 use ndarray::{ArrayD, Axis};
 use serde::{Deserialize, Serialize};
 
@@ -103,19 +103,94 @@ impl Args {
     }
 }
 
-/// The output dim of a sliced symbolic dim: the dim itself when the slice provably covers the
-/// whole axis with step ±1, else unknown. Without a bound, an index beyond `i32::MAX` in
-/// magnitude (the exporters' "to the end" sentinels) is taken to be past the end.
-fn symbolic_len(d: &Dim, (start, end, step): Params) -> Dim {
+/// A slice index (`start` or `end`, constant or a symbolic size) on an axis of size `d`, as
+/// a polynomial position for step 1: negative constants count from the end, constants beyond
+/// the dim's bound (or `i32::MAX` without one; the exporters' "to the end" sentinels) are the
+/// end. A symbolic index, and a constant start, are taken to lie within the axis.
+fn slice_pos(d: &Dim, v: &Poly, is_end: bool) -> Option<Poly> {
     let limit = d.upper().map_or(i64::from(i32::MAX), |u| i64::try_from(u).unwrap_or(i64::MAX));
-    let past_end = |v: i64| v >= limit;
-    let before_start = |v: i64| v < -limit;
-    let whole = match step {
-        1 => (start == 0 || before_start(start)) && past_end(end),
-        -1 => (start == -1 || past_end(start)) && before_start(end),
-        _ => false,
+    match v.as_const() {
+        Some(c) if c >= limit => Some(d.poly()),
+        Some(c) if c < -limit => Some(Poly::constant(0)),
+        Some(c) if c < 0 => Some(d.poly().add(&Poly::constant(c))),
+        // An end of min(c, d) for a symbolic d is not a polynomial (unless c is 0); a start is
+        // taken to lie within the axis.
+        Some(c) if d.known().is_none() && is_end => (c == 0).then(|| Poly::constant(0)),
+        Some(c) => Some(Poly::constant(c.min(limit))),
+        None => Some(v.clone()),
+    }
+}
+
+/// The output dim of a step-1 slice `start..end` of a dim that is symbolic or sliced by
+/// symbolic indices: `end - start` as positions (see [`slice_pos`]), else unknown; a step of
+/// -1 over the whole axis keeps the dim.
+pub(crate) fn symbolic_slice_len(d: &Dim, start: &Poly, end: &Poly, step: i64) -> Dim {
+    let limit = d.upper().map_or(i64::from(i32::MAX), |u| i64::try_from(u).unwrap_or(i64::MAX));
+    if step == -1 {
+        let whole = matches!(start.as_const(), Some(s) if s == -1 || s >= limit)
+            && matches!(end.as_const(), Some(e) if e < -limit);
+        return if whole { d.clone() } else { Dim::unknown() };
+    }
+    if step != 1 {
+        return Dim::unknown();
+    }
+    match (slice_pos(d, start, false), slice_pos(d, end, true)) {
+        (Some(s), Some(e)) => {
+            let len = e.sub(&s);
+            if len.as_const().is_some_and(|c| c < 0) { Dim::unknown() } else { Dim::from_poly(&len) }
+        }
+        _ => Dim::unknown(),
+    }
+}
+
+/// The output dim of a sliced symbolic dim with constant arguments.
+fn symbolic_len(d: &Dim, (start, end, step): Params) -> Dim {
+    symbolic_slice_len(d, &Poly::constant(start), &Poly::constant(end), step)
+}
+
+/// The output dims when the arguments are constants or symbolic sizes (`starts`/`ends` known
+/// as polynomials, `axes`/`steps` constant); `None` when they are not all known.
+fn sym_dims(dims: &[Dim], ins: &[Option<InferIn<'_>>]) -> Result<Option<Vec<Dim>>, OpError> {
+    let polys = |i: usize| -> Option<Vec<Poly>> {
+        let a = opt(ins, i)?;
+        match (a.value, a.sym) {
+            (Some(t), _) => t.to_i64_vec().ok().map(|v| v.into_iter().map(Poly::constant).collect()),
+            (None, Some(p)) => Some(p.to_vec()),
+            _ => None,
+        }
     };
-    if whole { d.clone() } else { Dim::unknown() }
+    let consts = |i: usize| -> Result<Option<Option<Vec<i64>>>, OpError> {
+        match opt(ins, i) {
+            None => Ok(Some(None)),
+            Some(a) => match a.value {
+                Some(t) => Ok(Some(Some(int_list(t, ARGS[i - 1], &INDEX_TYPES)?))),
+                None => Ok(None),
+            },
+        }
+    };
+    let (Some(starts), Some(ends), Some(axes), Some(steps)) = (polys(1), polys(2), consts(3)?, consts(4)?) else {
+        return Ok(None);
+    };
+    let k = starts.len();
+    let axes = axes.unwrap_or_else(|| (0..k as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; k]);
+    if ends.len() != k || axes.len() != k || steps.len() != k {
+        return Err(invalid(format!(
+            "starts, ends, axes and steps have lengths {k}, {}, {}, {}",
+            ends.len(),
+            axes.len(),
+            steps.len()
+        )));
+    }
+    let mut out = dims.to_vec();
+    for (i, a) in unique_axes(&axes, dims.len())?.into_iter().enumerate() {
+        let d = &dims[a];
+        out[a] = match (d.known(), starts[i].as_const(), ends[i].as_const()) {
+            (Some(n), Some(s), Some(e)) => Dim::Known(AxisSlice::new(n, s, e, steps[i])?.len),
+            _ => symbolic_slice_len(d, &starts[i], &ends[i], steps[i]),
+        };
+    }
+    Ok(Some(out))
 }
 
 /// The output dims when every argument is constant.
@@ -170,6 +245,7 @@ impl OpDef for Slice {
         let dims = &data.shape.0;
         let out = match values {
             Some(v) => const_dims(dims, &Args::read(&v)?)?,
+            None if let Some(d) = sym_dims(dims, ins)? => d,
             None => match sliced_axes(ins, dims.len())? {
                 Some(axes) => dims
                     .iter()
@@ -321,8 +397,8 @@ mod tests {
             .iter()
             .map(|a| a.clone().map(|(s, v)| (TypeInfo::new(DType::I64, Shape::parse(s).unwrap()), v)))
             .collect();
-        let mut ins = vec![Some(InferIn { ty: &dty, value: None })];
-        ins.extend(tys.iter().map(|a| a.as_ref().map(|(ty, v)| InferIn { ty, value: v.as_ref() })));
+        let mut ins = vec![Some(InferIn { ty: &dty, value: None, sym: None })];
+        ins.extend(tys.iter().map(|a| a.as_ref().map(|(ty, v)| InferIn { ty, value: v.as_ref(), sym: None })));
         Slice {}.infer(&ins).map(|mut v| v.remove(0).shape)
     }
 

@@ -84,7 +84,9 @@ mod tests {
     #[test]
     fn infer_keeps_symbols() {
         let ty = TypeInfo::new(DType::F16, Shape::parse("[batch, seq<=64, 8]").unwrap());
-        let out = Transpose { perm: Some(vec![0, 2, 1]) }.infer(&[Some(InferIn { ty: &ty, value: None })]).unwrap();
+        let out = Transpose { perm: Some(vec![0, 2, 1]) }
+            .infer(&[Some(InferIn { ty: &ty, value: None, sym: None })])
+            .unwrap();
         assert_eq!(out[0].shape, Shape::parse("[batch, 8, seq<=64]").unwrap());
         assert_eq!(out[0].shape.0[2], Dim::sym("seq", Some(64)));
     }

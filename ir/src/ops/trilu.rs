@@ -135,9 +135,12 @@ mod tests {
         assert!(Trilu { upper: true }.eval(&[Some(&m), Some(&k2)]).is_err());
         assert!(Trilu { upper: true }.eval(&[]).is_err());
         let ty = TypeInfo::new(DType::F32, Shape::parse("[n]").unwrap());
-        assert!(Trilu { upper: true }.infer(&[Some(InferIn { ty: &ty, value: None })]).is_err());
+        assert!(Trilu { upper: true }.infer(&[Some(InferIn { ty: &ty, value: None, sym: None })]).is_err());
         let ty = TypeInfo::new(DType::F32, Shape::parse("[b, n, n]").unwrap());
-        assert_eq!(Trilu { upper: false }.infer(&[Some(InferIn { ty: &ty, value: None }), None]).unwrap(), vec![ty]);
+        assert_eq!(
+            Trilu { upper: false }.infer(&[Some(InferIn { ty: &ty, value: None, sym: None }), None]).unwrap(),
+            vec![ty]
+        );
     }
 
     proptest! {

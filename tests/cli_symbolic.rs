@@ -1,0 +1,156 @@
+//! Symbolic dims with bounds through the binary: one object built with `--bound` runs at
+//! several shapes up to the bounds, natively and under qemu-user, matching ONNX Runtime; the
+//! header and manifest expose the symbols and bounds; an unbounded symbol is a clear error.
+
+use slmtvm_frontend::npy::read_npy;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn slmtvm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slmtvm")).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap()
+}
+
+fn model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/bert_tiny_dynamic")
+}
+
+fn fresh(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("slmtvm-sym-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn max_err(got: &Path, want: &Path) -> (f64, f64, Vec<usize>) {
+    let (g, w) = (read_npy(got).unwrap().to_f64(), read_npy(want).unwrap().to_f64());
+    assert_eq!(g.shape(), w.shape(), "{}", got.display());
+    let err = g.iter().zip(w.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let scale = w.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    (err, scale, g.shape().to_vec())
+}
+
+#[test]
+fn one_bounded_build_runs_at_every_shape_on_every_target() {
+    let m = model().join("model.onnx");
+    let m = m.to_str().unwrap();
+    for target in ["x86_64", "aarch64", "riscv64"] {
+        let tools = slmtvm_targets::Target::from_spec(target).unwrap();
+        if let Err(e) = tools.check_tools() {
+            println!("skipping {target}: {e}");
+            continue;
+        }
+        // Batch 2 x seq 16 (unpadded) and batch 3 x seq 9 (a padded row), both below the bounds.
+        for (set, dims) in [("", [2usize, 16]), ("shape2", [3, 9])] {
+            let dir = if set.is_empty() { model() } else { model().join(set) };
+            let out = fresh(&format!("{target}-{}", dims[1]));
+            let inputs = dir.join("inputs");
+            ok(&slmtvm(&[
+                "run",
+                m,
+                "--target",
+                target,
+                "--bound",
+                "batch=4",
+                "--bound",
+                "seq=32",
+                "--input-dir",
+                inputs.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ]));
+            for name in ["last_hidden_state", "pooler_output"] {
+                let (err, scale, shape) =
+                    max_err(&out.join(format!("{name}.npy")), &dir.join("expected").join(format!("{name}.npy")));
+                assert_eq!(shape[0], dims[0], "{target} {name}");
+                assert!(err <= 1e-4 * scale, "{target} {name} at {dims:?}: error {err} (max |output| {scale})");
+            }
+            // The object is the same whatever shape it runs at: built once for the bounds.
+            let h = std::fs::read_to_string(out.join("build/model.h")).unwrap();
+            assert!(h.contains("#define MODEL_SYMBOL_seq_BOUND 32"), "{h}");
+            assert!(h.contains("int model_run(const int64_t* symbols,"), "{h}");
+            assert!(h.contains("#define MODEL_INPUT_0_SHAPE {4, 32}"), "{h}");
+        }
+    }
+}
+
+#[test]
+fn manifest_lists_symbols_and_physical_shapes() {
+    let out = fresh("manifest");
+    let m = model().join("model.onnx");
+    ok(&slmtvm(&[
+        "build",
+        m.to_str().unwrap(),
+        "--target",
+        "x86_64",
+        "--bound",
+        "batch=4",
+        "--bound",
+        "seq=32",
+        "-o",
+        out.to_str().unwrap(),
+        "--name",
+        "bd",
+    ]));
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bd.json")).unwrap()).unwrap();
+    assert_eq!(j["symbols"], serde_json::json!([{"name": "batch", "bound": 4}, {"name": "seq", "bound": 32}]));
+    assert_eq!(j["inputs"][0]["shape"], serde_json::json!([4, 32]));
+    assert_eq!(j["inputs"][0]["dims"], serde_json::json!(["batch", "seq"]));
+    assert_eq!(j["inputs"][0]["bytes"], 4 * 32 * 8);
+    // The arena is planned at the bounds: larger than the static 2 x 16 build's.
+    let st = fresh("static");
+    ok(&slmtvm(&[
+        "build",
+        m.to_str().unwrap(),
+        "--target",
+        "x86_64",
+        "--dim",
+        "batch=2",
+        "--dim",
+        "seq=16",
+        "-o",
+        st.to_str().unwrap(),
+        "--name",
+        "bs",
+    ]));
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(st.join("bs.json")).unwrap()).unwrap();
+    assert_eq!(s["symbols"], serde_json::json!([]));
+    assert!(j["arena_bytes"].as_u64().unwrap() > s["arena_bytes"].as_u64().unwrap());
+}
+
+#[test]
+fn unbounded_or_unknown_symbols_are_clear_errors() {
+    let m = model().join("model.onnx");
+    let out = fresh("errors");
+    let o = slmtvm(&[
+        "build",
+        m.to_str().unwrap(),
+        "--target",
+        "x86_64",
+        "--bound",
+        "batch=4",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("symbol seq has no upper bound") && e.contains("--bound seq=N"), "{e}");
+    let o = slmtvm(&[
+        "build",
+        m.to_str().unwrap(),
+        "--target",
+        "x86_64",
+        "--bound",
+        "sequence=4",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("symbol sequence is not a dim of any graph input") && e.contains("batch, seq"), "{e}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing written on error");
+}
