@@ -122,35 +122,23 @@ fn manifest_lists_symbols_and_physical_shapes() {
     assert!(j["arena_bytes"].as_u64().unwrap() > s["arena_bytes"].as_u64().unwrap());
 }
 
+/// Runs `build` of the model for x86_64 into `out` with `flags`; expects exit 2 and returns
+/// the error text.
+fn build_error(out: &Path, flags: &[&str]) -> String {
+    let m = model().join("model.onnx");
+    let mut args = vec!["build", m.to_str().unwrap(), "--target", "x86_64", "-o", out.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    let o = slmtvm(&args);
+    assert_eq!(o.status.code(), Some(2), "{flags:?}");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 #[test]
 fn unbounded_or_unknown_symbols_are_clear_errors() {
-    let m = model().join("model.onnx");
     let out = fresh("errors");
-    let o = slmtvm(&[
-        "build",
-        m.to_str().unwrap(),
-        "--target",
-        "x86_64",
-        "--bound",
-        "batch=4",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let e = String::from_utf8_lossy(&o.stderr);
+    let e = build_error(&out, &["--bound", "batch=4"]);
     assert!(e.contains("symbol seq has no upper bound") && e.contains("--bound seq=N"), "{e}");
-    let o = slmtvm(&[
-        "build",
-        m.to_str().unwrap(),
-        "--target",
-        "x86_64",
-        "--bound",
-        "sequence=4",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let e = String::from_utf8_lossy(&o.stderr);
+    let e = build_error(&out, &["--bound", "sequence=4"]);
     assert!(e.contains("symbol sequence is not a dim of any graph input") && e.contains("batch, seq"), "{e}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing written on error");
 }
