@@ -2,9 +2,9 @@
 //! or under qemu-user, and compared with ONNX Runtime's recorded outputs: max abs error ≤
 //! 1e-4 × max |output|. The cases: a BERT encoder (static, and its dynamic-axes export at both
 //! recorded shapes), a static Llama decoder, the decoder prefill graphs with dynamic axes
-//! (GPT-2, Qwen2, Phi, Llama by the dynamo exporter) at their recorded shapes, and the two
-//! KV-cache step graphs at their recorded decode step (batch 2, past 5, sequence 1) and at
-//! their recorded prefill step (batch 1, past 0: zero-length past tensors).
+//! (GPT-2, Qwen2, Phi, and Llama by the dynamo exporter at opsets 26 and 23) at their recorded
+//! shapes, and the two KV-cache step graphs at their recorded decode step (batch 2, past 5,
+//! sequence 1) and at their recorded prefill step (batch 1, past 0: zero-length past tensors).
 
 use slmtvm_frontend::{LoadOptions, load_onnx, npy};
 use slmtvm_ir::{Graph, Shape, Tensor};
@@ -50,6 +50,7 @@ fn cases() -> Vec<Case> {
         "qwen2_tiny",
         "phi_tiny",
         "llama_tiny_dynamo",
+        "llama_tiny_dynamo_op23",
         "llama_kv",
         "gpt2_kv",
     ] {
