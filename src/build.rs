@@ -58,6 +58,8 @@ struct Manifest {
     target: String,
     target_fingerprint: String,
     symbols: Vec<SymbolInfo>,
+    /// (input, output) names of caches updated in place (one buffer may serve as both).
+    in_place: Vec<(String, String)>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     arena_bytes: usize,
@@ -130,6 +132,13 @@ pub fn compile_graph(g: &slmtvm_ir::Graph, model_bytes: &[u8], target: &Target, 
         target: target.name().to_string(),
         target_fingerprint: target.fingerprint(),
         symbols: c.plan.layout.symbols.list.iter().map(|(n, b)| SymbolInfo { name: n.clone(), bound: *b }).collect(),
+        in_place: c
+            .plan
+            .layout
+            .in_place
+            .iter()
+            .map(|&(k, j)| (g.value(g.inputs[k]).name.clone(), g.value(g.outputs[j]).name.clone()))
+            .collect(),
         inputs: info(&g.inputs),
         outputs: info(&g.outputs),
         arena_bytes: c.plan.arena_bytes,

@@ -100,6 +100,16 @@ pub fn header(g: &Graph, name: &str, plan: &MemoryPlan) -> String {
         }
         let _ = writeln!(h);
     }
+    let pairs = &plan.layout.in_place;
+    let _ = writeln!(h, "#define {up}_NUM_IN_PLACE {}", pairs.len());
+    if !pairs.is_empty() {
+        let _ = writeln!(
+            h,
+            "/* Caches updated in place: (input k, output j) pairs where output j is input k with new entries\n * appended along a symbolic axis, stored at the same physical shape. Pass one buffer as both\n * inputs[k] and outputs[j]: the model then writes only the new entries (no copy of the cache). */"
+        );
+        let flat: Vec<String> = pairs.iter().flat_map(|&(k, j)| [k.to_string(), j.to_string()]).collect();
+        let _ = writeln!(h, "#define {up}_IN_PLACE_PAIRS {{{}}}\n", flat.join(", "));
+    }
     let _ = writeln!(h, "#define {up}_NUM_INPUTS {}", g.inputs.len());
     let _ = writeln!(h, "#define {up}_NUM_OUTPUTS {}", g.outputs.len());
     let _ = writeln!(h, "#define {up}_WORKSPACE_SIZE {} /* bytes */", plan.arena_bytes);

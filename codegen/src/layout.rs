@@ -62,6 +62,11 @@ pub struct Layout {
     phys: BTreeMap<ValueId, Vec<usize>>,
     /// The model's symbols.
     pub symbols: Symbols,
+    /// Caches updated in place: (graph input k, graph output j) where output j is input k
+    /// concatenated with new entries along a symbolic axis (`present = Concat(past, new)`), and
+    /// input k is laid out at output j's physical shape, so the caller may pass one buffer as
+    /// both: the model then writes only the new entries.
+    pub in_place: Vec<(usize, usize)>,
 }
 
 impl Layout {
@@ -86,7 +91,14 @@ impl Layout {
             }
             phys.insert(ValueId(i as u32), dims);
         }
-        Ok(Layout { phys, symbols })
+        let (in_place, chains) = cache_pairs(g);
+        for (&(_, j), chain) in in_place.iter().zip(&chains) {
+            let out = phys.get(&g.outputs[j]).cloned().unwrap_or_default();
+            for &v in chain {
+                phys.insert(v, out.clone());
+            }
+        }
+        Ok(Layout { phys, symbols, in_place })
     }
 
     /// The physical dims of `v`.
@@ -98,6 +110,59 @@ impl Layout {
     pub fn bytes(&self, g: &Graph, v: ValueId) -> Option<usize> {
         self.dims(v).iter().try_fold(g.ty(v).dtype.size(), |a, &d| a.checked_mul(d))
     }
+}
+
+/// The (input, output) pairs of [`Layout::in_place`], each with the values that share the
+/// input's bytes (the input and the identities between it and the Concat): a node
+/// `Concat(past, new, …)` along axis `a` whose output is a graph output and whose first input
+/// is a graph input (or an identity of one) symbolic along `a`, equal to the output off `a`,
+/// and read by no other node except for its shape.
+fn cache_pairs(g: &Graph) -> (Vec<(usize, usize)>, Vec<Vec<ValueId>>) {
+    use slmtvm_ir::Op;
+    use slmtvm_ir::ops::UnaryOp;
+    let producers = g.producers();
+    let mut pairs = Vec::new();
+    let mut chains = Vec::new();
+    for n in &g.nodes {
+        let (Op::Concat(c), Some(Some(first)), [o]) = (&n.op, n.inputs.first(), n.outputs.as_slice()) else { continue };
+        // Walk back through identities to a graph input.
+        let mut chain = vec![*first];
+        let mut v = *first;
+        while let Some(&pi) = producers.get(&v) {
+            let p = &g.nodes[pi];
+            match (&p.op, p.inputs.first()) {
+                (Op::Unary(UnaryOp::Identity), Some(Some(src))) => {
+                    v = *src;
+                    chain.push(v);
+                }
+                _ => break,
+            }
+        }
+        let p = v;
+        let (Some(k), Some(j)) = (g.inputs.iter().position(|i| *i == p), g.outputs.iter().position(|x| x == o)) else {
+            continue;
+        };
+        let (ps, os) = (&g.ty(p).shape.0, &g.ty(*o).shape.0);
+        let Ok(a) = slmtvm_ir::shape::normalize_axis(c.axis, os.len()) else { continue };
+        let same_off_axis = ps.len() == os.len() && (0..ps.len()).all(|d| d == a || ps[d] == os[d]);
+        // Every reader of a value of the chain is the next link, the Concat, or a shape query.
+        let only_reader = chain.iter().all(|&cv| {
+            g.nodes.iter().all(|m| {
+                !m.inputs.iter().flatten().any(|&i| i == cv)
+                    || std::ptr::eq(m, n)
+                    || matches!(m.op, Op::Shape(_) | Op::Size(_))
+                    || m.outputs.iter().any(|out| chain.contains(out))
+            })
+        });
+        let unique = g.outputs.iter().filter(|x| *x == o).count() == 1
+            && !pairs.iter().any(|&(kk, _)| kk == k)
+            && !chain.iter().any(|cv| g.outputs.contains(cv));
+        if ps[a].known().is_none() && same_off_axis && only_reader && unique {
+            pairs.push((k, j));
+            chains.push(chain);
+        }
+    }
+    (pairs, chains)
 }
 
 /// True when viewing a tensor of `from` dims as `to` dims keeps the bound layout: split into

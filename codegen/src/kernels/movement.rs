@@ -199,7 +199,7 @@ fn if_aligned(kb: &mut Kb, ptrs: &[Value], w: usize, body: &mut dyn FnMut(&mut K
 
 /// Copies `n` bytes (a static count) of `e`-byte elements from `src` to `dst` (not
 /// overlapping).
-fn copy_run(kb: &mut Kb, dst: Value, src: Value, n: usize, e: usize) {
+pub(crate) fn copy_run(kb: &mut Kb, dst: Value, src: Value, n: usize, e: usize) {
     emit_run(kb, &[dst, src], n, e, &mut |_, _| {}, &mut |kb, ty, off, imm| {
         let s = kb.b.ins().iadd(src, off);
         let v = kb.load(ty, s, imm);

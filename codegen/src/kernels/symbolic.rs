@@ -85,12 +85,10 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<bool> {
         Op::Concat(c) => {
             let a = slmtvm_ir::shape::normalize_axis(c.axis, out0.len()).map_err(|m| cx.error(m))?;
             let n = cx.num_inputs();
-            for i in 0..n.saturating_sub(1) {
-                if let Some(v) = cx.in_id(i)
-                    && axis_sym(v, a)
-                {
-                    return refuse(format!("concatenating after input {i}, symbolic along axis {a}"));
-                }
+            let shifted = (0..n.saturating_sub(1)).any(|i| cx.in_id(i).is_some_and(|v| axis_sym(v, a)));
+            if shifted {
+                concat_runtime(kb, cx, a)?;
+                return Ok(true);
             }
             Ok(false)
         }
@@ -213,6 +211,62 @@ fn repack(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
             carry = kb.b.ins().uextend(types::I64, wrap);
         }
     });
+    Ok(())
+}
+
+/// Concat along axis `a` where an input before the last is symbolic along it: input `i` goes
+/// at the run-time offset `Σ_{j<i} extent_j`, row by row over its run-time extent. When input
+/// 0 and the output are the same buffer (a KV cache updated in place, see
+/// [`crate::layout::Layout::in_place`]), input 0 is already where it belongs and is not copied.
+fn concat_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
+    use cranelift_codegen::ir::condcodes::IntCC;
+    let y = cx.out_id(0);
+    let dy = cx.dims(y)?;
+    let e = cx.out_dtype(0).size();
+    let outer: usize = dy[..a].iter().product();
+    let inner: usize = dy[a + 1..].iter().product();
+    let yp = cx.out_ptr(0);
+    let mut off = kb.iconst(0);
+    for i in 0..cx.num_inputs() {
+        let Some(v) = cx.in_id(i) else { continue };
+        let dx = cx.dims(v)?;
+        if dx[..a] != dy[..a] || dx[a + 1..] != dy[a + 1..] {
+            return Err(cx.error(format!("input {i} of physical shape {dx:?} does not concatenate into {dy:?}")));
+        }
+        let ext = cx.extent(kb, v, a)?;
+        let xp = cx.in_ptr(i)?;
+        let (ra, rx) = (dy[a], dx[a]);
+        let copy = |kb: &mut Kb, off: Value| {
+            kb.for_const(0, outer as i64, 1, |kb, o| {
+                let zero = kb.iconst(0);
+                kb.for_range(zero, ext, 1, |kb, r| {
+                    let srow = kb.b.ins().imul_imm_s(o, rx as i64);
+                    let srow = kb.b.ins().iadd(srow, r);
+                    let sidx = kb.b.ins().imul_imm_s(srow, inner as i64);
+                    let src = kb.addr(xp, sidx, e);
+                    let drow = kb.b.ins().imul_imm_s(o, ra as i64);
+                    let drow = kb.b.ins().iadd(drow, off);
+                    let drow = kb.b.ins().iadd(drow, r);
+                    let didx = kb.b.ins().imul_imm_s(drow, inner as i64);
+                    let dst = kb.addr(yp, didx, e);
+                    super::movement::copy_run(kb, dst, src, inner * e, e);
+                });
+            });
+        };
+        if i == 0 && rx == ra {
+            // Skip the copy when the caller passes the output buffer as input 0.
+            let same = kb.b.ins().icmp(IntCC::Equal, xp, yp);
+            let (copy_b, done) = (kb.b.create_block(), kb.b.create_block());
+            kb.b.ins().brif(same, done, &[], copy_b, &[]);
+            kb.b.switch_to_block(copy_b);
+            copy(kb, off);
+            kb.b.ins().jump(done, &[]);
+            kb.b.switch_to_block(done);
+        } else {
+            copy(kb, off);
+        }
+        off = kb.b.ins().iadd(off, ext);
+    }
     Ok(())
 }
 

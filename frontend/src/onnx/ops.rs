@@ -504,6 +504,11 @@ pub(crate) fn map_node(
                 attr: "axis".into(),
                 msg: "is required".into(),
             })?;
+            // A Concat of one input is that input (the exporters emit it building KV caches);
+            // as an Identity it becomes a view.
+            if ins.len() == 1 {
+                return op(Op::Unary(slmtvm_ir::ops::UnaryOp::Identity), ins);
+            }
             op(Op::Concat(Concat { axis }), ins)
         }
         "Split" => {
