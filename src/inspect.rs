@@ -33,6 +33,54 @@ struct Report {
     parameters: u64,
     parameter_bytes: u64,
     flops: u64,
+    /// Memory of the compiled model at the symbols' bounds (needs every symbol bounded).
+    memory: Option<Memory>,
+    /// Why `memory` is absent, when it is.
+    memory_note: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Memory {
+    symbols: BTreeMap<String, usize>,
+    arena_bytes: usize,
+    arena_lower_bound: usize,
+    /// Caches updated in place (past input, present output), when the model has them.
+    kv_cache: Option<KvCache>,
+}
+
+#[derive(Serialize)]
+struct KvCache {
+    pairs: Vec<(String, String)>,
+    /// Bytes every cached token takes, over all pairs.
+    bytes_per_token: usize,
+    /// Tokens the cache holds at the bounds.
+    max_tokens: usize,
+    /// Bytes of all caches at the bounds.
+    bytes_at_bound: usize,
+}
+
+/// The compiled model's memory at the bounds: arena, and the KV cache of a decoder.
+fn memory(g: &slmtvm_ir::Graph) -> std::result::Result<Memory, String> {
+    let plan = slmtvm_codegen::plan_memory(g).map_err(|e| e.to_string())?;
+    let lay = &plan.layout;
+    let mut kv = KvCache { pairs: vec![], bytes_per_token: 0, max_tokens: usize::MAX, bytes_at_bound: 0 };
+    for &(k, j) in &lay.in_place {
+        let (p, o) = (g.inputs[k], g.outputs[j]);
+        let (ps, os) = (&g.ty(p).shape.0, &g.ty(o).shape.0);
+        let Some(axis) = (0..os.len()).find(|&a| ps[a].poly() != os[a].poly()) else { continue };
+        let bytes = lay.bytes(g, o).unwrap_or(0);
+        let tokens = lay.dims(o)[axis].max(1);
+        kv.pairs.push((g.value(p).name.clone(), g.value(o).name.clone()));
+        kv.bytes_per_token += bytes / tokens;
+        kv.bytes_at_bound += bytes;
+        kv.max_tokens = kv.max_tokens.min(tokens);
+    }
+    Ok(Memory {
+        symbols: lay.symbols.list.iter().cloned().collect(),
+        arena_bytes: plan.arena_bytes,
+        arena_lower_bound: plan.lower_bound,
+        kv_cache: (!kv.pairs.is_empty()).then_some(kv),
+    })
 }
 
 fn human(n: u64) -> String {
@@ -66,6 +114,8 @@ pub fn inspect(path: &Path, opts: &LoadOptions, json: bool, print_ir: bool) -> R
         parameters: 0,
         parameter_bytes: 0,
         flops: 0,
+        memory: None,
+        memory_note: None,
     };
     let graph = if report.unsupported.is_empty() { Some(slmtvm_frontend::load_onnx(path, opts)?) } else { None };
     if let Some(g) = &graph {
@@ -85,6 +135,10 @@ pub fn inspect(path: &Path, opts: &LoadOptions, json: bool, print_ir: bool) -> R
         }
         (report.parameters, report.parameter_bytes) = g.param_stats();
         report.flops = g.flops();
+        match memory(g) {
+            Ok(m) => report.memory = Some(m),
+            Err(e) => report.memory_note = Some(e),
+        }
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -118,6 +172,24 @@ fn print_text(r: &Report) {
     }
     println!("parameters: {} ({} bytes)", human(r.parameters), r.parameter_bytes);
     println!("FLOPs:      {} per run (symbolic dims at their bounds)", human(r.flops));
+    match (&r.memory, &r.memory_note) {
+        (Some(m), _) => {
+            let syms: Vec<String> = m.symbols.iter().map(|(n, b)| format!("{n}<={b}")).collect();
+            let at = if syms.is_empty() { String::new() } else { format!(" at {}", syms.join(", ")) };
+            println!("arena:      {} bytes{at} (lower bound {})", m.arena_bytes, m.arena_lower_bound);
+            if let Some(kv) = &m.kv_cache {
+                println!(
+                    "KV cache:   {} bytes per token, {} tokens at the bounds = {} bytes ({} caches updated in place)",
+                    kv.bytes_per_token,
+                    kv.max_tokens,
+                    kv.bytes_at_bound,
+                    kv.pairs.len()
+                );
+            }
+        }
+        (None, Some(note)) => println!("arena:      not planned: {note}"),
+        (None, None) => {}
+    }
     println!("ONNX operators ({} nodes):", r.onnx_ops.values().sum::<usize>());
     for (op, n) in &r.onnx_ops {
         println!("  {op:24} {n}");

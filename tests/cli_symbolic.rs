@@ -142,3 +142,57 @@ fn unbounded_or_unknown_symbols_are_clear_errors() {
     assert!(e.contains("symbol sequence is not a dim of any graph input") && e.contains("batch, seq"), "{e}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing written on error");
 }
+
+#[test]
+fn inspect_reports_kv_cache_bytes_and_arena_for_a_decoder() {
+    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/llama_kv/model.onnx");
+    let o = slmtvm(&[
+        "inspect", m.to_str().unwrap(), "--json", "--dim", "batch=1", "--dim", "sequence=1", "--bound",
+        "past_sequence=511",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    let kv = &j["memory"]["kv_cache"];
+    // 2 layers x (key, value) x 2 KV heads x head dim 8 x 4 bytes.
+    assert_eq!(kv["bytes_per_token"], 2 * 2 * 2 * 8 * 4);
+    assert_eq!(kv["max_tokens"], 512);
+    assert_eq!(kv["bytes_at_bound"], 512 * 2 * 2 * 2 * 8 * 4);
+    assert_eq!(kv["pairs"].as_array().unwrap().len(), 4);
+    assert!(j["memory"]["arena_bytes"].as_u64().unwrap() >= j["memory"]["arena_lower_bound"].as_u64().unwrap());
+    assert!(j["parameters"].as_u64().unwrap() > 26_000, "{}", j["parameters"]);
+    // Without bounds there is no plan, and the reason is given.
+    let o = slmtvm(&["inspect", m.to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert!(j["memory"].is_null());
+    assert!(j["memory_note"].as_str().unwrap().contains("has no upper bound"));
+}
+
+#[test]
+fn kv_graphs_run_symbolically_at_the_recorded_decode_and_prefill_steps() {
+    for m in ["llama_kv", "gpt2_kv"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models").join(m);
+        let model = dir.join("model.onnx");
+        for target in ["x86_64", "aarch64"] {
+            if let Err(e) = slmtvm_targets::Target::from_spec(target).unwrap().check_tools() {
+                println!("skipping {target}: {e}");
+                continue;
+            }
+            // Decode: batch 2 (a padded row), past 5, one token; prefill: batch 1, past 0, 7 tokens.
+            for (ins, exp, flags) in [
+                ("inputs", "expected", ["--dim", "sequence=1", "--bound", "batch=2", "--bound", "past_sequence=63"]),
+                ("prefill_inputs", "prefill_expected", ["--dim", "batch=1", "--bound", "sequence=16", "--bound", "past_sequence=48"]),
+            ] {
+                let out = fresh(&format!("{m}-{target}-{ins}"));
+                let mut args = vec!["run", model.to_str().unwrap(), "--target", target];
+                args.extend_from_slice(&flags);
+                let inputs = dir.join(ins);
+                args.extend_from_slice(&["--input-dir", inputs.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+                ok(&slmtvm(&args));
+                for e in std::fs::read_dir(dir.join(exp)).unwrap() {
+                    let p = e.unwrap().path();
+                    let (err, scale, _) = max_err(&out.join(p.file_name().unwrap()), &p);
+                    assert!(err <= 1e-4 * scale, "{m} {target} {ins} {}: {err} vs {scale}", p.display());
+                }
+            }
+        }
+    }
+}
