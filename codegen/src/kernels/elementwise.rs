@@ -46,10 +46,18 @@ pub struct Nest {
     pub dims: Vec<usize>,
     /// For each operand, its element stride per loop (0 = broadcast).
     pub strides: Vec<Vec<usize>>,
+    /// The output axis each loop starts at (the outermost of the axes merged into it).
+    pub first: Vec<usize>,
 }
 
 /// The loop nest that walks `out` dims, with each operand of `shapes` broadcast into it.
 pub fn broadcast_nest(out: &[usize], shapes: &[&[usize]]) -> Nest {
+    broadcast_nest_with(out, shapes, &[])
+}
+
+/// [`broadcast_nest`], where every axis `a` with `own_loop[a]` starts a loop of its own (is not
+/// merged into the axis before it; a symbolic axis, whose loop takes its run-time extent).
+pub fn broadcast_nest_with(out: &[usize], shapes: &[&[usize]], own_loop: &[bool]) -> Nest {
     let r = out.len();
     let strides: Vec<Vec<usize>> = shapes
         .iter()
@@ -67,12 +75,15 @@ pub fn broadcast_nest(out: &[usize], shapes: &[&[usize]]) -> Nest {
         .collect();
     // Merge axis a into a+1 when, for every operand, stride[a] == stride[a+1] * dims[a+1].
     let mut dims: Vec<usize> = Vec::new();
+    let mut first: Vec<usize> = Vec::new();
     let mut merged: Vec<Vec<usize>> = vec![Vec::new(); shapes.len()];
     for a in 0..r {
         if out[a] == 1 {
             continue;
         }
-        let can_merge = !dims.is_empty() && strides.iter().zip(&merged).all(|(st, m)| m[m.len() - 1] == st[a] * out[a]);
+        let can_merge = !dims.is_empty()
+            && !own_loop.get(a).copied().unwrap_or(false)
+            && strides.iter().zip(&merged).all(|(st, m)| m[m.len() - 1] == st[a] * out[a]);
         if can_merge {
             let last = dims.len() - 1;
             dims[last] *= out[a];
@@ -82,6 +93,7 @@ pub fn broadcast_nest(out: &[usize], shapes: &[&[usize]]) -> Nest {
             }
         } else {
             dims.push(out[a]);
+            first.push(a);
             for (st, m) in strides.iter().zip(merged.iter_mut()) {
                 m.push(st[a]);
             }
@@ -89,9 +101,10 @@ pub fn broadcast_nest(out: &[usize], shapes: &[&[usize]]) -> Nest {
     }
     if dims.is_empty() {
         dims.push(1);
+        first.push(0);
         merged.iter_mut().for_each(|m| m.push(0));
     }
-    Nest { dims, strides: merged }
+    Nest { dims, strides: merged, first }
 }
 
 /// One operand of a walk: base pointer, dims (broadcast into the output's) and element bytes.
@@ -117,6 +130,7 @@ struct Step<'a> {
 /// output emits nothing; the first error of `body` is returned.
 fn walk(
     kb: &mut Kb,
+    runs: &Runs,
     out: &[usize],
     ops: &[Operand],
     vector: bool,
@@ -126,7 +140,20 @@ fn walk(
         return Ok(());
     }
     let shapes: Vec<&[usize]> = ops.iter().map(|o| o.dims).collect();
-    let nest = broadcast_nest(out, &shapes);
+    let own: Vec<bool> = (0..out.len()).map(|a| runs.get(a).is_some_and(Option::is_some)).collect();
+    let nest = broadcast_nest_with(out, &shapes, &own);
+    // A loop that starts at a symbolic axis runs over its run-time extent (times the static
+    // axes merged into the loop).
+    let counts: Vec<Option<Value>> = nest
+        .first
+        .iter()
+        .zip(&nest.dims)
+        .map(|(&a, &d)| {
+            let v = runs.get(a).copied().flatten()?;
+            let scale = d / out[a].max(1);
+            Some(if scale == 1 { v } else { kb.b.ins().imul_imm_s(v, scale as i64) })
+        })
+        .collect();
     let bases: Vec<Value> = ops.iter().map(|o| o.ptr).collect();
     let elems: Vec<usize> = ops.iter().map(|o| o.elem).collect();
     let bcast: Vec<bool> = nest.strides.iter().map(|s| s[s.len() - 1] == 0).collect();
@@ -138,7 +165,7 @@ fn walk(
             err = Some(e);
         }
     };
-    let w = Walk { nest: &nest, elems: &elems, vector: vector && kb.caps.vector };
+    let w = Walk { nest: &nest, elems: &elems, vector: vector && kb.caps.vector, counts };
     w.level(kb, 0, bases, &mut f);
     err.map_or(Ok(()), Err)
 }
@@ -147,6 +174,21 @@ struct Walk<'a> {
     nest: &'a Nest,
     elems: &'a [usize],
     vector: bool,
+    /// Run-time trip count of each loop that starts at a symbolic axis.
+    counts: Vec<Option<Value>>,
+}
+
+/// The run-time extent of every symbolic axis of the output (None for static axes).
+type Runs = Vec<Option<Value>>;
+
+/// [`Runs`] of the node's output.
+fn outer_run(kb: &mut Kb, cx: &NodeCtx) -> Result<Runs> {
+    let out = cx.out_id(0);
+    let dims = cx.g.ty(out).shape.0.clone();
+    dims.iter()
+        .enumerate()
+        .map(|(a, d)| if d.known().is_none() { cx.extent(kb, out, a).map(Some) } else { Ok(None) })
+        .collect()
 }
 
 impl Walk<'_> {
@@ -162,6 +204,9 @@ impl Walk<'_> {
     fn level(&self, kb: &mut Kb, level: usize, bases: Vec<Value>, body: &mut dyn FnMut(&mut Kb, &[Value], usize)) {
         let n = self.nest.dims[level];
         let strides: Vec<usize> = self.nest.strides.iter().map(|s| s[level]).collect();
+        if let Some(count) = self.counts[level] {
+            return self.runtime_level(kb, level, count, bases, &strides, body);
+        }
         if level + 1 < self.nest.dims.len() {
             kb.for_const(0, n as i64, 1, |kb, i| {
                 let next = self.offsets(kb, &bases, &strides, i);
@@ -188,6 +233,41 @@ impl Walk<'_> {
                 body(kb, &at, 1);
             });
         }
+    }
+}
+
+impl Walk<'_> {
+    /// Loop `level` with a run-time trip count: an outer loop, or (the innermost) vector steps
+    /// while 4 remain, then single elements.
+    fn runtime_level(
+        &self,
+        kb: &mut Kb,
+        level: usize,
+        count: Value,
+        bases: Vec<Value>,
+        strides: &[usize],
+        body: &mut dyn FnMut(&mut Kb, &[Value], usize),
+    ) {
+        let zero = kb.iconst(0);
+        if level + 1 < self.nest.dims.len() {
+            kb.for_range(zero, count, 1, |kb, i| {
+                let next = self.offsets(kb, &bases, strides, i);
+                self.level(kb, level + 1, next, body);
+            });
+            return;
+        }
+        let vectorizable = self.vector && strides.iter().all(|&s| s <= 1);
+        let vec_end = if vectorizable { kb.b.ins().band_imm_s(count, !3) } else { zero };
+        if vectorizable {
+            kb.for_range(zero, vec_end, 4, |kb, i| {
+                let at = self.offsets(kb, &bases, strides, i);
+                body(kb, &at, 4);
+            });
+        }
+        kb.for_range(vec_end, count, 1, |kb, i| {
+            let at = self.offsets(kb, &bases, strides, i);
+            body(kb, &at, 1);
+        });
     }
 }
 
@@ -701,15 +781,16 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
 }
 
 fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
+    let r0 = outer_run(kb, cx)?;
     let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
     let (x, y) = (cx.in_dims(0)?, cx.out_ptr(0));
     let ops =
         [Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() }, Operand { ptr: y, dims: &out, elem: dt.size() }];
     if *op == UnaryOp::Identity {
-        return copy(kb, &out, &ops);
+        return copy(kb, &r0, &out, &ops);
     }
     let int_vector = dt == DType::I32 && matches!(op, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu);
-    walk(kb, &out, &ops, dt == DType::F32 || int_vector, &mut |kb, s| {
+    walk(kb, &r0, &out, &ops, dt == DType::F32 || int_vector, &mut |kb, s| {
         let v = load_in(kb, dt, s, 0);
         let r = if s.lanes == 4 && dt == DType::I32 {
             unary_i32x4(kb, op, v)
@@ -727,9 +808,9 @@ fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
 }
 
 /// Copies operand 0 into operand 1 (same dims and dtype), raw bits.
-fn copy(kb: &mut Kb, out: &[usize], ops: &[Operand]) -> Result<()> {
+fn copy(kb: &mut Kb, r0: &Runs, out: &[usize], ops: &[Operand]) -> Result<()> {
     let elem = ops[0].elem;
-    walk(kb, out, ops, elem == 4, &mut |kb, s| {
+    walk(kb, r0, out, ops, elem == 4, &mut |kb, s| {
         let ty = if s.lanes == 4 { types::I32X4 } else { raw_type(elem) };
         let v = kb.load(ty, s.at[0], 0);
         kb.store(v, s.at[1], 0);
@@ -748,6 +829,7 @@ fn raw_type(bytes: usize) -> Type {
 }
 
 fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
+    let r0 = outer_run(kb, cx)?;
     let (da, db, dy) = (cx.in_dtype(0)?, cx.in_dtype(1)?, cx.out_dtype(0));
     let (a, b, out) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.out_dims(0)?);
     let ops = [
@@ -760,7 +842,7 @@ fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
         && let Some(e) = cx.in_const(1).and_then(|t| small_exponent(&t.to_f64().iter().copied().collect::<Vec<_>>()))
     {
         // x^e for a constant small exponent, without exp and log.
-        return walk(kb, &out, &[ops[0].clone(), ops[2].clone()], da == DType::F32, &mut |kb, s| {
+        return walk(kb, &r0, &out, &[ops[0].clone(), ops[2].clone()], da == DType::F32, &mut |kb, s| {
             let x = load_in(kb, da, s, 0);
             let r = pow_small(kb, x, e);
             store_out(kb, dy, r, s, 1);
@@ -774,7 +856,7 @@ fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
     let int_arith = matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min);
     let float_vector = !matches!(op, BinaryOp::Mod { .. });
     let vector = da == db && da == dy && (da == DType::F32 && float_vector || da == DType::I32 && int_arith);
-    walk(kb, &out, &ops, vector, &mut |kb, s| {
+    walk(kb, &r0, &out, &ops, vector, &mut |kb, s| {
         let x = load_in(kb, da, s, 0);
         let y = load_in(kb, db, s, 1);
         let r = match op {
@@ -833,6 +915,7 @@ fn pow_small(kb: &mut Kb, x: Value, e: f64) -> Value {
 }
 
 fn emit_clip(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let r0 = outer_run(kb, cx)?;
     let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
     let x = cx.in_dims(0)?;
     // The bounds hold one element each (checked by inference); read them before any write.
@@ -858,7 +941,7 @@ fn emit_clip(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() },
         Operand { ptr: cx.out_ptr(0), dims: &out, elem: dt.size() },
     ];
-    walk(kb, &out, &ops, vector, &mut |kb, s| {
+    walk(kb, &r0, &out, &ops, vector, &mut |kb, s| {
         let v = load_in(kb, dt, s, 0);
         let r = if s.lanes == 4 && dt == DType::I32 {
             // v < lo ? lo : v, then v > hi ? hi : v: max then min.
@@ -877,6 +960,7 @@ fn emit_clip(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
 }
 
 fn emit_where(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let r0 = outer_run(kb, cx)?;
     let (dt, out) = (cx.out_dtype(0), cx.out_dims(0)?);
     let (c, x, y) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.in_dims(2)?);
     let elem = dt.size();
@@ -886,7 +970,7 @@ fn emit_where(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         Operand { ptr: cx.in_ptr(2)?, dims: &y, elem },
         Operand { ptr: cx.out_ptr(0), dims: &out, elem },
     ];
-    walk(kb, &out, &ops, elem == 4, &mut |kb, s| {
+    walk(kb, &r0, &out, &ops, elem == 4, &mut |kb, s| {
         if s.lanes == 4 {
             let mask = cond_mask4(kb, s);
             let load = |kb: &mut Kb, k: usize| {
@@ -933,6 +1017,7 @@ fn cond_mask4(kb: &mut Kb, s: &Step) -> Value {
 }
 
 fn emit_cast(kb: &mut Kb, cx: &NodeCtx, to: DType) -> Result<()> {
+    let r0 = outer_run(kb, cx)?;
     let (from, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
     let x = cx.in_dims(0)?;
     let ops = [
@@ -940,9 +1025,9 @@ fn emit_cast(kb: &mut Kb, cx: &NodeCtx, to: DType) -> Result<()> {
         Operand { ptr: cx.out_ptr(0), dims: &out, elem: to.size() },
     ];
     if from == to {
-        return copy(kb, &out, &ops);
+        return copy(kb, &r0, &out, &ops);
     }
-    walk(kb, &out, &ops, false, &mut |kb, s| {
+    walk(kb, &r0, &out, &ops, false, &mut |kb, s| {
         let v = kb.load_elem(from, s.at[0]);
         let r = cast_value(kb, from, to, v);
         kb.store_elem(to, r, s.at[1]);
@@ -952,13 +1037,14 @@ fn emit_cast(kb: &mut Kb, cx: &NodeCtx, to: DType) -> Result<()> {
 
 /// IsNaN / IsInf: a bool per element (scalar steps).
 fn emit_float_class(kb: &mut Kb, cx: &NodeCtx, c: &FloatClass) -> Result<()> {
+    let r0 = outer_run(kb, cx)?;
     let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
     let x = cx.in_dims(0)?;
     let ops = [
         Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() },
         Operand { ptr: cx.out_ptr(0), dims: &out, elem: 1 },
     ];
-    walk(kb, &out, &ops, false, &mut |kb, s| {
+    walk(kb, &r0, &out, &ops, false, &mut |kb, s| {
         let v = kb.load_elem(dt, s.at[0]);
         let hit = match *c {
             FloatClass::Nan => kb.b.ins().fcmp(FloatCC::Unordered, v, v),

@@ -32,12 +32,22 @@ use slmtvm_ir::{DType, Op};
 
 /// Emits the kernel of `cx.node`.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    let p = match &cx.node.op {
+    let mut p = match &cx.node.op {
         Op::MatMul(_) => matmul(cx)?,
         Op::Gemm(g) => gemm(cx, g)?,
         Op::MatMulInteger(_) => matmul_integer(cx)?,
         _ => return Err(cx.error("not a matrix product")),
     };
+    // Symbolic output rows: only the run-time rows are computed.
+    let out = cx.out_id(0);
+    let (ra, ro) = (cx.g.ty(cx.in_id(0).unwrap_or(out)).shape.rank(), cx.g.ty(out).shape.rank());
+    if ra >= 2 && ro >= 2 && cx.g.ty(out).shape.0[ro - 2].known().is_none() {
+        p.m_run = Some(cx.extent(kb, out, ro - 2)?);
+    }
+    let rb = cx.g.ty(cx.in_id(1).unwrap_or(out)).shape.rank();
+    if rb >= 2 && ro >= 1 && cx.g.ty(out).shape.0[ro - 1].known().is_none() {
+        p.n_run = Some(cx.extent(kb, out, ro - 1)?);
+    }
     emit_problem(kb, &p);
     Ok(())
 }
@@ -95,6 +105,11 @@ enum Epilogue {
 struct Problem {
     batch: Vec<usize>,
     m: usize,
+    /// The run-time row count when the output's rows are a symbolic dim (rows past it, up to
+    /// the next row block, are computed but never valid; see [`crate::layout`]).
+    m_run: Option<Value>,
+    /// The run-time column count when the output's columns are a symbolic dim.
+    n_run: Option<Value>,
     k: usize,
     n: usize,
     acc: Acc,
@@ -198,6 +213,8 @@ fn matmul(cx: &NodeCtx) -> Result<Problem> {
         out: output(cx, &batch, m, n),
         batch,
         m,
+        m_run: None,
+        n_run: None,
         k,
         n,
         acc,
@@ -244,7 +261,21 @@ fn gemm(cx: &NodeCtx, g: &Gemm) -> Result<Problem> {
         DType::I64 => (Acc::I64, Epilogue::GemmI { alpha, beta, c }),
         other => return Err(cx.unsupported(format!("dtype {other}"))),
     };
-    Ok(Problem { batch: vec![], m, k, n, acc, a, b, za: None, zb: None, out: output(cx, &[], m, n), epi })
+    Ok(Problem {
+        batch: vec![],
+        m,
+        m_run: None,
+        n_run: None,
+        k,
+        n,
+        acc,
+        a,
+        b,
+        za: None,
+        zb: None,
+        out: output(cx, &[], m, n),
+        epi,
+    })
 }
 
 fn matmul_integer(cx: &NodeCtx) -> Result<Problem> {
@@ -291,6 +322,8 @@ fn matmul_integer(cx: &NodeCtx) -> Result<Problem> {
         out: output(cx, &batch, m, n),
         batch,
         m,
+        m_run: None,
+        n_run: None,
         k,
         n,
         acc: Acc::I32,
@@ -378,7 +411,7 @@ fn emit_problem(kb: &mut Kb, p: &Problem) {
     if p.m == 0 || p.n == 0 || p.batch.contains(&0) {
         return;
     }
-    if let Some(q) = fold_batch(p) {
+    if let Some(q) = fold_batch(p).filter(|_| p.m_run.is_none()) {
         return emit_problem(kb, &q);
     }
     let bind = |kb: &mut Kb, o: &Operand, idx: &[Value]| -> Mat {
@@ -463,10 +496,20 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
     out
 }
 
-/// Runs `tile(kb, i0, mr)` over row blocks of `mr` rows, then the `m % mr` edge.
-fn row_blocks(kb: &mut Kb, m: usize, mr: usize, tile: &mut dyn FnMut(&mut Kb, Value, usize)) {
+/// Runs `tile(kb, i0, mr)` over row blocks of `mr` rows, then the `m % mr` edge. With a
+/// run-time row count `m_run`, the full blocks stop at the first block at or past it (the
+/// static edge, fewer than `mr` rows, still runs).
+fn row_blocks(kb: &mut Kb, m: usize, m_run: Option<Value>, mr: usize, tile: &mut dyn FnMut(&mut Kb, Value, usize)) {
     let full = m / mr * mr;
-    if full > 0 {
+    if let (Some(v), true) = (m_run, full > 0) {
+        let up = kb.b.ins().iadd_imm_s(v, mr as i64 - 1);
+        let up = kb.b.ins().udiv_imm_u(up, mr as i64);
+        let up = kb.b.ins().imul_imm_s(up, mr as i64);
+        let cap = kb.iconst(full as i64);
+        let hi = kb.b.ins().umin(up, cap);
+        let zero = kb.iconst(0);
+        kb.for_range(zero, hi, mr as i64, |kb, i| tile(kb, i, mr));
+    } else if full > 0 {
         if full == mr {
             let z = kb.iconst(0);
             tile(kb, z, mr);
@@ -480,11 +523,26 @@ fn row_blocks(kb: &mut Kb, m: usize, mr: usize, tile: &mut dyn FnMut(&mut Kb, Va
     }
 }
 
-/// Runs `tile(kb, j0, cols)` over the column tiles of `col_tiles`.
-fn col_blocks(kb: &mut Kb, tiles: &[(usize, usize, Cols)], tile: &mut dyn FnMut(&mut Kb, Value, Cols)) {
+/// Runs `tile(kb, j0, cols)` over the column tiles of `col_tiles`. With a run-time column
+/// count `n_run`, the leading run of tiles stops at the first tile at or past it (the static
+/// edge tiles, narrower, still run).
+fn col_blocks(
+    kb: &mut Kb,
+    tiles: &[(usize, usize, Cols)],
+    n_run: Option<Value>,
+    tile: &mut dyn FnMut(&mut Kb, Value, Cols),
+) {
     let mut j = 0usize;
-    for &(w, count, cols) in tiles {
-        if count == 1 {
+    for (t, &(w, count, cols)) in tiles.iter().enumerate() {
+        if let (0, Some(v)) = (t, n_run) {
+            let up = kb.b.ins().iadd_imm_s(v, w as i64 - 1);
+            let up = kb.b.ins().udiv_imm_u(up, w as i64);
+            let up = kb.b.ins().imul_imm_s(up, w as i64);
+            let cap = kb.iconst((w * count) as i64);
+            let hi = kb.b.ins().umin(up, cap);
+            let zero = kb.iconst(0);
+            kb.for_range(zero, hi, w as i64, |kb, j0| tile(kb, j0, cols));
+        } else if count == 1 {
             let j0 = kb.iconst(j as i64);
             tile(kb, j0, cols);
         } else {
@@ -587,8 +645,8 @@ fn zero(kb: &mut Kb, ty: Type) -> Value {
 fn broadcast(kb: &mut Kb, p: &Problem, o: &Bound, mr: usize, nr: usize) {
     let int = p.acc == Acc::I32 && nr > 0;
     let tiles = col_tiles(p.n, nr, int);
-    row_blocks(kb, p.m, mr, &mut |kb, i0, rows| {
-        col_blocks(kb, &tiles, &mut |kb, j0, cols| bcast_tile(kb, p, o, i0, j0, rows, cols));
+    row_blocks(kb, p.m, p.m_run, mr, &mut |kb, i0, rows| {
+        col_blocks(kb, &tiles, p.n_run, &mut |kb, j0, cols| bcast_tile(kb, p, o, i0, j0, rows, cols));
     });
 }
 
@@ -830,8 +888,8 @@ fn dot(kb: &mut Kb, p: &Problem, o: &Bound) {
         }
         t
     };
-    row_blocks(kb, p.m, 2, &mut |kb, i0, rows| {
-        col_blocks(kb, &tiles, &mut |kb, j0, cols| dot_tile(kb, p, o, i0, j0, rows, cols.scalars));
+    row_blocks(kb, p.m, p.m_run, 2, &mut |kb, i0, rows| {
+        col_blocks(kb, &tiles, p.n_run, &mut |kb, j0, cols| dot_tile(kb, p, o, i0, j0, rows, cols.scalars));
     });
 }
 

@@ -485,7 +485,48 @@ fn transpose(kb: &mut Kb, cx: &NodeCtx, perm: Option<&[usize]>) -> Result<()> {
     }
     let xs = strides_of(&x);
     let src: Vec<i64> = perm.iter().map(|&p| xs[p]).collect();
-    strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, elem(cx), &out, &strides_of(&out), &src, 0);
+    output_copy(kb, cx, cx.in_ptr(0)?, &out, &src)
+}
+
+/// Copies into the node's output (physical dims `out`, row-major) from `src` with per-axis
+/// source element strides `src_st`. Loops over the output's symbolic axes, and every axis
+/// outside them, take run-time extents; the static axes inside the last symbolic one are one
+/// [`strided_copy`] per iteration.
+fn output_copy(kb: &mut Kb, cx: &NodeCtx, src: Value, out: &[usize], src_st: &[i64]) -> Result<()> {
+    let e = elem(cx);
+    let dst_st = strides_of(out);
+    let y = cx.out_id(0);
+    let last_sym = cx.g.ty(y).shape.0.iter().rposition(|d| d.known().is_none());
+    let Some(l) = last_sym.filter(|_| cx.is_symbolic()) else {
+        strided_copy(kb, cx.out_ptr(0), src, e, out, &dst_st, src_st, 0);
+        return Ok(());
+    };
+    let exts: Vec<Value> = (0..=l).map(|a| cx.extent(kb, y, a)).collect::<Result<_>>()?;
+    let dst = cx.out_ptr(0);
+    let inner = &out[l + 1..];
+    fn level(kb: &mut Kb, exts: &[Value], idx: &mut Vec<Value>, body: &mut dyn FnMut(&mut Kb, &[Value])) {
+        if idx.len() == exts.len() {
+            body(kb, idx);
+            return;
+        }
+        let zero = kb.iconst(0);
+        let hi = exts[idx.len()];
+        kb.for_range(zero, hi, 1, |kb, i| {
+            idx.push(i);
+            level(kb, exts, idx, body);
+            idx.pop();
+        });
+    }
+    level(kb, &exts, &mut Vec::new(), &mut |kb, idx| {
+        let d = kb.linear(0, idx, &dst_st[..=l]);
+        let s = kb.linear(0, idx, &src_st[..=l]);
+        let (dp, sp) = (kb.addr(dst, d, e), kb.addr(src, s, e));
+        if inner.is_empty() {
+            copy_run(kb, dp, sp, e, e);
+        } else {
+            strided_copy(kb, dp, sp, e, inner, &dst_st[l + 1..], &src_st[l + 1..], 0);
+        }
+    });
     Ok(())
 }
 
@@ -691,8 +732,7 @@ fn expand(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         }
         src[pad + k] = if d == 1 { 0 } else { xs[k] };
     }
-    strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, elem(cx), &out, &strides_of(&out), &src, 0);
-    Ok(())
+    output_copy(kb, cx, cx.in_ptr(0)?, &out, &src)
 }
 
 fn trilu(kb: &mut Kb, cx: &NodeCtx, upper: bool) -> Result<()> {

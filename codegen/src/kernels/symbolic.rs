@@ -296,15 +296,18 @@ fn softmax_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
         return Err(cx.unsupported(format!("Softmax of {dt} along a symbolic axis")));
     }
     let dims = cx.dims(x)?;
-    let outer: usize = dims[..a].iter().product();
     let inner: usize = dims[a + 1..].iter().product();
     let stride = inner as i64;
     let l = cx.extent(kb, x, a)?;
+    // Rows: every leading axis at its run-time extent; then the static inner positions.
+    let mut exts: Vec<Value> = (0..a).map(|k| cx.extent(kb, x, k)).collect::<Result<_>>()?;
+    exts.push(kb.iconst(inner as i64));
+    let st = strides_of(&dims);
     let (xp, yp) = (cx.in_ptr(0)?, cx.out_ptr(0));
     let e = dt.size();
-    kb.nest(&[outer, inner], &mut |kb, idx| {
-        let base = kb.b.ins().imul_imm_s(idx[0], dims[a] as i64 * stride);
-        let base = kb.b.ins().iadd(base, idx[1]);
+    nest_runtime(kb, &exts, &mut Vec::new(), &mut |kb, idx| {
+        let mut base = kb.linear(0, &idx[..a], &st[..a]);
+        base = kb.b.ins().iadd(base, idx[a]);
         let at = |kb: &mut Kb, k: Value| {
             let off = kb.b.ins().imul_imm_s(k, stride);
             kb.b.ins().iadd(base, off)
@@ -365,11 +368,13 @@ fn matmul_runtime_k(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if da.len() < 2 || db.len() < 2 || cx.in_dtype(0)? != DType::F32 || cx.in_dtype(1)? != DType::F32 {
         return Err(cx.unsupported("a symbolic contraction needs f32 operands of rank >= 2"));
     }
-    let (m, kphys, n) = (da[da.len() - 2], da[da.len() - 1], db[db.len() - 1]);
+    let (kphys, n) = (da[da.len() - 1], db[db.len() - 1]);
     if db[db.len() - 2] != kphys {
         return Err(cx.error(format!("contraction extents {kphys} and {} differ", db[db.len() - 2])));
     }
     let k = cx.extent(kb, av, da.len() - 1)?;
+    let yv = cx.out_id(0);
+    let m_run = cx.extent(kb, yv, dy.len() - 2)?;
     let batch = &dy[..dy.len() - 2];
     let bstr = |d: &[usize]| -> Vec<i64> {
         let st = strides_of(d);
@@ -384,7 +389,8 @@ fn matmul_runtime_k(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         let a0 = kb.linear(0, bi, &sa);
         let b0 = kb.linear(0, bi, &sb);
         let y0 = kb.linear(0, bi, &sy[..batch.len()]);
-        kb.for_const(0, m as i64, 1, |kb, mi| {
+        let zero = kb.iconst(0);
+        kb.for_range(zero, m_run, 1, |kb, mi| {
             let arow = kb.b.ins().imul_imm_s(mi, kphys as i64);
             let arow = kb.b.ins().iadd(a0, arow);
             let yrow = kb.b.ins().imul_imm_s(mi, n as i64);
