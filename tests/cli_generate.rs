@@ -21,7 +21,8 @@ fn generate(model: &str, target: &str) -> Option<(Vec<String>, Vec<String>, Stri
         return None;
     }
     let dir = root().join("tests/models").join(model);
-    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("greedy.json")).unwrap()).unwrap();
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("greedy.json")).unwrap()).unwrap();
     let out = std::env::temp_dir().join(format!("slmtvm-gen-{}-{model}-{target}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let b = Command::new("bash")
@@ -30,14 +31,20 @@ fn generate(model: &str, target: &str) -> Option<(Vec<String>, Vec<String>, Stri
         .env("SLMTVM", env!("CARGO_BIN_EXE_slmtvm"))
         .output()
         .unwrap();
-    assert!(b.status.success(), "build.sh: {}{}", String::from_utf8_lossy(&b.stdout), String::from_utf8_lossy(&b.stderr));
+    assert!(
+        b.status.success(),
+        "build.sh: {}{}",
+        String::from_utf8_lossy(&b.stdout),
+        String::from_utf8_lossy(&b.stderr)
+    );
     let exe = out.join("generate");
     let prompt = ids(&g["prompt"]);
     let mut cmd = t.command(&exe).unwrap();
     let r = cmd.arg("-n").arg("32").args(&prompt).output().unwrap();
     let stdout = String::from_utf8_lossy(&r.stdout).into_owned();
     assert!(r.status.success(), "generate: {stdout}{}", String::from_utf8_lossy(&r.stderr));
-    let got: Vec<String> = stdout.lines().next().unwrap().strip_prefix("tokens:").unwrap().split_whitespace().map(String::from).collect();
+    let got: Vec<String> =
+        stdout.lines().next().unwrap().strip_prefix("tokens:").unwrap().split_whitespace().map(String::from).collect();
     let h = std::fs::read_to_string(out.join("decode.h")).unwrap();
     assert!(h.contains("#define DECODE_NUM_IN_PLACE 4"), "every past/present pair is updated in place");
     Some((got, ids(&g["generated"]), stdout))

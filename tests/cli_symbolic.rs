@@ -147,7 +147,14 @@ fn unbounded_or_unknown_symbols_are_clear_errors() {
 fn inspect_reports_kv_cache_bytes_and_arena_for_a_decoder() {
     let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/llama_kv/model.onnx");
     let o = slmtvm(&[
-        "inspect", m.to_str().unwrap(), "--json", "--dim", "batch=1", "--dim", "sequence=1", "--bound",
+        "inspect",
+        m.to_str().unwrap(),
+        "--json",
+        "--dim",
+        "batch=1",
+        "--dim",
+        "sequence=1",
+        "--bound",
         "past_sequence=511",
     ]);
     let j: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
@@ -179,7 +186,11 @@ fn kv_graphs_run_symbolically_at_the_recorded_decode_and_prefill_steps() {
             // Decode: batch 2 (a padded row), past 5, one token; prefill: batch 1, past 0, 7 tokens.
             for (ins, exp, flags) in [
                 ("inputs", "expected", ["--dim", "sequence=1", "--bound", "batch=2", "--bound", "past_sequence=63"]),
-                ("prefill_inputs", "prefill_expected", ["--dim", "batch=1", "--bound", "sequence=16", "--bound", "past_sequence=48"]),
+                (
+                    "prefill_inputs",
+                    "prefill_expected",
+                    ["--dim", "batch=1", "--bound", "sequence=16", "--bound", "past_sequence=48"],
+                ),
             ] {
                 let out = fresh(&format!("{m}-{target}-{ins}"));
                 let mut args = vec!["run", model.to_str().unwrap(), "--target", target];
