@@ -207,3 +207,49 @@ fn kv_graphs_run_symbolically_at_the_recorded_decode_and_prefill_steps() {
         }
     }
 }
+
+#[test]
+fn run_refuses_symbol_values_outside_their_bounds() {
+    let out = fresh("errsym");
+    let m = model().join("model.onnx");
+    ok(&slmtvm(&[
+        "build", m.to_str().unwrap(), "--target", "x86_64", "--bound", "batch=4", "--bound", "seq=32", "-o",
+        out.to_str().unwrap(), "--name", "bd",
+    ]));
+    let c = out.join("t.c");
+    std::fs::write(
+        &c,
+        r#"#include "bd.h"
+#include <stdio.h>
+#include <stdlib.h>
+int main(void) {
+    static unsigned char ws[BD_WORKSPACE_SIZE + 64];
+    void* w = (void*)(((unsigned long)ws + 63) & ~63ul);
+    static int64_t a[4 * 32], b[4 * 32], t[4 * 32];
+    static float o0[4 * 32 * 32], o1[4 * 32];
+    const void* in[3] = {a, b, t};
+    void* out[2] = {o0, o1};
+    int64_t ok[2] = {2, 16}, big[2] = {5, 16}, neg[2] = {2, -1}, edge[2] = {4, 32};
+    printf("%d %d %d %d %d\n", bd_run(ok, in, out, w), bd_run(big, in, out, w), bd_run(neg, in, out, w),
+           bd_run(edge, in, out, w), bd_run(NULL, in, out, w));
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = out.join("t");
+    let cc = Command::new("gcc")
+        .arg("-std=c99")
+        .arg("-I")
+        .arg(&out)
+        .arg(&c)
+        .arg(out.join("bd.o"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    let r = Command::new(&exe).output().unwrap();
+    // OK, batch above its bound, a negative value, both at their bounds, NULL symbols.
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "0 3 3 0 3");
+}
