@@ -504,20 +504,7 @@ fn output_copy(kb: &mut Kb, cx: &NodeCtx, src: Value, out: &[usize], src_st: &[i
     let exts: Vec<Value> = (0..=l).map(|a| cx.extent(kb, y, a)).collect::<Result<_>>()?;
     let dst = cx.out_ptr(0);
     let inner = &out[l + 1..];
-    fn level(kb: &mut Kb, exts: &[Value], idx: &mut Vec<Value>, body: &mut dyn FnMut(&mut Kb, &[Value])) {
-        if idx.len() == exts.len() {
-            body(kb, idx);
-            return;
-        }
-        let zero = kb.iconst(0);
-        let hi = exts[idx.len()];
-        kb.for_range(zero, hi, 1, |kb, i| {
-            idx.push(i);
-            level(kb, exts, idx, body);
-            idx.pop();
-        });
-    }
-    level(kb, &exts, &mut Vec::new(), &mut |kb, idx| {
+    super::symbolic::nest_runtime(kb, &exts, &mut Vec::new(), &mut |kb, idx| {
         let d = kb.linear(0, idx, &dst_st[..=l]);
         let s = kb.linear(0, idx, &src_st[..=l]);
         let (dp, sp) = (kb.addr(dst, d, e), kb.addr(src, s, e));

@@ -155,7 +155,12 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<bool> {
 }
 
 /// Emits loops over the run-time `extents` (outermost first), calling `body` with the indices.
-fn nest_runtime(kb: &mut Kb, extents: &[Value], idx: &mut Vec<Value>, body: &mut dyn FnMut(&mut Kb, &[Value])) {
+pub(crate) fn nest_runtime(
+    kb: &mut Kb,
+    extents: &[Value],
+    idx: &mut Vec<Value>,
+    body: &mut dyn FnMut(&mut Kb, &[Value]),
+) {
     if idx.len() == extents.len() {
         body(kb, idx);
         return;
