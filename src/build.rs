@@ -45,6 +45,15 @@ struct TensorInfo {
 }
 
 #[derive(Serialize)]
+struct OptimizerInfo {
+    level: u8,
+    stop: String,
+    applied: BTreeMap<String, usize>,
+    nodes_before: usize,
+    nodes_after: usize,
+}
+
+#[derive(Serialize)]
 struct SymbolInfo {
     name: String,
     bound: usize,
@@ -54,6 +63,7 @@ struct SymbolInfo {
 struct Manifest {
     name: String,
     compiler: String,
+    optimizer: OptimizerInfo,
     model_sha256: String,
     target: String,
     target_fingerprint: String,
@@ -104,8 +114,43 @@ pub fn model_name(model: &Path, name: Option<&str>) -> Result<String> {
     })
 }
 
-/// Compiles graph `g` (read from a model file whose bytes are `model_bytes`) for `target`.
-pub fn compile_graph(g: &slmtvm_ir::Graph, model_bytes: &[u8], target: &Target, name: &str) -> Result<Artifacts> {
+/// How the optimizer runs (`--opt-level`, `--explain`).
+#[derive(Clone, Copy, Debug)]
+pub struct OptFlags {
+    /// 0 = off; 1 = algebraic simplification and constant folding.
+    pub level: u8,
+    /// Print the optimizer's report.
+    pub explain: bool,
+}
+
+/// The optimizer's options for `target` at `level`: the cost model from the target's vectors.
+pub fn opt_options(target: &Target, level: u8) -> slmtvm_optimizer::Options {
+    let v = target.vector();
+    slmtvm_optimizer::Options {
+        level,
+        cost: slmtvm_optimizer::CostModel {
+            lanes: if v.is_some() { 4.0 } else { 1.0 },
+            fma: v.is_some_and(|v| v.fma),
+            ..slmtvm_optimizer::CostModel::default()
+        },
+        ..slmtvm_optimizer::Options::default()
+    }
+}
+
+/// Compiles graph `g` (read from a model file whose bytes are `model_bytes`) for `target`,
+/// optimized first as `opt` says.
+pub fn compile_graph(
+    g: &slmtvm_ir::Graph,
+    model_bytes: &[u8],
+    target: &Target,
+    name: &str,
+    opt: OptFlags,
+) -> Result<Artifacts> {
+    let (og, report) = slmtvm_optimizer::optimize(g, &opt_options(target, opt.level))?;
+    if opt.explain {
+        print!("{}", report.text());
+    }
+    let g = &og;
     let c = slmtvm_codegen::compile(g, name, target)?;
     let info = |ids: &[slmtvm_ir::ValueId]| -> Vec<TensorInfo> {
         ids.iter()
@@ -126,6 +171,13 @@ pub fn compile_graph(g: &slmtvm_ir::Graph, model_bytes: &[u8], target: &Target, 
         *op_counts.entry(n.op.kind_name().to_string()).or_default() += 1;
     }
     let manifest = Manifest {
+        optimizer: OptimizerInfo {
+            level: report.level,
+            stop: report.stop.clone(),
+            applied: report.applied.clone(),
+            nodes_before: report.nodes_before,
+            nodes_after: report.nodes_after,
+        },
         name: name.to_string(),
         compiler: format!("slmtvm {}", env!("CARGO_PKG_VERSION")),
         model_sha256: Sha256::digest(model_bytes).iter().map(|b| format!("{b:02x}")).collect(),
@@ -193,11 +245,18 @@ pub fn write_artifacts(a: &Artifacts, out_dir: &Path) -> Result<()> {
 }
 
 /// Compiles `model` for `target` into `out_dir`.
-pub fn build(model: &Path, opts: &LoadOptions, target: &Target, out_dir: &Path, name: Option<&str>) -> Result<()> {
+pub fn build(
+    model: &Path,
+    opts: &LoadOptions,
+    target: &Target,
+    out_dir: &Path,
+    name: Option<&str>,
+    opt: OptFlags,
+) -> Result<()> {
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     let g = slmtvm_frontend::load_onnx(model, opts)?;
     let name = model_name(model, name)?;
-    let a = compile_graph(&g, &bytes, target, &name)?;
+    let a = compile_graph(&g, &bytes, target, &name, opt)?;
     write_artifacts(&a, out_dir)?;
     println!("{} -> {}/{name}.{{o,h,json}}", a.summary, out_dir.display());
     Ok(())

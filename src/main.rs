@@ -53,6 +53,8 @@ enum Cmd {
         name: Option<String>,
         #[command(flatten)]
         shapes: ShapeArgs,
+        #[command(flatten)]
+        opt: OptArgs,
     },
     /// Print a model's inputs, outputs, operator histogram, parameters and FLOPs.
     Inspect {
@@ -90,6 +92,8 @@ enum Cmd {
         random_inputs: Option<u64>,
         #[command(flatten)]
         shapes: ShapeArgs,
+        #[command(flatten)]
+        opt: OptArgs,
         /// Folder for the outputs (created if missing); one NAME.npy per graph output.
         #[arg(long, short = 'o', value_name = "DIR")]
         output_dir: PathBuf,
@@ -110,6 +114,24 @@ struct ShapeArgs {
     /// Fix symbol SYM to the size N everywhere (static specialization): SYM=N; repeatable.
     #[arg(long = "dim", value_name = "SYM=N")]
     dims: Vec<String>,
+}
+
+/// The optimizer's flags.
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct OptArgs {
+    /// 0: no optimizer; 1: algebraic simplification and constant folding (e-graph, egg).
+    #[arg(long = "opt-level", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    level: u8,
+    /// Print the rewrites applied (with counts), the estimated cost before and after, and why
+    /// saturation stopped.
+    #[arg(long)]
+    explain: bool,
+}
+
+impl OptArgs {
+    fn flags(self) -> build::OptFlags {
+        build::OptFlags { level: self.level, explain: self.explain }
+    }
 }
 
 /// Parses `NAME=VALUE`.
@@ -182,27 +204,30 @@ fn main() {
     default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Build { model, target, cpu, output_dir, name, shapes } => load_options(&shapes)
+        Cmd::Build { model, target, cpu, output_dir, name, shapes, opt } => load_options(&shapes)
             .and_then(|o| {
-                build::build(&model, &o, &resolve_target(&target, cpu.as_deref())?, &output_dir, name.as_deref())
+                let t = resolve_target(&target, cpu.as_deref())?;
+                build::build(&model, &o, &t, &output_dir, name.as_deref(), opt.flags())
             })
             .with_context(|| format!("building {}", model.display())),
         Cmd::Inspect { model, shapes, json, ir } => {
             load_options(&shapes).and_then(|o| inspect::inspect(&model, &o, json, ir))
         }
-        Cmd::Run { model, target, cpu, inputs, input_dir, random_inputs, shapes, output_dir } => load_options(&shapes)
-            .and_then(|o| {
-                let src = inputs::InputSource { flags: &inputs, dir: input_dir.as_deref(), seed: random_inputs };
-                let arch = match target {
-                    Target::Reference if cpu.is_some() => bail!("--cpu needs a compiled --target"),
-                    Target::Reference => return run::run_reference(&model, &o, &src, &output_dir),
-                    Target::X86_64 => "x86_64",
-                    Target::Aarch64 => "aarch64",
-                    Target::Riscv64 => "riscv64",
-                };
-                run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?)
-            })
-            .with_context(|| format!("running {}", model.display())),
+        Cmd::Run { model, target, cpu, inputs, input_dir, random_inputs, shapes, opt, output_dir } => {
+            load_options(&shapes)
+                .and_then(|o| {
+                    let src = inputs::InputSource { flags: &inputs, dir: input_dir.as_deref(), seed: random_inputs };
+                    let arch = match target {
+                        Target::Reference if cpu.is_some() => bail!("--cpu needs a compiled --target"),
+                        Target::Reference => return run::run_reference(&model, &o, &src, &output_dir),
+                        Target::X86_64 => "x86_64",
+                        Target::Aarch64 => "aarch64",
+                        Target::Riscv64 => "riscv64",
+                    };
+                    run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?, opt.flags())
+                })
+                .with_context(|| format!("running {}", model.display()))
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -24,7 +24,14 @@ const HARNESS_C: &str = include_str!("../runtime-stub/harness.c");
 /// `out_dir`. The build (`NAME.o`, `.h`, `.json`, the harness executable and its input files)
 /// is kept in `out_dir/build/`. Unbounded symbolic input dims are fixed to the given inputs'
 /// dims; bounded ones stay symbolic (one object for every value up to the bound).
-pub fn run_target(model: &Path, opts: &LoadOptions, src: &InputSource, out_dir: &Path, target: &Target) -> Result<()> {
+pub fn run_target(
+    model: &Path,
+    opts: &LoadOptions,
+    src: &InputSource,
+    out_dir: &Path,
+    target: &Target,
+    opt: crate::build::OptFlags,
+) -> Result<()> {
     target.check_tools()?;
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     let mut g = slmtvm_frontend::load_onnx(model, opts)?;
@@ -55,7 +62,7 @@ pub fn run_target(model: &Path, opts: &LoadOptions, src: &InputSource, out_dir: 
         }
     }
     let name = crate::build::model_name(model, None)?;
-    let a = crate::build::compile_graph(&g, &bytes, target, &name)?;
+    let a = crate::build::compile_graph(&g, &bytes, target, &name, opt)?;
     let build = out_dir.join("build");
     crate::build::write_artifacts(&a, &build)?;
     let harness = build.join("harness.c");

@@ -227,3 +227,97 @@ fn kv_graphs_generate_onnx_runtimes_greedy_tokens() {
         assert_eq!(got, want, "{m}: greedy tokens of the reference interpreter differ from ONNX Runtime's");
     }
 }
+
+#[test]
+fn optimized_models_match_onnx_runtime_and_round_trip_without_rules() {
+    for dir in model_dirs() {
+        // Symbolic as exported and with the recorded shapes fixed.
+        for opts in [LoadOptions::default(), fixed_shapes(&dir)] {
+            let g = load_onnx(&dir.join("model.onnx"), &opts).unwrap();
+            // No rule: the same graph back, up to merging identical nodes.
+            let (rt, r0) =
+                slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options { level: 0, ..Default::default() }).unwrap();
+            assert!(text::print(&rt) == text::print(&g), "{}: level 0 changed the graph", dir.display());
+            assert_eq!(r0.stop, "off");
+            let (og, report) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
+            assert!(report.millis < 2000.0, "{}: optimization took {} ms", dir.display(), report.millis);
+            assert!(
+                og.nodes.len() <= g.nodes.len(),
+                "{}: {} nodes became {}",
+                dir.display(),
+                g.nodes.len(),
+                og.nodes.len()
+            );
+            assert!(report.cost_after <= report.cost_before * (1.0 + 1e-9), "{}: {}", dir.display(), report.text());
+            // The interface is unchanged.
+            let names = |g: &Graph, ids: &[slmtvm_ir::ValueId]| -> Vec<String> {
+                ids.iter().map(|&i| format!("{}:{}", g.value(i).name, g.ty(i))).collect()
+            };
+            assert_eq!(names(&og, &og.inputs), names(&g, &g.inputs));
+            assert_eq!(names(&og, &og.outputs), names(&g, &g.outputs));
+            let outs = interp::run_named(&og, &inputs_of(&og, &dir)).unwrap();
+            check_outputs(&og, &outs, &dir.join("expected"), "optimized");
+        }
+    }
+}
+
+#[test]
+fn conversion_alone_is_lossless() {
+    // Through the e-graph and back with no rule and no folding opportunity left: the same text.
+    for dir in model_dirs() {
+        let g = load_onnx(&dir.join("model.onnx"), &fixed_shapes(&dir)).unwrap();
+        let (egraph, loaded) = slmtvm_optimizer::convert::to_egraph(&g).unwrap();
+        let model = slmtvm_optimizer::CostModel::default();
+        let ex = egg_extractor(&egraph, model);
+        let back = slmtvm_optimizer::convert::from_egraph(&g, &loaded, &egraph, &ex).unwrap();
+        let dup = duplicate_nodes(&g);
+        if back.nodes.len() + dup != g.nodes.len() {
+            let a: Vec<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
+            let b: Vec<String> = back.nodes.iter().map(|n| n.name.clone()).collect();
+            let extra: Vec<&String> = b.iter().filter(|x| !a.contains(x)).collect();
+            let missing: Vec<&String> = a.iter().filter(|x| !b.contains(x)).collect();
+            panic!("{}: extra {extra:?} missing {missing:?}", dir.display());
+        }
+        if dup == 0 {
+            let (a, b) = (text::print(&g), text::print(&back));
+            let diff = a.lines().zip(b.lines()).find(|(x, y)| x != y);
+            assert!(
+                a == b,
+                "{}: first difference:\n{:.300}\n{:.300}",
+                dir.display(),
+                diff.map_or("", |d| d.0),
+                diff.map_or("", |d| d.1)
+            );
+        }
+    }
+}
+
+fn egg_extractor(
+    egraph: &slmtvm_optimizer::analysis::EG,
+    model: slmtvm_optimizer::CostModel,
+) -> slmtvm_optimizer::convert::Extract<'_> {
+    slmtvm_optimizer::convert::extractor(egraph, model)
+}
+
+/// Nodes equal to an earlier one (same operator text and operands): the e-graph merges them.
+fn duplicate_nodes(g: &Graph) -> usize {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut alias: BTreeMap<slmtvm_ir::ValueId, slmtvm_ir::ValueId> = BTreeMap::new();
+    let mut first: BTreeMap<(String, Vec<Option<slmtvm_ir::ValueId>>), Vec<slmtvm_ir::ValueId>> = BTreeMap::new();
+    let mut dup = 0;
+    for n in &g.nodes {
+        let ins: Vec<Option<slmtvm_ir::ValueId>> =
+            n.inputs.iter().map(|i| i.map(|v| *alias.get(&v).unwrap_or(&v))).collect();
+        let key = (text::print_op(&n.op), ins);
+        if let Some(outs) = first.get(&key) {
+            dup += 1;
+            for (o, f) in n.outputs.iter().zip(outs) {
+                alias.insert(*o, *f);
+            }
+        } else {
+            seen.insert(n.name.clone());
+            first.insert(key, n.outputs.clone());
+        }
+    }
+    dup
+}

@@ -62,6 +62,15 @@ fn cases() -> Vec<Case> {
         let d = dir.join(m);
         v.push(load(&d.join("model.onnx"), &d, ("prefill_inputs", "prefill_expected"), &format!("{m}@prefill")));
     }
+    // Every case again through the optimizer (as `slmtvm build` does by default).
+    let optimized: Vec<Case> = v
+        .iter()
+        .map(|c| {
+            let (graph, _) = slmtvm_optimizer::optimize(&c.graph, &slmtvm_optimizer::Options::default()).unwrap();
+            Case { label: format!("{}@O1", c.label), graph, inputs: c.inputs.clone(), expected: c.expected.clone() }
+        })
+        .collect();
+    v.extend(optimized);
     v
 }
 

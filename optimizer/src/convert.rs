@@ -1,0 +1,307 @@
+//! IR graph → e-graph, and an extracted choice of e-nodes → IR graph.
+//!
+//! The round trip keeps the graph's interface exactly (input and output names, types and
+//! order) and the names of every value and node that survive; when no rule runs it gives back
+//! the same graph, except that identical nodes (same operator, same operands) become one, as
+//! the e-graph's hash-consing merges them.
+
+use crate::analysis::{EG, GraphAnalysis};
+use crate::lang::{Node, OpKey};
+use crate::{Error, Result};
+use egg::Language;
+use egg::{CostFunction, Extractor, Id};
+use slmtvm_ir::{Graph, ValueId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Where an IR graph went in its e-graph.
+pub struct Loaded {
+    /// The `Outputs` root.
+    pub root: Id,
+    /// The class of every value of the graph.
+    pub value_class: BTreeMap<ValueId, Id>,
+    /// The class of every node's operator e-node (for a multi-output operator, the tuple).
+    pub node_class: Vec<Id>,
+}
+
+/// Adds graph `g` to a fresh e-graph.
+pub fn to_egraph(g: &Graph) -> Result<(EG, Loaded)> {
+    let analysis =
+        GraphAnalysis::new(g.inputs.iter().map(|&i| g.ty(i).clone()).collect(), g.consts.values().cloned().collect());
+    let mut egraph = EG::new(analysis);
+    let mut class: BTreeMap<ValueId, Id> = BTreeMap::new();
+    for (k, &i) in g.inputs.iter().enumerate() {
+        class.insert(i, egraph.add(Node::Input(k as u32)));
+    }
+    for (k, &c) in g.consts.keys().enumerate() {
+        class.insert(c, egraph.add(Node::Const(k as u32)));
+    }
+    let absent = egraph.add(Node::Absent);
+    let mut node_class = Vec::with_capacity(g.nodes.len());
+    for n in &g.nodes {
+        let mut ch = Vec::with_capacity(n.inputs.len());
+        for i in &n.inputs {
+            ch.push(match i {
+                None => absent,
+                Some(v) => {
+                    *class.get(v).ok_or_else(|| Error::Graph(format!("node '{}' reads an undefined value", n.name)))?
+                }
+            });
+        }
+        let id = egraph.add(Node::Op(OpKey::new(n.op.clone()), ch));
+        node_class.push(id);
+        if n.op.num_outputs() > 1 {
+            for (k, &o) in n.outputs.iter().enumerate() {
+                class.insert(o, egraph.add(Node::Get(k as u32, [id])));
+            }
+        } else if let [o] = n.outputs.as_slice() {
+            class.insert(*o, id);
+        }
+    }
+    let outs: Vec<Id> = g
+        .outputs
+        .iter()
+        .map(|o| {
+            class.get(o).copied().ok_or_else(|| Error::Graph(format!("output '{}' is undefined", g.value(*o).name)))
+        })
+        .collect::<Result<_>>()?;
+    let root = egraph.add(Node::Outputs(outs));
+    egraph.rebuild();
+    Ok((egraph, Loaded { root, value_class: class, node_class }))
+}
+
+/// The extractor of [`crate::optimize`]: cheapest e-node per class under `model`.
+pub type Extract<'a> = Extractor<'a, crate::cost::GraphCost<'a>, Node, GraphAnalysis>;
+
+/// An [`Extract`] over `egraph`.
+pub fn extractor(egraph: &EG, model: crate::CostModel) -> Extract<'_> {
+    Extractor::new(egraph, crate::cost::GraphCost { egraph, model })
+}
+
+/// Builds the IR graph of the e-nodes `cost` picks, reachable from `root`. Values, nodes and
+/// constants keep the names they had in `orig` where their class had one.
+pub fn from_egraph<C: CostFunction<Node>>(
+    orig: &Graph,
+    loaded: &Loaded,
+    egraph: &EG,
+    extractor: &Extractor<'_, C, Node, GraphAnalysis>,
+) -> Result<Graph> {
+    // Original names by (canonical) class; the first value of a class wins.
+    let mut value_name: HashMap<Id, String> = HashMap::new();
+    let mut node_name: HashMap<Id, String> = HashMap::new();
+    // Output k of a multi-output operator's class.
+    let mut tuple_name: HashMap<(Id, usize), String> = HashMap::new();
+    // How many outputs the original node of a multi-output class used (a prefix).
+    let mut tuple_len: HashMap<Id, usize> = HashMap::new();
+    for (&v, &c) in &loaded.value_class {
+        value_name.entry(egraph.find(c)).or_insert_with(|| orig.value(v).name.clone());
+    }
+    for (n, &c) in orig.nodes.iter().zip(&loaded.node_class) {
+        let c = egraph.find(c);
+        node_name.entry(c).or_insert_with(|| n.name.clone());
+        if n.op.num_outputs() > 1 {
+            for (k, &o) in n.outputs.iter().enumerate() {
+                tuple_name.entry((c, k)).or_insert_with(|| orig.value(o).name.clone());
+            }
+            let e = tuple_len.entry(c).or_insert(0);
+            *e = (*e).max(n.outputs.len());
+        }
+    }
+    let producers = orig.producers();
+    let mut g = Graph::new(orig.name.clone());
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    let fresh = |base: &str, used: &mut BTreeSet<String>| -> String {
+        if used.insert(base.to_string()) {
+            return base.to_string();
+        }
+        let mut k = 1;
+        loop {
+            let n = format!("{base}_opt{k}");
+            if used.insert(n.clone()) {
+                return n;
+            }
+            k += 1;
+        }
+    };
+    for &i in &orig.inputs {
+        let name = fresh(&orig.value(i).name, &mut used);
+        g.add_input(name, orig.ty(i).clone());
+    }
+    let out_names: Vec<String> = orig.outputs.iter().map(|&o| orig.value(o).name.clone()).collect();
+    // The chosen e-node of every class reachable from the root.
+    let root = egraph.find(loaded.root);
+    let mut chosen: HashMap<Id, Node> = HashMap::new();
+    let mut todo = vec![root];
+    while let Some(c) = todo.pop() {
+        if chosen.contains_key(&c) {
+            continue;
+        }
+        let node = extractor.find_best_node(c).clone();
+        for &ch in node.children() {
+            todo.push(egraph.find(ch));
+        }
+        chosen.insert(c, node);
+    }
+    // Build order: topological, ties broken by the position the class had in `orig` (its
+    // node's index; constants by table index first), so an unchanged graph keeps its order.
+    let mut orig_pos: HashMap<Id, f64> = HashMap::new();
+    for (i, &c) in loaded.node_class.iter().enumerate() {
+        orig_pos.entry(egraph.find(c)).or_insert(i as f64);
+    }
+    for (&v, &c) in &loaded.value_class {
+        if let Some(&ni) = producers.get(&v) {
+            orig_pos.entry(egraph.find(c)).or_insert(ni as f64);
+        }
+    }
+    let mut prio: HashMap<Id, f64> = HashMap::new();
+    fn priority(
+        c: Id,
+        egraph: &EG,
+        chosen: &HashMap<Id, Node>,
+        orig_pos: &HashMap<Id, f64>,
+        prio: &mut HashMap<Id, f64>,
+    ) -> f64 {
+        if let Some(&p) = prio.get(&c) {
+            return p;
+        }
+        let p = match &chosen[&c] {
+            Node::Input(k) => -2.0 + f64::from(*k) * 1e-9,
+            Node::Const(k) => -1.0 + f64::from(*k) * 1e-9,
+            Node::Absent => -3.0,
+            node => match orig_pos.get(&c) {
+                Some(&p) => p,
+                None => {
+                    node.children()
+                        .iter()
+                        .map(|&ch| priority(egraph.find(ch), egraph, chosen, orig_pos, prio))
+                        .fold(-1.0, f64::max)
+                        + 0.5
+                }
+            },
+        };
+        prio.insert(c, p);
+        p
+    }
+    let classes: Vec<Id> = chosen.keys().copied().collect();
+    for &c in &classes {
+        priority(c, egraph, &chosen, &orig_pos, &mut prio);
+    }
+    // Kahn's algorithm over the chosen nodes.
+    let mut waiting: HashMap<Id, usize> = HashMap::new();
+    let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
+    for (&c, n) in &chosen {
+        let mut seen = std::collections::HashSet::new();
+        for &ch in n.children() {
+            let ch = egraph.find(ch);
+            if seen.insert(ch) {
+                *waiting.entry(c).or_insert(0) += 1;
+                users.entry(ch).or_default().push(c);
+            }
+        }
+    }
+    let key = |c: Id| -> (i64, usize) { ((prio[&c] * 1e9) as i64, usize::from(c)) };
+    let mut ready: BTreeSet<((i64, usize), Id)> =
+        classes.iter().filter(|c| !waiting.contains_key(c)).map(|&c| (key(c), c)).collect();
+    // Class -> the IR values of its choice (one, or one per output of a multi-output node).
+    let mut built: HashMap<Id, Vec<Option<ValueId>>> = HashMap::new();
+    let mut node_names: BTreeSet<String> = BTreeSet::new();
+    while let Some(first) = ready.iter().next().cloned() {
+        ready.remove(&first);
+        let c = first.1;
+        for &u in users.get(&c).map(Vec::as_slice).unwrap_or_default() {
+            if let Some(w) = waiting.get_mut(&u) {
+                *w -= 1;
+                if *w == 0 {
+                    ready.insert((key(u), u));
+                }
+            }
+        }
+        let node = chosen[&c].clone();
+        let vals: Vec<Option<ValueId>> = match &node {
+            Node::Input(k) => vec![g.inputs.get(*k as usize).copied()],
+            Node::Const(k) => {
+                let t = egraph.analysis.consts[*k as usize].as_ref().clone();
+                let base = value_name.get(&c).cloned().unwrap_or_else(|| format!("opt_const{k}"));
+                let name = fresh(&base, &mut used);
+                vec![Some(g.add_const(name, t))]
+            }
+            Node::Absent => vec![None],
+            Node::Get(k, [p]) => {
+                let p = egraph.find(*p);
+                vec![built.get(&p).and_then(|v| v.get(*k as usize).copied()).flatten()]
+            }
+            Node::Op(key, ch) => {
+                let inputs: Vec<Option<ValueId>> =
+                    ch.iter().map(|&x| built.get(&egraph.find(x)).and_then(|v| v.first().copied()).flatten()).collect();
+                let n_out = tuple_len.get(&c).copied().unwrap_or_else(|| key.op.num_outputs());
+                let base = value_name.get(&c).cloned().unwrap_or_else(|| format!("opt_{}", key.op.kind_name()));
+                let outs: Vec<String> = (0..n_out)
+                    .map(|k| {
+                        let b = match tuple_name.get(&(c, k)) {
+                            Some(t) => t.clone(),
+                            _ if n_out == 1 => base.clone(),
+                            _ => format!("{base}:{k}"),
+                        };
+                        fresh(&b, &mut used)
+                    })
+                    .collect();
+                let nbase = node_name.get(&c).cloned().unwrap_or_else(|| format!("opt/{}", key.op.kind_name()));
+                let mut nname = nbase.clone();
+                let mut k = 1;
+                while !node_names.insert(nname.clone()) {
+                    nname = format!("{nbase}_opt{k}");
+                    k += 1;
+                }
+                let ids = g.add_node(nname, (*key.op).clone(), inputs, &outs);
+                ids.into_iter().map(Some).collect()
+            }
+            Node::Outputs(ch) => {
+                for (j, &x) in ch.iter().enumerate() {
+                    let v = built
+                        .get(&egraph.find(x))
+                        .and_then(|v| v.first().copied())
+                        .flatten()
+                        .ok_or_else(|| Error::Graph(format!("output {j} has no value after extraction")))?;
+                    let want = &out_names[j];
+                    let v = if g.value(v).name == *want {
+                        v
+                    } else {
+                        // An input, a constant, a value already output, or one named otherwise:
+                        // an Identity gives the output its name (taken from whatever had it).
+                        if let Some(other) = g.find(want) {
+                            let renamed = fresh(&format!("{want}_inner"), &mut used);
+                            g.values[other.index()].name = renamed;
+                        }
+                        used.insert(want.clone());
+                        let mut nname = format!("{want}/identity");
+                        let mut k = 1;
+                        while !node_names.insert(nname.clone()) {
+                            nname = format!("{want}/identity_{k}");
+                            k += 1;
+                        }
+                        let op = slmtvm_ir::Op::Unary(slmtvm_ir::ops::UnaryOp::Identity);
+                        g.add_node(nname, op, vec![Some(v)], std::slice::from_ref(want))[0]
+                    };
+                    g.outputs.push(v);
+                }
+                vec![]
+            }
+        };
+        built.insert(c, vals);
+    }
+    if built.len() != chosen.len() {
+        return Err(Error::Graph("the extracted graph has a cycle".into()));
+    }
+    g.infer().map_err(|e| Error::Graph(format!("the optimized graph does not type-check: {e}")))?;
+    g.remove_dead();
+    for (k, (&a, &b)) in orig.outputs.iter().zip(&g.outputs).enumerate() {
+        if orig.ty(a) != g.ty(b) && orig.ty(a).to_string() != g.ty(b).to_string() {
+            return Err(Error::Graph(format!(
+                "output {k} '{}' changed type: {} before, {} after",
+                orig.value(a).name,
+                orig.ty(a),
+                g.ty(b)
+            )));
+        }
+    }
+    Ok(g)
+}

@@ -1,0 +1,171 @@
+//! The slmtvm e-graph optimizer (egg): the IR graph goes into an e-graph ([`convert`]), rule
+//! sets ([`rules`]) add equivalent forms until saturation or a limit, and extraction picks the
+//! cheapest form under a target-aware cost model ([`cost`]). [`optimize`] returns the new graph
+//! and a [`Report`] of what happened (rewrites applied with counts, cost before and after, why
+//! saturation stopped — a limit is a normal outcome, not an error).
+//!
+//! egg's `deterministic` feature is on, so the same graph and options give the same result
+//! (unless the time limit cuts a run short, which the report then says).
+#![warn(missing_docs)]
+
+pub mod analysis;
+pub mod convert;
+pub mod cost;
+pub mod error;
+pub mod lang;
+pub mod rules;
+
+pub use cost::CostModel;
+pub use error::{Error, Result};
+
+use egg::{Extractor, Runner, StopReason};
+use slmtvm_ir::Graph;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How much to optimize, within which limits.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// 0: no optimizer; 1: algebraic simplification and constant folding.
+    pub level: u8,
+    /// Saturation stops after this many iterations.
+    pub iter_limit: usize,
+    /// ... or once the e-graph has this many e-nodes.
+    pub node_limit: usize,
+    /// ... or after this long.
+    pub time_limit: Duration,
+    /// The target's cost model.
+    pub cost: CostModel,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            level: 1,
+            iter_limit: 12,
+            node_limit: 50_000,
+            time_limit: Duration::from_secs(2),
+            cost: CostModel::default(),
+        }
+    }
+}
+
+/// What an optimization did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// The level run.
+    pub level: u8,
+    /// Rewrites that changed the e-graph, by rule, summed over iterations.
+    pub applied: BTreeMap<String, usize>,
+    /// Estimated cost (cycles, see [`cost`]) of the graph before and after.
+    pub cost_before: f64,
+    /// See `cost_before`.
+    pub cost_after: f64,
+    /// Nodes before and after.
+    pub nodes_before: usize,
+    /// See `nodes_before`.
+    pub nodes_after: usize,
+    /// Why saturation stopped.
+    pub stop: String,
+    /// Iterations run.
+    pub iterations: usize,
+    /// E-nodes and e-classes at the end.
+    pub egraph_nodes: usize,
+    /// See `egraph_nodes`.
+    pub egraph_classes: usize,
+    /// Wall time of the whole optimization, in milliseconds.
+    pub millis: f64,
+}
+
+impl Report {
+    /// The report as text lines (what `slmtvm build --explain` prints).
+    pub fn text(&self) -> String {
+        if self.level == 0 {
+            return "optimizer: off (--opt-level 0)\n".to_string();
+        }
+        let mut s = format!(
+            "optimizer: level {}, stop: {} after {} iteration(s); e-graph {} nodes in {} classes; {:.1} ms\n",
+            self.level, self.stop, self.iterations, self.egraph_nodes, self.egraph_classes, self.millis
+        );
+        if self.applied.is_empty() {
+            s.push_str("rewrites applied: none\n");
+        } else {
+            s.push_str("rewrites applied:\n");
+            for (r, n) in &self.applied {
+                s.push_str(&format!("  {r:28} {n}\n"));
+            }
+        }
+        s.push_str(&format!("nodes: {} -> {}\n", self.nodes_before, self.nodes_after));
+        s.push_str(&format!("cost: {:.0} -> {:.0} (estimated cycles)\n", self.cost_before, self.cost_after));
+        s
+    }
+}
+
+/// The estimated cost of `g` under `model`: each node once.
+pub fn graph_cost(g: &Graph, model: &CostModel) -> Result<f64> {
+    let (egraph, loaded) = convert::to_egraph(g)?;
+    let mut total = 0.0;
+    for n in &g.nodes {
+        let ch: Vec<egg::Id> = n
+            .inputs
+            .iter()
+            .map(|i| match i {
+                Some(v) => loaded.value_class.get(v).map(|&c| egraph.find(c)),
+                None => egraph.lookup(lang::Node::Absent),
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::Graph(format!("node '{}' has an unknown operand", n.name)))?;
+        total += model.node_cost(&egraph, &lang::Node::Op(lang::OpKey::new(n.op.clone()), ch));
+    }
+    Ok(total)
+}
+
+/// The rewrite rules of `level`.
+pub fn rule_set(level: u8) -> Vec<rules::Rule> {
+    if level == 0 { vec![] } else { rules::algebra::rules() }
+}
+
+/// Optimizes `g`.
+pub fn optimize(g: &Graph, opts: &Options) -> Result<(Graph, Report)> {
+    let start = Instant::now();
+    let mut report = Report { level: opts.level, nodes_before: g.nodes.len(), ..Report::default() };
+    if opts.level == 0 {
+        report.nodes_after = g.nodes.len();
+        report.stop = "off".into();
+        return Ok((g.clone(), report));
+    }
+    report.cost_before = graph_cost(g, &opts.cost)?;
+    let (egraph, loaded) = convert::to_egraph(g)?;
+    let rewrites: Vec<_> = rule_set(opts.level).iter().map(rules::Rule::to_rewrite).collect();
+    let runner = Runner::default()
+        .with_egraph(egraph)
+        .with_iter_limit(opts.iter_limit)
+        .with_node_limit(opts.node_limit)
+        .with_time_limit(opts.time_limit)
+        .run(&rewrites);
+    report.stop = match &runner.stop_reason {
+        Some(StopReason::Saturated) => "saturated".into(),
+        Some(StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
+        Some(StopReason::NodeLimit(n)) => format!("node limit ({n})"),
+        Some(StopReason::TimeLimit(t)) => format!("time limit ({t:.1} s)"),
+        Some(StopReason::Other(s)) => s.clone(),
+        None => "not run".into(),
+    };
+    report.iterations = runner.iterations.len();
+    for it in &runner.iterations {
+        for (r, &n) in &it.applied {
+            if n > 0 {
+                *report.applied.entry(r.to_string()).or_default() += n;
+            }
+        }
+    }
+    let egraph = runner.egraph;
+    report.egraph_nodes = egraph.total_number_of_nodes();
+    report.egraph_classes = egraph.number_of_classes();
+    let extractor = Extractor::new(&egraph, cost::GraphCost { egraph: &egraph, model: opts.cost });
+    let out = convert::from_egraph(g, &loaded, &egraph, &extractor)?;
+    report.nodes_after = out.nodes.len();
+    report.cost_after = graph_cost(&out, &opts.cost)?;
+    report.millis = start.elapsed().as_secs_f64() * 1e3;
+    Ok((out, report))
+}

@@ -1,0 +1,158 @@
+//! One start ⇒ goal test per algebra rule: a small graph where the rule applies, the operator
+//! counts after optimization, and the reference interpreter's outputs before and after on
+//! random values of random shapes (proptest).
+
+use proptest::prelude::*;
+use slmtvm_ir::ops::{BinaryOp, Cast, Reshape, Transpose, UnaryOp};
+use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, interp};
+use slmtvm_optimizer::{Options, optimize};
+
+fn count(g: &Graph, kind: &str) -> usize {
+    g.nodes.iter().filter(|n| n.op.kind_name() == kind).count()
+}
+
+fn f32s(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
+        })
+        .collect();
+    Tensor::from_vec(shape, v).unwrap()
+}
+
+/// Optimizes `g`, checks the rule fired and the outputs are unchanged (up to `tol`).
+fn check(g: &Graph, rule: &str, inputs: &[Tensor], tol: f64) -> Graph {
+    let (o, r) = optimize(g, &Options::default()).unwrap();
+    assert!(r.applied.get(rule).copied().unwrap_or(0) > 0 || rule == "fold", "{rule} did not fire: {}", r.text());
+    let a = interp::run(g, inputs).unwrap();
+    let b = interp::run(&o, inputs).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.shape(), y.shape());
+        let err = x.to_f64().iter().zip(y.to_f64().iter()).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        assert!(err <= tol, "{rule}: outputs differ by {err}");
+    }
+    o
+}
+
+fn input(g: &mut Graph, dims: &[usize]) -> slmtvm_ir::ValueId {
+    g.add_input("x", TypeInfo::new(DType::F32, Shape::known(dims)))
+}
+
+fn finish(mut g: Graph, out: slmtvm_ir::ValueId) -> Graph {
+    g.outputs = vec![out];
+    g.infer().unwrap();
+    g
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn transpose_pairs_compose(d0 in 1usize..4, d1 in 1usize..4, d2 in 1usize..4, seed in 0u64..1000, inverse in any::<bool>()) {
+        let mut g = Graph::new("t");
+        let x = input(&mut g, &[d0, d1, d2]);
+        let p2 = if inverse { vec![2, 0, 1] } else { vec![1, 0, 2] };
+        let a = g.add_node("t1", Op::Transpose(Transpose { perm: Some(vec![1, 2, 0]) }), vec![Some(x)], &["a".into()])[0];
+        let b = g.add_node("t2", Op::Transpose(Transpose { perm: Some(p2) }), vec![Some(a)], &["b".into()])[0];
+        let y = g.add_node("neg", Op::Unary(UnaryOp::Neg), vec![Some(b)], &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, "transpose-transpose", &[f32s(&[d0, d1, d2], seed)], 0.0);
+        // [1,2,0] then [2,0,1] is the identity: no transpose left; otherwise one.
+        prop_assert_eq!(count(&o, "Transpose"), if inverse { 0 } else { 1 });
+    }
+
+    #[test]
+    fn view_chains_become_one_reshape(d0 in 1usize..5, d1 in 1usize..5, seed in 0u64..1000) {
+        let mut g = Graph::new("r");
+        let x = input(&mut g, &[d0, d1]);
+        let a = g.add_node("u", Op::Unsqueeze(slmtvm_ir::ops::Unsqueeze { axes: vec![0] }), vec![Some(x)], &["a".into()])[0];
+        let s = g.add_const("s", Tensor::from_vec(&[1], vec![(d0 * d1) as i64]).unwrap());
+        let b = g.add_node("r", Op::Reshape(Reshape { allowzero: false }), vec![Some(a), Some(s)], &["b".into()])[0];
+        let y = g.add_node("neg", Op::Unary(UnaryOp::Neg), vec![Some(b)], &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, "reshape-chain", &[f32s(&[d0, d1], seed)], 0.0);
+        prop_assert_eq!(count(&o, "Reshape") + count(&o, "Unsqueeze"), 1);
+    }
+
+    #[test]
+    fn neutral_constants_disappear(n in 1usize..9, seed in 0u64..1000, which in 0usize..3) {
+        let mut g = Graph::new("n");
+        let x = input(&mut g, &[2, n]);
+        let (op, v, rule) = [(BinaryOp::Mul, 1.0f32, "mul-one"), (BinaryOp::Add, 0.0, "add-zero"), (BinaryOp::Sub, 0.0, "sub-zero")][which].clone();
+        let c = g.add_const("c", Tensor::from_vec(&[n], vec![v; n]).unwrap());
+        let a = g.add_node("op", Op::Binary(op), vec![Some(x), Some(c)], &["a".into()])[0];
+        let y = g.add_node("neg", Op::Unary(UnaryOp::Neg), vec![Some(a)], &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, rule, &[f32s(&[2, n], seed)], 0.0);
+        prop_assert_eq!(o.nodes.len(), 1);
+    }
+
+    #[test]
+    fn division_by_a_constant_multiplies(n in 1usize..9, seed in 0u64..1000, k in 1i32..9) {
+        let mut g = Graph::new("d");
+        let x = input(&mut g, &[n]);
+        let c = g.add_const("c", Tensor::scalar(k as f32 * 0.75));
+        let y = g.add_node("div", Op::Binary(BinaryOp::Div), vec![Some(x), Some(c)], &["y".into()])[0];
+        let g = finish(g, y);
+        let xs = f32s(&[n], seed);
+        let o = check(&g, "div-by-constant", &[xs], 1e-6);
+        prop_assert_eq!(count(&o, "Div"), 0);
+        prop_assert_eq!(count(&o, "Mul"), 1);
+    }
+}
+
+#[test]
+fn exact_cast_pairs_fold_and_lossy_ones_stay() {
+    // i32 -> i64 -> i32 is the identity; f32 -> f16 -> f32 rounds and must stay.
+    let mut g = Graph::new("c");
+    let x = g.add_input("x", TypeInfo::new(DType::I32, Shape::known(&[4])));
+    let a = g.add_node("c1", Op::Cast(Cast { to: DType::I64, saturate: true }), vec![Some(x)], &["a".into()])[0];
+    let b = g.add_node("c2", Op::Cast(Cast { to: DType::I32, saturate: true }), vec![Some(a)], &["b".into()])[0];
+    let y = g.add_node("neg", Op::Unary(UnaryOp::Neg), vec![Some(b)], &["y".into()])[0];
+    let g = finish(g, y);
+    let o = check(&g, "cast-cast", &[Tensor::from_vec(&[4], vec![1i32, -7, i32::MAX, 0]).unwrap()], 0.0);
+    assert_eq!(count(&o, "Cast"), 0);
+
+    let mut g = Graph::new("lossy");
+    let x = input(&mut g, &[4]);
+    let a = g.add_node("c1", Op::Cast(Cast { to: DType::F16, saturate: true }), vec![Some(x)], &["a".into()])[0];
+    let b = g.add_node("c2", Op::Cast(Cast { to: DType::F32, saturate: true }), vec![Some(a)], &["b".into()])[0];
+    let g = finish(g, b);
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert_eq!(count(&o, "Cast"), 2, "{}", r.text());
+}
+
+#[test]
+fn constant_subgraphs_fold_and_level_zero_is_off() {
+    let mut g = Graph::new("f");
+    let x = input(&mut g, &[3]);
+    let c1 = g.add_const("c1", Tensor::from_vec(&[3], vec![1f32, 2., 3.]).unwrap());
+    let c2 = g.add_const("c2", Tensor::from_vec(&[3], vec![0.5f32, 0.25, 2.]).unwrap());
+    let k = g.add_node("k", Op::Binary(BinaryOp::Mul), vec![Some(c1), Some(c2)], &["k".into()])[0];
+    let y = g.add_node("add", Op::Binary(BinaryOp::Add), vec![Some(x), Some(k)], &["y".into()])[0];
+    let g = finish(g, y);
+    let o = check(&g, "fold", &[f32s(&[3], 7)], 0.0);
+    assert_eq!(o.nodes.len(), 1, "{}", slmtvm_ir::text::print(&o));
+    let (z, r) = optimize(&g, &Options { level: 0, ..Options::default() }).unwrap();
+    assert_eq!(z, g);
+    assert_eq!(r.stop, "off");
+    assert!(r.text().contains("off"));
+}
+
+#[test]
+fn reports_say_why_saturation_stopped() {
+    let mut g = Graph::new("s");
+    let x = input(&mut g, &[2, 3]);
+    let a = g.add_node("t1", Op::Transpose(Transpose { perm: None }), vec![Some(x)], &["a".into()])[0];
+    let b = g.add_node("t2", Op::Transpose(Transpose { perm: None }), vec![Some(a)], &["b".into()])[0];
+    let y = g.add_node("neg", Op::Unary(UnaryOp::Neg), vec![Some(b)], &["y".into()])[0];
+    let g = finish(g, y);
+    let (_, r) = optimize(&g, &Options::default()).unwrap();
+    assert_eq!(r.stop, "saturated", "{}", r.text());
+    let (_, r) = optimize(&g, &Options { iter_limit: 1, ..Options::default() }).unwrap();
+    assert!(r.stop.starts_with("iteration limit") || r.stop == "saturated", "{}", r.text());
+    assert!(r.text().contains("transpose-transpose"));
+}
