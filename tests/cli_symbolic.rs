@@ -213,8 +213,18 @@ fn run_refuses_symbol_values_outside_their_bounds() {
     let out = fresh("errsym");
     let m = model().join("model.onnx");
     ok(&slmtvm(&[
-        "build", m.to_str().unwrap(), "--target", "x86_64", "--bound", "batch=4", "--bound", "seq=32", "-o",
-        out.to_str().unwrap(), "--name", "bd",
+        "build",
+        m.to_str().unwrap(),
+        "--target",
+        "x86_64",
+        "--bound",
+        "batch=4",
+        "--bound",
+        "seq=32",
+        "-o",
+        out.to_str().unwrap(),
+        "--name",
+        "bd",
     ]));
     let c = out.join("t.c");
     std::fs::write(
