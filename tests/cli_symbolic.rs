@@ -78,30 +78,26 @@ fn one_bounded_build_runs_at_every_shape_on_every_target() {
     }
 }
 
+/// Builds bert_tiny_dynamic for x86_64 as `bd` into `out` with batch <= 4 and seq <= 32.
+fn build_bounded(out: &Path) {
+    let m = model().join("model.onnx");
+    let args = ["build", m.to_str().unwrap(), "--target", "x86_64", "--bound", "batch=4", "--bound", "seq=32", "-o"];
+    let mut args = args.to_vec();
+    args.extend_from_slice(&[out.to_str().unwrap(), "--name", "bd"]);
+    ok(&slmtvm(&args));
+}
+
 #[test]
 fn manifest_lists_symbols_and_physical_shapes() {
     let out = fresh("manifest");
-    let m = model().join("model.onnx");
-    ok(&slmtvm(&[
-        "build",
-        m.to_str().unwrap(),
-        "--target",
-        "x86_64",
-        "--bound",
-        "batch=4",
-        "--bound",
-        "seq=32",
-        "-o",
-        out.to_str().unwrap(),
-        "--name",
-        "bd",
-    ]));
+    build_bounded(&out);
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bd.json")).unwrap()).unwrap();
     assert_eq!(j["symbols"], serde_json::json!([{"name": "batch", "bound": 4}, {"name": "seq", "bound": 32}]));
     assert_eq!(j["inputs"][0]["shape"], serde_json::json!([4, 32]));
     assert_eq!(j["inputs"][0]["dims"], serde_json::json!(["batch", "seq"]));
     assert_eq!(j["inputs"][0]["bytes"], 4 * 32 * 8);
     // The arena is planned at the bounds: larger than the static 2 x 16 build's.
+    let m = model().join("model.onnx");
     let st = fresh("static");
     ok(&slmtvm(&[
         "build",
@@ -211,21 +207,7 @@ fn kv_graphs_run_symbolically_at_the_recorded_decode_and_prefill_steps() {
 #[test]
 fn run_refuses_symbol_values_outside_their_bounds() {
     let out = fresh("errsym");
-    let m = model().join("model.onnx");
-    ok(&slmtvm(&[
-        "build",
-        m.to_str().unwrap(),
-        "--target",
-        "x86_64",
-        "--bound",
-        "batch=4",
-        "--bound",
-        "seq=32",
-        "-o",
-        out.to_str().unwrap(),
-        "--name",
-        "bd",
-    ]));
+    build_bounded(&out);
     let c = out.join("t.c");
     std::fs::write(
         &c,
