@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// How much to optimize, within which limits.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// 0: no optimizer; 1: algebraic simplification and constant folding.
+    /// 0: no optimizer; 1: algebraic simplification, constant folding, recognition of GELU.
     pub level: u8,
     /// Saturation stops after this many iterations.
     pub iter_limit: usize,
@@ -120,9 +120,14 @@ pub fn graph_cost(g: &Graph, model: &CostModel) -> Result<f64> {
     Ok(total)
 }
 
-/// The rewrite rules of `level`.
+/// The rewrite rules of `level`: none at 0; algebra and recognition of decomposed forms at 1.
 pub fn rule_set(level: u8) -> Vec<rules::Rule> {
-    if level == 0 { vec![] } else { rules::algebra::rules() }
+    if level == 0 {
+        return vec![];
+    }
+    let mut r = rules::algebra::rules();
+    r.extend(rules::recognize::rules());
+    r
 }
 
 /// Optimizes `g`.

@@ -156,3 +156,76 @@ fn reports_say_why_saturation_stopped() {
     assert!(r.stop.starts_with("iteration limit") || r.stop == "saturated", "{}", r.text());
     assert!(r.text().contains("transpose-transpose"));
 }
+
+/// `0.5·x·(1 + erf(x/√2))` in the two operand orders the exporters use.
+fn gelu_erf_graph(n: usize, half_first: bool) -> Graph {
+    let mut g = Graph::new("gelu");
+    let x = input(&mut g, &[3, n]);
+    let k = g.add_const("sqrt2", Tensor::scalar(std::f32::consts::SQRT_2));
+    let one = g.add_const("one", Tensor::scalar(1f32));
+    let half = g.add_const("half", Tensor::scalar(0.5f32));
+    let d = g.add_node("div", Op::Binary(BinaryOp::Div), vec![Some(x), Some(k)], &["d".into()])[0];
+    let e = g.add_node("erf", Op::Unary(UnaryOp::Erf), vec![Some(d)], &["e".into()])[0];
+    let a = g.add_node("add", Op::Binary(BinaryOp::Add), vec![Some(e), Some(one)], &["a".into()])[0];
+    let y = if half_first {
+        let h = g.add_node("h", Op::Binary(BinaryOp::Mul), vec![Some(half), Some(x)], &["h".into()])[0];
+        g.add_node("m", Op::Binary(BinaryOp::Mul), vec![Some(h), Some(a)], &["y".into()])[0]
+    } else {
+        let m = g.add_node("m", Op::Binary(BinaryOp::Mul), vec![Some(x), Some(a)], &["m".into()])[0];
+        g.add_node("m2", Op::Binary(BinaryOp::Mul), vec![Some(m), Some(half)], &["y".into()])[0]
+    };
+    finish(g, y)
+}
+
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` as GPT-2's exporter writes it.
+fn gelu_tanh_graph(n: usize) -> Graph {
+    let mut g = Graph::new("gelu_new");
+    let x = input(&mut g, &[2, n]);
+    let c = |g: &mut Graph, name: &str, v: f32| g.add_const(name, Tensor::scalar(v));
+    let (half, three, a3, k, one) = (
+        c(&mut g, "half", 0.5),
+        c(&mut g, "three", 3.0),
+        c(&mut g, "a", 0.044715),
+        c(&mut g, "k", 0.7978846),
+        c(&mut g, "one", 1.0),
+    );
+    let bin = |g: &mut Graph, name: &str, op: BinaryOp, a, b| {
+        g.add_node(name, Op::Binary(op), vec![Some(a), Some(b)], &[name.into()])[0]
+    };
+    let hx = bin(&mut g, "hx", BinaryOp::Mul, x, half);
+    let p = bin(&mut g, "p", BinaryOp::Pow, x, three);
+    let q = bin(&mut g, "q", BinaryOp::Mul, p, a3);
+    let s = bin(&mut g, "s", BinaryOp::Add, x, q);
+    let t = bin(&mut g, "t", BinaryOp::Mul, s, k);
+    let th = g.add_node("tanh", Op::Unary(UnaryOp::Tanh), vec![Some(t)], &["th".into()])[0];
+    let u = bin(&mut g, "u", BinaryOp::Add, th, one);
+    let y = bin(&mut g, "y", BinaryOp::Mul, hx, u);
+    finish(g, y)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn gelu_forms_are_recognized(n in 1usize..9, seed in 0u64..1000, half_first in any::<bool>()) {
+        let g = gelu_erf_graph(n, half_first);
+        let o = check(&g, "gelu-erf", &[f32s(&[3, n], seed)], 1e-6);
+        prop_assert_eq!(o.nodes.len(), 1);
+        prop_assert!(matches!(o.nodes[0].op, Op::Unary(UnaryOp::Gelu { tanh_approx: false })));
+        let g = gelu_tanh_graph(n);
+        let o = check(&g, "gelu-tanh", &[f32s(&[2, n], seed)], 1e-6);
+        prop_assert_eq!(o.nodes.len(), 1);
+        prop_assert!(matches!(o.nodes[0].op, Op::Unary(UnaryOp::Gelu { tanh_approx: true })));
+    }
+}
+
+#[test]
+fn almost_gelu_is_left_alone() {
+    // Erf of x/2 instead of x/√2 is not GELU.
+    let mut g = gelu_erf_graph(4, false);
+    let k = g.find("sqrt2").unwrap();
+    g.consts.insert(k, Tensor::scalar(2f32));
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("gelu-erf"), "{}", r.text());
+    assert_eq!(count(&o, "Erf"), 1);
+}

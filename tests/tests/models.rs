@@ -321,3 +321,20 @@ fn duplicate_nodes(g: &Graph) -> usize {
     }
     dup
 }
+
+#[test]
+fn gelu_is_recognized_in_the_exported_encoders_and_decoders() {
+    // (model, GELU form, decomposed op that must be gone, layers)
+    for (m, tanh, gone) in [("bert_tiny", false, "Erf"), ("gpt2_tiny", true, "Tanh"), ("phi_tiny", true, "Tanh")] {
+        let dir = models_dir().join(m);
+        let g = load_onnx(&dir.join("model.onnx"), &fixed_shapes(&dir)).unwrap();
+        let (o, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
+        let gelus = o
+            .nodes
+            .iter()
+            .filter(|n| n.op == slmtvm_ir::Op::Unary(slmtvm_ir::ops::UnaryOp::Gelu { tanh_approx: tanh }))
+            .count();
+        assert_eq!(gelus, 2, "{m}: {}", r.text());
+        assert_eq!(o.nodes.iter().filter(|n| n.op.kind_name() == gone).count(), 0, "{m}");
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod algebra;
 pub mod predicates;
+pub mod recognize;
 
 use crate::analysis::{EG, GraphAnalysis};
 use crate::lang::Node;

@@ -1,0 +1,140 @@
+//! Recognition of decomposed forms the exporters emit, rewritten to the IR operator that
+//! computes them in one kernel.
+
+use super::predicates::{is_float, ty};
+use super::{Rule, add_op};
+use crate::analysis::EG;
+use crate::lang::Node;
+use egg::{Id, Language};
+use slmtvm_ir::Op;
+use slmtvm_ir::ops::{BinaryOp, UnaryOp};
+
+/// The recognition rule set.
+pub fn rules() -> Vec<Rule> {
+    vec![
+        Rule { name: "gelu-erf", kind: "Mul", rewrite: gelu_erf },
+        Rule { name: "gelu-tanh", kind: "Mul", rewrite: gelu_tanh },
+    ]
+}
+
+/// The operand pairs of the `op` nodes of class `c` (both orders for a commutative `op`).
+fn binaries(egraph: &EG, c: Id, op: BinaryOp) -> Vec<(Id, Id)> {
+    let commutes = matches!(op, BinaryOp::Add | BinaryOp::Mul);
+    let mut v = Vec::new();
+    for n in &egraph[c].nodes {
+        if let (Some(Op::Binary(b)), [x, y]) = (n.op(), n.children()) {
+            if *b == op {
+                v.push((egraph.find(*x), egraph.find(*y)));
+                if commutes {
+                    v.push((egraph.find(*y), egraph.find(*x)));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The operands of the `op` nodes of class `c`.
+fn unaries(egraph: &EG, c: Id, op: &UnaryOp) -> Vec<Id> {
+    egraph[c]
+        .nodes
+        .iter()
+        .filter_map(|n| match (n.op(), n.children()) {
+            (Some(Op::Unary(u)), [x]) if u == op => Some(egraph.find(*x)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Class `c` is a constant whose every element is within 1e-6 (relative) of `v`.
+fn near(egraph: &EG, c: Id, v: f64) -> bool {
+    egraph[c]
+        .data
+        .konst
+        .as_deref()
+        .is_some_and(|t| !t.is_empty() && t.to_f64().iter().all(|&e| (e - v).abs() <= 1e-6 * v.abs().max(1.0)))
+}
+
+/// `c` = x·0.5 for some x: the x's.
+fn halves(egraph: &EG, c: Id) -> Vec<Id> {
+    binaries(egraph, c, BinaryOp::Mul).into_iter().filter(|&(_, h)| near(egraph, h, 0.5)).map(|(x, _)| x).collect()
+}
+
+/// `c` = 1 + t: the t's.
+fn one_plus(egraph: &EG, c: Id) -> Vec<Id> {
+    binaries(egraph, c, BinaryOp::Add).into_iter().filter(|&(_, one)| near(egraph, one, 1.0)).map(|(t, _)| t).collect()
+}
+
+/// The x of GELU's `0.5·x·(1 + f)` at class `c` (a Mul), for the f's `inner` accepts
+/// (`inner(f) → x`): `(x·0.5)·(1+f)` or `(x·(1+f))·0.5`, either operand order.
+fn gelu_x(egraph: &EG, c: Id, inner: &dyn Fn(&EG, Id) -> Vec<Id>) -> Option<Id> {
+    for (p, q) in binaries(egraph, c, BinaryOp::Mul) {
+        // (x·0.5)·(1 + f(x))
+        for x in halves(egraph, p) {
+            if one_plus(egraph, q).into_iter().any(|f| inner(egraph, f).contains(&x)) {
+                return Some(x);
+            }
+        }
+        // (x·(1 + f(x)))·0.5
+        if near(egraph, q, 0.5) {
+            for (x, r) in binaries(egraph, p, BinaryOp::Mul) {
+                if one_plus(egraph, r).into_iter().any(|f| inner(egraph, f).contains(&x)) {
+                    return Some(x);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Replaces class `c` by `Gelu(x)` when x has c's type (no broadcast).
+fn gelu_of(egraph: &mut EG, c: Id, x: Id, tanh_approx: bool) -> Option<Id> {
+    if !is_float(egraph, x) || ty(egraph, x) != ty(egraph, c) {
+        return None;
+    }
+    Some(add_op(egraph, Op::Unary(UnaryOp::Gelu { tanh_approx }), vec![x]))
+}
+
+/// `0.5·x·(1 + erf(x/√2))` (or `x·(1/√2)`) → Gelu(x).
+fn gelu_erf(egraph: &mut EG, c: Id, _n: &Node) -> Option<Id> {
+    let erf_arg = |eg: &EG, f: Id| -> Vec<Id> {
+        let mut xs = Vec::new();
+        for z in unaries(eg, f, &UnaryOp::Erf) {
+            xs.extend(
+                binaries(eg, z, BinaryOp::Div).into_iter().filter(|&(_, k)| near(eg, k, 2f64.sqrt())).map(|(x, _)| x),
+            );
+            xs.extend(
+                binaries(eg, z, BinaryOp::Mul).into_iter().filter(|&(_, k)| near(eg, k, 0.5f64.sqrt())).map(|(x, _)| x),
+            );
+        }
+        xs
+    };
+    let x = gelu_x(egraph, c, &erf_arg)?;
+    gelu_of(egraph, c, x, false)
+}
+
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` → Gelu(x, tanh approximation).
+fn gelu_tanh(egraph: &mut EG, c: Id, _n: &Node) -> Option<Id> {
+    let tanh_arg = |eg: &EG, f: Id| -> Vec<Id> {
+        let mut xs = Vec::new();
+        for z in unaries(eg, f, &UnaryOp::Tanh) {
+            for (s, k) in binaries(eg, z, BinaryOp::Mul) {
+                if !near(eg, k, (2.0 / std::f64::consts::PI).sqrt()) {
+                    continue;
+                }
+                for (x, cube) in binaries(eg, s, BinaryOp::Add) {
+                    let ok = binaries(eg, cube, BinaryOp::Mul).into_iter().any(|(p, a)| {
+                        near(eg, a, 0.044715)
+                            && binaries(eg, p, BinaryOp::Pow).into_iter().any(|(b, e)| b == x && near(eg, e, 3.0))
+                    });
+                    if ok {
+                        xs.push(x);
+                    }
+                }
+            }
+        }
+        xs
+    };
+    let x = gelu_x(egraph, c, &tanh_arg)?;
+    gelu_of(egraph, c, x, true)
+}
