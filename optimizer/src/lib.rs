@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 /// How much to optimize, within which limits.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// 0: no optimizer; 1: algebraic simplification, constant folding, recognition of GELU.
+    /// 0: no optimizer; 1: algebraic simplification, constant folding, recognition of GELU,
+    /// MatMul + bias as one Gemm.
     pub level: u8,
     /// Saturation stops after this many iterations.
     pub iter_limit: usize,
@@ -120,13 +121,15 @@ pub fn graph_cost(g: &Graph, model: &CostModel) -> Result<f64> {
     Ok(total)
 }
 
-/// The rewrite rules of `level`: none at 0; algebra and recognition of decomposed forms at 1.
+/// The rewrite rules of `level`: none at 0; algebra, recognition of decomposed forms and
+/// fusion at 1.
 pub fn rule_set(level: u8) -> Vec<rules::Rule> {
     if level == 0 {
         return vec![];
     }
     let mut r = rules::algebra::rules();
     r.extend(rules::recognize::rules());
+    r.extend(rules::fuse::rules());
     r
 }
 

@@ -211,11 +211,13 @@ proptest! {
         let g = gelu_erf_graph(n, half_first);
         let o = check(&g, "gelu-erf", &[f32s(&[3, n], seed)], 1e-6);
         prop_assert_eq!(o.nodes.len(), 1);
-        prop_assert!(matches!(o.nodes[0].op, Op::Unary(UnaryOp::Gelu { tanh_approx: false })));
+        let erf_gelu = o.nodes[0].op == Op::Unary(UnaryOp::Gelu { tanh_approx: false });
+        prop_assert!(erf_gelu, "not a Gelu: {:?}", o.nodes[0].op);
         let g = gelu_tanh_graph(n);
         let o = check(&g, "gelu-tanh", &[f32s(&[2, n], seed)], 1e-6);
         prop_assert_eq!(o.nodes.len(), 1);
-        prop_assert!(matches!(o.nodes[0].op, Op::Unary(UnaryOp::Gelu { tanh_approx: true })));
+        let tanh_gelu = o.nodes[0].op == Op::Unary(UnaryOp::Gelu { tanh_approx: true });
+        prop_assert!(tanh_gelu, "not a tanh Gelu: {:?}", o.nodes[0].op);
     }
 }
 
@@ -228,4 +230,38 @@ fn almost_gelu_is_left_alone() {
     let (o, r) = optimize(&g, &Options::default()).unwrap();
     assert!(!r.applied.contains_key("gelu-erf"), "{}", r.text());
     assert_eq!(count(&o, "Erf"), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn matmul_plus_bias_becomes_one_gemm(rank3 in any::<bool>(), m in 1usize..5, k in 1usize..7, n in 1usize..7, seed in 0u64..1000, bias_first in any::<bool>()) {
+        let mut g = Graph::new("dense");
+        let xd: Vec<usize> = if rank3 { vec![2, m, k] } else { vec![m, k] };
+        let x = input(&mut g, &xd);
+        let w = g.add_const("w", f32s(&[k, n], seed + 1));
+        let b = g.add_const("b", f32s(&[n], seed + 2));
+        let mm = g.add_node("mm", Op::MatMul(slmtvm_ir::ops::MatMul {}), vec![Some(x), Some(w)], &["mm".into()])[0];
+        let ins = if bias_first { vec![Some(b), Some(mm)] } else { vec![Some(mm), Some(b)] };
+        let y = g.add_node("add", Op::Binary(BinaryOp::Add), ins, &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, "matmul-bias", &[f32s(&xd, seed)], 1e-5);
+        prop_assert_eq!(count(&o, "Gemm"), 1);
+        prop_assert_eq!(count(&o, "MatMul") + count(&o, "Add"), 0);
+    }
+}
+
+#[test]
+fn a_bias_along_another_axis_is_not_fused() {
+    let mut g = Graph::new("nofuse");
+    let x = input(&mut g, &[3, 4]);
+    let w = g.add_const("w", f32s(&[4, 5], 1));
+    let b = g.add_const("b", f32s(&[3, 1], 2));
+    let mm = g.add_node("mm", Op::MatMul(slmtvm_ir::ops::MatMul {}), vec![Some(x), Some(w)], &["mm".into()])[0];
+    let y = g.add_node("add", Op::Binary(BinaryOp::Add), vec![Some(mm), Some(b)], &["y".into()])[0];
+    let g = finish(g, y);
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("matmul-bias"), "{}", r.text());
+    assert_eq!(count(&o, "MatMul"), 1);
 }

@@ -5,6 +5,7 @@
 //! its limits; every union is recorded per rule for `--explain`.
 
 pub mod algebra;
+pub mod fuse;
 pub mod predicates;
 pub mod recognize;
 
