@@ -49,10 +49,16 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<bool> {
         | Op::Flatten(_)
         | Op::Squeeze(_)
         | Op::Unsqueeze(_)
-        | Op::LayerNorm(_) => {
-            if let Op::LayerNorm(ln) = &cx.node.op {
+        | Op::LayerNorm(_)
+        | Op::RmsNorm(_) => {
+            let norm_axis = match &cx.node.op {
+                Op::LayerNorm(ln) => Some(ln.axis),
+                Op::RmsNorm(rn) => Some(rn.axis),
+                _ => None,
+            };
+            if let Some(axis) = norm_axis {
                 let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
-                let a = slmtvm_ir::shape::normalize_axis(ln.axis, sh(x).len()).map_err(|m| cx.error(m))?;
+                let a = slmtvm_ir::shape::normalize_axis(axis, sh(x).len()).map_err(|m| cx.error(m))?;
                 if (a..sh(x).len()).any(|k| axis_sym(x, k)) {
                     return refuse(format!("normalizing over symbolic axes {:?}", &sh(x)[a..]));
                 }

@@ -31,7 +31,7 @@ pub use expand::Expand;
 pub use gather::Gather;
 pub use generate::{ConstantOfShape, Range, ShapeOf, Size};
 pub use matmul::{Gemm, MatMul, MatMulInteger};
-pub use norm::{BatchNorm, LayerNorm};
+pub use norm::{BatchNorm, LayerNorm, RmsNorm};
 pub use pool::{GlobalAveragePool, Pool, PoolKind};
 pub use quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
 pub use reduce::{Reduce, ReduceKind, Softmax};
@@ -122,6 +122,8 @@ ops! {
     Softmax(Softmax),
     /// Layer normalization over the trailing axes.
     LayerNorm(LayerNorm),
+    /// Root-mean-square normalization over the trailing axes, scaled.
+    RmsNorm(RmsNorm),
     /// Batch normalization in inference mode.
     BatchNorm(BatchNorm),
     /// N-d convolution with groups, pads, strides and dilations.
