@@ -130,7 +130,8 @@ mod tests {
         .unwrap();
         assert_eq!(g.nodes.len(), 1);
         assert_eq!(g.nodes[0].op, slmtvm_ir::Op::RmsNorm(slmtvm_ir::ops::RmsNorm { axis: -1, epsilon: 0.25 }));
-        let g = import_one("RMSNormalization", vec![vi("x", F16, &[D::N(2)]), vi("s", F16, &[D::N(2)])], vec![]).unwrap();
+        let g =
+            import_one("RMSNormalization", vec![vi("x", F16, &[D::N(2)]), vi("s", F16, &[D::N(2)])], vec![]).unwrap();
         assert!(g.nodes.len() > 1 && g.nodes.iter().all(|n| !matches!(n.op, slmtvm_ir::Op::RmsNorm(_))));
     }
 

@@ -396,8 +396,8 @@ mod tests {
         assert!(RmsNorm { axis: 2, epsilon: 0.0 }.eval(&[Some(&x), Some(&x)]).is_err());
         assert!(op.eval(&[Some(&x)]).is_err());
         assert!(op.eval(&[Some(&x), Some(&x), Some(&x)]).is_err());
-        let tys = infer(&RmsNorm { axis: -1, epsilon: 1e-5 }, &[(DType::F16, "[b, s, 384]"), (DType::F16, "[384]")])
-            .unwrap();
+        let tys =
+            infer(&RmsNorm { axis: -1, epsilon: 1e-5 }, &[(DType::F16, "[b, s, 384]"), (DType::F16, "[384]")]).unwrap();
         assert_eq!(tys.len(), 1);
         assert_eq!(tys[0].to_string(), "f16[b, s, 384]");
         assert!(infer(&op, &[(DType::F32, "[b, 4]"), (DType::F32, "[3]")]).is_err());
