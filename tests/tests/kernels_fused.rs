@@ -1,10 +1,10 @@
-//! The fused operators the optimizer produces — RmsNorm and Silu — compiled for every
+//! The fused operators the optimizer produces — RmsNorm, Silu and Attention — compiled for every
 //! runnable target preset and compared with the reference interpreter (many nodes share one
 //! graph, so one compile, link and run per preset checks them all; the largest error per
 //! preset is printed), and their reference semantics checked against the decomposed IR
 //! graphs they replace, on random values.
 
-use slmtvm_ir::ops::{BinaryOp, Cast, Reduce, ReduceKind, RmsNorm, UnaryOp};
+use slmtvm_ir::ops::{Attention, BinaryOp, Cast, MatMul, Reduce, ReduceKind, RmsNorm, Softmax, Transpose, UnaryOp};
 use slmtvm_ir::{DType, Graph, Op, Tensor, TypeInfo, ValueId, interp};
 use slmtvm_tests::cross::{Build, Job, run_batch, runnable_presets};
 use slmtvm_tests::{compare, target_dir};
@@ -40,7 +40,12 @@ impl Lcg {
 fn check(b: Build, rtol: f64, atol: f64) {
     let mut b = b;
     b.g.infer().unwrap();
-    let (g, sets) = (&b.g, &b.sets);
+    check_graph(&b.g, &b.sets, rtol, atol);
+}
+
+/// [`check`] of an inferred graph and its data sets (of any shapes its symbols allow).
+fn check_graph(g: &Graph, sets: &[Vec<Tensor>], rtol: f64, atol: f64) {
+    let sets = sets.to_vec();
     let want: Vec<Vec<Tensor>> = sets.iter().map(|s| interp::run(g, s).unwrap()).collect();
     let presets = runnable_presets();
     assert!(!presets.is_empty(), "no target can be linked and run here");
@@ -48,6 +53,7 @@ fn check(b: Build, rtol: f64, atol: f64) {
     for t in presets {
         let dir = target_dir().join("slmtvm-cross").join(format!("{}-{}-{}", g.name, t.name(), std::process::id()));
         let res = run_batch(&t, &[Job { graph: g, data: sets.clone() }], &dir);
+        assert_eq!(res[0].len(), sets.len());
         let mut max_err = 0f64;
         for (d, (got, want)) in res[0].iter().zip(&want).enumerate() {
             let got = match got {
@@ -116,7 +122,9 @@ fn rms_norm_f16() {
 fn silu_f32_and_f16() {
     let mut rng = Lcg(3);
     let mut b = Build::new("silu", 2);
-    for (dt, dims) in [(DType::F32, vec![1usize]), (DType::F32, vec![3, 7]), (DType::F32, vec![2, 64]), (DType::F16, vec![5, 9])] {
+    for (dt, dims) in
+        [(DType::F32, vec![1usize]), (DType::F32, vec![3, 7]), (DType::F32, vec![2, 64]), (DType::F16, vec![5, 9])]
+    {
         let x = b.input((0..2).map(|_| rng.tensor(dt, &dims, 12.0)).collect());
         b.node(Op::Unary(UnaryOp::Silu), vec![Some(x)], 1);
     }
@@ -203,4 +211,144 @@ fn silu_equals_x_times_sigmoid() {
         let b = interp::run(&dec, &ins).unwrap();
         compare(&b[0], &a[0], 1e-6, 1e-30).unwrap();
     }
+}
+
+/// One Attention node: Q [b, hq, s, d], K [b, hkv, t, d], V [b, hkv, t, dv], and a mask of
+/// `mask` dims (f32 uniform in [-2, 2), or bool with about one key in four hidden).
+#[allow(clippy::too_many_arguments)]
+fn attn(
+    b: &mut Build,
+    rng: &mut Lcg,
+    dims: [usize; 7],
+    scale: Option<f32>,
+    causal: bool,
+    mask: Option<(DType, &[usize])>,
+) {
+    let [nb, hq, hkv, s, t, d, dv] = dims;
+    let q = b.input((0..2).map(|_| rng.tensor(DType::F32, &[nb, hq, s, d], 2.0)).collect());
+    let k = b.input((0..2).map(|_| rng.tensor(DType::F32, &[nb, hkv, t, d], 2.0)).collect());
+    let v = b.input((0..2).map(|_| rng.tensor(DType::F32, &[nb, hkv, t, dv], 3.0)).collect());
+    let m = mask.map(|(dt, md)| {
+        let sets = (0..2)
+            .map(|_| match dt {
+                DType::Bool => {
+                    let n: usize = md.iter().product();
+                    Tensor::from_vec(md, (0..n).map(|_| rng.uniform(1.0) > -0.5).collect::<Vec<bool>>()).unwrap()
+                }
+                _ => rng.tensor(dt, md, 2.0),
+            })
+            .collect();
+        b.input(sets)
+    });
+    b.node(Op::Attention(Attention { scale, causal }), vec![Some(q), Some(k), Some(v), m], 1);
+}
+
+#[test]
+fn attention_shapes_heads_masks_and_causality() {
+    let mut rng = Lcg(6);
+    let mut b = Build::new("attention", 2);
+    // [B, Hq, Hkv, S, T, D, Dv]
+    attn(&mut b, &mut rng, [1, 1, 1, 1, 1, 4, 4], None, false, None);
+    attn(&mut b, &mut rng, [2, 3, 3, 5, 7, 3, 5], None, false, None);
+    attn(&mut b, &mut rng, [1, 4, 2, 3, 9, 16, 8], Some(0.3), false, None);
+    attn(&mut b, &mut rng, [2, 4, 1, 4, 6, 7, 3], None, false, None);
+    attn(&mut b, &mut rng, [1, 2, 2, 6, 6, 8, 8], None, true, None);
+    attn(&mut b, &mut rng, [1, 4, 2, 3, 8, 5, 6], None, true, None);
+    attn(&mut b, &mut rng, [1, 4, 2, 3, 8, 5, 6], None, false, Some((DType::F32, &[3, 8])));
+    attn(&mut b, &mut rng, [2, 4, 1, 3, 8, 5, 6], None, false, Some((DType::F32, &[2, 4, 3, 8])));
+    attn(&mut b, &mut rng, [2, 2, 2, 3, 5, 4, 4], None, false, Some((DType::F32, &[2, 1, 1, 5])));
+    attn(&mut b, &mut rng, [1, 4, 2, 5, 7, 6, 3], None, false, Some((DType::Bool, &[1, 4, 5, 7])));
+    attn(&mut b, &mut rng, [1, 4, 4, 2, 9, 12, 5], None, true, Some((DType::Bool, &[9])));
+    attn(&mut b, &mut rng, [1, 2, 1, 4, 11, 33, 17], Some(0.125), true, Some((DType::F32, &[4, 11])));
+    check(b, 1e-5, 1e-5);
+}
+
+#[test]
+fn attention_equals_its_decomposition() {
+    // Softmax(Q·Kᵀ·scale + mask)·V with K/V heads repeated for the grouped queries, built from
+    // IR ops; Hq = Hkv here and the causal part as an additive mask.
+    let mut rng = Lcg(7);
+    for (nb, h, s, t, d, dv, causal) in
+        [(1usize, 2usize, 3usize, 5usize, 4usize, 3usize, false), (2, 1, 4, 6, 5, 2, true)]
+    {
+        let shape = |v: &[usize]| slmtvm_ir::Shape::known(v);
+        let mut fused = Graph::new("fused");
+        let q = fused.add_input("q", TypeInfo::new(DType::F32, shape(&[nb, h, s, d])));
+        let k = fused.add_input("k", TypeInfo::new(DType::F32, shape(&[nb, h, t, d])));
+        let v = fused.add_input("v", TypeInfo::new(DType::F32, shape(&[nb, h, t, dv])));
+        let m = fused.add_input("m", TypeInfo::new(DType::F32, shape(&[s, t])));
+        let y = node(&mut fused, Op::Attention(Attention { scale: None, causal }), &[q, k, v, m]);
+        fused.outputs = vec![y];
+        fused.infer().unwrap();
+        let mut dec = Graph::new("decomposed");
+        let q = dec.add_input("q", TypeInfo::new(DType::F32, shape(&[nb, h, s, d])));
+        let k = dec.add_input("k", TypeInfo::new(DType::F32, shape(&[nb, h, t, d])));
+        let v = dec.add_input("v", TypeInfo::new(DType::F32, shape(&[nb, h, t, dv])));
+        let m = dec.add_input("m", TypeInfo::new(DType::F32, shape(&[s, t])));
+        let kt = node(&mut dec, Op::Transpose(Transpose { perm: Some(vec![0, 1, 3, 2]) }), &[k]);
+        let sc = node(&mut dec, Op::MatMul(MatMul {}), &[q, kt]);
+        let f = dec.add_const("scale", Tensor::scalar(1.0 / (d as f32).sqrt()));
+        let sc = node(&mut dec, Op::Binary(BinaryOp::Mul), &[sc, f]);
+        let mut sc = node(&mut dec, Op::Binary(BinaryOp::Add), &[sc, m]);
+        if causal {
+            let c: Vec<f32> = (0..s * t).map(|x| if x % t > x / t + t - s { f32::NEG_INFINITY } else { 0.0 }).collect();
+            let c = dec.add_const("causal", Tensor::from_vec(&[s, t], c).unwrap());
+            sc = node(&mut dec, Op::Binary(BinaryOp::Add), &[sc, c]);
+        }
+        let p = node(&mut dec, Op::Softmax(Softmax { axis: -1 }), &[sc]);
+        let y = node(&mut dec, Op::MatMul(MatMul {}), &[p, v]);
+        dec.outputs = vec![y];
+        dec.infer().unwrap();
+        for _ in 0..3 {
+            let ins = vec![
+                rng.tensor(DType::F32, &[nb, h, s, d], 2.0),
+                rng.tensor(DType::F32, &[nb, h, t, d], 2.0),
+                rng.tensor(DType::F32, &[nb, h, t, dv], 3.0),
+                rng.tensor(DType::F32, &[s, t], 1.0),
+            ];
+            let a = interp::run(&fused, &ins).unwrap();
+            let b = interp::run(&dec, &ins).unwrap();
+            compare(&b[0], &a[0], 1e-5, 1e-6).unwrap_or_else(|e| panic!("causal {causal}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn attention_with_a_symbolic_key_length() {
+    // One object built for t <= 16, run at t = 5 and t = 16: a static query block over the
+    // keys with a float mask [3, t] and the causal offset t - 3, and causal self-attention
+    // whose output [1, 2, t, 3] is itself symbolic.
+    let mut rng = Lcg(8);
+    let mut g = Graph::new("attention_sym");
+    let ty = |s: &str| TypeInfo::new(DType::F32, slmtvm_ir::Shape::parse(s).unwrap());
+    let q1 = g.add_input("q1", ty("[1, 4, 3, 6]"));
+    let k1 = g.add_input("k1", ty("[1, 2, t<=16, 6]"));
+    let v1 = g.add_input("v1", ty("[1, 2, t<=16, 5]"));
+    let m1 = g.add_input("m1", ty("[3, t<=16]"));
+    let q2 = g.add_input("q2", ty("[1, 2, t<=16, 4]"));
+    let k2 = g.add_input("k2", ty("[1, 2, t<=16, 4]"));
+    let v2 = g.add_input("v2", ty("[1, 2, t<=16, 3]"));
+    let y1 = node(&mut g, Op::Attention(Attention { scale: None, causal: true }), &[q1, k1, v1, m1]);
+    let y2 = node(&mut g, Op::Attention(Attention { scale: Some(0.4), causal: true }), &[q2, k2, v2]);
+    g.outputs = vec![y1, y2];
+    g.infer().unwrap();
+    assert_eq!(g.ty(y2).to_string(), "f32[1, 2, t<=16, 3]");
+    let sets: Vec<Vec<Tensor>> = [5usize, 16]
+        .iter()
+        .map(|&t| {
+            [
+                vec![1, 4, 3, 6],
+                vec![1, 2, t, 6],
+                vec![1, 2, t, 5],
+                vec![3, t],
+                vec![1, 2, t, 4],
+                vec![1, 2, t, 4],
+                vec![1, 2, t, 3],
+            ]
+            .iter()
+            .map(|d| rng.tensor(DType::F32, d, 2.0))
+            .collect()
+        })
+        .collect();
+    check_graph(&g, &sets, 1e-5, 1e-5);
 }

@@ -5,7 +5,8 @@
 //! what lies beyond the valid prefix of an axis never reaches a valid element — or whether the
 //! run-time extent is needed. For the latter it emits the kernels here, which read the symbol
 //! values: `Shape`/`Size` (the values themselves), `Softmax` along a symbolic axis, `MatMul`
-//! contracting a symbolic axis, and `Slice` with run-time ends. Every other case that would
+//! contracting a symbolic axis, and `Slice` with run-time ends. (`Attention` needs the
+//! run-time S and T too; its ordinary kernel reads them itself.) Every other case that would
 //! need a run-time extent is refused with an error naming the node and the axis.
 
 use super::NodeCtx;
@@ -88,6 +89,8 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<bool> {
         }
         // Gather wraps negative indices with the run-time extent of a symbolic axis.
         Op::Gather(_) => Ok(false),
+        // The ordinary Attention kernel loops over the run-time extents of S and T itself.
+        Op::Attention(_) => Ok(false),
         Op::Concat(c) => {
             let a = slmtvm_ir::shape::normalize_axis(c.axis, out0.len()).map_err(|m| cx.error(m))?;
             let n = cx.num_inputs();
