@@ -215,7 +215,6 @@ fn silu_equals_x_times_sigmoid() {
 
 /// One Attention node: Q [b, hq, s, d], K [b, hkv, t, d], V [b, hkv, t, dv], and a mask of
 /// `mask` dims (f32 uniform in [-2, 2), or bool with about one key in four hidden).
-#[allow(clippy::too_many_arguments)]
 fn attn(
     b: &mut Build,
     rng: &mut Lcg,

@@ -157,7 +157,7 @@ impl OpDef for Attention {
         let rows = outs.first().map_or(0, |o| {
             let n = o.shape.numel_upper().unwrap_or(0);
             let dv = dim(Some(o), 3);
-            if dv == 0 { 0 } else { n / dv }
+            n.checked_div(dv).unwrap_or(0)
         });
         let dv = outs.first().map_or(0, |o| dim(Some(o), 3));
         (rows * t * (2 * d + 2 * dv + 4)) as u64
