@@ -444,6 +444,50 @@ mod tests {
     }
 
     #[test]
+    fn fused_ops_print_and_parse_back() {
+        use crate::ops::{Attention, RmsNorm};
+        let mut g = Graph::new("fused");
+        let ty = |s: &str| TypeInfo::new(DType::F32, Shape::parse(s).unwrap());
+        let q = g.add_input("q", ty("[1, 4, 3, 8]"));
+        let k = g.add_input("k", ty("[1, 2, t<=16, 8]"));
+        let m = g.add_input("m", TypeInfo::new(DType::Bool, Shape::parse("[3, t<=16]").unwrap()));
+        let s = g.add_const("s", Tensor::from_vec(&[8], vec![1.0f32; 8]).unwrap());
+        let a = g.add_node(
+            "att",
+            Op::Attention(Attention { scale: Some(0.25), causal: true }),
+            vec![Some(q), Some(k), Some(k), Some(m)],
+            &["a".into()],
+        );
+        let b = g.add_node(
+            "att2",
+            Op::Attention(Attention { scale: None, causal: false }),
+            vec![Some(q), Some(k), Some(k)],
+            &["b".into()],
+        );
+        let r = g.add_node(
+            "rms",
+            Op::RmsNorm(RmsNorm { axis: -1, epsilon: 1e-6 }),
+            vec![Some(a[0]), Some(s)],
+            &["r".into()],
+        );
+        let y = g.add_node("silu", Op::Unary(UnaryOp::Silu), vec![Some(r[0])], &["y".into()]);
+        g.outputs = vec![y[0], b[0]];
+        g.infer().unwrap();
+        let text = print(&g);
+        for want in [
+            "Attention(scale:Some(0.25),causal:true)",
+            "Attention(scale:None,causal:false)",
+            "RmsNorm(axis:-1,epsilon:1e-6)",
+            "Unary(Silu)",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        let back = parse(&text).unwrap();
+        assert_eq!(print(&back), text);
+        assert_eq!(back.nodes, g.nodes);
+    }
+
+    #[test]
     fn parse_errors_name_the_line() {
         let bad = "graph \"g\" {\n  input %x: f33[2]\n}\n";
         match parse(bad) {

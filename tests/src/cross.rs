@@ -6,6 +6,11 @@
 //! aligned to no more than their element size, and writes the outputs. One link and one
 //! process (one qemu start-up) serve a whole batch; a job that crashes the process is
 //! reported as failed and the rest are run again without it.
+//!
+//! A graph with symbolic dims is compiled once for its bounds and run at the shapes of each
+//! data set: the symbol values are read off the inputs' dims, each input is written at its
+//! physical (bound) shape with its values in the valid prefix, the entry gets the symbol
+//! values, and each output is cropped from its physical shape to the run-time one.
 
 use slmtvm_ir::{Graph, Op, Tensor, TypeInfo, ValueId};
 use slmtvm_targets::Target;
@@ -34,8 +39,9 @@ const DRIVER: &str = r#"
 #include <stdlib.h>
 #include <string.h>
 typedef int (*run_fn)(const void *const *, void *const *, void *);
+typedef int (*srun_fn)(const int64_t *, const void *const *, void *const *, void *);
 typedef size_t (*ws_fn)(void);
-struct model { run_fn run; ws_fn ws; size_t n_in, n_out; const size_t *in_bytes, *in_elem, *out_bytes, *out_elem; };
+struct model { run_fn run; srun_fn srun; size_t n_sym; ws_fn ws; size_t n_in, n_out; const size_t *in_bytes, *in_elem, *out_bytes, *out_elem; };
 #define GUARD 64
 #define GB 0xCB
 static unsigned char *fenced(size_t bytes, size_t align, size_t misalign, unsigned char **base) {
@@ -65,6 +71,8 @@ int main(int argc, char **argv) {
         const void *ins[64]; void *outs[64]; unsigned char *bases[130]; size_t nb = 0;
         FILE *f = fopen(inp, "rb");
         if (!f) { printf("fail %lu cannot open input\n", idx); continue; }
+        int64_t syms[64];
+        if (md->n_sym > 64 || fread(syms, 8, md->n_sym, f) != md->n_sym) { printf("fail %lu bad symbols\n", idx); exit(3); }
         for (size_t k = 0; k < md->n_in; k++) {
             unsigned char *p = fenced(md->in_bytes[k], md->in_elem[k], md->in_elem[k], &bases[nb++]);
             if (fread(p, 1, md->in_bytes[k], f) != md->in_bytes[k]) { printf("fail %lu short input\n", idx); exit(3); }
@@ -79,7 +87,7 @@ int main(int argc, char **argv) {
         size_t wsb = md->ws();
         unsigned char *ws = fenced(wsb, 64, 0, &bases[nb++]);
         memset(ws, 0xCD, wsb);
-        int st = md->run(ins, outs, ws);
+        int st = md->srun ? md->srun(syms, ins, outs, ws) : md->run(ins, outs, ws);
         if (st != 0) { printf("fail %lu status %d\n", idx, st); continue; }
         int ok = intact(ws, wsb);
         for (size_t k = 0; k < md->n_out; k++) ok = ok && intact(outs[k], md->out_bytes[k]);
@@ -95,13 +103,73 @@ int main(int argc, char **argv) {
 }
 "#;
 
-fn sizes(g: &Graph, ids: &[slmtvm_ir::ValueId]) -> (Vec<usize>, Vec<usize>) {
+/// A compiled job's symbol names (in the run-time array's order) and the physical dims of its
+/// graph inputs and outputs.
+type JobLayout = (Vec<String>, BTreeMap<ValueId, Vec<usize>>);
+
+/// Physical byte sizes and element sizes of `ids` (`phys` gives each value's physical dims).
+fn sizes(g: &Graph, ids: &[slmtvm_ir::ValueId], phys: &dyn Fn(ValueId) -> Vec<usize>) -> (Vec<usize>, Vec<usize>) {
     ids.iter()
         .map(|&v| {
             let t = g.ty(v);
-            (t.shape.numel().unwrap_or(0) * t.dtype.size(), t.dtype.size())
+            (phys(v).iter().product::<usize>() * t.dtype.size(), t.dtype.size())
         })
         .unzip()
+}
+
+/// The symbol values of a data set: each single-symbol dim of a graph input takes the size of
+/// that axis of its tensor.
+fn symbol_values(g: &Graph, data: &[Tensor]) -> BTreeMap<String, i64> {
+    let mut vals = BTreeMap::new();
+    for (&i, t) in g.inputs.iter().zip(data) {
+        for (d, &n) in g.ty(i).shape.0.iter().zip(t.shape()) {
+            if let Some(name) = d.poly().as_symbol() {
+                vals.insert(name.to_string(), n as i64);
+            }
+        }
+    }
+    vals
+}
+
+/// The little-endian bytes of `t` laid out at the (larger or equal) physical dims `phys`,
+/// zeros outside its extent.
+fn pad_bytes(t: &Tensor, phys: &[usize]) -> Vec<u8> {
+    let e = t.dtype().size();
+    let src = t.to_le_bytes();
+    let dims = t.shape();
+    if dims == phys {
+        return src;
+    }
+    let mut out = vec![0u8; phys.iter().product::<usize>() * e];
+    let pst = slmtvm_codegen::emit::strides_of(phys);
+    for k in 0..dims.iter().product::<usize>() {
+        let (mut rem, mut off) = (k, 0i64);
+        for (a, &d) in dims.iter().enumerate().rev() {
+            off += (rem % d) as i64 * pst[a];
+            rem /= d;
+        }
+        let off = off as usize * e;
+        out[off..off + e].copy_from_slice(&src[k * e..(k + 1) * e]);
+    }
+    out
+}
+
+/// The elements of `bytes` (a tensor of `dtype` at physical dims `phys`) within `dims`.
+fn crop(dtype: slmtvm_ir::DType, phys: &[usize], dims: &[usize], bytes: &[u8]) -> Result<Tensor, String> {
+    let e = dtype.size();
+    let pst = slmtvm_codegen::emit::strides_of(phys);
+    let n: usize = dims.iter().product();
+    let mut out = Vec::with_capacity(n * e);
+    for k in 0..n {
+        let (mut rem, mut off) = (k, 0i64);
+        for (a, &d) in dims.iter().enumerate().rev() {
+            off += (rem % d) as i64 * pst[a];
+            rem /= d;
+        }
+        let off = off as usize * e;
+        out.extend_from_slice(bytes.get(off..off + e).ok_or("short output file")?);
+    }
+    Tensor::from_le_bytes(dtype, dims, &out)
 }
 
 fn list(v: &[usize]) -> String {
@@ -127,6 +195,8 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
     let mut table = String::from("static const struct model models[] = {\n");
     let mut objects = Vec::new();
     let mut model_of: BTreeMap<usize, usize> = BTreeMap::new();
+    // Per compiled job: the symbol names (run-time array order) and physical dims of values.
+    let mut layouts: BTreeMap<usize, JobLayout> = BTreeMap::new();
     for (j, job) in jobs.iter().enumerate() {
         let name = format!("m{j}");
         match slmtvm_codegen::compile(job.graph, &name, target).map_err(|e| format!("compile: {e}")).and_then(|c| {
@@ -144,11 +214,22 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
                 }
                 objects.push(obj);
                 let g = job.graph;
-                let (ib, ie) = sizes(g, &g.inputs);
-                let (ob, oe) = sizes(g, &g.outputs);
+                let layout = &c.plan.layout;
+                let phys = |v: ValueId| layout.dims(v).to_vec();
+                let (ib, ie) = sizes(g, &g.inputs, &phys);
+                let (ob, oe) = sizes(g, &g.outputs, &phys);
+                let syms: Vec<String> = layout.symbols.list.iter().map(|(n, _)| n.clone()).collect();
+                let pd = g.inputs.iter().chain(&g.outputs).map(|&v| (v, phys(v))).collect();
+                let n_sym = syms.len();
+                layouts.insert(j, (syms, pd));
+                let (proto, entries) = if n_sym == 0 {
+                    ("const void *const *, void *const *, void *", format!("{name}_run, 0, 0"))
+                } else {
+                    ("const int64_t *, const void *const *, void *const *, void *", format!("0, {name}_run, {n_sym}"))
+                };
                 let _ = writeln!(
                     models,
-                    "int {name}_run(const void *const *, void *const *, void *); size_t {name}_workspace_size(void);\n\
+                    "int {name}_run({proto}); size_t {name}_workspace_size(void);\n\
                      static const size_t {name}_ib[] = {}, {name}_ie[] = {}, {name}_ob[] = {}, {name}_oe[] = {};",
                     list(&ib),
                     list(&ie),
@@ -157,7 +238,7 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
                 );
                 let _ = writeln!(
                     table,
-                    "  {{{name}_run, {name}_workspace_size, {}, {}, {name}_ib, {name}_ie, {name}_ob, {name}_oe}},",
+                    "  {{{entries}, {name}_workspace_size, {}, {}, {name}_ib, {name}_ie, {name}_ob, {name}_oe}},",
                     g.inputs.len(),
                     g.outputs.len()
                 );
@@ -187,9 +268,26 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
         for (d, data) in jobs[j].data.iter().enumerate() {
             let id = pending.len();
             let inp = dir.join(format!("in{id}.bin"));
-            let bytes: Vec<u8> = data.iter().flat_map(|t| t.to_le_bytes()).collect();
-            let want: usize = sizes(jobs[j].graph, &jobs[j].graph.inputs).0.iter().sum();
-            if bytes.len() != want || data.len() != jobs[j].graph.inputs.len() {
+            let g = jobs[j].graph;
+            let (syms, pd) = &layouts[&j];
+            let values = symbol_values(g, data);
+            let mut bytes: Vec<u8> = Vec::new();
+            for s in syms {
+                bytes.extend(values.get(s).copied().unwrap_or(-1).to_le_bytes());
+            }
+            let fits = data.len() == g.inputs.len()
+                && g.inputs.iter().zip(data).all(|(v, t)| {
+                    let p = &pd[v];
+                    p.len() == t.shape().len() && t.shape().iter().zip(p).all(|(a, b)| a <= b)
+                });
+            if fits {
+                for (v, t) in g.inputs.iter().zip(data) {
+                    bytes.extend(pad_bytes(t, &pd[v]));
+                }
+            }
+            let want: usize = 8 * syms.len()
+                + g.inputs.iter().map(|v| pd[v].iter().product::<usize>() * g.ty(*v).dtype.size()).sum::<usize>();
+            if !fits || bytes.len() != want {
                 results[j][d] = Err(format!("data set {d}: inputs do not match the graph's inputs"));
                 continue;
             }
@@ -236,7 +334,11 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
         let mut crashed = false;
         for &(j, d, id) in &todo {
             match done.get(&id) {
-                Some(Ok(())) => results[j][d] = read_outputs(jobs[j].graph, &dir.join(format!("out{id}.bin"))),
+                Some(Ok(())) => {
+                    let values = symbol_values(jobs[j].graph, &jobs[j].data[d]);
+                    results[j][d] =
+                        read_outputs(jobs[j].graph, &layouts[&j].1, &values, &dir.join(format!("out{id}.bin")))
+                }
                 Some(Err(m)) => results[j][d] = Err(m.clone()),
                 None if !crashed => {
                     // The first job without a line is the one the process died in.
@@ -282,16 +384,29 @@ fn fail_all(results: &mut [Vec<Result<Vec<Tensor>, String>>], msg: &str) -> Vec<
     results.to_vec()
 }
 
-fn read_outputs(g: &Graph, path: &Path) -> Result<Vec<Tensor>, String> {
+/// The outputs at their run-time dims (symbols evaluated at `values`), cropped from the
+/// physical layout (`phys`) the object wrote them in.
+fn read_outputs(
+    g: &Graph,
+    phys: &BTreeMap<ValueId, Vec<usize>>,
+    values: &BTreeMap<String, i64>,
+    path: &Path,
+) -> Result<Vec<Tensor>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("read outputs: {e}"))?;
     let mut at = 0;
     let mut outs = Vec::new();
     for &o in &g.outputs {
         let t = g.ty(o);
-        let dims = t.shape.as_known().ok_or("symbolic output")?;
-        let n = dims.iter().product::<usize>() * t.dtype.size();
+        let dims = t
+            .shape
+            .0
+            .iter()
+            .map(|d| d.poly().eval(values).and_then(|v| usize::try_from(v).ok()).ok_or("an output dim is unknown"))
+            .collect::<Result<Vec<usize>, _>>()?;
+        let p = &phys[&o];
+        let n = p.iter().product::<usize>() * t.dtype.size();
         let chunk = bytes.get(at..at + n).ok_or("short output file")?;
-        outs.push(Tensor::from_le_bytes(t.dtype, &dims, chunk)?);
+        outs.push(crop(t.dtype, p, &dims, chunk)?);
         at += n;
     }
     Ok(outs)

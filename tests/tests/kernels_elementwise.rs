@@ -322,6 +322,7 @@ fn unary_math_functions_f32_and_f16() {
         UnaryOp::Log,
         UnaryOp::Tanh,
         UnaryOp::Sigmoid,
+        UnaryOp::Silu,
         UnaryOp::Erf,
         UnaryOp::Gelu { tanh_approx: true },
         UnaryOp::Gelu { tanh_approx: false },

@@ -49,6 +49,7 @@ fn funcs() -> Vec<Func> {
             emit: |kb, a| math::sigmoid(kb, a[0]),
             model: |m, a| math::sigmoid_with(m, a[0]),
         },
+        Func { name: "silu", arity: 1, emit: |kb, a| math::silu(kb, a[0]), model: |m, a| math::silu_with(m, a[0]) },
     ]
 }
 

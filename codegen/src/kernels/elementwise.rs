@@ -14,7 +14,7 @@
 //! difference in f64), by zero NaN.
 //!
 //! Where the kernels differ from the interpreter (which computes math functions in f64):
-//! - Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid and Gelu use [`math`]'s f32 approximations (a
+//! - Exp, Log, Erf, Tanh, Sin, Cos, Sigmoid, Silu and Gelu use [`math`]'s f32 approximations (a
 //!   few ulp; Sin/Cos accurate for `|x| < 12867`, see its table), HardSigmoid computes
 //!   `alpha·x + beta` in f32 (fused where the target has fma).
 //! - Pow with a float operand uses [`math::pow`] (C `pow` semantics, a few ulp), or for a
@@ -550,6 +550,7 @@ fn unary_float(kb: &mut Kb, op: &UnaryOp, x: Value) -> Value {
         UnaryOp::Log => math::log(kb, x),
         UnaryOp::Tanh => math::tanh(kb, x),
         UnaryOp::Sigmoid => math::sigmoid(kb, x),
+        UnaryOp::Silu => math::silu(kb, x),
         UnaryOp::Erf => math::erf(kb, x),
         UnaryOp::Sin => math::sin(kb, x),
         UnaryOp::Cos => math::cos(kb, x),

@@ -4,10 +4,11 @@
 //! | file | operators |
 //! |---|---|
 //! | [`elementwise`] | Unary, Binary, Clip, Where, Cast, FloatClass |
-//! | [`math`] | (no operator) exp, log, tanh, erf, sigmoid, sin, cos as inline polynomials |
+//! | [`math`] | (no operator) exp, log, tanh, erf, sigmoid, silu, sin, cos as inline polynomials |
 //! | [`movement`] | Reshape/Flatten/Squeeze/Unsqueeze (when not a view), Transpose, Concat, Split, Slice, Gather, Expand, Trilu, Shape, Size, Range, ConstantOfShape |
-//! | [`reduce`] | Reduce*, Softmax, LayerNorm, BatchNorm, GlobalAveragePool |
+//! | [`reduce`] | Reduce*, Softmax, LayerNorm, RmsNorm, BatchNorm, GlobalAveragePool |
 //! | [`matmul`] | MatMul, Gemm, MatMulInteger |
+//! | [`attention`] | Attention (fused scaled dot-product attention) |
 //! | [`conv`] | Conv, MaxPool/AveragePool |
 //! | [`scan`] | CumSum |
 //! | [`quant`] | QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear |
@@ -16,6 +17,7 @@
 //! `ir` (the reference interpreter is the oracle), and must never trap: integer division by
 //! zero gives 0 (the interpreter refuses it), and out-of-range gather indices are clamped.
 
+pub mod attention;
 pub mod conv;
 pub mod elementwise;
 pub mod math;
@@ -199,9 +201,13 @@ pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[V
             elementwise::emit(kb, &cx)
         }
         Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) => matmul::emit(kb, &cx),
-        Op::Reduce(_) | Op::Softmax(_) | Op::LayerNorm(_) | Op::BatchNorm(_) | Op::GlobalAveragePool(_) => {
-            reduce::emit(kb, &cx)
-        }
+        Op::Attention(_) => attention::emit(kb, &cx),
+        Op::Reduce(_)
+        | Op::Softmax(_)
+        | Op::LayerNorm(_)
+        | Op::RmsNorm(_)
+        | Op::BatchNorm(_)
+        | Op::GlobalAveragePool(_) => reduce::emit(kb, &cx),
         Op::Conv(_) | Op::Pool(_) => conv::emit(kb, &cx),
         Op::CumSum(_) => scan::emit(kb, &cx),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::DynamicQuantizeLinear(_) => quant::emit(kb, &cx),

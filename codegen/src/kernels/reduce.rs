@@ -1,5 +1,5 @@
-//! Reductions and normalizations: Reduce (Mean, Sum, Max, L2), Softmax, LayerNorm, BatchNorm
-//! (inference mode) and GlobalAveragePool.
+//! Reductions and normalizations: Reduce (Mean, Sum, Max, L2), Softmax, LayerNorm, RmsNorm,
+//! BatchNorm (inference mode) and GlobalAveragePool.
 //!
 //! Floats (f32 and f16) accumulate in f32 where the reference accumulates in f64, so sums
 //! differ from it by rounding only (a few ulp of f32 for well-conditioned data). Integer
@@ -9,7 +9,7 @@
 //! NaN or an out-of-range value gives `i32::MIN`/`i64::MIN` as the reference's cast does.
 //! Max propagates NaN. Where the reference divides per element, the kernels multiply by a
 //! reciprocal computed once per row (Softmax: `e · (1/Σe)`; LayerNorm: `(x - mean) · (1/σ)`;
-//! BatchNorm: `(x - mean) · (scale/σ) + bias`), within an ulp or two of the reference.
+//! RmsNorm: `x · (1/rms)`; BatchNorm: `(x - mean) · (scale/σ) + bias`), within an ulp or two of the reference.
 //!
 //! Rows whose reduced axes are the innermost contiguous ones are folded with four `F32X4`
 //! accumulators and a scalar tail; reductions whose innermost axis is kept are vectorized
@@ -23,7 +23,7 @@ use crate::emit::{Kb, lane_flags, strides_of};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Type, Value, types};
 use cranelift_frontend::Variable;
-use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind, Softmax};
+use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind, RmsNorm, Softmax};
 use slmtvm_ir::{DType, Op};
 
 /// Emits the kernel of `cx.node`.
@@ -32,6 +32,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         Op::Reduce(r) => reduce(kb, cx, r),
         Op::Softmax(sm) => softmax(kb, cx, sm),
         Op::LayerNorm(ln) => layer_norm(kb, cx, ln),
+        Op::RmsNorm(rn) => rms_norm(kb, cx, rn),
         Op::BatchNorm(bn) => batch_norm(kb, cx, bn),
         Op::GlobalAveragePool(_) => global_average_pool(kb, cx),
         _ => Err(cx.error("not a reduction or normalization")),
@@ -834,6 +835,74 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
                 let si = if smode == RowParam::Contiguous { kb.b.ins().iadd(soff, i) } else { soff };
                 let bi = if bmode == RowParam::Contiguous { kb.b.ins().iadd(boff, i) } else { boff };
                 out(kb, i, si, bi, lanes, (ssplat, bsplat));
+            });
+        }
+    });
+    Ok(())
+}
+
+/// RmsNorm: per row, the sum of squares in one vector fold, `inv = 1 / sqrt(Σx²/n + eps)`
+/// once, then `y = x · inv · scale` (f16 rows computed in f32 and rounded once on store).
+fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
+    let dims = cx.in_dims(0)?;
+    let dt = cx.in_dtype(0)?;
+    let axis = norm_axis(cx, rn.axis, dims.len())?;
+    let (outer_dims, inner_dims) = dims.split_at(axis);
+    let outer: usize = outer_dims.iter().product();
+    let n: usize = inner_dims.iter().product();
+    if outer == 0 || n == 0 {
+        return Ok(());
+    }
+    let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    let (sp, sdt) = (cx.in_ptr(1)?, cx.in_dtype(1)?);
+    let sstr = broadcast_strides(&cx.in_dims(1)?, &dims);
+    let smode = row_param(inner_dims, &sstr[axis..]);
+    let row_strides = strides_of(outer_dims);
+    let eps = rn.epsilon;
+    kb.nest(outer_dims, &mut |kb, oidx| {
+        let o = kb.linear(0, oidx, &row_strides);
+        let row = kb.b.ins().imul_imm_s(o, n as i64);
+        let ss = fold_row(kb, n, Fold::Add, true, &mut |kb, i, lanes| {
+            let i = kb.b.ins().iadd(row, i);
+            let v = load_at(kb, dt, x, i, lanes);
+            kb.b.ins().fmul(v, v)
+        });
+        let nf = kb.fconst(n as f32, 1);
+        let ms = kb.b.ins().fdiv(ss, nf);
+        let e = kb.fconst(eps, 1);
+        let me = kb.b.ins().fadd(ms, e);
+        let r = kb.b.ins().sqrt(me);
+        let one = kb.fconst(1.0, 1);
+        let inv = kb.b.ins().fdiv(one, r);
+        let inv = Bc::new(kb, inv);
+        let soff = kb.linear(0, oidx, &sstr[..axis]);
+        let ssplat = (smode == RowParam::Splat).then(|| {
+            let v = load_at(kb, sdt, sp, soff, 1);
+            Bc::new(kb, v)
+        });
+        let out = |kb: &mut Kb, i: Value, si: Value, lanes: usize| {
+            let xi = kb.b.ins().iadd(row, i);
+            let v = load_at(kb, dt, x, xi, lanes);
+            let t = kb.b.ins().fmul(v, inv.at(lanes));
+            let sv = match ssplat {
+                Some(c) => c.at(lanes),
+                None => load_at(kb, sdt, sp, si, lanes),
+            };
+            let res = kb.b.ins().fmul(t, sv);
+            store_at(kb, dt, y, xi, res, lanes);
+        };
+        if smode == RowParam::General {
+            let rs = strides_of(inner_dims);
+            kb.nest(inner_dims, &mut |kb, iidx| {
+                let i = kb.linear(0, iidx, &rs);
+                let si = kb.linear(0, iidx, &sstr[axis..]);
+                let si = kb.b.ins().iadd(soff, si);
+                out(kb, i, si, 1);
+            });
+        } else {
+            for_lanes(kb, n, true, &mut |kb, i, lanes| {
+                let si = if smode == RowParam::Contiguous { kb.b.ins().iadd(soff, i) } else { soff };
+                out(kb, i, si, lanes);
             });
         }
     });

@@ -5,7 +5,8 @@
 //! what lies beyond the valid prefix of an axis never reaches a valid element — or whether the
 //! run-time extent is needed. For the latter it emits the kernels here, which read the symbol
 //! values: `Shape`/`Size` (the values themselves), `Softmax` along a symbolic axis, `MatMul`
-//! contracting a symbolic axis, and `Slice` with run-time ends. Every other case that would
+//! contracting a symbolic axis, and `Slice` with run-time ends. (`Attention` needs the
+//! run-time S and T too; its ordinary kernel reads them itself.) Every other case that would
 //! need a run-time extent is refused with an error naming the node and the axis.
 
 use super::NodeCtx;
@@ -49,10 +50,16 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<bool> {
         | Op::Flatten(_)
         | Op::Squeeze(_)
         | Op::Unsqueeze(_)
-        | Op::LayerNorm(_) => {
-            if let Op::LayerNorm(ln) = &cx.node.op {
+        | Op::LayerNorm(_)
+        | Op::RmsNorm(_) => {
+            let norm_axis = match &cx.node.op {
+                Op::LayerNorm(ln) => Some(ln.axis),
+                Op::RmsNorm(rn) => Some(rn.axis),
+                _ => None,
+            };
+            if let Some(axis) = norm_axis {
                 let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
-                let a = slmtvm_ir::shape::normalize_axis(ln.axis, sh(x).len()).map_err(|m| cx.error(m))?;
+                let a = slmtvm_ir::shape::normalize_axis(axis, sh(x).len()).map_err(|m| cx.error(m))?;
                 if (a..sh(x).len()).any(|k| axis_sym(x, k)) {
                     return refuse(format!("normalizing over symbolic axes {:?}", &sh(x)[a..]));
                 }
@@ -82,6 +89,8 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<bool> {
         }
         // Gather wraps negative indices with the run-time extent of a symbolic axis.
         Op::Gather(_) => Ok(false),
+        // The ordinary Attention kernel loops over the run-time extents of S and T itself.
+        Op::Attention(_) => Ok(false),
         Op::Concat(c) => {
             let a = slmtvm_ir::shape::normalize_axis(c.axis, out0.len()).map_err(|m| cx.error(m))?;
             let n = cx.num_inputs();

@@ -1,4 +1,7 @@
-//! ONNX `RMSNormalization` (opset 23), decomposed into IR primitives exactly as the operator's
+//! ONNX `RMSNormalization` (opset 23). With float32 `X` (and `stash_type` 1, the only one
+//! supported) it is the IR's fused [`RmsNorm`]. With float16 `X` the operator's function body
+//! rounds the normalized value to float16 before multiplying by `scale`, which `RmsNorm`
+//! (rounding once) does not express, so it is decomposed into IR primitives exactly as the
 //! function body computes it:
 //!
 //! ```text
@@ -66,6 +69,9 @@ pub(crate) fn import(
         )));
     }
 
+    if dt == DType::F32 {
+        return b.output(Op::RmsNorm(RmsNorm { axis, epsilon }), vec![x, scale], &out);
+    }
     let xu = b.cast(x, DType::F32)?;
     let sq = b.binary(BinaryOp::Mul, xu, xu)?;
     let axes = (first..rank).map(|v| v as i64).collect();
@@ -112,6 +118,21 @@ mod tests {
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-6, "{got:?} against {want:?}");
         }
+    }
+
+    #[test]
+    fn float32_is_one_fused_node_float16_is_decomposed() {
+        let g = import_one(
+            "RMSNormalization",
+            vec![vi("x", F32, &[D::S("b"), D::N(4)]), vi("s", F32, &[D::N(4)])],
+            vec![int_attr("axis", -1), float_attr("epsilon", 0.25)],
+        )
+        .unwrap();
+        assert_eq!(g.nodes.len(), 1);
+        assert_eq!(g.nodes[0].op, slmtvm_ir::Op::RmsNorm(slmtvm_ir::ops::RmsNorm { axis: -1, epsilon: 0.25 }));
+        let g =
+            import_one("RMSNormalization", vec![vi("x", F16, &[D::N(2)]), vi("s", F16, &[D::N(2)])], vec![]).unwrap();
+        assert!(g.nodes.len() > 1 && g.nodes.iter().all(|n| !matches!(n.op, slmtvm_ir::Op::RmsNorm(_))));
     }
 
     #[test]

@@ -183,6 +183,8 @@ pub enum UnaryOp {
     Cos,
     /// `1/(1+e^-x)`.
     Sigmoid,
+    /// SiLU (swish with β = 1): `x·sigmoid(x)`.
+    Silu,
     /// `max(x, 0)`.
     Relu,
     /// Logical not (bool).
@@ -217,6 +219,7 @@ impl UnaryOp {
             UnaryOp::Sin => "Sin",
             UnaryOp::Cos => "Cos",
             UnaryOp::Sigmoid => "Sigmoid",
+            UnaryOp::Silu => "Silu",
             UnaryOp::Relu => "Relu",
             UnaryOp::Not => "Not",
             UnaryOp::Gelu { .. } => "Gelu",
@@ -252,6 +255,7 @@ impl UnaryOp {
             UnaryOp::Sin => x.sin(),
             UnaryOp::Cos => x.cos(),
             UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Silu => x / (1.0 + (-x).exp()),
             UnaryOp::Relu => clamp(x, 0.0, f64::INFINITY),
             UnaryOp::Gelu { tanh_approx: false } => 0.5 * x * (1.0 + erf(x / 2f64.sqrt())),
             UnaryOp::Gelu { tanh_approx: true } => {
@@ -799,7 +803,8 @@ mod tests {
     #[test]
     fn float_unary_values_match_numpy() {
         let x = t(&[6], XS.to_vec());
-        let cases: [(UnaryOp, [f32; 6]); 7] = [
+        let cases: [(UnaryOp, [f32; 6]); 8] = [
+            (UnaryOp::Silu, [-0.14227762, -0.18877034, 0.0, 0.31122967, 0.7310586, 2.3103545]),
             (UnaryOp::Sin, [-0.14112, -0.47942555, 0.0, 0.47942555, 0.841471, 0.5984722]),
             (UnaryOp::Cos, [-0.9899925, 0.87758255, 1.0, 0.87758255, 0.5403023, -0.8011436]),
             (UnaryOp::Sigmoid, [0.047425874, 0.37754068, 0.5, 0.62245935, 0.7310586, 0.9241418]),

@@ -5,6 +5,7 @@
 //! their operators onto these (attribute defaults resolved, opset differences removed), so an
 //! `Op` means the same thing whatever model it came from.
 
+pub mod attention;
 pub mod broadcast;
 pub mod concat;
 pub mod conv;
@@ -23,6 +24,7 @@ pub mod slice;
 pub mod transpose;
 pub mod trilu;
 
+pub use attention::Attention;
 pub use concat::{Concat, Split};
 pub use conv::{AutoPad, Conv};
 pub use cumsum::CumSum;
@@ -31,7 +33,7 @@ pub use expand::Expand;
 pub use gather::Gather;
 pub use generate::{ConstantOfShape, Range, ShapeOf, Size};
 pub use matmul::{Gemm, MatMul, MatMulInteger};
-pub use norm::{BatchNorm, LayerNorm};
+pub use norm::{BatchNorm, LayerNorm, RmsNorm};
 pub use pool::{GlobalAveragePool, Pool, PoolKind};
 pub use quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
 pub use reduce::{Reduce, ReduceKind, Softmax};
@@ -122,6 +124,10 @@ ops! {
     Softmax(Softmax),
     /// Layer normalization over the trailing axes.
     LayerNorm(LayerNorm),
+    /// Root-mean-square normalization over the trailing axes, scaled.
+    RmsNorm(RmsNorm),
+    /// Scaled dot-product attention with grouped-query heads, optional mask and causality.
+    Attention(Attention),
     /// Batch normalization in inference mode.
     BatchNorm(BatchNorm),
     /// N-d convolution with groups, pads, strides and dilations.

@@ -1,4 +1,4 @@
-//! Normalizations: LayerNorm and inference-mode BatchNorm.
+//! Normalizations: LayerNorm, RmsNorm and inference-mode BatchNorm.
 //!
 //! Both compute in f64 and round once to the input's dtype.
 
@@ -120,6 +120,71 @@ impl OpDef for LayerNorm {
     fn flops(&self, ins: &[Option<&TypeInfo>], _outs: &[TypeInfo]) -> u64 {
         // mean (1), variance (3), normalize (2), scale and shift (2) per element.
         8 * numel(ins.first().copied().flatten())
+    }
+}
+
+/// Inputs `x`, `scale`; normalizes by the root mean square over axes `axis..rank`:
+/// `y = x / sqrt(mean(x²) + epsilon) · scale`, computed in f64 and rounded once to `x`'s
+/// dtype (f32 or f16).
+///
+/// `scale` has `x`'s dtype and broadcasts unidirectionally to `x`, as LayerNorm's does. An
+/// empty normalized part gives an empty output. This is ONNX `RMSNormalization` with
+/// `stash_type` 1 for f32 (its f16 form rounds the normalized value to f16 before scaling,
+/// which this op does not).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RmsNorm {
+    /// First normalized axis (may be negative).
+    pub axis: i64,
+    /// Added to the mean of squares.
+    pub epsilon: f32,
+}
+
+impl RmsNorm {
+    /// Checks dtypes and shapes; gives the first normalized axis.
+    fn check(&self, x: &TypeInfo, scale: &TypeInfo) -> Result<usize, OpError> {
+        if !x.dtype.is_float() {
+            return Err(invalid(format!("RmsNorm needs a float input, got {}", x.dtype)));
+        }
+        let axis = normalize_axis(self.axis, x.shape.rank())?;
+        if scale.dtype != x.dtype {
+            return Err(invalid(format!("RmsNorm scale has dtype {} but X has {}", scale.dtype, x.dtype)));
+        }
+        check_unidirectional(&scale.shape, &x.shape, "scale")?;
+        Ok(axis)
+    }
+}
+
+impl OpDef for RmsNorm {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        arity(ins, 2, 2)?;
+        let (x, scale) = (req(ins, 0)?.ty, req(ins, 1)?.ty);
+        self.check(x, scale)?;
+        Ok(vec![x.clone()])
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        arity(ins, 2, 2)?;
+        let (x, scale) = (req(ins, 0)?, req(ins, 1)?);
+        let ty = |t: &Tensor| TypeInfo::new(t.dtype(), t.static_shape());
+        let axis = self.check(&ty(x), &ty(scale))?;
+        let dims = x.shape();
+        let inner: usize = dims.iter().skip(axis).product();
+        let xs: Vec<f64> = x.to_f64().iter().copied().collect();
+        let ss = broadcast_flat(&scale.to_f64(), dims, "scale")?;
+        let mut y = Vec::with_capacity(xs.len());
+        if inner > 0 {
+            for (row, s) in xs.chunks(inner).zip(ss.chunks(inner)) {
+                let ms = row.iter().map(|v| v * v).sum::<f64>() / inner as f64;
+                let rms = (ms + f64::from(self.epsilon)).sqrt();
+                y.extend(row.iter().zip(s).map(|(v, s)| v / rms * s));
+            }
+        }
+        Ok(vec![cast_f64(&array(dims, y)?, x.dtype())])
+    }
+
+    fn flops(&self, ins: &[Option<&TypeInfo>], _outs: &[TypeInfo]) -> u64 {
+        // Square and sum (2), normalize (1), scale (1) per element.
+        4 * numel(ins.first().copied().flatten())
     }
 }
 
@@ -290,6 +355,55 @@ mod tests {
         assert!(infer(&op, &[(DType::F32, "[b, 4]"), (DType::F32, "[3]")]).is_err());
         assert!(infer(&op, &[(DType::F32, "[4]"), (DType::F32, "[1, 4]")]).is_err());
         assert!(infer(&op, &[(DType::F32, "[b, n]"), (DType::F32, "[m]")]).is_ok());
+    }
+
+    #[test]
+    fn rms_norm_values() {
+        // A constant row c normalizes to sign(c)·scale (epsilon 0).
+        let op = RmsNorm { axis: -1, epsilon: 0.0 };
+        let x = t(&[2, 3], vec![5.0f32, 5.0, 5.0, -2.0, -2.0, -2.0]);
+        let s = t(&[3], vec![1.0f32, 2.0, 3.0]);
+        let y = op.eval(&[Some(&x), Some(&s)]).unwrap();
+        assert_eq!(y.len(), 1);
+        close(&y[0], &[1.0, 2.0, 3.0, -1.0, -2.0, -3.0]);
+        // [3, 4]: rms = sqrt(12.5 + 0.5) with epsilon 0.5.
+        let op = RmsNorm { axis: 1, epsilon: 0.5 };
+        let r = 13f32.sqrt();
+        let y = op.eval(&[Some(&t(&[1, 2], vec![3.0f32, 4.0])), Some(&t(&[1], vec![2.0f32]))]).unwrap();
+        close(&y[0], &[6.0 / r, 8.0 / r]);
+        // axis 0 normalizes everything: x23's mean square is 147/6.
+        let y = RmsNorm { axis: 0, epsilon: 0.0 }.eval(&[Some(&x23()), Some(&t(&[1], vec![1.0f32]))]).unwrap();
+        let r = (147.0f32 / 6.0).sqrt();
+        close(&y[0], &[1.0 / r, 2.0 / r, 3.0 / r, 4.0 / r, 6.0 / r, 9.0 / r]);
+        // f16 in, squares taken in f64 (300² overflows f16), rounded once.
+        let h = |v: &[f32]| t(&[v.len()], v.iter().map(|&x| f16::from_f32(x)).collect());
+        let y = RmsNorm { axis: 0, epsilon: 0.0 }.eval(&[Some(&h(&[300.0, 400.0])), Some(&h(&[1.0]))]).unwrap();
+        let r = 125_000f32.sqrt();
+        assert_eq!(y[0], h(&[300.0 / r, 400.0 / r]));
+        let e = t(&[2, 0], Vec::<f32>::new());
+        let y = RmsNorm { axis: 1, epsilon: 1e-5 }.eval(&[Some(&e), Some(&t(&[0], Vec::<f32>::new()))]).unwrap();
+        assert_eq!(y[0].shape(), &[2, 0]);
+    }
+
+    #[test]
+    fn rms_norm_errors_and_inference() {
+        let op = RmsNorm { axis: 1, epsilon: 1e-5 };
+        let x = x23();
+        let err = |r: Result<Vec<Tensor>, OpError>| r.unwrap_err().to_string();
+        assert!(err(op.eval(&[Some(&x), Some(&t(&[2], vec![1.0f32, 1.0]))])).contains("does not broadcast"));
+        assert!(err(op.eval(&[Some(&x), Some(&t(&[3], vec![1i32; 3]))])).contains("scale has dtype i32"));
+        assert!(err(op.eval(&[Some(&t(&[3], vec![1i32; 3])), Some(&t(&[3], vec![1i32; 3]))])).contains("float"));
+        assert!(RmsNorm { axis: 2, epsilon: 0.0 }.eval(&[Some(&x), Some(&x)]).is_err());
+        assert!(op.eval(&[Some(&x)]).is_err());
+        assert!(op.eval(&[Some(&x), Some(&x), Some(&x)]).is_err());
+        let tys =
+            infer(&RmsNorm { axis: -1, epsilon: 1e-5 }, &[(DType::F16, "[b, s, 384]"), (DType::F16, "[384]")]).unwrap();
+        assert_eq!(tys.len(), 1);
+        assert_eq!(tys[0].to_string(), "f16[b, s, 384]");
+        assert!(infer(&op, &[(DType::F32, "[b, 4]"), (DType::F32, "[3]")]).is_err());
+        assert!(infer(&op, &[(DType::F32, "[b, n]"), (DType::F32, "[m]")]).is_ok());
+        let ty = TypeInfo::new(DType::F32, Shape::known(&[2, 3, 4]));
+        assert_eq!(op.flops(&[Some(&ty), Some(&ty)], std::slice::from_ref(&ty)), 96);
     }
 
     fn bn_inputs() -> Vec<Tensor> {
