@@ -265,3 +265,65 @@ fn a_bias_along_another_axis_is_not_fused() {
     assert!(!r.applied.contains_key("matmul-bias"), "{}", r.text());
     assert_eq!(count(&o, "MatMul"), 1);
 }
+
+/// `w · x · (1 / sqrt(mean(x², -1) + eps))`, as the Llama exporters write RMSNorm.
+fn rms_graph(n: usize, reciprocal: bool) -> Graph {
+    let mut g = Graph::new("rms");
+    let x = input(&mut g, &[2, 3, n]);
+    let two = g.add_const("two", Tensor::scalar(2f32));
+    let eps = g.add_const("eps", Tensor::scalar(1e-5f32));
+    let one = g.add_const("one", Tensor::scalar(1f32));
+    let w = g.add_const("w", f32s(&[n], 5));
+    let bin = |g: &mut Graph, name: &str, op: BinaryOp, a, b| {
+        g.add_node(name, Op::Binary(op), vec![Some(a), Some(b)], &[name.into()])[0]
+    };
+    let p = bin(&mut g, "p", BinaryOp::Pow, x, two);
+    let red = slmtvm_ir::ops::Reduce { kind: slmtvm_ir::ops::ReduceKind::Mean, axes: Some(vec![-1]), keepdims: true };
+    let m = g.add_node("m", Op::Reduce(red), vec![Some(p)], &["m".into()])[0];
+    let a = bin(&mut g, "a", BinaryOp::Add, m, eps);
+    let s = g.add_node("s", Op::Unary(UnaryOp::Sqrt), vec![Some(a)], &["s".into()])[0];
+    let inv = if reciprocal {
+        g.add_node("r", Op::Unary(UnaryOp::Reciprocal), vec![Some(s)], &["r".into()])[0]
+    } else {
+        bin(&mut g, "r", BinaryOp::Div, one, s)
+    };
+    let xn = bin(&mut g, "xn", BinaryOp::Mul, x, inv);
+    let y = bin(&mut g, "y", BinaryOp::Mul, w, xn);
+    finish(g, y)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn rmsnorm_and_silu_are_recognized(n in 1usize..9, seed in 0u64..1000, reciprocal in any::<bool>()) {
+        let g = rms_graph(n, reciprocal);
+        let o = check(&g, "rmsnorm", &[f32s(&[2, 3, n], seed)], 1e-5);
+        prop_assert_eq!(count(&o, "RmsNorm"), 1);
+        prop_assert_eq!(o.nodes.len(), 1);
+
+        let mut g = Graph::new("silu");
+        let x = input(&mut g, &[n, 2]);
+        let s = g.add_node("sig", Op::Unary(UnaryOp::Sigmoid), vec![Some(x)], &["s".into()])[0];
+        let y = g.add_node("mul", Op::Binary(BinaryOp::Mul), vec![Some(s), Some(x)], &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, "silu", &[f32s(&[n, 2], seed)], 1e-6);
+        prop_assert_eq!(o.nodes.len(), 1);
+        prop_assert_eq!(count(&o, "Silu"), 1);
+    }
+}
+
+#[test]
+fn a_mean_over_a_leading_axis_is_not_rmsnorm() {
+    let mut g = rms_graph(4, false);
+    let m = g.nodes.iter().position(|n| n.name == "m").unwrap();
+    g.nodes[m].op = Op::Reduce(slmtvm_ir::ops::Reduce {
+        kind: slmtvm_ir::ops::ReduceKind::Mean,
+        axes: Some(vec![0]),
+        keepdims: true,
+    });
+    g.infer().unwrap();
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("rmsnorm"), "{}", r.text());
+    assert_eq!(count(&o, "RmsNorm"), 0);
+}

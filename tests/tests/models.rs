@@ -338,3 +338,15 @@ fn gelu_is_recognized_in_the_exported_encoders_and_decoders() {
         assert_eq!(o.nodes.iter().filter(|n| n.op.kind_name() == gone).count(), 0, "{m}");
     }
 }
+
+#[test]
+fn rmsnorm_and_silu_are_recognized_in_the_llama_style_decoders() {
+    // Five RMSNorms (two per layer and the final one) and one SiLU per layer.
+    for m in ["llama_tiny", "qwen2_tiny", "llama_tiny_dynamo", "llama_kv"] {
+        let dir = models_dir().join(m);
+        let g = load_onnx(&dir.join("model.onnx"), &fixed_shapes(&dir)).unwrap();
+        let (o, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
+        let n = |k: &str| o.nodes.iter().filter(|x| x.op.kind_name() == k).count();
+        assert_eq!((n("RmsNorm"), n("Silu"), n("Sigmoid")), (5, 2, 0), "{m}: {}", r.text());
+    }
+}

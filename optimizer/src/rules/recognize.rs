@@ -14,7 +14,94 @@ pub fn rules() -> Vec<Rule> {
     vec![
         Rule { name: "gelu-erf", kind: "Mul", rewrite: gelu_erf },
         Rule { name: "gelu-tanh", kind: "Mul", rewrite: gelu_tanh },
+        Rule { name: "silu", kind: "Mul", rewrite: silu },
+        Rule { name: "rmsnorm", kind: "Mul", rewrite: rmsnorm },
     ]
+}
+
+/// `x·sigmoid(x)` → Silu(x).
+fn silu(egraph: &mut EG, c: Id, _n: &Node) -> Option<Id> {
+    for (x, s) in binaries(egraph, c, BinaryOp::Mul) {
+        if unaries(egraph, s, &UnaryOp::Sigmoid).contains(&x) && is_float(egraph, x) && ty(egraph, x) == ty(egraph, c) {
+            return Some(add_op(egraph, Op::Unary(UnaryOp::Silu), vec![x]));
+        }
+    }
+    None
+}
+
+/// The (x, first normalized axis, epsilon) of `x / sqrt(mean(x², trailing axes) + eps)` at
+/// class `c`: `x · (1/sqrt(…))`, `x · reciprocal(sqrt(…))` or `x / sqrt(…)`; x² as `x^2` or
+/// `x·x`; the mean over the trailing axes with keepdims.
+fn rms_core(egraph: &EG, c: Id) -> Option<(Id, i64, f32)> {
+    let mut cands: Vec<(Id, Id)> = binaries(egraph, c, BinaryOp::Div); // (x, sqrt)
+    for (x, inv) in binaries(egraph, c, BinaryOp::Mul) {
+        cands.extend(unaries(egraph, inv, &UnaryOp::Reciprocal).into_iter().map(|s| (x, s)));
+        cands.extend(
+            binaries(egraph, inv, BinaryOp::Div)
+                .into_iter()
+                .filter(|&(one, _)| near(egraph, one, 1.0))
+                .map(|(_, s)| (x, s)),
+        );
+    }
+    for (x, s) in cands {
+        let rank = ty(egraph, x)?.shape.rank() as i64;
+        for sum in unaries(egraph, s, &UnaryOp::Sqrt) {
+            for (m, e) in binaries(egraph, sum, BinaryOp::Add) {
+                let Some(eps) = egraph[e]
+                    .data
+                    .konst
+                    .as_deref()
+                    .filter(|t| t.len() == 1)
+                    .and_then(|t| t.to_f64().iter().next().copied())
+                    .map(|v| v as f32)
+                else {
+                    continue;
+                };
+                for node in &egraph[m].nodes {
+                    let (Some(Op::Reduce(r)), [sq]) = (node.op(), node.children()) else { continue };
+                    if r.kind != slmtvm_ir::ops::ReduceKind::Mean || !r.keepdims {
+                        continue;
+                    }
+                    let Some(axes) = &r.axes else { continue };
+                    let mut ax: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + rank } else { a }).collect();
+                    ax.sort_unstable();
+                    let first = *ax.first()?;
+                    if ax.iter().enumerate().any(|(i, &a)| a != first + i as i64) || *ax.last()? != rank - 1 {
+                        continue;
+                    }
+                    let sq = egraph.find(*sq);
+                    let squares =
+                        binaries(egraph, sq, BinaryOp::Pow).into_iter().any(|(b, p)| b == x && near(egraph, p, 2.0))
+                            || binaries(egraph, sq, BinaryOp::Mul).into_iter().any(|(a, b)| a == x && b == x);
+                    if squares {
+                        return Some((x, first, eps));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `w · (x / sqrt(mean(x²) + eps))` with a constant scale w over the normalized axes →
+/// RmsNorm(x, w).
+fn rmsnorm(egraph: &mut EG, c: Id, _n: &Node) -> Option<Id> {
+    for (normed, w) in binaries(egraph, c, BinaryOp::Mul) {
+        let Some(wt) = egraph[w].data.konst.clone() else { continue };
+        let Some((x, axis, eps)) = rms_core(egraph, normed) else { continue };
+        let xt = ty(egraph, x)?.clone();
+        let tail: Vec<slmtvm_ir::Dim> = xt.shape.0[axis as usize..].to_vec();
+        let w_dims = wt.shape();
+        // The scale covers the normalized axes only (right-aligned, possibly with 1s).
+        let fits = w_dims.len() <= tail.len()
+            && w_dims.iter().rev().zip(tail.iter().rev()).all(|(&d, t)| d == 1 || t.known() == Some(d));
+        if !fits || !is_float(egraph, x) || ty(egraph, c) != Some(&xt) || wt.dtype() != xt.dtype {
+            continue;
+        }
+        let op = Op::RmsNorm(slmtvm_ir::ops::RmsNorm { axis, epsilon: eps });
+        return Some(add_op(egraph, op, vec![x, w]));
+    }
+    None
 }
 
 /// The operand pairs of the `op` nodes of class `c` (both orders for a commutative `op`).
