@@ -90,3 +90,20 @@ fn optimized_builds_are_reproducible() {
         assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f} differs between builds");
     }
 }
+
+#[test]
+fn explain_counts_the_fused_ops_of_the_llama_style_decoder() {
+    // Two layers: one Attention per layer, one RMSNorm per norm (2 per layer + final), one SiLU
+    // per gated MLP.
+    let out = fresh("llama");
+    let text =
+        ok(&slmtvm(&["build", &model("llama_tiny"), "--target", "x86_64", "-o", out.to_str().unwrap(), "--explain"]));
+    let count = |rule: &str| -> usize {
+        text.lines()
+            .find_map(|l| {
+                l.trim_start().strip_prefix(rule).filter(|r| r.starts_with(' ')).map(|r| r.trim().parse().unwrap())
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!((count("attention"), count("rmsnorm"), count("silu")), (2, 5, 2), "{text}");
+}

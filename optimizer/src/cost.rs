@@ -2,7 +2,7 @@
 //!
 //! A node costs an estimate of cycles: its floating-point (or integer) operations divided by
 //! the lanes the target computes at once (4 with 128-bit vectors for f32/i32 elementwise,
-//! reduction and matrix work; 1 without vectors), halved again for matrix products when the
+//! reduction and matrix work; 1 without vectors), halved again for matrix products (and fused attention) when the
 //! target has fused multiply-add and taken four times for divisions, plus the bytes it reads and writes at 16 bytes per cycle.
 //! Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) move nothing and cost nothing;
 //! inputs, constants and the outputs root cost nothing. A fused operator's intermediates never
@@ -57,7 +57,7 @@ impl CostModel {
             ins.iter().flatten().map(|t| bytes_of(t)).sum::<f64>() + data.types.iter().map(bytes_of).sum::<f64>();
         let float_vector = data.types.iter().all(|t| matches!(t.dtype, slmtvm_ir::DType::F32 | slmtvm_ir::DType::I32));
         let mut compute = flops / if float_vector { self.lanes } else { 1.0 };
-        if self.fma && matches!(*key.op, Op::MatMul(_) | Op::Gemm(_)) {
+        if self.fma && matches!(*key.op, Op::MatMul(_) | Op::Gemm(_) | Op::Attention(_)) {
             compute /= 2.0;
         }
         // A division has about four times a multiplication's throughput cost.

@@ -327,3 +327,34 @@ fn a_mean_over_a_leading_axis_is_not_rmsnorm() {
     assert!(!r.applied.contains_key("rmsnorm"), "{}", r.text());
     assert_eq!(count(&o, "RmsNorm"), 0);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn scaled_dot_product_attention_becomes_one_op(s in 1usize..6, t in 1usize..7, d in 1usize..6, heads in 1usize..3, masked in any::<bool>(), seed in 0u64..1000) {
+        // q [1,H,S,D], kᵀ [1,H,D,T] (as exporters transpose K), v [1,H,T,D].
+        let mut g = Graph::new("sdpa");
+        let q = g.add_input("q", TypeInfo::new(DType::F32, Shape::known(&[1, heads, s, d])));
+        let k = g.add_input("k", TypeInfo::new(DType::F32, Shape::known(&[1, heads, t, d])));
+        let v = g.add_input("v", TypeInfo::new(DType::F32, Shape::known(&[1, heads, t, d])));
+        let kt = g.add_node("kt", Op::Transpose(Transpose { perm: Some(vec![0, 1, 3, 2]) }), vec![Some(k)], &["kt".into()])[0];
+        let mm = slmtvm_ir::ops::MatMul {};
+        let sc = g.add_node("qk", Op::MatMul(mm.clone()), vec![Some(q), Some(kt)], &["sc".into()])[0];
+        let scale = g.add_const("scale", Tensor::scalar(0.37f32));
+        let z = g.add_node("mul", Op::Binary(BinaryOp::Mul), vec![Some(sc), Some(scale)], &["z".into()])[0];
+        let z = if masked {
+            let m = g.add_const("mask", f32s(&[1, 1, s, t], seed + 9));
+            g.add_node("add", Op::Binary(BinaryOp::Add), vec![Some(z), Some(m)], &["zm".into()])[0]
+        } else {
+            z
+        };
+        let p = g.add_node("sm", Op::Softmax(slmtvm_ir::ops::Softmax { axis: -1 }), vec![Some(z)], &["p".into()])[0];
+        let y = g.add_node("pv", Op::MatMul(mm), vec![Some(p), Some(v)], &["y".into()])[0];
+        let g = finish(g, y);
+        let ins = [f32s(&[1, heads, s, d], seed), f32s(&[1, heads, t, d], seed + 1), f32s(&[1, heads, t, d], seed + 2)];
+        let o = check(&g, "attention", &ins, 1e-5);
+        prop_assert_eq!(count(&o, "Attention"), 1);
+        prop_assert_eq!(count(&o, "Softmax") + count(&o, "MatMul") + count(&o, "Transpose"), 0);
+    }
+}

@@ -48,3 +48,29 @@ fn minilm_class_encoder_compiles_and_matches_the_interpreter() {
         let _ = std::fs::remove_dir_all(&out);
     }
 }
+
+#[test]
+fn optimized_minilm_has_one_attention_per_layer_and_matches_the_interpreter() {
+    let dir = repo_root().join(".cache/minilm");
+    assert!(dir.join("model.onnx").is_file(), "{} is missing (scripts/test.sh makes it)", dir.display());
+    let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
+    let (o, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
+    let n = |k: &str| o.nodes.iter().filter(|x| x.op.kind_name() == k).count();
+    // Six layers: one Attention, one GELU each; LayerNorms (as exported) kept, 2 per layer + 1.
+    assert_eq!((n("Attention"), n("Gelu"), n("LayerNorm"), n("Softmax")), (6, 6, 13, 0), "{}", r.text());
+    assert!(r.millis < 2000.0, "optimization took {} ms", r.millis);
+    eprintln!("{}", r.text());
+    let inputs: Vec<Tensor> = g
+        .inputs
+        .iter()
+        .map(|&i| npy::read_npy(&dir.join("inputs").join(format!("{}.npy", g.value(i).name))).unwrap())
+        .collect();
+    let want = interp::run(&g, &inputs).unwrap();
+    let scale = want[0].to_f64().iter().map(|x| x.abs()).fold(0.0, f64::max);
+    let t = Target::from_spec("x86_64").unwrap();
+    let out = target_dir().join("slmtvm-cross").join(format!("minilm-opt-{}", std::process::id()));
+    let res = run_batch(&t, &[Job { graph: &o, data: vec![inputs.clone()] }], &out);
+    let got = res[0][0].as_ref().unwrap_or_else(|e| panic!("{e}"));
+    compare(&want[0], &got[0], 0.0, 1e-4 * scale).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+}

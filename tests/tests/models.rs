@@ -336,6 +336,8 @@ fn gelu_is_recognized_in_the_exported_encoders_and_decoders() {
             .count();
         assert_eq!(gelus, 2, "{m}: {}", r.text());
         assert_eq!(o.nodes.iter().filter(|n| n.op.kind_name() == gone).count(), 0, "{m}");
+        let attn = o.nodes.iter().filter(|n| n.op.kind_name() == "Attention").count();
+        assert_eq!(attn, 2, "{m}: one Attention per layer: {}", r.text());
     }
 }
 
@@ -348,5 +350,6 @@ fn rmsnorm_and_silu_are_recognized_in_the_llama_style_decoders() {
         let (o, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
         let n = |k: &str| o.nodes.iter().filter(|x| x.op.kind_name() == k).count();
         assert_eq!((n("RmsNorm"), n("Silu"), n("Sigmoid")), (5, 2, 0), "{m}: {}", r.text());
+        assert_eq!((n("Attention"), n("Softmax")), (2, 0), "{m}: one Attention per layer: {}", r.text());
     }
 }

@@ -10,7 +10,10 @@ use slmtvm_ir::{DType, Op, Tensor};
 
 /// The fusion rule set.
 pub fn rules() -> Vec<Rule> {
-    vec![Rule { name: "matmul-bias", kind: "Add", rewrite: matmul_bias }]
+    vec![
+        Rule { name: "matmul-bias", kind: "Add", rewrite: matmul_bias },
+        Rule { name: "attention", kind: "MatMul", rewrite: attention },
+    ]
 }
 
 /// `MatMul(x, W) + b` with a constant f32 matrix W [K, N] and a constant bias b that only
@@ -63,6 +66,81 @@ fn matmul_bias(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
             let g2 = add_op(egraph, gemm, vec![x2, w, bid]);
             let s2 = shape(egraph, &dims)?;
             return Some(add_op(egraph, Op::Reshape(Reshape { allowzero: false }), vec![g2, s2]));
+        }
+    }
+    None
+}
+
+/// `Softmax(Q·Kᵀ · scale [+ mask]) · V` over rank-4 tensors, softmax along the last axis →
+/// one Attention(Q, K, V, mask) with K = Transpose(Kᵀ) (which the transpose rules cancel
+/// against the exporter's own transpose). The new class only stands if Attention's inference
+/// accepts the shapes (else it is invalid and extraction never picks it).
+fn attention(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::MatMul(_)), [p, v]) = (n.op(), n.children()) else { return None };
+    let (p, v) = (egraph.find(*p), egraph.find(*v));
+    if ty(egraph, p)?.shape.rank() != 4 || ty(egraph, v)?.shape.rank() != 4 || ty(egraph, c)?.dtype != DType::F32 {
+        return None;
+    }
+    // Softmax over the last axis (a Cast to f32 between is allowed: exporters add one).
+    let mut logits = None;
+    for node in &egraph[p].nodes {
+        if let (Some(Op::Softmax(s)), [z]) = (node.op(), node.children())
+            && (s.axis == -1 || s.axis == 3)
+        {
+            logits = Some(egraph.find(*z));
+        }
+    }
+    let z = logits?;
+    // Optional additive mask, optional scale.
+    let mut forms: Vec<(Id, Option<Id>)> = vec![(z, None)];
+    for node in &egraph[z].nodes {
+        if let (Some(Op::Binary(BinaryOp::Add)), [a, b]) = (node.op(), node.children()) {
+            forms.push((egraph.find(*a), Some(egraph.find(*b))));
+            forms.push((egraph.find(*b), Some(egraph.find(*a))));
+        }
+    }
+    for (y, mask) in forms {
+        let mut scaled: Vec<(Id, f32)> = vec![(y, 1.0)];
+        for node in &egraph[y].nodes {
+            if let (Some(Op::Binary(BinaryOp::Mul)), [a, b]) = (node.op(), node.children()) {
+                for (qk, k) in [(*a, *b), (*b, *a)] {
+                    if let Some(s) =
+                        constant(egraph, k).filter(|t| t.len() == 1).and_then(|t| t.to_f64().iter().next().copied())
+                    {
+                        scaled.push((egraph.find(qk), s as f32));
+                    }
+                }
+            }
+        }
+        for (qk, scale) in scaled {
+            let mms: Vec<(Id, Id)> = egraph[qk]
+                .nodes
+                .iter()
+                .filter_map(|m| match (m.op(), m.children()) {
+                    (Some(Op::MatMul(_)), [q, kt]) => Some((*q, *kt)),
+                    _ => None,
+                })
+                .collect();
+            for (q, kt) in mms {
+                if ty(egraph, q).map(|t| t.shape.rank()) != Some(4) || ty(egraph, kt).map(|t| t.shape.rank()) != Some(4)
+                {
+                    continue;
+                }
+                if let Some(m) = mask
+                    && ty(egraph, m).is_none_or(|t| t.dtype != DType::F32)
+                {
+                    continue;
+                }
+                let k =
+                    add_op(egraph, Op::Transpose(slmtvm_ir::ops::Transpose { perm: Some(vec![0, 1, 3, 2]) }), vec![kt]);
+                let mut ins = vec![q, k, v];
+                ins.extend(mask);
+                let op = Op::Attention(slmtvm_ir::ops::Attention { scale: Some(scale), causal: false });
+                let a = add_op(egraph, op, ins);
+                if egraph[a].data.valid && ty(egraph, a) == ty(egraph, c) {
+                    return Some(a);
+                }
+            }
         }
     }
     None
