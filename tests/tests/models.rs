@@ -351,5 +351,11 @@ fn rmsnorm_and_silu_are_recognized_in_the_llama_style_decoders() {
         let n = |k: &str| o.nodes.iter().filter(|x| x.op.kind_name() == k).count();
         assert_eq!((n("RmsNorm"), n("Silu"), n("Sigmoid")), (5, 2, 0), "{m}: {}", r.text());
         assert_eq!((n("Attention"), n("Softmax")), (2, 0), "{m}: one Attention per layer: {}", r.text());
+        // Grouped-query heads: Attention reads the 2 K/V heads themselves, not the exporter's
+        // repeat_kv copies for the 4 (6 in qwen2) query heads.
+        for a in o.nodes.iter().filter(|x| x.op.kind_name() == "Attention") {
+            let heads = |i: usize| o.ty(a.inputs[i].unwrap()).shape.0[1].known();
+            assert!(heads(1) == Some(2) && heads(2) == Some(2) && heads(0) > heads(1), "{m}: {}", r.text());
+        }
     }
 }

@@ -13,6 +13,7 @@ pub fn rules() -> Vec<Rule> {
     vec![
         Rule { name: "matmul-bias", kind: "Add", rewrite: matmul_bias },
         Rule { name: "attention", kind: "MatMul", rewrite: attention },
+        Rule { name: "attention-gqa", kind: "Attention", rewrite: attention_gqa },
     ]
 }
 
@@ -144,4 +145,46 @@ fn attention(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
         }
     }
     None
+}
+
+/// The un-repeated K/V of class `c` when it is the exporters' `repeat_kv`:
+/// `Reshape(Expand(Unsqueeze(x, axes=[2]), [B, Hkv, r, T, D]), [B, Hkv·r, T, D])`.
+fn unrepeated(egraph: &EG, c: Id) -> Option<Id> {
+    let out = ty(egraph, c)?.shape.as_known()?;
+    for n in &egraph[c].nodes {
+        let (Some(Op::Reshape(_)), [e, _]) = (n.op(), n.children()) else { continue };
+        for m in &egraph[*e].nodes {
+            let (Some(Op::Expand(_)), [u, _]) = (m.op(), m.children()) else { continue };
+            for k in &egraph[*u].nodes {
+                let (Some(Op::Unsqueeze(un)), [x]) = (k.op(), k.children()) else { continue };
+                let xd = ty(egraph, *x)?.shape.as_known()?;
+                let ed = ty(egraph, *e)?.shape.as_known()?;
+                let ok = un.axes == [2]
+                    && xd.len() == 4
+                    && ed.len() == 5
+                    && out.len() == 4
+                    && ed[0] == xd[0]
+                    && ed[1] == xd[1]
+                    && ed[3] == xd[2]
+                    && ed[4] == xd[3]
+                    && out == [xd[0], xd[1] * ed[2], xd[2], xd[3]];
+                if ok {
+                    return Some(egraph.find(*x));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Attention over K and V repeated per query head group (`repeat_kv`) → Attention over the
+/// un-repeated K and V (grouped-query heads share them in the kernel, no copies).
+fn attention_gqa(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::Attention(a)), ch) = (n.op(), n.children()) else { return None };
+    let (q, k, v) = (*ch.first()?, *ch.get(1)?, *ch.get(2)?);
+    let (k0, v0) = (unrepeated(egraph, egraph.find(k))?, unrepeated(egraph, egraph.find(v))?);
+    let mut ins = vec![q, k0, v0];
+    ins.extend(ch.get(3).copied());
+    let new = add_op(egraph, Op::Attention(a.clone()), ins);
+    (egraph[new].data.valid && ty(egraph, new) == ty(egraph, c)).then_some(new)
 }
