@@ -26,11 +26,7 @@ fn f32s(shape: &[usize], seed: u64) -> Tensor {
 /// Optimizes `g` (fused attention costed as a vectorized kernel, so that fusions are
 /// extracted), checks the rule fired and the outputs are unchanged (up to `tol`).
 fn check(g: &Graph, rule: &str, inputs: &[Tensor], tol: f64) -> Graph {
-    let opts = Options {
-        cost: slmtvm_optimizer::CostModel { attention_cycles_per_flop: None, ..Default::default() },
-        ..Options::default()
-    };
-    let (o, r) = optimize(g, &opts).unwrap();
+    let (o, r) = optimize(g, &Options::fused_attention()).unwrap();
     assert!(r.applied.get(rule).copied().unwrap_or(0) > 0 || rule == "fold", "{rule} did not fire: {}", r.text());
     let a = interp::run(g, inputs).unwrap();
     let b = interp::run(&o, inputs).unwrap();

@@ -11,8 +11,8 @@ use slmtvm_tests::cross::{Job, run_batch};
 use slmtvm_tests::{compare, repo_root, target_dir};
 use std::time::Instant;
 
-#[test]
-fn minilm_class_encoder_compiles_and_matches_the_interpreter() {
+/// The MiniLM graph, its recorded inputs, the interpreter's outputs and their max |value|.
+fn minilm() -> (slmtvm_ir::Graph, Vec<Tensor>, Vec<Tensor>, f64) {
     let dir = repo_root().join(".cache/minilm");
     assert!(
         dir.join("model.onnx").is_file(),
@@ -27,6 +27,12 @@ fn minilm_class_encoder_compiles_and_matches_the_interpreter() {
         .collect();
     let want = interp::run(&g, &inputs).unwrap();
     let scale = want[0].to_f64().iter().map(|x| x.abs()).fold(0.0, f64::max);
+    (g, inputs, want, scale)
+}
+
+#[test]
+fn minilm_class_encoder_compiles_and_matches_the_interpreter() {
+    let (g, inputs, want, scale) = minilm();
     for preset in ["x86_64", "aarch64"] {
         let t = Target::from_spec(preset).unwrap();
         if let Err(e) = t.check_tools() {
@@ -51,9 +57,7 @@ fn minilm_class_encoder_compiles_and_matches_the_interpreter() {
 
 #[test]
 fn optimized_minilm_has_one_attention_per_layer_and_matches_the_interpreter() {
-    let dir = repo_root().join(".cache/minilm");
-    assert!(dir.join("model.onnx").is_file(), "{} is missing (scripts/test.sh makes it)", dir.display());
-    let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
+    let (g, inputs, want, scale) = minilm();
     let (d, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
     // Six layers: one attention found per layer (kept unfused by the default cost model, see
     // CostModel::attention_cycles_per_flop), one GELU each; LayerNorms kept, 2 per layer + 1.
@@ -63,19 +67,8 @@ fn optimized_minilm_has_one_attention_per_layer_and_matches_the_interpreter() {
     assert!(r.millis < 2000.0, "optimization took {} ms", r.millis);
     eprintln!("{}", r.text());
     // Costed as a vectorized kernel, the fused form is extracted: checked compiled below.
-    let fused = slmtvm_optimizer::Options {
-        cost: slmtvm_optimizer::CostModel { attention_cycles_per_flop: None, ..Default::default() },
-        ..Default::default()
-    };
-    let (o, r) = slmtvm_optimizer::optimize(&g, &fused).unwrap();
+    let (o, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::fused_attention()).unwrap();
     assert_eq!((n(&o, "Attention"), n(&o, "Softmax")), (6, 0), "{}", r.text());
-    let inputs: Vec<Tensor> = g
-        .inputs
-        .iter()
-        .map(|&i| npy::read_npy(&dir.join("inputs").join(format!("{}.npy", g.value(i).name))).unwrap())
-        .collect();
-    let want = interp::run(&g, &inputs).unwrap();
-    let scale = want[0].to_f64().iter().map(|x| x.abs()).fold(0.0, f64::max);
     let t = Target::from_spec("x86_64").unwrap();
     let out = target_dir().join("slmtvm-cross").join(format!("minilm-opt-{}", std::process::id()));
     let res = run_batch(&t, &[Job { graph: &o, data: vec![inputs.clone()] }], &out);
