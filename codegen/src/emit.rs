@@ -80,6 +80,14 @@ impl Kb<'_> {
         if lanes == 4 { self.b.ins().splat(types::F32X4, s) } else { s }
     }
 
+    /// A fresh variable of `init`'s type, defined as `init` here.
+    pub fn var(&mut self, init: Value) -> cranelift_frontend::Variable {
+        let ty = self.ty(init);
+        let v = self.b.declare_var(ty);
+        self.b.def_var(v, init);
+        v
+    }
+
     /// The type of value `v`.
     pub fn ty(&self, v: Value) -> Type {
         self.b.func.dfg.value_type(v)

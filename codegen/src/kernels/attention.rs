@@ -20,15 +20,7 @@ use crate::Result;
 use crate::emit::{Kb, strides_of};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};
-use cranelift_frontend::Variable;
 use slmtvm_ir::{DType, Op};
-
-fn declare(kb: &mut Kb, init: Value) -> Variable {
-    let ty = kb.ty(init);
-    let v = kb.b.declare_var(ty);
-    kb.b.def_var(v, init);
-    v
-}
 
 /// Strides of a tensor of physical `dims` broadcast (right-aligned) to rank 4: 0 on size-1
 /// and missing axes.
@@ -106,7 +98,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
             let ptr = kb.caps.ptr;
             let sbase = kb.b.ins().stack_addr(ptr, slot, 0);
             let ninf = kb.fconst(f32::NEG_INFINITY, 1);
-            let m = declare(kb, ninf);
+            let m = kb.var(ninf);
             let zero = kb.iconst(0);
             kb.for_range(zero, lim, 1, |kb, j| {
                 let krow = kb.b.ins().imul_imm_s(j, d as i64);
@@ -139,7 +131,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
             let mx = kb.b.use_var(m);
             row_op(kb, yp, orow, dv, dv4, &mut |kb, _, lanes| kb.fconst(0.0, lanes));
             let zf = kb.fconst(0.0, 1);
-            let sum = declare(kb, zf);
+            let sum = kb.var(zf);
             kb.for_range(zero, lim, 1, |kb, j| {
                 let a = kb.addr(sbase, j, 4);
                 let s = kb.load(types::F32, a, 0);
@@ -180,38 +172,30 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
 
 /// `Σ_c a[ai + c]·b[bi + c]` over `c < n` (f32): 4 lanes for `c < n4`, then a scalar tail.
 fn dot(kb: &mut Kb, a: Value, ai: Value, b: Value, bi: Value, n: usize, n4: usize) -> Value {
+    // acc += a[ai + c]·b[bi + c] for c in lo..hi by step, with loads of type `ty`.
+    let run = |kb: &mut Kb, init: Value, lo: usize, hi: usize, step: i64, ty: types::Type| -> Value {
+        let acc = kb.var(init);
+        kb.for_const(lo as i64, hi as i64, step, |kb, c| {
+            let x = kb.b.ins().iadd(ai, c);
+            let x = kb.addr(a, x, 4);
+            let x = kb.load(ty, x, 0);
+            let y = kb.b.ins().iadd(bi, c);
+            let y = kb.addr(b, y, 4);
+            let y = kb.load(ty, y, 0);
+            let old = kb.b.use_var(acc);
+            let new = kb.mul_add(x, y, old);
+            kb.b.def_var(acc, new);
+        });
+        kb.b.use_var(acc)
+    };
     let mut total = kb.fconst(0.0, 1);
     if n4 > 0 {
         let z = kb.fconst(0.0, 4);
-        let acc = declare(kb, z);
-        kb.for_const(0, n4 as i64, 4, |kb, c| {
-            let x = kb.b.ins().iadd(ai, c);
-            let x = kb.addr(a, x, 4);
-            let x = kb.load(types::F32X4, x, 0);
-            let y = kb.b.ins().iadd(bi, c);
-            let y = kb.addr(b, y, 4);
-            let y = kb.load(types::F32X4, y, 0);
-            let old = kb.b.use_var(acc);
-            let new = kb.mul_add(x, y, old);
-            kb.b.def_var(acc, new);
-        });
-        let v = kb.b.use_var(acc);
+        let v = run(kb, z, 0, n4, 4, types::F32X4);
         total = kb.hsum(v);
     }
     if n4 < n {
-        let acc = declare(kb, total);
-        kb.for_const(n4 as i64, n as i64, 1, |kb, c| {
-            let x = kb.b.ins().iadd(ai, c);
-            let x = kb.addr(a, x, 4);
-            let x = kb.load(types::F32, x, 0);
-            let y = kb.b.ins().iadd(bi, c);
-            let y = kb.addr(b, y, 4);
-            let y = kb.load(types::F32, y, 0);
-            let old = kb.b.use_var(acc);
-            let new = kb.mul_add(x, y, old);
-            kb.b.def_var(acc, new);
-        });
-        total = kb.b.use_var(acc);
+        total = run(kb, total, n4, n, 1, types::F32);
     }
     total
 }

@@ -21,7 +21,7 @@ use super::math::exp;
 use crate::Result;
 use crate::emit::{Kb, lane_flags, strides_of};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Type, Value, types};
+use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};
 use cranelift_frontend::Variable;
 use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind, RmsNorm, Softmax};
 use slmtvm_ir::{DType, Op};
@@ -46,13 +46,6 @@ fn norm_axis(cx: &NodeCtx, axis: i64, rank: usize) -> Result<usize> {
         return Err(cx.error(format!("axis {axis} is out of range for rank {rank}")));
     }
     Ok(a as usize)
-}
-
-/// A loop-carried value: a Cranelift variable of type `ty` set to `init`.
-fn var(kb: &mut Kb, ty: Type, init: Value) -> Variable {
-    let v = kb.b.declare_var(ty);
-    kb.b.def_var(v, init);
-    v
 }
 
 /// Loads `lanes` f32 values (4 lanes: of an f32 or f16 tensor) or one element of `dtype`
@@ -205,7 +198,7 @@ fn fold_row_with(
     f: &mut dyn FnMut(&mut Kb, Value, usize) -> Value,
 ) -> Value {
     let init = kb.fconst(fold.init(), 1);
-    let total = var(kb, types::F32, init);
+    let total = kb.var(init);
     let mut done = 0;
     if vector && kb.caps.vector && n >= 4 {
         let (n16, n4) = (if unroll { n / 16 * 16 } else { 0 }, n / 4 * 4);
@@ -216,14 +209,14 @@ fn fold_row_with(
             Fold::Max => {
                 let z = kb.b.ins().iconst(types::I32, 0);
                 let z = kb.b.ins().splat(types::I32X4, z);
-                (Fold::PMax, Some(var(kb, types::I32X4, z)))
+                (Fold::PMax, Some(kb.var(z)))
             }
             _ => (fold, None),
         };
         let accs: Vec<Variable> = (0..used)
             .map(|_| {
                 let z = kb.fconst(fold.init(), 4);
-                var(kb, types::F32X4, z)
+                kb.var(z)
             })
             .collect();
         let mut step = |kb: &mut Kb, acc: Variable, i: Value| {
@@ -450,8 +443,7 @@ impl Red {
     fn reduce_one(&self, kb: &mut Kb, x: Value, off: Value, red: &[(usize, i64)], lanes: usize) -> Value {
         let (sizes, strides): (Vec<usize>, Vec<i64>) = red.iter().copied().unzip();
         let init = self.init(kb, lanes);
-        let ty = kb.ty(init);
-        let acc = var(kb, ty, init);
+        let acc = kb.var(init);
         kb.nest(&sizes, &mut |kb, idx| {
             let r = kb.linear(0, idx, &strides);
             let i = kb.b.ins().iadd(off, r);
@@ -532,7 +524,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
         kb.nest(&ksizes, &mut |kb, kidx| {
             let base = kb.linear(0, kidx, &kstrides);
             let init = kb.fconst(fold.init(), 1);
-            let total = var(kb, types::F32, init);
+            let total = kb.var(init);
             kb.nest(&rsizes, &mut |kb, ridx| {
                 let r = kb.linear(0, ridx, &rstrides);
                 let off = kb.b.ins().iadd(base, r);
@@ -633,13 +625,12 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
         let base = kb.b.ins().imul_imm_s(o, (l * inner) as i64);
         for_lanes(kb, inner, true, &mut |kb, j, lanes| {
             let base = kb.b.ins().iadd(base, j);
-            let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
             let at = |kb: &mut Kb, k: Value| {
                 let off = kb.b.ins().imul_imm_s(k, inner as i64);
                 kb.b.ins().iadd(base, off)
             };
             let init = kb.fconst(f32::NEG_INFINITY, lanes);
-            let mv = var(kb, ty, init);
+            let mv = kb.var(init);
             kb.for_const(0, l as i64, 1, |kb, k| {
                 let i = at(kb, k);
                 let v = load_at(kb, dt, x, i, lanes);
@@ -650,7 +641,7 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             let m = kb.b.use_var(mv);
             let m = pin(kb, m);
             let zero = kb.fconst(0.0, lanes);
-            let sv = var(kb, ty, zero);
+            let sv = kb.var(zero);
             kb.for_const(0, l as i64, 1, |kb, k| {
                 let i = at(kb, k);
                 let v = load_at(kb, dt, x, i, lanes);

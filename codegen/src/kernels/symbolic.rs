@@ -204,7 +204,7 @@ fn repack(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let odo: Vec<Variable> = (0..ry)
         .map(|_| {
             let z = kb.iconst(0);
-            declare(kb, z)
+            kb.var(z)
         })
         .collect();
     nest_runtime(kb, &ex, &mut Vec::new(), &mut |kb, idx| {
@@ -328,7 +328,7 @@ fn softmax_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
         };
         let zero = kb.iconst(0);
         let ninf = kb.fconst(f32::NEG_INFINITY, 1);
-        let m = declare(kb, ninf);
+        let m = kb.var(ninf);
         kb.for_range(zero, l, 1, |kb, k| {
             let i = at(kb, k);
             let p = kb.addr(xp, i, e);
@@ -339,7 +339,7 @@ fn softmax_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
         });
         let mx = kb.b.use_var(m);
         let zf = kb.fconst(0.0, 1);
-        let s = declare(kb, zf);
+        let s = kb.var(zf);
         kb.for_range(zero, l, 1, |kb, k| {
             let i = at(kb, k);
             let p = kb.addr(xp, i, e);
@@ -364,14 +364,6 @@ fn softmax_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
         });
     });
     Ok(())
-}
-
-/// Declares a fresh variable of `init`'s type, initialized to it.
-fn declare(kb: &mut Kb, init: Value) -> Variable {
-    let ty = kb.ty(init);
-    let v = kb.b.declare_var(ty);
-    kb.b.def_var(v, init);
-    v
 }
 
 /// MatMul whose contraction axis is symbolic: `y[.., m, n] = Σ_{k < K} a[.., m, k]·b[.., k, n]`
@@ -411,7 +403,7 @@ fn matmul_runtime_k(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
             let yrow = kb.b.ins().iadd(y0, yrow);
             let col = |kb: &mut Kb, j: Value, lanes: usize| {
                 let z = kb.fconst(0.0, lanes);
-                let acc = declare(kb, z);
+                let acc = kb.var(z);
                 let zero = kb.iconst(0);
                 kb.for_range(zero, k, 1, |kb, kk| {
                     let ai = kb.b.ins().iadd(arow, kk);

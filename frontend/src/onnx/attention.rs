@@ -7,7 +7,7 @@
 use super::Importer;
 use super::attr::Attrs;
 use super::proto::NodeProto;
-use super::subgraph::Sub;
+use super::subgraph::{Sub, at_most};
 use crate::{Error, Result};
 use slmtvm_ir::ops::*;
 use slmtvm_ir::{DType, Op, Tensor, ValueId};
@@ -29,9 +29,7 @@ pub(crate) fn import(
     let mask = input(3);
     let (past_k, past_v) = (input(4), input(5));
     let nonpad = input(6);
-    if ins.len() > 7 {
-        return Err(b.err(format!("has {} inputs; Attention takes at most 7", ins.len())));
-    }
+    at_most(&b, &ins, 7, "at most 7")?;
     if nonpad.is_some() && opset < 24 {
         return Err(b.err("the nonpad_kv_seqlen input needs opset 24"));
     }

@@ -18,7 +18,7 @@
 use super::Importer;
 use super::attr::Attrs;
 use super::proto::NodeProto;
-use super::subgraph::{Sub, required, single_output};
+use super::subgraph::{Sub, at_most, required, single_output};
 use crate::Result;
 use slmtvm_ir::ops::*;
 use slmtvm_ir::{DType, Op, Tensor, ValueId};
@@ -33,9 +33,7 @@ pub(crate) fn import(
 ) -> Result<()> {
     let mut b = Sub::new(imp, n, name);
     let out = single_output(&b, n)?;
-    if ins.len() > 2 {
-        return Err(b.err(format!("has {} inputs; GatherND takes data and indices", ins.len())));
-    }
+    at_most(&b, &ins, 2, "data and indices")?;
     let data = required(&b, &ins, 0, "data")?;
     let indices = required(&b, &ins, 1, "indices")?;
     let batch_dims = a.int_or("batch_dims", 0)?;

@@ -13,7 +13,7 @@
 use super::Importer;
 use super::attr::Attrs;
 use super::proto::NodeProto;
-use super::subgraph::{Sub, required, single_output};
+use super::subgraph::{Sub, at_most, required, single_output};
 use crate::{Error, Result};
 use slmtvm_ir::ops::*;
 use slmtvm_ir::{DType, Dim, Op, Tensor, ValueId};
@@ -28,9 +28,7 @@ pub(crate) fn import(
 ) -> Result<()> {
     let mut b = Sub::new(imp, n, name);
     let out = single_output(&b, n)?;
-    if ins.len() > 2 {
-        return Err(b.err(format!("has {} inputs; RMSNormalization takes X and scale", ins.len())));
-    }
+    at_most(&b, &ins, 2, "X and scale")?;
     let x = required(&b, &ins, 0, "X")?;
     let scale = required(&b, &ins, 1, "scale")?;
     let axis = a.int_or("axis", -1)?;

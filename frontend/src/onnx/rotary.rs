@@ -19,7 +19,7 @@
 use super::Importer;
 use super::attr::Attrs;
 use super::proto::NodeProto;
-use super::subgraph::{Sub, required, single_output};
+use super::subgraph::{Sub, at_most, required, single_output};
 use crate::{Error, Result};
 use slmtvm_ir::ops::*;
 use slmtvm_ir::{DType, Dim, Op, ValueId};
@@ -34,11 +34,7 @@ pub(crate) fn import(
 ) -> Result<()> {
     let mut b = Sub::new(imp, n, name);
     let out = single_output(&b, n)?;
-    if ins.len() > 4 {
-        return Err(
-            b.err(format!("has {} inputs; RotaryEmbedding takes X, cos_cache, sin_cache and position_ids", ins.len()))
-        );
-    }
+    at_most(&b, &ins, 4, "X, cos_cache, sin_cache and position_ids")?;
     let x = required(&b, &ins, 0, "X")?;
     let cos = required(&b, &ins, 1, "cos_cache")?;
     let sin = required(&b, &ins, 2, "sin_cache")?;

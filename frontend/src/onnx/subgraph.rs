@@ -163,6 +163,14 @@ pub(crate) fn required(sub: &Sub, ins: &[Option<ValueId>], i: usize, what: &str)
     ins.get(i).copied().flatten().ok_or_else(|| sub.err(format!("input {i} ('{what}') is required")))
 }
 
+/// An error when the node has more than `max` inputs: "has N inputs; OP takes `takes`".
+pub(crate) fn at_most(sub: &Sub, ins: &[Option<ValueId>], max: usize, takes: &str) -> Result<()> {
+    if ins.len() > max {
+        return Err(sub.err(format!("has {} inputs; {} takes {takes}", ins.len(), sub.op_type)));
+    }
+    Ok(())
+}
+
 /// The node's single output name; more outputs, or none, is an error.
 pub(crate) fn single_output(sub: &Sub, n: &NodeProto) -> Result<String> {
     let used = n.output.iter().rposition(|o| !o.is_empty()).map_or(0, |p| p + 1);
