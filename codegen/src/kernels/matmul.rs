@@ -437,6 +437,55 @@ fn emit_problem(kb: &mut Kb, p: &Problem) {
     });
 }
 
+/// An f32 matrix as a base pointer and element strides (row, column): a slice of a fused
+/// kernel's operand or scratch, for [`f32_product`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct F32Mat {
+    /// Address of element (0, 0).
+    pub ptr: Value,
+    /// Elements from one row to the next.
+    pub rs: i64,
+    /// Elements from one column to the next.
+    pub cs: i64,
+}
+
+/// `out[m×n] = a[m×k]·b[k×n]` in f32 with the schedules MatMul uses (broadcast when `b` is
+/// contiguous along n, dot when `a` and `b` are contiguous along k), for fused kernels that run
+/// products over slices (Attention's `Q·Kᵀ`). `m_run`/`n_run`: run-time row/column counts, as
+/// for a symbolic MatMul output (whole tiles up to them are computed).
+pub(crate) fn f32_product(
+    kb: &mut Kb,
+    a: F32Mat,
+    b: F32Mat,
+    out: F32Mat,
+    (m, k, n): (usize, usize, usize),
+    m_run: Option<Value>,
+    n_run: Option<Value>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let op = |x: F32Mat| Operand { ptr: x.ptr, dtype: DType::F32, batch: vec![], rs: x.rs, cs: x.cs };
+    let p = Problem {
+        batch: vec![],
+        m,
+        m_run,
+        n_run,
+        k,
+        n,
+        acc: Acc::F32,
+        a: op(a),
+        b: op(b),
+        za: None,
+        zb: None,
+        out: op(out),
+        epi: Epilogue::Plain,
+    };
+    let mat = |x: F32Mat| Mat { ptr: x.ptr, dtype: DType::F32, rs: x.rs, cs: x.cs, size: 4 };
+    let bound = Bound { a: mat(a), b: mat(b), za: None, zb: None, c: None, out: mat(out) };
+    matrix(kb, &p, &bound);
+}
+
 /// How a tile's columns are held: `vecs` vectors of 4 columns, then `scalars` single columns.
 #[derive(Clone, Copy, Debug)]
 struct Cols {
