@@ -51,14 +51,6 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    /// The default options with fused attention costed as a vectorized kernel (so that
-    /// extraction takes the fused form; see [`CostModel::attention_cycles_per_flop`]).
-    pub fn fused_attention() -> Options {
-        Options { cost: CostModel { attention_cycles_per_flop: None, ..CostModel::default() }, ..Options::default() }
-    }
-}
-
 /// What an optimization did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {

@@ -259,6 +259,12 @@ fn attention_shapes_heads_masks_and_causality() {
     attn(&mut b, &mut rng, [1, 4, 2, 5, 7, 6, 3], None, false, Some((DType::Bool, &[1, 4, 5, 7])));
     attn(&mut b, &mut rng, [1, 4, 4, 2, 9, 12, 5], None, true, Some((DType::Bool, &[9])));
     attn(&mut b, &mut rng, [1, 2, 1, 4, 11, 33, 17], Some(0.125), true, Some((DType::F32, &[4, 11])));
+    // Several query blocks and register tiles: 37 rows (blocks of 4·k rows and an edge),
+    // Dv = 28 (three 8-column tiles, one 4-column vector and scalars), one decode row, and a
+    // key count whose scores fill the scratch so blocks hold 2 rows.
+    attn(&mut b, &mut rng, [2, 2, 1, 37, 70, 32, 28], None, true, Some((DType::F32, &[2, 1, 1, 70])));
+    attn(&mut b, &mut rng, [1, 3, 3, 1, 33, 8, 19], None, false, Some((DType::F32, &[1, 1, 1, 33])));
+    attn(&mut b, &mut rng, [1, 1, 1, 5, 1500, 4, 8], None, false, None);
     check(b, 1e-5, 1e-5);
 }
 

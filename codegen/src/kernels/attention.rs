@@ -1,26 +1,40 @@
-//! Attention: fused scaled dot-product attention, one query row at a time, with no S×T
-//! intermediate in memory.
+//! Attention: fused scaled dot-product attention over blocks of query rows, with no
+//! [S, T] intermediate in the arena.
 //!
-//! For every (batch, query head, query row): the scores of the visible keys (a 4-lane dot
-//! product over D with a scalar tail, times the scale, plus the mask) go to a stack slot of T
-//! floats while their maximum is kept; then each `p = exp(s - max)` ([`super::math::exp`]) is
-//! summed and `p·V[j]` accumulated into the output row, which is finally multiplied by
-//! `1/Σp` (within an ulp or two of the reference's division). Grouped-query heads read K/V
-//! head `h / (Hq/Hkv)`.
+//! For every (batch, query head) and block of `R` query rows (`R` chosen so the block's
+//! scores take at most [`SCRATCH_BYTES`] of stack):
+//! 1. the block's scores `Q·Kᵀ` go to a stack scratch of R×T floats through the matrix
+//!    product schedules ([`super::matmul::f32_product`]: vector dot products along D, 2×4
+//!    tiles);
+//! 2. each row is scaled, the mask added and the row maximum kept (4 lanes at a time, a
+//!    scalar tail; a bool mask row by scalars), then `p = exp(s − max)`
+//!    ([`super::math::exp`], vectorized) is stored and summed; keys past a causal limit get
+//!    `p = 0`;
+//! 3. `P·V` runs as register tiles of 4 rows × 8 columns (two `F32X4` per row) over the
+//!    run-time keys, and each output row is multiplied by `1/Σp` as it is stored (so a row
+//!    that sees no key is NaN, as the reference's softmax of such a row is).
 //!
-//! Symbolic dims: the kernel always loops over the run-time extents of S (query rows) and T
-//! (keys), read with [`NodeCtx::extent`], and addresses every tensor with its physical (bound)
-//! strides, so a symbolic S or T needs no other kernel; the causal limit `i + T − S` uses the
-//! run-time values. The batch runs over its physical extent (position-wise). The head counts
-//! and head sizes must be static.
+//! Grouped-query heads read K/V head `h / (Hq/Hkv)`. Symbolic dims: S and T loop over their
+//! run-time extents ([`NodeCtx::extent`]; whole query blocks up to S run, rows past it are
+//! garbage in the physical padding, see [`crate::layout`]), and every tensor is addressed with
+//! its physical (bound) strides; the causal limit `i + T − S` uses the run-time values. The
+//! batch runs over its physical extent (position-wise). Head counts and head sizes must be
+//! static.
 
 use super::NodeCtx;
 use super::math::exp;
+use super::matmul::{F32Mat, f32_product, row_blocks};
 use crate::Result;
 use crate::emit::{Kb, strides_of};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};
+use cranelift_codegen::ir::{InstBuilder, StackSlot, StackSlotData, StackSlotKind, Value, types};
 use slmtvm_ir::{DType, Op};
+
+/// The most stack one query block's scores may take.
+pub const SCRATCH_BYTES: usize = 16 * 1024;
+
+/// The most stack a head's transposed keys may take (beyond it, `Q·Kᵀ` reads K in place).
+pub const KEYS_BYTES: usize = 32 * 1024;
 
 /// Strides of a tensor of physical `dims` broadcast (right-aligned) to rank 4: 0 on size-1
 /// and missing axes.
@@ -32,6 +46,45 @@ fn broadcast4(dims: &[usize]) -> [i64; 4] {
         out[axis] = if dims[a] == 1 { 0 } else { st[a] };
     }
     out
+}
+
+/// Query rows per block for `s` query rows and `t` keys: as many as fit [`SCRATCH_BYTES`]
+/// (at most 64, a multiple of 4 when 4 or more), at least 1.
+fn block_rows(s: usize, t: usize) -> usize {
+    let fit = (SCRATCH_BYTES / (4 * t.max(1))).clamp(1, 64);
+    let r = if fit >= 4 { fit / 4 * 4 } else { fit };
+    r.min(s.max(1))
+}
+
+/// What every block of a node's kernel shares.
+struct Plan {
+    d: usize,
+    dv: usize,
+    tp: usize,
+    scale: f32,
+    causal: bool,
+    /// Run-time S and T.
+    s_rt: Value,
+    t_rt: Value,
+    t_sym: bool,
+    /// Mask pointer, dtype and rank-4 broadcast strides.
+    mask: Option<(Value, DType, [i64; 4])>,
+    /// Q, K, V and output pointers.
+    ptrs: [Value; 4],
+    scores: StackSlot,
+    sums: StackSlot,
+    /// Scratch for the head's keys transposed to [D, T] (so `Q·Kᵀ` runs the broadcast
+    /// schedule, vectorized along keys), when they fit [`KEYS_BYTES`] and vectors exist.
+    keys_t: Option<StackSlot>,
+}
+
+/// Element offsets of one (batch, head) in Q, K, V, the output and the mask.
+struct Head {
+    q: Value,
+    k: Value,
+    v: Value,
+    o: Value,
+    m: Option<Value>,
 }
 
 /// Emits the kernel of `cx.node`.
@@ -57,172 +110,352 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         return Ok(());
     }
     let group = hq / hkv;
-    let scale = at.scale.unwrap_or((1.0 / (d as f64).sqrt()) as f32);
     let (qs, ks, vs) = (strides_of(&qd), strides_of(&kd), strides_of(&vd));
     let os = strides_of(&[nb, hq, sp, dv]);
     let mask = match cx.in_ptr_opt(3) {
         Some(p) => Some((p, cx.in_dtype(3)?, broadcast4(&cx.in_dims(3)?))),
         None => None,
     };
-    let (qp, kp, vp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.in_ptr(2)?, cx.out_ptr(0));
-    let s_rt = cx.extent(kb, q, 2)?;
-    let t_rt = cx.extent(kb, k, 2)?;
-    let slot = kb.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, (tp.max(1) * 4) as u32, 4));
-    let vector = kb.caps.vector;
-    let (d4, dv4) = if vector { (d / 4 * 4, dv / 4 * 4) } else { (0, 0) };
-    let causal = at.causal;
+    let rows = block_rows(sp, tp);
+    let slot = |kb: &mut Kb, bytes: usize| {
+        kb.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes.max(4) as u32, 4))
+    };
+    let plan = Plan {
+        d,
+        dv,
+        tp,
+        scale: at.scale.unwrap_or((1.0 / (d as f64).sqrt()) as f32),
+        causal: at.causal,
+        s_rt: cx.extent(kb, q, 2)?,
+        t_rt: cx.extent(kb, k, 2)?,
+        t_sym: cx.g.ty(k).shape.0[2].known().is_none(),
+        mask,
+        ptrs: [cx.in_ptr(0)?, cx.in_ptr(1)?, cx.in_ptr(2)?, cx.out_ptr(0)],
+        scores: slot(kb, rows * tp * 4),
+        sums: slot(kb, rows * 4),
+        keys_t: (kb.caps.vector && d * tp * 4 <= KEYS_BYTES && tp >= 4).then(|| slot(kb, d * tp * 4)),
+    };
+    let s_run = cx.g.ty(q).shape.0[2].known().is_none().then_some(plan.s_rt);
     kb.nest(&[nb, hq], &mut |kb, idx| {
         let (b, h) = (idx[0], idx[1]);
-        let gc = kb.iconst(group as i64);
-        let g = kb.b.ins().udiv(h, gc);
-        let qh = kb.linear(0, &[b, h], &qs[..2]);
-        let kh = kb.linear(0, &[b, g], &ks[..2]);
-        let vh = kb.linear(0, &[b, g], &vs[..2]);
-        let oh = kb.linear(0, &[b, h], &os[..2]);
-        let mh = mask.map(|(_, _, ms)| kb.linear(0, &[b, h], &ms[..2]));
-        let zero = kb.iconst(0);
-        kb.for_range(zero, s_rt, 1, |kb, i| {
-            let qrow = kb.b.ins().imul_imm_s(i, d as i64);
-            let qrow = kb.b.ins().iadd(qh, qrow);
-            let orow = kb.b.ins().imul_imm_s(i, dv as i64);
-            let orow = kb.b.ins().iadd(oh, orow);
-            let lim = if causal {
-                // Keys j <= i + T - S: j < min(T, i + T - S + 1).
-                let a = kb.b.ins().iadd(i, t_rt);
-                let a = kb.b.ins().isub(a, s_rt);
-                let a = kb.b.ins().iadd_imm_s(a, 1);
-                kb.b.ins().smin(a, t_rt)
-            } else {
-                t_rt
-            };
-            let ptr = kb.caps.ptr;
-            let sbase = kb.b.ins().stack_addr(ptr, slot, 0);
-            let ninf = kb.fconst(f32::NEG_INFINITY, 1);
-            let m = kb.var(ninf);
-            let zero = kb.iconst(0);
-            kb.for_range(zero, lim, 1, |kb, j| {
-                let krow = kb.b.ins().imul_imm_s(j, d as i64);
-                let krow = kb.b.ins().iadd(kh, krow);
-                let dot = dot(kb, qp, qrow, kp, krow, d, d4);
-                let sc = kb.fconst(scale, 1);
-                let mut s = kb.b.ins().fmul(dot, sc);
-                if let (Some((mp, mdt, ms)), Some(mh)) = (mask, mh) {
-                    let mi = kb.linear(0, &[i, j], &ms[2..]);
-                    let mi = kb.b.ins().iadd(mh, mi);
-                    if mdt == DType::Bool {
-                        let a = kb.addr(mp, mi, 1);
-                        let keep = kb.load(types::I8, a, 0);
-                        let z = kb.b.ins().iconst(types::I8, 0);
-                        let off = kb.b.ins().icmp(IntCC::Equal, keep, z);
-                        let ninf = kb.fconst(f32::NEG_INFINITY, 1);
-                        s = kb.b.ins().select(off, ninf, s);
-                    } else {
-                        let a = kb.addr(mp, mi, 4);
-                        let mv = kb.load(types::F32, a, 0);
-                        s = kb.b.ins().fadd(s, mv);
-                    }
-                }
-                let a = kb.addr(sbase, j, 4);
-                kb.store(s, a, 0);
-                let old = kb.b.use_var(m);
-                let new = kb.b.ins().fmax(old, s);
-                kb.b.def_var(m, new);
-            });
-            let mx = kb.b.use_var(m);
-            row_op(kb, yp, orow, dv, dv4, &mut |kb, _, lanes| kb.fconst(0.0, lanes));
-            let zf = kb.fconst(0.0, 1);
-            let sum = kb.var(zf);
-            kb.for_range(zero, lim, 1, |kb, j| {
-                let a = kb.addr(sbase, j, 4);
-                let s = kb.load(types::F32, a, 0);
-                let x = kb.b.ins().fsub(s, mx);
-                let p = exp(kb, x);
-                let old = kb.b.use_var(sum);
-                let new = kb.b.ins().fadd(old, p);
-                kb.b.def_var(sum, new);
-                let pv = if vector { kb.b.ins().splat(types::F32X4, p) } else { p };
-                let vrow = kb.b.ins().imul_imm_s(j, dv as i64);
-                let vrow = kb.b.ins().iadd(vh, vrow);
-                row_op(kb, yp, orow, dv, dv4, &mut |kb, c, lanes| {
-                    let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
-                    let vi = kb.b.ins().iadd(vrow, c);
-                    let va = kb.addr(vp, vi, 4);
-                    let vv = kb.load(ty, va, 0);
-                    let oi = kb.b.ins().iadd(orow, c);
-                    let oa = kb.addr(yp, oi, 4);
-                    let acc = kb.load(ty, oa, 0);
-                    kb.mul_add(if lanes == 4 { pv } else { p }, vv, acc)
-                });
-            });
-            let total = kb.b.use_var(sum);
-            let one = kb.fconst(1.0, 1);
-            let r = kb.b.ins().fdiv(one, total);
-            let rv = if vector { kb.b.ins().splat(types::F32X4, r) } else { r };
-            row_op(kb, yp, orow, dv, dv4, &mut |kb, c, lanes| {
-                let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
-                let oi = kb.b.ins().iadd(orow, c);
-                let oa = kb.addr(yp, oi, 4);
-                let acc = kb.load(ty, oa, 0);
-                kb.b.ins().fmul(acc, if lanes == 4 { rv } else { r })
-            });
-        });
+        let g = if group == 1 { h } else { kb.b.ins().udiv_imm_u(h, group as i64) };
+        let head = Head {
+            q: kb.linear(0, &[b, h], &qs[..2]),
+            k: kb.linear(0, &[b, g], &ks[..2]),
+            v: kb.linear(0, &[b, g], &vs[..2]),
+            o: kb.linear(0, &[b, h], &os[..2]),
+            m: plan.mask.map(|(_, _, ms)| kb.linear(0, &[b, h], &ms[..2])),
+        };
+        if let Some(kt) = plan.keys_t {
+            transpose_keys(kb, &plan, &head, kt);
+        }
+        row_blocks(kb, sp, s_run, rows, &mut |kb, i0, n| block(kb, &plan, &head, i0, n));
     });
     Ok(())
 }
 
-/// `Σ_c a[ai + c]·b[bi + c]` over `c < n` (f32): 4 lanes for `c < n4`, then a scalar tail.
-fn dot(kb: &mut Kb, a: Value, ai: Value, b: Value, bi: Value, n: usize, n4: usize) -> Value {
-    // acc += a[ai + c]·b[bi + c] for c in lo..hi by step, with loads of type `ty`.
-    let run = |kb: &mut Kb, init: Value, lo: usize, hi: usize, step: i64, ty: types::Type| -> Value {
-        let acc = kb.var(init);
-        kb.for_const(lo as i64, hi as i64, step, |kb, c| {
-            let x = kb.b.ins().iadd(ai, c);
-            let x = kb.addr(a, x, 4);
-            let x = kb.load(ty, x, 0);
-            let y = kb.b.ins().iadd(bi, c);
-            let y = kb.addr(b, y, 4);
-            let y = kb.load(ty, y, 0);
-            let old = kb.b.use_var(acc);
-            let new = kb.mul_add(x, y, old);
-            kb.b.def_var(acc, new);
-        });
-        kb.b.use_var(acc)
+/// Query rows `i0..i0 + n` of one head.
+fn block(kb: &mut Kb, pl: &Plan, hd: &Head, i0: Value, n: usize) {
+    let ptr = kb.caps.ptr;
+    let [qp, kp, vp, yp] = pl.ptrs;
+    let sbase = kb.b.ins().stack_addr(ptr, pl.scores, 0);
+    let qoff = kb.b.ins().imul_imm_s(i0, pl.d as i64);
+    let qoff = kb.b.ins().iadd(hd.q, qoff);
+    let a = F32Mat { ptr: kb.addr(qp, qoff, 4), rs: pl.d as i64, cs: 1 };
+    let kt = match pl.keys_t {
+        Some(slot) => F32Mat { ptr: kb.b.ins().stack_addr(ptr, slot, 0), rs: pl.tp as i64, cs: 1 },
+        None => F32Mat { ptr: kb.addr(kp, hd.k, 4), rs: 1, cs: pl.d as i64 },
     };
-    let mut total = kb.fconst(0.0, 1);
-    if n4 > 0 {
-        let z = kb.fconst(0.0, 4);
-        let v = run(kb, z, 0, n4, 4, types::F32X4);
-        total = kb.hsum(v);
-    }
-    if n4 < n {
-        total = run(kb, total, n4, n, 1, types::F32);
-    }
-    total
+    let s = F32Mat { ptr: sbase, rs: pl.tp as i64, cs: 1 };
+    f32_product(kb, a, kt, s, (n, pl.d, pl.tp), None, pl.t_sym.then_some(pl.t_rt));
+    kb.for_const(0, n as i64, 1, |kb, r| {
+        let i = kb.b.ins().iadd(i0, r);
+        softmax_row(kb, pl, hd, i, r);
+    });
+    let vbase = kb.addr(vp, hd.v, 4);
+    let ooff = kb.b.ins().imul_imm_s(i0, pl.dv as i64);
+    let ooff = kb.b.ins().iadd(hd.o, ooff);
+    let obase = kb.addr(yp, ooff, 4);
+    probs_times_v(kb, pl, sbase, vbase, obase, n);
 }
 
-/// Stores `f(c, lanes)` at `y[row + c]` for `c < n`: 4 lanes for `c < n4`, then single ones.
-fn row_op(kb: &mut Kb, y: Value, row: Value, n: usize, n4: usize, f: &mut dyn FnMut(&mut Kb, Value, usize) -> Value) {
-    if n4 > 0 {
-        kb.for_const(0, n4 as i64, 4, |kb, c| {
-            let v = f(kb, c, 4);
-            let i = kb.b.ins().iadd(row, c);
-            let a = kb.addr(y, i, 4);
-            kb.store(v, a, 0);
+/// Copies the run-time keys of one head, K [T, D], to the scratch `slot` as [D, Tp].
+fn transpose_keys(kb: &mut Kb, pl: &Plan, hd: &Head, slot: StackSlot) {
+    let ptr = kb.caps.ptr;
+    let base = kb.b.ins().stack_addr(ptr, slot, 0);
+    let kbase = kb.addr(pl.ptrs[1], hd.k, 4);
+    let zero = kb.iconst(0);
+    kb.for_range(zero, pl.t_rt, 1, |kb, j| {
+        let roff = kb.b.ins().imul_imm_s(j, (pl.d * 4) as i64);
+        let krow = kb.b.ins().iadd(kbase, roff);
+        let col = kb.addr(base, j, 4);
+        for c in 0..pl.d {
+            let x = kb.load(types::F32, krow, (4 * c) as i32);
+            kb.store(x, col, (4 * c * pl.tp) as i32);
+        }
+    });
+}
+
+/// Runs `body(kb, j, lanes)` for `j` in `lo..hi`: 4 lanes at a time while 4 remain (when
+/// `vector`), then one at a time.
+fn lanes_loop(kb: &mut Kb, lo: Value, hi: Value, vector: bool, body: &mut dyn FnMut(&mut Kb, Value, usize)) {
+    let mut tail = lo;
+    if vector {
+        let len = kb.b.ins().isub(hi, lo);
+        let len4 = kb.b.ins().band_imm_s(len, -4);
+        let hi4 = kb.b.ins().iadd(lo, len4);
+        kb.for_range(lo, hi4, 4, |kb, j| body(kb, j, 4));
+        tail = hi4;
+    }
+    kb.for_range(tail, hi, 1, |kb, j| body(kb, j, 1));
+}
+
+/// Turns score row `r` of the block (query row `i`) into unnormalized probabilities
+/// `exp(s·scale + mask − max)` over the visible keys, zeros past the causal limit, and stores
+/// `1/Σp` in the row's sum slot.
+fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
+    let ptr = kb.caps.ptr;
+    let sbase = kb.b.ins().stack_addr(ptr, pl.scores, 0);
+    let roff = kb.b.ins().imul_imm_s(r, (pl.tp * 4) as i64);
+    let srow = kb.b.ins().iadd(sbase, roff);
+    let zero = kb.iconst(0);
+    let lim = if pl.causal {
+        // Keys j <= i + T - S: j < min(T, i + T - S + 1), at least 0.
+        let a = kb.b.ins().iadd(i, pl.t_rt);
+        let a = kb.b.ins().isub(a, pl.s_rt);
+        let a = kb.b.ins().iadd_imm_s(a, 1);
+        let a = kb.b.ins().smin(a, pl.t_rt);
+        kb.b.ins().smax(a, zero)
+    } else {
+        pl.t_rt
+    };
+    let vector = kb.caps.vector;
+    let fty = |lanes: usize| if lanes == 4 { types::F32X4 } else { types::F32 };
+    let mrow = match (pl.mask, hd.m) {
+        (Some((_, _, ms)), Some(mh)) => {
+            let o = kb.b.ins().imul_imm_s(i, ms[2]);
+            Some(kb.b.ins().iadd(mh, o))
+        }
+        _ => None,
+    };
+    // Pass 1: scale, mask, maximum.
+    let ninf4 = kb.fconst(f32::NEG_INFINITY, if vector { 4 } else { 1 });
+    let mv = kb.var(ninf4);
+    let ninf = kb.fconst(f32::NEG_INFINITY, 1);
+    let ms_ = kb.var(ninf);
+    let bool_mask = matches!(pl.mask, Some((_, DType::Bool, _)));
+    lanes_loop(kb, zero, lim, vector && !bool_mask, &mut |kb, j, lanes| {
+        let a = kb.addr(srow, j, 4);
+        let s = kb.load(fty(lanes), a, 0);
+        let sc = kb.fconst(pl.scale, lanes);
+        let mut s = kb.b.ins().fmul(s, sc);
+        if let (Some((mp, mdt, ms)), Some(mrow)) = (pl.mask, mrow) {
+            let mi = if ms[3] == 0 {
+                mrow
+            } else {
+                let o = kb.b.ins().imul_imm_s(j, ms[3]);
+                kb.b.ins().iadd(mrow, o)
+            };
+            if mdt == DType::Bool {
+                let ma = kb.addr(mp, mi, 1);
+                let keep = kb.load(types::I8, ma, 0);
+                let z = kb.b.ins().iconst(types::I8, 0);
+                let off = kb.b.ins().icmp(IntCC::Equal, keep, z);
+                s = kb.b.ins().select(off, ninf, s);
+            } else {
+                let ma = kb.addr(mp, mi, 4);
+                let mv = if ms[3] == 0 && lanes == 4 {
+                    let x = kb.load(types::F32, ma, 0);
+                    kb.b.ins().splat(types::F32X4, x)
+                } else {
+                    kb.load(fty(lanes), ma, 0)
+                };
+                s = kb.b.ins().fadd(s, mv);
+            }
+        }
+        kb.store(s, a, 0);
+        let var = if lanes == 4 { mv } else { ms_ };
+        let old = kb.b.use_var(var);
+        let new = kb.b.ins().fmax(old, s);
+        kb.b.def_var(var, new);
+    });
+    let mut mx = kb.b.use_var(ms_);
+    if vector {
+        let v = kb.b.use_var(mv);
+        let h = kb.hmax(v);
+        mx = kb.b.ins().fmax(mx, h);
+    }
+    // Through the row's sum slot (a load stays where it is): Cranelift would otherwise
+    // recompute the maximum of the first loop's result inside the next loop.
+    let sums = kb.b.ins().stack_addr(ptr, pl.sums, 0);
+    let sa = kb.addr(sums, r, 4);
+    kb.store(mx, sa, 0);
+    let mx = kb.load(types::F32, sa, 0);
+    // Pass 2: p = exp(s - max), summed.
+    let z4 = kb.fconst(0.0, if vector { 4 } else { 1 });
+    let sv = kb.var(z4);
+    let z1 = kb.fconst(0.0, 1);
+    let ss = kb.var(z1);
+    let mx4 = if vector { kb.b.ins().splat(types::F32X4, mx) } else { mx };
+    lanes_loop(kb, zero, lim, vector, &mut |kb, j, lanes| {
+        let a = kb.addr(srow, j, 4);
+        let s = kb.load(fty(lanes), a, 0);
+        let x = kb.b.ins().fsub(s, if lanes == 4 { mx4 } else { mx });
+        let p = exp(kb, x);
+        kb.store(p, a, 0);
+        let var = if lanes == 4 { sv } else { ss };
+        let old = kb.b.use_var(var);
+        let new = kb.b.ins().fadd(old, p);
+        kb.b.def_var(var, new);
+    });
+    if pl.causal {
+        kb.for_range(lim, pl.t_rt, 1, |kb, j| {
+            let a = kb.addr(srow, j, 4);
+            let z = kb.fconst(0.0, 1);
+            kb.store(z, a, 0);
         });
     }
-    if n4 < n {
-        kb.for_const(n4 as i64, n as i64, 1, |kb, c| {
-            let v = f(kb, c, 1);
-            let i = kb.b.ins().iadd(row, c);
-            let a = kb.addr(y, i, 4);
-            kb.store(v, a, 0);
-        });
+    let mut total = kb.b.use_var(ss);
+    if vector {
+        let v = kb.b.use_var(sv);
+        let h = kb.hsum(v);
+        total = kb.b.ins().fadd(h, total);
+    }
+    let one = kb.fconst(1.0, 1);
+    let inv = kb.b.ins().fdiv(one, total);
+    let sums = kb.b.ins().stack_addr(ptr, pl.sums, 0);
+    let a = kb.addr(sums, r, 4);
+    kb.store(inv, a, 0);
+}
+
+/// `out[r, :] = (Σ_{j < T} P[r, j]·V[j, :]) · (1/Σp)[r]` for the block's `n` rows: tiles of
+/// up to 4 rows × (8 vector columns, then 4, then single columns), accumulated in registers
+/// over the run-time keys.
+fn probs_times_v(kb: &mut Kb, pl: &Plan, pbase: Value, vbase: Value, obase: Value, n: usize) {
+    let dv = pl.dv;
+    let (dv8, rest) = if kb.caps.vector { (dv / 8 * 8, dv % 8) } else { (0, dv) };
+    // Column tiles: (first column, count of tiles, vectors, scalars).
+    let mut cols: Vec<(usize, usize, usize, usize)> = Vec::new();
+    if dv8 > 0 {
+        cols.push((0, dv8 / 8, 2, 0));
+    }
+    let mut c = dv8;
+    if kb.caps.vector && rest >= 4 {
+        cols.push((c, 1, 1, 0));
+        c += 4;
+    }
+    while c < dv {
+        let w = (dv - c).min(4);
+        cols.push((c, 1, 0, w));
+        c += w;
+    }
+    let full = n / 4 * 4;
+    let row_tile = |kb: &mut Kb, r0: Value, rows: usize| {
+        for &(c0, count, vecs, scalars) in &cols {
+            let w = 4 * vecs + scalars;
+            let tile = |kb: &mut Kb, c: Value| pv_tile(kb, pl, [pbase, vbase, obase], r0, rows, c, vecs, scalars);
+            if count == 1 {
+                let c = kb.iconst(c0 as i64);
+                tile(kb, c);
+            } else {
+                kb.for_const(c0 as i64, (c0 + w * count) as i64, w as i64, |kb, c| tile(kb, c));
+            }
+        }
+    };
+    if full > 0 {
+        kb.for_const(0, full as i64, 4, |kb, r0| row_tile(kb, r0, 4));
+    }
+    if n > full {
+        let r0 = kb.iconst(full as i64);
+        row_tile(kb, r0, n - full);
+    }
+}
+
+/// One `P·V` tile: rows `r0..r0 + rows` of the block, columns from `c0`: `vecs` vectors of 4
+/// columns then `scalars` single columns.
+#[allow(clippy::too_many_arguments)]
+fn pv_tile(
+    kb: &mut Kb,
+    pl: &Plan,
+    [pbase, vbase, obase]: [Value; 3],
+    r0: Value,
+    rows: usize,
+    c0: Value,
+    vecs: usize,
+    scalars: usize,
+) {
+    let ptr = kb.caps.ptr;
+    let width = vecs + scalars;
+    let z4 = if vecs > 0 { Some(kb.fconst(0.0, 4)) } else { None };
+    let z1 = kb.fconst(0.0, 1);
+    let accs: Vec<cranelift_frontend::Variable> =
+        (0..rows * width).map(|e| kb.var(if e % width < vecs { z4.unwrap_or(z1) } else { z1 })).collect();
+    // P[r0 + r, j] at `prow + r·Tp·4` and V[j, c0..] at `vrow`, both advanced by one key per
+    // step, so every load takes an immediate offset.
+    let poff = kb.b.ins().imul_imm_s(r0, (pl.tp * 4) as i64);
+    let prow0 = kb.b.ins().iadd(pbase, poff);
+    let vcol = kb.addr(vbase, c0, 4);
+    let zero = kb.iconst(0);
+    let (pv, vv_) = (kb.var(prow0), kb.var(vcol));
+    kb.for_range(zero, pl.t_rt, 1, |kb, _j| {
+        let prow = kb.b.use_var(pv);
+        let vrow = kb.b.use_var(vv_);
+        let vv: Vec<Value> = (0..width)
+            .map(|e| {
+                if e < vecs {
+                    kb.load(types::F32X4, vrow, (16 * e) as i32)
+                } else {
+                    kb.load(types::F32, vrow, (16 * vecs + 4 * (e - vecs)) as i32)
+                }
+            })
+            .collect();
+        for r in 0..rows {
+            let p = kb.load(types::F32, prow, (r * pl.tp * 4) as i32);
+            let p4 = if vecs > 0 { Some(kb.b.ins().splat(types::F32X4, p)) } else { None };
+            for (e, &v) in vv.iter().enumerate() {
+                let var = accs[r * width + e];
+                let old = kb.b.use_var(var);
+                let pe = if e < vecs { p4.unwrap_or(p) } else { p };
+                let new = kb.mul_add(pe, v, old);
+                kb.b.def_var(var, new);
+            }
+        }
+        let next = kb.b.ins().iadd_imm_s(prow, 4);
+        kb.b.def_var(pv, next);
+        let next = kb.b.ins().iadd_imm_s(vrow, (pl.dv * 4) as i64);
+        kb.b.def_var(vv_, next);
+    });
+    let sums = kb.b.ins().stack_addr(ptr, pl.sums, 0);
+    for r in 0..rows {
+        let row = kb.b.ins().iadd_imm_s(r0, r as i64);
+        let sa = kb.addr(sums, row, 4);
+        let inv = kb.load(types::F32, sa, 0);
+        let inv4 = if vecs > 0 { Some(kb.b.ins().splat(types::F32X4, inv)) } else { None };
+        let ooff = kb.b.ins().imul_imm_s(row, pl.dv as i64);
+        let ooff = kb.b.ins().iadd(ooff, c0);
+        let orow = kb.addr(obase, ooff, 4);
+        for e in 0..width {
+            let acc = kb.b.use_var(accs[r * width + e]);
+            let y = kb.b.ins().fmul(acc, if e < vecs { inv4.unwrap_or(inv) } else { inv });
+            let off = if e < vecs { 16 * e } else { 16 * vecs + 4 * (e - vecs) };
+            kb.store(y, orow, off as i32);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_blocks_fit_the_scratch() {
+        assert_eq!(block_rows(128, 128), 32);
+        assert_eq!(block_rows(7, 128), 7);
+        assert_eq!(block_rows(1, 4096), 1);
+        assert_eq!(block_rows(512, 1500), 2);
+        assert_eq!(block_rows(64, 8), 64);
+        assert_eq!(block_rows(0, 0), 1);
+    }
 
     #[test]
     fn masks_broadcast_right_aligned_to_rank_4() {

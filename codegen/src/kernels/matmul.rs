@@ -548,7 +548,13 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
 /// Runs `tile(kb, i0, mr)` over row blocks of `mr` rows, then the `m % mr` edge. With a
 /// run-time row count `m_run`, the full blocks stop at the first block at or past it (the
 /// static edge, fewer than `mr` rows, still runs).
-fn row_blocks(kb: &mut Kb, m: usize, m_run: Option<Value>, mr: usize, tile: &mut dyn FnMut(&mut Kb, Value, usize)) {
+pub(crate) fn row_blocks(
+    kb: &mut Kb,
+    m: usize,
+    m_run: Option<Value>,
+    mr: usize,
+    tile: &mut dyn FnMut(&mut Kb, Value, usize),
+) {
     let full = m / mr * mr;
     if let (Some(v), true) = (m_run, full > 0) {
         let up = kb.b.ins().iadd_imm_s(v, mr as i64 - 1);
