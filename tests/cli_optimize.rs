@@ -91,19 +91,52 @@ fn optimized_builds_are_reproducible() {
     }
 }
 
+/// The count after `name` in `--explain`'s line starting with `prefix` (0 when absent):
+/// rule counts are `  rule   N` lines, operator counts `operators after: Kind N, …`.
+fn explained(text: &str, name: &str) -> (usize, usize) {
+    let rule = text
+        .lines()
+        .find_map(|l| {
+            l.trim_start().strip_prefix(name).filter(|r| r.starts_with(' ')).map(|r| r.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let ops = text.lines().find_map(|l| l.strip_prefix("operators after: ")).unwrap_or_else(|| panic!("{text}"));
+    let op = ops
+        .split(", ")
+        .find_map(|e| e.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).map(|n| n.parse().unwrap()))
+        .unwrap_or(0);
+    (rule, op)
+}
+
 #[test]
 fn explain_counts_the_fused_ops_of_the_llama_style_decoder() {
     // Two layers: one Attention per layer, one RMSNorm per norm (2 per layer + final), one SiLU
-    // per gated MLP.
+    // per gated MLP; no Softmax left.
     let out = fresh("llama");
     let text =
         ok(&slmtvm(&["build", &model("llama_tiny"), "--target", "x86_64", "-o", out.to_str().unwrap(), "--explain"]));
-    let count = |rule: &str| -> usize {
-        text.lines()
-            .find_map(|l| {
-                l.trim_start().strip_prefix(rule).filter(|r| r.starts_with(' ')).map(|r| r.trim().parse().unwrap())
-            })
-            .unwrap_or(0)
-    };
-    assert_eq!((count("attention"), count("rmsnorm"), count("silu")), (2, 5, 2), "{text}");
+    assert_eq!(explained(&text, "attention").0, 2, "{text}");
+    assert_eq!(explained(&text, "rmsnorm").0, 5, "{text}");
+    assert_eq!(explained(&text, "Attention").1, 2, "{text}");
+    assert_eq!(explained(&text, "RmsNorm").1, 5, "{text}");
+    assert_eq!(explained(&text, "Softmax").1, 0, "{text}");
+}
+
+#[test]
+fn explain_counts_the_fused_ops_of_the_minilm_class_encoder() {
+    // Six layers: one Attention per layer, LayerNorms 2 per layer + the embeddings', one GELU
+    // per layer; no Softmax left.
+    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm/model.onnx");
+    assert!(
+        m.is_file(),
+        "{} is missing: python3 scripts/make_minilm.py .cache/minilm (scripts/test.sh does)",
+        m.display()
+    );
+    let out = fresh("minilm");
+    let text =
+        ok(&slmtvm(&["build", m.to_str().unwrap(), "--target", "x86_64", "-o", out.to_str().unwrap(), "--explain"]));
+    assert_eq!(explained(&text, "attention").0, 6, "{text}");
+    let n = |k: &str| explained(&text, k).1;
+    assert_eq!((n("Attention"), n("LayerNorm"), n("Gelu"), n("Softmax")), (6, 13, 6, 0), "{text}");
+    assert!(text.contains("stop: saturated"), "{text}");
 }

@@ -76,6 +76,8 @@ pub struct Report {
     pub egraph_classes: usize,
     /// Wall time of the whole optimization, in milliseconds.
     pub millis: f64,
+    /// The optimized graph's operators by kind (`Attention`, `RmsNorm`, `MatMul`, …).
+    pub ops_after: BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -97,6 +99,8 @@ impl Report {
             }
         }
         s.push_str(&format!("nodes: {} -> {}\n", self.nodes_before, self.nodes_after));
+        let ops: Vec<String> = self.ops_after.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        s.push_str(&format!("operators after: {}\n", ops.join(", ")));
         s.push_str(&format!("cost: {:.0} -> {:.0} (estimated cycles)\n", self.cost_before, self.cost_after));
         s
     }
@@ -173,6 +177,9 @@ pub fn optimize(g: &Graph, opts: &Options) -> Result<(Graph, Report)> {
     let extractor = Extractor::new(&egraph, cost::GraphCost { egraph: &egraph, model: opts.cost });
     let out = convert::from_egraph(g, &loaded, &egraph, &extractor)?;
     report.nodes_after = out.nodes.len();
+    for n in &out.nodes {
+        *report.ops_after.entry(n.op.kind_name().to_string()).or_default() += 1;
+    }
     report.cost_after = graph_cost(&out, &opts.cost)?;
     report.millis = start.elapsed().as_secs_f64() * 1e3;
     Ok((out, report))
