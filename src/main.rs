@@ -1,6 +1,7 @@
 //! `slmtvm`: the command-line driver. It only wires the crates together; see the README for
 //! the command reference.
 
+mod bench;
 mod build;
 mod inputs;
 mod inspect;
@@ -97,6 +98,44 @@ enum Cmd {
         /// Folder for the outputs (created if missing); one NAME.npy per graph output.
         #[arg(long, short = 'o', value_name = "DIR")]
         output_dir: PathBuf,
+    },
+    /// Time the compiled model on this machine beside ONNX Runtime and tract (same inputs, same
+    /// thread count, same run): median/min/max latency, GFLOP/s and ratios.
+    Bench {
+        /// The model file (.onnx).
+        model: PathBuf,
+        /// Target architecture (must be this machine's); default: this machine's.
+        #[arg(long)]
+        target: Option<String>,
+        /// CPU preset or settings; default: the best preset this CPU runs (x86_64-v3 with AVX2
+        /// and FMA, aarch64-dotprod with dot products).
+        #[arg(long)]
+        cpu: Option<String>,
+        /// Timed runs after one warm-up run.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Threads for every runtime.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// An input: NAME=FILE.npy; repeatable.
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Read the inputs not given with --input from DIR/NAME.npy.
+        #[arg(long, value_name = "DIR")]
+        input_dir: Option<PathBuf>,
+        /// Fill the inputs not given otherwise deterministically from this seed (default 0).
+        #[arg(long, value_name = "SEED")]
+        random_inputs: Option<u64>,
+        #[command(flatten)]
+        shapes: ShapeArgs,
+        #[command(flatten)]
+        opt: OptArgs,
+        /// Keep the build, inputs and outputs in DIR (default: a temporary folder, removed).
+        #[arg(long, short = 'o', value_name = "DIR")]
+        output_dir: Option<PathBuf>,
     },
 }
 
@@ -228,6 +267,39 @@ fn main() {
                 })
                 .with_context(|| format!("running {}", model.display()))
         }
+        Cmd::Bench {
+            model,
+            target,
+            cpu,
+            runs,
+            threads,
+            json,
+            inputs,
+            input_dir,
+            random_inputs,
+            shapes,
+            opt,
+            output_dir,
+        } => load_options(&shapes)
+            .and_then(|o| {
+                let t = match target {
+                    Some(arch) => resolve_target(&arch, cpu.as_deref())?,
+                    None if cpu.is_some() => bail!("--cpu needs --target"),
+                    None => slmtvm_targets::Target::host()?,
+                };
+                let seed = random_inputs.or((inputs.is_empty() && input_dir.is_none()).then_some(0));
+                let src = inputs::InputSource { flags: &inputs, dir: input_dir.as_deref(), seed };
+                let flags = bench::BenchFlags { runs, threads, json };
+                let temp = output_dir.is_none();
+                let work = output_dir
+                    .unwrap_or_else(|| std::env::temp_dir().join(format!("slmtvm-bench-{}", std::process::id())));
+                let r = bench::bench(&model, &o, &src, &work, &t, opt.flags(), &flags);
+                if temp {
+                    let _ = std::fs::remove_dir_all(&work);
+                }
+                r
+            })
+            .with_context(|| format!("benchmarking {}", model.display())),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

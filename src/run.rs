@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use slmtvm_frontend::LoadOptions;
 use slmtvm_targets::Target;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Runs the model with the reference interpreter.
 pub fn run_reference(model: &Path, opts: &LoadOptions, src: &InputSource, out_dir: &Path) -> Result<()> {
@@ -19,19 +19,30 @@ pub fn run_reference(model: &Path, opts: &LoadOptions, src: &InputSource, out_di
 /// The C test driver of `runtime-stub/`, compiled with each model that `run --target` builds.
 const HARNESS_C: &str = include_str!("../runtime-stub/harness.c");
 
-/// Builds the model for `target`, links it with the C harness (host gcc, or Debian's cross
-/// gcc), runs it natively or under qemu-user, and writes its outputs as `.npy` files into
-/// `out_dir`. The build (`NAME.o`, `.h`, `.json`, the harness executable and its input files)
-/// is kept in `out_dir/build/`. Unbounded symbolic input dims are fixed to the given inputs'
-/// dims; bounded ones stay symbolic (one object for every value up to the bound).
-pub fn run_target(
+/// A model compiled and linked with the C harness, with its input files written.
+pub struct Harness {
+    /// The graph compiled (unbounded symbolic dims fixed to the inputs' dims).
+    pub graph: slmtvm_ir::Graph,
+    /// The harness executable.
+    pub exe: PathBuf,
+    /// The folder of its input `.npy` files.
+    pub in_dir: PathBuf,
+    /// Each input's name and `.npy` file.
+    pub input_files: Vec<(String, PathBuf)>,
+}
+
+/// Builds the model for `target` into `build/` (`NAME.o`, `.h`, `.json`), links it with the C
+/// harness (host gcc, or Debian's cross gcc) and writes its inputs there as `.npy` files.
+/// Unbounded symbolic input dims are fixed to the given inputs' dims; bounded ones stay
+/// symbolic (one object for every value up to the bound).
+pub fn build_harness(
     model: &Path,
     opts: &LoadOptions,
     src: &InputSource,
-    out_dir: &Path,
+    build: &Path,
     target: &Target,
     opt: crate::build::OptFlags,
-) -> Result<()> {
+) -> Result<Harness> {
     target.check_tools()?;
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     let mut g = slmtvm_frontend::load_onnx(model, opts)?;
@@ -63,8 +74,7 @@ pub fn run_target(
     }
     let name = crate::build::model_name(model, None)?;
     let a = crate::build::compile_graph(&g, &bytes, target, &name, opt)?;
-    let build = out_dir.join("build");
-    crate::build::write_artifacts(&a, &build)?;
+    crate::build::write_artifacts(&a, build)?;
     let harness = build.join("harness.c");
     std::fs::write(&harness, HARNESS_C).with_context(|| format!("writing {}", harness.display()))?;
     let exe = build.join(format!("{name}.run"));
@@ -76,21 +86,46 @@ pub fn run_target(
     target.link(&args, &[&harness, &build.join(format!("{name}.o"))], &exe)?;
     let in_dir = build.join("inputs");
     std::fs::create_dir_all(&in_dir).with_context(|| format!("creating {}", in_dir.display()))?;
+    let mut input_files = Vec::new();
     for &i in &g.inputs {
         let n = &g.value(i).name;
         if let Some(t) = inputs.get(n) {
-            slmtvm_frontend::npy::write_npy(&in_dir.join(format!("{}.npy", slmtvm_frontend::npy::file_stem(n))), t)?;
+            let f = in_dir.join(format!("{}.npy", slmtvm_frontend::npy::file_stem(n)));
+            slmtvm_frontend::npy::write_npy(&f, t)?;
+            input_files.push((n.clone(), f));
         }
     }
+    Ok(Harness { graph: g, exe, in_dir, input_files })
+}
+
+/// Runs harness `h` for `target` (natively or under qemu-user) on its inputs, writing the
+/// outputs into `out_dir`, with `extra` arguments first (`-t N` for timed runs); returns its
+/// standard output.
+pub fn run_harness(h: &Harness, target: &Target, out_dir: &Path, extra: &[&str]) -> Result<String> {
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let mut cmd = target.command(&exe)?;
-    cmd.arg(&in_dir).arg(out_dir);
+    let mut cmd = target.command(&h.exe)?;
+    cmd.args(extra).arg(&h.in_dir).arg(out_dir);
     let out = slmtvm_targets::toolchain::run_with_timeout(cmd, std::time::Duration::from_secs(3600))?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         anyhow::bail!("the compiled model failed on {}: {}", target.name(), err.trim());
     }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Builds the model for `target` with the C harness into `out_dir/build/` (see
+/// [`build_harness`]), runs it natively or under qemu-user, and writes its outputs as `.npy`
+/// files into `out_dir`.
+pub fn run_target(
+    model: &Path,
+    opts: &LoadOptions,
+    src: &InputSource,
+    out_dir: &Path,
+    target: &Target,
+    opt: crate::build::OptFlags,
+) -> Result<()> {
+    let h = build_harness(model, opts, src, &out_dir.join("build"), target, opt)?;
+    print!("{}", run_harness(&h, target, out_dir, &[])?);
     Ok(())
 }
 

@@ -1,0 +1,210 @@
+//! `slmtvm bench`: the latency of the compiled model on this machine, and beside it, in the
+//! same run, on the same inputs and with the same thread count, ONNX Runtime's and tract's
+//! (through Python, when `onnxruntime` / `tract` can be imported).
+
+use crate::inputs::InputSource;
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use slmtvm_frontend::LoadOptions;
+use slmtvm_targets::Target;
+use std::path::Path;
+
+/// The Python side: times the peers (see its docstring).
+const PEERS_PY: &str = include_str!("bench_peers.py");
+
+/// How `bench` runs.
+pub struct BenchFlags {
+    /// Timed runs after one warm-up run.
+    pub runs: usize,
+    /// Threads for every runtime.
+    pub threads: usize,
+    /// Print JSON instead of a table.
+    pub json: bool,
+}
+
+/// One runtime's timings, in microseconds.
+#[derive(Clone, Debug, Serialize)]
+struct Timing {
+    runtime: String,
+    version: String,
+    median_us: f64,
+    min_us: f64,
+    max_us: f64,
+    /// Model FLOPs per second at the median, in GFLOP/s.
+    gflops: f64,
+    /// slmtvm's median over this runtime's.
+    slmtvm_ratio: f64,
+}
+
+/// What `bench --json` prints.
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    target: String,
+    runs: usize,
+    threads: usize,
+    flops: u64,
+    results: Vec<Timing>,
+    /// Peers that could not run, with the reason.
+    unavailable: Vec<(String, String)>,
+}
+
+/// Parses the harness's `latency_us: MEDIAN MIN MAX` line.
+fn harness_latency(stdout: &str) -> Result<[f64; 3]> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("latency_us:"))
+        .with_context(|| format!("the harness printed no latency line: {stdout}"))?;
+    let v: Vec<f64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    match v.as_slice() {
+        [a, b, c] => Ok([*a, *b, *c]),
+        _ => bail!("unreadable latency line `{line}`"),
+    }
+}
+
+/// Benchmarks the model: builds it for `target` (which must run natively here: timings under
+/// qemu mean nothing) into `work/build`, runs one warm-up and `flags.runs` timed runs, then
+/// the peers on the same inputs; prints a table or JSON.
+pub fn bench(
+    model: &Path,
+    opts: &LoadOptions,
+    src: &InputSource,
+    work: &Path,
+    target: &Target,
+    opt: crate::build::OptFlags,
+    flags: &BenchFlags,
+) -> Result<()> {
+    if slmtvm_targets::Arch::host() != Some(target.arch()) {
+        bail!("bench measures on this machine: --target must be this host's architecture, not {}", target.arch());
+    }
+    if flags.threads != 1 {
+        bail!("--threads {}: slmtvm's kernels run on one thread for now; bench compares at --threads 1", flags.threads);
+    }
+    if flags.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let h = crate::run::build_harness(model, opts, src, &work.join("build"), target, opt)?;
+    let flops: u64 = h
+        .graph
+        .nodes
+        .iter()
+        .map(|n| {
+            let ins: Vec<Option<&slmtvm_ir::TypeInfo>> = n.inputs.iter().map(|i| i.map(|v| h.graph.ty(v))).collect();
+            let outs: Vec<slmtvm_ir::TypeInfo> = n.outputs.iter().map(|&o| h.graph.ty(o).clone()).collect();
+            n.op.flops(&ins, &outs)
+        })
+        .sum();
+    let stdout = crate::run::run_harness(&h, target, &work.join("outputs"), &["-t", &flags.runs.to_string()])?;
+    let [med, min, max] = harness_latency(&stdout)?;
+    let gflops = |us: f64| if us > 0.0 { flops as f64 / us / 1e3 } else { 0.0 };
+    let mut results = vec![Timing {
+        runtime: "slmtvm".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        median_us: med,
+        min_us: min,
+        max_us: max,
+        gflops: gflops(med),
+        slmtvm_ratio: 1.0,
+    }];
+    let mut unavailable = Vec::new();
+    for line in peers(model, &h, work, flags)?.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("the peers' script printed `{line}`"))?;
+        let name = v["runtime"].as_str().unwrap_or("?").to_string();
+        if let Some(e) = v["error"].as_str() {
+            unavailable.push((name, e.to_string()));
+            continue;
+        }
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        results.push(Timing {
+            runtime: name,
+            version: v["version"].as_str().unwrap_or("?").to_string(),
+            median_us: f("median_us"),
+            min_us: f("min_us"),
+            max_us: f("max_us"),
+            gflops: gflops(f("median_us")),
+            slmtvm_ratio: med / f("median_us"),
+        });
+    }
+    let report = Report {
+        model: model.display().to_string(),
+        target: target.name().to_string(),
+        runs: flags.runs,
+        threads: flags.threads,
+        flops,
+        results,
+        unavailable,
+    };
+    if flags.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+/// Runs the peers' script; an absent `python3` is reported as the peers being unavailable.
+fn peers(model: &Path, h: &crate::run::Harness, work: &Path, flags: &BenchFlags) -> Result<String> {
+    let script = work.join("bench_peers.py");
+    std::fs::write(&script, PEERS_PY).with_context(|| format!("writing {}", script.display()))?;
+    let cfg = serde_json::json!({
+        "model": std::path::absolute(model)?.display().to_string(),
+        "threads": flags.threads,
+        "runs": flags.runs,
+        "inputs": h.input_files.iter().map(|(n, p)| (n.clone(), p.display().to_string())).collect::<Vec<_>>(),
+    });
+    let out = match std::process::Command::new("python3").arg(&script).arg(cfg.to_string()).output() {
+        Ok(o) => o,
+        Err(e) => {
+            let line = |r: &str| serde_json::json!({"runtime": r, "error": format!("python3 cannot start ({e})")});
+            return Ok(format!("{}\n{}\n", line("onnxruntime"), line("tract")));
+        }
+    };
+    if !out.status.success() {
+        bail!("the peers' script failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The report as a text table.
+fn table(r: &Report) -> String {
+    let mut s = format!(
+        "{} on {} ({} timed runs after a warm-up, {} thread(s), {:.3} GFLOP per run)\n",
+        r.model,
+        r.target,
+        r.runs,
+        r.threads,
+        r.flops as f64 / 1e9
+    );
+    s.push_str(&format!(
+        "{:<20} {:>12} {:>12} {:>12} {:>9} {:>14}\n",
+        "runtime", "median ms", "min ms", "max ms", "GFLOP/s", "slmtvm / it"
+    ));
+    for t in &r.results {
+        s.push_str(&format!(
+            "{:<20} {:>12.3} {:>12.3} {:>12.3} {:>9.2} {:>13.2}x\n",
+            format!("{} {}", t.runtime, t.version),
+            t.median_us / 1e3,
+            t.min_us / 1e3,
+            t.max_us / 1e3,
+            t.gflops,
+            t.slmtvm_ratio
+        ));
+    }
+    for (n, e) in &r.unavailable {
+        s.push_str(&format!("{n}: not run: {e}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_harness_latency_line_parses() {
+        assert_eq!(harness_latency("x\nlatency_us: 12.5 10.0 20.25\n").unwrap(), [12.5, 10.0, 20.25]);
+        assert!(harness_latency("latency_us: 1 2\n").is_err());
+        assert!(harness_latency("nothing").is_err());
+    }
+}
