@@ -364,3 +364,39 @@ fn rmsnorm_and_silu_are_recognized_in_the_llama_style_decoders() {
         check_outputs(&f, &outs, &dir.join("expected"), &format!("{m} fused"));
     }
 }
+
+#[test]
+fn kv_cache_attention_reads_the_unrepeated_heads_with_symbolic_shapes() {
+    // llama_kv kept symbolic (batch, sequence and past_sequence bounded): one Attention per
+    // layer over the 2 K/V heads of the present cache itself (repeat_kv's Expand copies gone),
+    // matching ONNX Runtime at the recorded decode step and at the prefill step.
+    let dir = models_dir().join("llama_kv");
+    let mut opts = LoadOptions::default();
+    for (s, b) in [("batch", 4), ("sequence", 16), ("past_sequence", 63)] {
+        opts.symbols.insert(s.into(), slmtvm_ir::Dim::sym(s, Some(b)));
+    }
+    let g = load_onnx(&dir.join("model.onnx"), &opts).unwrap();
+    let (o, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
+    assert_eq!(r.applied.get("attention-gqa"), Some(&2), "{}", r.text());
+    let atts: Vec<_> = o.nodes.iter().filter(|x| x.op.kind_name() == "Attention").collect();
+    assert_eq!(atts.len(), 2, "{}", r.text());
+    for a in atts {
+        let k = o.ty(a.inputs[1].unwrap());
+        assert_eq!(k.shape.0[1].known(), Some(2), "{}", k.shape);
+        assert!(k.shape.0[2].known().is_none(), "the key length stays symbolic: {}", k.shape);
+        let feeds_present = o.outputs.iter().any(|&p| Some(p) == a.inputs[1]);
+        assert!(feeds_present, "Attention reads the present cache itself");
+    }
+    for (inputs, expected) in [("inputs", "expected"), ("prefill_inputs", "prefill_expected")] {
+        let ins: BTreeMap<String, Tensor> = o
+            .inputs
+            .iter()
+            .map(|&i| {
+                let name = o.value(i).name.clone();
+                (name.clone(), npy::read_npy(&dir.join(inputs).join(format!("{}.npy", npy::file_stem(&name)))).unwrap())
+            })
+            .collect();
+        let outs = interp::run_named(&o, &ins).unwrap();
+        check_outputs(&o, &outs, &dir.join(expected), &format!("llama_kv symbolic {inputs}"));
+    }
+}

@@ -148,26 +148,34 @@ fn attention(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
 }
 
 /// The un-repeated K/V of class `c` when it is the exporters' `repeat_kv`:
-/// `Reshape(Expand(Unsqueeze(x, axes=[2]), [B, Hkv, r, T, D]), [B, Hkv·r, T, D])`.
+/// `Reshape(Expand(Unsqueeze(x, axes=[2]), [B, Hkv, r, T, D]), [B, Hkv·r, T, D])`. The head
+/// counts must be static; batch, sequence and head size may be symbolic (compared as
+/// polynomials of the symbols).
 fn unrepeated(egraph: &EG, c: Id) -> Option<Id> {
-    let out = ty(egraph, c)?.shape.as_known()?;
+    let out = &ty(egraph, c)?.shape.0;
+    let same = |a: &slmtvm_ir::Dim, b: &slmtvm_ir::Dim| a == b || a.poly() == b.poly();
     for n in &egraph[c].nodes {
         let (Some(Op::Reshape(_)), [e, _]) = (n.op(), n.children()) else { continue };
         for m in &egraph[*e].nodes {
             let (Some(Op::Expand(_)), [u, _]) = (m.op(), m.children()) else { continue };
             for k in &egraph[*u].nodes {
                 let (Some(Op::Unsqueeze(un)), [x]) = (k.op(), k.children()) else { continue };
-                let xd = ty(egraph, *x)?.shape.as_known()?;
-                let ed = ty(egraph, *e)?.shape.as_known()?;
-                let ok = un.axes == [2]
-                    && xd.len() == 4
-                    && ed.len() == 5
-                    && out.len() == 4
-                    && ed[0] == xd[0]
-                    && ed[1] == xd[1]
-                    && ed[3] == xd[2]
-                    && ed[4] == xd[3]
-                    && out == [xd[0], xd[1] * ed[2], xd[2], xd[3]];
+                let xd = &ty(egraph, *x)?.shape.0;
+                let ed = &ty(egraph, *e)?.shape.0;
+                if un.axes != [2] || xd.len() != 4 || ed.len() != 5 || out.len() != 4 {
+                    continue;
+                }
+                let heads = match (xd[1].known(), ed[2].known(), out[1].known()) {
+                    (Some(h), Some(r), Some(o)) => h * r == o && ed[1].known() == Some(h),
+                    _ => false,
+                };
+                let ok = heads
+                    && same(&ed[0], &xd[0])
+                    && same(&ed[3], &xd[2])
+                    && same(&ed[4], &xd[3])
+                    && same(&out[0], &xd[0])
+                    && same(&out[2], &xd[2])
+                    && same(&out[3], &xd[3]);
                 if ok {
                     return Some(egraph.find(*x));
                 }
