@@ -94,7 +94,7 @@ fn optimized_builds_are_reproducible() {
 #[test]
 fn explain_counts_the_fused_ops_of_the_llama_style_decoder() {
     // Two layers: one Attention per layer, one RMSNorm per norm (2 per layer + final), one SiLU
-    // per gated MLP.
+    // and one fused gated MLP per layer.
     let out = fresh("llama");
     let text =
         ok(&slmtvm(&["build", &model("llama_tiny"), "--target", "x86_64", "-o", out.to_str().unwrap(), "--explain"]));
@@ -105,5 +105,5 @@ fn explain_counts_the_fused_ops_of_the_llama_style_decoder() {
             })
             .unwrap_or(0)
     };
-    assert_eq!((count("attention"), count("rmsnorm"), count("silu")), (2, 5, 2), "{text}");
+    assert_eq!((count("attention"), count("rmsnorm"), count("silu"), count("gated-mlp")), (2, 5, 2, 2), "{text}");
 }
