@@ -500,3 +500,38 @@ fn gated_mlp_needs_constant_weights_and_the_activation_on_the_gate() {
         assert_eq!(count(&o, "MatMul") + count(&o, "Dense"), 3, "{what}: {}", slmtvm_ir::text::print(&o));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn gemm_and_activation_become_one_dense(m in 1usize..5, k in 1usize..7, n in 1usize..7, trans_b in any::<bool>(), bias in any::<bool>(), which in 0usize..6, seed in 0u64..1000) {
+        let mut g = Graph::new("gemm_act");
+        let x = input(&mut g, &[m, k]);
+        let wd = if trans_b { [n, k] } else { [k, n] };
+        let w = g.add_const("w", f32s(&wd, seed + 1));
+        let b = bias.then(|| g.add_const("b", f32s(&[1, n], seed + 2)));
+        let gemm = slmtvm_ir::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b };
+        let z = g.add_node("gemm", Op::Gemm(gemm), vec![Some(x), Some(w), b], &["z".into()])[0];
+        let (act, rule) = activation(which);
+        let y = g.add_node("act", Op::Unary(act), vec![Some(z)], &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, rule, &[f32s(&[m, k], seed)], 1e-5);
+        prop_assert_eq!(count(&o, "Dense"), 1);
+        prop_assert_eq!(o.nodes.len(), 1, "{}", slmtvm_ir::text::print(&o));
+    }
+}
+
+#[test]
+fn a_scaled_gemm_is_not_a_dense() {
+    let mut g = Graph::new("scaled");
+    let x = input(&mut g, &[3, 4]);
+    let w = g.add_const("w", f32s(&[4, 5], 1));
+    let gemm = slmtvm_ir::ops::Gemm { alpha: 0.5, beta: 1.0, trans_a: false, trans_b: false };
+    let z = g.add_node("gemm", Op::Gemm(gemm), vec![Some(x), Some(w)], &["z".into()])[0];
+    let y = g.add_node("act", Op::Unary(UnaryOp::Relu), vec![Some(z)], &["y".into()])[0];
+    let g = finish(g, y);
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("dense-gemm"), "{}", r.text());
+    assert_eq!((count(&o, "Gemm"), count(&o, "Relu"), count(&o, "Dense")), (1, 1, 0));
+}

@@ -12,6 +12,7 @@ use slmtvm_ir::{DType, Op};
 pub fn rules() -> Vec<Rule> {
     vec![
         Rule { name: "dense", kind: "Add", rewrite: dense_bias },
+        Rule { name: "dense-gemm", kind: "Gemm", rewrite: dense_gemm },
         Rule { name: "dense-relu", kind: "Relu", rewrite: dense_activation },
         Rule { name: "dense-gelu", kind: "Gelu", rewrite: dense_activation },
         Rule { name: "dense-silu", kind: "Silu", rewrite: dense_activation },
@@ -80,6 +81,35 @@ fn dense_bias(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
         }
     }
     None
+}
+
+/// An imported `Gemm(x, W, C)` with alpha 1, beta 1 (or no C), x not transposed, a constant
+/// f32 W ([K, N], or [N, K] with `transB`: transposed here, once) and a constant C that only
+/// varies along N → Dense(x, W, C as [N]), so that an activation after it can be fused.
+fn dense_gemm(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::Gemm(g)), ch) = (n.op(), n.children()) else { return None };
+    let (x, w) = (egraph.find(*ch.first()?), egraph.find(*ch.get(1)?));
+    if g.alpha != 1.0 || g.trans_a || const_matrix(egraph, w).is_none() {
+        return None;
+    }
+    let mut wt = constant(egraph, w)?.clone();
+    if g.trans_b {
+        let t = slmtvm_ir::ops::Transpose { perm: Some(vec![1, 0]) };
+        wt = Op::Transpose(t).eval(&[Some(&wt)]).ok()?.pop()?;
+    }
+    let nn = wt.shape()[1];
+    let mut ins = vec![x];
+    let wnode = egraph.analysis.add_const(wt);
+    ins.push(egraph.add(wnode));
+    if let Some(&b) = ch.get(2).filter(|&&b| !egraph[b].nodes.iter().any(|m| matches!(m, Node::Absent))) {
+        let bt = constant(egraph, b)?.clone();
+        if g.beta != 1.0 || bt.dtype() != DType::F32 || bt.len() != nn || bt.shape().last() != Some(&nn) {
+            return None;
+        }
+        let node = egraph.analysis.add_const(bt.reshaped(&[nn]).ok()?);
+        ins.push(egraph.add(node));
+    }
+    same_typed(egraph, c, Op::Dense(Dense { activation: None }), ins)
 }
 
 /// `act(Dense(x, W[, b]))` (a Dense without activation) or `act(MatMul(x, W))` with a
