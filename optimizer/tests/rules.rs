@@ -535,3 +535,38 @@ fn a_scaled_gemm_is_not_a_dense() {
     assert!(!r.applied.contains_key("dense-gemm"), "{}", r.text());
     assert_eq!((count(&o, "Gemm"), count(&o, "Relu"), count(&o, "Dense")), (1, 1, 0));
 }
+
+#[test]
+fn products_used_elsewhere_are_not_fused_away() {
+    // The product is also a graph output: fusing the activation would compute it twice.
+    let mut g = dense_graph(&[3, 4], 5, UnaryOp::Relu, false, false, 1);
+    let mm = g.find("mm").unwrap();
+    g.outputs.push(mm);
+    g.infer().unwrap();
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("dense-relu"), "{}", r.text());
+    assert_eq!((count(&o, "MatMul"), count(&o, "Relu"), count(&o, "Dense")), (1, 1, 0));
+    // The same for the biased product, and for a gated MLP's gate product.
+    let mut g = dense_graph(&[3, 4], 5, UnaryOp::Relu, true, false, 1);
+    let mm = g.find("mm").unwrap();
+    g.outputs.push(mm);
+    g.infer().unwrap();
+    let (_, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("dense"), "{}", r.text());
+    let mut g = mlp_graph(&Mlp {
+        xd: vec![3, 4],
+        f: 6,
+        h2: 2,
+        act: None,
+        up_first: false,
+        up_input: false,
+        act_after_mul: false,
+        seed: 3,
+    });
+    let gate = g.find("gate").unwrap();
+    g.outputs.push(gate);
+    g.infer().unwrap();
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("gated-mlp"), "{}", r.text());
+    assert_eq!(count(&o, "FusedMlp"), 0);
+}

@@ -1,6 +1,6 @@
 //! Fusions into one kernel.
 
-use super::predicates::{constant, ty};
+use super::predicates::{constant, ty, used_only_within};
 use super::{Rule, add_op};
 use crate::analysis::EG;
 use crate::lang::Node;
@@ -59,8 +59,9 @@ fn same_typed(egraph: &mut EG, c: Id, op: Op, ins: Vec<Id>) -> Option<Id> {
 
 /// `MatMul(x, W) + b` with a constant f32 matrix W [K, N] and a constant bias b that only
 /// varies along the last axis ([N], or [1, …, 1, N]) → Dense(x, W, b as [N]) without
-/// activation (its kernel adds the bias as the result is stored). x may have any rank ≥ 1
-/// and symbolic leading dims.
+/// activation (its kernel adds the bias as the result is stored), when the product has no
+/// other user (else it would be computed twice). x may have any rank ≥ 1 and symbolic leading
+/// dims.
 fn dense_bias(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
     let (Some(Op::Binary(BinaryOp::Add)), [p, q]) = (n.op(), n.children()) else { return None };
     for (mm, b) in [(*p, *q), (*q, *p)] {
@@ -69,7 +70,11 @@ fn dense_bias(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
         if bt.dtype() != DType::F32 || bt.len() != nn {
             continue;
         }
-        for (x, w) in weight_products(egraph, egraph.find(mm)) {
+        let mm = egraph.find(mm);
+        if !used_only_within(egraph, mm, c, 0) {
+            continue;
+        }
+        for (x, w) in weight_products(egraph, mm) {
             if const_matrix(egraph, w).map(|d| d.1) != Some(nn) {
                 continue;
             }
@@ -114,13 +119,19 @@ fn dense_gemm(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
 
 /// `act(Dense(x, W[, b]))` (a Dense without activation) or `act(MatMul(x, W))` with a
 /// constant f32 matrix W, for an activation the Dense kernel computes in registers
-/// ([`slmtvm_ir::ops::dense::fusable_activation`]) → Dense(x, W[, b]) with that activation.
+/// ([`slmtvm_ir::ops::dense::fusable_activation`]) → Dense(x, W[, b]) with that activation,
+/// when the product has no other user.
 fn dense_activation(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
     let (Some(Op::Unary(act)), [y]) = (n.op(), n.children()) else { return None };
     if !slmtvm_ir::ops::dense::fusable_activation(act) {
         return None;
     }
     let y = egraph.find(*y);
+    // An activation recognized from its decomposed form uses the product at several depths
+    // (x·sigmoid(x): 1; GELU's tanh form, x + 0.044715·x³ … times 0.5·x: 7).
+    if !used_only_within(egraph, y, c, 8) {
+        return None;
+    }
     let mut forms: Vec<Vec<Id>> = egraph[y]
         .nodes
         .iter()
@@ -137,11 +148,14 @@ fn dense_activation(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
 /// `MatMul(act(MatMul(x, W_gate)) ⊙ MatMul(x, W_up), W_down)` (the product in either operand
 /// order) with constant f32 weights and a fusable activation (Silu: SwiGLU, Gelu: GeGLU) →
 /// FusedMlp(x, W_gate, W_up, W_down), whose kernel never materializes the [rows, F] hidden
-/// layer.
+/// layer; only when none of the intermediates has a user outside the MLP.
 fn gated_mlp(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
     let (Some(Op::MatMul(_)), [h, wd]) = (n.op(), n.children()) else { return None };
     let (h, wd) = (egraph.find(*h), egraph.find(*wd));
     const_matrix(egraph, wd)?;
+    if !used_only_within(egraph, h, c, 0) {
+        return None;
+    }
     let mut pairs = Vec::new();
     for m in &egraph[h].nodes {
         if let (Some(Op::Binary(BinaryOp::Mul)), [a, b]) = (m.op(), m.children()) {
@@ -160,8 +174,16 @@ fn gated_mlp(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
                 _ => None,
             })
             .collect();
+        // The gate's product dies in the activation (through x·sigmoid(x)'s Sigmoid too), the
+        // activation and the up product in the gating product.
+        if !used_only_within(egraph, gated, h, 0) || !used_only_within(egraph, up, h, 0) {
+            continue;
+        }
         let ups = weight_products(egraph, up);
         for (act, g) in acts {
+            if !used_only_within(egraph, g, gated, 1) {
+                continue;
+            }
             for (x, wg) in weight_products(egraph, g) {
                 for &(x2, wu) in &ups {
                     if x2 != x {
