@@ -89,8 +89,8 @@ fn build_writes_object_header_and_manifest() {
     assert!(wb > file / 2 && wb < file, "weights {wb} of a {file}-byte model");
     let sha = j["model_sha256"].as_str().unwrap();
     assert_eq!(sha.len(), 64);
-    // bert_tiny's projections: MatMul + bias fused into Gemm by the optimizer.
-    assert!(j["kernel_list"].as_array().unwrap().iter().any(|k| k["op"] == "Gemm" || k["op"] == "MatMul"));
+    // bert_tiny's projections: MatMul + bias fused into Dense by the optimizer.
+    assert!(j["kernel_list"].as_array().unwrap().iter().any(|k| k["op"] == "Dense"));
     assert!(j["compiler"].as_str().unwrap().starts_with("slmtvm "));
 }
 
@@ -153,6 +153,8 @@ fn aarch64_object_has_neon_fma_in_matmul_and_vector_elementwise_kernels() {
     };
     let mut matmuls = of("MatMul");
     matmuls.extend(of("Gemm"));
+    matmuls.extend(of("Dense"));
+    matmuls.extend(of("FusedMlp"));
     assert!(!matmuls.is_empty());
     for s in &matmuls {
         let b = body(s);

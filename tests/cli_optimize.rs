@@ -111,7 +111,7 @@ fn explained(text: &str, name: &str) -> (usize, usize) {
 #[test]
 fn explain_counts_the_fused_ops_of_the_llama_style_decoder() {
     // Two layers: one Attention per layer, one RMSNorm per norm (2 per layer + final), one SiLU
-    // per gated MLP; no Softmax left.
+    // and one FusedMlp per layer (gate, up and down products with the SiLU); no Softmax left.
     let out = fresh("llama");
     let text =
         ok(&slmtvm(&["build", &model("llama_tiny"), "--target", "x86_64", "-o", out.to_str().unwrap(), "--explain"]));
@@ -120,12 +120,13 @@ fn explain_counts_the_fused_ops_of_the_llama_style_decoder() {
     assert_eq!(explained(&text, "Attention").1, 2, "{text}");
     assert_eq!(explained(&text, "RmsNorm").1, 5, "{text}");
     assert_eq!(explained(&text, "Softmax").1, 0, "{text}");
+    assert_eq!((explained(&text, "gated-mlp").0, explained(&text, "FusedMlp").1), (2, 2), "{text}");
 }
 
 #[test]
 fn explain_counts_the_fused_ops_of_the_minilm_class_encoder() {
-    // Six layers: one Attention per layer, LayerNorms 2 per layer + the embeddings', one GELU
-    // per layer; no Softmax left.
+    // Six layers: one Attention per layer, LayerNorms 2 per layer + the embeddings', six
+    // matrix products per layer as Dense kernels (the FFN's first with its GELU); no Softmax.
     let m = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm/model.onnx");
     assert!(
         m.is_file(),
@@ -137,6 +138,7 @@ fn explain_counts_the_fused_ops_of_the_minilm_class_encoder() {
         ok(&slmtvm(&["build", m.to_str().unwrap(), "--target", "x86_64", "-o", out.to_str().unwrap(), "--explain"]));
     assert_eq!(explained(&text, "attention").0, 6, "{text}");
     let n = |k: &str| explained(&text, k).1;
-    assert_eq!((n("Attention"), n("LayerNorm"), n("Gelu"), n("Softmax")), (6, 13, 6, 0), "{text}");
+    assert_eq!((n("Attention"), n("LayerNorm"), n("Dense"), n("Softmax"), n("Gelu")), (6, 13, 36, 0, 0), "{text}");
+    assert_eq!(explained(&text, "dense-gelu").0, 6, "{text}");
     assert!(text.contains("stop: saturated"), "{text}");
 }

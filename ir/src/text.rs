@@ -488,6 +488,44 @@ mod tests {
     }
 
     #[test]
+    fn dense_and_fused_mlp_print_and_parse_back() {
+        use crate::ops::{Dense, FusedMlp};
+        let mut g = Graph::new("mlp");
+        let x = g.add_input("x", TypeInfo::new(DType::F32, Shape::parse("[1, s<=8, 4]").unwrap()));
+        let w = |g: &mut Graph, n: &str, d: &[usize]| {
+            let v = vec![0.5f32; d.iter().product()];
+            g.add_const(n, Tensor::from_vec(d, v).unwrap())
+        };
+        let (w1, b1, wg, wu, wd) = (
+            w(&mut g, "w1", &[4, 4]),
+            w(&mut g, "b1", &[4]),
+            w(&mut g, "wg", &[4, 6]),
+            w(&mut g, "wu", &[4, 6]),
+            w(&mut g, "wd", &[6, 3]),
+        );
+        let act = Some(UnaryOp::Gelu { tanh_approx: true });
+        let d = g.add_node("d", Op::Dense(Dense { activation: act }), vec![Some(x), Some(w1), Some(b1)], &["d".into()]);
+        let e = g.add_node("e", Op::Dense(Dense { activation: None }), vec![Some(d[0]), Some(w1)], &["e".into()]);
+        let m = g.add_node(
+            "m",
+            Op::FusedMlp(FusedMlp { activation: UnaryOp::Silu }),
+            vec![Some(e[0]), Some(wg), Some(wu), Some(wd)],
+            &["y".into()],
+        );
+        g.outputs = vec![m[0]];
+        g.infer().unwrap();
+        let text = print(&g);
+        for want in
+            ["Dense(activation:Some(Gelu(tanh_approx:true)))", "Dense(activation:None)", "FusedMlp(activation:Silu)"]
+        {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        let back = parse(&text).unwrap();
+        assert_eq!(print(&back), text);
+        assert_eq!(back.nodes, g.nodes);
+    }
+
+    #[test]
     fn parse_errors_name_the_line() {
         let bad = "graph \"g\" {\n  input %x: f33[2]\n}\n";
         match parse(bad) {

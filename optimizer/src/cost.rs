@@ -2,7 +2,7 @@
 //!
 //! A node costs an estimate of cycles: its floating-point (or integer) operations divided by
 //! the lanes the target computes at once (4 with 128-bit vectors for f32/i32 elementwise,
-//! reduction and matrix work; 1 without vectors), halved again for matrix products (and fused attention) when the
+//! reduction and matrix work; 1 without vectors), halved again for matrix products (MatMul, Gemm, Dense, FusedMlp, and fused attention) when the
 //! target has fused multiply-add and taken four times for divisions, plus the bytes it reads and writes at 16 bytes per cycle.
 //! Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) move nothing and cost nothing;
 //! inputs, constants and the outputs root cost nothing. A fused operator's intermediates never
@@ -68,7 +68,9 @@ impl CostModel {
             compute = flops * k;
         }
         let vector_attention = matches!(*key.op, Op::Attention(_)) && self.attention_cycles_per_flop.is_none();
-        if self.fma && (matches!(*key.op, Op::MatMul(_) | Op::Gemm(_)) || vector_attention) {
+        if self.fma
+            && (matches!(*key.op, Op::MatMul(_) | Op::Gemm(_) | Op::Dense(_) | Op::FusedMlp(_)) || vector_attention)
+        {
             compute /= 2.0;
         }
         // A division has about four times a multiplication's throughput cost.

@@ -237,7 +237,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
     #[test]
-    fn matmul_plus_bias_becomes_one_gemm(rank3 in any::<bool>(), m in 1usize..5, k in 1usize..7, n in 1usize..7, seed in 0u64..1000, bias_first in any::<bool>()) {
+    fn matmul_plus_bias_becomes_one_dense(rank3 in any::<bool>(), m in 1usize..5, k in 1usize..7, n in 1usize..7, seed in 0u64..1000, bias_first in any::<bool>()) {
         let mut g = Graph::new("dense");
         let xd: Vec<usize> = if rank3 { vec![2, m, k] } else { vec![m, k] };
         let x = input(&mut g, &xd);
@@ -247,8 +247,8 @@ proptest! {
         let ins = if bias_first { vec![Some(b), Some(mm)] } else { vec![Some(mm), Some(b)] };
         let y = g.add_node("add", Op::Binary(BinaryOp::Add), ins, &["y".into()])[0];
         let g = finish(g, y);
-        let o = check(&g, "matmul-bias", &[f32s(&xd, seed)], 1e-5);
-        prop_assert_eq!(count(&o, "Gemm"), 1);
+        let o = check(&g, "dense", &[f32s(&xd, seed)], 1e-5);
+        prop_assert_eq!(count(&o, "Dense"), 1);
         prop_assert_eq!(count(&o, "MatMul") + count(&o, "Add"), 0);
     }
 }
@@ -263,7 +263,7 @@ fn a_bias_along_another_axis_is_not_fused() {
     let y = g.add_node("add", Op::Binary(BinaryOp::Add), vec![Some(mm), Some(b)], &["y".into()])[0];
     let g = finish(g, y);
     let (o, r) = optimize(&g, &Options::default()).unwrap();
-    assert!(!r.applied.contains_key("matmul-bias"), "{}", r.text());
+    assert!(!r.applied.contains_key("dense"), "{}", r.text());
     assert_eq!(count(&o, "MatMul"), 1);
 }
 
@@ -358,4 +358,215 @@ proptest! {
         prop_assert_eq!(count(&o, "Attention"), 1);
         prop_assert_eq!(count(&o, "Softmax") + count(&o, "MatMul") + count(&o, "Transpose"), 0);
     }
+}
+
+/// The fusable activations with the rule that fuses each into a Dense.
+fn activation(which: usize) -> (UnaryOp, &'static str) {
+    [
+        (UnaryOp::Relu, "dense-relu"),
+        (UnaryOp::Gelu { tanh_approx: false }, "dense-gelu"),
+        (UnaryOp::Gelu { tanh_approx: true }, "dense-gelu"),
+        (UnaryOp::Silu, "dense-silu"),
+        (UnaryOp::Sigmoid, "dense-sigmoid"),
+        (UnaryOp::Tanh, "dense-tanh"),
+    ][which]
+        .clone()
+}
+
+/// `act(MatMul(x, W) [+ b])` over x of `xd` with `w` (a constant unless `w_input`).
+fn dense_graph(xd: &[usize], n: usize, act: UnaryOp, bias: bool, w_input: bool, seed: u64) -> Graph {
+    let mut g = Graph::new("dense_act");
+    let x = input(&mut g, xd);
+    let k = *xd.last().unwrap();
+    let w = if w_input {
+        g.add_input("w", TypeInfo::new(DType::F32, Shape::known(&[k, n])))
+    } else {
+        g.add_const("w", f32s(&[k, n], seed + 1))
+    };
+    let mut y = g.add_node("mm", Op::MatMul(slmtvm_ir::ops::MatMul {}), vec![Some(x), Some(w)], &["mm".into()])[0];
+    if bias {
+        let b = g.add_const("b", f32s(&[n], seed + 2));
+        y = g.add_node("add", Op::Binary(BinaryOp::Add), vec![Some(y), Some(b)], &["z".into()])[0];
+    }
+    let y = g.add_node("act", Op::Unary(act), vec![Some(y)], &["y".into()])[0];
+    finish(g, y)
+}
+
+/// `MatMul(act(MatMul(x, W_gate)) ⊙ MatMul(x, W_up), W_down)`; SiLU written as x·sigmoid(x)
+/// when `silu_decomposed` (else `act`), the product's operands swapped when `up_first`.
+#[derive(Clone)]
+struct Mlp {
+    xd: Vec<usize>,
+    f: usize,
+    h2: usize,
+    act: Option<UnaryOp>,
+    up_first: bool,
+    up_input: bool,
+    act_after_mul: bool,
+    seed: u64,
+}
+
+fn mlp_graph(m: &Mlp) -> Graph {
+    let mut g = Graph::new("mlp");
+    let x = input(&mut g, &m.xd);
+    let h = *m.xd.last().unwrap();
+    let mm = |g: &mut Graph, name: &str, a, b| {
+        g.add_node(name, Op::MatMul(slmtvm_ir::ops::MatMul {}), vec![Some(a), Some(b)], &[name.into()])[0]
+    };
+    let bin = |g: &mut Graph, name: &str, op: BinaryOp, a, b| {
+        g.add_node(name, Op::Binary(op), vec![Some(a), Some(b)], &[name.into()])[0]
+    };
+    let act = |g: &mut Graph, name: &str, v| match &m.act {
+        Some(a) => g.add_node(name, Op::Unary(a.clone()), vec![Some(v)], &[name.into()])[0],
+        None => {
+            let s =
+                g.add_node(format!("{name}_sig"), Op::Unary(UnaryOp::Sigmoid), vec![Some(v)], &[format!("{name}_s")])
+                    [0];
+            bin(g, name, BinaryOp::Mul, v, s)
+        }
+    };
+    let wg = g.add_const("wg", f32s(&[h, m.f], m.seed + 1));
+    let wu = if m.up_input {
+        g.add_input("wu", TypeInfo::new(DType::F32, Shape::known(&[h, m.f])))
+    } else {
+        g.add_const("wu", f32s(&[h, m.f], m.seed + 2))
+    };
+    let wd = g.add_const("wd", f32s(&[m.f, m.h2], m.seed + 3));
+    let gate = mm(&mut g, "gate", x, wg);
+    let up = mm(&mut g, "up", x, wu);
+    let hidden = if m.act_after_mul {
+        let p = bin(&mut g, "p", BinaryOp::Mul, gate, up);
+        act(&mut g, "hidden", p)
+    } else {
+        let a = act(&mut g, "a", gate);
+        let (l, r) = if m.up_first { (up, a) } else { (a, up) };
+        bin(&mut g, "hidden", BinaryOp::Mul, l, r)
+    };
+    let y = mm(&mut g, "down", hidden, wd);
+    finish(g, y)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn matmul_bias_and_activation_become_one_dense(rank3 in any::<bool>(), m in 1usize..5, k in 1usize..7, n in 1usize..7, which in 0usize..6, bias in any::<bool>(), seed in 0u64..1000) {
+        let xd: Vec<usize> = if rank3 { vec![2, m, k] } else { vec![m, k] };
+        let (act, rule) = activation(which);
+        let g = dense_graph(&xd, n, act, bias, false, seed);
+        let o = check(&g, rule, &[f32s(&xd, seed)], 1e-5);
+        prop_assert_eq!(count(&o, "Dense"), 1);
+        prop_assert_eq!(o.nodes.len(), 1, "{}", slmtvm_ir::text::print(&o));
+    }
+
+    #[test]
+    fn gated_mlp_becomes_one_fused_mlp(rank3 in any::<bool>(), m in 1usize..4, h in 1usize..6, f in 1usize..7, h2 in 1usize..5, which in 0usize..3, up_first in any::<bool>(), seed in 0u64..1000) {
+        let xd: Vec<usize> = if rank3 { vec![1, m, h] } else { vec![m, h] };
+        let act = [None, Some(UnaryOp::Silu), Some(UnaryOp::Gelu { tanh_approx: false })][which].clone();
+        let g = mlp_graph(&Mlp { xd: xd.clone(), f, h2, act, up_first, up_input: false, act_after_mul: false, seed });
+        let o = check(&g, "gated-mlp", &[f32s(&xd, seed)], 1e-4);
+        prop_assert_eq!(count(&o, "FusedMlp"), 1);
+        prop_assert_eq!(o.nodes.len(), 1, "{}", slmtvm_ir::text::print(&o));
+    }
+}
+
+#[test]
+fn dense_leaves_unfusable_activations_and_variable_weights() {
+    // Exp is no Dense activation: the biased product fuses, Exp stays.
+    let mut g = dense_graph(&[3, 4], 5, UnaryOp::Relu, true, false, 1);
+    let act = g.nodes.iter().position(|n| n.name == "act").unwrap();
+    g.nodes[act].op = Op::Unary(UnaryOp::Exp);
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert_eq!((count(&o, "Dense"), count(&o, "Exp")), (1, 1), "{}", r.text());
+    // A weight that is a graph input is not a Dense weight.
+    let g = dense_graph(&[3, 4], 5, UnaryOp::Relu, false, true, 1);
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("dense-relu"), "{}", r.text());
+    assert_eq!((count(&o, "MatMul"), count(&o, "Relu"), count(&o, "Dense")), (1, 1, 0));
+}
+
+#[test]
+fn gated_mlp_needs_constant_weights_and_the_activation_on_the_gate() {
+    let base =
+        Mlp { xd: vec![3, 4], f: 6, h2: 2, act: None, up_first: false, up_input: false, act_after_mul: false, seed: 3 };
+    for (what, m) in [
+        ("a variable W_up", Mlp { up_input: true, ..base.clone() }),
+        ("the activation after the product", Mlp { act_after_mul: true, act: Some(UnaryOp::Silu), ..base }),
+    ] {
+        let g = mlp_graph(&m);
+        let (o, r) = optimize(&g, &Options::default()).unwrap();
+        assert!(!r.applied.contains_key("gated-mlp"), "{what}: {}", r.text());
+        assert_eq!(count(&o, "FusedMlp"), 0, "{what}");
+        assert_eq!(count(&o, "MatMul") + count(&o, "Dense"), 3, "{what}: {}", slmtvm_ir::text::print(&o));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn gemm_and_activation_become_one_dense(m in 1usize..5, k in 1usize..7, n in 1usize..7, trans_b in any::<bool>(), bias in any::<bool>(), which in 0usize..6, seed in 0u64..1000) {
+        let mut g = Graph::new("gemm_act");
+        let x = input(&mut g, &[m, k]);
+        let wd = if trans_b { [n, k] } else { [k, n] };
+        let w = g.add_const("w", f32s(&wd, seed + 1));
+        let b = bias.then(|| g.add_const("b", f32s(&[1, n], seed + 2)));
+        let gemm = slmtvm_ir::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b };
+        let z = g.add_node("gemm", Op::Gemm(gemm), vec![Some(x), Some(w), b], &["z".into()])[0];
+        let (act, rule) = activation(which);
+        let y = g.add_node("act", Op::Unary(act), vec![Some(z)], &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, rule, &[f32s(&[m, k], seed)], 1e-5);
+        prop_assert_eq!(count(&o, "Dense"), 1);
+        prop_assert_eq!(o.nodes.len(), 1, "{}", slmtvm_ir::text::print(&o));
+    }
+}
+
+#[test]
+fn a_scaled_gemm_is_not_a_dense() {
+    let mut g = Graph::new("scaled");
+    let x = input(&mut g, &[3, 4]);
+    let w = g.add_const("w", f32s(&[4, 5], 1));
+    let gemm = slmtvm_ir::ops::Gemm { alpha: 0.5, beta: 1.0, trans_a: false, trans_b: false };
+    let z = g.add_node("gemm", Op::Gemm(gemm), vec![Some(x), Some(w)], &["z".into()])[0];
+    let y = g.add_node("act", Op::Unary(UnaryOp::Relu), vec![Some(z)], &["y".into()])[0];
+    let g = finish(g, y);
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("dense-gemm"), "{}", r.text());
+    assert_eq!((count(&o, "Gemm"), count(&o, "Relu"), count(&o, "Dense")), (1, 1, 0));
+}
+
+#[test]
+fn products_used_elsewhere_are_not_fused_away() {
+    // The product is also a graph output: fusing the activation would compute it twice.
+    let mut g = dense_graph(&[3, 4], 5, UnaryOp::Relu, false, false, 1);
+    let mm = g.find("mm").unwrap();
+    g.outputs.push(mm);
+    g.infer().unwrap();
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("dense-relu"), "{}", r.text());
+    assert_eq!((count(&o, "MatMul"), count(&o, "Relu"), count(&o, "Dense")), (1, 1, 0));
+    // The same for the biased product, and for a gated MLP's gate product.
+    let mut g = dense_graph(&[3, 4], 5, UnaryOp::Relu, true, false, 1);
+    let mm = g.find("mm").unwrap();
+    g.outputs.push(mm);
+    g.infer().unwrap();
+    let (_, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("dense"), "{}", r.text());
+    let mut g = mlp_graph(&Mlp {
+        xd: vec![3, 4],
+        f: 6,
+        h2: 2,
+        act: None,
+        up_first: false,
+        up_input: false,
+        act_after_mul: false,
+        seed: 3,
+    });
+    let gate = g.find("gate").unwrap();
+    g.outputs.push(gate);
+    g.infer().unwrap();
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("gated-mlp"), "{}", r.text());
+    assert_eq!(count(&o, "FusedMlp"), 0);
 }

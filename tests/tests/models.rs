@@ -329,10 +329,16 @@ fn gelu_is_recognized_in_the_exported_encoders_and_decoders() {
         let dir = models_dir().join(m);
         let g = load_onnx(&dir.join("model.onnx"), &fixed_shapes(&dir)).unwrap();
         let (o, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
+        // As a Unary, or as the activation of the Dense it was fused into.
+        let gelu = slmtvm_ir::ops::UnaryOp::Gelu { tanh_approx: tanh };
         let gelus = o
             .nodes
             .iter()
-            .filter(|n| n.op == slmtvm_ir::Op::Unary(slmtvm_ir::ops::UnaryOp::Gelu { tanh_approx: tanh }))
+            .filter(|n| match &n.op {
+                slmtvm_ir::Op::Unary(u) => *u == gelu,
+                slmtvm_ir::Op::Dense(d) => d.activation.as_ref() == Some(&gelu),
+                _ => false,
+            })
             .count();
         assert_eq!(gelus, 2, "{m}: {}", r.text());
         assert_eq!(o.nodes.iter().filter(|n| n.op.kind_name() == gone).count(), 0, "{m}");
@@ -342,13 +348,15 @@ fn gelu_is_recognized_in_the_exported_encoders_and_decoders() {
 
 #[test]
 fn rmsnorm_and_silu_are_recognized_in_the_llama_style_decoders() {
-    // Five RMSNorms (two per layer and the final one) and one SiLU per layer.
+    // Five RMSNorms (two per layer and the final one) and one SiLU-gated MLP per layer, fused.
     for m in ["llama_tiny", "qwen2_tiny", "llama_tiny_dynamo", "llama_kv"] {
         let dir = models_dir().join(m);
         let g = load_onnx(&dir.join("model.onnx"), &fixed_shapes(&dir)).unwrap();
         let (o, r) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
         let n = |k: &str| o.nodes.iter().filter(|x| x.op.kind_name() == k).count();
-        assert_eq!((n("RmsNorm"), n("Silu"), n("Sigmoid")), (5, 2, 0), "{m}: {}", r.text());
+        assert_eq!((n("RmsNorm"), n("FusedMlp"), n("Silu"), n("Sigmoid")), (5, 2, 0, 0), "{m}: {}", r.text());
+        let silu = slmtvm_ir::Op::FusedMlp(slmtvm_ir::ops::FusedMlp { activation: slmtvm_ir::ops::UnaryOp::Silu });
+        assert!(o.nodes.iter().filter(|x| x.op.kind_name() == "FusedMlp").all(|x| x.op == silu), "{m}");
         assert_eq!(r.applied.get("attention"), Some(&2), "{m}: one attention per layer found: {}", r.text());
         // Extraction takes the fused form: one Attention per layer reading the 2 K/V heads
         // themselves (not the exporter's repeat_kv copies for the 4, or 6, query heads), and

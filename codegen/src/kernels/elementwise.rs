@@ -524,7 +524,7 @@ fn trunc_float(kb: &mut Kb, v: Value, ty: Type, lim: f32, oob: i64) -> Value {
 // Operators on compute values.
 
 /// `op` on an f32 (or F32X4) value (math functions on [`math`]'s approximations).
-fn unary_float(kb: &mut Kb, op: &UnaryOp, x: Value) -> Value {
+pub(crate) fn unary_float(kb: &mut Kb, op: &UnaryOp, x: Value) -> Value {
     match op {
         UnaryOp::Identity | UnaryOp::Not => x,
         UnaryOp::Neg => kb.b.ins().fneg(x),

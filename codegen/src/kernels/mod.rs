@@ -9,6 +9,7 @@
 //! | [`reduce`] | Reduce*, Softmax, LayerNorm, RmsNorm, BatchNorm, GlobalAveragePool |
 //! | [`matmul`] | MatMul, Gemm, MatMulInteger |
 //! | [`attention`] | Attention (fused scaled dot-product attention) |
+//! | [`dense`] | Dense (matrix product + bias + activation), FusedMlp (gated MLP) |
 //! | [`conv`] | Conv, MaxPool/AveragePool |
 //! | [`scan`] | CumSum |
 //! | [`quant`] | QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear |
@@ -19,6 +20,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod dense;
 pub mod elementwise;
 pub mod math;
 pub mod matmul;
@@ -202,6 +204,7 @@ pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[V
         }
         Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) => matmul::emit(kb, &cx),
         Op::Attention(_) => attention::emit(kb, &cx),
+        Op::Dense(_) | Op::FusedMlp(_) => dense::emit(kb, &cx),
         Op::Reduce(_)
         | Op::Softmax(_)
         | Op::LayerNorm(_)

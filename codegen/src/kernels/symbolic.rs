@@ -91,6 +91,8 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<bool> {
         Op::Gather(_) => Ok(false),
         // The ordinary Attention kernel loops over the run-time extents of S and T itself.
         Op::Attention(_) => Ok(false),
+        // Dense and FusedMlp compute the run-time rows of x's symbolic leading dims themselves.
+        Op::Dense(_) | Op::FusedMlp(_) => Ok(false),
         Op::Concat(c) => {
             let a = slmtvm_ir::shape::normalize_axis(c.axis, out0.len()).map_err(|m| cx.error(m))?;
             let n = cx.num_inputs();

@@ -241,7 +241,7 @@ impl UnaryOp {
     }
 
     /// The operator on one float value.
-    fn apply_f64(&self, x: f64) -> f64 {
+    pub fn apply_f64(&self, x: f64) -> f64 {
         match self {
             UnaryOp::Identity | UnaryOp::Not => x,
             UnaryOp::Neg => -x,

@@ -10,6 +10,7 @@ pub mod broadcast;
 pub mod concat;
 pub mod conv;
 pub mod cumsum;
+pub mod dense;
 pub mod elementwise;
 pub mod expand;
 pub mod gather;
@@ -28,6 +29,7 @@ pub use attention::Attention;
 pub use concat::{Concat, Split};
 pub use conv::{AutoPad, Conv};
 pub use cumsum::CumSum;
+pub use dense::{Dense, FusedMlp};
 pub use elementwise::{BinaryOp, Cast, Clip, FloatClass, UnaryOp, Where};
 pub use expand::Expand;
 pub use gather::Gather;
@@ -128,6 +130,10 @@ ops! {
     RmsNorm(RmsNorm),
     /// Scaled dot-product attention with grouped-query heads, optional mask and causality.
     Attention(Attention),
+    /// Matrix product with a bias and an activation in one kernel.
+    Dense(Dense),
+    /// Gated MLP `(act(x·W_gate) ⊙ (x·W_up))·W_down` in one kernel.
+    FusedMlp(FusedMlp),
     /// Batch normalization in inference mode.
     BatchNorm(BatchNorm),
     /// N-d convolution with groups, pads, strides and dilations.

@@ -1,72 +1,200 @@
 //! Fusions into one kernel.
 
-use super::predicates::{constant, ty};
+use super::predicates::{constant, ty, used_only_within};
 use super::{Rule, add_op};
 use crate::analysis::EG;
 use crate::lang::Node;
 use egg::{Id, Language};
-use slmtvm_ir::ops::{BinaryOp, Gemm, Reshape};
-use slmtvm_ir::{DType, Op, Tensor};
+use slmtvm_ir::ops::{BinaryOp, Dense, FusedMlp};
+use slmtvm_ir::{DType, Op};
 
 /// The fusion rule set.
 pub fn rules() -> Vec<Rule> {
     vec![
-        Rule { name: "matmul-bias", kind: "Add", rewrite: matmul_bias },
+        Rule { name: "dense", kind: "Add", rewrite: dense_bias },
+        Rule { name: "dense-gemm", kind: "Gemm", rewrite: dense_gemm },
+        Rule { name: "dense-relu", kind: "Relu", rewrite: dense_activation },
+        Rule { name: "dense-gelu", kind: "Gelu", rewrite: dense_activation },
+        Rule { name: "dense-silu", kind: "Silu", rewrite: dense_activation },
+        Rule { name: "dense-sigmoid", kind: "Sigmoid", rewrite: dense_activation },
+        Rule { name: "dense-tanh", kind: "Tanh", rewrite: dense_activation },
+        Rule { name: "gated-mlp", kind: "MatMul", rewrite: gated_mlp },
         Rule { name: "attention", kind: "MatMul", rewrite: attention },
         Rule { name: "attention-gqa", kind: "Attention", rewrite: attention_gqa },
     ]
 }
 
+/// A constant f32 matrix [K, N] at class `w`: its dims.
+fn const_matrix(egraph: &EG, w: Id) -> Option<(usize, usize)> {
+    let t = constant(egraph, w)?;
+    match (t.dtype(), t.shape()) {
+        (DType::F32, &[k, n]) => Some((k, n)),
+        _ => None,
+    }
+}
+
+/// The `(x, W)` of the `MatMul(x, W)` nodes of class `c` whose W is a constant f32 matrix
+/// [K, N] and x an f32 tensor ending in K (its leading dims may be symbolic).
+fn weight_products(egraph: &EG, c: Id) -> Vec<(Id, Id)> {
+    egraph[c]
+        .nodes
+        .iter()
+        .filter_map(|m| match (m.op(), m.children()) {
+            (Some(Op::MatMul(_)), [x, w]) => Some((egraph.find(*x), egraph.find(*w))),
+            _ => None,
+        })
+        .filter(|&(x, w)| {
+            let Some((k, _)) = const_matrix(egraph, w) else { return false };
+            ty(egraph, x).is_some_and(|t| t.dtype == DType::F32 && t.shape.0.last().and_then(|d| d.known()) == Some(k))
+        })
+        .collect()
+}
+
+/// `op` over `ins` when it type-checks to class `c`'s type (so replacing `c` keeps every
+/// consumer's shape).
+fn same_typed(egraph: &mut EG, c: Id, op: Op, ins: Vec<Id>) -> Option<Id> {
+    let new = add_op(egraph, op, ins);
+    (egraph[new].data.valid && ty(egraph, new).is_some() && ty(egraph, new) == ty(egraph, c)).then_some(new)
+}
+
 /// `MatMul(x, W) + b` with a constant f32 matrix W [K, N] and a constant bias b that only
-/// varies along the last axis ([N], or [1, …, 1, N]) → one Gemm with the bias as C (its
-/// epilogue adds it as the result is stored), x viewed as [M, K] for a static x of rank > 2.
-fn matmul_bias(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+/// varies along the last axis ([N], or [1, …, 1, N]) → Dense(x, W, b as [N]) without
+/// activation (its kernel adds the bias as the result is stored), when the product has no
+/// other user (else it would be computed twice). x may have any rank ≥ 1 and symbolic leading
+/// dims.
+fn dense_bias(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
     let (Some(Op::Binary(BinaryOp::Add)), [p, q]) = (n.op(), n.children()) else { return None };
     for (mm, b) in [(*p, *q), (*q, *p)] {
         let Some(bt) = constant(egraph, b).cloned() else { continue };
-        let out = ty(egraph, c)?.clone();
-        let dims = out.shape.as_known()?;
-        let nn = *dims.last()?;
-        if out.dtype != DType::F32 || bt.dtype() != DType::F32 || bt.len() != nn || bt.shape().last() != Some(&nn) {
+        let nn = *bt.shape().last()?;
+        if bt.dtype() != DType::F32 || bt.len() != nn {
             continue;
         }
-        let mms: Vec<(Id, Id)> = egraph[mm]
+        let mm = egraph.find(mm);
+        if !used_only_within(egraph, mm, c, 0) {
+            continue;
+        }
+        for (x, w) in weight_products(egraph, mm) {
+            if const_matrix(egraph, w).map(|d| d.1) != Some(nn) {
+                continue;
+            }
+            let node = egraph.analysis.add_const(bt.reshaped(&[nn]).ok()?);
+            let bid = egraph.add(node);
+            if let Some(d) = same_typed(egraph, c, Op::Dense(Dense { activation: None }), vec![x, w, bid]) {
+                return Some(d);
+            }
+        }
+    }
+    None
+}
+
+/// An imported `Gemm(x, W, C)` with alpha 1, beta 1 (or no C), x not transposed, a constant
+/// f32 W ([K, N], or [N, K] with `transB`: transposed here, once) and a constant C that only
+/// varies along N → Dense(x, W, C as [N]), so that an activation after it can be fused.
+fn dense_gemm(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::Gemm(g)), ch) = (n.op(), n.children()) else { return None };
+    let (x, w) = (egraph.find(*ch.first()?), egraph.find(*ch.get(1)?));
+    if g.alpha != 1.0 || g.trans_a || const_matrix(egraph, w).is_none() {
+        return None;
+    }
+    let mut wt = constant(egraph, w)?.clone();
+    if g.trans_b {
+        let t = slmtvm_ir::ops::Transpose { perm: Some(vec![1, 0]) };
+        wt = Op::Transpose(t).eval(&[Some(&wt)]).ok()?.pop()?;
+    }
+    let nn = wt.shape()[1];
+    let mut ins = vec![x];
+    let wnode = egraph.analysis.add_const(wt);
+    ins.push(egraph.add(wnode));
+    if let Some(&b) = ch.get(2).filter(|&&b| !egraph[b].nodes.iter().any(|m| matches!(m, Node::Absent))) {
+        let bt = constant(egraph, b)?.clone();
+        if g.beta != 1.0 || bt.dtype() != DType::F32 || bt.len() != nn || bt.shape().last() != Some(&nn) {
+            return None;
+        }
+        let node = egraph.analysis.add_const(bt.reshaped(&[nn]).ok()?);
+        ins.push(egraph.add(node));
+    }
+    same_typed(egraph, c, Op::Dense(Dense { activation: None }), ins)
+}
+
+/// `act(Dense(x, W[, b]))` (a Dense without activation) or `act(MatMul(x, W))` with a
+/// constant f32 matrix W, for an activation the Dense kernel computes in registers
+/// ([`slmtvm_ir::ops::dense::fusable_activation`]) → Dense(x, W[, b]) with that activation,
+/// when the product has no other user.
+fn dense_activation(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::Unary(act)), [y]) = (n.op(), n.children()) else { return None };
+    if !slmtvm_ir::ops::dense::fusable_activation(act) {
+        return None;
+    }
+    let y = egraph.find(*y);
+    // An activation recognized from its decomposed form uses the product at several depths
+    // (x·sigmoid(x): 1; GELU's tanh form, x + 0.044715·x³ … times 0.5·x: 7).
+    if !used_only_within(egraph, y, c, 8) {
+        return None;
+    }
+    let mut forms: Vec<Vec<Id>> = egraph[y]
+        .nodes
+        .iter()
+        .filter_map(|m| match (m.op(), m.children()) {
+            (Some(Op::Dense(Dense { activation: None })), ch) => Some(ch.to_vec()),
+            _ => None,
+        })
+        .collect();
+    forms.extend(weight_products(egraph, y).into_iter().map(|(x, w)| vec![x, w]));
+    let op = Op::Dense(Dense { activation: Some(act.clone()) });
+    forms.into_iter().find_map(|ins| same_typed(egraph, c, op.clone(), ins))
+}
+
+/// `MatMul(act(MatMul(x, W_gate)) ⊙ MatMul(x, W_up), W_down)` (the product in either operand
+/// order) with constant f32 weights and a fusable activation (Silu: SwiGLU, Gelu: GeGLU) →
+/// FusedMlp(x, W_gate, W_up, W_down), whose kernel never materializes the [rows, F] hidden
+/// layer; only when none of the intermediates has a user outside the MLP.
+fn gated_mlp(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::MatMul(_)), [h, wd]) = (n.op(), n.children()) else { return None };
+    let (h, wd) = (egraph.find(*h), egraph.find(*wd));
+    const_matrix(egraph, wd)?;
+    if !used_only_within(egraph, h, c, 0) {
+        return None;
+    }
+    let mut pairs = Vec::new();
+    for m in &egraph[h].nodes {
+        if let (Some(Op::Binary(BinaryOp::Mul)), [a, b]) = (m.op(), m.children()) {
+            let (a, b) = (egraph.find(*a), egraph.find(*b));
+            pairs.extend([(a, b), (b, a)]);
+        }
+    }
+    for (gated, up) in pairs {
+        let acts: Vec<(slmtvm_ir::ops::UnaryOp, Id)> = egraph[gated]
             .nodes
             .iter()
             .filter_map(|m| match (m.op(), m.children()) {
-                (Some(Op::MatMul(_)), [x, w]) => Some((*x, *w)),
+                (Some(Op::Unary(u)), [g]) if slmtvm_ir::ops::dense::fusable_activation(u) => {
+                    Some((u.clone(), egraph.find(*g)))
+                }
                 _ => None,
             })
             .collect();
-        for (x, w) in mms {
-            let (Some(wt), Some(xt)) = (ty(egraph, w).cloned(), ty(egraph, x).cloned()) else { continue };
-            let (Some(xd), Some(wd)) = (xt.shape.as_known(), wt.shape.as_known()) else { continue };
-            if wd.len() != 2 || xd.len() < 2 || constant(egraph, w).is_none() || xt.dtype != DType::F32 {
+        // The gate's product dies in the activation (through x·sigmoid(x)'s Sigmoid too), the
+        // activation and the up product in the gating product.
+        if !used_only_within(egraph, gated, h, 0) || !used_only_within(egraph, up, h, 0) {
+            continue;
+        }
+        let ups = weight_products(egraph, up);
+        for (act, g) in acts {
+            if !used_only_within(egraph, g, gated, 1) {
                 continue;
             }
-            let k = wd[0];
-            if *xd.last()? != k || wd[1] != nn {
-                continue;
+            for (x, wg) in weight_products(egraph, g) {
+                for &(x2, wu) in &ups {
+                    if x2 != x {
+                        continue;
+                    }
+                    let op = Op::FusedMlp(FusedMlp { activation: act.clone() });
+                    if let Some(f) = same_typed(egraph, c, op, vec![x, wg, wu, wd]) {
+                        return Some(f);
+                    }
+                }
             }
-            let m: usize = xd[..xd.len() - 1].iter().product();
-            let flat_b = bt.reshaped(&[nn]).ok()?;
-            let bnode = egraph.analysis.add_const(flat_b);
-            let bid = egraph.add(bnode);
-            let gemm = Op::Gemm(Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false });
-            if xd.len() == 2 {
-                return Some(add_op(egraph, gemm, vec![x, w, bid]));
-            }
-            let shape = |eg: &mut EG, d: &[usize]| -> Option<Id> {
-                let v: Vec<i64> = d.iter().map(|&e| e as i64).collect();
-                let t = Tensor::from_vec(&[v.len()], v).ok()?;
-                let node = eg.analysis.add_const(t);
-                Some(eg.add(node))
-            };
-            let s1 = shape(egraph, &[m, k])?;
-            let x2 = add_op(egraph, Op::Reshape(Reshape { allowzero: false }), vec![x, s1]);
-            let g2 = add_op(egraph, gemm, vec![x2, w, bid]);
-            let s2 = shape(egraph, &dims)?;
-            return Some(add_op(egraph, Op::Reshape(Reshape { allowzero: false }), vec![g2, s2]));
         }
     }
     None

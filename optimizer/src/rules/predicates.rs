@@ -39,3 +39,19 @@ pub fn cast_is_exact(from: slmtvm_ir::DType, to: slmtvm_ir::DType) -> bool {
             (Bool, _) | (I8, I32 | I64 | F32 | F16) | (U8, I32 | I64 | F32 | F16) | (I32, I64) | (F16, F32)
         )
 }
+
+/// Every user of class `c`'s value is class `within`, or (up to `depth` levels) a class whose
+/// every user is: the value dies inside the subgraph rooted at `within`, so a fused form of
+/// that subgraph does not make something else recompute it. (A graph output is used by the
+/// root, so it never qualifies.)
+pub fn used_only_within(egraph: &EG, c: Id, within: Id, depth: usize) -> bool {
+    let within = egraph.find(within);
+    let mut users: Vec<Id> = egraph[c].parents().map(|p| egraph.find(p)).collect();
+    users.sort_unstable();
+    users.dedup();
+    // A class without users is the outputs root (or dead): not inside `within`.
+    !users.is_empty()
+        && users.into_iter().all(|u| {
+            u == within || (depth > 0 && u != egraph.find(c) && used_only_within(egraph, u, within, depth - 1))
+        })
+}

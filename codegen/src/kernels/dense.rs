@@ -1,0 +1,210 @@
+//! The fused matrix-product layers: Dense and FusedMlp.
+//!
+//! - **Dense** (`act(x·W + b)`): x is viewed as a [rows, K] matrix and run on matmul's
+//!   schedules ([`super::matmul::f32_dense`]) with an epilogue that adds the bias before each
+//!   store and applies the activation to each register tile just stored, while it is in L1
+//!   (the elementwise kernels' code, so the same polynomial approximations of [`super::math`]).
+//! - **FusedMlp** (`(act(x·W_gate) ⊙ (x·W_up))·W_down`): for each block of at most
+//!   [`MLP_ROWS`] rows and each chunk of F columns, the gate and up products of the block go to
+//!   a stack scratch of at most [`MLP_SCRATCH_BYTES`] (chunk width chosen from the block's
+//!   rows), `act(gate)·up` is formed in place, and `chunk·W_down[chunk]` is added into the
+//!   block's output rows (the first chunk stores, the others accumulate). No [rows, F]
+//!   intermediate exists anywhere.
+//!
+//! Symbolic leading dims of x: when the rows past the run-time ones form a suffix of the
+//! physical rows (the dims before the first symbolic one are 1 and the ones after it are
+//! static), only the run-time rows (rounded up to a tile) are computed; otherwise every
+//! physical row is (rows are independent, so that is correct, only slower).
+
+use super::NodeCtx;
+use super::matmul::{F32Mat, f32_dense, f32_product, f32_product_acc, row_blocks};
+use crate::Result;
+use crate::emit::Kb;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};
+use slmtvm_ir::ops::UnaryOp;
+use slmtvm_ir::{DType, Dim, Op};
+
+/// Rows of x per FusedMlp block.
+pub const MLP_ROWS: usize = 16;
+/// Bound of FusedMlp's stack scratch (gate and up chunks of one row block).
+pub const MLP_SCRATCH_BYTES: usize = 16 * 1024;
+
+/// Emits the kernel of `cx.node`.
+pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    match &cx.node.op {
+        Op::Dense(d) => dense(kb, cx, d.activation.clone()),
+        Op::FusedMlp(f) => fused_mlp(kb, cx, &f.activation),
+        _ => Err(cx.error("not a Dense or FusedMlp node")),
+    }
+}
+
+/// Checks input `i` is a static f32 matrix; gives its dims.
+fn weight(cx: &NodeCtx, i: usize, what: &str) -> Result<(usize, usize)> {
+    let v = cx.in_id(i).ok_or_else(|| cx.error(format!("{what} is required")))?;
+    match (cx.g.ty(v).dtype, cx.g.ty(v).shape.as_known().as_deref()) {
+        (DType::F32, Some(&[r, c])) => Ok((r, c)),
+        _ => Err(cx.error(format!("{what} must be a static f32 matrix, got {}", cx.g.ty(v)))),
+    }
+}
+
+/// x's physical rows (the product of its leading dims) and K (its static last dim), and the
+/// run-time row count when the valid rows are a prefix of the physical ones.
+fn rows(kb: &mut Kb, cx: &NodeCtx, k: usize) -> Result<(usize, Option<Value>)> {
+    let x = cx.in_id(0).ok_or_else(|| cx.error("x is required"))?;
+    let (ty, phys) = (cx.g.ty(x), cx.dims(x)?);
+    if ty.dtype != DType::F32 || ty.shape.0.last().and_then(Dim::known) != Some(k) {
+        return Err(cx.error(format!("x must be f32 ending in K = {k}, got {ty}")));
+    }
+    let lead = &ty.shape.0[..ty.shape.rank() - 1];
+    let m: usize = phys[..lead.len()].iter().product();
+    let Some(first) = lead.iter().position(|d| *d != Dim::Known(1)) else { return Ok((m, None)) };
+    if lead[first].known().is_some() || lead[first + 1..].iter().any(|d| d.known().is_none()) {
+        return Ok((m, None));
+    }
+    let inner: usize = phys[first + 1..lead.len()].iter().product();
+    let e = cx.extent(kb, x, first)?;
+    Ok((m, Some(kb.b.ins().imul_imm_s(e, inner as i64))))
+}
+
+fn dense(kb: &mut Kb, cx: &NodeCtx, act: Option<UnaryOp>) -> Result<()> {
+    let (k, n) = weight(cx, 1, "W")?;
+    let (m, m_run) = rows(kb, cx, k)?;
+    let bias = match cx.in_ptr_opt(2) {
+        Some(p) => {
+            if cx.in_dtype(2)? != DType::F32 || cx.in_dims(2)? != [n] {
+                return Err(cx.error(format!("bias must be f32 [{n}]")));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let a = F32Mat { ptr: cx.in_ptr(0)?, rs: k as i64, cs: 1 };
+    let b = F32Mat { ptr: cx.in_ptr(1)?, rs: n as i64, cs: 1 };
+    let out = F32Mat { ptr: cx.out_ptr(0), rs: n as i64, cs: 1 };
+    f32_dense(kb, a, b, bias, act, out, (m, k, n), m_run);
+    Ok(())
+}
+
+/// The FusedMlp chunk width for blocks of `rows` rows: the gate and up chunks fit the
+/// scratch bound, a multiple of 8 columns (the vector tile) unless F itself is smaller.
+fn chunk_width(rows: usize, f: usize) -> usize {
+    let most = MLP_SCRATCH_BYTES / (2 * 4 * rows.max(1));
+    f.min((most / 8 * 8).max(8))
+}
+
+fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
+    let (h, f) = weight(cx, 1, "W_gate")?;
+    if weight(cx, 2, "W_up")? != (h, f) {
+        return Err(cx.error("W_up must match W_gate"));
+    }
+    let (f2, h2) = weight(cx, 3, "W_down")?;
+    if f2 != f {
+        return Err(cx.error(format!("W_down must have {f} rows")));
+    }
+    let (m, m_run) = rows(kb, cx, h)?;
+    let (xp, wg, wu, wd, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.in_ptr(2)?, cx.in_ptr(3)?, cx.out_ptr(0));
+    if m == 0 || h2 == 0 {
+        return Ok(());
+    }
+    let rb = m.min(MLP_ROWS);
+    let cw = chunk_width(rb, f);
+    let half = (rb * cw.max(1) * 4) as u32;
+    let slot = kb.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 2 * half, 4));
+    let vector = kb.caps.vector;
+    // One row block (rows i0..i0 + rows; `run` of them valid at run time, if symbolic).
+    let block = |kb: &mut Kb, i0: Value, rows: usize, run: Option<Value>| {
+        let xa = F32Mat { ptr: kb.addr(xp, i0, h * 4), rs: h as i64, cs: 1 };
+        let ya = F32Mat { ptr: kb.addr(yp, i0, h2 * 4), rs: h2 as i64, cs: 1 };
+        if f == 0 {
+            fill_zero(kb, ya.ptr, rows * h2, vector);
+            return;
+        }
+        // Chunk of `cc` columns of F from c0: gate and up into the scratch, gated in place,
+        // then times W_down's rows c0..c0 + cc into the output (stored or accumulated).
+        let chunk = |kb: &mut Kb, c0: Value, cc: usize, first: bool| {
+            let ptr = kb.caps.ptr;
+            let g = kb.b.ins().stack_addr(ptr, slot, 0);
+            let u = kb.b.ins().stack_addr(ptr, slot, half as i32);
+            let (gm, um) = (F32Mat { ptr: g, rs: cc as i64, cs: 1 }, F32Mat { ptr: u, rs: cc as i64, cs: 1 });
+            let wgc = F32Mat { ptr: kb.addr(wg, c0, 4), rs: f as i64, cs: 1 };
+            let wuc = F32Mat { ptr: kb.addr(wu, c0, 4), rs: f as i64, cs: 1 };
+            f32_product(kb, xa, wgc, gm, (rows, h, cc), run, None);
+            f32_product(kb, xa, wuc, um, (rows, h, cc), run, None);
+            gate(kb, act, g, u, rows * cc, vector);
+            let wdc = F32Mat { ptr: kb.addr(wd, c0, h2 * 4), rs: h2 as i64, cs: 1 };
+            if first {
+                f32_product(kb, gm, wdc, ya, (rows, cc, h2), run, None);
+            } else {
+                f32_product_acc(kb, gm, wdc, ya, (rows, cc, h2), run, None);
+            }
+        };
+        let full = f / cw;
+        if full > 0 {
+            let z = kb.iconst(0);
+            chunk(kb, z, cw, true);
+        }
+        if full > 1 {
+            kb.for_const(cw as i64, (full * cw) as i64, cw as i64, |kb, c0| chunk(kb, c0, cw, false));
+        }
+        if f % cw > 0 {
+            let c0 = kb.iconst((full * cw) as i64);
+            chunk(kb, c0, f % cw, full == 0);
+        }
+    };
+    row_blocks(kb, m, None, rb, &mut |kb, i0, rows| {
+        let Some(mr) = m_run else { return block(kb, i0, rows, None) };
+        // Blocks wholly past the run-time rows are skipped; a block's products stop at the
+        // run-time rows within it (rounded up to their tiles).
+        let live = kb.b.ins().icmp(IntCC::SignedLessThan, i0, mr);
+        let (body, done) = (kb.b.create_block(), kb.b.create_block());
+        kb.b.ins().brif(live, body, &[], done, &[]);
+        kb.b.switch_to_block(body);
+        let left = kb.b.ins().isub(mr, i0);
+        let cap = kb.iconst(rows as i64);
+        let run = kb.b.ins().smin(left, cap);
+        block(kb, i0, rows, Some(run));
+        kb.b.ins().jump(done, &[]);
+        kb.b.switch_to_block(done);
+    });
+    Ok(())
+}
+
+/// `g[i] = act(g[i])·u[i]` for `i < n` (f32; 4 lanes at a time when `vector`, then scalars).
+fn gate(kb: &mut Kb, act: &UnaryOp, g: Value, u: Value, n: usize, vector: bool) {
+    let n4 = if vector { n / 4 * 4 } else { 0 };
+    let step = |kb: &mut Kb, i: Value, ty: types::Type| {
+        let ga = kb.addr(g, i, 4);
+        let ua = kb.addr(u, i, 4);
+        let gv = kb.load(ty, ga, 0);
+        let uv = kb.load(ty, ua, 0);
+        let a = super::elementwise::unary_float(kb, act, gv);
+        let y = kb.b.ins().fmul(a, uv);
+        kb.store(y, ga, 0);
+    };
+    if n4 > 0 {
+        kb.for_const(0, n4 as i64, 4, |kb, i| step(kb, i, types::F32X4));
+    }
+    if n4 < n {
+        kb.for_const(n4 as i64, n as i64, 1, |kb, i| step(kb, i, types::F32));
+    }
+}
+
+/// Zeroes `n` f32 at `p`.
+fn fill_zero(kb: &mut Kb, p: Value, n: usize, vector: bool) {
+    let n4 = if vector { n / 4 * 4 } else { 0 };
+    if n4 > 0 {
+        kb.for_const(0, n4 as i64, 4, |kb, i| {
+            let z = kb.fconst(0.0, 4);
+            let a = kb.addr(p, i, 4);
+            kb.store(z, a, 0);
+        });
+    }
+    if n4 < n {
+        kb.for_const(n4 as i64, n as i64, 1, |kb, i| {
+            let z = kb.fconst(0.0, 1);
+            let a = kb.addr(p, i, 4);
+            kb.store(z, a, 0);
+        });
+    }
+}
