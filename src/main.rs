@@ -81,16 +81,8 @@ enum Cmd {
         /// default: the architecture's baseline preset.
         #[arg(long)]
         cpu: Option<String>,
-        /// An input: NAME=FILE.npy; repeatable.
-        #[arg(long = "input", value_name = "NAME=FILE")]
-        inputs: Vec<String>,
-        /// Read the inputs not given with --input from DIR/NAME.npy (NAME sanitized as output
-        /// file names are).
-        #[arg(long, value_name = "DIR")]
-        input_dir: Option<PathBuf>,
-        /// Fill the inputs not given otherwise deterministically from this seed.
-        #[arg(long, value_name = "SEED")]
-        random_inputs: Option<u64>,
+        #[command(flatten)]
+        inputs: InputArgs,
         #[command(flatten)]
         shapes: ShapeArgs,
         #[command(flatten)]
@@ -100,7 +92,8 @@ enum Cmd {
         output_dir: PathBuf,
     },
     /// Time the compiled model on this machine beside ONNX Runtime and tract (same inputs, same
-    /// thread count, same run): median/min/max latency, GFLOP/s and ratios.
+    /// thread count, same run): median/min/max latency, GFLOP/s and ratios. Inputs come from
+    /// the input flags, else from seed 0.
     Bench {
         /// The model file (.onnx).
         model: PathBuf,
@@ -120,15 +113,8 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// An input: NAME=FILE.npy; repeatable.
-        #[arg(long = "input", value_name = "NAME=FILE")]
-        inputs: Vec<String>,
-        /// Read the inputs not given with --input from DIR/NAME.npy.
-        #[arg(long, value_name = "DIR")]
-        input_dir: Option<PathBuf>,
-        /// Fill the inputs not given otherwise deterministically from this seed (default 0).
-        #[arg(long, value_name = "SEED")]
-        random_inputs: Option<u64>,
+        #[command(flatten)]
+        inputs: InputArgs,
         #[command(flatten)]
         shapes: ShapeArgs,
         #[command(flatten)]
@@ -137,6 +123,21 @@ enum Cmd {
         #[arg(long, short = 'o', value_name = "DIR")]
         output_dir: Option<PathBuf>,
     },
+}
+
+/// Where `run` and `bench` take the model's inputs from.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct InputArgs {
+    /// An input: NAME=FILE.npy; repeatable.
+    #[arg(long = "input", value_name = "NAME=FILE")]
+    inputs: Vec<String>,
+    /// Read the inputs not given with --input from DIR/NAME.npy (NAME sanitized as output
+    /// file names are).
+    #[arg(long, value_name = "DIR")]
+    input_dir: Option<PathBuf>,
+    /// Fill the inputs not given otherwise deterministically from this seed.
+    #[arg(long, value_name = "SEED")]
+    random_inputs: Option<u64>,
 }
 
 /// How symbolic input dims are set: whole input shapes, or symbols by name.
@@ -158,7 +159,8 @@ struct ShapeArgs {
 /// The optimizer's flags.
 #[derive(clap::Args, Clone, Copy, Debug)]
 struct OptArgs {
-    /// 0: no optimizer; 1: algebraic simplification and constant folding (e-graph, egg).
+    /// 0: no optimizer; 1: the e-graph optimizer (algebra and constant folding, recognition of
+    /// composite ops, fusion into Attention/Dense/FusedMlp, operand layouts).
     #[arg(long = "opt-level", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     level: u8,
     /// Print the rewrites applied (with counts), the estimated cost before and after, and why
@@ -252,54 +254,41 @@ fn main() {
         Cmd::Inspect { model, shapes, json, ir } => {
             load_options(&shapes).and_then(|o| inspect::inspect(&model, &o, json, ir))
         }
-        Cmd::Run { model, target, cpu, inputs, input_dir, random_inputs, shapes, opt, output_dir } => {
+        Cmd::Run { model, target, cpu, inputs: i, shapes, opt, output_dir } => load_options(&shapes)
+            .and_then(|o| {
+                let src = inputs::InputSource { flags: &i.inputs, dir: i.input_dir.as_deref(), seed: i.random_inputs };
+                let arch = match target {
+                    Target::Reference if cpu.is_some() => bail!("--cpu needs a compiled --target"),
+                    Target::Reference => return run::run_reference(&model, &o, &src, &output_dir),
+                    Target::X86_64 => "x86_64",
+                    Target::Aarch64 => "aarch64",
+                    Target::Riscv64 => "riscv64",
+                };
+                run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?, opt.flags())
+            })
+            .with_context(|| format!("running {}", model.display())),
+        Cmd::Bench { model, target, cpu, runs, threads, json, inputs: i, shapes, opt, output_dir } => {
             load_options(&shapes)
                 .and_then(|o| {
-                    let src = inputs::InputSource { flags: &inputs, dir: input_dir.as_deref(), seed: random_inputs };
-                    let arch = match target {
-                        Target::Reference if cpu.is_some() => bail!("--cpu needs a compiled --target"),
-                        Target::Reference => return run::run_reference(&model, &o, &src, &output_dir),
-                        Target::X86_64 => "x86_64",
-                        Target::Aarch64 => "aarch64",
-                        Target::Riscv64 => "riscv64",
+                    let t = match target {
+                        Some(arch) => resolve_target(&arch, cpu.as_deref())?,
+                        None if cpu.is_some() => bail!("--cpu needs --target"),
+                        None => slmtvm_targets::Target::host()?,
                     };
-                    run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?, opt.flags())
+                    let seed = i.random_inputs.or((i.inputs.is_empty() && i.input_dir.is_none()).then_some(0));
+                    let src = inputs::InputSource { flags: &i.inputs, dir: i.input_dir.as_deref(), seed };
+                    let flags = bench::BenchFlags { runs, threads, json };
+                    let temp = output_dir.is_none();
+                    let work = output_dir
+                        .unwrap_or_else(|| std::env::temp_dir().join(format!("slmtvm-bench-{}", std::process::id())));
+                    let r = bench::bench(&model, &o, &src, &work, &t, opt.flags(), &flags);
+                    if temp {
+                        let _ = std::fs::remove_dir_all(&work);
+                    }
+                    r
                 })
-                .with_context(|| format!("running {}", model.display()))
+                .with_context(|| format!("benchmarking {}", model.display()))
         }
-        Cmd::Bench {
-            model,
-            target,
-            cpu,
-            runs,
-            threads,
-            json,
-            inputs,
-            input_dir,
-            random_inputs,
-            shapes,
-            opt,
-            output_dir,
-        } => load_options(&shapes)
-            .and_then(|o| {
-                let t = match target {
-                    Some(arch) => resolve_target(&arch, cpu.as_deref())?,
-                    None if cpu.is_some() => bail!("--cpu needs --target"),
-                    None => slmtvm_targets::Target::host()?,
-                };
-                let seed = random_inputs.or((inputs.is_empty() && input_dir.is_none()).then_some(0));
-                let src = inputs::InputSource { flags: &inputs, dir: input_dir.as_deref(), seed };
-                let flags = bench::BenchFlags { runs, threads, json };
-                let temp = output_dir.is_none();
-                let work = output_dir
-                    .unwrap_or_else(|| std::env::temp_dir().join(format!("slmtvm-bench-{}", std::process::id())));
-                let r = bench::bench(&model, &o, &src, &work, &t, opt.flags(), &flags);
-                if temp {
-                    let _ = std::fs::remove_dir_all(&work);
-                }
-                r
-            })
-            .with_context(|| format!("benchmarking {}", model.display())),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

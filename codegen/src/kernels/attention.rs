@@ -167,7 +167,7 @@ fn block(kb: &mut Kb, pl: &Plan, hd: &Head, i0: Value, n: usize) {
         None => F32Mat { ptr: kb.addr(kp, hd.k, 4), rs: 1, cs: pl.d as i64 },
     };
     let s = F32Mat { ptr: sbase, rs: pl.tp as i64, cs: 1 };
-    f32_product(kb, a, kt, s, (n, pl.d, pl.tp), None, pl.t_sym.then_some(pl.t_rt));
+    f32_product(kb, a, kt, s, (n, pl.d, pl.tp), None, pl.t_sym.then_some(pl.t_rt), false);
     kb.for_const(0, n as i64, 1, |kb, r| {
         let i = kb.b.ins().iadd(i0, r);
         softmax_row(kb, pl, hd, i, r);

@@ -17,7 +17,7 @@
 //! physical row is (rows are independent, so that is correct, only slower).
 
 use super::NodeCtx;
-use super::matmul::{F32Mat, f32_dense, f32_product, f32_product_acc, row_blocks};
+use super::matmul::{F32Mat, f32_dense, f32_product, row_blocks};
 use crate::Result;
 use crate::emit::Kb;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -129,15 +129,11 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
             let (gm, um) = (F32Mat { ptr: g, rs: cc as i64, cs: 1 }, F32Mat { ptr: u, rs: cc as i64, cs: 1 });
             let wgc = F32Mat { ptr: kb.addr(wg, c0, 4), rs: f as i64, cs: 1 };
             let wuc = F32Mat { ptr: kb.addr(wu, c0, 4), rs: f as i64, cs: 1 };
-            f32_product(kb, xa, wgc, gm, (rows, h, cc), run, None);
-            f32_product(kb, xa, wuc, um, (rows, h, cc), run, None);
+            f32_product(kb, xa, wgc, gm, (rows, h, cc), run, None, false);
+            f32_product(kb, xa, wuc, um, (rows, h, cc), run, None, false);
             gate(kb, act, g, u, rows * cc, vector);
             let wdc = F32Mat { ptr: kb.addr(wd, c0, h2 * 4), rs: h2 as i64, cs: 1 };
-            if first {
-                f32_product(kb, gm, wdc, ya, (rows, cc, h2), run, None);
-            } else {
-                f32_product_acc(kb, gm, wdc, ya, (rows, cc, h2), run, None);
-            }
+            f32_product(kb, gm, wdc, ya, (rows, cc, h2), run, None, !first);
         };
         let full = f / cw;
         if full > 0 {

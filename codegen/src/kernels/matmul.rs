@@ -455,35 +455,29 @@ pub(crate) struct F32Mat {
     pub cs: i64,
 }
 
-/// `out[m×n] = a[m×k]·b[k×n]` in f32 with the schedules MatMul uses (broadcast when `b` is
-/// contiguous along n, dot when `a` and `b` are contiguous along k), for fused kernels that run
-/// products over slices (Attention's `Q·Kᵀ`). `m_run`/`n_run`: run-time row/column counts, as
-/// for a symbolic MatMul output (whole tiles up to them are computed).
+/// `out[m×n] = a[m×k]·b[k×n]` (or, with `accumulate`, `out += a·b`: a fused kernel summing
+/// products, FusedMlp's down projection over chunks) in f32 with the schedules MatMul uses
+/// (broadcast when `b` is contiguous along n, dot when `a` and `b` are contiguous along k), for
+/// fused kernels that run products over slices (Attention's `Q·Kᵀ`). `m_run`/`n_run`: run-time
+/// row/column counts, as for a symbolic MatMul output (whole tiles up to them are computed).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn f32_product(
     kb: &mut Kb,
     a: F32Mat,
     b: F32Mat,
     out: F32Mat,
-    (m, k, n): (usize, usize, usize),
+    mkn: (usize, usize, usize),
     m_run: Option<Value>,
     n_run: Option<Value>,
+    accumulate: bool,
 ) {
-    f32_epilogue(kb, a, b, out, (m, k, n), m_run, n_run, Epilogue::Plain);
-}
-
-/// `out[m×n] += a[m×k]·b[k×n]`: [`f32_product`] adding the product to what `out` holds (a
-/// fused kernel accumulating a sum of products, FusedMlp's down projection over chunks).
-pub(crate) fn f32_product_acc(
-    kb: &mut Kb,
-    a: F32Mat,
-    b: F32Mat,
-    out: F32Mat,
-    (m, k, n): (usize, usize, usize),
-    m_run: Option<Value>,
-    n_run: Option<Value>,
-) {
-    let op = |x: F32Mat| Operand { ptr: x.ptr, dtype: DType::F32, batch: vec![], rs: x.rs, cs: x.cs };
-    f32_epilogue(kb, a, b, out, (m, k, n), m_run, n_run, Epilogue::GemmF { alpha: 1.0, beta: 1.0, c: Some(op(out)) });
+    let epi = if accumulate {
+        let c = Operand { ptr: out.ptr, dtype: DType::F32, batch: vec![], rs: out.rs, cs: out.cs };
+        Epilogue::GemmF { alpha: 1.0, beta: 1.0, c: Some(c) }
+    } else {
+        Epilogue::Plain
+    };
+    f32_epilogue(kb, a, b, out, mkn, m_run, n_run, epi);
 }
 
 /// `out[m×n] = act(a[m×k]·b[k×n] + bias)` (bias: `n` contiguous f32, or none): the Dense

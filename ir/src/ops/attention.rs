@@ -167,14 +167,7 @@ impl OpDef for Attention {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(dims: &[usize], v: Vec<f32>) -> Tensor {
-        Tensor::from_vec(dims, v).unwrap()
-    }
-
-    fn f32s(t: &Tensor) -> Vec<f32> {
-        t.view::<f32>().unwrap().iter().copied().collect()
-    }
+    use crate::ops::test_util::*;
 
     fn close(got: &[f32], want: &[f32]) {
         assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");

@@ -224,14 +224,7 @@ impl OpDef for FusedMlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(dims: &[usize], v: Vec<f32>) -> Tensor {
-        Tensor::from_vec(dims, v).unwrap()
-    }
-
-    fn f32s(t: &Tensor) -> Vec<f32> {
-        t.view::<f32>().unwrap().iter().copied().collect()
-    }
+    use crate::ops::test_util::*;
 
     fn infer(op: &dyn OpDef, shapes: &[&str]) -> Result<Vec<TypeInfo>, OpError> {
         let tys: Vec<TypeInfo> = shapes.iter().map(|s| TypeInfo::new(DType::F32, Shape::parse(s).unwrap())).collect();

@@ -765,11 +765,8 @@ mod tests {
     use super::*;
     use crate::Dim;
     use crate::ops::test_util::unravel;
+    use crate::ops::test_util::*;
     use proptest::prelude::*;
-
-    fn t<T: Element>(dims: &[usize], v: Vec<T>) -> Tensor {
-        Tensor::from_vec(dims, v).unwrap()
-    }
 
     fn run(op: &impl OpDef, ins: &[&Tensor]) -> Result<Tensor, OpError> {
         let ins: Vec<Option<&Tensor>> = ins.iter().map(|&t| Some(t)).collect();
@@ -785,10 +782,6 @@ mod tests {
 
     fn ty(dt: DType, s: &str) -> TypeInfo {
         TypeInfo::new(dt, Shape::parse(s).unwrap())
-    }
-
-    fn f32s(t: &Tensor) -> Vec<f32> {
-        t.view::<f32>().expect("an f32 tensor").iter().copied().collect()
     }
 
     fn close(got: &[f32], want: &[f32], rel: f32) {

@@ -261,6 +261,18 @@ pub fn arity<T>(ins: &[Option<T>], min: usize, max: usize) -> Result<(), OpError
 /// Helpers shared by the operator families' tests.
 #[cfg(test)]
 pub(crate) mod test_util {
+    use crate::{Element, Tensor};
+
+    /// A tensor of `dims` from `v` (row-major).
+    pub(crate) fn t<T: Element>(dims: &[usize], v: Vec<T>) -> Tensor {
+        Tensor::from_vec(dims, v).unwrap()
+    }
+
+    /// The elements of an f32 tensor.
+    pub(crate) fn f32s(t: &Tensor) -> Vec<f32> {
+        t.view::<f32>().expect("an f32 tensor").iter().copied().collect()
+    }
+
     /// The multi-index of row-major offset `k` in a tensor of `dims`.
     pub(crate) fn unravel(mut k: usize, dims: &[usize]) -> Vec<usize> {
         let mut idx = vec![0; dims.len()];

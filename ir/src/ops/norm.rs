@@ -276,17 +276,9 @@ impl OpDef for BatchNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Element;
+    use crate::ops::test_util::*;
     use half::f16;
     use proptest::prelude::*;
-
-    fn t<T: Element>(dims: &[usize], v: Vec<T>) -> Tensor {
-        Tensor::from_vec(dims, v).unwrap()
-    }
-
-    fn f32s(t: &Tensor) -> Vec<f32> {
-        t.view::<f32>().expect("an f32 tensor").iter().copied().collect()
-    }
 
     fn close(got: &Tensor, want: &[f32]) {
         let g = f32s(got);
