@@ -414,8 +414,10 @@ proptest! {
         let y = neg(&mut g, b);
         let g = finish(g, y);
         let o = check(&g, rule, &[f32s(&[1, d0, d1], seed)], 0.0);
-        prop_assert_eq!(o.nodes.len(), 2);
-        prop_assert_eq!(count(&o, "Reshape"), 1);
+        // One Reshape before the Neg, or none when the chain ends in the input's own shape.
+        let same = g.ty(g.inputs[0]) == g.ty(g.outputs[0]);
+        prop_assert_eq!(o.nodes.len(), if same { 1 } else { 2 });
+        prop_assert_eq!(count(&o, "Reshape"), if same { 0 } else { 1 });
     }
 }
 
