@@ -10,9 +10,9 @@
 //! transposed once at compile time instead (`gemm-pack-weight`), which costs nothing at run time.
 //!
 //! Rank ≥ 3 products (`MatMul(Q, Transpose(K))` over heads) are left alone: MatMul has no
-//! transpose flags, and reading Kᵀ in place would run the dot schedule over a batch of small
-//! matrices, which the measured factor prices above the transpose's copy for every head size
-//! the committed models use; fused attention reads K in place anyway.
+//! transpose flags, and an IR op with them is not worth adding: folding would save only the
+//! copy of K (T·D elements per head, against the product's S·T·D multiply-adds) and would trade
+//! the broadcast schedule for the dot schedule; the fused Attention op reads K in place.
 
 use super::predicates::{constant, ty};
 use super::{Rule, add_op};
