@@ -4,18 +4,20 @@
 # Runtime (1 thread) in the same run as the peer. Prints a Markdown table.
 #   bash scripts/bench_optimizer.sh [RUNS]        (needs `cargo build --release`, python3 with
 #                                                   onnxruntime for the peer column)
+#   SLMTVM_BIN=path/to/slmtvm bash scripts/bench_optimizer.sh [RUNS]   (another build of slmtvm;
+#                                                   the compiler's own profile does not change the code)
 # Models: the MiniLM-class encoder (.cache/minilm, made by scripts/make_minilm.py) and the
-# committed Llama-style decoder tests/models/llama_tiny.
+# committed bert_tiny and Llama-style decoder tests/models/llama_tiny.
 set -euo pipefail
 runs=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release/slmtvm
+bin=${SLMTVM_BIN:-$root/target/release/slmtvm}
 [ -x "$bin" ] || (cd "$root" && cargo build --release --locked -q)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "| model | opt-level | kernels | arena bytes | slmtvm median µs | ONNX Runtime median µs | ratio |"
 echo "|---|---|---:|---:|---:|---:|---:|"
-for spec in "minilm:$root/.cache/minilm" "llama_tiny:$root/tests/models/llama_tiny"; do
+for spec in "minilm:$root/.cache/minilm" "bert_tiny:$root/tests/models/bert_tiny" "llama_tiny:$root/tests/models/llama_tiny"; do
     name=${spec%%:*} dir=${spec#*:}
     [ -f "$dir/model.onnx" ] || { echo "skipping $name: $dir/model.onnx not found (python3 scripts/make_minilm.py)" >&2; continue; }
     ort=$(python3 - "$dir" "$runs" <<'PY' 2>/dev/null || echo "n/a"

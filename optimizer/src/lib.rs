@@ -37,6 +37,9 @@ pub struct Options {
     pub time_limit: Duration,
     /// The target's cost model.
     pub cost: CostModel,
+    /// Run only these rule sets (names from [`RULE_SETS`]) instead of all of `level`'s; the
+    /// golden filetests use it to test one set at a time.
+    pub sets: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             node_limit: 50_000,
             time_limit: Duration::from_secs(2),
             cost: CostModel::default(),
+            sets: None,
         }
     }
 }
@@ -125,16 +129,39 @@ pub fn graph_cost(g: &Graph, model: &CostModel) -> Result<f64> {
     Ok(total)
 }
 
-/// The rewrite rules of `level`: none at 0; algebra, recognition of decomposed forms and
-/// fusion at 1.
+/// The names of the rule sets, in the order level 1 runs them.
+pub const RULE_SETS: &[&str] = &["algebra", "recognize", "fuse", "layout"];
+
+/// The rule set called `name` (one of [`RULE_SETS`]).
+pub fn rule_set_named(name: &str) -> Option<Vec<rules::Rule>> {
+    Some(match name {
+        "algebra" => rules::algebra::rules(),
+        "recognize" => rules::recognize::rules(),
+        "fuse" => rules::fuse::rules(),
+        "layout" => rules::layout::rules(),
+        _ => return None,
+    })
+}
+
+/// The rewrite rules of `level`: none at 0; every set of [`RULE_SETS`] at 1.
 pub fn rule_set(level: u8) -> Vec<rules::Rule> {
     if level == 0 {
         return vec![];
     }
-    let mut r = rules::algebra::rules();
-    r.extend(rules::recognize::rules());
-    r.extend(rules::fuse::rules());
-    r
+    RULE_SETS.iter().flat_map(|s| rule_set_named(s).unwrap_or_default()).collect()
+}
+
+/// The rules `opts` selects: its named sets, else all of its level's.
+fn selected_rules(opts: &Options) -> Result<Vec<rules::Rule>> {
+    let Some(sets) = &opts.sets else { return Ok(rule_set(opts.level)) };
+    let mut r = Vec::new();
+    for s in sets {
+        r.extend(
+            rule_set_named(s)
+                .ok_or_else(|| Error::Graph(format!("unknown rule set '{s}' (known: {})", RULE_SETS.join(", "))))?,
+        );
+    }
+    Ok(r)
 }
 
 /// Optimizes `g`.
@@ -148,7 +175,7 @@ pub fn optimize(g: &Graph, opts: &Options) -> Result<(Graph, Report)> {
     }
     report.cost_before = graph_cost(g, &opts.cost)?;
     let (egraph, loaded) = convert::to_egraph(g)?;
-    let rewrites: Vec<_> = rule_set(opts.level).iter().map(rules::Rule::to_rewrite).collect();
+    let rewrites: Vec<_> = selected_rules(opts)?.iter().map(rules::Rule::to_rewrite).collect();
     let runner = Runner::default()
         .with_egraph(egraph)
         .with_iter_limit(opts.iter_limit)

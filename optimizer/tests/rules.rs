@@ -570,3 +570,290 @@ fn products_used_elsewhere_are_not_fused_away() {
     assert!(!r.applied.contains_key("gated-mlp"), "{}", r.text());
     assert_eq!(count(&o, "FusedMlp"), 0);
 }
+
+fn unary(g: &mut Graph, name: &str, op: Op, x: slmtvm_ir::ValueId) -> slmtvm_ir::ValueId {
+    g.add_node(name, op, vec![Some(x)], &[name.into()])[0]
+}
+
+fn binary(g: &mut Graph, name: &str, op: BinaryOp, a: slmtvm_ir::ValueId, b: slmtvm_ir::ValueId) -> slmtvm_ir::ValueId {
+    g.add_node(name, Op::Binary(op), vec![Some(a), Some(b)], &[name.into()])[0]
+}
+
+fn neg(g: &mut Graph, x: slmtvm_ir::ValueId) -> slmtvm_ir::ValueId {
+    unary(g, "neg", Op::Unary(UnaryOp::Neg), x)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn identity_like_ops_disappear(d0 in 1usize..5, d1 in 1usize..5, seed in 0u64..1000, which in 0usize..4) {
+        // transpose-identity, reshape-noop, identity, cast-noop: each leaves only the Neg.
+        let mut g = Graph::new("id");
+        let x = input(&mut g, &[d0, d1]);
+        let s = g.add_const("s", Tensor::from_vec(&[2], vec![d0 as i64, d1 as i64]).unwrap());
+        let (a, rule) = match which {
+            0 => (unary(&mut g, "t", Op::Transpose(Transpose { perm: Some(vec![0, 1]) }), x), "transpose-identity"),
+            1 => (g.add_node("r", Op::Reshape(Reshape { allowzero: false }), vec![Some(x), Some(s)], &["r".into()])[0], "reshape-noop"),
+            2 => (unary(&mut g, "i", Op::Unary(UnaryOp::Identity), x), "identity"),
+            _ => (unary(&mut g, "c", Op::Cast(Cast { to: DType::F32, saturate: true }), x), "cast-noop"),
+        };
+        let y = neg(&mut g, a);
+        let g = finish(g, y);
+        let o = check(&g, rule, &[f32s(&[d0, d1], seed)], 0.0);
+        prop_assert_eq!(o.nodes.len(), 1);
+    }
+
+    #[test]
+    fn view_chains_of_each_kind_become_one_reshape(d0 in 1usize..5, d1 in 1usize..5, seed in 0u64..1000, which in 0usize..3) {
+        let mut g = Graph::new("views");
+        let x = input(&mut g, &[1, d0, d1]);
+        let (b, rule) = match which {
+            0 => {
+                let a = unary(&mut g, "s1", Op::Squeeze(slmtvm_ir::ops::Squeeze { axes: Some(vec![0]) }), x);
+                (unary(&mut g, "s2", Op::Unsqueeze(slmtvm_ir::ops::Unsqueeze { axes: vec![2] }), a), "unsqueeze-chain")
+            }
+            1 => {
+                let a = unary(&mut g, "u", Op::Unsqueeze(slmtvm_ir::ops::Unsqueeze { axes: vec![3] }), x);
+                (unary(&mut g, "s", Op::Squeeze(slmtvm_ir::ops::Squeeze { axes: Some(vec![0]) }), a), "squeeze-chain")
+            }
+            _ => {
+                let a = unary(&mut g, "s", Op::Squeeze(slmtvm_ir::ops::Squeeze { axes: Some(vec![0]) }), x);
+                (unary(&mut g, "f", Op::Flatten(slmtvm_ir::ops::Flatten { axis: 0 }), a), "flatten-chain")
+            }
+        };
+        let y = neg(&mut g, b);
+        let g = finish(g, y);
+        let o = check(&g, rule, &[f32s(&[1, d0, d1], seed)], 0.0);
+        // One Reshape before the Neg, or none when the chain ends in the input's own shape.
+        let same = g.ty(g.inputs[0]) == g.ty(g.outputs[0]);
+        prop_assert_eq!(o.nodes.len(), if same { 1 } else { 2 });
+        prop_assert_eq!(count(&o, "Reshape"), if same { 0 } else { 1 });
+    }
+}
+
+/// `[γ ·] (x − mean(x)) / sqrt(mean((x − mean(x))²) + eps) [+ β]` over the last axis.
+fn layernorm_graph(dims: &[usize], scale: bool, bias: bool, square_by_mul: bool, seed: u64) -> Graph {
+    let mut g = Graph::new("ln");
+    let x = input(&mut g, dims);
+    let n = *dims.last().unwrap();
+    let two = g.add_const("two", Tensor::scalar(2f32));
+    let eps = g.add_const("eps", Tensor::scalar(1e-5f32));
+    let mean = |axes| {
+        Op::Reduce(slmtvm_ir::ops::Reduce { kind: slmtvm_ir::ops::ReduceKind::Mean, axes: Some(axes), keepdims: true })
+    };
+    let m = unary(&mut g, "mean", mean(vec![-1]), x);
+    let d = binary(&mut g, "sub", BinaryOp::Sub, x, m);
+    let p = if square_by_mul {
+        binary(&mut g, "sq", BinaryOp::Mul, d, d)
+    } else {
+        binary(&mut g, "sq", BinaryOp::Pow, d, two)
+    };
+    let v = unary(&mut g, "var", mean(vec![dims.len() as i64 - 1]), p);
+    let a = binary(&mut g, "add_eps", BinaryOp::Add, v, eps);
+    let s = unary(&mut g, "sqrt", Op::Unary(UnaryOp::Sqrt), a);
+    let mut y = binary(&mut g, "div", BinaryOp::Div, d, s);
+    if scale {
+        let w = g.add_const("gamma", f32s(&[n], seed + 3));
+        y = binary(&mut g, "scale", BinaryOp::Mul, w, y);
+    }
+    if bias {
+        let b = g.add_const("beta", f32s(&[n], seed + 4));
+        y = binary(&mut g, "bias", BinaryOp::Add, y, b);
+    }
+    finish(g, y)
+}
+
+/// `exp(x − max(x)) / sum(exp(x − max(x)))` (or `exp(x) / sum(exp(x))`) along `axis`.
+fn softmax_graph(dims: &[usize], axis: i64, sum_axis: i64, stable: bool) -> Graph {
+    let mut g = Graph::new("sm");
+    let x = input(&mut g, dims);
+    let red = |kind, a| Op::Reduce(slmtvm_ir::ops::Reduce { kind, axes: Some(vec![a]), keepdims: true });
+    let z = if stable {
+        let m = unary(&mut g, "max", red(slmtvm_ir::ops::ReduceKind::Max, axis), x);
+        binary(&mut g, "sub", BinaryOp::Sub, x, m)
+    } else {
+        x
+    };
+    let e = unary(&mut g, "exp", Op::Unary(UnaryOp::Exp), z);
+    let s = unary(&mut g, "sum", red(slmtvm_ir::ops::ReduceKind::Sum, sum_axis), e);
+    let y = binary(&mut g, "div", BinaryOp::Div, e, s);
+    finish(g, y)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn layernorm_is_recognized(rows in 1usize..4, n in 2usize..9, seed in 0u64..1000, form in 0usize..3, square_by_mul in any::<bool>()) {
+        let (scale, bias, rule) = [(false, false, "layernorm"), (true, false, "layernorm-scale"), (true, true, "layernorm-affine")][form];
+        let dims = [2, rows, n];
+        let g = layernorm_graph(&dims, scale, bias, square_by_mul, seed);
+        let o = check(&g, rule, &[f32s(&dims, seed)], 1e-4);
+        prop_assert_eq!(count(&o, "LayerNorm"), 1);
+        prop_assert_eq!(count(&o, "Reduce") + count(&o, "Sqrt") + count(&o, "Div"), 0);
+    }
+
+    #[test]
+    fn softmax_is_recognized(d0 in 1usize..4, d1 in 1usize..6, seed in 0u64..1000, axis in 0i64..2, stable in any::<bool>()) {
+        let g = softmax_graph(&[d0, d1], axis, axis, stable);
+        let o = check(&g, "softmax", &[f32s(&[d0, d1], seed)], 1e-6);
+        prop_assert_eq!(o.nodes.len(), 1);
+        prop_assert_eq!(&o.nodes[0].op, &Op::Softmax(slmtvm_ir::ops::Softmax { axis }));
+    }
+}
+
+#[test]
+fn near_layernorms_and_softmaxes_are_left_alone() {
+    // The variance's mean over another axis than the centering mean's: not a LayerNorm.
+    let mut g = layernorm_graph(&[2, 3, 4], true, true, false, 1);
+    let v = g.nodes.iter().position(|n| n.name == "var").unwrap();
+    g.nodes[v].op = Op::Reduce(slmtvm_ir::ops::Reduce {
+        kind: slmtvm_ir::ops::ReduceKind::Mean,
+        axes: Some(vec![1, 2]),
+        keepdims: true,
+    });
+    g.infer().unwrap();
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.keys().any(|k| k.starts_with("layernorm")), "{}", r.text());
+    assert_eq!(count(&o, "LayerNorm"), 0);
+    // A sum over all axes is not a softmax along one.
+    let mut g = softmax_graph(&[2, 3], 1, 1, false);
+    let s = g.nodes.iter().position(|n| n.name == "sum").unwrap();
+    g.nodes[s].op =
+        Op::Reduce(slmtvm_ir::ops::Reduce { kind: slmtvm_ir::ops::ReduceKind::Sum, axes: None, keepdims: true });
+    g.infer().unwrap();
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("softmax"), "{}", r.text());
+    assert_eq!(count(&o, "Softmax"), 0);
+}
+
+fn gemm(trans_a: bool, trans_b: bool) -> Op {
+    Op::Gemm(slmtvm_ir::ops::Gemm { alpha: 1.0, beta: 1.0, trans_a, trans_b })
+}
+
+fn t2() -> Op {
+    Op::Transpose(Transpose { perm: Some(vec![1, 0]) })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn transposed_matmul_operands_fold_into_gemm(m in 1usize..6, k in 1usize..40, n in 1usize..6, seed in 0u64..1000, side_a in any::<bool>()) {
+        // MatMul(Transpose(a), b) → Gemm(transA); MatMul(a, Transpose(b)) → Gemm(transB) (the
+        // dot schedule, cheaper than the copy when the operand is large next to the output).
+        let mut g = Graph::new("mt");
+        let (ad, bd) = if side_a { (vec![k, m], vec![k, n]) } else { (vec![m, k], vec![n, k]) };
+        let a = g.add_input("a", TypeInfo::new(DType::F32, Shape::known(&ad)));
+        let b = g.add_input("b", TypeInfo::new(DType::F32, Shape::known(&bd)));
+        let mm = slmtvm_ir::ops::MatMul {};
+        let y = if side_a {
+            let at = unary(&mut g, "t", t2(), a);
+            g.add_node("mm", Op::MatMul(mm), vec![Some(at), Some(b)], &["y".into()])[0]
+        } else {
+            let bt = unary(&mut g, "t", t2(), b);
+            g.add_node("mm", Op::MatMul(mm), vec![Some(a), Some(bt)], &["y".into()])[0]
+        };
+        let g = finish(g, y);
+        let rule = if side_a { "matmul-transpose-a" } else { "matmul-transpose-b" };
+        let o = check(&g, rule, &[f32s(&ad, seed), f32s(&bd, seed + 1)], 1e-5);
+        if side_a {
+            prop_assert_eq!(count(&o, "Gemm"), 1);
+            prop_assert_eq!(count(&o, "Transpose"), 0);
+        } else {
+            prop_assert_eq!(count(&o, "Gemm") + count(&o, "MatMul"), 1);
+        }
+    }
+
+    #[test]
+    fn gemm_transposes_flip_the_flags(m in 1usize..6, k in 1usize..6, n in 1usize..6, seed in 0u64..1000, side_a in any::<bool>(), flag in any::<bool>()) {
+        // Gemm(Transpose(a), b, c) with transA = flag → Gemm(a, b, c) with transA = !flag; same for B.
+        let mut g = Graph::new("gt");
+        let (ta, tb) = if side_a { (flag, false) } else { (false, flag) };
+        // Shapes of the Gemm's operands as written (before the transpose is folded).
+        let ad = if ta { vec![k, m] } else { vec![m, k] };
+        let bd = if tb { vec![n, k] } else { vec![k, n] };
+        let (ain, bin) = if side_a { (vec![ad[1], ad[0]], bd.clone()) } else { (ad.clone(), vec![bd[1], bd[0]]) };
+        let a = g.add_input("a", TypeInfo::new(DType::F32, Shape::known(&ain)));
+        let b = g.add_input("b", TypeInfo::new(DType::F32, Shape::known(&bin)));
+        let c = g.add_const("c", f32s(&[n], seed + 2));
+        let (a2, b2) = if side_a { (unary(&mut g, "t", t2(), a), b) } else { (a, unary(&mut g, "t", t2(), b)) };
+        let y = g.add_node("gemm", gemm(ta, tb), vec![Some(a2), Some(b2), Some(c)], &["y".into()])[0];
+        let g = finish(g, y);
+        let rule = if side_a { "gemm-transpose-a" } else { "gemm-transpose-b" };
+        let o = check(&g, rule, &[f32s(&ain, seed), f32s(&bin, seed + 1)], 1e-5);
+        prop_assert_eq!(count(&o, "Gemm"), 1);
+        prop_assert_eq!(count(&o, "Transpose"), 0);
+    }
+
+    #[test]
+    fn constant_weights_read_with_trans_b_are_packed(m in 1usize..6, k in 1usize..12, n in 1usize..12, seed in 0u64..1000) {
+        let mut g = Graph::new("linear");
+        let x = input(&mut g, &[m, k]);
+        let w = g.add_const("w", f32s(&[n, k], seed + 1));
+        let b = g.add_const("b", f32s(&[n], seed + 2));
+        let y = g.add_node("gemm", gemm(false, true), vec![Some(x), Some(w), Some(b)], &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, "gemm-pack-weight", &[f32s(&[m, k], seed)], 1e-5);
+        prop_assert_eq!(&o.nodes[0].op, &gemm(false, false));
+        let packed = &o.consts[&o.nodes[0].inputs[1].unwrap()];
+        prop_assert_eq!(packed.shape(), &[k, n][..]);
+    }
+}
+
+#[test]
+fn layout_rules_leave_batched_and_activation_operands_alone() {
+    // Rank-3 MatMul(q, Transpose(k)): no rule applies (MatMul has no transpose flags).
+    let mut g = Graph::new("bmm");
+    let q = g.add_input("q", TypeInfo::new(DType::F32, Shape::known(&[2, 3, 4])));
+    let k = g.add_input("k", TypeInfo::new(DType::F32, Shape::known(&[2, 5, 4])));
+    let kt = unary(&mut g, "t", Op::Transpose(Transpose { perm: Some(vec![0, 2, 1]) }), k);
+    let y = g.add_node("mm", Op::MatMul(slmtvm_ir::ops::MatMul {}), vec![Some(q), Some(kt)], &["y".into()])[0];
+    let g = finish(g, y);
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.keys().any(|k| k.starts_with("matmul-transpose")), "{}", r.text());
+    assert_eq!(count(&o, "Transpose"), 1);
+    // Gemm(x, W) with transB and a W that is not a constant: nothing to pack.
+    let mut g = Graph::new("act");
+    let x = input(&mut g, &[3, 4]);
+    let w = g.add_input("w", TypeInfo::new(DType::F32, Shape::known(&[5, 4])));
+    let y = g.add_node("gemm", gemm(false, true), vec![Some(x), Some(w)], &["y".into()])[0];
+    let g = finish(g, y);
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert!(!r.applied.contains_key("gemm-pack-weight"), "{}", r.text());
+    assert_eq!(o.nodes[0].op, gemm(false, true));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    #[test]
+    fn repeated_kv_heads_are_shared(s in 1usize..4, t in 1usize..5, d in 1usize..5, rep in 2usize..4, seed in 0u64..1000) {
+        // repeat_kv: Reshape(Expand(Unsqueeze(k, [2]), [1, 1, rep, T, D]), [1, rep, T, D]).
+        let mut g = Graph::new("gqa");
+        let q = g.add_input("q", TypeInfo::new(DType::F32, Shape::known(&[1, rep, s, d])));
+        let k = g.add_input("k", TypeInfo::new(DType::F32, Shape::known(&[1, 1, t, d])));
+        let v = g.add_input("v", TypeInfo::new(DType::F32, Shape::known(&[1, 1, t, d])));
+        let e = g.add_const("e", Tensor::from_vec(&[5], vec![1i64, 1, rep as i64, t as i64, d as i64]).unwrap());
+        let r = g.add_const("r", Tensor::from_vec(&[4], vec![1i64, rep as i64, t as i64, d as i64]).unwrap());
+        let repeat = |g: &mut Graph, x, p: &str| {
+            let u = unary(g, &format!("{p}u"), Op::Unsqueeze(slmtvm_ir::ops::Unsqueeze { axes: vec![2] }), x);
+            let x = g.add_node(format!("{p}e"), Op::Expand(slmtvm_ir::ops::Expand {}), vec![Some(u), Some(e)], &[format!("{p}e")])[0];
+            g.add_node(format!("{p}r"), Op::Reshape(Reshape { allowzero: false }), vec![Some(x), Some(r)], &[format!("{p}r")])[0]
+        };
+        let (kr, vr) = (repeat(&mut g, k, "k"), repeat(&mut g, v, "v"));
+        let kt = unary(&mut g, "kt", Op::Transpose(Transpose { perm: Some(vec![0, 1, 3, 2]) }), kr);
+        let mm = slmtvm_ir::ops::MatMul {};
+        let sc = g.add_node("qk", Op::MatMul(mm.clone()), vec![Some(q), Some(kt)], &["sc".into()])[0];
+        let p = unary(&mut g, "sm", Op::Softmax(slmtvm_ir::ops::Softmax { axis: -1 }), sc);
+        let y = g.add_node("pv", Op::MatMul(mm), vec![Some(p), Some(vr)], &["y".into()])[0];
+        let g = finish(g, y);
+        let ins = [f32s(&[1, rep, s, d], seed), f32s(&[1, 1, t, d], seed + 1), f32s(&[1, 1, t, d], seed + 2)];
+        let o = check(&g, "attention-gqa", &ins, 1e-5);
+        prop_assert_eq!(count(&o, "Attention"), 1);
+        prop_assert_eq!(count(&o, "Expand"), 0);
+        let a = o.nodes.iter().find(|n| n.op.kind_name() == "Attention").unwrap();
+        prop_assert_eq!(a.inputs[1], Some(o.inputs[1]));
+    }
+}

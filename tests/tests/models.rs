@@ -408,3 +408,77 @@ fn kv_cache_attention_reads_the_unrepeated_heads_with_symbolic_shapes() {
         check_outputs(&o, &outs, &dir.join(expected), &format!("llama_kv symbolic {inputs}"));
     }
 }
+
+/// `g` with every LayerNorm written out as exporters before opset 17 write it
+/// (`ReduceMean`, `Sub`, `Pow 2`, `ReduceMean`, `Add eps`, `Sqrt`, `Div`, `·γ`, `+β`).
+fn decompose_layernorms(mut g: Graph) -> Graph {
+    use slmtvm_ir::ops::{BinaryOp, Reduce, ReduceKind, UnaryOp};
+    use slmtvm_ir::{DType, Node, Op, Shape, TypeInfo};
+    let nodes = std::mem::take(&mut g.nodes);
+    let placeholder = TypeInfo::new(DType::F32, Shape(vec![]));
+    for n in nodes {
+        let Op::LayerNorm(ln) = &n.op else {
+            g.nodes.push(n);
+            continue;
+        };
+        assert_eq!(n.outputs.len(), 1, "{}: the statistics outputs are used", n.name);
+        let (x, gamma, beta) = (n.inputs[0].unwrap(), n.inputs[1].unwrap(), n.inputs[2]);
+        let two = g.add_const(format!("{}/two", n.name), Tensor::scalar(2f32));
+        let eps = g.add_const(format!("{}/eps", n.name), Tensor::scalar(ln.epsilon));
+        let mean = Op::Reduce(Reduce { kind: ReduceKind::Mean, axes: Some(vec![ln.axis]), keepdims: true });
+        let steps: Vec<(&str, Op, Vec<usize>)> = vec![
+            ("mean", mean.clone(), vec![0]),
+            ("sub", Op::Binary(BinaryOp::Sub), vec![0, 100]),
+            ("pow", Op::Binary(BinaryOp::Pow), vec![101, 1]),
+            ("var", mean, vec![102]),
+            ("add_eps", Op::Binary(BinaryOp::Add), vec![103, 2]),
+            ("sqrt", Op::Unary(UnaryOp::Sqrt), vec![104]),
+            ("div", Op::Binary(BinaryOp::Div), vec![101, 105]),
+            ("scale", Op::Binary(BinaryOp::Mul), vec![106, 3]),
+        ];
+        // Operand k < 100: x, two, eps, γ; k ≥ 100: the output of step k − 100.
+        let mut outs = Vec::new();
+        let last = if beta.is_some() { steps.len() } else { steps.len() - 1 };
+        for (i, (name, op, ins)) in steps.into_iter().enumerate() {
+            let ins =
+                ins.iter().map(|&k| Some(if k >= 100 { outs[k - 100] } else { [x, two, eps, gamma][k] })).collect();
+            let out =
+                if i == last { n.outputs[0] } else { g.add_value(format!("{}/{name}", n.name), placeholder.clone()) };
+            g.nodes.push(Node { name: format!("{}/{name}", n.name), op, inputs: ins, outputs: vec![out] });
+            outs.push(out);
+        }
+        if let Some(b) = beta {
+            let name = format!("{}/bias", n.name);
+            g.nodes.push(Node {
+                name,
+                op: Op::Binary(BinaryOp::Add),
+                inputs: vec![Some(outs[7]), Some(b)],
+                outputs: vec![n.outputs[0]],
+            });
+        }
+    }
+    g.infer().unwrap();
+    g
+}
+
+#[test]
+fn decomposed_layernorms_of_bert_tiny_are_recognized() {
+    let dir = models_dir().join("bert_tiny");
+    let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
+    let count = |g: &Graph, kind: &str| g.nodes.iter().filter(|n| n.op.kind_name() == kind).count();
+    let layernorms = count(&g, "LayerNorm");
+    assert_eq!(layernorms, 5);
+    let d = decompose_layernorms(g);
+    assert_eq!(count(&d, "LayerNorm"), 0);
+    let (o, r) = slmtvm_optimizer::optimize(&d, &slmtvm_optimizer::Options::default()).unwrap();
+    assert_eq!(r.applied.get("layernorm-affine").copied(), Some(layernorms), "{}", r.text());
+    assert_eq!(count(&o, "LayerNorm"), layernorms, "{}", r.text());
+    assert_eq!(count(&o, "Sqrt") + count(&o, "Pow"), 0);
+    let outs = interp::run_named(&o, &inputs_of(&o, &dir)).unwrap();
+    for (&v, got) in o.outputs.iter().zip(&outs) {
+        let name = &o.value(v).name;
+        let want = npy::read_npy(&dir.join("expected").join(format!("{}.npy", npy::file_stem(name)))).unwrap();
+        let (err, scale) = errors(&want, got);
+        assert!(err <= 1e-4 * scale, "{name}: max abs error {err} > 1e-4 x {scale}");
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod algebra;
 pub mod fuse;
+pub mod layout;
 pub mod predicates;
 pub mod recognize;
 

@@ -6,8 +6,8 @@ use super::{Rule, add_op};
 use crate::analysis::EG;
 use crate::lang::Node;
 use egg::{Id, Language};
-use slmtvm_ir::Op;
-use slmtvm_ir::ops::{BinaryOp, UnaryOp};
+use slmtvm_ir::ops::{BinaryOp, ReduceKind, UnaryOp};
+use slmtvm_ir::{Op, Tensor};
 
 /// The recognition rule set.
 pub fn rules() -> Vec<Rule> {
@@ -16,7 +16,182 @@ pub fn rules() -> Vec<Rule> {
         Rule { name: "gelu-tanh", kind: "Mul", rewrite: gelu_tanh },
         Rule { name: "silu", kind: "Mul", rewrite: silu },
         Rule { name: "rmsnorm", kind: "Mul", rewrite: rmsnorm },
+        Rule { name: "layernorm", kind: "Div", rewrite: layernorm },
+        Rule { name: "layernorm-scale", kind: "Mul", rewrite: layernorm_scale },
+        Rule { name: "layernorm-affine", kind: "Add", rewrite: layernorm_affine },
+        Rule { name: "softmax", kind: "Div", rewrite: softmax },
     ]
+}
+
+/// The first axis of a keepdims Reduce of `kind` over the trailing axes of a rank-`rank`
+/// operand (axes contiguous up to the last; `None` for any other reduction).
+fn trailing_reduce(r: &slmtvm_ir::ops::Reduce, kind: ReduceKind, rank: i64) -> Option<i64> {
+    if r.kind != kind || !r.keepdims {
+        return None;
+    }
+    let mut ax: Vec<i64> = match &r.axes {
+        Some(a) => a.iter().map(|&a| if a < 0 { a + rank } else { a }).collect(),
+        None => (0..rank).collect(),
+    };
+    ax.sort_unstable();
+    let first = *ax.first()?;
+    let contiguous = ax.iter().enumerate().all(|(i, &a)| a == first + i as i64) && *ax.last()? == rank - 1;
+    contiguous.then_some(first)
+}
+
+/// The operands of the keepdims trailing-axes Reduce-`kind` nodes of class `c`, with their first axis.
+fn reductions(egraph: &EG, c: Id, kind: ReduceKind, rank: i64) -> Vec<(Id, i64)> {
+    egraph[c]
+        .nodes
+        .iter()
+        .filter_map(|n| match (n.op(), n.children()) {
+            (Some(Op::Reduce(r)), [x]) => Some((egraph.find(*x), trailing_reduce(r, kind, rank)?)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The value of a one-element constant class.
+fn scalar(egraph: &EG, c: Id) -> Option<f64> {
+    egraph[c].data.konst.as_deref().filter(|t| t.len() == 1).and_then(|t| t.to_f64().iter().next().copied())
+}
+
+/// The (x, first normalized axis, epsilon) of `(x − mean(x)) / sqrt(mean((x − mean(x))²) + eps)`
+/// at class `c` (a Div), the means over the same trailing axes with keepdims, the square as
+/// `d^2` or `d·d`.
+fn ln_core(egraph: &EG, c: Id) -> Option<(Id, i64, f32)> {
+    for (d, s) in binaries(egraph, c, BinaryOp::Div) {
+        for (x, m) in binaries(egraph, d, BinaryOp::Sub) {
+            let Some(rank) = ty(egraph, x).map(|t| t.shape.rank() as i64) else { continue };
+            for (mx, axis) in reductions(egraph, m, ReduceKind::Mean, rank) {
+                if mx != x {
+                    continue;
+                }
+                for sum in unaries(egraph, s, &UnaryOp::Sqrt) {
+                    for (v, e) in binaries(egraph, sum, BinaryOp::Add) {
+                        let Some(eps) = scalar(egraph, e) else { continue };
+                        for (sq, ax2) in reductions(egraph, v, ReduceKind::Mean, rank) {
+                            let squares = binaries(egraph, sq, BinaryOp::Pow)
+                                .into_iter()
+                                .any(|(b, p)| b == d && near(egraph, p, 2.0))
+                                || binaries(egraph, sq, BinaryOp::Mul).into_iter().any(|(a, b)| a == d && b == d);
+                            if ax2 == axis && squares {
+                                return Some((x, axis, eps as f32));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Constant `p` broadcasts onto x's normalized axes `axis..` only (right-aligned, 1s allowed)
+/// with x's dtype.
+fn fits_tail(egraph: &EG, x: Id, axis: i64, p: Id) -> bool {
+    let (Some(xt), Some(pt)) = (ty(egraph, x), egraph[p].data.konst.as_deref()) else { return false };
+    let tail = &xt.shape.0[axis as usize..];
+    let dims = pt.shape();
+    pt.dtype() == xt.dtype
+        && dims.len() <= tail.len()
+        && dims.iter().rev().zip(tail.iter().rev()).all(|(&d, t)| d == 1 || t.known() == Some(d))
+}
+
+/// Output 0 of `LayerNorm(x, scale, bias)` when it has class `c`'s type.
+fn layernorm_of(egraph: &mut EG, c: Id, x: Id, axis: i64, eps: f32, scale: Id, bias: Option<Id>) -> Option<Id> {
+    if !is_float(egraph, x) || ty(egraph, x) != ty(egraph, c) {
+        return None;
+    }
+    let mut ins = vec![x, scale];
+    ins.extend(bias);
+    let ln = add_op(egraph, Op::LayerNorm(slmtvm_ir::ops::LayerNorm { axis, epsilon: eps }), ins);
+    let y = egraph.add(Node::Get(0, [ln]));
+    (egraph[ln].data.valid && ty(egraph, y) == ty(egraph, c)).then_some(y)
+}
+
+/// `(x − mean(x)) / sqrt(var(x) + eps)` (no scale, no bias) → LayerNorm(x, ones).
+fn layernorm(egraph: &mut EG, c: Id, _n: &Node) -> Option<Id> {
+    let (x, axis, eps) = ln_core(egraph, c)?;
+    let xt = ty(egraph, x)?.clone();
+    let tail: Vec<usize> = xt.shape.0[axis as usize..].iter().map(|d| d.known()).collect::<Option<_>>()?;
+    let n = tail.iter().product();
+    let ones = Tensor::from_f64(xt.dtype, Tensor::from_vec(&tail, vec![1f32; n]).ok()?.to_f64());
+    let k = egraph.analysis.add_const(ones);
+    let k = egraph.add(k);
+    layernorm_of(egraph, c, x, axis, eps, k, None)
+}
+
+/// `γ · LayerNorm-core(x)` with a constant γ over the normalized axes → LayerNorm(x, γ).
+fn layernorm_scale(egraph: &mut EG, c: Id, _n: &Node) -> Option<Id> {
+    for (normed, g) in binaries(egraph, c, BinaryOp::Mul) {
+        let Some((x, axis, eps)) = ln_core(egraph, normed) else { continue };
+        if fits_tail(egraph, x, axis, g) {
+            return layernorm_of(egraph, c, x, axis, eps, g, None);
+        }
+    }
+    None
+}
+
+/// `γ · LayerNorm-core(x) + β` with constants γ, β over the normalized axes → LayerNorm(x, γ, β).
+fn layernorm_affine(egraph: &mut EG, c: Id, _n: &Node) -> Option<Id> {
+    for (scaled, b) in binaries(egraph, c, BinaryOp::Add) {
+        for (normed, g) in binaries(egraph, scaled, BinaryOp::Mul) {
+            let Some((x, axis, eps)) = ln_core(egraph, normed) else { continue };
+            if fits_tail(egraph, x, axis, g) && fits_tail(egraph, x, axis, b) {
+                return layernorm_of(egraph, c, x, axis, eps, g, Some(b));
+            }
+        }
+    }
+    None
+}
+
+/// The axis of a keepdims Reduce-`kind` of class `c` over exactly one axis of a rank-`rank`
+/// operand, with its operand.
+fn one_axis(egraph: &EG, c: Id, kind: ReduceKind, rank: i64) -> Vec<(Id, i64)> {
+    egraph[c]
+        .nodes
+        .iter()
+        .filter_map(|n| match (n.op(), n.children()) {
+            (Some(Op::Reduce(r)), [x]) if r.kind == kind && r.keepdims => {
+                let axis = match r.axes.as_deref() {
+                    Some([a]) => *a,
+                    None if rank == 1 => 0,
+                    _ => return None,
+                };
+                let axis = if axis < 0 { axis + rank } else { axis };
+                (0..rank).contains(&axis).then(|| (egraph.find(*x), axis))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `exp(x − max(x)) / sum(exp(x − max(x)))` or `exp(x) / sum(exp(x))`, max and sum along the
+/// same one axis with keepdims → Softmax(x, axis).
+fn softmax(egraph: &mut EG, c: Id, _n: &Node) -> Option<Id> {
+    for (e, s) in binaries(egraph, c, BinaryOp::Div) {
+        let Some(rank) = ty(egraph, e).map(|t| t.shape.rank() as i64) else { continue };
+        for (summed, axis) in one_axis(egraph, s, ReduceKind::Sum, rank) {
+            if summed != e {
+                continue;
+            }
+            for z in unaries(egraph, e, &UnaryOp::Exp) {
+                let mut xs = vec![z];
+                for (x, m) in binaries(egraph, z, BinaryOp::Sub) {
+                    if one_axis(egraph, m, ReduceKind::Max, rank).contains(&(x, axis)) {
+                        xs.push(x);
+                    }
+                }
+                for x in xs.into_iter().rev() {
+                    if is_float(egraph, x) && ty(egraph, x) == ty(egraph, c) {
+                        return Some(add_op(egraph, Op::Softmax(slmtvm_ir::ops::Softmax { axis }), vec![x]));
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 /// `x·sigmoid(x)` → Silu(x).
