@@ -2,12 +2,14 @@
 //!
 //! A node costs an estimate of cycles: its floating-point (or integer) operations divided by
 //! the lanes the target computes at once (4 with 128-bit vectors for f32/i32 elementwise,
-//! reduction and matrix work; 1 without vectors), halved again for matrix products (MatMul, Gemm, Dense, FusedMlp, and fused attention) when the
-//! target has fused multiply-add and taken four times for divisions, plus the bytes it reads and writes at 16 bytes per cycle.
-//! Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) move nothing and cost nothing;
-//! inputs, constants and the outputs root cost nothing. A fused operator's intermediates never
-//! exist, so they cost nothing: only its operands and result are counted. A class whose
-//! operator does not type-check costs infinity, so extraction never picks it.
+//! reduction and matrix work; 1 without vectors), halved again for matrix products (MatMul,
+//! Gemm, Dense, FusedMlp and Attention) when the target has fused multiply-add, times the
+//! schedule's factor for a Gemm ([`DOT_SCHEDULE_FACTOR`]), four times for divisions, plus the
+//! bytes it reads and writes at 16 bytes per cycle. Views (Reshape, Flatten, Squeeze,
+//! Unsqueeze, Identity) move nothing and cost only [`VIEW_COST`], a tie-break towards fewer
+//! views; inputs, constants and the outputs root cost nothing. A fused operator's
+//! intermediates never exist, so they cost nothing: only its operands and result are counted.
+//! A class whose operator does not type-check costs infinity, so extraction never picks it.
 
 use crate::analysis::EG;
 use crate::lang::Node;
