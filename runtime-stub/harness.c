@@ -24,6 +24,12 @@
  * PREPROCESSOR INTERFACE
  *   SLMTVM_MODEL        (required) the model name: functions are SLMTVM_MODEL ## _run etc.
  *   SLMTVM_MODEL_UPPER  (required) its upper-cased form: macros are SLMTVM_MODEL_UPPER ## _X.
+ *   SLMTVM_PROFILE      (optional) for a profiling build (`slmtvm bench --kernels`): defines
+ *                       slmtvm_profile(k), which the model calls before each kernel k, and
+ *                       with -t prints `kernel_us: K MEAN_US` per kernel over the timed runs
+ *                       and `peak_iters_per_us: R`, the rate of NAME_peak's loop (12
+ *                       independent multiply-adds at the kernels' vector width per
+ *                       iteration: the FMA peak is R x 12 x lanes x 2 / 1000 GFLOP/s).
  *   SLMTVM_HARNESS_IO_ALIGN (optional, default 0) alignment of the input/output buffers. 0
  *                       means natural element alignment only: each buffer starts at an address
  *                       that is a multiple of its element size but not of twice that, so that
@@ -157,6 +163,11 @@ static const char h_out_dims[] = "{}";
 enum { H_IO_ALIGN = SLMTVM_HARNESS_IO_ALIGN };
 SLMTVM_ASSERT(io_align, SLMTVM_HARNESS_IO_ALIGN >= 0 && SLMTVM_HARNESS_IO_ALIGN <= 4096 &&
                             (SLMTVM_HARNESS_IO_ALIGN & (SLMTVM_HARNESS_IO_ALIGN - 1)) == 0);
+
+#ifdef SLMTVM_PROFILE
+void SLMTVM_FN(_peak)(int64_t iters, float *out);
+static void (*const h_peak)(int64_t, float *) = SLMTVM_FN(_peak);
+#endif
 
 /* From here on nothing refers to SLMTVM_MODEL, SLMTVM_MODEL_UPPER or the model's macros. */
 
@@ -662,6 +673,55 @@ static double now_us(void) {
 #error "clock_gettime is not declared: compile with -D_POSIX_C_SOURCE=200809L"
 #endif
 
+#ifdef SLMTVM_PROFILE
+/* ---- Kernel profile (profiling builds) ------------------------------------------------------ */
+
+#define H_MAX_KERNELS 65536
+static double h_prof_us[H_MAX_KERNELS];
+static double h_prof_t;
+static long h_prof_k = -1, h_prof_n;
+
+/* Called by the model before kernel k, and with k = -1 after its last kernel. */
+void slmtvm_profile(int32_t k);
+void slmtvm_profile(int32_t k) {
+    double t = now_us();
+    if (h_prof_k >= 0 && h_prof_k < H_MAX_KERNELS) h_prof_us[h_prof_k] += t - h_prof_t;
+    if (k >= 0 && k + 1 > h_prof_n) h_prof_n = k + 1;
+    h_prof_k = k;
+    h_prof_t = t;
+}
+
+static void profile_reset(void) {
+    memset(h_prof_us, 0, sizeof h_prof_us);
+    h_prof_k = -1;
+}
+
+/* Per-kernel mean time over `reps` runs, then the FMA peak: NAME_peak's iteration count
+ * doubled until one call takes 20 ms, then the best of 5 calls. */
+static void profile_report(long reps) {
+    long k, i;
+    int64_t iters = 1 << 16;
+    double best = 0;
+    float sink;
+    for (k = 0; k < h_prof_n && k < H_MAX_KERNELS; k++) printf("kernel_us: %ld %.4f\n", k, h_prof_us[k] / (double)reps);
+    for (;;) {
+        double t0 = now_us(), t;
+        h_peak(iters, &sink);
+        t = now_us() - t0;
+        if (t >= 20000.0 || iters >= ((int64_t)1 << 40)) break;
+        iters *= 2;
+    }
+    for (i = 0; i < 5; i++) {
+        double t0 = now_us(), t;
+        h_peak(iters, &sink);
+        t = now_us() - t0;
+        if (best == 0 || t < best) best = t;
+    }
+    (void)sink;
+    printf("peak_iters_per_us: %.6f\n", (double)iters / best);
+}
+#endif
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -885,6 +945,9 @@ int main(int argc, char **argv) {
             out[k].copy = memcpy(xmalloc(out[k].bytes), out[k].data, out[k].bytes);
             memset(out[k].data, OUTPUT_FILL, out[k].bytes);
         }
+#ifdef SLMTVM_PROFILE
+        profile_reset();
+#endif
         for (r = 0; r < reps; r++) {
             double t0 = now_us();
             run_model(in_ptrs, out_ptrs, ws.data);
@@ -899,6 +962,9 @@ int main(int argc, char **argv) {
         qsort(us, (size_t)reps, sizeof *us, cmp_double);
         printf("latency_us: %.3f %.3f %.3f\n",
                reps % 2 ? us[reps / 2] : (us[reps / 2 - 1] + us[reps / 2]) / 2, us[0], us[reps - 1]);
+#ifdef SLMTVM_PROFILE
+        profile_report(reps);
+#endif
         free(us);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) fail("cannot write to stdout");

@@ -20,6 +20,36 @@ pub struct BenchFlags {
     pub threads: usize,
     /// Print JSON instead of a table.
     pub json: bool,
+    /// Profile each kernel against the FMA peak (a profiling build).
+    pub kernels: bool,
+}
+
+/// Operators whose kernels are matrix products, reported against the FMA peak.
+const PRODUCTS: &[&str] = &["MatMul", "Gemm", "Dense", "FusedMlp", "Attention", "Conv", "MatMulInteger"];
+
+/// One kernel's share of a profiled run.
+#[derive(Clone, Debug, Serialize)]
+struct KernelTime {
+    index: usize,
+    symbol: String,
+    node: String,
+    op: String,
+    /// Mean microseconds per run.
+    us: f64,
+    flops: u64,
+    gflops: f64,
+    /// GFLOP/s over the FMA peak (matrix products only).
+    peak_fraction: Option<f64>,
+}
+
+/// The kernel profile of a profiling build's timed runs.
+#[derive(Clone, Debug, Serialize)]
+struct Profile {
+    /// FMA peak at the kernels' vector width, GFLOP/s.
+    peak_gflops: f64,
+    /// f32 lanes of that width.
+    lanes: usize,
+    kernels: Vec<KernelTime>,
 }
 
 /// One runtime's timings, in microseconds.
@@ -47,6 +77,49 @@ struct Report {
     results: Vec<Timing>,
     /// Peers that could not run, with the reason.
     unavailable: Vec<(String, String)>,
+    /// With `--kernels`: each kernel's time and its share of the FMA peak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<Profile>,
+}
+
+/// The kernel profile from a profiling harness's output and the build's manifest.
+fn profile(stdout: &str, manifest: &Path, lanes: usize) -> Result<Profile> {
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let m: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let list = m["kernel_list"].as_array().with_context(|| format!("{}: no kernel_list", manifest.display()))?;
+    let rate: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_iters_per_us:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| "the profiling harness printed no peak line")?;
+    let peak_gflops = rate * (slmtvm_codegen::object::PEAK_FMAS * lanes * 2) as f64 / 1e3;
+    let mut kernels = Vec::new();
+    for l in stdout.lines().filter_map(|l| l.strip_prefix("kernel_us:")) {
+        let mut it = l.split_whitespace();
+        let (Some(k), Some(us)) =
+            (it.next().and_then(|x| x.parse::<usize>().ok()), it.next().and_then(|x| x.parse::<f64>().ok()))
+        else {
+            bail!("unreadable kernel line `{l}`");
+        };
+        let e = list.get(k).with_context(|| format!("kernel {k} is not in {}", manifest.display()))?;
+        let s = |f: &str| e[f].as_str().unwrap_or("?").to_string();
+        let flops = e["flops"].as_u64().unwrap_or(0);
+        let gflops = if us > 0.0 { flops as f64 / us / 1e3 } else { 0.0 };
+        let op = s("op");
+        let peak_fraction = (PRODUCTS.contains(&op.as_str()) && peak_gflops > 0.0).then(|| gflops / peak_gflops);
+        kernels.push(KernelTime {
+            index: k,
+            symbol: s("symbol"),
+            node: s("node"),
+            op,
+            us,
+            flops,
+            gflops,
+            peak_fraction,
+        });
+    }
+    Ok(Profile { peak_gflops, lanes, kernels })
 }
 
 /// Parses the harness's `latency_us: MEDIAN MIN MAX` line.
@@ -83,6 +156,7 @@ pub fn bench(
     if flags.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    let opt = crate::build::OptFlags { profile: flags.kernels, ..opt };
     let h = crate::run::build_harness(model, opts, src, &work.join("build"), target, opt)?;
     let flops: u64 = h
         .graph
@@ -96,6 +170,8 @@ pub fn bench(
         .sum();
     let stdout = crate::run::run_harness(&h, target, &work.join("outputs"), &["-t", &flags.runs.to_string()])?;
     let [med, min, max] = harness_latency(&stdout)?;
+    let lanes = if target.vector().is_some() { 4 } else { 1 };
+    let profile = if flags.kernels { Some(profile(&stdout, &h.manifest, lanes)?) } else { None };
     let gflops = |us: f64| if us > 0.0 { flops as f64 / us / 1e3 } else { 0.0 };
     let mut results = vec![Timing {
         runtime: "slmtvm".into(),
@@ -134,6 +210,7 @@ pub fn bench(
         flops,
         results,
         unavailable,
+        profile,
     };
     if flags.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -193,6 +270,51 @@ fn table(r: &Report) -> String {
     }
     for (n, e) in &r.unavailable {
         s.push_str(&format!("{n}: not run: {e}\n"));
+    }
+    if let Some(p) = &r.profile {
+        s.push_str(&profile_table(p));
+    }
+    s
+}
+
+/// The kernels by time (the 20 slowest, then the rest summed).
+fn profile_table(p: &Profile) -> String {
+    let total: f64 = p.kernels.iter().map(|k| k.us).sum();
+    let mut s = format!(
+        "\nkernels (a profiling build: a timer call around each kernel; FMA peak at {} lanes: {:.1} GFLOP/s)\n",
+        p.lanes, p.peak_gflops
+    );
+    s.push_str(&format!(
+        "{:>5} {:<14} {:<40} {:>10} {:>7} {:>9} {:>10}\n",
+        "#", "op", "node", "µs/run", "% time", "GFLOP/s", "% of peak"
+    ));
+    let mut ks: Vec<&KernelTime> = p.kernels.iter().collect();
+    ks.sort_by(|a, b| b.us.total_cmp(&a.us).then(a.index.cmp(&b.index)));
+    let share = |us: f64| if total > 0.0 { 100.0 * us / total } else { 0.0 };
+    for k in ks.iter().take(20) {
+        let node: String = k.node.chars().take(40).collect();
+        let peak = k.peak_fraction.map_or("-".to_string(), |f| format!("{:.1}", 100.0 * f));
+        s.push_str(&format!(
+            "{:>5} {:<14} {:<40} {:>10.2} {:>7.1} {:>9.2} {:>10}\n",
+            k.index,
+            k.op,
+            node,
+            k.us,
+            share(k.us),
+            k.gflops,
+            peak
+        ));
+    }
+    if ks.len() > 20 {
+        let rest: f64 = ks[20..].iter().map(|k| k.us).sum();
+        s.push_str(&format!(
+            "{:>5} {:<14} {:<40} {:>10.2} {:>7.1}\n",
+            "",
+            "(others)",
+            format!("{} kernels", ks.len() - 20),
+            rest,
+            share(rest)
+        ));
     }
     s
 }

@@ -78,6 +78,8 @@ struct Manifest {
     weights_bytes: usize,
     code_bytes: usize,
     kernels: usize,
+    /// A profiling build: the object imports `slmtvm_profile` and exports `NAME_peak`.
+    profile: bool,
     op_counts: BTreeMap<String, usize>,
     kernel_list: Vec<KernelEntry>,
 }
@@ -88,6 +90,7 @@ struct KernelEntry {
     node: String,
     op: String,
     code_bytes: usize,
+    flops: u64,
 }
 
 /// A compiled model: the three files `build` writes.
@@ -121,6 +124,8 @@ pub struct OptFlags {
     pub level: u8,
     /// Print the optimizer's report.
     pub explain: bool,
+    /// A profiling build (`bench --kernels`): see `slmtvm_codegen::compile_with`.
+    pub profile: bool,
 }
 
 /// The optimizer's options for `target` at `level`: the cost model from the target's vectors.
@@ -151,7 +156,7 @@ pub fn compile_graph(
         print!("{}", report.text());
     }
     let g = &og;
-    let c = slmtvm_codegen::compile(g, name, target)?;
+    let c = slmtvm_codegen::compile_with(g, name, target, opt.profile)?;
     let info = |ids: &[slmtvm_ir::ValueId]| -> Vec<TensorInfo> {
         ids.iter()
             .map(|&v| {
@@ -199,6 +204,7 @@ pub fn compile_graph(
         weights_bytes: c.weight_bytes,
         code_bytes: c.code_bytes,
         kernels: c.kernels,
+        profile: opt.profile,
         op_counts,
         kernel_list: c
             .kernel_list
@@ -208,6 +214,7 @@ pub fn compile_graph(
                 node: k.node.clone(),
                 op: k.op.clone(),
                 code_bytes: k.code_bytes,
+                flops: k.flops,
             })
             .collect(),
     };

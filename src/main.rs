@@ -113,6 +113,10 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also time every kernel (a profiling build) and report each matrix product's share of
+        /// this CPU's FMA peak at the vector width the kernels use.
+        #[arg(long)]
+        kernels: bool,
         #[command(flatten)]
         inputs: InputArgs,
         #[command(flatten)]
@@ -171,7 +175,7 @@ struct OptArgs {
 
 impl OptArgs {
     fn flags(self) -> build::OptFlags {
-        build::OptFlags { level: self.level, explain: self.explain }
+        build::OptFlags { level: self.level, explain: self.explain, profile: false }
     }
 }
 
@@ -267,7 +271,7 @@ fn main() {
                 run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?, opt.flags())
             })
             .with_context(|| format!("running {}", model.display())),
-        Cmd::Bench { model, target, cpu, runs, threads, json, inputs: i, shapes, opt, output_dir } => {
+        Cmd::Bench { model, target, cpu, runs, threads, json, kernels, inputs: i, shapes, opt, output_dir } => {
             load_options(&shapes)
                 .and_then(|o| {
                     let t = match target {
@@ -277,7 +281,7 @@ fn main() {
                     };
                     let seed = i.random_inputs.or((i.inputs.is_empty() && i.input_dir.is_none()).then_some(0));
                     let src = inputs::InputSource { flags: &i.inputs, dir: i.input_dir.as_deref(), seed };
-                    let flags = bench::BenchFlags { runs, threads, json };
+                    let flags = bench::BenchFlags { runs, threads, json, kernels };
                     let temp = output_dir.is_none();
                     let work = output_dir
                         .unwrap_or_else(|| std::env::temp_dir().join(format!("slmtvm-bench-{}", std::process::id())));

@@ -29,6 +29,8 @@ pub struct Harness {
     pub in_dir: PathBuf,
     /// Each input's name and `.npy` file.
     pub input_files: Vec<(String, PathBuf)>,
+    /// The manifest (`NAME.json`).
+    pub manifest: PathBuf,
 }
 
 /// Builds the model for `target` into `build/` (`NAME.o`, `.h`, `.json`), links it with the C
@@ -82,7 +84,10 @@ pub fn build_harness(
     let (model_def, upper_def) =
         (format!("-DSLMTVM_MODEL={name}"), format!("-DSLMTVM_MODEL_UPPER={}", name.to_ascii_uppercase()));
     let header_s = header.to_string_lossy().into_owned();
-    let args = ["-O2", "-std=c99", "-D_POSIX_C_SOURCE=200809L", &model_def, &upper_def, "-include", &header_s];
+    let mut args = vec!["-O2", "-std=c99", "-D_POSIX_C_SOURCE=200809L", &model_def, &upper_def, "-include", &header_s];
+    if opt.profile {
+        args.push("-DSLMTVM_PROFILE");
+    }
     target.link(&args, &[&harness, &build.join(format!("{name}.o"))], &exe)?;
     let in_dir = build.join("inputs");
     std::fs::create_dir_all(&in_dir).with_context(|| format!("creating {}", in_dir.display()))?;
@@ -95,7 +100,7 @@ pub fn build_harness(
             input_files.push((n.clone(), f));
         }
     }
-    Ok(Harness { graph: g, exe, in_dir, input_files })
+    Ok(Harness { graph: g, exe, in_dir, input_files, manifest: build.join(format!("{name}.json")) })
 }
 
 /// Runs harness `h` for `target` (natively or under qemu-user) on its inputs, writing the

@@ -74,3 +74,62 @@ fn bench_refuses_what_it_cannot_measure() {
         assert!(err.contains(says) && err.lines().count() == 1, "{err}");
     }
 }
+
+#[test]
+fn bench_kernels_times_every_kernel_against_the_fma_peak() {
+    let m = model("llama_tiny");
+    let dir = std::env::temp_dir().join(format!("slmtvm-bench-kernels-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = slmtvm(&["bench", &m, "--runs", "5", "--json", "--kernels", "-o", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("build/model.json")).unwrap()).unwrap();
+    assert_eq!(manifest["profile"], true);
+    let p = &j["profile"];
+    assert!(p["peak_gflops"].as_f64().unwrap() > 0.0, "{p}");
+    let kernels = p["kernels"].as_array().unwrap();
+    // One entry per kernel of the build, in call order, with the manifest's node and FLOPs.
+    assert_eq!(kernels.len() as u64, manifest["kernels"].as_u64().unwrap());
+    let mut total = 0.0;
+    for (i, k) in kernels.iter().enumerate() {
+        let e = &manifest["kernel_list"][i];
+        assert_eq!((k["index"].as_u64(), &k["node"], &k["flops"]), (Some(i as u64), &e["node"], &e["flops"]), "{k}");
+        let us = k["us"].as_f64().unwrap();
+        assert!(us >= 0.0, "{k}");
+        total += us;
+        let product = ["MatMul", "Gemm", "Dense", "FusedMlp", "Attention"].contains(&k["op"].as_str().unwrap());
+        assert_eq!(k["peak_fraction"].is_f64(), product, "{k}");
+        if product && us > 0.0 {
+            let f = k["peak_fraction"].as_f64().unwrap();
+            let want = k["flops"].as_f64().unwrap() / us / 1e3 / p["peak_gflops"].as_f64().unwrap();
+            assert!((f - want).abs() <= 1e-9 * want.max(1e-12), "{k}");
+        }
+    }
+    // The kernels' mean times add up to no more than the slowest run.
+    assert!(total > 0.0 && total <= j["results"][0]["max_us"].as_f64().unwrap(), "{total} µs in kernels: {j}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn profiling_builds_compile_for_every_preset() {
+    // The hook import and the peak loop, at each preset's vector width (scalar on riscv64
+    // without V), in a profiling build of a real model; a normal build has neither.
+    use object::{Object, ObjectSymbol};
+    let g =
+        slmtvm_frontend::load_onnx(Path::new(&model("bert_tiny")), &slmtvm_frontend::LoadOptions::default()).unwrap();
+    for preset in ["x86_64", "x86_64-v3", "aarch64", "aarch64-dotprod", "riscv64", "riscv64-v"] {
+        let t = slmtvm_targets::Target::from_spec(preset).unwrap();
+        for profile in [false, true] {
+            let c = slmtvm_codegen::compile_with(&g, "m", &t, profile).unwrap();
+            let f = object::File::parse(&*c.object).unwrap();
+            let has =
+                |name: &str, defined: bool| f.symbols().any(|s| s.name() == Ok(name) && s.is_undefined() != defined);
+            assert_eq!(has("slmtvm_profile", false), profile, "{preset}");
+            assert_eq!(has("m_peak", true), profile, "{preset}");
+            assert!(has("m_run", true), "{preset}");
+            assert!(c.kernel_list.iter().all(|k| k.lanes == if t.vector().is_some() { 4 } else { 1 }), "{preset}");
+            assert!(c.kernel_list.iter().any(|k| k.op == "MatMul" && k.flops > 0), "{preset}");
+        }
+    }
+}

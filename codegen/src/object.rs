@@ -25,6 +25,11 @@ pub mod status {
     pub const ERR_SYMBOL: i64 = 3;
 }
 
+/// Multiply-adds per iteration of a profiling build's `<name>_peak` loop: this many
+/// independent accumulators (of the target's vector width), enough to cover the FMA latency
+/// times the FMA units of the CPUs here.
+pub const PEAK_FMAS: usize = 12;
+
 /// A compiled model.
 #[derive(Debug)]
 pub struct Compiled {
@@ -53,14 +58,19 @@ pub struct KernelInfo {
     pub op: String,
     /// Bytes of machine code.
     pub code_bytes: usize,
+    /// The node's operations (at the symbols' bounds), as the IR counts them.
+    pub flops: u64,
+    /// f32 lanes of the vectors it may use (4, or 1 on a target without vectors).
+    pub lanes: usize,
 }
 
 fn module_err(e: impl std::fmt::Display) -> Error {
     Error::Graph(format!("cranelift: {e}"))
 }
 
-/// Compiles `g` into an object whose symbols are prefixed by `name` (a C identifier).
-pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result<Compiled> {
+/// Compiles `g` into an object whose symbols are prefixed by `name` (a C identifier); with
+/// `profile`, a profiling build (see [`crate::compile_with`]).
+pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: bool) -> Result<Compiled> {
     let plan = plan_memory(g)?;
     let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(module_err)?;
     let mut m = ObjectModule::new(builder);
@@ -109,14 +119,28 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
         })?;
         code_bytes += bytes;
         kernels.push(Some(f));
+        let ins: Vec<Option<&slmtvm_ir::TypeInfo>> = node.inputs.iter().map(|i| i.map(|v| g.ty(v))).collect();
+        let outs: Vec<slmtvm_ir::TypeInfo> = node.outputs.iter().map(|&o| g.ty(o).clone()).collect();
         kernel_list.push(KernelInfo {
             symbol,
             node: node.name.clone(),
             op: node.op.kind_name().to_string(),
             code_bytes: bytes,
+            flops: node.op.flops(&ins, &outs),
+            lanes: if caps.vector { 4 } else { 1 },
         });
     }
     let nkernels = kernels.iter().flatten().count();
+    let hook = if profile {
+        let mut sig = m.make_signature();
+        sig.params.push(AbiParam::new(types::I32));
+        Some(m.declare_function("slmtvm_profile", Linkage::Import, &sig).map_err(module_err)?)
+    } else {
+        None
+    };
+    if profile {
+        code_bytes += define_peak(&mut m, &mut fb, name, caps)?;
+    }
 
     // <name>_workspace_size
     let mut sig = m.make_signature();
@@ -191,8 +215,18 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
                 Storage::Arena { offset, .. } => b.ins().iadd_imm_s(workspace, offset as i64),
             })
         };
+        let mark = |b: &mut FunctionBuilder, m: &mut ObjectModule, k: i64| {
+            if let Some(h) = hook {
+                let fref = m.declare_func_in_func(h, b.func);
+                let kv = b.ins().iconst(types::I32, k);
+                b.ins().call(fref, &[kv]);
+            }
+        };
+        let mut index = 0;
         for (node, k) in g.nodes.iter().zip(&kernels) {
             let Some(f) = k else { continue };
+            mark(&mut b, m, index);
+            index += 1;
             let mut args = Vec::new();
             for &v in node.inputs.iter().flatten().chain(&node.outputs) {
                 args.push(addr(&mut b, m, v)?);
@@ -201,6 +235,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
             let fref = m.declare_func_in_func(*f, b.func);
             b.ins().call(fref, &args);
         }
+        mark(&mut b, m, -1);
         // Graph outputs not computed in place (inputs, constants, views, repeats): copied.
         for (k, &o) in g.outputs.iter().enumerate() {
             if plan.storage.get(&o) == Some(&Storage::Output(k)) {
@@ -219,6 +254,52 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps) -> Result
     code_bytes += bytes;
     let object = m.finish().emit().map_err(module_err)?;
     Ok(Compiled { object, plan, weight_bytes, kernels: nkernels, code_bytes, kernel_list })
+}
+
+/// Defines `<name>_peak(iters, out)`: `iters` iterations of [`PEAK_FMAS`] independent
+/// multiply-adds (`F32X4` where the target has vectors, else `F32`), their sum stored at
+/// `out`. Returns its code size.
+fn define_peak(m: &mut ObjectModule, fb: &mut FnBuilder, name: &str, caps: Caps) -> Result<usize> {
+    let ptr = m.target_config().pointer_type();
+    let mut sig = m.make_signature();
+    sig.params.push(AbiParam::new(types::I64));
+    sig.params.push(AbiParam::new(ptr));
+    let (_, bytes) = fb.define(m, &format!("{name}_peak"), Linkage::Export, sig, |mut b, _| {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let (iters, out) = (p[0], p[1]);
+        let mut kb = Kb { b, caps };
+        let lanes = if caps.vector { 4 } else { 1 };
+        let accs: Vec<cranelift_frontend::Variable> = (0..PEAK_FMAS)
+            .map(|k| {
+                let z = kb.fconst(1.0 + k as f32 * 1e-3, lanes);
+                kb.var(z)
+            })
+            .collect();
+        let (x, y) = (kb.fconst(0.999_999, lanes), kb.fconst(1e-7, lanes));
+        let zero = kb.iconst(0);
+        kb.for_range(zero, iters, 1, |kb, _| {
+            for &a in &accs {
+                let old = kb.b.use_var(a);
+                let new = kb.mul_add(old, x, y);
+                kb.b.def_var(a, new);
+            }
+        });
+        let mut total = kb.b.use_var(accs[0]);
+        for &a in &accs[1..] {
+            let v = kb.b.use_var(a);
+            total = kb.b.ins().fadd(total, v);
+        }
+        if caps.vector {
+            total = kb.hsum(total);
+        }
+        kb.store(total, out, 0);
+        kb.b.ins().return_(&[]);
+        Ok(kb.b)
+    })?;
+    Ok(bytes)
 }
 
 /// The reusable state for building functions one after another.

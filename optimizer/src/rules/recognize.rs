@@ -284,12 +284,12 @@ fn binaries(egraph: &EG, c: Id, op: BinaryOp) -> Vec<(Id, Id)> {
     let commutes = matches!(op, BinaryOp::Add | BinaryOp::Mul);
     let mut v = Vec::new();
     for n in &egraph[c].nodes {
-        if let (Some(Op::Binary(b)), [x, y]) = (n.op(), n.children()) {
-            if *b == op {
-                v.push((egraph.find(*x), egraph.find(*y)));
-                if commutes {
-                    v.push((egraph.find(*y), egraph.find(*x)));
-                }
+        if let (Some(Op::Binary(b)), [x, y]) = (n.op(), n.children())
+            && *b == op
+        {
+            v.push((egraph.find(*x), egraph.find(*y)));
+            if commutes {
+                v.push((egraph.find(*y), egraph.find(*x)));
             }
         }
     }
