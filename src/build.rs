@@ -156,7 +156,12 @@ pub fn compile_graph(
         print!("{}", report.text());
     }
     let g = &og;
-    let c = slmtvm_codegen::compile_with(g, name, target, opt.profile)?;
+    let c = slmtvm_codegen::compile_with(
+        g,
+        name,
+        target,
+        &slmtvm_codegen::Options { profile: opt.profile, schedule: None },
+    )?;
     let info = |ids: &[slmtvm_ir::ValueId]| -> Vec<TensorInfo> {
         ids.iter()
             .map(|&v| {

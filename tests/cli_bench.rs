@@ -121,7 +121,8 @@ fn profiling_builds_compile_for_every_preset() {
     for preset in ["x86_64", "x86_64-v3", "aarch64", "aarch64-dotprod", "riscv64", "riscv64-v"] {
         let t = slmtvm_targets::Target::from_spec(preset).unwrap();
         for profile in [false, true] {
-            let c = slmtvm_codegen::compile_with(&g, "m", &t, profile).unwrap();
+            let c = slmtvm_codegen::compile_with(&g, "m", &t, &slmtvm_codegen::Options { profile, schedule: None })
+                .unwrap();
             let f = object::File::parse(&*c.object).unwrap();
             let has =
                 |name: &str, defined: bool| f.symbols().any(|s| s.name() == Ok(name) && s.is_undefined() != defined);

@@ -23,12 +23,19 @@ pub struct Caps {
     pub vector: bool,
     /// Vector/scalar `fma` is a native instruction (else mul + add).
     pub native_fma: bool,
+    /// The matrix products' register tile.
+    pub schedule: slmtvm_targets::Schedule,
 }
 
 impl Caps {
     /// The capabilities of `target`: vectors where it has them, fma where it is native.
     pub fn of(target: &slmtvm_targets::Target) -> Caps {
-        Caps { ptr: types::I64, vector: target.vector().is_some(), native_fma: target.vector().is_some_and(|v| v.fma) }
+        Caps {
+            ptr: types::I64,
+            vector: target.vector().is_some(),
+            native_fma: target.vector().is_some_and(|v| v.fma),
+            schedule: target.schedule(),
+        }
     }
 }
 

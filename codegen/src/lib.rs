@@ -38,21 +38,36 @@ pub use plan::{MemoryPlan, Storage, plan_memory};
 /// Compiles `g` for `target` into an object whose symbols are prefixed by `name` (a C
 /// identifier): [`object::compile`] with the target's ISA and [`emit::Caps`].
 pub fn compile(g: &slmtvm_ir::Graph, name: &str, target: &slmtvm_targets::Target) -> Result<object::Compiled> {
-    compile_with(g, name, target, false)
+    compile_with(g, name, target, &Options::default())
 }
 
-/// [`compile`], with `profile` for a profiling build: `<name>_run` calls the imported
-/// `void slmtvm_profile(int32_t k)` before kernel `k` (in [`object::Compiled::kernel_list`]
-/// order) and with `k = -1` after the last, and the object exports
-/// `void <name>_peak(int64_t iters, float* out)`, a loop of `iters` × [`object::PEAK_FMAS`]
-/// independent multiply-adds at the target's vector width (the FMA peak the kernels are
-/// measured against; `out` receives one float so nothing is optimized away).
+/// How [`compile_with`] compiles, beyond the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// A profiling build: `<name>_run` calls the imported `void slmtvm_profile(int32_t k)`
+    /// before kernel `k` (in [`object::Compiled::kernel_list`] order) and with `k = -1` after
+    /// the last, and the object exports `void <name>_peak(int64_t iters, float* out)`, a loop
+    /// of `iters` × [`object::PEAK_FMAS`] independent multiply-adds at the target's vector
+    /// width (the FMA peak the kernels are measured against; `out` receives one float so
+    /// nothing is optimized away).
+    pub profile: bool,
+    /// The matrix products' register tile, instead of the target's default
+    /// ([`slmtvm_targets::Target::schedule`]); it must be valid
+    /// ([`slmtvm_targets::Schedule::validate`]).
+    pub schedule: Option<slmtvm_targets::Schedule>,
+}
+
+/// [`compile`] with `opts`.
 pub fn compile_with(
     g: &slmtvm_ir::Graph,
     name: &str,
     target: &slmtvm_targets::Target,
-    profile: bool,
+    opts: &Options,
 ) -> Result<object::Compiled> {
     let isa = target.isa().map_err(|e| Error::Graph(e.to_string()))?;
-    object::compile(g, name, isa, emit::Caps::of(target), profile)
+    let mut caps = emit::Caps::of(target);
+    if let Some(s) = opts.schedule {
+        caps.schedule = s.validate().map_err(Error::Graph)?;
+    }
+    object::compile(g, name, isa, caps, opts.profile)
 }

@@ -69,7 +69,7 @@ fn module_err(e: impl std::fmt::Display) -> Error {
 }
 
 /// Compiles `g` into an object whose symbols are prefixed by `name` (a C identifier); with
-/// `profile`, a profiling build (see [`crate::compile_with`]).
+/// `profile`, a profiling build (see [`crate::Options::profile`]).
 pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: bool) -> Result<Compiled> {
     let plan = plan_memory(g)?;
     let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(module_err)?;

@@ -409,6 +409,40 @@ impl Target {
     }
 }
 
+/// The register tile of the matrix-product kernels' broadcast schedule (plain data: a target
+/// default, or a tuned value): `mr` rows × `nr` columns of the output accumulated in
+/// registers, `nr` a multiple of 4 (vectors of 4 f32 lanes) on targets with vectors. Every
+/// valid schedule computes the same result; only speed differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Schedule {
+    /// Output rows per register tile (1..=8).
+    pub mr: usize,
+    /// Output columns per register tile (4, 8, 12 or 16).
+    pub nr: usize,
+}
+
+impl Schedule {
+    /// Checks the tile: `mr` in 1..=8, `nr` in {4, 8, 12, 16}.
+    pub fn validate(self) -> Result<Schedule, String> {
+        if !(1..=8).contains(&self.mr) {
+            return Err(format!("schedule mr={}: must be 1 to 8 rows", self.mr));
+        }
+        if !matches!(self.nr, 4 | 8 | 12 | 16) {
+            return Err(format!("schedule nr={}: must be 4, 8, 12 or 16 columns", self.nr));
+        }
+        Ok(self)
+    }
+}
+
+impl Target {
+    /// This target's default matrix-product schedule: 4 × 8 (8 vector accumulators, which
+    /// with the B loads and A splats fit the 16 vector registers of x86_64; aarch64 and RVV
+    /// have 32, where 8 × 8 fits, left to the tuner).
+    pub fn schedule(&self) -> Schedule {
+        Schedule { mr: 4, nr: 8 }
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(&self.name)

@@ -184,6 +184,17 @@ fn list(v: &[usize]) -> String {
 /// every data set. Returns, per job, per data set, the outputs or a one-line error
 /// (compilation, link, crash, status, guard bytes).
 pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Vec<Tensor>, String>>> {
+    run_batch_with(target, jobs, dir, &[])
+}
+
+/// [`run_batch`] with compile options per job (`opts[j]` for job `j`; the defaults where
+/// `opts` is shorter).
+pub fn run_batch_with(
+    target: &Target,
+    jobs: &[Job],
+    dir: &Path,
+    opts: &[slmtvm_codegen::Options],
+) -> Vec<Vec<Result<Vec<Tensor>, String>>> {
     let mut results: Vec<Vec<Result<Vec<Tensor>, String>>> =
         jobs.iter().map(|j| vec![Err("not run".to_string()); j.data.len()]).collect();
     let _ = std::fs::remove_dir_all(dir);
@@ -199,13 +210,18 @@ pub fn run_batch(target: &Target, jobs: &[Job], dir: &Path) -> Vec<Vec<Result<Ve
     let mut layouts: BTreeMap<usize, JobLayout> = BTreeMap::new();
     for (j, job) in jobs.iter().enumerate() {
         let name = format!("m{j}");
-        match slmtvm_codegen::compile(job.graph, &name, target).map_err(|e| format!("compile: {e}")).and_then(|c| {
-            let undefined = undefined_symbols(&c.object)?;
-            match undefined.iter().find(|s| !ALLOWED_IMPORTS.contains(&s.as_str())) {
-                Some(s) => Err(format!("the object imports '{s}' (only {} are allowed)", ALLOWED_IMPORTS.join(", "))),
-                None => Ok(c),
-            }
-        }) {
+        let o = opts.get(j).copied().unwrap_or_default();
+        match slmtvm_codegen::compile_with(job.graph, &name, target, &o).map_err(|e| format!("compile: {e}")).and_then(
+            |c| {
+                let undefined = undefined_symbols(&c.object)?;
+                match undefined.iter().find(|s| !ALLOWED_IMPORTS.contains(&s.as_str())) {
+                    Some(s) => {
+                        Err(format!("the object imports '{s}' (only {} are allowed)", ALLOWED_IMPORTS.join(", ")))
+                    }
+                    None => Ok(c),
+                }
+            },
+        ) {
             Ok(c) => {
                 let obj = dir.join(format!("{name}.o"));
                 if let Err(e) = std::fs::write(&obj, &c.object) {

@@ -560,7 +560,8 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) {
         && p.n >= 8
         && o.zb.is_none_or(|z| z.cs <= 1);
     if bcast_ok {
-        broadcast(kb, p, o, 4, 8);
+        let s = kb.caps.schedule;
+        broadcast(kb, p, o, s.mr, s.nr);
     } else if dot_ok {
         dot(kb, p, o);
     } else if int_ok {
@@ -588,9 +589,17 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
     }
     let mut rem = n % nr;
     if rem >= 4 {
-        // A single 4-column vector; integer loads widen 8 bytes at a time, so scalars there.
-        out.push((4, 1, Cols { vecs: usize::from(!int), scalars: if int { 4 } else { 0 } }));
-        rem -= 4;
+        // Vectors of 4 columns (integer loads widen 8 bytes at a time, so one pair there,
+        // then scalars).
+        let w = if int { 8.min(rem / 8 * 8) } else { rem / 4 * 4 };
+        if w > 0 {
+            out.push((w, 1, Cols { vecs: w / 4, scalars: 0 }));
+            rem -= w;
+        }
+        if int && rem >= 4 {
+            out.push((4, 1, Cols { vecs: 0, scalars: 4 }));
+            rem -= 4;
+        }
     }
     if rem > 0 {
         out.push((rem, 1, Cols { vecs: 0, scalars: rem }));

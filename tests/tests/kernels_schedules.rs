@@ -1,0 +1,130 @@
+//! Schedules as data: every register tile of the matrix products' broadcast schedule
+//! (`Schedule { mr, nr }`, mr 1..8 × nr 4..16) computes the interpreter's bits on every target
+//! preset, over odd and edge shapes (1, 3, 17, 63, 64, 65, 127), for MatMul, Dense (bias and
+//! activation epilogue), FusedMlp and Attention (which run products over slices). Data are
+//! multiples of 1/4, so every product and partial sum is exact in f32 and any tile order gives
+//! the same bits: zero tolerance for the products (the fused ops' exp/GELU get a small one).
+
+use slmtvm_codegen::Options;
+use slmtvm_ir::ops::{Attention, Dense, FusedMlp, MatMul, UnaryOp};
+use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
+use slmtvm_targets::Schedule;
+use slmtvm_tests::compare;
+use slmtvm_tests::cross::{Job, run_batch_with, runnable_presets};
+
+struct G {
+    g: Graph,
+    data: Vec<Tensor>,
+    seed: u64,
+}
+
+impl G {
+    fn exact(&mut self, shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((self.seed >> 33) % 9) as f32 * 0.25 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(shape, v).unwrap()
+    }
+    fn input(&mut self, shape: &[usize]) -> ValueId {
+        let t = self.exact(shape);
+        let v = self.g.add_input(format!("x{}", self.g.values.len()), TypeInfo::new(DType::F32, Shape::known(shape)));
+        self.data.push(t);
+        v
+    }
+    fn constant(&mut self, shape: &[usize]) -> ValueId {
+        let t = self.exact(shape);
+        self.g.add_const(format!("c{}", self.g.values.len()), t)
+    }
+    fn node(&mut self, op: Op, ins: Vec<ValueId>) {
+        let n = self.g.nodes.len();
+        let y = self.g.add_node(format!("n{n}"), op, ins.into_iter().map(Some).collect(), &[format!("y{n}")])[0];
+        self.g.outputs.push(y);
+    }
+}
+
+/// The graph: products of every odd/edge size in every position, a Dense with bias and Relu,
+/// a FusedMlp and an Attention.
+fn graph() -> G {
+    let mut g = G { g: Graph::new("schedules"), data: Vec::new(), seed: 7 };
+    for (m, k, n) in
+        [(1, 1, 1), (3, 17, 63), (17, 63, 3), (64, 65, 127), (65, 64, 64), (127, 3, 17), (63, 127, 65), (2, 5, 12)]
+    {
+        let (a, b) = (g.input(&[m, k]), g.constant(&[k, n]));
+        g.node(Op::MatMul(MatMul {}), vec![a, b]);
+    }
+    let (x, w, b) = (g.input(&[2, 17, 33]), g.constant(&[33, 65]), g.constant(&[65]));
+    g.node(Op::Dense(Dense { activation: Some(UnaryOp::Relu) }), vec![x, w, b]);
+    let (x, wg, wu, wd) = (g.input(&[5, 12]), g.constant(&[12, 40]), g.constant(&[12, 40]), g.constant(&[40, 9]));
+    g.node(Op::FusedMlp(FusedMlp { activation: UnaryOp::Silu }), vec![x, wg, wu, wd]);
+    let (q, k, v) = (g.input(&[1, 2, 7, 16]), g.input(&[1, 2, 19, 16]), g.input(&[1, 2, 19, 12]));
+    g.node(Op::Attention(Attention { scale: Some(0.25), causal: true }), vec![q, k, v]);
+    g.g.infer().unwrap();
+    g
+}
+
+fn grid() -> Vec<Schedule> {
+    let mut v = Vec::new();
+    for mr in [1, 2, 3, 4, 5, 6, 8] {
+        for nr in [4, 8, 12, 16] {
+            v.push(Schedule { mr, nr });
+        }
+    }
+    v
+}
+
+#[test]
+fn every_register_tile_computes_the_interpreter_bits_on_every_target() {
+    let g = graph();
+    let want = slmtvm_ir::interp::run(&g.g, &g.data).unwrap();
+    let schedules = grid();
+    let jobs: Vec<Job> = schedules.iter().map(|_| Job { graph: &g.g, data: vec![g.data.clone()] }).collect();
+    let opts: Vec<Options> = schedules.iter().map(|&s| Options { schedule: Some(s), ..Options::default() }).collect();
+    let presets = runnable_presets();
+    assert!(!presets.is_empty(), "no target can be linked and run here");
+    let mut failures = Vec::new();
+    for t in &presets {
+        let dir = slmtvm_tests::target_dir().join("slmtvm-cross").join(format!(
+            "schedules-{}-{}",
+            t.name(),
+            std::process::id()
+        ));
+        let res = run_batch_with(t, &jobs, &dir, &opts);
+        for (s, r) in schedules.iter().zip(&res) {
+            match &r[0] {
+                Err(e) => failures.push(format!("{} {s:?}: {e}", t.name())),
+                Ok(got) => {
+                    for (k, (w, o)) in want.iter().zip(got).enumerate() {
+                        // The products are exact; the fused ops' exp/sigmoid are not.
+                        let tol = if k < 9 { 0.0 } else { 1e-5 };
+                        if let Err(m) = compare(w, o, tol, tol) {
+                            failures.push(format!("{} {s:?}: output {k}: {m}", t.name()));
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{}: {} schedules checked", t.name(), schedules.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn invalid_schedules_are_refused() {
+    let g = graph();
+    let t = slmtvm_targets::Target::from_spec("x86_64").unwrap();
+    for s in
+        [Schedule { mr: 0, nr: 8 }, Schedule { mr: 9, nr: 8 }, Schedule { mr: 4, nr: 6 }, Schedule { mr: 4, nr: 20 }]
+    {
+        let e = slmtvm_codegen::compile_with(&g.g, "m", &t, &Options { schedule: Some(s), ..Options::default() })
+            .err()
+            .unwrap_or_else(|| panic!("{s:?} was accepted"));
+        assert!(e.to_string().contains("schedule"), "{e}");
+    }
+    // The default is the target's and valid.
+    assert_eq!(t.schedule().validate(), Ok(Schedule { mr: 4, nr: 8 }));
+}
