@@ -80,6 +80,8 @@ struct Manifest {
     kernels: usize,
     /// A profiling build: the object imports `slmtvm_profile` and exports `NAME_peak`.
     profile: bool,
+    /// The matrix products' register tile, `MRxNR`.
+    schedule: String,
     op_counts: BTreeMap<String, usize>,
     kernel_list: Vec<KernelEntry>,
 }
@@ -124,8 +126,10 @@ pub struct OptFlags {
     pub level: u8,
     /// Print the optimizer's report.
     pub explain: bool,
-    /// A profiling build (`bench --kernels`): see `slmtvm_codegen::compile_with`.
+    /// A profiling build (`bench --kernels`): see `slmtvm_codegen::Options::profile`.
     pub profile: bool,
+    /// The matrix products' register tile (`--schedule`), else the target's default.
+    pub schedule: Option<slmtvm_targets::Schedule>,
 }
 
 /// The optimizer's options for `target` at `level`: the cost model from the target's vectors.
@@ -160,7 +164,7 @@ pub fn compile_graph(
         g,
         name,
         target,
-        &slmtvm_codegen::Options { profile: opt.profile, schedule: None },
+        &slmtvm_codegen::Options { profile: opt.profile, schedule: opt.schedule },
     )?;
     let info = |ids: &[slmtvm_ir::ValueId]| -> Vec<TensorInfo> {
         ids.iter()
@@ -210,6 +214,10 @@ pub fn compile_graph(
         code_bytes: c.code_bytes,
         kernels: c.kernels,
         profile: opt.profile,
+        schedule: {
+            let s = opt.schedule.unwrap_or_else(|| target.schedule());
+            format!("{}x{}", s.mr, s.nr)
+        },
         op_counts,
         kernel_list: c
             .kernel_list

@@ -171,11 +171,22 @@ struct OptArgs {
     /// saturation stopped.
     #[arg(long)]
     explain: bool,
+    /// The matrix products' register tile, MRxNR (rows 1-8 x columns 4, 8, 12 or 16), instead
+    /// of the target's default (4x8).
+    #[arg(long, value_name = "MRxNR", value_parser = parse_schedule)]
+    schedule: Option<slmtvm_targets::Schedule>,
+}
+
+/// Parses `--schedule MRxNR`.
+fn parse_schedule(s: &str) -> Result<slmtvm_targets::Schedule, String> {
+    let (mr, nr) = s.split_once('x').ok_or_else(|| format!("`{s}`: expected MRxNR, e.g. 4x8"))?;
+    let num = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{s}`: `{v}` is not a number"));
+    slmtvm_targets::Schedule { mr: num(mr)?, nr: num(nr)? }.validate()
 }
 
 impl OptArgs {
     fn flags(self) -> build::OptFlags {
-        build::OptFlags { level: self.level, explain: self.explain, profile: false }
+        build::OptFlags { level: self.level, explain: self.explain, profile: false, schedule: self.schedule }
     }
 }
 
@@ -311,5 +322,8 @@ mod tests {
         assert_eq!(parse_dims("1xseq<=512").unwrap().to_string(), "[1, seq<=512]");
         assert!(parse_dims("1x-3").is_err());
         assert!(split_kv("x", "--shape").is_err());
+        assert_eq!(parse_schedule("6x16"), Ok(slmtvm_targets::Schedule { mr: 6, nr: 16 }));
+        assert!(parse_schedule("4x6").unwrap_err().contains("nr=6"));
+        assert!(parse_schedule("48").is_err() && parse_schedule("ax8").is_err());
     }
 }

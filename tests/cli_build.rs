@@ -243,3 +243,23 @@ fn bad_targets_and_missing_tools_are_one_clear_error() {
     let h = std::fs::read_to_string(fixed.join("model.h")).unwrap();
     assert!(h.contains("#define MODEL_INPUT_0_SHAPE {1, 7}"), "{h}");
 }
+
+#[test]
+fn schedule_flag_sets_the_register_tile_and_bad_ones_are_refused() {
+    // The manifest records the tile used; another tile gives other code and the same outputs.
+    let m = model("bert_tiny").join("model.onnx");
+    let (a, b) = (fresh("sched-default"), fresh("sched-6x16"));
+    ok(&slmtvm(&["build", m.to_str().unwrap(), "--target", "x86_64", "-o", a.to_str().unwrap()]));
+    ok(&slmtvm(&["build", m.to_str().unwrap(), "--target", "x86_64", "--schedule", "6x16", "-o", b.to_str().unwrap()]));
+    let man = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("model.json")).unwrap()).unwrap()
+    };
+    assert_eq!((man(&a)["schedule"].as_str(), man(&b)["schedule"].as_str()), (Some("4x8"), Some("6x16")));
+    assert_ne!(std::fs::read(a.join("model.o")).unwrap(), std::fs::read(b.join("model.o")).unwrap());
+    for bad in ["4x6", "0x8", "9x8", "4by8"] {
+        let o =
+            slmtvm(&["build", m.to_str().unwrap(), "--target", "x86_64", "--schedule", bad, "-o", b.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "--schedule {bad}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(bad), "--schedule {bad}");
+    }
+}
