@@ -38,5 +38,5 @@ pub enum Error {
     Graph(String),
 }
 
-/// Result with the code generator's [`Error`].
+/// Result with the code generator's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -98,5 +98,5 @@ impl Error {
     }
 }
 
-/// Result with the importer's [`Error`].
+/// Result with the importer's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -71,5 +71,5 @@ impl Error {
     }
 }
 
-/// Result with the IR crate's [`Error`].
+/// Result with the IR crate's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;

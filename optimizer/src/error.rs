@@ -11,5 +11,5 @@ pub enum Error {
     Graph(String),
 }
 
-/// Result with the optimizer's [`Error`].
+/// Result with the optimizer's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -4,8 +4,9 @@
 //! For every (batch, query head) and block of `R` query rows (`R` chosen so the block's
 //! scores take at most [`SCRATCH_BYTES`] of stack):
 //! 1. the block's scores `Q·Kᵀ` go to a stack scratch of R×T floats through the matrix
-//!    product schedules ([`super::matmul::f32_product`]: vector dot products along D, 2×4
-//!    tiles);
+//!    product schedules (`matmul::f32_product`): the broadcast schedule over the head's keys
+//!    transposed once into a ≤ [`KEYS_BYTES`] scratch, or, when they do not fit, the dot
+//!    schedule reading K in place;
 //! 2. each row is scaled, the mask added and the row maximum kept (4 lanes at a time, a
 //!    scalar tail; a bool mask row by scalars), then `p = exp(s − max)`
 //!    ([`super::math::exp`], vectorized) is stored and summed; keys past a causal limit get

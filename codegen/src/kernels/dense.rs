@@ -1,7 +1,7 @@
 //! The fused matrix-product layers: Dense and FusedMlp.
 //!
 //! - **Dense** (`act(x·W + b)`): x is viewed as a [rows, K] matrix and run on matmul's
-//!   schedules ([`super::matmul::f32_dense`]) with an epilogue that adds the bias before each
+//!   schedules (`matmul::f32_dense`) with an epilogue that adds the bias before each
 //!   store and applies the activation to each register tile just stored, while it is in L1
 //!   (the elementwise kernels' code, so the same polynomial approximations of [`super::math`]).
 //! - **FusedMlp** (`(act(x·W_gate) ⊙ (x·W_up))·W_down`): for each block of at most

@@ -1,7 +1,7 @@
 //! Matrix products: MatMul (NumPy batching and 1-D promotion), Gemm (transposes, alpha, beta,
 //! broadcast C) and MatMulInteger (i8/u8 operands, zero points, i32 result).
 //!
-//! Every product is lowered to one description ([`Problem`]): batch dims, M, K, N, and each
+//! Every product is lowered to one description (`Problem`): batch dims, M, K, N, and each
 //! operand's element strides (row, column and one per batch dim, 0 where it broadcasts), so
 //! transposes, 1-D operands, broadcast batches and zero points are all just strides. The batch
 //! loops are outermost (folded into M when only A walks the batch, as activations times a

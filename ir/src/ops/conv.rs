@@ -277,7 +277,7 @@ pub(crate) fn check_alloc(dims: &[usize], dtype: DType) -> Result<(), OpError> {
     Shape::known(dims).check_size(dtype.size()).map_err(OpError::Invalid)
 }
 
-/// Inputs `x` [N, C, D...], `w` [M, C/group, K...], optional `b` [M].
+/// Inputs `x` [N, C, D...], `w` [M, C/group, K...], optional `b` `[M]`.
 /// `None` attributes take the ONNX defaults (kernel from `w`, strides/dilations 1, pads 0).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conv {

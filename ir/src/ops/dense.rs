@@ -79,7 +79,7 @@ fn product_flops(rows: u64, k: usize, n: usize) -> u64 {
 }
 
 /// A dense layer: inputs `x` [..., K] (f32, leading dims may be symbolic), `W` [K, N] (f32,
-/// static), optional `bias` [N]; output [..., N] = `act(x·W + bias)`, or `x·W + bias` when
+/// static), optional `bias` `[N]`; output `[..., N]` = `act(x·W + bias)`, or `x·W + bias` when
 /// `activation` is `None`. The activation must be one the kernels compute in registers:
 /// Relu, Gelu (either form), Silu, Sigmoid or Tanh; any other is refused by inference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

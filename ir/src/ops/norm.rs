@@ -188,7 +188,7 @@ impl OpDef for RmsNorm {
     }
 }
 
-/// Inputs `x` [N, C, ...], `scale`, `bias`, `mean`, `var` (each [C]).
+/// Inputs `x` [N, C, ...], `scale`, `bias`, `mean`, `var` (each `[C]`).
 ///
 /// Inference mode: `y = (x - mean) / sqrt(var + epsilon) · scale + bias` per channel, in
 /// `x`'s dtype. The parameters may have another float dtype than `x` (ONNX's T1/T2).
