@@ -12,7 +12,7 @@
 //!    ([`super::math::exp`], vectorized) is stored and summed; keys past a causal limit get
 //!    `p = 0`;
 //! 3. `P·V` runs as register tiles of 4 rows × 8 columns (two `F32X4` per row) over the
-//!    run-time keys, and each output row is multiplied by `1/Σp` as it is stored (so a row
+//!    run-time keys (causal: only those the tile's last row sees), and each output row is multiplied by `1/Σp` as it is stored (so a row
 //!    that sees no key is NaN, as the reference's softmax of such a row is).
 //!
 //! Grouped-query heads read K/V head `h / (Hq/Hkv)`. Symbolic dims: S and T loop over their
@@ -177,7 +177,7 @@ fn block(kb: &mut Kb, pl: &Plan, hd: &Head, i0: Value, n: usize) {
     let ooff = kb.b.ins().imul_imm_s(i0, pl.dv as i64);
     let ooff = kb.b.ins().iadd(hd.o, ooff);
     let obase = kb.addr(yp, ooff, 4);
-    probs_times_v(kb, pl, sbase, vbase, obase, n);
+    probs_times_v(kb, pl, [sbase, vbase, obase], i0, n);
 }
 
 /// Copies the run-time keys of one head, K [T, D], to the scratch `slot` as [D, Tp].
@@ -329,10 +329,11 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
     kb.store(inv, a, 0);
 }
 
-/// `out[r, :] = (Σ_{j < T} P[r, j]·V[j, :]) · (1/Σp)[r]` for the block's `n` rows: tiles of
-/// up to 4 rows × (8 vector columns, then 4, then single columns), accumulated in registers
-/// over the run-time keys.
-fn probs_times_v(kb: &mut Kb, pl: &Plan, pbase: Value, vbase: Value, obase: Value, n: usize) {
+/// `out[r, :] = (Σ_{j < T} P[r, j]·V[j, :]) · (1/Σp)[r]` for the block's `n` rows (query rows
+/// from `i0`): tiles of up to 4 rows × (8 vector columns, then 4, then single columns),
+/// accumulated in registers over the run-time keys — with `causal`, only up to the keys the
+/// tile's last row sees (the probabilities past each row's own limit are 0).
+fn probs_times_v(kb: &mut Kb, pl: &Plan, [pbase, vbase, obase]: [Value; 3], i0: Value, n: usize) {
     let dv = pl.dv;
     let (dv8, rest) = if kb.caps.vector { (dv / 8 * 8, dv % 8) } else { (0, dv) };
     // Column tiles: (first column, count of tiles, vectors, scalars).
@@ -352,9 +353,22 @@ fn probs_times_v(kb: &mut Kb, pl: &Plan, pbase: Value, vbase: Value, obase: Valu
     }
     let full = n / 4 * 4;
     let row_tile = |kb: &mut Kb, r0: Value, rows: usize| {
+        let keys = if pl.causal {
+            // Keys j < min(T, i + T - S + 1) for the tile's last query row i, at least 0.
+            let last = kb.b.ins().iadd(i0, r0);
+            let a = kb.b.ins().iadd(last, pl.t_rt);
+            let a = kb.b.ins().isub(a, pl.s_rt);
+            let a = kb.b.ins().iadd_imm_s(a, rows as i64);
+            let a = kb.b.ins().smin(a, pl.t_rt);
+            let zero = kb.iconst(0);
+            kb.b.ins().smax(a, zero)
+        } else {
+            pl.t_rt
+        };
         for &(c0, count, vecs, scalars) in &cols {
             let w = 4 * vecs + scalars;
-            let tile = |kb: &mut Kb, c: Value| pv_tile(kb, pl, [pbase, vbase, obase], r0, rows, c, vecs, scalars);
+            let tile =
+                |kb: &mut Kb, c: Value| pv_tile(kb, pl, [pbase, vbase, obase], (r0, rows), keys, c, (vecs, scalars));
             if count == 1 {
                 let c = kb.iconst(c0 as i64);
                 tile(kb, c);
@@ -372,18 +386,16 @@ fn probs_times_v(kb: &mut Kb, pl: &Plan, pbase: Value, vbase: Value, obase: Valu
     }
 }
 
-/// One `P·V` tile: rows `r0..r0 + rows` of the block, columns from `c0`: `vecs` vectors of 4
-/// columns then `scalars` single columns.
-#[allow(clippy::too_many_arguments)]
+/// One `P·V` tile: rows `r0..r0 + rows` of the block, over keys `0..keys`, columns from `c0`:
+/// `vecs` vectors of 4 columns then `scalars` single columns.
 fn pv_tile(
     kb: &mut Kb,
     pl: &Plan,
     [pbase, vbase, obase]: [Value; 3],
-    r0: Value,
-    rows: usize,
+    (r0, rows): (Value, usize),
+    keys: Value,
     c0: Value,
-    vecs: usize,
-    scalars: usize,
+    (vecs, scalars): (usize, usize),
 ) {
     let ptr = kb.caps.ptr;
     let width = vecs + scalars;
@@ -398,7 +410,7 @@ fn pv_tile(
     let vcol = kb.addr(vbase, c0, 4);
     let zero = kb.iconst(0);
     let (pv, vv_) = (kb.var(prow0), kb.var(vcol));
-    kb.for_range(zero, pl.t_rt, 1, |kb, _j| {
+    kb.for_range(zero, keys, 1, |kb, _j| {
         let prow = kb.b.use_var(pv);
         let vrow = kb.b.use_var(vv_);
         let vv: Vec<Value> = (0..width)
