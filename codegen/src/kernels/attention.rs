@@ -12,8 +12,9 @@
 //!    ([`super::math::exp`], vectorized) is stored and summed; keys past a causal limit get
 //!    `p = 0`;
 //! 3. `P·V` runs as register tiles of 4 rows × 8 columns (two `F32X4` per row) over the
-//!    run-time keys (causal: only those the tile's last row sees), and each output row is multiplied by `1/Σp` as it is stored (so a row
-//!    that sees no key is NaN, as the reference's softmax of such a row is).
+//!    run-time keys (causal: only those the tile's last row sees), and each output row is
+//!    multiplied by `1/Σp` as it is stored (so a row that sees no key is NaN, as the
+//!    reference's softmax of such a row is).
 //!
 //! Grouped-query heads read K/V head `h / (Hq/Hkv)`. Symbolic dims: S and T loop over their
 //! run-time extents ([`NodeCtx::extent`]; whole query blocks up to S run, rows past it are
