@@ -158,16 +158,7 @@ pub fn bench(
     }
     let opt = crate::build::OptFlags { profile: flags.kernels, ..opt };
     let h = crate::run::build_harness(model, opts, src, &work.join("build"), target, opt)?;
-    let flops: u64 = h
-        .graph
-        .nodes
-        .iter()
-        .map(|n| {
-            let ins: Vec<Option<&slmtvm_ir::TypeInfo>> = n.inputs.iter().map(|i| i.map(|v| h.graph.ty(v))).collect();
-            let outs: Vec<slmtvm_ir::TypeInfo> = n.outputs.iter().map(|&o| h.graph.ty(o).clone()).collect();
-            n.op.flops(&ins, &outs)
-        })
-        .sum();
+    let flops = h.graph.flops();
     let stdout = crate::run::run_harness(&h, target, &work.join("outputs"), &["-t", &flags.runs.to_string()])?;
     let [med, min, max] = harness_latency(&stdout)?;
     let lanes = if target.vector().is_some() { 4 } else { 1 };

@@ -254,6 +254,20 @@ impl Kb<'_> {
         self.b.switch_to_block(exit);
     }
 
+    /// Runs `body(kb, i, lanes)` for `i` in `lo..hi`: 4 lanes at a time while 4 remain (when
+    /// `vector`), then one at a time (`lanes` = 1).
+    pub fn for_lanes(&mut self, lo: Value, hi: Value, vector: bool, body: &mut dyn FnMut(&mut Self, Value, usize)) {
+        let mut tail = lo;
+        if vector {
+            let len = self.b.ins().isub(hi, lo);
+            let len4 = self.b.ins().band_imm_s(len, -4);
+            let hi4 = self.b.ins().iadd(lo, len4);
+            self.for_range(lo, hi4, 4, |kb, i| body(kb, i, 4));
+            tail = hi4;
+        }
+        self.for_range(tail, hi, 1, |kb, i| body(kb, i, 1));
+    }
+
     /// [`Kb::for_range`] over constant bounds.
     pub fn for_const(&mut self, lo: i64, hi: i64, step: i64, body: impl FnOnce(&mut Self, Value)) {
         let (lo, hi) = (self.iconst(lo), self.iconst(hi));

@@ -119,14 +119,12 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
         })?;
         code_bytes += bytes;
         kernels.push(Some(f));
-        let ins: Vec<Option<&slmtvm_ir::TypeInfo>> = node.inputs.iter().map(|i| i.map(|v| g.ty(v))).collect();
-        let outs: Vec<slmtvm_ir::TypeInfo> = node.outputs.iter().map(|&o| g.ty(o).clone()).collect();
         kernel_list.push(KernelInfo {
             symbol,
             node: node.name.clone(),
             op: node.op.kind_name().to_string(),
             code_bytes: bytes,
-            flops: node.op.flops(&ins, &outs),
+            flops: g.node_flops(node),
             lanes: if caps.vector { 4 } else { 1 },
         });
     }

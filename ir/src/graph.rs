@@ -489,13 +489,13 @@ impl Graph {
 
     /// Total operation count of all nodes (at the symbols' bounds).
     pub fn flops(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|n| {
-                let ins: Vec<Option<&TypeInfo>> = n.inputs.iter().map(|i| i.map(|i| self.ty(i))).collect();
-                let outs: Vec<TypeInfo> = n.outputs.iter().map(|&o| self.ty(o).clone()).collect();
-                n.op.flops(&ins, &outs)
-            })
-            .sum()
+        self.nodes.iter().map(|n| self.node_flops(n)).sum()
+    }
+
+    /// Operation count of node `n` of this graph (at the symbols' bounds).
+    pub fn node_flops(&self, n: &Node) -> u64 {
+        let ins: Vec<Option<&TypeInfo>> = n.inputs.iter().map(|i| i.map(|i| self.ty(i))).collect();
+        let outs: Vec<TypeInfo> = n.outputs.iter().map(|&o| self.ty(o).clone()).collect();
+        n.op.flops(&ins, &outs)
     }
 }

@@ -198,20 +198,6 @@ fn transpose_keys(kb: &mut Kb, pl: &Plan, hd: &Head, slot: StackSlot) {
     });
 }
 
-/// Runs `body(kb, j, lanes)` for `j` in `lo..hi`: 4 lanes at a time while 4 remain (when
-/// `vector`), then one at a time.
-fn lanes_loop(kb: &mut Kb, lo: Value, hi: Value, vector: bool, body: &mut dyn FnMut(&mut Kb, Value, usize)) {
-    let mut tail = lo;
-    if vector {
-        let len = kb.b.ins().isub(hi, lo);
-        let len4 = kb.b.ins().band_imm_s(len, -4);
-        let hi4 = kb.b.ins().iadd(lo, len4);
-        kb.for_range(lo, hi4, 4, |kb, j| body(kb, j, 4));
-        tail = hi4;
-    }
-    kb.for_range(tail, hi, 1, |kb, j| body(kb, j, 1));
-}
-
 /// Turns score row `r` of the block (query row `i`) into unnormalized probabilities
 /// `exp(s·scale + mask − max)` over the visible keys, zeros past the causal limit, and stores
 /// `1/Σp` in the row's sum slot.
@@ -246,7 +232,7 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
     let ninf = kb.fconst(f32::NEG_INFINITY, 1);
     let ms_ = kb.var(ninf);
     let bool_mask = matches!(pl.mask, Some((_, DType::Bool, _)));
-    lanes_loop(kb, zero, lim, vector && !bool_mask, &mut |kb, j, lanes| {
+    kb.for_lanes(zero, lim, vector && !bool_mask, &mut |kb, j, lanes| {
         let a = kb.addr(srow, j, 4);
         let s = kb.load(fty(lanes), a, 0);
         let sc = kb.fconst(pl.scale, lanes);
@@ -299,7 +285,7 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
     let z1 = kb.fconst(0.0, 1);
     let ss = kb.var(z1);
     let mx4 = if vector { kb.b.ins().splat(types::F32X4, mx) } else { mx };
-    lanes_loop(kb, zero, lim, vector, &mut |kb, j, lanes| {
+    kb.for_lanes(zero, lim, vector, &mut |kb, j, lanes| {
         let a = kb.addr(srow, j, 4);
         let s = kb.load(fty(lanes), a, 0);
         let x = kb.b.ins().fsub(s, if lanes == 4 { mx4 } else { mx });

@@ -168,8 +168,9 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
 
 /// `g[i] = act(g[i])·u[i]` for `i < n` (f32; 4 lanes at a time when `vector`, then scalars).
 fn gate(kb: &mut Kb, act: &UnaryOp, g: Value, u: Value, n: usize, vector: bool) {
-    let n4 = if vector { n / 4 * 4 } else { 0 };
-    let step = |kb: &mut Kb, i: Value, ty: types::Type| {
+    let (zero, end) = (kb.iconst(0), kb.iconst(n as i64));
+    kb.for_lanes(zero, end, vector, &mut |kb, i, lanes| {
+        let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
         let ga = kb.addr(g, i, 4);
         let ua = kb.addr(u, i, 4);
         let gv = kb.load(ty, ga, 0);
@@ -177,30 +178,15 @@ fn gate(kb: &mut Kb, act: &UnaryOp, g: Value, u: Value, n: usize, vector: bool) 
         let a = super::elementwise::unary_float(kb, act, gv);
         let y = kb.b.ins().fmul(a, uv);
         kb.store(y, ga, 0);
-    };
-    if n4 > 0 {
-        kb.for_const(0, n4 as i64, 4, |kb, i| step(kb, i, types::F32X4));
-    }
-    if n4 < n {
-        kb.for_const(n4 as i64, n as i64, 1, |kb, i| step(kb, i, types::F32));
-    }
+    });
 }
 
 /// Zeroes `n` f32 at `p`.
 fn fill_zero(kb: &mut Kb, p: Value, n: usize, vector: bool) {
-    let n4 = if vector { n / 4 * 4 } else { 0 };
-    if n4 > 0 {
-        kb.for_const(0, n4 as i64, 4, |kb, i| {
-            let z = kb.fconst(0.0, 4);
-            let a = kb.addr(p, i, 4);
-            kb.store(z, a, 0);
-        });
-    }
-    if n4 < n {
-        kb.for_const(n4 as i64, n as i64, 1, |kb, i| {
-            let z = kb.fconst(0.0, 1);
-            let a = kb.addr(p, i, 4);
-            kb.store(z, a, 0);
-        });
-    }
+    let (zero, end) = (kb.iconst(0), kb.iconst(n as i64));
+    kb.for_lanes(zero, end, vector, &mut |kb, i, lanes| {
+        let z = kb.fconst(0.0, lanes);
+        let a = kb.addr(p, i, 4);
+        kb.store(z, a, 0);
+    });
 }

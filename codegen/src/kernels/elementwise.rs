@@ -257,16 +257,9 @@ impl Walk<'_> {
             return;
         }
         let vectorizable = self.vector && strides.iter().all(|&s| s <= 1);
-        let vec_end = if vectorizable { kb.b.ins().band_imm_s(count, !3) } else { zero };
-        if vectorizable {
-            kb.for_range(zero, vec_end, 4, |kb, i| {
-                let at = self.offsets(kb, &bases, strides, i);
-                body(kb, &at, 4);
-            });
-        }
-        kb.for_range(vec_end, count, 1, |kb, i| {
+        kb.for_lanes(zero, count, vectorizable, &mut |kb, i, lanes| {
             let at = self.offsets(kb, &bases, strides, i);
-            body(kb, &at, 1);
+            body(kb, &at, lanes);
         });
     }
 }
