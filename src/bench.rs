@@ -161,7 +161,11 @@ pub fn bench(
     let flops = h.graph.flops();
     let stdout = crate::run::run_harness(&h, target, &work.join("outputs"), &["-t", &flags.runs.to_string()])?;
     let [med, min, max] = harness_latency(&stdout)?;
-    let lanes = if target.vector().is_some() { 4 } else { 1 };
+    // The peak loop runs at the width of the schedule's microkernel.
+    let lanes = match opt.schedule.unwrap_or_else(|| target.schedule()).kernel {
+        slmtvm_targets::Microkernel::Cranelift if target.vector().is_none() => 1,
+        k => k.lanes(),
+    };
     let profile = if flags.kernels { Some(profile(&stdout, &h.manifest, lanes)?) } else { None };
     let gflops = |us: f64| if us > 0.0 { flops as f64 / us / 1e3 } else { 0.0 };
     let mut results = vec![Timing {

@@ -214,10 +214,7 @@ pub fn compile_graph(
         code_bytes: c.code_bytes,
         kernels: c.kernels,
         profile: opt.profile,
-        schedule: {
-            let s = opt.schedule.unwrap_or_else(|| target.schedule());
-            format!("{}x{}", s.mr, s.nr)
-        },
+        schedule: { opt.schedule.unwrap_or_else(|| target.schedule()).to_string() },
         op_counts,
         kernel_list: c
             .kernel_list

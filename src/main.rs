@@ -171,17 +171,16 @@ struct OptArgs {
     /// saturation stopped.
     #[arg(long)]
     explain: bool,
-    /// The matrix products' register tile, MRxNR (rows 1-8 x columns 4, 8, 12 or 16), instead
-    /// of the target's default (4x8).
-    #[arg(long, value_name = "MRxNR", value_parser = parse_schedule)]
+    /// The matrix products' schedule, [KERNEL:]MRxNR[xKC], instead of the target's default:
+    /// `4x8` (Cranelift: rows 1-8 x columns 4, 8, 12 or 16), `avx2:6x16x256`, `avx512:12x32x256`
+    /// (assembled microkernels; KC is the K block, 0 or omitted for all of K).
+    #[arg(long, value_name = "SCHEDULE", value_parser = parse_schedule)]
     schedule: Option<slmtvm_targets::Schedule>,
 }
 
-/// Parses `--schedule MRxNR`.
+/// Parses `--schedule [KERNEL:]MRxNR[xKC]`.
 fn parse_schedule(s: &str) -> Result<slmtvm_targets::Schedule, String> {
-    let (mr, nr) = s.split_once('x').ok_or_else(|| format!("`{s}`: expected MRxNR, e.g. 4x8"))?;
-    let num = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{s}`: `{v}` is not a number"));
-    slmtvm_targets::Schedule { mr: num(mr)?, nr: num(nr)? }.validate()
+    s.parse()
 }
 
 impl OptArgs {
@@ -322,8 +321,21 @@ mod tests {
         assert_eq!(parse_dims("1xseq<=512").unwrap().to_string(), "[1, seq<=512]");
         assert!(parse_dims("1x-3").is_err());
         assert!(split_kv("x", "--shape").is_err());
-        assert_eq!(parse_schedule("6x16"), Ok(slmtvm_targets::Schedule { mr: 6, nr: 16 }));
+        use slmtvm_targets::{Microkernel, Schedule};
+        assert_eq!(parse_schedule("6x16"), Ok(Schedule::cranelift(6, 16)));
+        assert_eq!(
+            parse_schedule("avx512:14x32x128"),
+            Ok(Schedule { kernel: Microkernel::Avx512, mr: 14, nr: 32, kc: 128 })
+        );
+        assert_eq!(parse_schedule("avx2:6x16"), Ok(Schedule { kernel: Microkernel::Avx2, mr: 6, nr: 16, kc: 0 }));
         assert!(parse_schedule("4x6").unwrap_err().contains("nr=6"));
+        assert!(parse_schedule("avx2:7x16").unwrap_err().contains("mr=7"), "7x16 needs 18 ymm registers");
+        assert!(parse_schedule("avx512:16x16").unwrap_err().contains("mr=16"));
+        assert!(parse_schedule("sse:4x8").unwrap_err().contains("unknown microkernel"));
+        assert!(parse_schedule("4x8x64").unwrap_err().contains("kc"), "Cranelift does not block K");
+        for s in ["4x8", "avx2:6x16x256", "avx512:12x32"] {
+            assert_eq!(parse_schedule(s).unwrap().to_string(), s);
+        }
         assert!(parse_schedule("48").is_err() && parse_schedule("ax8").is_err());
     }
 }

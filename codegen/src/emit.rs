@@ -10,7 +10,10 @@
 //! arithmetic in 64 bits then truncating equals wrapping arithmetic at the narrow width.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_codegen::ir::{
+    AbiParam, Endianness, ExtFuncData, ExternalName, FuncRef, InstBuilder, MemFlagsData, Signature, Type,
+    UserExternalName, UserExternalNameRef, Value, types,
+};
 use cranelift_frontend::FunctionBuilder;
 use slmtvm_ir::DType;
 
@@ -45,7 +48,25 @@ pub struct Kb<'a> {
     pub b: FunctionBuilder<'a>,
     /// Target capabilities.
     pub caps: Caps,
+    /// The assembled microkernels this function calls (see [`UkrUse`]).
+    pub ukrs: Vec<UkrUse>,
 }
+
+/// A microkernel a function calls: its calls use the placeholder name `name` (namespace
+/// [`UKR_NAMESPACE`], index = position in [`Kb::ukrs`]), which the object builder points at
+/// the microkernel's function once the body is built.
+#[derive(Clone, Copy, Debug)]
+pub struct UkrUse {
+    /// The variant.
+    pub ukr: crate::asm::Ukr,
+    /// The placeholder name.
+    pub name: UserExternalNameRef,
+    /// The function reference calls use.
+    pub func: FuncRef,
+}
+
+/// The namespace of the placeholder names of microkernel calls (module functions are 0).
+pub const UKR_NAMESPACE: u32 = 1;
 
 /// Memory flags of every kernel access: in bounds by construction, so they never trap.
 pub fn flags() -> MemFlagsData {
@@ -75,6 +96,35 @@ pub fn storage_type(dtype: DType) -> Type {
 }
 
 impl Kb<'_> {
+    /// A kernel builder over `b` for `caps`, calling no microkernel yet.
+    pub fn new(b: FunctionBuilder<'_>, caps: Caps) -> Kb<'_> {
+        Kb { b, caps, ukrs: Vec::new() }
+    }
+
+    /// Calls microkernel `u` with `args` (`a, lda, b, ldb, c, ldc`; see [`crate::asm`]).
+    pub fn call_ukr(&mut self, u: crate::asm::Ukr, args: &[Value; 6]) {
+        let f = match self.ukrs.iter().find(|k| k.ukr == u) {
+            Some(k) => k.func,
+            None => {
+                let index = self.ukrs.len() as u32;
+                let name =
+                    self.b.func.declare_imported_user_function(UserExternalName { namespace: UKR_NAMESPACE, index });
+                let mut sig = Signature::new(self.b.func.signature.call_conv);
+                sig.params.extend([AbiParam::new(types::I64); 6]);
+                let signature = self.b.import_signature(sig);
+                let func = self.b.import_function(ExtFuncData {
+                    name: ExternalName::User(name),
+                    signature,
+                    colocated: true,
+                    patchable: false,
+                });
+                self.ukrs.push(UkrUse { ukr: u, name, func });
+                func
+            }
+        };
+        self.b.ins().call(f, args);
+    }
+
     /// An integer constant of pointer width.
     pub fn iconst(&mut self, v: i64) -> Value {
         let ptr = self.caps.ptr;

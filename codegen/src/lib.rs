@@ -24,6 +24,7 @@
 //! outputs; the object checked for undefined symbols other than memcpy/memset.
 #![warn(missing_docs)]
 
+pub mod asm;
 pub mod emit;
 pub mod error;
 pub mod header;
@@ -51,9 +52,10 @@ pub struct Options {
     /// width (the FMA peak the kernels are measured against; `out` receives one float so
     /// nothing is optimized away).
     pub profile: bool,
-    /// The matrix products' register tile, instead of the target's default
-    /// ([`slmtvm_targets::Target::schedule`]); it must be valid
-    /// ([`slmtvm_targets::Schedule::validate`]).
+    /// The matrix products' schedule (microkernel, register tile, K block), instead of the
+    /// target's default ([`slmtvm_targets::Target::schedule`]); it must be valid
+    /// ([`slmtvm_targets::Schedule::validate`]) and its microkernel one the target has
+    /// ([`slmtvm_targets::Target::microkernels`]).
     pub schedule: Option<slmtvm_targets::Schedule>,
 }
 
@@ -67,7 +69,17 @@ pub fn compile_with(
     let isa = target.isa().map_err(|e| Error::Graph(e.to_string()))?;
     let mut caps = emit::Caps::of(target);
     if let Some(s) = opts.schedule {
-        caps.schedule = s.validate().map_err(Error::Graph)?;
+        let s = s.validate().map_err(Error::Graph)?;
+        let have = target.microkernels();
+        if !have.contains(&s.kernel) {
+            let names: Vec<&str> = have.iter().map(|k| k.name()).collect();
+            return Err(Error::Graph(format!(
+                "schedule {s}: target {target} cannot run the {} microkernel (it has: {})",
+                s.kernel,
+                names.join(", ")
+            )));
+        }
+        caps.schedule = s;
     }
     object::compile(g, name, isa, caps, opts.profile)
 }

@@ -5,12 +5,13 @@ use crate::emit::{Caps, Kb};
 use crate::plan::{MemoryPlan, Storage, plan_memory};
 use crate::{Error, Result};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName, Value, types};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, UserExternalName, UserFuncName, Value, types};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 use slmtvm_ir::{Graph, ValueId};
+use slmtvm_targets::Microkernel;
 use std::collections::BTreeMap;
 
 /// Status codes returned by `<name>_run` (also written to the header).
@@ -98,6 +99,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
     let mut kernels: Vec<Option<FuncId>> = Vec::new();
     let mut kernel_list = Vec::new();
     let mut fb = FnBuilder { fctx: FunctionBuilderContext::new(), ctx: m.make_context() };
+    let mut ukrs = Microkernels::default();
     for (i, node) in g.nodes.iter().enumerate() {
         if node.outputs.iter().all(|o| plan.view_of.contains_key(o)) {
             kernels.push(None);
@@ -107,14 +109,18 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
         let mut sig = m.make_signature();
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nargs));
         let symbol = format!("{name}_k{i}");
-        let (f, bytes) = fb.define(&mut m, &symbol, Linkage::Local, sig, |mut b, _| {
+        let (f, bytes) = fb.define(&mut m, &symbol, Linkage::Local, sig, |mut b, m| {
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
             let args: Vec<Value> = b.block_params(entry).to_vec();
-            let mut kb = Kb { b, caps };
+            let mut kb = Kb::new(b, caps);
             crate::kernels::emit_node(&mut kb, g, node, &plan.layout, &args)?;
             kb.b.ins().return_(&[]);
+            for u in &kb.ukrs {
+                let f = ukrs.declare(m, name, u.ukr)?;
+                kb.b.func.params.reset_user_func_name(u.name, UserExternalName { namespace: 0, index: f.as_u32() });
+            }
             Ok(kb.b)
         })?;
         code_bytes += bytes;
@@ -128,6 +134,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             lanes: if caps.vector { 4 } else { 1 },
         });
     }
+    code_bytes += ukrs.define(&mut m)?;
     let nkernels = kernels.iter().flatten().count();
     let hook = if profile {
         let mut sig = m.make_signature();
@@ -137,7 +144,19 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
         None
     };
     if profile {
-        code_bytes += define_peak(&mut m, &mut fb, name, caps)?;
+        code_bytes += match caps.schedule.kernel {
+            Microkernel::Cranelift => define_peak(&mut m, &mut fb, name, caps)?,
+            k => {
+                let mut sig = m.make_signature();
+                sig.params.push(AbiParam::new(types::I64));
+                sig.params.push(AbiParam::new(ptr));
+                let f = m.declare_function(&format!("{name}_peak"), Linkage::Export, &sig).map_err(module_err)?;
+                let bytes =
+                    crate::asm::x86::peak(k).map_err(|e| Error::Graph(format!("assembling the peak loop: {e}")))?;
+                m.define_function_bytes(f, UKR_ALIGN, &bytes, &[]).map_err(module_err)?;
+                bytes.len()
+            }
+        };
     }
 
     // <name>_workspace_size
@@ -268,7 +287,7 @@ fn define_peak(m: &mut ObjectModule, fb: &mut FnBuilder, name: &str, caps: Caps)
         b.switch_to_block(entry);
         let p = b.block_params(entry).to_vec();
         let (iters, out) = (p[0], p[1]);
-        let mut kb = Kb { b, caps };
+        let mut kb = Kb::new(b, caps);
         let lanes = if caps.vector { 4 } else { 1 };
         let accs: Vec<cranelift_frontend::Variable> = (0..PEAK_FMAS)
             .map(|k| {
@@ -298,6 +317,41 @@ fn define_peak(m: &mut ObjectModule, fb: &mut FnBuilder, name: &str, caps: Caps)
         Ok(kb.b)
     })?;
     Ok(bytes)
+}
+
+/// Code alignment of the assembled functions (a cache line: their loops start aligned).
+const UKR_ALIGN: u64 = 64;
+
+/// The assembled microkernels of an object: declared (local functions) as kernels first call
+/// them, defined once after the last kernel, in variant order.
+#[derive(Default)]
+struct Microkernels {
+    ids: BTreeMap<crate::asm::Ukr, FuncId>,
+}
+
+impl Microkernels {
+    /// The function of `u`, declared on first use.
+    fn declare(&mut self, m: &mut ObjectModule, prefix: &str, u: crate::asm::Ukr) -> Result<FuncId> {
+        if let Some(&f) = self.ids.get(&u) {
+            return Ok(f);
+        }
+        let mut sig = m.make_signature();
+        sig.params.extend([AbiParam::new(types::I64); 6]);
+        let f = m.declare_function(&u.symbol(prefix), Linkage::Local, &sig).map_err(module_err)?;
+        self.ids.insert(u, f);
+        Ok(f)
+    }
+
+    /// Assembles and defines every declared microkernel; returns their code bytes.
+    fn define(&self, m: &mut ObjectModule) -> Result<usize> {
+        let mut total = 0;
+        for (u, &f) in &self.ids {
+            let bytes = u.assemble()?;
+            m.define_function_bytes(f, UKR_ALIGN, &bytes, &[]).map_err(module_err)?;
+            total += bytes.len();
+        }
+        Ok(total)
+    }
 }
 
 /// The reusable state for building functions one after another.

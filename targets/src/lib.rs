@@ -2,7 +2,7 @@
 //! Cranelift ISA settings that describe it, what vector code it may use, and the tools that link
 //! and run a test harness for it (Debian's cross gcc, qemu-user).
 //!
-//! A target is named by a preset (`x86_64`, `x86_64-v3`, `aarch64`, `aarch64-dotprod`, `riscv64`,
+//! A target is named by a preset (`x86_64`, `x86_64-v3`, `x86_64-v4`, `aarch64`, `aarch64-dotprod`, `riscv64`,
 //! `riscv64-v`), optionally followed by Cranelift settings applied on top of it, as in
 //! `riscv64 has_v zvl128b` or `x86_64 has_avx has_fma` (see [`Target::from_spec`]). Settings are
 //! resolved through Cranelift itself, so a spec names exactly one set of ISA flags.
@@ -196,6 +196,13 @@ const PRESETS: &[Preset] = &[
         settings: &["x86-64-v3", "has_avx"],
         about: "x86-64-v3: AVX2, FMA, BMI1/2, LZCNT (Haswell, Zen and later)",
     },
+    Preset {
+        name: "x86_64-v4",
+        arch: Arch::X86_64,
+        // Cranelift's `x86-64-v4` sets AVX-512DQ/VL but not `has_avx512f` (nor `has_avx`).
+        settings: &["x86-64-v4", "has_avx", "has_avx512f"],
+        about: "x86-64-v4: v3 plus AVX-512F/DQ/VL (Skylake-X, Zen 4 and later)",
+    },
     Preset { name: "aarch64", arch: Arch::Aarch64, settings: &[], about: "ARMv8.0-A with NEON, as Cortex-A53" },
     Preset {
         name: "aarch64-dotprod",
@@ -268,11 +275,15 @@ impl Target {
         Target::from_spec(arch.name()).expect("baseline presets are valid (tested)")
     }
 
-    /// The preset for the machine this runs on: on x86_64 `x86_64-v3` when the CPU has every
-    /// feature of that preset, else `x86_64`; on aarch64 `aarch64-dotprod` when the CPU has
+    /// The preset for the machine this runs on: on x86_64 `x86_64-v4` or `x86_64-v3` when the
+    /// CPU has every feature of that preset, else `x86_64`; on aarch64 `aarch64-dotprod` when the CPU has
     /// dot product instructions, else `aarch64`; on riscv64 the scalar `riscv64` (detecting V is
     /// not stable in std).
     pub fn host() -> Result<Target, Error> {
+        #[cfg(target_arch = "x86_64")]
+        let v4 = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl");
         #[cfg(target_arch = "x86_64")]
         let name = if std::is_x86_feature_detected!("avx")
             && std::is_x86_feature_detected!("avx2")
@@ -281,7 +292,7 @@ impl Target {
             && std::is_x86_feature_detected!("bmi2")
             && std::is_x86_feature_detected!("lzcnt")
         {
-            "x86_64-v3"
+            if v4 { "x86_64-v4" } else { "x86_64-v3" }
         } else {
             "x86_64"
         };
@@ -409,37 +420,186 @@ impl Target {
     }
 }
 
-/// The register tile of the matrix-product kernels' broadcast schedule (plain data: a target
-/// default, or a tuned value): `mr` rows × `nr` columns of the output accumulated in
-/// registers, `nr` a multiple of 4 (vectors of 4 f32 lanes) on targets with vectors. Every
-/// valid schedule computes the same result; only speed differs.
+/// The code that computes the matrix products' register tiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Microkernel {
+    /// Cranelift CLIF (`F32X4` vectors, or scalars): every target; the portable fallback.
+    Cranelift,
+    /// An assembled x86_64 AVX2 + FMA kernel on 256-bit `ymm` registers (16 of them).
+    Avx2,
+    /// An assembled x86_64 AVX-512F kernel on 512-bit `zmm` registers (32 of them), with
+    /// embedded-broadcast FMAs and mask registers for the column edge.
+    Avx512,
+}
+
+impl Microkernel {
+    /// Every microkernel, portable first.
+    pub const ALL: [Microkernel; 3] = [Microkernel::Cranelift, Microkernel::Avx2, Microkernel::Avx512];
+
+    /// Its name in a schedule's text form (`cranelift`, `avx2`, `avx512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Microkernel::Cranelift => "cranelift",
+            Microkernel::Avx2 => "avx2",
+            Microkernel::Avx512 => "avx512",
+        }
+    }
+
+    /// f32 lanes of its vectors.
+    pub fn lanes(self) -> usize {
+        match self {
+            Microkernel::Cranelift => 4,
+            Microkernel::Avx2 => 8,
+            Microkernel::Avx512 => 16,
+        }
+    }
+}
+
+impl fmt::Display for Microkernel {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The matrix-product kernels' schedule (plain data: a target default, or a tuned value): which
+/// [`Microkernel`] computes the register tiles, the tile of `mr` rows × `nr` columns of the
+/// output held in registers, and `kc`, the block of K one pass over a tile accumulates (0:
+/// all of K at once). Every valid schedule computes the same result; only speed differs.
+///
+/// Text form (`Display`/`FromStr`): `MRxNR` for the Cranelift kernel (`4x8`), and
+/// `KERNEL:MRxNR[xKC]` for the assembled ones (`avx512:12x32x256`, `avx2:6x16`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Schedule {
-    /// Output rows per register tile (1..=8).
+    /// The microkernel.
+    pub kernel: Microkernel,
+    /// Output rows per register tile.
     pub mr: usize,
-    /// Output columns per register tile (4, 8, 12 or 16).
+    /// Output columns per register tile.
     pub nr: usize,
+    /// Elements of K per block (0: unblocked; the Cranelift kernel is always unblocked).
+    pub kc: usize,
 }
 
 impl Schedule {
-    /// Checks the tile: `mr` in 1..=8, `nr` in {4, 8, 12, 16}.
+    /// A Cranelift register tile of `mr` × `nr`.
+    pub fn cranelift(mr: usize, nr: usize) -> Schedule {
+        Schedule { kernel: Microkernel::Cranelift, mr, nr, kc: 0 }
+    }
+
+    /// Checks the tile against the microkernel's registers. Cranelift: `mr` in 1..=8, `nr` in
+    /// {4, 8, 12, 16}, `kc` 0. AVX2: `nr` a multiple of 8 up to 32 and `mr·nr/8 + nr/8 + 2 ≤
+    /// 16` (accumulators, B vectors, the A broadcast and the edge mask). AVX-512: `nr` a
+    /// multiple of 16 up to 64, `mr` ≤ 15 (three A base registers of five rows each) and
+    /// `mr·nr/16 + nr/16 ≤ 32`. For both, `kc` 0 or at least 4.
     pub fn validate(self) -> Result<Schedule, String> {
-        if !(1..=8).contains(&self.mr) {
-            return Err(format!("schedule mr={}: must be 1 to 8 rows", self.mr));
-        }
-        if !matches!(self.nr, 4 | 8 | 12 | 16) {
-            return Err(format!("schedule nr={}: must be 4, 8, 12 or 16 columns", self.nr));
+        let err = |what: String| Err(format!("schedule {self}: {what}"));
+        match self.kernel {
+            Microkernel::Cranelift => {
+                if !(1..=8).contains(&self.mr) {
+                    return err(format!("mr={} must be 1 to 8 rows", self.mr));
+                }
+                if !matches!(self.nr, 4 | 8 | 12 | 16) {
+                    return err(format!("nr={} must be 4, 8, 12 or 16 columns", self.nr));
+                }
+                if self.kc != 0 {
+                    return err("the Cranelift kernel does not block K (kc must be 0)".into());
+                }
+            }
+            k @ (Microkernel::Avx2 | Microkernel::Avx512) => {
+                let (w, regs, spare, max_mr) = if k == Microkernel::Avx2 { (8, 16, 2, 16) } else { (16, 32, 0, 15) };
+                if self.nr == 0 || !self.nr.is_multiple_of(w) || self.nr > 4 * w {
+                    return err(format!("nr={} must be a multiple of {w} up to {}", self.nr, 4 * w));
+                }
+                let nv = self.nr / w;
+                if !(1..=max_mr).contains(&self.mr) || self.mr * nv + nv + spare > regs {
+                    return err(format!(
+                        "mr={} does not fit: {} accumulators + {nv} B vectors{} exceed {regs} registers",
+                        self.mr,
+                        self.mr * nv,
+                        if spare > 0 { " + broadcast + mask" } else { "" }
+                    ));
+                }
+                if self.kc != 0 && self.kc < 4 {
+                    return err(format!("kc={} must be 0 (all of K) or at least 4", self.kc));
+                }
+            }
         }
         Ok(self)
     }
 }
 
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.kernel != Microkernel::Cranelift {
+            write!(f, "{}:", self.kernel)?;
+        }
+        write!(f, "{}x{}", self.mr, self.nr)?;
+        if self.kc != 0 {
+            write!(f, "x{}", self.kc)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+
+    /// Parses and validates `[KERNEL:]MRxNR[xKC]` (no kernel: Cranelift).
+    fn from_str(s: &str) -> Result<Schedule, String> {
+        let (kernel, tile) = match s.split_once(':') {
+            Some((k, t)) => {
+                let kernel = Microkernel::ALL.into_iter().find(|m| m.name() == k.trim()).ok_or_else(|| {
+                    let names: Vec<&str> = Microkernel::ALL.iter().map(|m| m.name()).collect();
+                    format!("`{s}`: unknown microkernel `{k}` (expected one of {})", names.join(", "))
+                })?;
+                (kernel, t)
+            }
+            None => (Microkernel::Cranelift, s),
+        };
+        let num = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{s}`: `{v}` is not a number"));
+        let parts: Vec<&str> = tile.split('x').collect();
+        let (mr, nr, kc) = match parts.as_slice() {
+            [mr, nr] => (num(mr)?, num(nr)?, 0),
+            [mr, nr, kc] => (num(mr)?, num(nr)?, num(kc)?),
+            _ => return Err(format!("`{s}`: expected [KERNEL:]MRxNR[xKC], e.g. 4x8 or avx512:12x32x256")),
+        };
+        Schedule { kernel, mr, nr, kc }.validate()
+    }
+}
+
 impl Target {
-    /// This target's default matrix-product schedule: 4 × 8 (8 vector accumulators, which
-    /// with the B loads and A splats fit the 16 vector registers of x86_64; aarch64 and RVV
-    /// have 32, where 8 × 8 fits, left to the tuner).
+    /// The microkernels this target's CPU can run, portable first: Cranelift always; AVX2 on
+    /// x86_64 with `has_avx`, `has_avx2` and `has_fma`; AVX-512 with `has_avx512f` as well.
+    pub fn microkernels(&self) -> Vec<Microkernel> {
+        let f = |n| self.flag(n);
+        let mut v = vec![Microkernel::Cranelift];
+        if self.arch == Arch::X86_64 && f("has_avx") && f("has_avx2") && f("has_fma") {
+            v.push(Microkernel::Avx2);
+            if f("has_avx512f") {
+                v.push(Microkernel::Avx512);
+            }
+        }
+        v
+    }
+
+    /// This target's default matrix-product schedule, on its best microkernel: AVX-512
+    /// `12x32x256` (24 accumulators, a 32 KB B panel per K block), AVX2 `6x16x256` (12
+    /// accumulators), else Cranelift `4x8` (8 vector accumulators, which with the B loads and
+    /// A splats fit the 16 vector registers of x86_64; aarch64 and RVV have 32, where 8 × 8
+    /// fits, left to the tuner).
     pub fn schedule(&self) -> Schedule {
-        Schedule { mr: 4, nr: 8 }
+        Schedule::default_for(self.microkernels().last().copied().unwrap_or(Microkernel::Cranelift))
+    }
+}
+
+impl Schedule {
+    /// The default schedule of `kernel` (see [`Target::schedule`]).
+    pub fn default_for(kernel: Microkernel) -> Schedule {
+        match kernel {
+            Microkernel::Cranelift => Schedule::cranelift(4, 8),
+            Microkernel::Avx2 => Schedule { kernel, mr: 6, nr: 16, kc: 256 },
+            Microkernel::Avx512 => Schedule { kernel, mr: 12, nr: 32, kc: 256 },
+        }
     }
 }
 
@@ -570,6 +730,15 @@ mod tests {
         for n in ["has_sse42", "has_avx", "has_avx2", "has_fma", "has_bmi1", "has_bmi2", "has_lzcnt"] {
             assert!(v3.flag(n), "{n}");
         }
+        let v4 = Target::from_spec("x86_64-v4").unwrap();
+        for n in ["has_avx", "has_avx2", "has_fma", "has_avx512f", "has_avx512dq", "has_avx512vl"] {
+            assert!(v4.flag(n), "{n}");
+        }
+        let kernels = |s: &str| Target::from_spec(s).unwrap().microkernels();
+        assert_eq!(kernels("x86_64-v4"), [Microkernel::Cranelift, Microkernel::Avx2, Microkernel::Avx512]);
+        assert_eq!(kernels("x86_64-v3"), [Microkernel::Cranelift, Microkernel::Avx2]);
+        assert_eq!(kernels("x86_64 has_avx has_avx2"), [Microkernel::Cranelift], "AVX2 kernels need FMA");
+        assert_eq!(kernels("aarch64-dotprod"), [Microkernel::Cranelift]);
         assert!(Target::default_for(Arch::Aarch64).settings().is_empty());
         assert_eq!(Target::from_spec("aarch64-dotprod").unwrap().settings(), [("has_dotprod".into(), "true".into())]);
         let rv = Target::default_for(Arch::Riscv64);
@@ -677,7 +846,15 @@ mod tests {
         let host = Target::host().unwrap();
         assert_eq!(Some(host.arch()), Arch::host());
         #[cfg(target_arch = "x86_64")]
-        assert_eq!(host.vector().unwrap().fma, std::is_x86_feature_detected!("fma") && host.name() == "x86_64-v3");
+        {
+            let v3 = host.name() == "x86_64-v3" || host.name() == "x86_64-v4";
+            assert_eq!(host.vector().unwrap().fma, std::is_x86_feature_detected!("fma") && v3);
+            let avx512 = std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512dq")
+                && std::is_x86_feature_detected!("avx512vl");
+            assert_eq!(host.name() == "x86_64-v4", v3 && avx512);
+        }
+        assert!(host.host_lacks().is_empty(), "{:?}", host.host_lacks());
         host.isa().unwrap();
     }
 }

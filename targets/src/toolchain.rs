@@ -34,6 +34,14 @@ pub enum ToolError {
         /// The OS error.
         message: String,
     },
+    /// The target runs natively here but this CPU lacks instructions it may use.
+    #[error("target {target} runs natively here, but this CPU lacks {missing}")]
+    HostCpu {
+        /// The target's name.
+        target: String,
+        /// The missing features, comma-separated.
+        missing: String,
+    },
     /// A program ran longer than allowed and was killed.
     #[error("{program} did not finish within {seconds} s and was killed")]
     Timeout {
@@ -57,13 +65,41 @@ pub fn require(tool: Tool) -> Result<PathBuf, ToolError> {
 
 impl Target {
     /// Checks that the C compiler (and, off the host architecture, qemu) for this target are
-    /// installed.
+    /// installed, and that a target run natively uses no instructions this CPU lacks.
     pub fn check_tools(&self) -> Result<(), ToolError> {
         require(self.arch().c_compiler())?;
         if self.runner().is_some() {
             require(self.arch().qemu())?;
         }
+        let missing = self.host_lacks();
+        if !missing.is_empty() {
+            return Err(ToolError::HostCpu { target: self.name().to_string(), missing: missing.join(", ") });
+        }
         Ok(())
+    }
+
+    /// For a target that runs natively, the instruction-set flags it has that this CPU lacks
+    /// (checked: AVX, AVX2, FMA and the AVX-512 families; empty when run under qemu).
+    pub fn host_lacks(&self) -> Vec<&'static str> {
+        if self.runner().is_some() {
+            return Vec::new();
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let host: [(&str, bool); 8] = [
+                ("has_avx", std::is_x86_feature_detected!("avx")),
+                ("has_avx2", std::is_x86_feature_detected!("avx2")),
+                ("has_fma", std::is_x86_feature_detected!("fma")),
+                ("has_avx512f", std::is_x86_feature_detected!("avx512f")),
+                ("has_avx512dq", std::is_x86_feature_detected!("avx512dq")),
+                ("has_avx512vl", std::is_x86_feature_detected!("avx512vl")),
+                ("has_avx512vbmi", std::is_x86_feature_detected!("avx512vbmi")),
+                ("has_avx512vnni", std::is_x86_feature_detected!("avx512vnni")),
+            ];
+            host.into_iter().filter(|&(flag, have)| self.flag(flag) && !have).map(|(flag, _)| flag).collect()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Vec::new()
     }
 
     /// Compiles and links C sources and objects `inputs` (with extra compiler `args` before

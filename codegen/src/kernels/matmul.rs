@@ -23,12 +23,15 @@
 //! Integer products accumulate wrapping in the output width (i32 or i64), which equals the
 //! reference's wrapping i64 accumulation truncated to the output dtype.
 
+mod assembled;
+
 use super::NodeCtx;
 use crate::Result;
 use crate::emit::{Kb, flags, storage_type};
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::ops::{Gemm, UnaryOp};
 use slmtvm_ir::{DType, Op};
+use slmtvm_targets::{Microkernel, Schedule};
 
 /// Emits the kernel of `cx.node`.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
@@ -559,8 +562,12 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) {
         && o.b.cs == 1
         && p.n >= 8
         && o.zb.is_none_or(|z| z.cs <= 1);
-    if bcast_ok {
-        let s = kb.caps.schedule;
+    let s = kb.caps.schedule;
+    if vf32 && s.kernel != Microkernel::Cranelift && assembled::applies(p, o) {
+        assembled::emit(kb, p, o);
+    } else if bcast_ok {
+        // Products the assembled path does not take run on the default Cranelift tile.
+        let s = if s.kernel == Microkernel::Cranelift { s } else { Schedule::default_for(Microkernel::Cranelift) };
         broadcast(kb, p, o, s.mr, s.nr);
     } else if dot_ok {
         dot(kb, p, o);

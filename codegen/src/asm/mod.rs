@@ -1,0 +1,66 @@
+//! Assembled microkernels: the register-tiled inner loops of the f32 matrix products, written
+//! as machine code where Cranelift's vectors cap a kernel well below the CPU's peak (x86_64:
+//! Cranelift has 128-bit vectors only, and no `vfmadd231ps`, so each FMA costs a register
+//! copy). The bytes are placed in the object as local functions (cranelift-module's
+//! `define_function_bytes`) and called from the Cranelift kernels, which keep the loops over
+//! tiles, K blocks and the epilogues (see `kernels::matmul`'s assembled path).
+//!
+//! One microkernel computes `C[mr × cols] = A[mr × kc] · B[kc × cols]` (or `C +=` when it
+//! accumulates: the accumulators start from C, so a K-blocked product sums in the same order
+//! as an unblocked one and gives the same bits), `cols = (nv - 1)·lanes + last`. Operands are
+//! row-major f32 with byte strides: A contiguous along K, B and C along the columns. C ABI
+//! (System V):
+//!
+//! ```c
+//! void ukr(const float *a, int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc);
+//! ```
+//!
+//! Everything else (rows, vectors, valid lanes of the last vector, kc, accumulate) is fixed in
+//! the code of each variant ([`Ukr`]); a model's object holds the variants its products need,
+//! each once.
+
+pub mod x86;
+
+use slmtvm_targets::Microkernel;
+
+/// One microkernel variant (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ukr {
+    /// The instruction set (never [`Microkernel::Cranelift`]).
+    pub kernel: Microkernel,
+    /// Rows of the tile.
+    pub mr: usize,
+    /// Vectors per row.
+    pub nv: usize,
+    /// Valid lanes of the last vector (1 to the vector's lanes; fewer use masked loads and
+    /// stores of B and C, which never touch memory past the columns).
+    pub last: usize,
+    /// Steps of K.
+    pub kc: usize,
+    /// Start from C (`C += A·B`) instead of zero.
+    pub acc: bool,
+}
+
+impl Ukr {
+    /// Columns of the tile.
+    pub fn cols(&self) -> usize {
+        (self.nv - 1) * self.kernel.lanes() + self.last
+    }
+
+    /// The local symbol of this variant in an object whose symbols start with `prefix`.
+    pub fn symbol(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}_ukr_{}_{}x{}_k{}{}",
+            self.kernel,
+            self.mr,
+            self.cols(),
+            self.kc,
+            if self.acc { "_acc" } else { "" }
+        )
+    }
+
+    /// Its machine code (position independent, no relocations).
+    pub fn assemble(&self) -> crate::Result<Vec<u8>> {
+        x86::microkernel(self).map_err(|e| crate::Error::Graph(format!("assembling {}: {e}", self.symbol("ukr"))))
+    }
+}

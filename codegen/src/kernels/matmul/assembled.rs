@@ -1,0 +1,84 @@
+//! The assembled path of the f32 products ([`crate::asm`]): when the schedule's microkernel is
+//! an assembled one and the operands allow it (A contiguous along K, B and the output along
+//! the columns, K > 0), the product is a loop nest of microkernel calls:
+//!
+//! ```text
+//! for each block of kc steps of K          (unrolled: the first stores, the others accumulate)
+//!   for each tile of nr columns            (full tiles, then the edge: a masked last vector)
+//!     for each tile of mr rows             (full tiles, then the edge: fewer rows)
+//!       ukr(A[i0, k0], lda, B[k0, j0], ldb, C[i0, j0], ldc)
+//!       after the last block: the epilogue over the tile, while it is in L1
+//! ```
+//!
+//! The B panel of a column tile (kc × nr) is reused from L1 by every row tile. Accumulating
+//! microkernels start from C, so every element sums K in order whatever kc is: the same bits as
+//! an unblocked product. Epilogues (Gemm's `alpha`/`beta·C`, Dense's bias and activation) run
+//! over each finished tile with the Cranelift code of the other schedules ([`super::store`],
+//! [`super::activate_tile`]); a product that accumulates into its output (`f32_product` with
+//! `accumulate`) uses accumulating microkernels from the first block instead.
+
+use super::{Bound, Cols, Epilogue, Problem, Tile, activate_tile, row_blocks, store};
+use crate::asm::Ukr;
+use crate::emit::Kb;
+use cranelift_codegen::ir::types;
+
+/// Whether the assembled path computes `p` (the caller checked it is an all-f32 product).
+pub(super) fn applies(p: &Problem, o: &Bound) -> bool {
+    o.a.cs == 1 && o.b.cs == 1 && o.out.cs == 1 && p.k > 0
+}
+
+/// Whether `p` adds its product into its output (Gemm with `alpha = beta = 1` and C the
+/// output itself).
+fn accumulates(p: &Problem, o: &Bound) -> bool {
+    let Epilogue::GemmF { alpha, beta, c: Some(_) } = &p.epi else { return false };
+    let same = o.c.is_some_and(|c| c.ptr == o.out.ptr && c.rs == o.out.rs && c.cs == o.out.cs);
+    *alpha == 1.0 && *beta == 1.0 && same
+}
+
+/// Emits `p` as microkernel calls (see the module docs).
+pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
+    let s = kb.caps.schedule;
+    let lanes = s.kernel.lanes();
+    let kc = if s.kc == 0 { p.k } else { s.kc.min(p.k) };
+    let accumulate = accumulates(p, o);
+    let post = !accumulate && !matches!(p.epi, Epilogue::Plain);
+    let blocks: Vec<(usize, usize)> = (0..p.k).step_by(kc).map(|k0| (k0, kc.min(p.k - k0))).collect();
+    let (lda, ldb, ldc) = (o.a.rs * 4, o.b.rs * 4, o.out.rs * 4);
+    for (bi, &(k0, steps)) in blocks.iter().enumerate() {
+        let last_block = bi + 1 == blocks.len();
+        row_blocks(kb, p.n, p.n_run, s.nr, &mut |kb, j0, cols| {
+            let nv = cols.div_ceil(lanes);
+            let last = cols - (nv - 1) * lanes;
+            row_blocks(kb, p.m, p.m_run, s.mr, &mut |kb, i0, rows| {
+                let u = Ukr { kernel: s.kernel, mr: rows, nv, last, kc: steps, acc: accumulate || bi > 0 };
+                let pa = o.a.offset(kb, Some(i0), None);
+                let pa = kb.addr_const(pa, k0 as i64 * 4);
+                let pb = o.b.offset(kb, None, Some(j0));
+                let pb = kb.addr_const(pb, k0 as i64 * ldb);
+                let pc = o.out.offset(kb, Some(i0), Some(j0));
+                let strides = [lda, ldb, ldc].map(|v| kb.iconst(v));
+                kb.call_ukr(u, &[pa, strides[0], pb, strides[1], pc, strides[2]]);
+                if last_block && post {
+                    epilogue(kb, p, o, &Tile { i0, j0 }, rows, cols);
+                }
+            });
+        });
+    }
+}
+
+/// The epilogue over a finished tile of `rows` × `cols`: each raw sum loaded back, finished by
+/// [`store`] (alpha, beta·C, bias), then Dense's activation.
+fn epilogue(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, rows: usize, cols: usize) {
+    let layout = Cols { vecs: cols / 4, scalars: cols % 4 };
+    let base = o.out.offset(kb, Some(t.i0), Some(t.j0));
+    for r in 0..rows as i64 {
+        for c in 0..layout.vecs + layout.scalars {
+            let (col, ty) =
+                if c < layout.vecs { (4 * c, types::F32X4) } else { (4 * layout.vecs + (c - layout.vecs), types::F32) };
+            let (addr, off) = o.out.at(kb, base, r, col as i64);
+            let v = kb.load(ty, addr, off);
+            store(kb, p, o, t, r, col as i64, v);
+        }
+    }
+    activate_tile(kb, p, o, t, rows, layout);
+}
