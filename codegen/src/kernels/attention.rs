@@ -14,7 +14,9 @@
 //! 3. `P·V` runs as register tiles of 4 rows × 8 columns (two `F32X4` per row) over the
 //!    run-time keys (causal: only those the tile's last row sees), and each output row is
 //!    multiplied by `1/Σp` as it is stored (so a row that sees no key is NaN, as the
-//!    reference's softmax of such a row is).
+//!    reference's softmax of such a row is). With an assembled microkernel and static keys,
+//!    `P·V` is instead one `f32_product` over all keys (causal rows' probabilities past their
+//!    limit are 0) and the rows are scaled after.
 //!
 //! Grouped-query heads read K/V head `h / (Hq/Hkv)`. Symbolic dims: S and T loop over their
 //! run-time extents ([`NodeCtx::extent`]; whole query blocks up to S run, rows past it are
@@ -31,6 +33,7 @@ use crate::emit::{Kb, strides_of};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, StackSlot, StackSlotData, StackSlotKind, Value, types};
 use slmtvm_ir::{DType, Op};
+use slmtvm_targets::Microkernel;
 
 /// The most stack one query block's scores may take.
 pub const SCRATCH_BYTES: usize = 16 * 1024;
@@ -178,7 +181,39 @@ fn block(kb: &mut Kb, pl: &Plan, hd: &Head, i0: Value, n: usize) {
     let ooff = kb.b.ins().imul_imm_s(i0, pl.dv as i64);
     let ooff = kb.b.ins().iadd(hd.o, ooff);
     let obase = kb.addr(yp, ooff, 4);
-    probs_times_v(kb, pl, [sbase, vbase, obase], i0, n);
+    if kb.caps.schedule.kernel != Microkernel::Cranelift && !pl.t_sym {
+        // Static keys: P·V over all of them on the assembled microkernels (causal: the
+        // probabilities past each row's limit are 0), then each row times 1/Σp.
+        let p = F32Mat { ptr: sbase, rs: pl.tp as i64, cs: 1 };
+        let v = F32Mat { ptr: vbase, rs: pl.dv as i64, cs: 1 };
+        let o = F32Mat { ptr: obase, rs: pl.dv as i64, cs: 1 };
+        f32_product(kb, p, v, o, (n, pl.tp, pl.dv), None, None, false);
+        scale_rows(kb, pl, obase, n);
+    } else {
+        probs_times_v(kb, pl, [sbase, vbase, obase], i0, n);
+    }
+}
+
+/// Multiplies each of the block's `n` output rows (at `obase`) by its `1/Σp`.
+fn scale_rows(kb: &mut Kb, pl: &Plan, obase: Value, n: usize) {
+    let ptr = kb.caps.ptr;
+    let vector = kb.caps.vector;
+    kb.for_const(0, n as i64, 1, |kb, r| {
+        let sums = kb.b.ins().stack_addr(ptr, pl.sums, 0);
+        let sa = kb.addr(sums, r, 4);
+        let inv = kb.load(types::F32, sa, 0);
+        let inv4 = if vector { kb.b.ins().splat(types::F32X4, inv) } else { inv };
+        let roff = kb.b.ins().imul_imm_s(r, (pl.dv * 4) as i64);
+        let orow = kb.b.ins().iadd(obase, roff);
+        let (zero, end) = (kb.iconst(0), kb.iconst(pl.dv as i64));
+        kb.for_lanes(zero, end, vector, &mut |kb, j, lanes| {
+            let a = kb.addr(orow, j, 4);
+            let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
+            let y = kb.load(ty, a, 0);
+            let y = kb.b.ins().fmul(y, if lanes == 4 { inv4 } else { inv });
+            kb.store(y, a, 0);
+        });
+    });
 }
 
 /// Copies the run-time keys of one head, K [T, D], to the scratch `slot` as [D, Tp].
