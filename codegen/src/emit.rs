@@ -57,8 +57,8 @@ pub struct Kb<'a> {
 /// the microkernel's function once the body is built.
 #[derive(Clone, Copy, Debug)]
 pub struct UkrUse {
-    /// The variant.
-    pub ukr: crate::asm::Ukr,
+    /// The function.
+    pub f: crate::asm::AsmFn,
     /// The placeholder name.
     pub name: UserExternalNameRef,
     /// The function reference calls use.
@@ -101,9 +101,10 @@ impl Kb<'_> {
         Kb { b, caps, ukrs: Vec::new() }
     }
 
-    /// Calls microkernel `u` with `args` (`a, lda, b, ldb, c, ldc`; see [`crate::asm`]).
-    pub fn call_ukr(&mut self, u: crate::asm::Ukr, args: &[Value; 6]) {
-        let f = match self.ukrs.iter().find(|k| k.ukr == u) {
+    /// Calls the assembled function `u` with `args` (for a microkernel `a, lda, b, ldb, c,
+    /// ldc`; see [`crate::asm`]).
+    pub fn call_asm(&mut self, u: crate::asm::AsmFn, args: &[Value; 6]) {
+        let f = match self.ukrs.iter().find(|k| k.f == u) {
             Some(k) => k.func,
             None => {
                 let index = self.ukrs.len() as u32;
@@ -118,7 +119,7 @@ impl Kb<'_> {
                     colocated: true,
                     patchable: false,
                 });
-                self.ukrs.push(UkrUse { ukr: u, name, func });
+                self.ukrs.push(UkrUse { f: u, name, func });
                 func
             }
         };

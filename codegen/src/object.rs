@@ -118,7 +118,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             crate::kernels::emit_node(&mut kb, g, node, &plan.layout, &args)?;
             kb.b.ins().return_(&[]);
             for u in &kb.ukrs {
-                let f = ukrs.declare(m, name, u.ukr)?;
+                let f = ukrs.declare(m, name, u.f)?;
                 kb.b.func.params.reset_user_func_name(u.name, UserExternalName { namespace: 0, index: f.as_u32() });
             }
             Ok(kb.b)
@@ -322,16 +322,16 @@ fn define_peak(m: &mut ObjectModule, fb: &mut FnBuilder, name: &str, caps: Caps)
 /// Code alignment of the assembled functions (a cache line: their loops start aligned).
 const UKR_ALIGN: u64 = 64;
 
-/// The assembled microkernels of an object: declared (local functions) as kernels first call
-/// them, defined once after the last kernel, in variant order.
+/// The assembled functions of an object: declared (local functions) as kernels first call
+/// them, defined once after the last kernel, in [`crate::asm::AsmFn`] order.
 #[derive(Default)]
 struct Microkernels {
-    ids: BTreeMap<crate::asm::Ukr, FuncId>,
+    ids: BTreeMap<crate::asm::AsmFn, FuncId>,
 }
 
 impl Microkernels {
     /// The function of `u`, declared on first use.
-    fn declare(&mut self, m: &mut ObjectModule, prefix: &str, u: crate::asm::Ukr) -> Result<FuncId> {
+    fn declare(&mut self, m: &mut ObjectModule, prefix: &str, u: crate::asm::AsmFn) -> Result<FuncId> {
         if let Some(&f) = self.ids.get(&u) {
             return Ok(f);
         }

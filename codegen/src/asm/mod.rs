@@ -17,8 +17,11 @@
 //!
 //! Everything else (rows, vectors, valid lanes of the last vector, kc, accumulate) is fixed in
 //! the code of each variant ([`Ukr`]); a model's object holds the variants its products need,
-//! each once.
+//! each once. [`vmath`] holds the vector math (activation epilogues, softmax's exponentials)
+//! on the same footing: every assembled function is an [`AsmFn`] with the same six-argument
+//! C signature.
 
+pub mod vmath;
 pub mod x86;
 
 use slmtvm_targets::Microkernel;
@@ -62,5 +65,39 @@ impl Ukr {
     /// Its machine code (position independent, no relocations).
     pub fn assemble(&self) -> crate::Result<Vec<u8>> {
         x86::microkernel(self).map_err(|e| crate::Error::Graph(format!("assembling {}: {e}", self.symbol("ukr"))))
+    }
+}
+
+/// Any assembled function: all take six `int64_t` (or pointer) arguments and return nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AsmFn {
+    /// A matrix-product microkernel.
+    Ukr(Ukr),
+    /// An activation epilogue over a tile ([`vmath::Act`]).
+    Act(vmath::Act),
+    /// Softmax's exponentials and sum over a row ([`vmath::ExpSum`]).
+    ExpSum(vmath::ExpSum),
+}
+
+impl AsmFn {
+    /// Its local symbol in an object whose symbols start with `prefix`.
+    pub fn symbol(&self, prefix: &str) -> String {
+        match self {
+            AsmFn::Ukr(u) => u.symbol(prefix),
+            AsmFn::Act(a) => {
+                format!("{prefix}_act_avx512_{}_{}{}", a.f.name(), a.cols, if a.bias { "_bias" } else { "" })
+            }
+            AsmFn::ExpSum(_) => format!("{prefix}_expsum_avx512"),
+        }
+    }
+
+    /// Its machine code (position independent, no relocations).
+    pub fn assemble(&self) -> crate::Result<Vec<u8>> {
+        let code = match self {
+            AsmFn::Ukr(u) => return u.assemble(),
+            AsmFn::Act(a) => vmath::act(a),
+            AsmFn::ExpSum(_) => vmath::exp_sum(),
+        };
+        code.map_err(|e| crate::Error::Graph(format!("assembling {}: {e}", self.symbol("f"))))
     }
 }

@@ -9,7 +9,8 @@
 //!    schedule reading K in place;
 //! 2. each row is scaled, the mask added and the row maximum kept (4 lanes at a time, a
 //!    scalar tail; a bool mask row by scalars), then `p = exp(s − max)`
-//!    ([`super::math::exp`], vectorized) is stored and summed; keys past a causal limit get
+//!    ([`super::math::exp`], vectorized; on AVX-512 one assembled pass,
+//!    [`crate::asm::vmath::ExpSum`]) is stored and summed; keys past a causal limit get
 //!    `p = 0`;
 //! 3. `P·V` runs as register tiles of 4 rows × 8 columns (two `F32X4` per row) over the
 //!    run-time keys (causal: only those the tile's last row sees), and each output row is
@@ -29,6 +30,8 @@ use super::NodeCtx;
 use super::math::exp;
 use super::matmul::{F32Mat, f32_product, row_blocks};
 use crate::Result;
+use crate::asm::AsmFn;
+use crate::asm::vmath::ExpSum;
 use crate::emit::{Kb, strides_of};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, StackSlot, StackSlotData, StackSlotKind, Value, types};
@@ -314,7 +317,19 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
     let sa = kb.addr(sums, r, 4);
     kb.store(mx, sa, 0);
     let mx = kb.load(types::F32, sa, 0);
-    // Pass 2: p = exp(s - max), summed.
+    // Pass 2: p = exp(s - max), summed (on AVX-512, one assembled pass).
+    if kb.caps.schedule.kernel == Microkernel::Avx512 {
+        let z = kb.iconst(0);
+        kb.call_asm(AsmFn::ExpSum(ExpSum), &[srow, lim, sa, sa, z, z]);
+        if pl.causal {
+            zero_past(kb, srow, lim, pl.t_rt);
+        }
+        let total = kb.load(types::F32, sa, 0);
+        let one = kb.fconst(1.0, 1);
+        let inv = kb.b.ins().fdiv(one, total);
+        kb.store(inv, sa, 0);
+        return;
+    }
     let z4 = kb.fconst(0.0, if vector { 4 } else { 1 });
     let sv = kb.var(z4);
     let z1 = kb.fconst(0.0, 1);
@@ -332,11 +347,7 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
         kb.b.def_var(var, new);
     });
     if pl.causal {
-        kb.for_range(lim, pl.t_rt, 1, |kb, j| {
-            let a = kb.addr(srow, j, 4);
-            let z = kb.fconst(0.0, 1);
-            kb.store(z, a, 0);
-        });
+        zero_past(kb, srow, lim, pl.t_rt);
     }
     let mut total = kb.b.use_var(ss);
     if vector {
@@ -349,6 +360,15 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
     let sums = kb.b.ins().stack_addr(ptr, pl.sums, 0);
     let a = kb.addr(sums, r, 4);
     kb.store(inv, a, 0);
+}
+
+/// Zeros the probabilities of keys `lim..t` (past a causal limit) of the row at `srow`.
+fn zero_past(kb: &mut Kb, srow: Value, lim: Value, t: Value) {
+    kb.for_range(lim, t, 1, |kb, j| {
+        let a = kb.addr(srow, j, 4);
+        let z = kb.fconst(0.0, 1);
+        kb.store(z, a, 0);
+    });
 }
 
 /// `out[r, :] = (Σ_{j < T} P[r, j]·V[j, :]) · (1/Σp)[r]` for the block's `n` rows (query rows

@@ -18,9 +18,11 @@
 //! `accumulate`) uses accumulating microkernels from the first block instead.
 
 use super::{Bound, Cols, Epilogue, Problem, Tile, activate_tile, row_blocks, store};
-use crate::asm::Ukr;
+use crate::asm::vmath::{Act, VFn};
+use crate::asm::{AsmFn, Ukr};
 use crate::emit::Kb;
 use cranelift_codegen::ir::types;
+use slmtvm_targets::Microkernel;
 
 /// Whether the assembled path computes `p` (the caller checked it is an all-f32 product).
 pub(super) fn applies(p: &Problem, o: &Bound) -> bool {
@@ -57,7 +59,7 @@ pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
                 let pb = kb.addr_const(pb, k0 as i64 * ldb);
                 let pc = o.out.offset(kb, Some(i0), Some(j0));
                 let strides = [lda, ldb, ldc].map(|v| kb.iconst(v));
-                kb.call_ukr(u, &[pa, strides[0], pb, strides[1], pc, strides[2]]);
+                kb.call_asm(AsmFn::Ukr(u), &[pa, strides[0], pb, strides[1], pc, strides[2]]);
                 if last_block && post {
                     epilogue(kb, p, o, &Tile { i0, j0 }, rows, cols);
                 }
@@ -67,8 +69,21 @@ pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
 }
 
 /// The epilogue over a finished tile of `rows` × `cols`: each raw sum loaded back, finished by
-/// [`store`] (alpha, beta·C, bias), then Dense's activation.
+/// [`store`] (alpha, beta·C, bias), then Dense's activation — or, for a Dense activation the
+/// AVX-512 vector math has ([`VFn`]), one assembled pass adding the bias and activating.
 fn epilogue(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, rows: usize, cols: usize) {
+    if let Epilogue::Dense { act: Some(act), .. } = &p.epi
+        && kb.caps.schedule.kernel == Microkernel::Avx512
+        && let Some(f) = VFn::of(act)
+        && o.c.is_none_or(|c| c.rs == 0 && c.cs == 1)
+    {
+        let y = o.out.offset(kb, Some(t.i0), Some(t.j0));
+        let bias = o.c.map(|c| c.offset(kb, None, Some(t.j0)));
+        let (ld, n, zero) = (kb.iconst(o.out.rs * 4), kb.iconst(rows as i64), kb.iconst(0));
+        let act = Act { f, cols, bias: bias.is_some() };
+        kb.call_asm(AsmFn::Act(act), &[y, ld, n, bias.unwrap_or(zero), zero, zero]);
+        return;
+    }
     let layout = Cols { vecs: cols / 4, scalars: cols % 4 };
     let base = o.out.offset(kb, Some(t.i0), Some(t.j0));
     for r in 0..rows as i64 {
