@@ -85,9 +85,9 @@ impl AsmFn {
         match self {
             AsmFn::Ukr(u) => u.symbol(prefix),
             AsmFn::Act(a) => {
-                format!("{prefix}_act_avx512_{}_{}{}", a.f.name(), a.cols, if a.bias { "_bias" } else { "" })
+                format!("{prefix}_act_{}_{}_{}{}", a.kernel, a.f.name(), a.cols, if a.bias { "_bias" } else { "" })
             }
-            AsmFn::ExpSum(_) => format!("{prefix}_expsum_avx512"),
+            AsmFn::ExpSum(e) => format!("{prefix}_expsum_{}", e.kernel),
         }
     }
 
@@ -96,7 +96,7 @@ impl AsmFn {
         let code = match self {
             AsmFn::Ukr(u) => return u.assemble(),
             AsmFn::Act(a) => vmath::act(a),
-            AsmFn::ExpSum(_) => vmath::exp_sum(),
+            AsmFn::ExpSum(e) => vmath::exp_sum(e),
         };
         code.map_err(|e| crate::Error::Graph(format!("assembling {}: {e}", self.symbol("f"))))
     }

@@ -15,10 +15,11 @@
 //! - [`ExpSum`] `exp_sum(float *x, int64_t n, const float *max, float *sum, _, _)`: `x[j] =
 //!   e^(x[j] - *max)` for `j < n` and `*sum = Σ x[j]` (softmax's second pass).
 
-use super::x86::ZMM;
+use super::x86::{YMM, ZMM};
 use crate::kernels::math::{self, Ops};
 use iced_x86::IcedError;
 use iced_x86::code_asm::*;
+use slmtvm_targets::Microkernel;
 
 /// A function of one f32 the assembled path computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -107,6 +108,8 @@ fn gelu_tail<O: Ops>(o: &mut O, x: O::F, t: O::F) -> O::F {
 /// The activation epilogue over a tile (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Act {
+    /// The instruction set ([`Microkernel::Avx2`] or [`Microkernel::Avx512`]).
+    pub kernel: Microkernel,
     /// The function.
     pub f: VFn,
     /// Floats per row.
@@ -117,7 +120,10 @@ pub struct Act {
 
 /// Softmax's exponentials and their sum over one row (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ExpSum;
+pub struct ExpSum {
+    /// The instruction set ([`Microkernel::Avx2`] or [`Microkernel::Avx512`]).
+    pub kernel: Microkernel,
+}
 
 /// A recorded operation.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -333,9 +339,34 @@ fn operands(n: &Node) -> Vec<usize> {
     }
 }
 
+/// A second source operand: a register or a constant of the table.
+#[derive(Clone, Copy)]
+enum Src {
+    R(usize),
+    C(usize),
+}
+
+/// `d = x OP y` on `zmm` (AVX-512, constants broadcast from memory) or `ymm` (AVX2, constants
+/// as 32-byte table entries).
+macro_rules! op3 {
+    ($e:expr, $a:expr, $ins:ident, $d:expr, $x:expr, $y:expr) => {
+        op3!($e, $a, $ins / $ins, $d, $x, $y)
+    };
+    ($e:expr, $a:expr, $wide:ident / $narrow:ident, $d:expr, $x:expr, $y:expr) => {
+        match ($e.wide, $y) {
+            (true, Src::R(r)) => $a.$wide(ZMM[$d], ZMM[$x], ZMM[r])?,
+            (true, Src::C(c)) => $a.$wide(ZMM[$d], ZMM[$x], dword_bcst(ptr($e.table[c])))?,
+            (false, Src::R(r)) => $a.$narrow(YMM[$d], YMM[$x], YMM[r])?,
+            (false, Src::C(c)) => $a.$narrow(YMM[$d], YMM[$x], ymmword_ptr($e.table[c]))?,
+        }
+    };
+}
+
 /// Register allocation and emission of one evaluation of a [`Program`].
 struct Emitter<'p> {
     p: &'p Program,
+    /// `zmm` (AVX-512: masks in `k` registers) or `ymm` (AVX2: masks are vectors).
+    wide: bool,
     loc: Vec<Option<Loc>>,
     free_z: Vec<usize>,
     free_k: Vec<usize>,
@@ -344,20 +375,17 @@ struct Emitter<'p> {
 }
 
 impl<'p> Emitter<'p> {
-    /// An emitter using `zmm` registers `regs` and masks `k2..k7` (`k1` is the caller's edge
-    /// mask).
-    fn new(p: &'p Program, regs: std::ops::Range<usize>, table: &'p [CodeLabel]) -> Emitter<'p> {
+    /// An emitter using vector registers `regs` and (AVX-512) masks `k2..k7` (`k1` is the
+    /// caller's edge mask).
+    fn new(p: &'p Program, wide: bool, regs: std::ops::Range<usize>, table: &'p [CodeLabel]) -> Emitter<'p> {
         Emitter {
             p,
+            wide,
             loc: vec![None; p.nodes.len()],
             free_z: regs.rev().collect(),
             free_k: (2..8).rev().collect(),
             table,
         }
-    }
-
-    fn cmem(&self, i: usize) -> AsmMemoryOperand {
-        dword_bcst(ptr(self.table[i]))
     }
 
     fn z(&self, v: usize) -> Result<usize, VErr> {
@@ -367,8 +395,19 @@ impl<'p> Emitter<'p> {
         }
     }
 
+    fn src(&self, v: usize) -> Result<Src, VErr> {
+        match self.loc[v] {
+            Some(Loc::C(c)) => Ok(Src::C(c)),
+            _ => Ok(Src::R(self.z(v)?)),
+        }
+    }
+
+    fn is_c(&self, v: usize) -> bool {
+        matches!(self.loc[v], Some(Loc::C(_)))
+    }
+
     fn alloc_z(&mut self) -> Result<usize, VErr> {
-        self.free_z.pop().ok_or_else(|| VErr::msg("out of zmm registers"))
+        self.free_z.pop().ok_or_else(|| VErr::msg("out of vector registers"))
     }
 
     /// Frees the registers of `n`'s operands whose last use is node `i`.
@@ -384,141 +423,123 @@ impl<'p> Emitter<'p> {
         }
     }
 
-    /// A register holding `v` (a constant is broadcast into a fresh one).
-    fn reg(&mut self, a: &mut CodeAssembler, v: usize) -> Result<usize, VErr> {
+    /// A register holding `v`: its own, or (a constant) a fresh temporary pushed on `temps`.
+    fn reg(&mut self, a: &mut CodeAssembler, v: usize, temps: &mut Vec<usize>) -> Result<usize, VErr> {
         if let Some(Loc::C(c)) = self.loc[v] {
             let r = self.alloc_z()?;
-            a.vbroadcastss(ZMM[r], dword_ptr(self.table[c]))?;
+            if self.wide {
+                a.vbroadcastss(ZMM[r], dword_ptr(self.table[c]))?;
+            } else {
+                a.vmovups(YMM[r], ymmword_ptr(self.table[c]))?;
+            }
+            temps.push(r);
             return Ok(r);
         }
         self.z(v)
     }
 
-    /// Emits the program on the input in `zmm[input]`; returns the register of the result.
+    /// Releases node `i`'s dead operands and the temporaries, then takes the result register.
+    fn result(&mut self, i: usize, n: &Node, temps: &[usize]) -> Result<usize, VErr> {
+        self.release(i, n);
+        for &t in temps {
+            if !self.free_z.contains(&t) {
+                self.free_z.push(t);
+            }
+        }
+        self.alloc_z()
+    }
+
+    /// Emits the program on the input in vector register `input`; returns the result's.
     fn emit(&mut self, a: &mut CodeAssembler, input: usize) -> Result<usize, VErr> {
         let p = self.p;
         for (i, n) in p.nodes.iter().enumerate() {
-            if let Node::Const(_) = n {
-                self.loc[i] = p.const_index[i].map(Loc::C);
-                continue;
-            }
-            if let Node::Input = n {
-                self.loc[i] = Some(Loc::Z(input));
-                continue;
-            }
-            // Operands that are constants but must sit in a register.
             let mut temps = Vec::new();
-            let mut regof = |s: &mut Self, a: &mut CodeAssembler, v: usize| -> Result<usize, VErr> {
-                let was_const = matches!(s.loc[v], Some(Loc::C(_)));
-                let r = s.reg(a, v)?;
-                if was_const {
-                    temps.push(r);
-                }
-                Ok(r)
-            };
-            let is_c = |s: &Self, v: usize| matches!(s.loc[v], Some(Loc::C(_)));
             let loc = match *n {
+                Node::Const(_) => {
+                    self.loc[i] = p.const_index[i].map(Loc::C);
+                    continue;
+                }
+                Node::Input => Loc::Z(input),
                 Node::Bin(op, x, y) => {
                     let commutes = matches!(op, Bin::Add | Bin::Mul | Bin::IAdd | Bin::IAnd | Bin::IOr | Bin::IXor);
-                    let (x, y) = if commutes && is_c(self, x) && !is_c(self, y) { (y, x) } else { (x, y) };
-                    let rx = regof(self, a, x)?;
-                    self.release(i, n);
-                    for &t in &temps {
-                        self.free_z.push(t);
-                    }
-                    let d = self.alloc_z()?;
-                    let (dz, xz) = (ZMM[d], ZMM[rx]);
-                    if let Some(Loc::C(c)) = self.loc[y] {
-                        let m = self.cmem(c);
-                        match op {
-                            Bin::Add => a.vaddps(dz, xz, m)?,
-                            Bin::Sub => a.vsubps(dz, xz, m)?,
-                            Bin::Mul => a.vmulps(dz, xz, m)?,
-                            Bin::Div => a.vdivps(dz, xz, m)?,
-                            Bin::IAdd => a.vpaddd(dz, xz, m)?,
-                            Bin::ISub => a.vpsubd(dz, xz, m)?,
-                            Bin::IAnd => a.vpandd(dz, xz, m)?,
-                            Bin::IOr => a.vpord(dz, xz, m)?,
-                            Bin::IXor => a.vpxord(dz, xz, m)?,
-                        }
-                    } else {
-                        let yz = ZMM[self.z(y)?];
-                        match op {
-                            Bin::Add => a.vaddps(dz, xz, yz)?,
-                            Bin::Sub => a.vsubps(dz, xz, yz)?,
-                            Bin::Mul => a.vmulps(dz, xz, yz)?,
-                            Bin::Div => a.vdivps(dz, xz, yz)?,
-                            Bin::IAdd => a.vpaddd(dz, xz, yz)?,
-                            Bin::ISub => a.vpsubd(dz, xz, yz)?,
-                            Bin::IAnd => a.vpandd(dz, xz, yz)?,
-                            Bin::IOr => a.vpord(dz, xz, yz)?,
-                            Bin::IXor => a.vpxord(dz, xz, yz)?,
-                        }
+                    let (x, y) = if commutes && self.is_c(x) && !self.is_c(y) { (y, x) } else { (x, y) };
+                    let rx = self.reg(a, x, &mut temps)?;
+                    let sy = self.src(y)?;
+                    let d = self.result(i, n, &temps)?;
+                    match op {
+                        Bin::Add => op3!(self, a, vaddps, d, rx, sy),
+                        Bin::Sub => op3!(self, a, vsubps, d, rx, sy),
+                        Bin::Mul => op3!(self, a, vmulps, d, rx, sy),
+                        Bin::Div => op3!(self, a, vdivps, d, rx, sy),
+                        Bin::IAdd => op3!(self, a, vpaddd, d, rx, sy),
+                        Bin::ISub => op3!(self, a, vpsubd, d, rx, sy),
+                        Bin::IAnd => op3!(self, a, vpandd / vpand, d, rx, sy),
+                        Bin::IOr => op3!(self, a, vpord / vpor, d, rx, sy),
+                        Bin::IXor => op3!(self, a, vpxord / vpxor, d, rx, sy),
                     }
                     Loc::Z(d)
                 }
                 Node::Fma(x, y, c) => {
-                    // d = x·y + c: d starts as a copy of x (or y), then `vfmadd213ps d, other, c`
-                    // with c from memory when it is a constant.
-                    let (x, y) = if is_c(self, x) && !is_c(self, y) { (y, x) } else { (x, y) };
-                    let rx = regof(self, a, x)?;
-                    let ry = regof(self, a, y)?;
-                    let rc = if is_c(self, c) { None } else { Some(self.z(c)?) };
-                    // In place when x dies here (or is a temporary) and is not also y or c;
-                    // else into a fresh register, taken before the operands are released (the
-                    // copy must not overwrite y or c).
+                    // d = x·y + c: d is x (in place when x dies here) or a copy of it, then
+                    // `vfmadd213ps d, y, c` with c from memory when it is a constant.
+                    let (x, y) = if self.is_c(x) && !self.is_c(y) { (y, x) } else { (x, y) };
+                    let rx = self.reg(a, x, &mut temps)?;
+                    let ry = self.reg(a, y, &mut temps)?;
+                    let sc = self.src(c)?;
+                    let rc = if let Src::R(r) = sc { Some(r) } else { None };
+                    // The copy is taken before the operands are released: it must not
+                    // overwrite y or c.
                     let x_dies = temps.contains(&rx) || p.last_use[x] == i;
-                    let in_place = x_dies && Some(rx) != rc && rx != ry;
-                    let d = if in_place {
+                    let d = if x_dies && Some(rx) != rc && rx != ry {
                         rx
                     } else {
                         let d = self.alloc_z()?;
-                        a.vmovaps(ZMM[d], ZMM[rx])?;
+                        if self.wide {
+                            a.vmovaps(ZMM[d], ZMM[rx])?;
+                        } else {
+                            a.vmovaps(YMM[d], YMM[rx])?;
+                        }
                         d
                     };
+                    op3!(self, a, vfmadd213ps, d, ry, sc);
                     self.release(i, n);
-                    self.free_z.retain(|&r| r != d);
-                    match (rc, self.loc[c]) {
-                        (Some(rc), _) => a.vfmadd213ps(ZMM[d], ZMM[ry], ZMM[rc])?,
-                        (None, Some(Loc::C(k))) => a.vfmadd213ps(ZMM[d], ZMM[ry], self.cmem(k))?,
-                        _ => return Err(VErr::msg("fma addend")),
-                    }
                     for &t in &temps {
                         if t != d && !self.free_z.contains(&t) {
                             self.free_z.push(t);
                         }
                     }
+                    self.free_z.retain(|&r| r != d);
                     Loc::Z(d)
                 }
                 Node::Shift(op, x, k) => {
-                    let rx = regof(self, a, x)?;
-                    self.release(i, n);
-                    for &t in &temps {
-                        self.free_z.push(t);
-                    }
-                    let d = self.alloc_z()?;
-                    match op {
-                        Shift::Shl => a.vpslld(ZMM[d], ZMM[rx], k)?,
-                        Shift::Sra => a.vpsrad(ZMM[d], ZMM[rx], k)?,
-                        Shift::Srl => a.vpsrld(ZMM[d], ZMM[rx], k)?,
+                    let rx = self.reg(a, x, &mut temps)?;
+                    let d = self.result(i, n, &temps)?;
+                    match (op, self.wide) {
+                        (Shift::Shl, true) => a.vpslld(ZMM[d], ZMM[rx], k)?,
+                        (Shift::Sra, true) => a.vpsrad(ZMM[d], ZMM[rx], k)?,
+                        (Shift::Srl, true) => a.vpsrld(ZMM[d], ZMM[rx], k)?,
+                        (Shift::Shl, false) => a.vpslld(YMM[d], YMM[rx], k)?,
+                        (Shift::Sra, false) => a.vpsrad(YMM[d], YMM[rx], k)?,
+                        (Shift::Srl, false) => a.vpsrld(YMM[d], YMM[rx], k)?,
                     }
                     Loc::Z(d)
                 }
                 Node::Sel(m, x, y) => {
-                    // d = m ? x : y = vblendmps d{k}, y, x.
-                    let Some(Loc::K(k)) = self.loc[m] else { return Err(VErr::msg("select mask")) };
-                    let ry = regof(self, a, y)?;
-                    let rx = if is_c(self, x) { None } else { Some(self.z(x)?) };
-                    self.release(i, n);
-                    for &t in &temps {
-                        self.free_z.push(t);
-                    }
-                    let d = self.alloc_z()?;
-                    let dk = masked(ZMM[d], k);
-                    match (rx, self.loc[x]) {
-                        (Some(rx), _) => a.vpblendmd(dk, ZMM[ry], ZMM[rx])?,
-                        (None, Some(Loc::C(c))) => a.vpblendmd(dk, ZMM[ry], self.cmem(c))?,
-                        _ => return Err(VErr::msg("select operand")),
+                    // d = m ? x : y: `vpblendmd d{k}, y, x` / `vblendvps d, y, x, m`.
+                    let ry = self.reg(a, y, &mut temps)?;
+                    let sx = self.src(x)?;
+                    let mloc = self.loc[m];
+                    let d = self.result(i, n, &temps)?;
+                    match (mloc, sx) {
+                        (Some(Loc::K(k)), Src::R(rx)) => a.vpblendmd(masked(ZMM[d], k), ZMM[ry], ZMM[rx])?,
+                        (Some(Loc::K(k)), Src::C(c)) => {
+                            a.vpblendmd(masked(ZMM[d], k), ZMM[ry], dword_bcst(ptr(self.table[c])))?
+                        }
+                        (Some(Loc::Z(mr)), Src::R(rx)) => a.vblendvps(YMM[d], YMM[ry], YMM[rx], YMM[mr])?,
+                        (Some(Loc::Z(mr)), Src::C(c)) => {
+                            a.vblendvps(YMM[d], YMM[ry], ymmword_ptr(self.table[c]), YMM[mr])?
+                        }
+                        _ => return Err(VErr::msg("select mask")),
                     }
                     Loc::Z(d)
                 }
@@ -526,7 +547,7 @@ impl<'p> Emitter<'p> {
                     let int = matches!(n, Node::ICmp(..));
                     // A constant first operand: swap the operands and the predicate, so the
                     // constant is the memory operand.
-                    let (pred, x, y) = if is_c(self, x) && !is_c(self, y) {
+                    let (pred, x, y) = if self.is_c(x) && !self.is_c(y) {
                         let swapped = match (int, pred) {
                             (false, 0x11) => 0x1e, // LT_OQ -> GT_OQ
                             (false, 0x12) => 0x1d, // LE_OQ -> GE_OQ
@@ -537,37 +558,71 @@ impl<'p> Emitter<'p> {
                     } else {
                         (pred, x, y)
                     };
-                    let rx = regof(self, a, x)?;
-                    let yc = if is_c(self, y) { None } else { Some(self.z(y)?) };
-                    self.release(i, n);
-                    for &t in &temps {
-                        self.free_z.push(t);
+                    if self.wide {
+                        let rx = self.reg(a, x, &mut temps)?;
+                        let sy = self.src(y)?;
+                        self.release(i, n);
+                        for &t in &temps {
+                            self.free_z.push(t);
+                        }
+                        let k = self.free_k.pop().ok_or_else(|| VErr::msg("out of mask registers"))?;
+                        let (kr, xz) = (k_reg(k), ZMM[rx]);
+                        match (sy, int) {
+                            (Src::R(ry), false) => a.vcmpps(kr, xz, ZMM[ry], pred)?,
+                            (Src::R(ry), true) => a.vpcmpd(kr, xz, ZMM[ry], pred)?,
+                            (Src::C(c), false) => a.vcmpps(kr, xz, dword_bcst(ptr(self.table[c])), pred)?,
+                            (Src::C(c), true) => a.vpcmpd(kr, xz, dword_bcst(ptr(self.table[c])), pred)?,
+                        }
+                        Loc::K(k)
+                    } else if !int {
+                        let rx = self.reg(a, x, &mut temps)?;
+                        let sy = self.src(y)?;
+                        let d = self.result(i, n, &temps)?;
+                        match sy {
+                            Src::R(ry) => a.vcmpps(YMM[d], YMM[rx], YMM[ry], pred)?,
+                            Src::C(c) => a.vcmpps(YMM[d], YMM[rx], ymmword_ptr(self.table[c]), pred)?,
+                        }
+                        Loc::Z(d)
+                    } else {
+                        // AVX2 has only "equal" and "greater than": x < y is y > x.
+                        let (first, second) = if pred == 1 { (y, x) } else { (x, y) };
+                        let rf = self.reg(a, first, &mut temps)?;
+                        let s2 = self.src(second)?;
+                        let d = self.result(i, n, &temps)?;
+                        match (pred, s2) {
+                            (0, Src::R(r)) => a.vpcmpeqd(YMM[d], YMM[rf], YMM[r])?,
+                            (0, Src::C(c)) => a.vpcmpeqd(YMM[d], YMM[rf], ymmword_ptr(self.table[c]))?,
+                            (_, Src::R(r)) => a.vpcmpgtd(YMM[d], YMM[rf], YMM[r])?,
+                            (_, Src::C(c)) => a.vpcmpgtd(YMM[d], YMM[rf], ymmword_ptr(self.table[c]))?,
+                        }
+                        Loc::Z(d)
                     }
-                    let k = self.free_k.pop().ok_or_else(|| VErr::msg("out of mask registers"))?;
-                    let (kr, xz) = (k_reg(k), ZMM[rx]);
-                    match (yc, self.loc[y], int) {
-                        (Some(ry), _, false) => a.vcmpps(kr, xz, ZMM[ry], pred)?,
-                        (Some(ry), _, true) => a.vpcmpd(kr, xz, ZMM[ry], pred)?,
-                        (None, Some(Loc::C(c)), false) => a.vcmpps(kr, xz, self.cmem(c), pred)?,
-                        (None, Some(Loc::C(c)), true) => a.vpcmpd(kr, xz, self.cmem(c), pred)?,
-                        _ => return Err(VErr::msg("compare operand")),
-                    }
-                    Loc::K(k)
                 }
                 Node::MaskAnd(x, y) | Node::MaskOr(x, y) => {
-                    let (Some(Loc::K(kx)), Some(Loc::K(ky))) = (self.loc[x], self.loc[y]) else {
-                        return Err(VErr::msg("mask operands"));
-                    };
-                    self.release(i, n);
-                    let k = self.free_k.pop().ok_or_else(|| VErr::msg("out of mask registers"))?;
-                    if matches!(n, Node::MaskAnd(..)) {
-                        a.kandw(k_reg(k), k_reg(kx), k_reg(ky))?;
-                    } else {
-                        a.korw(k_reg(k), k_reg(kx), k_reg(ky))?;
+                    let and = matches!(n, Node::MaskAnd(..));
+                    match (self.loc[x], self.loc[y]) {
+                        (Some(Loc::K(kx)), Some(Loc::K(ky))) => {
+                            self.release(i, n);
+                            let k = self.free_k.pop().ok_or_else(|| VErr::msg("out of mask registers"))?;
+                            if and {
+                                a.kandw(k_reg(k), k_reg(kx), k_reg(ky))?;
+                            } else {
+                                a.korw(k_reg(k), k_reg(kx), k_reg(ky))?;
+                            }
+                            Loc::K(k)
+                        }
+                        (Some(Loc::Z(rx)), Some(Loc::Z(ry))) => {
+                            let d = self.result(i, n, &temps)?;
+                            if and {
+                                a.vpand(YMM[d], YMM[rx], YMM[ry])?;
+                            } else {
+                                a.vpor(YMM[d], YMM[rx], YMM[ry])?;
+                            }
+                            Loc::Z(d)
+                        }
+                        _ => return Err(VErr::msg("mask operands")),
                     }
-                    Loc::K(k)
                 }
-                Node::Input | Node::Const(_) => unreachable!("handled above"),
             };
             self.loc[i] = Some(loc);
         }
@@ -616,45 +671,45 @@ fn k_reg(k: usize) -> AsmRegisterK {
 
 /// The code of `act` (see the module docs).
 pub fn act(act: &Act) -> Result<Vec<u8>, VErr> {
+    let wide = act.kernel == Microkernel::Avx512;
+    let lanes = act.kernel.lanes();
     let p = Program::record(act.f);
     let mut a = CodeAssembler::new(64)?;
     let table: Vec<CodeLabel> = p.consts.iter().map(|_| a.create_label()).collect();
-    let nv = act.cols.div_ceil(16);
-    let last = act.cols - (nv - 1) * 16;
-    if last < 16 {
-        a.mov(eax, (1u32 << last) - 1)?;
-        a.kmovw(k1, eax)?;
+    let mut edge = a.create_label();
+    let nv = act.cols.div_ceil(lanes);
+    let last = act.cols - (nv - 1) * lanes;
+    let bytes = (lanes * 4) as i32;
+    // The edge mask: k1 (AVX-512) or ymm15 (AVX2). Bias lanes go through zmm31 / ymm14.
+    if last < lanes {
+        if wide {
+            a.mov(eax, (1u32 << last) - 1)?;
+            a.kmovw(k1, eax)?;
+        } else {
+            a.vmovups(YMM[15], ymmword_ptr(edge))?;
+        }
     }
+    let (regs, bias_reg) = if wide { (1..31, 31) } else { (1..14, 14) };
     let mut top = a.create_label();
     let mut done = a.create_label();
     a.test(rdx, rdx)?;
     a.jle(done)?;
     a.set_label(&mut top)?;
     for v in 0..nv {
-        let m = rdi + (64 * v) as i32;
-        let partial = v + 1 == nv && last < 16;
-        // zmm0 is the input; the program allocates from zmm1 up.
-        if partial {
-            a.vmovups(ZMM[0].k1().z(), zmmword_ptr(m))?;
-        } else {
-            a.vmovups(ZMM[0], zmmword_ptr(m))?;
-        }
+        let m = rdi + v as i32 * bytes;
+        let bm = rcx + v as i32 * bytes;
+        let partial = v + 1 == nv && last < lanes;
+        load(&mut a, wide, partial, 0, m)?;
         if act.bias {
-            let bm = rcx + (64 * v) as i32;
-            if partial {
-                a.vmovups(ZMM[31].k1().z(), zmmword_ptr(bm))?;
+            load(&mut a, wide, partial, bias_reg, bm)?;
+            if wide {
+                a.vaddps(ZMM[0], ZMM[0], ZMM[bias_reg])?;
             } else {
-                a.vmovups(ZMM[31], zmmword_ptr(bm))?;
+                a.vaddps(YMM[0], YMM[0], YMM[bias_reg])?;
             }
-            a.vaddps(ZMM[0], ZMM[0], ZMM[31])?;
         }
-        let mut e = Emitter::new(&p, 1..31, &table);
-        let y = e.emit(&mut a, 0)?;
-        if partial {
-            a.vmovups(zmmword_ptr(m).k1(), ZMM[y])?;
-        } else {
-            a.vmovups(zmmword_ptr(m), ZMM[y])?;
-        }
+        let y = Emitter::new(&p, wide, regs.clone(), &table).emit(&mut a, 0)?;
+        store(&mut a, wide, partial, y, m)?;
     }
     a.add(rdi, rsi)?;
     a.dec(rdx)?;
@@ -662,50 +717,121 @@ pub fn act(act: &Act) -> Result<Vec<u8>, VErr> {
     a.set_label(&mut done)?;
     a.vzeroupper()?;
     a.ret()?;
-    finish(a, &p, table)
+    if !wide && last < lanes {
+        a.set_label(&mut edge)?;
+        let m: Vec<u32> = (0..8).map(|l| if l < last { u32::MAX } else { 0 }).collect();
+        a.dd(&m)?;
+    }
+    finish(a, &p, table, wide)
+}
+
+/// Loads vector register `r` from `m` (masked by k1 / ymm15 when `partial`; masked-off lanes
+/// are 0 and never read).
+fn load(a: &mut CodeAssembler, wide: bool, partial: bool, r: usize, m: AsmMemoryOperand) -> Result<(), VErr> {
+    match (wide, partial) {
+        (true, false) => a.vmovups(ZMM[r], zmmword_ptr(m))?,
+        (true, true) => a.vmovups(ZMM[r].k1().z(), zmmword_ptr(m))?,
+        (false, false) => a.vmovups(YMM[r], ymmword_ptr(m))?,
+        (false, true) => a.vmaskmovps(YMM[r], YMM[15], ymmword_ptr(m))?,
+    }
+    Ok(())
+}
+
+/// Stores vector register `r` to `m` (masked like [`load`]).
+fn store(a: &mut CodeAssembler, wide: bool, partial: bool, r: usize, m: AsmMemoryOperand) -> Result<(), VErr> {
+    match (wide, partial) {
+        (true, false) => a.vmovups(zmmword_ptr(m), ZMM[r])?,
+        (true, true) => a.vmovups(zmmword_ptr(m).k1(), ZMM[r])?,
+        (false, false) => a.vmovups(ymmword_ptr(m), YMM[r])?,
+        (false, true) => a.vmaskmovps(ymmword_ptr(m), YMM[15], YMM[r])?,
+    }
+    Ok(())
 }
 
 /// The code of [`ExpSum`] (see the module docs).
-pub fn exp_sum() -> Result<Vec<u8>, VErr> {
+pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
+    let wide = e.kernel == Microkernel::Avx512;
+    let lanes = e.kernel.lanes() as i32;
     let p = Program::record(VFn::Exp);
     let mut a = CodeAssembler::new(64)?;
     let table: Vec<CodeLabel> = p.consts.iter().map(|_| a.create_label()).collect();
-    // zmm31: the maximum; zmm30: the running sum; zmm0: x - max.
-    a.vbroadcastss(ZMM[31], dword_ptr(rdx))?;
-    a.vpxord(ZMM[30], ZMM[30], ZMM[30])?;
+    let mut masks = a.create_label();
+    // Register 13 (AVX2) / 31: the maximum; 12 / 30: the running sum; 0: x - max; 15 (AVX2):
+    // the tail mask.
+    let (mx, sum, regs) = if wide { (31, 30, 1..30) } else { (13, 12, 1..12) };
+    if wide {
+        a.vbroadcastss(ZMM[mx], dword_ptr(rdx))?;
+        a.vpxord(ZMM[sum], ZMM[sum], ZMM[sum])?;
+    } else {
+        a.vbroadcastss(YMM[mx], dword_ptr(rdx))?;
+        a.vxorps(YMM[sum], YMM[sum], YMM[sum])?;
+    }
     let mut full = a.create_label();
     let mut tail = a.create_label();
     let mut done = a.create_label();
-    a.cmp(rsi, 16)?;
+    a.cmp(rsi, lanes)?;
     a.jl(tail)?;
     a.set_label(&mut full)?;
-    a.vmovups(ZMM[0], zmmword_ptr(rdi))?;
-    a.vsubps(ZMM[0], ZMM[0], ZMM[31])?;
-    let y = Emitter::new(&p, 1..30, &table).emit(&mut a, 0)?;
-    a.vmovups(zmmword_ptr(rdi), ZMM[y])?;
-    a.vaddps(ZMM[30], ZMM[30], ZMM[y])?;
-    a.add(rdi, 64)?;
-    a.sub(rsi, 16)?;
-    a.cmp(rsi, 16)?;
+    load(&mut a, wide, false, 0, rdi + 0)?;
+    let y = {
+        if wide {
+            a.vsubps(ZMM[0], ZMM[0], ZMM[mx])?;
+        } else {
+            a.vsubps(YMM[0], YMM[0], YMM[mx])?;
+        }
+        Emitter::new(&p, wide, regs.clone(), &table).emit(&mut a, 0)?
+    };
+    store(&mut a, wide, false, y, rdi + 0)?;
+    if wide {
+        a.vaddps(ZMM[sum], ZMM[sum], ZMM[y])?;
+    } else {
+        a.vaddps(YMM[sum], YMM[sum], YMM[y])?;
+    }
+    a.add(rdi, 4 * lanes)?;
+    a.sub(rsi, lanes)?;
+    a.cmp(rsi, lanes)?;
     a.jge(full)?;
     a.set_label(&mut tail)?;
     a.test(rsi, rsi)?;
     a.jle(done)?;
-    // The last n < 16 lanes: mask = (1 << n) - 1.
-    a.mov(eax, 1)?;
-    a.shlx(eax, eax, esi)?;
-    a.dec(eax)?;
-    a.kmovw(k1, eax)?;
-    a.vmovups(ZMM[0].k1().z(), zmmword_ptr(rdi))?;
-    a.vsubps(ZMM[0], ZMM[0], ZMM[31])?;
-    let y = Emitter::new(&p, 1..30, &table).emit(&mut a, 0)?;
-    a.vmovups(zmmword_ptr(rdi).k1(), ZMM[y])?;
-    a.vaddps(ZMM[30].k1(), ZMM[30], ZMM[y])?;
+    // The last n < lanes lanes.
+    if wide {
+        a.mov(eax, 1)?;
+        a.shlx(eax, eax, esi)?;
+        a.dec(eax)?;
+        a.kmovw(k1, eax)?;
+    } else {
+        // Mask: 8 dwords from `masks + 4·(8 - n)` of [-1 × 8, 0 × 8].
+        a.lea(rax, ptr(masks))?;
+        a.mov(r8, 8i64)?;
+        a.sub(r8, rsi)?;
+        a.vmovups(YMM[15], ymmword_ptr(rax + r8 * 4))?;
+    }
+    load(&mut a, wide, true, 0, rdi + 0)?;
+    let y = {
+        if wide {
+            a.vsubps(ZMM[0], ZMM[0], ZMM[mx])?;
+        } else {
+            a.vsubps(YMM[0], YMM[0], YMM[mx])?;
+        }
+        Emitter::new(&p, wide, regs, &table).emit(&mut a, 0)?
+    };
+    store(&mut a, wide, true, y, rdi + 0)?;
+    if wide {
+        a.vaddps(ZMM[sum].k1(), ZMM[sum], ZMM[y])?;
+    } else {
+        a.vandps(YMM[y], YMM[y], YMM[15])?;
+        a.vaddps(YMM[sum], YMM[sum], YMM[y])?;
+    }
     a.set_label(&mut done)?;
-    // Horizontal sum of zmm30 into xmm0, stored at *sum.
-    a.vmovaps(ZMM[0], ZMM[30])?;
-    a.vextractf64x4(ymm1, ZMM[0], 1)?;
-    a.vaddps(ymm0, ymm0, ymm1)?;
+    // Horizontal sum into xmm0, stored at *sum.
+    if wide {
+        a.vmovaps(ZMM[0], ZMM[sum])?;
+        a.vextractf64x4(ymm1, ZMM[0], 1)?;
+        a.vaddps(ymm0, ymm0, ymm1)?;
+    } else {
+        a.vmovaps(ymm0, YMM[sum])?;
+    }
     a.vextractf128(xmm1, ymm0, 1)?;
     a.vaddps(xmm0, xmm0, xmm1)?;
     a.vmovhlps(xmm1, xmm1, xmm0)?;
@@ -715,14 +841,24 @@ pub fn exp_sum() -> Result<Vec<u8>, VErr> {
     a.vmovss(dword_ptr(rcx), xmm0)?;
     a.vzeroupper()?;
     a.ret()?;
-    finish(a, &p, table)
+    if !wide {
+        a.set_label(&mut masks)?;
+        let m: Vec<u32> = (0..16).map(|l| if l < 8 { u32::MAX } else { 0 }).collect();
+        a.dd(&m)?;
+    }
+    finish(a, &p, table, wide)
 }
 
-/// Appends the constant table of `p` (one label per constant) and assembles.
-fn finish(mut a: CodeAssembler, p: &Program, mut table: Vec<CodeLabel>) -> Result<Vec<u8>, VErr> {
+/// Appends the constant table of `p` (one label per constant; AVX2 entries hold 8 copies)
+/// and assembles.
+fn finish(mut a: CodeAssembler, p: &Program, mut table: Vec<CodeLabel>, wide: bool) -> Result<Vec<u8>, VErr> {
     for (label, &c) in table.iter_mut().zip(&p.consts) {
         a.set_label(label)?;
-        a.dd(&[c])?;
+        if wide {
+            a.dd(&[c])?;
+        } else {
+            a.dd(&[c; 8])?;
+        }
     }
     Ok(a.assemble(0)?)
 }
@@ -738,13 +874,18 @@ mod tests {
         for f in ALL {
             for cols in [1, 5, 16, 17, 32, 37, 64] {
                 for bias in [false, true] {
-                    let code = act(&Act { f, cols, bias }).unwrap_or_else(|e| panic!("{f:?} {cols}: {e}"));
-                    // One evaluation per vector of a row, each tens of instructions.
-                    assert!(code.len() > 100 * cols.div_ceil(16), "{f:?} {cols}: {} bytes", code.len());
+                    for kernel in [Microkernel::Avx2, Microkernel::Avx512] {
+                        let code = act(&Act { kernel, f, cols, bias })
+                            .unwrap_or_else(|e| panic!("{kernel} {f:?} {cols}: {e}"));
+                        // One evaluation per vector of a row, each tens of instructions.
+                        assert!(code.len() > 100 * cols.div_ceil(16), "{f:?} {cols}: {} bytes", code.len());
+                    }
                 }
             }
         }
-        assert!(exp_sum().is_ok());
+        for kernel in [Microkernel::Avx2, Microkernel::Avx512] {
+            assert!(exp_sum(&ExpSum { kernel }).is_ok(), "{kernel}");
+        }
     }
 
     #[test]

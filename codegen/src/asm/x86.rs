@@ -19,7 +19,8 @@ use slmtvm_targets::Microkernel;
 /// Steps of K per iteration of the main loop.
 const UNROLL: usize = 4;
 
-const YMM: [AsmRegisterYmm; 16] =
+/// `ymm0..ymm15` by number.
+pub(crate) const YMM: [AsmRegisterYmm; 16] =
     [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15];
 /// `zmm0..zmm31` by number.
 pub(crate) const ZMM: [AsmRegisterZmm; 32] = [

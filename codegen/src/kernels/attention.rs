@@ -317,10 +317,10 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
     let sa = kb.addr(sums, r, 4);
     kb.store(mx, sa, 0);
     let mx = kb.load(types::F32, sa, 0);
-    // Pass 2: p = exp(s - max), summed (on AVX-512, one assembled pass).
-    if kb.caps.schedule.kernel == Microkernel::Avx512 {
+    // Pass 2: p = exp(s - max), summed (with an assembled microkernel, one assembled pass).
+    if kb.caps.schedule.kernel != Microkernel::Cranelift {
         let z = kb.iconst(0);
-        kb.call_asm(AsmFn::ExpSum(ExpSum), &[srow, lim, sa, sa, z, z]);
+        kb.call_asm(AsmFn::ExpSum(ExpSum { kernel: kb.caps.schedule.kernel }), &[srow, lim, sa, sa, z, z]);
         if pl.causal {
             zero_past(kb, srow, lim, pl.t_rt);
         }

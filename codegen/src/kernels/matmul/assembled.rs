@@ -70,17 +70,17 @@ pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
 
 /// The epilogue over a finished tile of `rows` × `cols`: each raw sum loaded back, finished by
 /// [`store`] (alpha, beta·C, bias), then Dense's activation — or, for a Dense activation the
-/// AVX-512 vector math has ([`VFn`]), one assembled pass adding the bias and activating.
+/// assembled vector math has ([`VFn`]), one assembled pass adding the bias and activating.
 fn epilogue(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, rows: usize, cols: usize) {
     if let Epilogue::Dense { act: Some(act), .. } = &p.epi
-        && kb.caps.schedule.kernel == Microkernel::Avx512
+        && kb.caps.schedule.kernel != Microkernel::Cranelift
         && let Some(f) = VFn::of(act)
         && o.c.is_none_or(|c| c.rs == 0 && c.cs == 1)
     {
         let y = o.out.offset(kb, Some(t.i0), Some(t.j0));
         let bias = o.c.map(|c| c.offset(kb, None, Some(t.j0)));
         let (ld, n, zero) = (kb.iconst(o.out.rs * 4), kb.iconst(rows as i64), kb.iconst(0));
-        let act = Act { f, cols, bias: bias.is_some() };
+        let act = Act { kernel: kb.caps.schedule.kernel, f, cols, bias: bias.is_some() };
         kb.call_asm(AsmFn::Act(act), &[y, ld, n, bias.unwrap_or(zero), zero, zero]);
         return;
     }
