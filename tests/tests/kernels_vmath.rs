@@ -1,5 +1,5 @@
 //! The assembled vector math (`codegen::asm::vmath`: Dense's activation epilogue with the bias
-//! folded in, on AVX2 `ymm` and AVX-512 `zmm`) computes the same IEEE operation sequence as the
+//! folded in and FusedMlp's gate, on AVX2 `ymm` and AVX-512 `zmm`) computes the same IEEE operation sequence as the
 //! Cranelift kernels, so an x86_64-v4 build (AVX-512 products and activations), an x86_64-v3
 //! build (AVX2) and an x86_64-v3 build on the Cranelift schedule `4x8` (`F32X4` products — the
 //! same FMA order per element — and activations) must be equal bit for bit, on inputs wide
@@ -8,7 +8,7 @@
 //! also match the interpreter.
 
 use slmtvm_ir::Tensor;
-use slmtvm_ir::ops::{Dense, UnaryOp};
+use slmtvm_ir::ops::{Dense, FusedMlp, UnaryOp};
 use slmtvm_targets::Target;
 use slmtvm_tests::compare;
 use slmtvm_tests::cross::{Build, Job, run_batch_with};
@@ -52,6 +52,15 @@ fn assembled_activations_equal_the_cranelift_bits() {
             let bias = ((i + j) % 2 == 0).then(|| b.cst(rng.tensor(&[n], 3.0)));
             b.node(slmtvm_ir::Op::Dense(Dense { activation: Some(act.clone()) }), vec![Some(x), Some(w), bias], 1);
         }
+    }
+    // FusedMlp's gate, act(x·W_gate)·(x·W_up), over one chunk of F (several chunks sum the
+    // down product in a different order on the two paths): F = 100 with a 4-lane tail.
+    for act in [UnaryOp::Silu, UnaryOp::Gelu { tanh_approx: false }] {
+        let x = b.input(vec![rng.tensor(&[5, 12], 2.0)]);
+        let wg = b.cst(rng.tensor(&[12, 100], 1.0));
+        let wu = b.cst(rng.tensor(&[12, 100], 1.0));
+        let wd = b.cst(rng.tensor(&[100, 7], 0.5));
+        b.node(slmtvm_ir::Op::FusedMlp(FusedMlp { activation: act }), vec![Some(x), Some(wg), Some(wu), Some(wd)], 1);
     }
     b.g.infer().unwrap();
     let want = slmtvm_ir::interp::run(&b.g, &b.sets[0]).unwrap();

@@ -77,6 +77,8 @@ pub enum AsmFn {
     Act(vmath::Act),
     /// Softmax's exponentials and sum over a row ([`vmath::ExpSum`]).
     ExpSum(vmath::ExpSum),
+    /// A function over a run of floats ([`vmath::Map`]).
+    Map(vmath::Map),
 }
 
 impl AsmFn {
@@ -88,6 +90,7 @@ impl AsmFn {
                 format!("{prefix}_act_{}_{}_{}{}", a.kernel, a.f.name(), a.cols, if a.bias { "_bias" } else { "" })
             }
             AsmFn::ExpSum(e) => format!("{prefix}_expsum_{}", e.kernel),
+            AsmFn::Map(m) => format!("{prefix}_map_{}_{}{}", m.kernel, m.f.name(), if m.gate { "_gate" } else { "" }),
         }
     }
 
@@ -97,6 +100,7 @@ impl AsmFn {
             AsmFn::Ukr(u) => return u.assemble(),
             AsmFn::Act(a) => vmath::act(a),
             AsmFn::ExpSum(e) => vmath::exp_sum(e),
+            AsmFn::Map(m) => vmath::map(m),
         };
         code.map_err(|e| crate::Error::Graph(format!("assembling {}: {e}", self.symbol("f"))))
     }

@@ -14,6 +14,8 @@
 //!   `f(y + bias)` in place (bias: `cols` floats, or none): Dense's epilogue over a tile.
 //! - [`ExpSum`] `exp_sum(float *x, int64_t n, const float *max, float *sum, _, _)`: `x[j] =
 //!   e^(x[j] - *max)` for `j < n` and `*sum = Σ x[j]` (softmax's second pass).
+//! - [`Map`] `map(float *x, int64_t n, const float *u, _, _, _)`: `x[j] = f(x[j])` (or, gated,
+//!   `f(x[j])·u[j]`) for `j < n`: elementwise kernels and FusedMlp's gate.
 
 use super::x86::{YMM, ZMM};
 use crate::kernels::math::{self, Ops};
@@ -116,6 +118,18 @@ pub struct Act {
     pub cols: usize,
     /// Add a bias row first.
     pub bias: bool,
+}
+
+/// `f` over a contiguous run of floats of run-time length, optionally times a second run
+/// (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Map {
+    /// The instruction set ([`Microkernel::Avx2`] or [`Microkernel::Avx512`]).
+    pub kernel: Microkernel,
+    /// The function.
+    pub f: VFn,
+    /// Multiply by the second run (FusedMlp's `act(gate)·up`).
+    pub gate: bool,
 }
 
 /// Softmax's exponentials and their sum over one row (see the module docs).
@@ -748,6 +762,80 @@ fn store(a: &mut CodeAssembler, wide: bool, partial: bool, r: usize, m: AsmMemor
     Ok(())
 }
 
+/// The code of [`Map`] (see the module docs).
+pub fn map(m: &Map) -> Result<Vec<u8>, VErr> {
+    let wide = m.kernel == Microkernel::Avx512;
+    let lanes = m.kernel.lanes() as i32;
+    let p = Program::record(m.f);
+    let mut a = CodeAssembler::new(64)?;
+    let table: Vec<CodeLabel> = p.consts.iter().map(|_| a.create_label()).collect();
+    let mut masks = a.create_label();
+    // Register 31 / 14: the gate's u; 15 (AVX2): the tail mask.
+    let (ureg, regs) = if wide { (31, 1..31) } else { (14, 1..14) };
+    let one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
+        load(a, wide, partial, 0, rdi + 0)?;
+        let y = Emitter::new(&p, wide, regs.clone(), &table).emit(a, 0)?;
+        if m.gate {
+            load(a, wide, partial, ureg, rdx + 0)?;
+            if wide {
+                a.vmulps(ZMM[y], ZMM[y], ZMM[ureg])?;
+            } else {
+                a.vmulps(YMM[y], YMM[y], YMM[ureg])?;
+            }
+        }
+        store(a, wide, partial, y, rdi + 0)
+    };
+    let mut full = a.create_label();
+    let mut tail = a.create_label();
+    let mut done = a.create_label();
+    a.cmp(rsi, lanes)?;
+    a.jl(tail)?;
+    a.set_label(&mut full)?;
+    one(&mut a, false)?;
+    a.add(rdi, 4 * lanes)?;
+    a.add(rdx, 4 * lanes)?;
+    a.sub(rsi, lanes)?;
+    a.cmp(rsi, lanes)?;
+    a.jge(full)?;
+    a.set_label(&mut tail)?;
+    a.test(rsi, rsi)?;
+    a.jle(done)?;
+    tail_mask(&mut a, wide, masks)?;
+    one(&mut a, true)?;
+    a.set_label(&mut done)?;
+    a.vzeroupper()?;
+    a.ret()?;
+    if !wide {
+        mask_table(&mut a, &mut masks)?;
+    }
+    finish(a, &p, table, wide)
+}
+
+/// Sets the mask of the last `rsi < lanes` lanes: k1 (AVX-512) or ymm15 (AVX2, 8 dwords of
+/// `masks` from `4·(8 - n)`; clobbers rax and r8).
+fn tail_mask(a: &mut CodeAssembler, wide: bool, masks: CodeLabel) -> Result<(), VErr> {
+    if wide {
+        a.mov(eax, 1)?;
+        a.shlx(eax, eax, esi)?;
+        a.dec(eax)?;
+        a.kmovw(k1, eax)?;
+    } else {
+        a.lea(rax, ptr(masks))?;
+        a.mov(r8, 8i64)?;
+        a.sub(r8, rsi)?;
+        a.vmovups(YMM[15], ymmword_ptr(rax + r8 * 4))?;
+    }
+    Ok(())
+}
+
+/// The AVX2 tail masks' table: 8 dwords of all ones, 8 of zeros.
+fn mask_table(a: &mut CodeAssembler, masks: &mut CodeLabel) -> Result<(), VErr> {
+    a.set_label(masks)?;
+    let m: Vec<u32> = (0..16).map(|l| if l < 8 { u32::MAX } else { 0 }).collect();
+    a.dd(&m)?;
+    Ok(())
+}
+
 /// The code of [`ExpSum`] (see the module docs).
 pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
     let wide = e.kernel == Microkernel::Avx512;
@@ -795,18 +883,7 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
     a.test(rsi, rsi)?;
     a.jle(done)?;
     // The last n < lanes lanes.
-    if wide {
-        a.mov(eax, 1)?;
-        a.shlx(eax, eax, esi)?;
-        a.dec(eax)?;
-        a.kmovw(k1, eax)?;
-    } else {
-        // Mask: 8 dwords from `masks + 4·(8 - n)` of [-1 × 8, 0 × 8].
-        a.lea(rax, ptr(masks))?;
-        a.mov(r8, 8i64)?;
-        a.sub(r8, rsi)?;
-        a.vmovups(YMM[15], ymmword_ptr(rax + r8 * 4))?;
-    }
+    tail_mask(&mut a, wide, masks)?;
     load(&mut a, wide, true, 0, rdi + 0)?;
     let y = {
         if wide {
@@ -842,9 +919,7 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
     a.vzeroupper()?;
     a.ret()?;
     if !wide {
-        a.set_label(&mut masks)?;
-        let m: Vec<u32> = (0..16).map(|l| if l < 8 { u32::MAX } else { 0 }).collect();
-        a.dd(&m)?;
+        mask_table(&mut a, &mut masks)?;
     }
     finish(a, &p, table, wide)
 }
@@ -885,6 +960,11 @@ mod tests {
         }
         for kernel in [Microkernel::Avx2, Microkernel::Avx512] {
             assert!(exp_sum(&ExpSum { kernel }).is_ok(), "{kernel}");
+            for f in ALL {
+                for gate in [false, true] {
+                    map(&Map { kernel, f, gate }).unwrap_or_else(|e| panic!("{kernel} {f:?} map: {e}"));
+                }
+            }
         }
     }
 

@@ -19,11 +19,14 @@
 use super::NodeCtx;
 use super::matmul::{F32Mat, f32_dense, f32_product, row_blocks};
 use crate::Result;
+use crate::asm::AsmFn;
+use crate::asm::vmath::{Map, VFn};
 use crate::emit::Kb;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};
 use slmtvm_ir::ops::UnaryOp;
 use slmtvm_ir::{DType, Dim, Op};
+use slmtvm_targets::Microkernel;
 
 /// Rows of x per FusedMlp block.
 pub const MLP_ROWS: usize = 16;
@@ -166,8 +169,15 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
     Ok(())
 }
 
-/// `g[i] = act(g[i])·u[i]` for `i < n` (f32; 4 lanes at a time when `vector`, then scalars).
+/// `g[i] = act(g[i])·u[i]` for `i < n` (f32; 4 lanes at a time when `vector`, then scalars;
+/// with an assembled microkernel and an activation the vector math has, one assembled pass).
 fn gate(kb: &mut Kb, act: &UnaryOp, g: Value, u: Value, n: usize, vector: bool) {
+    let kernel = kb.caps.schedule.kernel;
+    if let (true, Some(f)) = (kernel != Microkernel::Cranelift, VFn::of(act)) {
+        let (len, zero) = (kb.iconst(n as i64), kb.iconst(0));
+        kb.call_asm(AsmFn::Map(Map { kernel, f, gate: true }), &[g, len, u, zero, zero, zero]);
+        return;
+    }
     let (zero, end) = (kb.iconst(0), kb.iconst(n as i64));
     kb.for_lanes(zero, end, vector, &mut |kb, i, lanes| {
         let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
