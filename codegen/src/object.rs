@@ -61,7 +61,8 @@ pub struct KernelInfo {
     pub code_bytes: usize,
     /// The node's operations (at the symbols' bounds), as the IR counts them.
     pub flops: u64,
-    /// f32 lanes of the vectors it may use (4, or 1 on a target without vectors).
+    /// f32 lanes of the vectors it may use (4, or 1 on a target without vectors; 8 or 16 when
+    /// it calls assembled AVX2 / AVX-512 code).
     pub lanes: usize,
 }
 
@@ -109,6 +110,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
         let mut sig = m.make_signature();
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nargs));
         let symbol = format!("{name}_k{i}");
+        let mut kb_ukrs = Vec::new();
         let (f, bytes) = fb.define(&mut m, &symbol, Linkage::Local, sig, |mut b, m| {
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
@@ -121,6 +123,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
                 let f = ukrs.declare(m, name, u.f)?;
                 kb.b.func.params.reset_user_func_name(u.name, UserExternalName { namespace: 0, index: f.as_u32() });
             }
+            kb_ukrs = kb.ukrs.clone();
             Ok(kb.b)
         })?;
         code_bytes += bytes;
@@ -131,7 +134,13 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             op: node.op.kind_name().to_string(),
             code_bytes: bytes,
             flops: g.node_flops(node),
-            lanes: if caps.vector { 4 } else { 1 },
+            lanes: if !kb_ukrs.is_empty() {
+                caps.schedule.kernel.lanes()
+            } else if caps.vector {
+                4
+            } else {
+                1
+            },
         });
     }
     code_bytes += ukrs.define(&mut m)?;
