@@ -14,8 +14,9 @@
 //!   `f(y + bias)` in place (bias: `cols` floats, or none): Dense's epilogue over a tile.
 //! - [`ExpSum`] `exp_sum(float *x, int64_t n, const float *max, float *sum, _, _)`: `x[j] =
 //!   e^(x[j] - *max)` for `j < n` and `*sum = Σ x[j]` (softmax's second pass).
-//! - [`Map`] `map(float *x, int64_t n, const float *u, _, _, _)`: `x[j] = f(x[j])` (or, gated,
-//!   `f(x[j])·u[j]`) for `j < n`: elementwise kernels and FusedMlp's gate.
+//! - [`Map`] `map(const float *x, int64_t n, const float *u, float *y, _, _)`: `y[j] = f(x[j])`
+//!   (or, gated, `f(x[j])·u[j]`) for `j < n` (`y` may be `x`): elementwise kernels and
+//!   FusedMlp's gate.
 
 use super::x86::{YMM, ZMM};
 use crate::kernels::math::{self, Ops};
@@ -783,7 +784,7 @@ pub fn map(m: &Map) -> Result<Vec<u8>, VErr> {
                 a.vmulps(YMM[y], YMM[y], YMM[ureg])?;
             }
         }
-        store(a, wide, partial, y, rdi + 0)
+        store(a, wide, partial, y, rcx + 0)
     };
     let mut full = a.create_label();
     let mut tail = a.create_label();
@@ -794,6 +795,7 @@ pub fn map(m: &Map) -> Result<Vec<u8>, VErr> {
     one(&mut a, false)?;
     a.add(rdi, 4 * lanes)?;
     a.add(rdx, 4 * lanes)?;
+    a.add(rcx, 4 * lanes)?;
     a.sub(rsi, lanes)?;
     a.cmp(rsi, lanes)?;
     a.jge(full)?;

@@ -175,7 +175,7 @@ fn gate(kb: &mut Kb, act: &UnaryOp, g: Value, u: Value, n: usize, vector: bool) 
     let kernel = kb.caps.schedule.kernel;
     if let (true, Some(f)) = (kernel != Microkernel::Cranelift, VFn::of(act)) {
         let (len, zero) = (kb.iconst(n as i64), kb.iconst(0));
-        kb.call_asm(AsmFn::Map(Map { kernel, f, gate: true }), &[g, len, u, zero, zero, zero]);
+        kb.call_asm(AsmFn::Map(Map { kernel, f, gate: true }), &[g, len, u, g, zero, zero]);
         return;
     }
     let (zero, end) = (kb.iconst(0), kb.iconst(n as i64));
