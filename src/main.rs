@@ -107,9 +107,6 @@ enum Cmd {
         /// Timed runs after one warm-up run.
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Threads for every runtime.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -175,6 +172,20 @@ struct OptArgs {
     /// of the target's default (4x8).
     #[arg(long, value_name = "MRxNR", value_parser = parse_schedule)]
     schedule: Option<slmtvm_targets::Schedule>,
+    /// Split the heavy kernels (matrix products, Dense, FusedMlp, Attention) into N tasks each:
+    /// the object also exports NAME_run_parallel, run through a caller-given parallel_for
+    /// (`run` and `bench` use the harness's pool of N threads; bench gives the peers N threads).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_threads)]
+    threads: usize,
+}
+
+/// Parses `--threads N`.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    let max = slmtvm_codegen::MAX_THREADS;
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}`: expected a thread count from 1 to {max}")),
+    }
 }
 
 /// Parses `--schedule MRxNR`.
@@ -186,7 +197,13 @@ fn parse_schedule(s: &str) -> Result<slmtvm_targets::Schedule, String> {
 
 impl OptArgs {
     fn flags(self) -> build::OptFlags {
-        build::OptFlags { level: self.level, explain: self.explain, profile: false, schedule: self.schedule }
+        build::OptFlags {
+            level: self.level,
+            explain: self.explain,
+            profile: false,
+            schedule: self.schedule,
+            threads: self.threads,
+        }
     }
 }
 
@@ -282,7 +299,7 @@ fn main() {
                 run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?, opt.flags())
             })
             .with_context(|| format!("running {}", model.display())),
-        Cmd::Bench { model, target, cpu, runs, threads, json, kernels, inputs: i, shapes, opt, output_dir } => {
+        Cmd::Bench { model, target, cpu, runs, json, kernels, inputs: i, shapes, opt, output_dir } => {
             load_options(&shapes)
                 .and_then(|o| {
                     let t = match target {
@@ -292,7 +309,7 @@ fn main() {
                     };
                     let seed = i.random_inputs.or((i.inputs.is_empty() && i.input_dir.is_none()).then_some(0));
                     let src = inputs::InputSource { flags: &i.inputs, dir: i.input_dir.as_deref(), seed };
-                    let flags = bench::BenchFlags { runs, threads, json, kernels };
+                    let flags = bench::BenchFlags { runs, threads: opt.threads, json, kernels };
                     let temp = output_dir.is_none();
                     let work = output_dir
                         .unwrap_or_else(|| std::env::temp_dir().join(format!("slmtvm-bench-{}", std::process::id())));
@@ -325,5 +342,9 @@ mod tests {
         assert_eq!(parse_schedule("6x16"), Ok(slmtvm_targets::Schedule { mr: 6, nr: 16 }));
         assert!(parse_schedule("4x6").unwrap_err().contains("nr=6"));
         assert!(parse_schedule("48").is_err() && parse_schedule("ax8").is_err());
+        assert_eq!(parse_threads("3"), Ok(3));
+        for bad in ["0", "-1", "x", "257", ""] {
+            assert!(parse_threads(bad).unwrap_err().contains("1 to 256"), "{bad}");
+        }
     }
 }

@@ -70,7 +70,7 @@ fn define(m: &mut ObjectModule, caps: Caps, f: &Func, name: &str, vector: bool) 
         b.switch_to_block(entry);
         let p = b.block_params(entry).to_vec();
         let (ins, out, n) = (p[..f.arity].to_vec(), p[f.arity], p[f.arity + 1]);
-        let mut kb = Kb { b, caps };
+        let mut kb = Kb { b, caps, split: None };
         let body = |kb: &mut Kb, i: Value, ty: Type| {
             let args: Vec<Value> = ins
                 .iter()

@@ -424,7 +424,11 @@ fn emit_problem(kb: &mut Kb, p: &Problem) {
         let ptr = if o.batch.iter().all(|&s| s == 0) { o.ptr } else { kb.addr(o.ptr, off, size as usize) };
         Mat { ptr, dtype: o.dtype, rs: o.rs, cs: o.cs, size }
     };
-    kb.nest(&p.batch, &mut |kb, idx| {
+    // A split kernel divides the batches when there are at least as many as row blocks, else
+    // the rows of every batch (in `row_blocks`).
+    let batches: usize = p.batch.iter().product();
+    let nest = if batches >= p.m.div_ceil(kb.caps.schedule.mr) { Kb::nest_split } else { Kb::nest };
+    nest(kb, &p.batch, &mut |kb, idx| {
         let c = match &p.epi {
             Epilogue::GemmF { c, .. } | Epilogue::GemmI { c, .. } | Epilogue::Dense { bias: c, .. } => {
                 c.as_ref().map(|c| bind(kb, c, &[]))
@@ -609,7 +613,8 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
 
 /// Runs `tile(kb, i0, mr)` over row blocks of `mr` rows, then the `m % mr` edge. With a
 /// run-time row count `m_run`, the full blocks stop at the first block at or past it (the
-/// static edge, fewer than `mr` rows, still runs).
+/// static edge, fewer than `mr` rows, still runs). In a split kernel ([`Kb::take_share`]),
+/// only this task's share of the blocks (the edge the last block).
 pub(crate) fn row_blocks(
     kb: &mut Kb,
     m: usize,
@@ -618,6 +623,9 @@ pub(crate) fn row_blocks(
     tile: &mut dyn FnMut(&mut Kb, Value, usize),
 ) {
     let full = m / mr * mr;
+    if kb.split.is_some() && m > 0 {
+        return row_blocks_share(kb, m, m_run, mr, tile);
+    }
     if let (Some(v), true) = (m_run, full > 0) {
         let up = kb.b.ins().iadd_imm_s(v, mr as i64 - 1);
         let up = kb.b.ins().udiv_imm_u(up, mr as i64);
@@ -637,6 +645,44 @@ pub(crate) fn row_blocks(
     if m > full {
         let i = kb.iconst(full as i64);
         tile(kb, i, m - full);
+    }
+}
+
+/// [`row_blocks`] in a split kernel: the same blocks (full ones up to the run-time rows, then
+/// the static edge), this task's share of them.
+fn row_blocks_share(
+    kb: &mut Kb,
+    m: usize,
+    m_run: Option<Value>,
+    mr: usize,
+    tile: &mut dyn FnMut(&mut Kb, Value, usize),
+) {
+    let nfull = m / mr;
+    let fulls = match m_run {
+        Some(v) if nfull > 0 => {
+            let up = kb.b.ins().iadd_imm_s(v, mr as i64 - 1);
+            let up = kb.b.ins().udiv_imm_u(up, mr as i64);
+            let cap = kb.iconst(nfull as i64);
+            kb.b.ins().umin(up, cap)
+        }
+        _ => kb.iconst(nfull as i64),
+    };
+    let edge = m > nfull * mr;
+    let total = if edge { kb.b.ins().iadd_imm_s(fulls, 1) } else { fulls };
+    let Some((lo, hi)) = kb.take_share(total) else { return };
+    let end = kb.b.ins().umin(hi, fulls);
+    let (a, b) = (kb.b.ins().imul_imm_s(lo, mr as i64), kb.b.ins().imul_imm_s(end, mr as i64));
+    kb.for_range(a, b, mr as i64, |kb, i| tile(kb, i, mr));
+    if edge {
+        // The edge is block `fulls`, the last: this task's when its share ends past the full ones.
+        let mine = kb.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::UnsignedGreaterThan, hi, fulls);
+        let (body, done) = (kb.b.create_block(), kb.b.create_block());
+        kb.b.ins().brif(mine, body, &[], done, &[]);
+        kb.b.switch_to_block(body);
+        let i = kb.iconst((nfull * mr) as i64);
+        tile(kb, i, m - nfull * mr);
+        kb.b.ins().jump(done, &[]);
+        kb.b.switch_to_block(done);
     }
 }
 
