@@ -101,18 +101,39 @@ fn kernels() -> G {
     g
 }
 
-/// Dense, FusedMlp and MatMul over symbolic rows `[1, s<=40, 8]`, run at s = 1, 5 and 40.
+/// Dense, FusedMlp and MatMul over symbolic rows `[1, s<=40, 8]` and a batched MatMul over
+/// `[2, s<=40, 8]` (rows split in each batch), run at s = 1, 5 and 40; an Attention of one
+/// head over `t<=130` queries and keys (query blocks split), run at t = 1, 29 and 130.
 fn symbolic() -> (Graph, Vec<Vec<Tensor>>) {
     let mut g = G::new("symbolic");
     let x = g.g.add_input("x", TypeInfo::new(DType::F32, Shape::parse("[1, s<=40, 8]").unwrap()));
+    let xb = g.g.add_input("xb", TypeInfo::new(DType::F32, Shape::parse("[2, s<=40, 8]").unwrap()));
+    let qkv: Vec<ValueId> = ["q", "k", "v"]
+        .iter()
+        .map(|n| g.g.add_input(*n, TypeInfo::new(DType::F32, Shape::parse("[1, 1, t<=130, 8]").unwrap())))
+        .collect();
     let (w, b) = (g.constant(&[8, 19]), g.constant(&[19]));
     g.node(Op::Dense(Dense { activation: Some(UnaryOp::Silu) }), vec![Some(x), Some(w), Some(b)]);
     let (wg, wu, wd) = (g.constant(&[8, 40]), g.constant(&[8, 40]), g.constant(&[40, 6]));
     g.node(Op::FusedMlp(FusedMlp { activation: UnaryOp::Silu }), vec![Some(x), Some(wg), Some(wu), Some(wd)]);
     let w = g.constant(&[8, 13]);
     g.node(Op::MatMul(MatMul {}), vec![Some(x), Some(w)]);
+    let w = g.constant(&[8, 5]);
+    g.node(Op::MatMul(MatMul {}), vec![Some(xb), Some(w)]);
+    g.node(Op::Attention(Attention { scale: None, causal: true }), qkv.iter().map(|&v| Some(v)).collect());
     g.g.infer().unwrap();
-    let sets = [1usize, 5, 40].iter().map(|&s| vec![g.f32s(&[1, s, 8])]).collect();
+    let sets = [(1usize, 1usize), (5, 29), (40, 130)]
+        .iter()
+        .map(|&(s, t)| {
+            vec![
+                g.f32s(&[1, s, 8]),
+                g.f32s(&[2, s, 8]),
+                g.f32s(&[1, 1, t, 8]),
+                g.f32s(&[1, 1, t, 8]),
+                g.f32s(&[1, 1, t, 8]),
+            ]
+        })
+        .collect();
     (g.g, sets)
 }
 
@@ -163,7 +184,7 @@ fn every_splittable_kernel_is_split() {
         assert!(c.kernel_list.iter().all(|k| k.tasks == 1), "{threads} threads, default threshold");
     }
     let (s, _) = symbolic();
-    assert_eq!(split_kernels(&s, 2).len(), 3);
+    assert_eq!(split_kernels(&s, 2).len(), 5);
     // The models: every product, Dense, FusedMlp and Attention (all of them computed).
     for (name, g, _) in models() {
         let heavy = ["MatMul", "Gemm", "MatMulInteger", "Dense", "FusedMlp", "Attention"];
@@ -290,6 +311,10 @@ fn the_task_function_runs_once_per_index_and_null_runs_serially() {
         // A static variant of the symbolic graph (the counting program passes no symbols).
         let mut g = mb_graph;
         g.set_input_shape("x", &Shape::known(&[1, 33, 8])).unwrap();
+        g.set_input_shape("xb", &Shape::known(&[2, 33, 8])).unwrap();
+        for n in ["q", "k", "v"] {
+            g.set_input_shape(n, &Shape::known(&[1, 1, 77, 8])).unwrap();
+        }
         g
     };
     let dir = target_dir().join("slmtvm-threads").join(format!("counting-{}", std::process::id()));
@@ -308,7 +333,7 @@ fn the_task_function_runs_once_per_index_and_null_runs_serially() {
         objects.push(dir.join(format!("{name}.o")));
         let _ = writeln!(src, "#include \"{name}.h\"");
     }
-    assert_eq!(split, [k.g.nodes.len(), 3, 0]);
+    assert_eq!(split, [k.g.nodes.len(), 5, 0]);
     // The counting parallel_for checks its count against the model it serves (set per run).
     src.push_str("static int64_t count_now = MA_THREADS;\nstatic const int64_t *ctx_count = &count_now;\n");
     src.push_str(COUNTING.replace("calls = 0;", "calls = 0; count_now = MB_THREADS;").as_str());
