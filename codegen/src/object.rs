@@ -199,9 +199,9 @@ pub fn compile(
     })?;
     code_bytes += bytes;
 
-    // <name>_run: (symbols,) inputs, outputs, workspace; with split kernels, the body is
-    // <name>_run_parallel (the same and parallel_for, context) and <name>_run calls it with
-    // no parallel_for.
+    // <name>_run: (symbols,) inputs, outputs, workspace. In a threaded build the body is
+    // <name>_run_parallel (the same, then parallel_for and its context) and <name>_run calls
+    // it with a NULL parallel_for.
     let symbols = plan.layout.symbols.clone();
     let nparams = if symbols.is_empty() { 3 } else { 4 };
     let threaded = par.tasks > 1;
