@@ -16,7 +16,8 @@
  *        -DSLMTVM_MODEL=NAME -DSLMTVM_MODEL_UPPER=NAME_UPPER \
  *        -include NAME.h harness.c NAME.o -o run
  *
- * Add -static for a binary run under qemu-user. -D_POSIX_C_SOURCE=200809L is optional on
+ * Add -static for a binary run under qemu-user, and -pthread for a threaded build (NAME_THREADS
+ * above 1, `slmtvm build --threads N`). -D_POSIX_C_SOURCE=200809L is optional on
  * Linux: NAME.h includes <stdint.h> before this file starts, which fixes glibc's feature set
  * to plain C99 (no clock_gettime); without the flag the harness declares clock_gettime itself
  * with the Linux LP64 ABI.
@@ -30,6 +31,11 @@
  *                       and `peak_iters_per_us: R`, the rate of NAME_peak's loop (12
  *                       independent multiply-adds at the kernels' vector width per
  *                       iteration: the FMA peak is R x 12 x lanes x 2 / 1000 GFLOP/s).
+ *   NAME_UPPER_THREADS  (from the header; absent means 1) above 1: the model exports
+ *                       NAME_run_parallel, which the harness calls with a pool of threads
+ *                       created once at start (pthreads; link with -pthread): NAME_THREADS
+ *                       threads, or SLMTVM_THREADS from the environment when set (1 there runs
+ *                       the tasks serially, with a NULL parallel_for).
  *   SLMTVM_HARNESS_IO_ALIGN (optional, default 0) alignment of the input/output buffers. 0
  *                       means natural element alignment only: each buffer starts at an address
  *                       that is a multiple of its element size but not of twice that, so that
@@ -164,6 +170,19 @@ enum { H_IO_ALIGN = SLMTVM_HARNESS_IO_ALIGN };
 SLMTVM_ASSERT(io_align, SLMTVM_HARNESS_IO_ALIGN >= 0 && SLMTVM_HARNESS_IO_ALIGN <= 4096 &&
                             (SLMTVM_HARNESS_IO_ALIGN & (SLMTVM_HARNESS_IO_ALIGN - 1)) == 0);
 
+#if SLMTVM_M(_THREADS) > 1
+#define H_THREADS SLMTVM_M(_THREADS)
+#if H_NUM_SYMS > 0
+static int (*const h_prun_sym)(const int64_t *, const void *const *, void *const *, void *, slmtvm_parallel_for_fn,
+                               void *) = SLMTVM_FN(_run_parallel);
+#else
+static int (*const h_prun)(const void *const *, void *const *, void *, slmtvm_parallel_for_fn, void *) =
+    SLMTVM_FN(_run_parallel);
+#endif
+#else
+#define H_THREADS 1
+#endif
+
 #ifdef SLMTVM_PROFILE
 void SLMTVM_FN(_peak)(int64_t iters, float *out);
 static void (*const h_peak)(int64_t, float *) = SLMTVM_FN(_peak);
@@ -178,6 +197,9 @@ static void (*const h_peak)(int64_t, float *) = SLMTVM_FN(_peak);
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if H_THREADS > 1
+#include <pthread.h>
+#endif
 
 /* Counts as variables, not constants, so loops over zero inputs compile without warnings. */
 static const size_t n_in = H_NUM_IN, n_out = H_NUM_OUT;
@@ -727,6 +749,132 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+#if H_THREADS > 1
+/* ---- Thread pool (threaded builds) ------------------------------------------------------------ */
+
+/* A persistent pool: `workers` threads created once, each waiting for a job (a generation
+ * number bumped under the mutex); the caller of parallel_for runs indices too. Indices are
+ * handed out one by one under the mutex, so each runs exactly once. After a job a worker
+ * polls the generation for a while (a model calls parallel_for for kernel after kernel) before
+ * it sleeps on the condition variable. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t wake, finished;
+    long gen;
+    int quit;
+    slmtvm_task_fn task;
+    void *arg;
+    int64_t count, next, done;
+    int workers;
+    pthread_t *threads;
+} Pool;
+
+static Pool h_pool;
+static long h_threads = 1; /* threads running the tasks (the caller included) */
+
+#if defined(__GNUC__)
+#define H_LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define H_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define H_SPIN 20000 /* polls before sleeping (some tens of microseconds) */
+#else
+#define H_LOAD(x) (x)
+#define H_STORE(x, v) ((x) = (v))
+#define H_SPIN 0
+#endif
+
+/* Runs indices of the current job until none is left; called and returns with mu held. */
+static void pool_work(Pool *p) {
+    while (p->next < p->count) {
+        int64_t i = p->next++;
+        slmtvm_task_fn task = p->task;
+        void *arg = p->arg;
+        pthread_mutex_unlock(&p->mu);
+        task(arg, i);
+        pthread_mutex_lock(&p->mu);
+        H_STORE(p->done, p->done + 1);
+        if (p->done == p->count) pthread_cond_signal(&p->finished);
+    }
+}
+
+static void *pool_worker(void *arg) {
+    Pool *p = arg;
+    long seen = 0;
+    for (;;) {
+        long spin;
+        for (spin = 0; spin < H_SPIN && H_LOAD(p->gen) == seen && !H_LOAD(p->quit); spin++) {
+        }
+        pthread_mutex_lock(&p->mu);
+        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->wake, &p->mu);
+        if (p->quit) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = p->gen;
+        pool_work(p);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* The slmtvm_parallel_for_fn of the pool (ctx is the Pool). */
+static void pool_parallel_for(void *ctx, int64_t count, slmtvm_task_fn task, void *arg) {
+    Pool *p = ctx;
+    long spin;
+    if (count <= 0) return;
+    pthread_mutex_lock(&p->mu);
+    p->task = task;
+    p->arg = arg;
+    p->count = count;
+    p->next = 0;
+    H_STORE(p->done, 0);
+    H_STORE(p->gen, p->gen + 1);
+    pthread_cond_broadcast(&p->wake);
+    pool_work(p);
+    pthread_mutex_unlock(&p->mu);
+    for (spin = 0; spin < H_SPIN && H_LOAD(p->done) < count; spin++) {
+    }
+    pthread_mutex_lock(&p->mu);
+    while (p->done < count) pthread_cond_wait(&p->finished, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Starts the pool: SLMTVM_THREADS from the environment (1 to 1024), else NAME_THREADS. */
+static void pool_start(void) {
+    const char *env = getenv("SLMTVM_THREADS");
+    pthread_attr_t attr;
+    int k, e;
+    h_threads = H_THREADS;
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        h_threads = strtol(env, &end, 10);
+        if (errno || *end || h_threads < 1 || h_threads > 1024)
+            fail("SLMTVM_THREADS=%s: expected a thread count from 1 to 1024", env);
+    }
+    memset(&h_pool, 0, sizeof h_pool);
+    if (pthread_mutex_init(&h_pool.mu, NULL) || pthread_cond_init(&h_pool.wake, NULL) ||
+        pthread_cond_init(&h_pool.finished, NULL))
+        fail("cannot initialize the thread pool's mutex");
+    h_pool.workers = (int)h_threads - 1;
+    h_pool.threads = xmalloc((size_t)(h_pool.workers ? h_pool.workers : 1) * sizeof *h_pool.threads);
+    if (pthread_attr_init(&attr) || pthread_attr_setstacksize(&attr, (size_t)8 << 20))
+        fail("cannot set the thread pool's stack size");
+    for (k = 0; k < h_pool.workers; k++)
+        if ((e = pthread_create(&h_pool.threads[k], &attr, pool_worker, &h_pool)) != 0)
+            fail("cannot start thread %d of the pool: %s", k + 1, strerror(e));
+    pthread_attr_destroy(&attr);
+}
+
+static void pool_stop(void) {
+    int k;
+    pthread_mutex_lock(&h_pool.mu);
+    H_STORE(h_pool.quit, 1);
+    pthread_cond_broadcast(&h_pool.wake);
+    pthread_mutex_unlock(&h_pool.mu);
+    for (k = 0; k < h_pool.workers; k++) pthread_join(h_pool.threads[k], NULL);
+    free(h_pool.threads);
+}
+#endif
+
 /* ---- Main ------------------------------------------------------------------------------------ */
 
 static const char *status_name(int s) {
@@ -737,7 +885,14 @@ static const char *status_name(int s) {
 }
 
 static void run_model(const void **in_ptrs, void **out_ptrs, void *ws) {
+#if H_THREADS > 1
+    slmtvm_parallel_for_fn pf = h_threads > 1 ? pool_parallel_for : NULL;
 #if H_NUM_SYMS > 0
+    int s = h_prun_sym(h_syms, (const void *const *)in_ptrs, (void *const *)out_ptrs, ws, pf, &h_pool);
+#else
+    int s = h_prun((const void *const *)in_ptrs, (void *const *)out_ptrs, ws, pf, &h_pool);
+#endif
+#elif H_NUM_SYMS > 0
     int s = h_run_sym(h_syms, (const void *const *)in_ptrs, (void *const *)out_ptrs, ws);
 #else
     int s = h_run((const void *const *)in_ptrs, (void *const *)out_ptrs, ws);
@@ -918,6 +1073,9 @@ int main(int argc, char **argv) {
     for (k = 0; k < n_in; k++) in_ptrs[k] = in[k].data;
     for (k = 0; k < n_out; k++) out_ptrs[k] = out[k].data;
 
+#if H_THREADS > 1
+    pool_start();
+#endif
     run_model(in_ptrs, out_ptrs, ws.data);
     check_after_run(in, out, &ws, "");
     logical_outputs(out);
@@ -968,6 +1126,9 @@ int main(int argc, char **argv) {
         free(us);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) fail("cannot write to stdout");
+#if H_THREADS > 1
+    pool_stop();
+#endif
     release(in, n_in);
     release(out, n_out);
     free(ws.alloc);

@@ -1,6 +1,8 @@
 """Peers of `slmtvm bench`: times ONNX Runtime and tract (when importable) on the same model
-and inputs, in this process, with the same thread count. Prints one JSON line per runtime:
-{"runtime", "version", "median_us", "min_us", "max_us"} or {"runtime", "error"}.
+and inputs, in this process, with the same thread count where the runtime lets it be set (ONNX
+Runtime: intra-op threads, one inter-op; tract's Python API sets none: it runs on one thread).
+Prints one JSON line per runtime: {"runtime", "version", "threads", "median_us", "min_us",
+"max_us"} or {"runtime", "error"}.
 Usage: python3 bench_peers.py CONFIG_JSON (model, threads, runs, inputs: [[name, npy], ...])."""
 import json
 import sys
@@ -55,7 +57,7 @@ def onnxruntime():
         pass
     s = ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
     f = {i.name: feed[i.name] for i in s.get_inputs()}
-    return ort.__version__, timed(lambda: s.run(None, f))
+    return ort.__version__, dict(timed(lambda: s.run(None, f)), threads=cfg["threads"])
 
 
 def tract():
@@ -70,7 +72,8 @@ def tract():
     r = tr.runtime_for_name("default").prepare(typed)
     args = [feed[n] for n in names]
     import importlib.metadata as md
-    return md.version("tract"), timed(lambda: r.run(args))
+    # tract's Python API has no thread setting; its kernels run on the calling thread.
+    return md.version("tract"), dict(timed(lambda: r.run(args)), threads=1)
 
 
 report("onnxruntime", onnxruntime)

@@ -82,6 +82,8 @@ struct Manifest {
     profile: bool,
     /// The matrix products' register tile, `MRxNR`.
     schedule: String,
+    /// Tasks per split kernel (`--threads`); above 1 the object exports `NAME_run_parallel`.
+    threads: usize,
     op_counts: BTreeMap<String, usize>,
     kernel_list: Vec<KernelEntry>,
 }
@@ -93,6 +95,8 @@ struct KernelEntry {
     op: String,
     code_bytes: usize,
     flops: u64,
+    /// Tasks it is split into (1: serial).
+    tasks: usize,
 }
 
 /// A compiled model: the three files `build` writes.
@@ -130,6 +134,8 @@ pub struct OptFlags {
     pub profile: bool,
     /// The matrix products' register tile (`--schedule`), else the target's default.
     pub schedule: Option<slmtvm_targets::Schedule>,
+    /// Tasks per split kernel (`--threads`): see `slmtvm_codegen::Options::threads`.
+    pub threads: usize,
 }
 
 /// The optimizer's options for `target` at `level`: the cost model from the target's vectors.
@@ -164,7 +170,12 @@ pub fn compile_graph(
         g,
         name,
         target,
-        &slmtvm_codegen::Options { profile: opt.profile, schedule: opt.schedule },
+        &slmtvm_codegen::Options {
+            profile: opt.profile,
+            schedule: opt.schedule,
+            threads: opt.threads,
+            ..slmtvm_codegen::Options::default()
+        },
     )?;
     let info = |ids: &[slmtvm_ir::ValueId]| -> Vec<TensorInfo> {
         ids.iter()
@@ -215,6 +226,7 @@ pub fn compile_graph(
         kernels: c.kernels,
         profile: opt.profile,
         schedule: { opt.schedule.unwrap_or_else(|| target.schedule()).to_string() },
+        threads: opt.threads,
         op_counts,
         kernel_list: c
             .kernel_list
@@ -225,21 +237,24 @@ pub fn compile_graph(
                 op: k.op.clone(),
                 code_bytes: k.code_bytes,
                 flops: k.flops,
+                tasks: k.tasks,
             })
             .collect(),
     };
+    let split = c.kernel_list.iter().filter(|k| k.tasks > 1).count();
     let summary = format!(
-        "{name}: {} (arena {} bytes, lower bound {}; weights {} bytes; code {} bytes in {} kernels)",
+        "{name}: {} (arena {} bytes, lower bound {}; weights {} bytes; code {} bytes in {} kernels{})",
         target.name(),
         c.plan.arena_bytes,
         c.plan.lower_bound,
         c.weight_bytes,
         c.code_bytes,
-        c.kernels
+        c.kernels,
+        if opt.threads > 1 { format!(", {split} split into {} tasks", opt.threads) } else { String::new() }
     );
     Ok(Artifacts {
         name: name.to_string(),
-        header: slmtvm_codegen::header::header(g, name, &c.plan),
+        header: slmtvm_codegen::header::header(g, name, &c.plan, opt.threads),
         manifest: serde_json::to_string_pretty(&manifest)? + "\n",
         object: c.object,
         summary,

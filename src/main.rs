@@ -107,9 +107,6 @@ enum Cmd {
         /// Timed runs after one warm-up run.
         #[arg(long, default_value_t = 20)]
         runs: usize,
-        /// Threads for every runtime.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -176,6 +173,20 @@ struct OptArgs {
     /// (assembled microkernels; KC is the K block, 0 or omitted for all of K).
     #[arg(long, value_name = "SCHEDULE", value_parser = parse_schedule)]
     schedule: Option<slmtvm_targets::Schedule>,
+    /// Split the heavy kernels (matrix products, Dense, FusedMlp, Attention) into N tasks each:
+    /// the object also exports NAME_run_parallel, run through a caller-given parallel_for
+    /// (`run` and `bench` use the harness's pool of N threads; bench gives the peers N threads).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_threads)]
+    threads: usize,
+}
+
+/// Parses `--threads N`.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    let max = slmtvm_codegen::MAX_THREADS;
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}`: expected a thread count from 1 to {max}")),
+    }
 }
 
 /// Parses `--schedule [KERNEL:]MRxNR[xKC]`.
@@ -185,7 +196,13 @@ fn parse_schedule(s: &str) -> Result<slmtvm_targets::Schedule, String> {
 
 impl OptArgs {
     fn flags(self) -> build::OptFlags {
-        build::OptFlags { level: self.level, explain: self.explain, profile: false, schedule: self.schedule }
+        build::OptFlags {
+            level: self.level,
+            explain: self.explain,
+            profile: false,
+            schedule: self.schedule,
+            threads: self.threads,
+        }
     }
 }
 
@@ -281,7 +298,7 @@ fn main() {
                 run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?, opt.flags())
             })
             .with_context(|| format!("running {}", model.display())),
-        Cmd::Bench { model, target, cpu, runs, threads, json, kernels, inputs: i, shapes, opt, output_dir } => {
+        Cmd::Bench { model, target, cpu, runs, json, kernels, inputs: i, shapes, opt, output_dir } => {
             load_options(&shapes)
                 .and_then(|o| {
                     let t = match target {
@@ -291,7 +308,7 @@ fn main() {
                     };
                     let seed = i.random_inputs.or((i.inputs.is_empty() && i.input_dir.is_none()).then_some(0));
                     let src = inputs::InputSource { flags: &i.inputs, dir: i.input_dir.as_deref(), seed };
-                    let flags = bench::BenchFlags { runs, threads, json, kernels };
+                    let flags = bench::BenchFlags { runs, threads: opt.threads, json, kernels };
                     let temp = output_dir.is_none();
                     let work = output_dir
                         .unwrap_or_else(|| std::env::temp_dir().join(format!("slmtvm-bench-{}", std::process::id())));
@@ -337,5 +354,9 @@ mod tests {
             assert_eq!(parse_schedule(s).unwrap().to_string(), s);
         }
         assert!(parse_schedule("48").is_err() && parse_schedule("ax8").is_err());
+        assert_eq!(parse_threads("3"), Ok(3));
+        for bad in ["0", "-1", "x", "257", ""] {
+            assert!(parse_threads(bad).unwrap_err().contains("1 to 256"), "{bad}");
+        }
     }
 }

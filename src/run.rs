@@ -88,6 +88,9 @@ pub fn build_harness(
     if opt.profile {
         args.push("-DSLMTVM_PROFILE");
     }
+    if opt.threads > 1 {
+        args.push("-pthread");
+    }
     target.link(&args, &[&harness, &build.join(format!("{name}.o"))], &exe)?;
     let in_dir = build.join("inputs");
     std::fs::create_dir_all(&in_dir).with_context(|| format!("creating {}", in_dir.display()))?;

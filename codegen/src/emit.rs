@@ -50,6 +50,19 @@ pub struct Kb<'a> {
     pub caps: Caps,
     /// The assembled microkernels this function calls (see [`UkrUse`]).
     pub ukrs: Vec<UkrUse>,
+    /// Set when this kernel instance computes one task of a split kernel: the first loop that
+    /// asks ([`Kb::take_share`]) runs only this task's share of its iterations; loops inside
+    /// it, or emitted after it took the split, run whole.
+    pub split: Option<Split>,
+}
+
+/// Which task of a split kernel an instance computes (see [`Kb::take_share`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Split {
+    /// This instance's task, a run-time value in `0..count`.
+    pub index: Value,
+    /// How many tasks the kernel is split into.
+    pub count: usize,
 }
 
 /// A microkernel a function calls: its calls use the placeholder name `name` (namespace
@@ -98,7 +111,7 @@ pub fn storage_type(dtype: DType) -> Type {
 impl Kb<'_> {
     /// A kernel builder over `b` for `caps`, calling no microkernel yet.
     pub fn new(b: FunctionBuilder<'_>, caps: Caps) -> Kb<'_> {
-        Kb { b, caps, ukrs: Vec::new() }
+        Kb { b, caps, ukrs: Vec::new(), split: None }
     }
 
     /// Calls the assembled function `u` with `args` (for a microkernel `a, lda, b, ldb, c,
@@ -323,6 +336,52 @@ impl Kb<'_> {
     pub fn for_const(&mut self, lo: i64, hi: i64, step: i64, body: impl FnOnce(&mut Self, Value)) {
         let (lo, hi) = (self.iconst(lo), self.iconst(hi));
         self.for_range(lo, hi, step, body);
+    }
+
+    /// Takes this kernel's split (see [`Kb::split`]) for a loop over `n` items (blocks of rows,
+    /// batches, heads; `n` a pointer-width value): this task's items `lo..hi`, with
+    /// `lo = ⌊index·n/count⌋` and `hi = ⌊(index + 1)·n/count⌋`, so the tasks' ranges are
+    /// contiguous, disjoint, cover `0..n` and differ in length by at most one. `None` when the
+    /// kernel is not split or the split was taken already (the loop then runs whole). A loop
+    /// that takes the split must hold every write of the kernel: it is the only work the tasks
+    /// divide. Callers split whole items (a register tile's row block, a batch, a head), so
+    /// every element is computed by one task with the arithmetic of the unsplit kernel.
+    pub fn take_share(&mut self, n: Value) -> Option<(Value, Value)> {
+        let s = self.split.take()?;
+        let at = |kb: &mut Self, i: Value| {
+            let t = kb.b.ins().imul(i, n);
+            kb.b.ins().udiv_imm_u(t, s.count as i64)
+        };
+        let lo = at(self, s.index);
+        let next = self.b.ins().iadd_imm_s(s.index, 1);
+        let hi = at(self, next);
+        Some((lo, hi))
+    }
+
+    /// [`Kb::nest`], except that when the kernel is split ([`Kb::take_share`]) and the nest
+    /// has more than one iteration, it runs this task's share of the flattened iterations (one
+    /// loop, the indices recovered by division).
+    pub fn nest_split(&mut self, dims: &[usize], body: &mut dyn FnMut(&mut Self, &[Value])) {
+        let total: usize = dims.iter().product();
+        if self.split.is_none() || total <= 1 {
+            return self.nest(dims, body);
+        }
+        let n = self.iconst(total as i64);
+        let Some((lo, hi)) = self.take_share(n) else { return self.nest(dims, body) };
+        self.for_range(lo, hi, 1, |kb, flat| {
+            let mut idx = vec![flat; dims.len()];
+            let mut inner = 1usize;
+            for (k, &d) in dims.iter().enumerate().rev() {
+                idx[k] = if d == 1 {
+                    kb.iconst(0)
+                } else {
+                    let q = if inner == 1 { flat } else { kb.b.ins().udiv_imm_u(flat, inner as i64) };
+                    if k == 0 { q } else { kb.b.ins().urem_imm_u(q, d as i64) }
+                };
+                inner *= d;
+            }
+            body(kb, &idx);
+        });
     }
 
     /// Emits a loop nest over `dims` (outermost first) and calls `body` once, inside the

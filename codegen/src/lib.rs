@@ -42,8 +42,16 @@ pub fn compile(g: &slmtvm_ir::Graph, name: &str, target: &slmtvm_targets::Target
     compile_with(g, name, target, &Options::default())
 }
 
+/// Kernels with fewer operations than this ([`slmtvm_ir::Graph::node_flops`]) stay serial in a
+/// threaded build ([`Options::threads`]): a `parallel_for` (waking threads, waiting for them)
+/// costs some microseconds, more than splitting a small kernel saves.
+pub const SPLIT_MIN_FLOPS: u64 = 1 << 20;
+
+/// The most tasks a kernel may be split into ([`Options::threads`]).
+pub const MAX_THREADS: usize = 256;
+
 /// How [`compile_with`] compiles, beyond the target.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     /// A profiling build: `<name>_run` calls the imported `void slmtvm_profile(int32_t k)`
     /// before kernel `k` (in [`object::Compiled::kernel_list`] order) and with `k = -1` after
@@ -57,6 +65,25 @@ pub struct Options {
     /// ([`slmtvm_targets::Schedule::validate`]) and its microkernel one the target has
     /// ([`slmtvm_targets::Target::microkernels`]).
     pub schedule: Option<slmtvm_targets::Schedule>,
+    /// Tasks per split kernel, 1 to [`MAX_THREADS`] (default 1: a serial object). Above 1, the
+    /// outer loop (row blocks, batches, attention heads) of every matrix product, Dense,
+    /// FusedMlp and Attention kernel of at least `split_min_flops` operations is divided into
+    /// `threads` tasks of whole register tiles, and the object also exports
+    /// `int <name>_run_parallel(<the arguments of <name>_run>, slmtvm_parallel_for_fn pf,
+    /// void *ctx)`, which runs each split kernel as `pf(ctx, threads, task, arg)` (every index
+    /// once, in any order, possibly concurrently; it returns when all are done). `<name>_run`
+    /// (and a NULL `pf`) runs the tasks one after another. Every element is computed with the
+    /// same arithmetic whatever the split: the outputs are the serial build's bits.
+    pub threads: usize,
+    /// Kernels of fewer operations stay serial when `threads` > 1 (default
+    /// [`SPLIT_MIN_FLOPS`]; 0 splits every kernel that can be).
+    pub split_min_flops: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { profile: false, schedule: None, threads: 1, split_min_flops: SPLIT_MIN_FLOPS }
+    }
 }
 
 /// [`compile`] with `opts`.
@@ -81,5 +108,9 @@ pub fn compile_with(
         }
         caps.schedule = s;
     }
-    object::compile(g, name, isa, caps, opts.profile)
+    if !(1..=MAX_THREADS).contains(&opts.threads) {
+        return Err(Error::Graph(format!("threads must be 1 to {MAX_THREADS}, not {}", opts.threads)));
+    }
+    let par = object::Parallel { tasks: opts.threads, min_flops: opts.split_min_flops };
+    object::compile(g, name, isa, caps, opts.profile, par)
 }

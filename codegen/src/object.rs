@@ -26,6 +26,22 @@ pub mod status {
     pub const ERR_SYMBOL: i64 = 3;
 }
 
+/// How `<name>_run_parallel` splits kernels across tasks (see [`crate::Options::threads`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parallel {
+    /// Tasks per split kernel; 1 builds the serial object (no `<name>_run_parallel`).
+    pub tasks: usize,
+    /// Kernels of fewer operations ([`Graph::node_flops`]) stay serial.
+    pub min_flops: u64,
+}
+
+/// The operators whose kernels may be split across tasks: their outer loop (row blocks,
+/// batches, heads) takes the split ([`crate::emit::Kb::take_share`]).
+fn splittable(op: &slmtvm_ir::Op) -> bool {
+    use slmtvm_ir::Op;
+    matches!(op, Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) | Op::Dense(_) | Op::FusedMlp(_) | Op::Attention(_))
+}
+
 /// Multiply-adds per iteration of a profiling build's `<name>_peak` loop: this many
 /// independent accumulators (of the target's vector width), enough to cover the FMA latency
 /// times the FMA units of the CPUs here.
@@ -64,6 +80,8 @@ pub struct KernelInfo {
     /// f32 lanes of the vectors it may use (4, or 1 on a target without vectors; 8 or 16 when
     /// it calls assembled AVX2 / AVX-512 code).
     pub lanes: usize,
+    /// The tasks it is split into (`parallel_for` count); 1 for a serial kernel.
+    pub tasks: usize,
 }
 
 fn module_err(e: impl std::fmt::Display) -> Error {
@@ -71,8 +89,16 @@ fn module_err(e: impl std::fmt::Display) -> Error {
 }
 
 /// Compiles `g` into an object whose symbols are prefixed by `name` (a C identifier); with
-/// `profile`, a profiling build (see [`crate::Options::profile`]).
-pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: bool) -> Result<Compiled> {
+/// `profile`, a profiling build (see [`crate::Options::profile`]); with `par.tasks` > 1, the
+/// heavy kernels split across tasks (see [`crate::Options::threads`]).
+pub fn compile(
+    g: &Graph,
+    name: &str,
+    isa: OwnedTargetIsa,
+    caps: Caps,
+    profile: bool,
+    par: Parallel,
+) -> Result<Compiled> {
     let plan = plan_memory(g)?;
     let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(module_err)?;
     let mut m = ObjectModule::new(builder);
@@ -98,26 +124,39 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
     // Kernels, in node order.
     let mut code_bytes = 0usize;
     let mut kernels: Vec<Option<FuncId>> = Vec::new();
+    // Per kernel: its task function and task count when split; a candidate that ended up
+    // unsplit still takes the task index (0).
+    let mut tasks: Vec<Option<(Option<FuncId>, usize)>> = Vec::new();
     let mut kernel_list = Vec::new();
     let mut fb = FnBuilder { fctx: FunctionBuilderContext::new(), ctx: m.make_context() };
     let mut ukrs = Microkernels::default();
     for (i, node) in g.nodes.iter().enumerate() {
         if node.outputs.iter().all(|o| plan.view_of.contains_key(o)) {
             kernels.push(None);
+            tasks.push(None);
             continue;
         }
         let nargs = node.inputs.iter().flatten().count() + node.outputs.len() + 1;
+        let flops = g.node_flops(node);
+        let split = par.tasks > 1 && splittable(&node.op) && flops >= par.min_flops;
         let mut sig = m.make_signature();
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nargs));
+        if split {
+            sig.params.push(AbiParam::new(types::I64));
+        }
         let symbol = format!("{name}_k{i}");
+        let mut used = false;
         let mut kb_ukrs = Vec::new();
         let (f, bytes) = fb.define(&mut m, &symbol, Linkage::Local, sig, |mut b, m| {
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
-            let args: Vec<Value> = b.block_params(entry).to_vec();
+            let mut args: Vec<Value> = b.block_params(entry).to_vec();
+            let index = if split { args.pop() } else { None };
             let mut kb = Kb::new(b, caps);
+            kb.split = index.map(|index| crate::emit::Split { index, count: par.tasks });
             crate::kernels::emit_node(&mut kb, g, node, &plan.layout, &args)?;
+            used = split && kb.split.is_none();
             kb.b.ins().return_(&[]);
             for u in &kb.ukrs {
                 let f = ukrs.declare(m, name, u.f)?;
@@ -128,12 +167,20 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
         })?;
         code_bytes += bytes;
         kernels.push(Some(f));
+        let count = if used { par.tasks } else { 1 };
+        tasks.push(if used {
+            let (t, bytes) = define_task(&mut m, &mut fb, &format!("{symbol}_task"), f, nargs)?;
+            code_bytes += bytes;
+            Some((Some(t), count))
+        } else {
+            split.then_some((None, 1))
+        });
         kernel_list.push(KernelInfo {
             symbol,
             node: node.name.clone(),
             op: node.op.kind_name().to_string(),
             code_bytes: bytes,
-            flops: g.node_flops(node),
+            flops,
             lanes: if !kb_ukrs.is_empty() {
                 caps.schedule.kernel.lanes()
             } else if caps.vector {
@@ -141,6 +188,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             } else {
                 1
             },
+            tasks: count,
         });
     }
     code_bytes += ukrs.define(&mut m)?;
@@ -180,19 +228,40 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
     })?;
     code_bytes += bytes;
 
-    // <name>_run: (symbols,) inputs, outputs, workspace
+    // <name>_run: (symbols,) inputs, outputs, workspace. In a threaded build the body is
+    // <name>_run_parallel (the same, then parallel_for and its context) and <name>_run calls
+    // it with a NULL parallel_for.
     let symbols = plan.layout.symbols.clone();
     let nparams = if symbols.is_empty() { 3 } else { 4 };
+    let threaded = par.tasks > 1;
     let mut sig = m.make_signature();
-    sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nparams));
+    sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nparams + if threaded { 2 } else { 0 }));
     sig.returns.push(AbiParam::new(types::I32));
-    let (_, bytes) = fb.define(&mut m, &format!("{name}_run"), Linkage::Export, sig, |mut b, m| {
+    let run_sig = sig.clone();
+    let body = if threaded { format!("{name}_run_parallel") } else { format!("{name}_run") };
+    let max_args = tasks
+        .iter()
+        .zip(&g.nodes)
+        .filter(|(t, _)| matches!(t, Some((Some(_), _))))
+        .map(|(_, n)| n.inputs.iter().flatten().count() + n.outputs.len() + 1)
+        .max()
+        .unwrap_or(0);
+    let (run_fn, bytes) = fb.define(&mut m, &body, Linkage::Export, sig, |mut b, m| {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let p = b.block_params(entry).to_vec();
-        let (syms, p) = if symbols.is_empty() { (None, &p[..]) } else { (Some(p[0]), &p[1..]) };
+        let (pf, p) = if threaded { (Some((p[nparams], p[nparams + 1])), &p[..nparams]) } else { (None, &p[..]) };
+        let (syms, p) = if symbols.is_empty() { (None, p) } else { (Some(p[0]), &p[1..]) };
         let (inputs, outputs, workspace) = (p[0], p[1], p[2]);
+        // The argument block of a split kernel's tasks (one at a time, so one block serves all).
+        let block = (max_args > 0).then(|| {
+            b.create_sized_stack_slot(cranelift_codegen::ir::StackSlotData::new(
+                cranelift_codegen::ir::StackSlotKind::ExplicitSlot,
+                (max_args * ptr.bytes() as usize) as u32,
+                3,
+            ))
+        });
         let fail = |b: &mut FunctionBuilder, cond: Value, code: i64| {
             let bad = b.create_block();
             let ok = b.create_block();
@@ -249,7 +318,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             }
         };
         let mut index = 0;
-        for (node, k) in g.nodes.iter().zip(&kernels) {
+        for ((node, k), t) in g.nodes.iter().zip(&kernels).zip(&tasks) {
             let Some(f) = k else { continue };
             mark(&mut b, m, index);
             index += 1;
@@ -259,7 +328,18 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             }
             args.push(syms.unwrap_or(workspace));
             let fref = m.declare_func_in_func(*f, b.func);
-            b.ins().call(fref, &args);
+            match (t, pf, block) {
+                (Some((Some(task), n)), Some((pf, ctx)), Some(slot)) => {
+                    call_split(&mut b, m, ptr, (fref, *task), &args, *n, (pf, ctx), slot);
+                }
+                (Some(_), _, _) => {
+                    args.push(b.ins().iconst(types::I64, 0));
+                    b.ins().call(fref, &args);
+                }
+                _ => {
+                    b.ins().call(fref, &args);
+                }
+            }
         }
         mark(&mut b, m, -1);
         // Graph outputs not computed in place (inputs, constants, views, repeats): copied.
@@ -278,8 +358,107 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
         Ok(b)
     })?;
     code_bytes += bytes;
+    if threaded {
+        // <name>_run(...) = <name>_run_parallel(..., NULL, NULL): the tasks serially.
+        let mut sig = run_sig.clone();
+        sig.params.truncate(nparams);
+        let (_, bytes) = fb.define(&mut m, &format!("{name}_run"), Linkage::Export, sig, |mut b, m| {
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let mut p = b.block_params(entry).to_vec();
+            let null = b.ins().iconst(ptr, 0);
+            p.extend([null, null]);
+            let fref = m.declare_func_in_func(run_fn, b.func);
+            let call = b.ins().call(fref, &p);
+            let status = b.inst_results(call)[0];
+            b.ins().return_(&[status]);
+            Ok(b)
+        })?;
+        code_bytes += bytes;
+    }
     let object = m.finish().emit().map_err(module_err)?;
     Ok(Compiled { object, plan, weight_bytes, kernels: nkernels, code_bytes, kernel_list })
+}
+
+/// Calls split kernel `kernel` (whose task function is `task`) with `args` as `n` tasks: the
+/// arguments stored in the block `slot`, then `pf(ctx, n, task, slot)`, or with a NULL `pf`
+/// `kernel(args..., i)` for `i` in `0..n`.
+#[allow(clippy::too_many_arguments)]
+fn call_split(
+    b: &mut FunctionBuilder,
+    m: &mut ObjectModule,
+    ptr: types::Type,
+    (kernel, task): (cranelift_codegen::ir::FuncRef, FuncId),
+    args: &[Value],
+    n: usize,
+    (pf, ctx): (Value, Value),
+    slot: cranelift_codegen::ir::StackSlot,
+) {
+    let fl = crate::emit::flags();
+    let (serial, parallel, done) = (b.create_block(), b.create_block(), b.create_block());
+    let null = b.ins().icmp_imm_s(IntCC::Equal, pf, 0);
+    b.ins().brif(null, serial, &[], parallel, &[]);
+
+    b.switch_to_block(serial);
+    let (head, body) = (b.create_block(), b.create_block());
+    b.append_block_param(head, types::I64);
+    let zero = b.ins().iconst(types::I64, 0);
+    b.ins().jump(head, &[zero.into()]);
+    b.switch_to_block(head);
+    let i = b.block_params(head)[0];
+    let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, i, n as i64);
+    b.ins().brif(more, body, &[], done, &[]);
+    b.switch_to_block(body);
+    let mut a = args.to_vec();
+    a.push(i);
+    b.ins().call(kernel, &a);
+    let next = b.ins().iadd_imm_s(i, 1);
+    b.ins().jump(head, &[next.into()]);
+
+    b.switch_to_block(parallel);
+    let arg = b.ins().stack_addr(ptr, slot, 0);
+    for (k, &v) in args.iter().enumerate() {
+        b.ins().store(fl, v, arg, (k * ptr.bytes() as usize) as i32);
+    }
+    let tref = m.declare_func_in_func(task, b.func);
+    let taddr = b.ins().func_addr(ptr, tref);
+    let count = b.ins().iconst(types::I64, n as i64);
+    let mut sig = m.make_signature();
+    sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64), AbiParam::new(ptr), AbiParam::new(ptr)]);
+    let sref = b.import_signature(sig);
+    b.ins().call_indirect(sref, pf, &[ctx, count, taddr, arg]);
+    b.ins().jump(done, &[]);
+    b.switch_to_block(done);
+}
+
+/// Defines the task function `symbol(void *arg, int64_t index)` of split kernel `kernel`
+/// (which takes `nargs` pointers then the index): it loads the pointers from the argument
+/// block `arg` and calls the kernel. Returns it and its code size.
+fn define_task(
+    m: &mut ObjectModule,
+    fb: &mut FnBuilder,
+    symbol: &str,
+    kernel: FuncId,
+    nargs: usize,
+) -> Result<(FuncId, usize)> {
+    let ptr = m.target_config().pointer_type();
+    let mut sig = m.make_signature();
+    sig.params.extend([AbiParam::new(ptr), AbiParam::new(types::I64)]);
+    fb.define(m, symbol, Linkage::Local, sig, |mut b, m| {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let fl = crate::emit::flags();
+        let mut args: Vec<Value> =
+            (0..nargs).map(|k| b.ins().load(ptr, fl, p[0], (k * ptr.bytes() as usize) as i32)).collect();
+        args.push(p[1]);
+        let fref = m.declare_func_in_func(kernel, b.func);
+        b.ins().call(fref, &args);
+        b.ins().return_(&[]);
+        Ok(b)
+    })
 }
 
 /// Defines `<name>_peak(iters, out)`: `iters` iterations of [`PEAK_FMAS`] independent

@@ -144,7 +144,10 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         keys_t: (kb.caps.vector && d * tp * 4 <= KEYS_BYTES && tp >= 4).then(|| slot(kb, d * tp * 4)),
     };
     let s_run = cx.g.ty(q).shape.0[2].known().is_none().then_some(plan.s_rt);
-    kb.nest(&[nb, hq], &mut |kb, idx| {
+    // A split kernel divides the (batch, head) pairs when there are at least as many as query
+    // blocks, else the query blocks of every head (in `row_blocks`).
+    let nest = if nb * hq >= sp.div_ceil(rows) { Kb::nest_split } else { Kb::nest };
+    nest(kb, &[nb, hq], &mut |kb, idx| {
         let (b, h) = (idx[0], idx[1]);
         let g = if group == 1 { h } else { kb.b.ins().udiv_imm_u(h, group as i64) };
         let head = Head {

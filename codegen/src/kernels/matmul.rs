@@ -427,7 +427,11 @@ fn emit_problem(kb: &mut Kb, p: &Problem) {
         let ptr = if o.batch.iter().all(|&s| s == 0) { o.ptr } else { kb.addr(o.ptr, off, size as usize) };
         Mat { ptr, dtype: o.dtype, rs: o.rs, cs: o.cs, size }
     };
-    kb.nest(&p.batch, &mut |kb, idx| {
+    // A split kernel divides the batches when there are at least as many as row blocks, else
+    // the rows of every batch (in `row_blocks`).
+    let batches: usize = p.batch.iter().product();
+    let nest = if batches >= p.m.div_ceil(kb.caps.schedule.mr) { Kb::nest_split } else { Kb::nest };
+    nest(kb, &p.batch, &mut |kb, idx| {
         let c = match &p.epi {
             Epilogue::GemmF { c, .. } | Epilogue::GemmI { c, .. } | Epilogue::Dense { bias: c, .. } => {
                 c.as_ref().map(|c| bind(kb, c, &[]))
@@ -616,7 +620,8 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
 
 /// Runs `tile(kb, i0, mr)` over row blocks of `mr` rows, then the `m % mr` edge. With a
 /// run-time row count `m_run`, the full blocks stop at the first block at or past it (the
-/// static edge, fewer than `mr` rows, still runs).
+/// static edge, fewer than `mr` rows, still runs). In a split kernel ([`Kb::take_share`]),
+/// only this task's share of the blocks (the edge the last block).
 pub(crate) fn row_blocks(
     kb: &mut Kb,
     m: usize,
@@ -625,6 +630,9 @@ pub(crate) fn row_blocks(
     tile: &mut dyn FnMut(&mut Kb, Value, usize),
 ) {
     let full = m / mr * mr;
+    if kb.split.is_some() && m > 0 {
+        return row_blocks_share(kb, m, m_run, mr, tile);
+    }
     if let (Some(v), true) = (m_run, full > 0) {
         let up = kb.b.ins().iadd_imm_s(v, mr as i64 - 1);
         let up = kb.b.ins().udiv_imm_u(up, mr as i64);
@@ -644,6 +652,77 @@ pub(crate) fn row_blocks(
     if m > full {
         let i = kb.iconst(full as i64);
         tile(kb, i, m - full);
+    }
+}
+
+/// [`row_blocks`] in a split kernel: the same blocks (full ones up to the run-time rows, then
+/// the static edge), this task's share of them.
+fn row_blocks_share(
+    kb: &mut Kb,
+    m: usize,
+    m_run: Option<Value>,
+    mr: usize,
+    tile: &mut dyn FnMut(&mut Kb, Value, usize),
+) {
+    if let Some(share) = RowShare::take(kb, m, m_run, mr) {
+        share.run(kb, tile);
+    }
+}
+
+/// A split kernel's share of the row blocks of [`row_blocks`] (taken once, with
+/// [`Kb::take_share`], and run as often as needed: the assembled products run it once per K
+/// block and column tile).
+#[derive(Clone, Copy)]
+pub(crate) struct RowShare {
+    /// First and end row of this task's full blocks.
+    a: Value,
+    b: Value,
+    /// The static edge block (its first row, its rows) and whether it is this task's.
+    edge: Option<(usize, usize, Value)>,
+    mr: usize,
+}
+
+impl RowShare {
+    /// Takes the kernel's split for the row blocks of an `m`-row product (`None` when the kernel
+    /// is not split or the split was taken).
+    pub(crate) fn take(kb: &mut Kb, m: usize, m_run: Option<Value>, mr: usize) -> Option<RowShare> {
+        kb.split?;
+        let nfull = m / mr;
+        let fulls = match m_run {
+            Some(v) if nfull > 0 => {
+                let up = kb.b.ins().iadd_imm_s(v, mr as i64 - 1);
+                let up = kb.b.ins().udiv_imm_u(up, mr as i64);
+                let cap = kb.iconst(nfull as i64);
+                kb.b.ins().umin(up, cap)
+            }
+            _ => kb.iconst(nfull as i64),
+        };
+        let has_edge = m > nfull * mr;
+        let total = if has_edge { kb.b.ins().iadd_imm_s(fulls, 1) } else { fulls };
+        let (lo, hi) = kb.take_share(total)?;
+        let end = kb.b.ins().umin(hi, fulls);
+        let (a, b) = (kb.b.ins().imul_imm_s(lo, mr as i64), kb.b.ins().imul_imm_s(end, mr as i64));
+        // The edge is block `fulls`, the last: this task's when its share ends past the full ones.
+        let edge = has_edge.then(|| {
+            let mine = kb.b.ins().icmp(cranelift_codegen::ir::condcodes::IntCC::UnsignedGreaterThan, hi, fulls);
+            (nfull * mr, m - nfull * mr, mine)
+        });
+        Some(RowShare { a, b, edge, mr })
+    }
+
+    /// Runs `tile(kb, i0, rows)` over this task's blocks.
+    pub(crate) fn run(&self, kb: &mut Kb, tile: &mut dyn FnMut(&mut Kb, Value, usize)) {
+        let mr = self.mr;
+        kb.for_range(self.a, self.b, mr as i64, |kb, i| tile(kb, i, mr));
+        if let Some((first, rows, mine)) = self.edge {
+            let (body, done) = (kb.b.create_block(), kb.b.create_block());
+            kb.b.ins().brif(mine, body, &[], done, &[]);
+            kb.b.switch_to_block(body);
+            let i = kb.iconst(first as i64);
+            tile(kb, i, rows);
+            kb.b.ins().jump(done, &[]);
+            kb.b.switch_to_block(done);
+        }
     }
 }
 

@@ -17,11 +17,11 @@
 //! [`super::activate_tile`]); a product that accumulates into its output (`f32_product` with
 //! `accumulate`) uses accumulating microkernels from the first block instead.
 
-use super::{Bound, Cols, Epilogue, Problem, Tile, activate_tile, row_blocks, store};
+use super::{Bound, Cols, Epilogue, Problem, RowShare, Tile, activate_tile, row_blocks, store};
 use crate::asm::vmath::{Act, VFn};
 use crate::asm::{AsmFn, Ukr};
 use crate::emit::Kb;
-use cranelift_codegen::ir::types;
+use cranelift_codegen::ir::{Value, types};
 use slmtvm_targets::Microkernel;
 
 /// Whether the assembled path computes `p` (the caller checked it is an all-f32 product).
@@ -46,12 +46,15 @@ pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
     let post = !accumulate && !matches!(p.epi, Epilogue::Plain);
     let blocks: Vec<(usize, usize)> = (0..p.k).step_by(kc).map(|k0| (k0, kc.min(p.k - k0))).collect();
     let (lda, ldb, ldc) = (o.a.rs * 4, o.b.rs * 4, o.out.rs * 4);
+    // A split kernel's tasks own whole row blocks: the share is taken once, for every K block
+    // and column tile (each task's A rows stay in L2, its B panels in L1).
+    let share = RowShare::take(kb, p.m, p.m_run, s.mr);
     for (bi, &(k0, steps)) in blocks.iter().enumerate() {
         let last_block = bi + 1 == blocks.len();
         row_blocks(kb, p.n, p.n_run, s.nr, &mut |kb, j0, cols| {
             let nv = cols.div_ceil(lanes);
             let last = cols - (nv - 1) * lanes;
-            row_blocks(kb, p.m, p.m_run, s.mr, &mut |kb, i0, rows| {
+            let mut tile = |kb: &mut Kb, i0: Value, rows: usize| {
                 let u = Ukr { kernel: s.kernel, mr: rows, nv, last, kc: steps, acc: accumulate || bi > 0 };
                 let pa = o.a.offset(kb, Some(i0), None);
                 let pa = kb.addr_const(pa, k0 as i64 * 4);
@@ -63,7 +66,11 @@ pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
                 if last_block && post {
                     epilogue(kb, p, o, &Tile { i0, j0 }, rows, cols);
                 }
-            });
+            };
+            match &share {
+                Some(sh) => sh.run(kb, &mut tile),
+                None => row_blocks(kb, p.m, p.m_run, s.mr, &mut tile),
+            }
         });
     }
 }
