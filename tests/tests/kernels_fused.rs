@@ -92,7 +92,8 @@ fn rms(b: &mut Build, rng: &mut Lcg, dt: DType, dims: &[usize], axis: i64, sdims
 fn rms_norm_shapes_axes_and_scales() {
     let mut rng = Lcg(1);
     let mut b = Build::new("rmsnorm", 2);
-    for n in [1usize, 3, 4, 5, 17, 64, 384] {
+    // 16, 21, 63, 65: the output pass's 16-element steps, its 4-lane steps and scalar tail.
+    for n in [1usize, 3, 4, 5, 16, 17, 21, 63, 64, 65, 384] {
         rms(&mut b, &mut rng, DType::F32, &[3, n], -1, &[n]);
     }
     rms(&mut b, &mut rng, DType::F32, &[2, 3, 5], -2, &[3, 5]);

@@ -386,7 +386,8 @@ fn layer_norm(c: &mut Case, dt: DType, dims: &[usize], axis: i64, pdims: &[usize
 #[test]
 fn layer_norm_axes_parameters_and_statistics() {
     let mut c = Case::new("layernorm");
-    for n in [1usize, 3, 4, 5, 17, 64, 384] {
+    // 16, 21, 63, 65: the output pass's 16-element steps, its 4-lane steps and scalar tail.
+    for n in [1usize, 3, 4, 5, 16, 17, 21, 63, 64, 65, 384] {
         layer_norm(&mut c, DType::F32, &[3, n], -1, &[n], true, 1);
         layer_norm(&mut c, DType::F32, &[2, 2, n], -1, &[n], false, 3);
     }
@@ -409,7 +410,7 @@ fn layer_norm_axes_parameters_and_statistics() {
 #[test]
 fn layer_norm_f16() {
     let mut c = Case::new("layernorm_f16");
-    for n in [1usize, 5, 17, 64] {
+    for n in [1usize, 5, 17, 21, 64, 65] {
         layer_norm(&mut c, DType::F16, &[3, n], -1, &[n], true, 3);
         layer_norm(&mut c, DType::F16, &[2, 3, n], -2, &[3, n], false, 1);
     }
@@ -454,12 +455,15 @@ fn global_average_pool_ranks_2_to_4() {
 
 #[test]
 fn softmax_every_axis() {
-    let shapes: [&[usize]; 11] = [
+    let shapes: [&[usize]; 14] = [
         &[1],
         &[3],
         &[4, 5],
         &[3, 17],
+        &[2, 21],
+        &[2, 63],
         &[2, 64],
+        &[3, 65],
         &[2, 3, 384],
         &[1, 2, 5, 5],
         &[2, 17, 8],

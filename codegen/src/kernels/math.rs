@@ -286,9 +286,11 @@ impl Ops for Clif<'_, '_> {
     }
     fn sel(&mut self, m: Value, a: Value, b: Value) -> Value {
         if self.vector {
-            let (a, b) = (self.bits(a), self.bits(b));
-            let r = self.kb.b.ins().bitselect(m, a, b);
-            self.float(r)
+            // A float-typed select of a compare's lanes: x86 lowers `lt(a, b) ? a : b` to one
+            // `minps` and `lt(b, a) ? a : b` to one `maxps` (same results, NaN included), other
+            // selects to one blend.
+            let m = self.kb.b.ins().bitcast(types::F32X4, lane_flags(), m);
+            self.kb.b.ins().bitselect(m, a, b)
         } else {
             self.kb.b.ins().select(m, a, b)
         }
@@ -412,15 +414,36 @@ fn pow2i<O: Ops>(o: &mut O, k: O::I) -> O::F {
 /// factors are normal and results in the subnormal range are rounded once. `x` is clamped to
 /// `[-104, 88.8]` first (beyond, the result is 0 or +inf anyway); NaN passes through.
 pub fn exp_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
-    const INV_LN2: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75; // 0x1.62e4p-1, 16 significant bits
-    const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 - LN2_HI
     let hi = o.f(88.8);
     let lo = o.f(-104.0);
     let big = o.lt(hi, x);
     let x = o.sel(big, hi, x);
     let small = o.lt(x, lo);
     let x = o.sel(small, lo, x);
+    let (z, r) = exp_reduce(o, x);
+    exp_finish(o, z, r)
+}
+
+/// [`exp_with`] for arguments known to lie in `[-87, 88]` or to be NaN (no clamp needed, and
+/// the results are normal): `2^n` (`-126 ≤ n ≤ 127`, a normal float) applied in one
+/// multiplication, exact there as [`exp_with`]'s two are, so the result equals its bit for
+/// bit.
+fn exp_normal<O: Ops>(o: &mut O, x: O::F) -> O::F {
+    let (z, r) = exp_reduce(o, x);
+    let p = exp_poly(o, r);
+    let zb = o.bits(z);
+    let shb = o.i(SHIFTER.to_bits() as i32);
+    let ni = o.isub(zb, shb);
+    let s = pow2i(o, ni);
+    o.mul(p, s)
+}
+
+/// `x = n·ln2 + r` for [`exp_with`]: `z = n + SHIFTER` (the integer `n` in its low mantissa
+/// bits) and `r`.
+fn exp_reduce<O: Ops>(o: &mut O, x: O::F) -> (O::F, O::F) {
+    const INV_LN2: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75; // 0x1.62e4p-1, 16 significant bits
+    const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 - LN2_HI
     let inv = o.f(INV_LN2);
     let sh = o.f(SHIFTER);
     let z = o.mul_add(x, inv, sh);
@@ -428,15 +451,19 @@ pub fn exp_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
     let c = o.f(-LN2_HI);
     let r = o.mul_add(n, c, x);
     let c = o.f(-LN2_LO);
-    let r = o.mul_add(n, c, r);
-    exp_finish(o, z, r)
+    (z, o.mul_add(n, c, r))
+}
+
+/// `e^r` for `|r| ≤ 0.35`: Taylor's polynomial of degree 7.
+fn exp_poly<O: Ops>(o: &mut O, r: O::F) -> O::F {
+    const C: [f32; 8] = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+    horner(o, r, &C)
 }
 
 /// `2^n·e^r` for `|r| ≤ 0.35` and the integer `n` held by `z = n + SHIFTER`, as [`exp_with`]
 /// does it.
 fn exp_finish<O: Ops>(o: &mut O, z: O::F, r: O::F) -> O::F {
-    const C: [f32; 8] = [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
-    let p = horner(o, r, &C);
+    let p = exp_poly(o, r);
     let zb = o.bits(z);
     let shb = o.i(SHIFTER.to_bits() as i32);
     let ni = o.isub(zb, shb);
@@ -586,7 +613,8 @@ pub fn tanh_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
     let big = o.lt(ten, a);
     let ac = o.sel(big, ten, a);
     let a2 = o.add(ac, ac);
-    let e = exp_with(o, a2);
+    // `2a` is in [0, 20] (or NaN).
+    let e = exp_normal(o, a2);
     let one = o.f(1.0);
     let d = o.add(e, one);
     let two = o.f(2.0);
@@ -665,7 +693,8 @@ pub fn erf_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
     let zero = o.f(0.0);
     let sq = o.mul(ac, ac);
     let nsq = o.sub(zero, sq);
-    let e = exp_with(o, nsq);
+    // `-a²` is in [-16, 0] (or NaN).
+    let e = exp_normal(o, nsq);
     let one = o.f(1.0);
     let large = o.mul_add(e, nr, one);
     let is_small = o.lt(a, one);
@@ -1021,6 +1050,21 @@ mod tests {
         );
         for (e, x) in got {
             assert!(e <= bound, "{name}: {e} ulp at x = {x:e} ({:#x}), bound {bound}", x.to_bits());
+        }
+    }
+
+    #[test]
+    fn exp_normal_equals_exp_on_its_range() {
+        for fused in [true, false] {
+            let mut m = Mirror { fused };
+            let mut args: Vec<f32> = vec![-87.0, 88.0, 0.0, -0.0, 1e-30, -1e-30, 0.346_573_6, -0.346_573_6];
+            // Every 97th bit pattern of each sign (both ends and the subnormals included).
+            args.extend((0..0x7f80_0000u32).step_by(97).flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)]));
+            for x in args.into_iter().filter(|x| (-87.0..=88.0).contains(x)) {
+                let (a, b) = (exp_normal(&mut m, x), exp_with(&mut m, x));
+                assert_eq!(a.to_bits(), b.to_bits(), "x = {x:e} (fused {fused}): {a:e} against {b:e}");
+            }
+            assert!(exp_normal(&mut m, f32::NAN).is_nan());
         }
     }
 

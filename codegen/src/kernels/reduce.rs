@@ -122,6 +122,35 @@ fn for_lanes(kb: &mut Kb, n: usize, vector: bool, body: &mut dyn FnMut(&mut Kb, 
     }
 }
 
+/// [`for_lanes`] with four vectors (16 elements) a loop step while 16 remain, then vectors,
+/// then single elements: for bodies as cheap as the loop's own counter, compare and branch.
+fn for_lanes_x4(kb: &mut Kb, n: usize, vector: bool, body: &mut dyn FnMut(&mut Kb, Value, usize)) {
+    let vec = vector && kb.caps.vector;
+    let n16 = if vec { n / 16 * 16 } else { 0 };
+    let n4 = if vec { n / 4 * 4 } else { 0 };
+    if n16 > 0 {
+        kb.for_const(0, n16 as i64, 16, |kb, i| {
+            for k in 0..4 {
+                let ik = if k == 0 { i } else { kb.b.ins().iadd_imm_s(i, 4 * k) };
+                body(kb, ik, 4);
+            }
+        });
+    }
+    if n4 > n16 {
+        kb.for_const(n16 as i64, n4 as i64, 4, |kb, i| body(kb, i, 4));
+    }
+    if n4 < n {
+        kb.for_const(n4 as i64, n as i64, 1, |kb, i| body(kb, i, 1));
+    }
+}
+
+/// The address of element `index` of `base` (elements of `dtype`), computed here, once, for the
+/// loops that follow (see [`pin`]): their accesses then need no index arithmetic of their own.
+fn row_ptr(kb: &mut Kb, base: Value, index: Value, dtype: DType) -> Value {
+    let p = kb.addr(base, index, dtype.size());
+    pin(kb, p)
+}
+
 /// How a row is folded.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fold {
@@ -588,35 +617,31 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
     if inner == 1 {
         kb.for_const(0, outer as i64, 1, |kb, o| {
             let row = kb.b.ins().imul_imm_s(o, l as i64);
-            let m = fold_row(kb, l, Fold::PMax, true, &mut |kb, i, lanes| {
-                let i = kb.b.ins().iadd(row, i);
-                load_at(kb, dt, x, i, lanes)
-            });
+            let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
+            let m = fold_row(kb, l, Fold::PMax, true, &mut |kb, i, lanes| load_at(kb, dt, xr, i, lanes));
             let m = Bc::new(kb, m);
             let s = fold_row_with(kb, l, Fold::Add, true, false, &mut |kb, i, lanes| {
-                let i = kb.b.ins().iadd(row, i);
-                let v = load_at(kb, dt, x, i, lanes);
+                let v = load_at(kb, dt, xr, i, lanes);
                 let d = kb.b.ins().fsub(v, m.at(lanes));
                 let e = exp(kb, d);
                 if f32s {
-                    store_at(kb, dt, y, i, e, lanes);
+                    store_at(kb, dt, yr, i, e, lanes);
                 }
                 e
             });
             let one = kb.fconst(1.0, 1);
             let r = kb.b.ins().fdiv(one, s);
             let r = Bc::new(kb, r);
-            for_lanes(kb, l, true, &mut |kb, i, lanes| {
-                let i = kb.b.ins().iadd(row, i);
+            for_lanes_x4(kb, l, true, &mut |kb, i, lanes| {
                 let e = if f32s {
-                    load_at(kb, dt, y, i, lanes)
+                    load_at(kb, dt, yr, i, lanes)
                 } else {
-                    let v = load_at(kb, dt, x, i, lanes);
+                    let v = load_at(kb, dt, xr, i, lanes);
                     let d = kb.b.ins().fsub(v, m.at(lanes));
                     exp(kb, d)
                 };
                 let p = kb.b.ins().fmul(e, r.at(lanes));
-                store_at(kb, dt, y, i, p, lanes);
+                store_at(kb, dt, yr, i, p, lanes);
             });
         });
         return Ok(());
@@ -747,16 +772,13 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
     kb.nest(outer_dims, &mut |kb, oidx| {
         let o = kb.linear(0, oidx, &stat_strides);
         let row = kb.b.ins().imul_imm_s(o, n as i64);
-        let s = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| {
-            let i = kb.b.ins().iadd(row, i);
-            load_at(kb, dt, x, i, lanes)
-        });
+        let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
+        let s = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| load_at(kb, dt, xr, i, lanes));
         let nf = kb.fconst(n as f32, 1);
         let mean = kb.b.ins().fdiv(s, nf);
         let mean = Bc::new(kb, mean);
         let ss = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| {
-            let i = kb.b.ins().iadd(row, i);
-            let v = load_at(kb, dt, x, i, lanes);
+            let v = load_at(kb, dt, xr, i, lanes);
             let d = kb.b.ins().fsub(v, mean.at(lanes));
             kb.b.ins().fmul(d, d)
         });
@@ -790,26 +812,27 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
             }
             _ => None,
         };
-        // y = (x - mean) · inv · scale + bias at row element `i` (parameter offsets `si`, `bi`).
-        let out = |kb: &mut Kb, i: Value, si: Value, bi: Value, lanes: usize, modes: (Option<Bc>, Option<Bc>)| {
-            let xi = kb.b.ins().iadd(row, i);
-            let v = load_at(kb, dt, x, xi, lanes);
+        // y = (x - mean) · inv · scale + bias at row element `i`, the parameters at element
+        // `si` of `sp` and `bi` of `bp`.
+        let out = |kb: &mut Kb, i: Value, (sp, si): (Value, Value), (bp, bi): (Value, Value), lanes: usize| {
+            let v = load_at(kb, dt, xr, i, lanes);
             let d = kb.b.ins().fsub(v, mean.at(lanes));
             let t = kb.b.ins().fmul(d, inv.at(lanes));
             let param = |kb: &mut Kb, p: Value, pdt: DType, idx: Value, pinned: Option<Bc>| match pinned {
                 Some(c) => c.at(lanes),
                 None => load_at(kb, pdt, p, idx, lanes),
             };
-            let sv = param(kb, scale.0, scale.1, si, modes.0);
+            let sv = param(kb, sp, scale.1, si, ssplat);
             let res = match &bias {
                 Some(b) => {
-                    let bv = param(kb, b.0, b.1, bi, modes.1);
+                    let bv = param(kb, bp, b.1, bi, bsplat);
                     kb.mul_add(t, sv, bv)
                 }
                 None => kb.b.ins().fmul(t, sv),
             };
-            store_at(kb, dt, y, xi, res, lanes);
+            store_at(kb, dt, yr, i, res, lanes);
         };
+        let bptr = bias.as_ref().map_or(scale.0, |b| b.0);
         if general {
             let rs = strides_of(inner_dims);
             let bstr = bias.as_ref().map(|b| b.2[axis..].to_vec()).unwrap_or_default();
@@ -819,13 +842,19 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
                 let si = kb.b.ins().iadd(soff, si);
                 let bi = kb.linear(0, iidx, &bstr);
                 let bi = kb.b.ins().iadd(boff, bi);
-                out(kb, i, si, bi, 1, (ssplat, bsplat));
+                out(kb, i, (scale.0, si), (bptr, bi), 1);
             });
         } else {
-            for_lanes(kb, n, vector, &mut |kb, i, lanes| {
-                let si = if smode == RowParam::Contiguous { kb.b.ins().iadd(soff, i) } else { soff };
-                let bi = if bmode == RowParam::Contiguous { kb.b.ins().iadd(boff, i) } else { boff };
-                out(kb, i, si, bi, lanes, (ssplat, bsplat));
+            // Contiguous parameters from their row's first element, as `x` and `y`.
+            let srow = if smode == RowParam::Contiguous { row_ptr(kb, scale.0, soff, scale.1) } else { scale.0 };
+            let brow = match &bias {
+                Some(b) if bmode == RowParam::Contiguous => row_ptr(kb, b.0, boff, b.1),
+                _ => bptr,
+            };
+            for_lanes_x4(kb, n, vector, &mut |kb, i, lanes| {
+                let s = if smode == RowParam::Contiguous { (srow, i) } else { (scale.0, soff) };
+                let b = if bmode == RowParam::Contiguous { (brow, i) } else { (bptr, boff) };
+                out(kb, i, s, b, lanes);
             });
         }
     });
@@ -853,9 +882,9 @@ fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
     kb.nest(outer_dims, &mut |kb, oidx| {
         let o = kb.linear(0, oidx, &row_strides);
         let row = kb.b.ins().imul_imm_s(o, n as i64);
+        let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
         let ss = fold_row(kb, n, Fold::Add, true, &mut |kb, i, lanes| {
-            let i = kb.b.ins().iadd(row, i);
-            let v = load_at(kb, dt, x, i, lanes);
+            let v = load_at(kb, dt, xr, i, lanes);
             kb.b.ins().fmul(v, v)
         });
         let nf = kb.fconst(n as f32, 1);
@@ -871,16 +900,15 @@ fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
             let v = load_at(kb, sdt, sp, soff, 1);
             Bc::new(kb, v)
         });
-        let out = |kb: &mut Kb, i: Value, si: Value, lanes: usize| {
-            let xi = kb.b.ins().iadd(row, i);
-            let v = load_at(kb, dt, x, xi, lanes);
+        let out = |kb: &mut Kb, i: Value, (sp, si): (Value, Value), lanes: usize| {
+            let v = load_at(kb, dt, xr, i, lanes);
             let t = kb.b.ins().fmul(v, inv.at(lanes));
             let sv = match ssplat {
                 Some(c) => c.at(lanes),
                 None => load_at(kb, sdt, sp, si, lanes),
             };
             let res = kb.b.ins().fmul(t, sv);
-            store_at(kb, dt, y, xi, res, lanes);
+            store_at(kb, dt, yr, i, res, lanes);
         };
         if smode == RowParam::General {
             let rs = strides_of(inner_dims);
@@ -888,12 +916,13 @@ fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
                 let i = kb.linear(0, iidx, &rs);
                 let si = kb.linear(0, iidx, &sstr[axis..]);
                 let si = kb.b.ins().iadd(soff, si);
-                out(kb, i, si, 1);
+                out(kb, i, (sp, si), 1);
             });
         } else {
-            for_lanes(kb, n, true, &mut |kb, i, lanes| {
-                let si = if smode == RowParam::Contiguous { kb.b.ins().iadd(soff, i) } else { soff };
-                out(kb, i, si, lanes);
+            let srow = if smode == RowParam::Contiguous { row_ptr(kb, sp, soff, sdt) } else { sp };
+            for_lanes_x4(kb, n, true, &mut |kb, i, lanes| {
+                let s = if smode == RowParam::Contiguous { (srow, i) } else { (sp, soff) };
+                out(kb, i, s, lanes);
             });
         }
     });
