@@ -82,7 +82,10 @@ fn dense(kb: &mut Kb, cx: &NodeCtx, act: Option<UnaryOp>) -> Result<()> {
     let a = F32Mat { ptr: cx.in_ptr(0)?, rs: k as i64, cs: 1 };
     let b = F32Mat { ptr: cx.in_ptr(1)?, rs: n as i64, cs: 1 };
     let out = F32Mat { ptr: cx.out_ptr(0), rs: n as i64, cs: 1 };
-    f32_dense(kb, a, b, bias, act, out, (m, k, n), m_run);
+    let pack = cx.in_const(1).map(|_| 1);
+    if let Some(r) = f32_dense(kb, a, b, bias, act, out, (m, k, n), m_run, pack) {
+        cx.read_packed(r);
+    }
     Ok(())
 }
 
