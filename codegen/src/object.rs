@@ -343,10 +343,9 @@ fn define_weights(
             packs.insert((v, r.nr), (r.k, r.n));
         }
     }
-    for (k, &o) in g.outputs.iter().enumerate() {
-        if let Some(Storage::Const(c)) =
-            plan.storage.get(&o).filter(|_| plan.storage.get(&o) != Some(&Storage::Output(k)))
-        {
+    // Graph outputs that are constants (or views of them) are copied from the in-place bytes.
+    for o in &g.outputs {
+        if let Some(Storage::Const(c)) = plan.storage.get(o) {
             in_place.insert(*c);
         }
     }

@@ -3,7 +3,8 @@
 //! and AVX-512 microkernels' tiles and K blocks (`avx512:14x32x16`) on the presets that have
 //! them, computes the interpreter's bits over odd and edge shapes (1, 3, 17, 63, 64, 65, 127)
 //! for MatMul (also batched with two inputs), Gemm (alpha, beta, C), Dense (bias and activation
-//! epilogue), FusedMlp and Attention (which run products over slices). Data are multiples of
+//! epilogue), FusedMlp and Attention (which run products over slices), and weights shared by
+//! several nodes (the assembled tiles read constant B packed: [`slmtvm_codegen::pack`]). Data are multiples of
 //! 1/4, so every product and partial sum is exact in f32 and any tile order gives the same bits:
 //! zero tolerance for the products (the fused ops' exp/GELU get a small one).
 
