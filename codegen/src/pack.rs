@@ -14,6 +14,10 @@
 //! `kernels::NodeCtx`); the object builder then emits the packed copy (once per constant and
 //! `nr`) and passes its address for that input. The decision is the path choice itself, so a
 //! kernel can never read packed bytes on another path, nor in-place bytes on this one.
+//! FusedMlp, whose products take slices of its weights (column chunks of `W_gate`/`W_up`, row
+//! chunks of `W_down`), lays its slices out for the packed layout when its schedule is an
+//! assembled one and fails with an internal error if any of its products then does not take
+//! the assembled path.
 
 /// One input of a node that its kernel reads packed (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

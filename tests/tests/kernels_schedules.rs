@@ -230,3 +230,22 @@ fn weights_are_stored_packed_once_per_panel_width() {
         assert_eq!(c.weight_bytes, plain - 40 * 24 * 4 + c.packed_bytes, "{spec}");
     }
 }
+
+/// FusedMlp's three weights are read packed (its chunked products take panels of them): only
+/// the packed copies are in `.rodata` on the assembled presets, none on the baseline.
+#[test]
+fn fused_mlp_weights_are_stored_packed() {
+    let mut g = G { g: Graph::new("mlp"), data: Vec::new(), seed: 5 };
+    let (x, wg, wu, wd) = (g.input(&[5, 12]), g.constant(&[12, 40]), g.constant(&[12, 40]), g.constant(&[40, 9]));
+    g.node(Op::FusedMlp(FusedMlp { activation: UnaryOp::Silu }), vec![x, wg, wu, wd]);
+    g.g.infer().unwrap();
+    for (spec, nr) in [("x86_64-v3", 16), ("x86_64-v4", 32), ("x86_64", 0)] {
+        let t = slmtvm_targets::Target::from_spec(spec).unwrap();
+        let c = slmtvm_codegen::compile(&g.g, "mlp", &t).unwrap();
+        let packed = |k: usize, n: usize| if nr == 0 { 0 } else { n.div_ceil(nr) * k * nr * 4 };
+        let want = 2 * packed(12, 40) + packed(40, 9);
+        assert_eq!(c.packed_bytes, want, "{spec}");
+        let plain = (2 * 12 * 40 + 40 * 9) * 4;
+        assert_eq!(c.weight_bytes, if nr == 0 { plain } else { want }, "{spec}");
+    }
+}

@@ -129,9 +129,23 @@ struct Problem {
     zb: Option<Operand>,
     out: Operand,
     epi: Epilogue,
-    /// The input position of B when B is a whole constant f32 `[K, N]` (row-major, unsliced):
-    /// the assembled path then reads it packed ([`crate::pack`]) and reports it.
-    pack: Option<usize>,
+    /// Set when B is a constant f32 weight (or a slice of one: [`Pack`]): the assembled path
+    /// then reads it packed ([`crate::pack`]) and reports it.
+    pack: Option<Pack>,
+}
+
+/// B of a product as (a slice of) a constant weight packed in panels ([`crate::pack`]): the
+/// weight is input `input`, `[k, n]` as a whole. B's pointer is where the slice starts in the
+/// packed layout (its first column a multiple of the schedule's `nr`); the panels are `k·nr`
+/// elements apart whatever rows of them the product reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pack {
+    /// The weight's position among the node's inputs.
+    pub input: usize,
+    /// Rows of the whole weight.
+    pub k: usize,
+    /// Columns of the whole weight.
+    pub n: usize,
 }
 
 /// Element strides of data of `data` dims right-aligned into `shape` (0 where it broadcasts).
@@ -232,7 +246,7 @@ fn matmul(cx: &NodeCtx) -> Result<Problem> {
         n,
         acc,
         epi: Epilogue::Plain,
-        pack: (bd.len() == 2 && cx.in_const(1).is_some()).then_some(1),
+        pack: (bd.len() == 2 && cx.in_const(1).is_some()).then_some(Pack { input: 1, k, n }),
     })
 }
 
@@ -289,7 +303,7 @@ fn gemm(cx: &NodeCtx, g: &Gemm) -> Result<Problem> {
         zb: None,
         out: output(cx, &[], m, n),
         epi,
-        pack: (!g.trans_b && cx.in_const(1).is_some()).then_some(1),
+        pack: (!g.trans_b && cx.in_const(1).is_some()).then_some(Pack { input: 1, k, n }),
     })
 }
 
@@ -486,19 +500,37 @@ pub(crate) fn f32_product(
     n_run: Option<Value>,
     accumulate: bool,
 ) {
+    f32_product_packed(kb, a, b, out, mkn, m_run, n_run, accumulate, None);
+}
+
+/// [`f32_product`] with `b` (a slice of) a constant weight the assembled path reads packed
+/// (`pack`, as for [`f32_dense`]); returns that read if it does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn f32_product_packed(
+    kb: &mut Kb,
+    a: F32Mat,
+    b: F32Mat,
+    out: F32Mat,
+    mkn: (usize, usize, usize),
+    m_run: Option<Value>,
+    n_run: Option<Value>,
+    accumulate: bool,
+    pack: Option<Pack>,
+) -> Option<PackedRead> {
     let epi = if accumulate {
         let c = Operand { ptr: out.ptr, dtype: DType::F32, batch: vec![], rs: out.rs, cs: out.cs };
         Epilogue::GemmF { alpha: 1.0, beta: 1.0, c: Some(c) }
     } else {
         Epilogue::Plain
     };
-    f32_epilogue(kb, a, b, out, mkn, m_run, n_run, epi, None);
+    f32_epilogue(kb, a, b, out, mkn, m_run, n_run, epi, pack)
 }
 
 /// `out[m×n] = act(a[m×k]·b[k×n] + bias)` (bias: `n` contiguous f32, or none): the Dense
 /// kernel, on matmul's schedules with the bias and activation applied before each store.
-/// `pack`: the input position of `b` when `b` is a whole constant `[k, n]` weight, which the
-/// assembled path then reads packed; returns that read if so ([`crate::pack`]).
+/// `pack`: set when `b` is (a slice of, [`Pack`]) a constant weight, which the assembled path
+/// then reads packed; returns that read if so ([`crate::pack`]). `b`'s strides are those of
+/// the weight in place (row-major), its pointer the slice's start in the layout it is read in.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn f32_dense(
     kb: &mut Kb,
@@ -509,7 +541,7 @@ pub(crate) fn f32_dense(
     out: F32Mat,
     mkn: (usize, usize, usize),
     m_run: Option<Value>,
-    pack: Option<usize>,
+    pack: Option<Pack>,
 ) -> Option<PackedRead> {
     let bias = bias.map(|ptr| Operand { ptr, dtype: DType::F32, batch: vec![], rs: 0, cs: 1 });
     f32_epilogue(kb, a, b, out, mkn, m_run, None, Epilogue::Dense { bias, act }, pack)
@@ -527,7 +559,7 @@ fn f32_epilogue(
     m_run: Option<Value>,
     n_run: Option<Value>,
     epi: Epilogue,
-    pack: Option<usize>,
+    pack: Option<Pack>,
 ) -> Option<PackedRead> {
     if m == 0 || n == 0 {
         return None;
@@ -585,14 +617,14 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) -> Option<PackedRead> {
         && o.zb.is_none_or(|z| z.cs <= 1);
     let s = kb.caps.schedule;
     if vf32 && s.kernel != Microkernel::Cranelift && assembled::applies(p, o) {
-        let Some(input) = p.pack else {
+        let Some(pk) = p.pack else {
             assembled::emit(kb, p, o);
             return None;
         };
         // Packed: column j0's panel at j0·K elements, its rows nr apart (j0 is a multiple of nr).
-        let b = Mat { rs: s.nr as i64, cs: p.k as i64, ..o.b };
+        let b = Mat { rs: s.nr as i64, cs: pk.k as i64, ..o.b };
         assembled::emit(kb, p, &Bound { b, a: o.a, za: o.za, zb: o.zb, c: o.c, out: o.out });
-        return Some(PackedRead { input, nr: s.nr, k: p.k, n: p.n });
+        return Some(PackedRead { input: pk.input, nr: s.nr, k: pk.k, n: pk.n });
     } else if bcast_ok {
         // Products the assembled path does not take run on the default Cranelift tile.
         let s = if s.kernel == Microkernel::Cranelift { s } else { Schedule::default_for(Microkernel::Cranelift) };
