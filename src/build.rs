@@ -75,7 +75,11 @@ struct Manifest {
     arena_bytes: usize,
     arena_align: usize,
     arena_lower_bound: usize,
+    /// Bytes of weights in `.rodata`, packed copies included.
     weights_bytes: usize,
+    /// Bytes of the weights packed into the matrix microkernels' panels (padding included),
+    /// part of `weights_bytes`.
+    packed_weights_bytes: usize,
     code_bytes: usize,
     kernels: usize,
     /// A profiling build: the object imports `slmtvm_profile` and exports `NAME_peak`.
@@ -222,6 +226,7 @@ pub fn compile_graph(
         arena_align: slmtvm_codegen::plan::ARENA_ALIGN,
         arena_lower_bound: c.plan.lower_bound,
         weights_bytes: c.weight_bytes,
+        packed_weights_bytes: c.packed_bytes,
         code_bytes: c.code_bytes,
         kernels: c.kernels,
         profile: opt.profile,
@@ -243,11 +248,12 @@ pub fn compile_graph(
     };
     let split = c.kernel_list.iter().filter(|k| k.tasks > 1).count();
     let summary = format!(
-        "{name}: {} (arena {} bytes, lower bound {}; weights {} bytes; code {} bytes in {} kernels{})",
+        "{name}: {} (arena {} bytes, lower bound {}; weights {} bytes, {} of them packed; code {} bytes in {} kernels{})",
         target.name(),
         c.plan.arena_bytes,
         c.plan.lower_bound,
         c.weight_bytes,
+        c.packed_bytes,
         c.code_bytes,
         c.kernels,
         if opt.threads > 1 { format!(", {split} split into {} tasks", opt.threads) } else { String::new() }

@@ -12,7 +12,8 @@
 //!    polynomials with documented error. Without native FMA (x86_64 baseline), mul + add, never
 //!    `fma` (Cranelift would call `fmaf`).
 //! 3. `object`: `ObjectModule` (cranelift-object) with weights as local data objects aligned to
-//!    64 bytes, the kernels as local functions, and two exports:
+//!    64 bytes (also, or only, packed into the assembled microkernels' panels where a product
+//!    reads them so: [`pack`]), the kernels as local functions, and two exports:
 //!    `int <name>_run(const void* const* inputs, void* const* outputs, void* workspace)` (status
 //!    codes: 0 ok, 1 null pointer, 2 misaligned workspace) and `size_t <name>_workspace_size(void)`.
 //!    Deterministic bytes: functions and data defined in graph order, no hash-map iteration.
@@ -31,6 +32,7 @@ pub mod header;
 pub mod kernels;
 pub mod layout;
 pub mod object;
+pub mod pack;
 pub mod plan;
 
 pub use error::{Error, Result};

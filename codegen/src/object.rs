@@ -2,6 +2,7 @@
 //! and the exported `<name>_run` / `<name>_workspace_size` entry points.
 
 use crate::emit::{Caps, Kb};
+use crate::pack::PackedRead;
 use crate::plan::{MemoryPlan, Storage, plan_memory};
 use crate::{Error, Result};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -54,8 +55,11 @@ pub struct Compiled {
     pub object: Vec<u8>,
     /// Its memory plan.
     pub plan: MemoryPlan,
-    /// Bytes of weights in `.rodata`.
+    /// Bytes of weights in `.rodata` (packed copies included).
     pub weight_bytes: usize,
+    /// Bytes of the weights packed into the assembled microkernels' panels ([`crate::pack`];
+    /// padding included), part of `weight_bytes`.
+    pub packed_bytes: usize,
     /// Number of kernels emitted.
     pub kernels: usize,
     /// Bytes of machine code of all functions.
@@ -104,24 +108,7 @@ pub fn compile(
     let mut m = ObjectModule::new(builder);
     let ptr = m.target_config().pointer_type();
 
-    // Weights, in constant order (deterministic).
-    let mut data: BTreeMap<ValueId, DataId> = BTreeMap::new();
-    let mut weight_bytes = 0;
-    for (k, (&id, t)) in g.consts.iter().enumerate() {
-        let d = m.declare_data(&format!("{name}_w{k}"), Linkage::Local, false, false).map_err(module_err)?;
-        let mut desc = DataDescription::new();
-        let mut bytes = t.to_le_bytes();
-        if bytes.is_empty() {
-            bytes.push(0);
-        }
-        weight_bytes += bytes.len();
-        desc.define(bytes.into_boxed_slice());
-        desc.set_align(crate::plan::ARENA_ALIGN as u64);
-        m.define_data(d, &desc).map_err(module_err)?;
-        data.insert(id, d);
-    }
-
-    // Kernels, in node order.
+    // Kernels, in node order; then the weights they read (packed or in place).
     let mut code_bytes = 0usize;
     let mut kernels: Vec<Option<FuncId>> = Vec::new();
     // Per kernel: its task function and task count when split; a candidate that ended up
@@ -130,10 +117,13 @@ pub fn compile(
     let mut kernel_list = Vec::new();
     let mut fb = FnBuilder { fctx: FunctionBuilderContext::new(), ctx: m.make_context() };
     let mut ukrs = Microkernels::default();
+    let mut packed_reads: Vec<Vec<PackedRead>> = Vec::new();
     for (i, node) in g.nodes.iter().enumerate() {
+        let mut reads = Vec::new();
         if node.outputs.iter().all(|o| plan.view_of.contains_key(o)) {
             kernels.push(None);
             tasks.push(None);
+            packed_reads.push(reads);
             continue;
         }
         let nargs = node.inputs.iter().flatten().count() + node.outputs.len() + 1;
@@ -155,7 +145,7 @@ pub fn compile(
             let index = if split { args.pop() } else { None };
             let mut kb = Kb::new(b, caps);
             kb.split = index.map(|index| crate::emit::Split { index, count: par.tasks });
-            crate::kernels::emit_node(&mut kb, g, node, &plan.layout, &args)?;
+            reads = crate::kernels::emit_node(&mut kb, g, node, &plan.layout, &args)?;
             used = split && kb.split.is_none();
             kb.b.ins().return_(&[]);
             for u in &kb.ukrs {
@@ -175,6 +165,7 @@ pub fn compile(
         } else {
             split.then_some((None, 1))
         });
+        packed_reads.push(reads);
         kernel_list.push(KernelInfo {
             symbol,
             node: node.name.clone(),
@@ -192,6 +183,7 @@ pub fn compile(
         });
     }
     code_bytes += ukrs.define(&mut m)?;
+    let weights = define_weights(&mut m, g, &plan, name, &kernels, &packed_reads)?;
     let nkernels = kernels.iter().flatten().count();
     let hook = if profile {
         let mut sig = m.make_signature();
@@ -304,7 +296,10 @@ pub fn compile(
                 Storage::Input(k) => b.ins().load(ptr, fl, inputs, (k * ptr.bytes() as usize) as i32),
                 Storage::Output(k) => b.ins().load(ptr, fl, outputs, (k * ptr.bytes() as usize) as i32),
                 Storage::Const(c) => {
-                    let gv = m.declare_data_in_func(data[&c], b.func);
+                    let d = weights.plain.get(&c).ok_or_else(|| {
+                        Error::Graph(format!("internal: constant '{}' has no in-place copy", g.value(c).name))
+                    })?;
+                    let gv = m.declare_data_in_func(*d, b.func);
                     b.ins().symbol_value(ptr, gv)
                 }
                 Storage::Arena { offset, .. } => b.ins().iadd_imm_s(workspace, offset as i64),
@@ -318,12 +313,22 @@ pub fn compile(
             }
         };
         let mut index = 0;
-        for ((node, k), t) in g.nodes.iter().zip(&kernels).zip(&tasks) {
+        for (((node, k), t), reads) in g.nodes.iter().zip(&kernels).zip(&tasks).zip(&packed_reads) {
             let Some(f) = k else { continue };
             mark(&mut b, m, index);
             index += 1;
             let mut args = Vec::new();
-            for &v in node.inputs.iter().flatten().chain(&node.outputs) {
+            for (i, v) in node.inputs.iter().enumerate() {
+                let Some(v) = *v else { continue };
+                match reads.iter().find(|r| r.input == i) {
+                    Some(r) => {
+                        let gv = m.declare_data_in_func(weights.packed[&(const_of(&plan, v), r.nr)], b.func);
+                        args.push(b.ins().symbol_value(ptr, gv));
+                    }
+                    None => args.push(addr(&mut b, m, v)?),
+                }
+            }
+            for &v in &node.outputs {
                 args.push(addr(&mut b, m, v)?);
             }
             args.push(syms.unwrap_or(workspace));
@@ -378,7 +383,113 @@ pub fn compile(
         code_bytes += bytes;
     }
     let object = m.finish().emit().map_err(module_err)?;
-    Ok(Compiled { object, plan, weight_bytes, kernels: nkernels, code_bytes, kernel_list })
+    Ok(Compiled {
+        object,
+        plan,
+        weight_bytes: weights.bytes,
+        packed_bytes: weights.packed_bytes,
+        kernels: nkernels,
+        code_bytes,
+        kernel_list,
+    })
+}
+
+/// The weights of an object: the data object of each constant read in place, and of each
+/// (constant, `nr`) read packed.
+struct Weights {
+    plain: BTreeMap<ValueId, DataId>,
+    packed: BTreeMap<(ValueId, usize), DataId>,
+    /// Bytes of all of them.
+    bytes: usize,
+    /// Bytes of the packed copies (padding included).
+    packed_bytes: usize,
+}
+
+/// The constant whose bytes `v` (a constant, or a view of one) is.
+fn const_of(plan: &MemoryPlan, v: ValueId) -> ValueId {
+    match plan.storage.get(&v) {
+        Some(Storage::Const(c)) => *c,
+        _ => v,
+    }
+}
+
+/// Defines the weights, in constant order (deterministic): `NAME_wK` (the K-th constant) in
+/// place unless every read of it is packed, then `NAME_wK_pNR` for each panel width its packed
+/// reads use ([`crate::pack`]). Every packed read is checked to be of a whole f32 constant of
+/// the product's `[K, N]` (an internal error otherwise, never wrong bytes).
+fn define_weights(
+    m: &mut ObjectModule,
+    g: &Graph,
+    plan: &MemoryPlan,
+    name: &str,
+    kernels: &[Option<FuncId>],
+    packed_reads: &[Vec<PackedRead>],
+) -> Result<Weights> {
+    // Packed reads: (constant, nr) → (k, n); constants read in place by a kernel or copied
+    // to a graph output.
+    let mut packs: BTreeMap<(ValueId, usize), (usize, usize)> = BTreeMap::new();
+    let mut in_place: std::collections::BTreeSet<ValueId> = Default::default();
+    for ((node, k), reads) in g.nodes.iter().zip(kernels).zip(packed_reads) {
+        if k.is_none() {
+            continue;
+        }
+        for (i, v) in node.inputs.iter().enumerate() {
+            let Some(v) = *v else { continue };
+            let Some(r) = reads.iter().find(|r| r.input == i) else {
+                if let Some(Storage::Const(c)) = plan.storage.get(&v) {
+                    in_place.insert(*c);
+                }
+                continue;
+            };
+            let whole = g.consts.get(&v).is_some_and(|t| t.dtype() == slmtvm_ir::DType::F32 && t.shape() == [r.k, r.n]);
+            if !whole || r.nr == 0 {
+                return Err(Error::Graph(format!(
+                    "node '{}': internal: input {i} read packed as [{}, {}] in panels of {} is not such an f32 constant",
+                    node.name, r.k, r.n, r.nr
+                )));
+            }
+            packs.insert((v, r.nr), (r.k, r.n));
+        }
+    }
+    // Graph outputs that are constants (or views of them) are copied from the in-place bytes.
+    for o in &g.outputs {
+        if let Some(Storage::Const(c)) = plan.storage.get(o) {
+            in_place.insert(*c);
+        }
+    }
+    let mut w = Weights { plain: BTreeMap::new(), packed: BTreeMap::new(), bytes: 0, packed_bytes: 0 };
+    let mut define = |m: &mut ObjectModule, symbol: &str, mut bytes: Vec<u8>| -> Result<DataId> {
+        let d = m.declare_data(symbol, Linkage::Local, false, false).map_err(module_err)?;
+        let mut desc = DataDescription::new();
+        if bytes.is_empty() {
+            bytes.push(0);
+        }
+        w.bytes += bytes.len();
+        desc.define(bytes.into_boxed_slice());
+        desc.set_align(crate::plan::ARENA_ALIGN as u64);
+        m.define_data(d, &desc).map_err(module_err)?;
+        Ok(d)
+    };
+    let mut plain = BTreeMap::new();
+    let mut packed = BTreeMap::new();
+    let mut packed_bytes = 0;
+    for (k, (&id, t)) in g.consts.iter().enumerate() {
+        let bytes = t.to_le_bytes();
+        let widths: Vec<(usize, (usize, usize))> =
+            packs.range((id, 0)..=(id, usize::MAX)).map(|(&(_, nr), &kn)| (nr, kn)).collect();
+        if widths.is_empty() || in_place.contains(&id) {
+            plain.insert(id, define(m, &format!("{name}_w{k}"), bytes.clone())?);
+        }
+        for (nr, (rows, cols)) in widths {
+            let p = crate::pack::pack_panels(&bytes, rows, cols, nr);
+            packed_bytes += p.len();
+            packed.insert((id, nr), define(m, &format!("{name}_w{k}_p{nr}"), p)?);
+        }
+    }
+    w.plain = plain;
+    w.packed = packed;
+    w.packed_bytes = packed_bytes;
+    Ok(w)
 }
 
 /// Calls split kernel `kernel` (whose task function is `task`) with `args` as `n` tasks: the

@@ -435,3 +435,26 @@ fn aarch64_kernels_use_vector_fma() {
     assert!(vmul >= 8, "MatMulInteger: {vmul} vector multiplies:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Symbolic rows with a constant weight (read packed on the assembled presets, its last panel
+/// zero-padded): x [s, 33] and x [2, s, 33] (the batch walked with run-time rows) times W
+/// [33, 37], one object for s <= 40 run at s = 1, 5 and 40, exact data, zero tolerance.
+#[test]
+fn matmul_with_symbolic_rows_and_a_constant_weight() {
+    let mut g = G::new("matmul_sym");
+    let w = g.exact(&[33, 37], DType::F32);
+    let w = g.constant(w);
+    let ty = |s: &str| TypeInfo::new(DType::F32, Shape::parse(s).unwrap());
+    let xs = [g.g.add_input("x0", ty("[s<=40, 33]")), g.g.add_input("x1", ty("[2, s<=40, 33]"))];
+    for (i, &x) in xs.iter().enumerate() {
+        let y = g.g.add_node(format!("m{i}"), Op::MatMul(MatMul {}), vec![Some(x), Some(w)], &[format!("y{i}")]);
+        g.g.outputs.push(y[0]);
+    }
+    g.g.infer().unwrap();
+    let sets: Vec<Vec<Tensor>> = [1usize, 5, 40]
+        .iter()
+        .map(|&s| vec![g.exact(&[s, 33], DType::F32), g.exact(&[2, s, 33], DType::F32)])
+        .collect();
+    let failures = check_against_interpreter(&g.g, &sets, 0.0, 0.0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -3,7 +3,8 @@
 //! and AVX-512 microkernels' tiles and K blocks (`avx512:14x32x16`) on the presets that have
 //! them, computes the interpreter's bits over odd and edge shapes (1, 3, 17, 63, 64, 65, 127)
 //! for MatMul (also batched with two inputs), Gemm (alpha, beta, C), Dense (bias and activation
-//! epilogue), FusedMlp and Attention (which run products over slices). Data are multiples of
+//! epilogue), FusedMlp and Attention (which run products over slices), and weights shared by
+//! several nodes (the assembled tiles read constant B packed: [`slmtvm_codegen::pack`]). Data are multiples of
 //! 1/4, so every product and partial sum is exact in f32 and any tile order gives the same bits:
 //! zero tolerance for the products (the fused ops' exp/GELU get a small one).
 
@@ -64,6 +65,7 @@ fn graph() -> G {
     g.node(Op::Gemm(Gemm { alpha: 0.5, beta: 0.25, trans_a: false, trans_b: false }), vec![a, b, c]);
     let (x, w, b) = (g.input(&[2, 17, 33]), g.constant(&[33, 65]), g.constant(&[65]));
     g.node(Op::Dense(Dense { activation: Some(UnaryOp::Relu) }), vec![x, w, b]);
+    shared_weights(&mut g);
     let (x, wg, wu, wd) = (g.input(&[5, 12]), g.constant(&[12, 40]), g.constant(&[12, 40]), g.constant(&[40, 9]));
     g.node(Op::FusedMlp(FusedMlp { activation: UnaryOp::Silu }), vec![x, wg, wu, wd]);
     let (q, k, v) = (g.input(&[1, 2, 7, 16]), g.input(&[1, 2, 19, 16]), g.input(&[1, 2, 19, 12]));
@@ -72,8 +74,24 @@ fn graph() -> G {
     g
 }
 
-/// Outputs computed exactly (the products; the last two, FusedMlp and Attention, use exp).
-const EXACT: usize = 11;
+/// Weights read by several nodes: `W1` [33, 20] by a MatMul (packed on the assembled path)
+/// and an Add (in place), `W2` [40, 24] by a MatMul and a Dense (packed once for both, never
+/// in place). Returns them.
+fn shared_weights(g: &mut G) -> (ValueId, ValueId) {
+    let (a, w1) = (g.input(&[5, 33]), g.constant(&[33, 20]));
+    g.node(Op::MatMul(MatMul {}), vec![a, w1]);
+    let x = g.input(&[33, 20]);
+    g.node(Op::Binary(slmtvm_ir::ops::BinaryOp::Add), vec![x, w1]);
+    let (a, w2) = (g.input(&[7, 40]), g.constant(&[40, 24]));
+    g.node(Op::MatMul(MatMul {}), vec![a, w2]);
+    let (x, b) = (g.input(&[2, 3, 40]), g.constant(&[24]));
+    g.node(Op::Dense(Dense { activation: None }), vec![x, w2, b]);
+    (w1, w2)
+}
+
+/// Outputs computed exactly (the products and the Add; the last two, FusedMlp and Attention,
+/// use exp).
+const EXACT: usize = 15;
 
 /// The Cranelift tiles, then the assembled microkernels' (tiles at their register limits,
 /// one vector to four, K blocks with and without a tail of the unrolled loop).
@@ -166,5 +184,68 @@ fn invalid_schedules_are_refused() {
         let t = slmtvm_targets::Target::from_spec(spec).unwrap();
         assert_eq!(t.schedule().to_string(), want, "{spec}");
         assert_eq!(t.schedule().validate(), Ok(t.schedule()));
+    }
+}
+
+/// The weights' data objects: a constant read packed and in place is in `.rodata` in both
+/// layouts, one read packed by two products once, each packed copy `⌈N/nr⌉·K·nr·4` bytes
+/// (zero-padded panels) at a 64-byte boundary; the Cranelift schedule packs nothing.
+#[test]
+fn weights_are_stored_packed_once_per_panel_width() {
+    use object::{Object, ObjectSymbol};
+    let mut g = G { g: Graph::new("packs"), data: Vec::new(), seed: 3 };
+    let (w1, w2) = shared_weights(&mut g);
+    g.g.infer().unwrap();
+    let index = |v: ValueId| g.g.consts.keys().position(|&c| c == v).unwrap();
+    let (k1, k2) = (index(w1), index(w2));
+    let plain: usize = g.g.consts.values().map(|t| t.to_le_bytes().len()).sum();
+    for (spec, nr) in [("x86_64-v3", 16), ("x86_64-v4", 32), ("x86_64", 0)] {
+        let t = slmtvm_targets::Target::from_spec(spec).unwrap();
+        let c = slmtvm_codegen::compile(&g.g, "packs", &t).unwrap();
+        let file = object::File::parse(&*c.object).unwrap();
+        let sizes: std::collections::BTreeMap<String, (u64, u64)> = file
+            .symbols()
+            .filter(|s| {
+                s.name().is_ok_and(|n| {
+                    n.strip_prefix("packs_w").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+                })
+            })
+            .map(|s| (s.name().unwrap().to_string(), (s.size(), s.address())))
+            .collect();
+        let packed = |k: usize, n: usize| n.div_ceil(nr) * k * nr * 4;
+        if nr == 0 {
+            assert_eq!(c.packed_bytes, 0, "{spec}");
+            assert_eq!(c.weight_bytes, plain, "{spec}");
+            assert!(sizes.keys().all(|s| !s.contains("_p")), "{spec}: {sizes:?}");
+            continue;
+        }
+        let (p1, p2) = (format!("packs_w{k1}_p{nr}"), format!("packs_w{k2}_p{nr}"));
+        assert_eq!(sizes[&format!("packs_w{k1}")].0, 33 * 20 * 4, "{spec}: W1 in place for the Add");
+        assert_eq!(sizes[&p1].0 as usize, packed(33, 20), "{spec}: W1 packed for the MatMul");
+        assert!(!sizes.contains_key(&format!("packs_w{k2}")), "{spec}: W2 is only read packed: {sizes:?}");
+        assert_eq!(sizes[&p2].0 as usize, packed(40, 24), "{spec}: W2 packed once for two products");
+        assert_eq!(sizes.keys().filter(|s| s.contains("_p")).count(), 2, "{spec}: {sizes:?}");
+        assert!(sizes.values().all(|&(_, a)| a % 64 == 0), "{spec}: {sizes:?}");
+        assert_eq!(c.packed_bytes, packed(33, 20) + packed(40, 24), "{spec}");
+        assert_eq!(c.weight_bytes, plain - 40 * 24 * 4 + c.packed_bytes, "{spec}");
+    }
+}
+
+/// FusedMlp's three weights are read packed (its chunked products take panels of them): only
+/// the packed copies are in `.rodata` on the assembled presets, none on the baseline.
+#[test]
+fn fused_mlp_weights_are_stored_packed() {
+    let mut g = G { g: Graph::new("mlp"), data: Vec::new(), seed: 5 };
+    let (x, wg, wu, wd) = (g.input(&[5, 12]), g.constant(&[12, 40]), g.constant(&[12, 40]), g.constant(&[40, 9]));
+    g.node(Op::FusedMlp(FusedMlp { activation: UnaryOp::Silu }), vec![x, wg, wu, wd]);
+    g.g.infer().unwrap();
+    for (spec, nr) in [("x86_64-v3", 16), ("x86_64-v4", 32), ("x86_64", 0)] {
+        let t = slmtvm_targets::Target::from_spec(spec).unwrap();
+        let c = slmtvm_codegen::compile(&g.g, "mlp", &t).unwrap();
+        let packed = |k: usize, n: usize| if nr == 0 { 0 } else { n.div_ceil(nr) * k * nr * 4 };
+        let want = 2 * packed(12, 40) + packed(40, 9);
+        assert_eq!(c.packed_bytes, want, "{spec}");
+        let plain = (2 * 12 * 40 + 40 * 9) * 4;
+        assert_eq!(c.weight_bytes, if nr == 0 { plain } else { want }, "{spec}");
     }
 }

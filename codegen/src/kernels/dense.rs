@@ -9,7 +9,9 @@
 //!   a stack scratch of at most [`MLP_SCRATCH_BYTES`] (chunk width chosen from the block's
 //!   rows), `act(gate)·up` is formed in place, and `chunk·W_down[chunk]` is added into the
 //!   block's output rows (the first chunk stores, the others accumulate). No [rows, F]
-//!   intermediate exists anywhere.
+//!   intermediate exists anywhere. On the assembled path the three weights are read packed
+//!   ([`crate::pack`]): chunks are then whole panels wide, and `W_down`'s rows of a chunk are
+//!   rows of every panel.
 //!
 //! Symbolic leading dims of x: when the rows past the run-time ones form a suffix of the
 //! physical rows (the dims before the first symbolic one are 1 and the ones after it are
@@ -17,11 +19,12 @@
 //! physical row is (rows are independent, so that is correct, only slower).
 
 use super::NodeCtx;
-use super::matmul::{F32Mat, f32_dense, f32_product, row_blocks};
+use super::matmul::{F32Mat, Pack, f32_dense, f32_product_packed, row_blocks};
 use crate::Result;
 use crate::asm::AsmFn;
 use crate::asm::vmath::{Map, VFn};
 use crate::emit::Kb;
+use crate::pack::PackedRead;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};
 use slmtvm_ir::ops::UnaryOp;
@@ -85,15 +88,19 @@ fn dense(kb: &mut Kb, cx: &NodeCtx, act: Option<UnaryOp>) -> Result<()> {
     let a = F32Mat { ptr: cx.in_ptr(0)?, rs: k as i64, cs: 1 };
     let b = F32Mat { ptr: cx.in_ptr(1)?, rs: n as i64, cs: 1 };
     let out = F32Mat { ptr: cx.out_ptr(0), rs: n as i64, cs: 1 };
-    f32_dense(kb, a, b, bias, act, out, (m, k, n), m_run);
+    let pack = cx.in_const(1).map(|_| Pack { input: 1, k, n });
+    if let Some(r) = f32_dense(kb, a, b, bias, act, out, (m, k, n), m_run, pack) {
+        cx.read_packed(r);
+    }
     Ok(())
 }
 
 /// The FusedMlp chunk width for blocks of `rows` rows: the gate and up chunks fit the
-/// scratch bound, a multiple of 8 columns (the vector tile) unless F itself is smaller.
-fn chunk_width(rows: usize, f: usize) -> usize {
+/// scratch bound, a multiple of `unit` columns (8, the vector tile, or the packed panels'
+/// `nr`, so that every chunk starts at a panel) unless F itself is smaller.
+fn chunk_width(rows: usize, f: usize, unit: usize) -> usize {
     let most = MLP_SCRATCH_BYTES / (2 * 4 * rows.max(1));
-    f.min((most / 8 * 8).max(8))
+    f.min((most / unit * unit).max(unit))
 }
 
 fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
@@ -111,7 +118,23 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
         return Ok(());
     }
     let rb = m.min(MLP_ROWS);
-    let cw = chunk_width(rb, f);
+    // Constant weights are read packed on the assembled path: the products then take every
+    // chunk of the packed layouts (the gate/up chunk at c0 is panel c0/nr; W_down's rows c0..
+    // are rows of every panel). Whether the products take that path is theirs to say: one that
+    // does not is an internal error below, never a read of the wrong layout.
+    let s = kb.caps.schedule;
+    let packed = kb.caps.vector
+        && s.kernel != slmtvm_targets::Microkernel::Cranelift
+        && h > 0
+        && (1..=3).all(|i| cx.in_const(i).is_some());
+    let nr = s.nr;
+    let cw = chunk_width(rb, f, if packed { nr } else { 8 });
+    let packs = packed.then_some([
+        Pack { input: 1, k: h, n: f },
+        Pack { input: 2, k: h, n: f },
+        Pack { input: 3, k: f, n: h2 },
+    ]);
+    let agreed = std::cell::Cell::new(true);
     let half = (rb * cw.max(1) * 4) as u32;
     let slot = kb.b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 2 * half, 4));
     let vector = kb.caps.vector;
@@ -130,13 +153,19 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
             let g = kb.b.ins().stack_addr(ptr, slot, 0);
             let u = kb.b.ins().stack_addr(ptr, slot, half as i32);
             let (gm, um) = (F32Mat { ptr: g, rs: cc as i64, cs: 1 }, F32Mat { ptr: u, rs: cc as i64, cs: 1 });
-            let wgc = F32Mat { ptr: kb.addr(wg, c0, 4), rs: f as i64, cs: 1 };
-            let wuc = F32Mat { ptr: kb.addr(wu, c0, 4), rs: f as i64, cs: 1 };
-            f32_product(kb, xa, wgc, gm, (rows, h, cc), run, None, false);
-            f32_product(kb, xa, wuc, um, (rows, h, cc), run, None, false);
+            // Bytes per column of F in W_gate/W_up and per row of F in W_down, in the layout read.
+            let (gate_col, down_row) = if packed { (h * 4, nr * 4) } else { (4, h2 * 4) };
+            let wgc = F32Mat { ptr: kb.addr(wg, c0, gate_col), rs: f as i64, cs: 1 };
+            let wuc = F32Mat { ptr: kb.addr(wu, c0, gate_col), rs: f as i64, cs: 1 };
+            let pk = |i: usize| packs.map(|p| p[i]);
+            let rg = f32_product_packed(kb, xa, wgc, gm, (rows, h, cc), run, None, false, pk(0));
+            let ru = f32_product_packed(kb, xa, wuc, um, (rows, h, cc), run, None, false, pk(1));
             gate(kb, act, g, u, rows * cc, vector);
-            let wdc = F32Mat { ptr: kb.addr(wd, c0, h2 * 4), rs: h2 as i64, cs: 1 };
-            f32_product(kb, gm, wdc, ya, (rows, cc, h2), run, None, !first);
+            let wdc = F32Mat { ptr: kb.addr(wd, c0, down_row), rs: h2 as i64, cs: 1 };
+            let rd = f32_product_packed(kb, gm, wdc, ya, (rows, cc, h2), run, None, !first, pk(2));
+            if [rg, ru, rd].iter().any(|r| r.is_some() != packed) {
+                agreed.set(false);
+            }
         };
         let full = f / cw;
         if full > 0 {
@@ -166,6 +195,12 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
         kb.b.ins().jump(done, &[]);
         kb.b.switch_to_block(done);
     });
+    if !agreed.get() {
+        return Err(cx.error("internal: a product of a packed weight did not take the assembled path"));
+    }
+    for p in packs.into_iter().flatten() {
+        cx.read_packed(PackedRead { input: p.input, nr, k: p.k, n: p.n });
+    }
     Ok(())
 }
 

@@ -28,6 +28,7 @@ mod assembled;
 use super::NodeCtx;
 use crate::Result;
 use crate::emit::{Kb, flags, storage_type};
+use crate::pack::PackedRead;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::ops::{Gemm, UnaryOp};
 use slmtvm_ir::{DType, Op};
@@ -51,7 +52,9 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if rb >= 2 && ro >= 1 && cx.g.ty(out).shape.0[ro - 1].known().is_none() {
         p.n_run = Some(cx.extent(kb, out, ro - 1)?);
     }
-    emit_problem(kb, &p);
+    if let Some(r) = emit_problem(kb, &p) {
+        cx.read_packed(r);
+    }
     Ok(())
 }
 
@@ -126,6 +129,23 @@ struct Problem {
     zb: Option<Operand>,
     out: Operand,
     epi: Epilogue,
+    /// Set when B is a constant f32 weight (or a slice of one: [`Pack`]): the assembled path
+    /// then reads it packed ([`crate::pack`]) and reports it.
+    pack: Option<Pack>,
+}
+
+/// B of a product as (a slice of) a constant weight packed in panels ([`crate::pack`]): the
+/// weight is input `input`, `[k, n]` as a whole. B's pointer is where the slice starts in the
+/// packed layout (its first column a multiple of the schedule's `nr`); the panels are `k·nr`
+/// elements apart whatever rows of them the product reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pack {
+    /// The weight's position among the node's inputs.
+    pub input: usize,
+    /// Rows of the whole weight.
+    pub k: usize,
+    /// Columns of the whole weight.
+    pub n: usize,
 }
 
 /// Element strides of data of `data` dims right-aligned into `shape` (0 where it broadcasts).
@@ -226,6 +246,7 @@ fn matmul(cx: &NodeCtx) -> Result<Problem> {
         n,
         acc,
         epi: Epilogue::Plain,
+        pack: (bd.len() == 2 && cx.in_const(1).is_some()).then_some(Pack { input: 1, k, n }),
     })
 }
 
@@ -282,6 +303,7 @@ fn gemm(cx: &NodeCtx, g: &Gemm) -> Result<Problem> {
         zb: None,
         out: output(cx, &[], m, n),
         epi,
+        pack: (!g.trans_b && cx.in_const(1).is_some()).then_some(Pack { input: 1, k, n }),
     })
 }
 
@@ -335,6 +357,7 @@ fn matmul_integer(cx: &NodeCtx) -> Result<Problem> {
         n,
         acc: Acc::I32,
         epi: Epilogue::Plain,
+        pack: None,
     })
 }
 
@@ -414,9 +437,10 @@ fn fold_batch(p: &Problem) -> Option<Problem> {
     Some(q)
 }
 
-fn emit_problem(kb: &mut Kb, p: &Problem) {
+/// Emits `p`; returns B's packed read when the product reads B packed.
+fn emit_problem(kb: &mut Kb, p: &Problem) -> Option<PackedRead> {
     if p.m == 0 || p.n == 0 || p.batch.contains(&0) {
-        return;
+        return None;
     }
     if let Some(q) = fold_batch(p).filter(|_| p.m_run.is_none()) {
         return emit_problem(kb, &q);
@@ -431,6 +455,7 @@ fn emit_problem(kb: &mut Kb, p: &Problem) {
     // the rows of every batch (in `row_blocks`).
     let batches: usize = p.batch.iter().product();
     let nest = if batches >= p.m.div_ceil(kb.caps.schedule.mr) { Kb::nest_split } else { Kb::nest };
+    let mut packed = None;
     nest(kb, &p.batch, &mut |kb, idx| {
         let c = match &p.epi {
             Epilogue::GemmF { c, .. } | Epilogue::GemmI { c, .. } | Epilogue::Dense { bias: c, .. } => {
@@ -446,8 +471,9 @@ fn emit_problem(kb: &mut Kb, p: &Problem) {
             c,
             out: bind(kb, &p.out, idx),
         };
-        matrix(kb, p, &bound);
+        packed = matrix(kb, p, &bound);
     });
+    packed
 }
 
 /// An f32 matrix as a base pointer and element strides (row, column): a slice of a fused
@@ -478,17 +504,37 @@ pub(crate) fn f32_product(
     n_run: Option<Value>,
     accumulate: bool,
 ) {
+    f32_product_packed(kb, a, b, out, mkn, m_run, n_run, accumulate, None);
+}
+
+/// [`f32_product`] with `b` (a slice of) a constant weight the assembled path reads packed
+/// (`pack`, as for [`f32_dense`]); returns that read if it does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn f32_product_packed(
+    kb: &mut Kb,
+    a: F32Mat,
+    b: F32Mat,
+    out: F32Mat,
+    mkn: (usize, usize, usize),
+    m_run: Option<Value>,
+    n_run: Option<Value>,
+    accumulate: bool,
+    pack: Option<Pack>,
+) -> Option<PackedRead> {
     let epi = if accumulate {
         let c = Operand { ptr: out.ptr, dtype: DType::F32, batch: vec![], rs: out.rs, cs: out.cs };
         Epilogue::GemmF { alpha: 1.0, beta: 1.0, c: Some(c) }
     } else {
         Epilogue::Plain
     };
-    f32_epilogue(kb, a, b, out, mkn, m_run, n_run, epi);
+    f32_epilogue(kb, a, b, out, mkn, m_run, n_run, epi, pack)
 }
 
 /// `out[m×n] = act(a[m×k]·b[k×n] + bias)` (bias: `n` contiguous f32, or none): the Dense
 /// kernel, on matmul's schedules with the bias and activation applied before each store.
+/// `pack`: set when `b` is (a slice of, [`Pack`]) a constant weight, which the assembled path
+/// then reads packed; returns that read if so ([`crate::pack`]). `b`'s strides are those of
+/// the weight in place (row-major), its pointer the slice's start in the layout it is read in.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn f32_dense(
     kb: &mut Kb,
@@ -499,12 +545,14 @@ pub(crate) fn f32_dense(
     out: F32Mat,
     mkn: (usize, usize, usize),
     m_run: Option<Value>,
-) {
+    pack: Option<Pack>,
+) -> Option<PackedRead> {
     let bias = bias.map(|ptr| Operand { ptr, dtype: DType::F32, batch: vec![], rs: 0, cs: 1 });
-    f32_epilogue(kb, a, b, out, mkn, m_run, None, Epilogue::Dense { bias, act });
+    f32_epilogue(kb, a, b, out, mkn, m_run, None, Epilogue::Dense { bias, act }, pack)
 }
 
-/// [`f32_product`] with epilogue `epi` (whose operand, if any, is bound as C).
+/// [`f32_product`] with epilogue `epi` (whose operand, if any, is bound as C) and B's
+/// packing as for [`f32_dense`].
 #[allow(clippy::too_many_arguments)]
 fn f32_epilogue(
     kb: &mut Kb,
@@ -515,9 +563,10 @@ fn f32_epilogue(
     m_run: Option<Value>,
     n_run: Option<Value>,
     epi: Epilogue,
-) {
+    pack: Option<Pack>,
+) -> Option<PackedRead> {
     if m == 0 || n == 0 {
-        return;
+        return None;
     }
     let op = |x: F32Mat| Operand { ptr: x.ptr, dtype: DType::F32, batch: vec![], rs: x.rs, cs: x.cs };
     let c = match &epi {
@@ -540,10 +589,11 @@ fn f32_epilogue(
         zb: None,
         out: op(out),
         epi,
+        pack,
     };
     let mat = |x: F32Mat| Mat { ptr: x.ptr, dtype: DType::F32, rs: x.rs, cs: x.cs, size: 4 };
     let bound = Bound { a: mat(a), b: mat(b), za: None, zb: None, c, out: mat(out) };
-    matrix(kb, &p, &bound);
+    matrix(kb, &p, &bound)
 }
 
 /// How a tile's columns are held: `vecs` vectors of 4 columns, then `scalars` single columns.
@@ -553,8 +603,11 @@ struct Cols {
     scalars: usize,
 }
 
-/// One M×N matrix of a batch: picks the schedule.
-fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) {
+/// One M×N matrix of a batch: picks the schedule. On the assembled path with a constant B
+/// (`p.pack`), B is read packed (panels of the schedule's `nr` columns, [`crate::pack`]) and
+/// the read is returned, for the object builder to pass the packed copy: the one place that
+/// decides whether a weight is read packed is this choice of path.
+fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) -> Option<PackedRead> {
     let all_f32 =
         [Some(&o.a), Some(&o.b), o.c.as_ref(), Some(&o.out)].into_iter().flatten().all(|m| m.dtype == DType::F32);
     let vf32 = kb.caps.vector && p.acc == Acc::F32 && all_f32;
@@ -568,7 +621,14 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) {
         && o.zb.is_none_or(|z| z.cs <= 1);
     let s = kb.caps.schedule;
     if vf32 && s.kernel != Microkernel::Cranelift && assembled::applies(p, o) {
-        assembled::emit(kb, p, o);
+        let Some(pk) = p.pack else {
+            assembled::emit(kb, p, o);
+            return None;
+        };
+        // Packed: column j0's panel at j0·K elements, its rows nr apart (j0 is a multiple of nr).
+        let b = Mat { rs: s.nr as i64, cs: pk.k as i64, ..o.b };
+        assembled::emit(kb, p, &Bound { b, a: o.a, za: o.za, zb: o.zb, c: o.c, out: o.out });
+        return Some(PackedRead { input: pk.input, nr: s.nr, k: pk.k, n: pk.n });
     } else if bcast_ok {
         // Products the assembled path does not take run on the default Cranelift tile.
         let s = if s.kernel == Microkernel::Cranelift { s } else { Schedule::default_for(Microkernel::Cranelift) };
@@ -580,6 +640,7 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) {
     } else {
         broadcast(kb, p, o, 4, 0);
     }
+    None
 }
 
 /// Splits `n` columns into tiles: full tiles of `nr` (vector columns, `nr == 0` for a scalar

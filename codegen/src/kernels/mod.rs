@@ -32,6 +32,7 @@ pub mod symbolic;
 
 use crate::emit::Kb;
 use crate::layout::Layout;
+use crate::pack::PackedRead;
 use crate::{Error, Result};
 use cranelift_codegen::ir::Value;
 use slmtvm_ir::{DType, Graph, Node, Op, Poly, Tensor, ValueId};
@@ -49,6 +50,8 @@ pub struct NodeCtx<'a> {
     outs: Vec<Value>,
     /// Base of the run-time symbol values (`i64` each, in [`crate::layout::Symbols`] order).
     syms: Value,
+    /// The inputs the kernel reads packed ([`crate::pack`]), as it emits them.
+    packed: std::cell::RefCell<Vec<PackedRead>>,
 }
 
 impl<'a> NodeCtx<'a> {
@@ -63,7 +66,7 @@ impl<'a> NodeCtx<'a> {
         if outs.len() != node.outputs.len() {
             return Err(Error::Graph(format!("node '{}': kernel arguments do not match its values", node.name)));
         }
-        Ok(NodeCtx { g, node, layout, ins, outs, syms })
+        Ok(NodeCtx { g, node, layout, ins, outs, syms, packed: Default::default() })
     }
 
     /// True when any input or output of the node has a symbolic dim.
@@ -145,6 +148,16 @@ impl<'a> NodeCtx<'a> {
         self.in_id(i).and_then(|v| self.g.consts.get(&v))
     }
 
+    /// Records that the kernel reads its input `r.input` packed: the object builder passes that
+    /// input's packed copy ([`crate::pack`]). Only the product kernels call this, on the
+    /// assembled path, with the weight's whole `[K, N]` as B.
+    pub fn read_packed(&self, r: PackedRead) {
+        let mut v = self.packed.borrow_mut();
+        if !v.contains(&r) {
+            v.push(r);
+        }
+    }
+
     /// Number of outputs the node uses (a prefix of the operator's).
     pub fn num_outputs(&self) -> usize {
         self.outs.len()
@@ -192,13 +205,14 @@ impl<'a> NodeCtx<'a> {
 }
 
 /// Emits the body of `node`'s kernel; `args` are its present input then output base pointers,
-/// then the base of the symbol values.
-pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[Value]) -> Result<()> {
+/// then the base of the symbol values. Returns the inputs the kernel reads packed (whose
+/// packed copies the caller must pass; see [`crate::pack`]), in input order.
+pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[Value]) -> Result<Vec<PackedRead>> {
     let cx = NodeCtx::new(g, node, layout, args)?;
     if cx.is_symbolic() && symbolic::emit(kb, &cx)? {
-        return Ok(());
+        return Ok(cx.packed.into_inner());
     }
-    match &node.op {
+    let emitted = match &node.op {
         Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) | Op::FloatClass(_) => {
             elementwise::emit(kb, &cx)
         }
@@ -229,5 +243,9 @@ pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[V
         | Op::Range(_)
         | Op::ConstantOfShape(_)
         | Op::Trilu(_) => movement::emit(kb, &cx),
-    }
+    };
+    emitted?;
+    let mut packed = cx.packed.into_inner();
+    packed.sort();
+    Ok(packed)
 }

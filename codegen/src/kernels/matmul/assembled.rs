@@ -10,7 +10,10 @@
 //!       after the last block: the epilogue over the tile, while it is in L1
 //! ```
 //!
-//! The B panel of a column tile (kc × nr) is reused from L1 by every row tile. Accumulating
+//! The B panel of a column tile (kc × nr) is reused from L1 by every row tile. A constant B
+//! (a weight) is read packed ([`crate::pack`]): the panel of tile `j0` at `j0·K` elements, its
+//! rows `nr` apart, so `ldb = nr·4` and each tile's B is one contiguous run (the strides of
+//! `o.b` say so; the loop nest is the same). Accumulating
 //! microkernels start from C, so every element sums K in order whatever kc is: the same bits as
 //! an unblocked product. Epilogues (Gemm's `alpha`/`beta·C`, Dense's bias and activation) run
 //! over each finished tile with the Cranelift code of the other schedules ([`super::store`],
