@@ -29,6 +29,9 @@ python3 scripts/gen_node_tests.py .cache/onnx-node-tests
 echo "== writing a MiniLM-class encoder into .cache/minilm"
 [ -f .cache/minilm/model.onnx ] || python3 scripts/make_minilm.py .cache/minilm
 
+echo "== writing a Llama-class decoder into .cache/llama"
+[ -f .cache/llama/model.onnx ] || python3 scripts/make_llama.py .cache/llama
+
 echo "== cargo test --workspace"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
