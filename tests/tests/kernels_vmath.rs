@@ -1,5 +1,5 @@
 //! The assembled vector math (`codegen::asm::vmath`: Dense's activation epilogue with the bias
-//! folded in and FusedMlp's gate, on AVX2 `ymm` and AVX-512 `zmm`) computes the same IEEE operation sequence as the
+//! folded in, FusedMlp's gate and elementwise Exp/Erf/Tanh/Sigmoid/SiLU/GELU nodes, on AVX2 `ymm` and AVX-512 `zmm`) computes the same IEEE operation sequence as the
 //! Cranelift kernels, so an x86_64-v4 build (AVX-512 products and activations), an x86_64-v3
 //! build (AVX2) and an x86_64-v3 build on the Cranelift schedule `4x8` (`F32X4` products — the
 //! same FMA order per element — and activations) must be equal bit for bit, on inputs wide
@@ -61,6 +61,20 @@ fn assembled_activations_equal_the_cranelift_bits() {
         let wu = b.cst(rng.tensor(&[12, 100], 1.0));
         let wd = b.cst(rng.tensor(&[100, 7], 0.5));
         b.node(slmtvm_ir::Op::FusedMlp(FusedMlp { activation: act }), vec![Some(x), Some(wg), Some(wu), Some(wd)], 1);
+    }
+    // Elementwise nodes: the whole tensor in one pass (a 5-lane / 13-lane tail), inputs over
+    // [-100, 100] (exp's clamps, the far tails of sigmoid and SiLU).
+    for op in [
+        UnaryOp::Exp,
+        UnaryOp::Erf,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Silu,
+        UnaryOp::Gelu { tanh_approx: false },
+        UnaryOp::Gelu { tanh_approx: true },
+    ] {
+        let x = b.input(vec![rng.tensor(&[3, 37], 100.0)]);
+        b.node(slmtvm_ir::Op::Unary(op), vec![Some(x)], 1);
     }
     b.g.infer().unwrap();
     let want = slmtvm_ir::interp::run(&b.g, &b.sets[0]).unwrap();

@@ -32,6 +32,8 @@
 use super::NodeCtx;
 use super::math;
 use crate::Result;
+use crate::asm::AsmFn;
+use crate::asm::vmath::{Map, VFn};
 use crate::emit::{Kb, lane_flags};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
@@ -835,6 +837,17 @@ fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
         [Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() }, Operand { ptr: y, dims: &out, elem: dt.size() }];
     if *op == UnaryOp::Identity {
         return copy(kb, &r0, &out, &ops);
+    }
+    // Static f32 exp/erf/tanh/sigmoid/SiLU/GELU with an assembled microkernel: one pass of the
+    // assembled vector math over the contiguous elements (the same operations, wider).
+    let kernel = kb.caps.schedule.kernel;
+    if let (Some(f), DType::F32, false, true) =
+        (VFn::of(op), dt, cx.is_symbolic(), kernel != slmtvm_targets::Microkernel::Cranelift)
+    {
+        let n: usize = out.iter().product();
+        let (len, zero) = (kb.iconst(n as i64), kb.iconst(0));
+        kb.call_asm(AsmFn::Map(Map { kernel, f, gate: false }), &[ops[0].ptr, len, zero, y, zero, zero]);
+        return Ok(());
     }
     let int_vector = dt == DType::I32 && matches!(op, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu);
     let unroll = if cheap_unary(op) { Unroll::Twice } else { Unroll::One };
