@@ -730,9 +730,9 @@ fn row_blocks_share(
     }
 }
 
-/// A split kernel's share of the row blocks of [`row_blocks`] (taken once, with
+/// A split kernel's share of the blocks of [`row_blocks`] (taken once, with
 /// [`Kb::take_share`], and run as often as needed: the assembled products run it once per K
-/// block and column tile).
+/// block, over row blocks or column tiles).
 #[derive(Clone, Copy)]
 pub(crate) struct RowShare {
     /// First and end row of this task's full blocks.

@@ -10,7 +10,9 @@
 //!       after the last block: the epilogue over the tile, while it is in L1
 //! ```
 //!
-//! The B panel of a column tile (kc × nr) is reused from L1 by every row tile. A constant B
+//! The B panel of a column tile (kc × nr) is reused from L1 by every row tile. A split kernel
+//! (`--threads`) gives each task whole column tiles when there are at least as many as tasks
+//! (each task then streams only its share of the weight), else whole row blocks. A constant B
 //! (a weight) is read packed ([`crate::pack`]): the panel of tile `j0` at `j0·K` elements, its
 //! rows `nr` apart, so `ldb = nr·4` and each tile's B is one contiguous run (the strides of
 //! `o.b` say so; the loop nest is the same). Accumulating
@@ -49,12 +51,15 @@ pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
     let post = !accumulate && !matches!(p.epi, Epilogue::Plain);
     let blocks: Vec<(usize, usize)> = (0..p.k).step_by(kc).map(|k0| (k0, kc.min(p.k - k0))).collect();
     let (lda, ldb, ldc) = (o.a.rs * 4, o.b.rs * 4, o.out.rs * 4);
-    // A split kernel's tasks own whole row blocks: the share is taken once, for every K block
-    // and column tile (each task's A rows stay in L2, its B panels in L1).
+    // A split kernel's tasks own whole column tiles when there are enough of them (each task
+    // then streams only its share of B, the weight, usually the larger operand), else whole
+    // row blocks; the share is taken once, for every K block.
+    let by_cols = kb.split.is_some_and(|sp| p.n.div_ceil(s.nr) >= sp.count) && p.n_run.is_none();
+    let col_share = if by_cols { RowShare::take(kb, p.n, None, s.nr) } else { None };
     let share = RowShare::take(kb, p.m, p.m_run, s.mr);
     for (bi, &(k0, steps)) in blocks.iter().enumerate() {
         let last_block = bi + 1 == blocks.len();
-        row_blocks(kb, p.n, p.n_run, s.nr, &mut |kb, j0, cols| {
+        let mut col_tile = |kb: &mut Kb, j0: Value, cols: usize| {
             let nv = cols.div_ceil(lanes);
             let last = cols - (nv - 1) * lanes;
             let mut tile = |kb: &mut Kb, i0: Value, rows: usize| {
@@ -74,7 +79,11 @@ pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
                 Some(sh) => sh.run(kb, &mut tile),
                 None => row_blocks(kb, p.m, p.m_run, s.mr, &mut tile),
             }
-        });
+        };
+        match &col_share {
+            Some(sh) => sh.run(kb, &mut col_tile),
+            None => row_blocks(kb, p.n, p.n_run, s.nr, &mut col_tile),
+        }
     }
 }
 
