@@ -169,7 +169,7 @@ struct OptArgs {
     #[arg(long)]
     explain: bool,
     /// The matrix products' schedule, [KERNEL:]MRxNR[xKC], instead of the target's default:
-    /// `4x8` (Cranelift: rows 1-8 x columns 4, 8, 12 or 16), `avx2:6x16x256`, `avx512:12x32x256`
+    /// `4x8` (Cranelift: rows 1-8 x columns 4, 8, 12 or 16), `avx2:6x16` and `avx512:12x32` (the defaults there), `avx512:12x32x256`
     /// (assembled microkernels; KC is the K block, 0 or omitted for all of K).
     #[arg(long, value_name = "SCHEDULE", value_parser = parse_schedule)]
     schedule: Option<slmtvm_targets::Schedule>,
