@@ -1074,6 +1074,22 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
 /// spilled: MiniLM's Dense+GELU ran at half the speed of the product and a separate GELU).
 fn activate_tile(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, rows: usize, cols: Cols) {
     let Epilogue::Dense { act: Some(act), .. } = &p.epi else { return };
+    reload_tile(kb, o, t, rows, cols, &mut |kb, _, _, v, addr, off| {
+        let y = super::elementwise::unary_float(kb, act, v);
+        kb.store(y, addr, off);
+    });
+}
+
+/// Loads back every stored value of a tile (`rows` rows, columns as `cols`: vectors of 4, then
+/// scalars) and hands it to `f(kb, row, column, value, addr, offset)`.
+fn reload_tile(
+    kb: &mut Kb,
+    o: &Bound,
+    t: &Tile,
+    rows: usize,
+    cols: Cols,
+    f: &mut dyn FnMut(&mut Kb, i64, i64, Value, Value, i32),
+) {
     let base = o.out.offset(kb, Some(t.i0), Some(t.j0));
     for r in 0..rows as i64 {
         for c in 0..cols.vecs + cols.scalars {
@@ -1081,8 +1097,7 @@ fn activate_tile(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, rows: usize, col
                 if c < cols.vecs { (4 * c, types::F32X4) } else { (4 * cols.vecs + (c - cols.vecs), types::F32) };
             let (addr, off) = o.out.at(kb, base, r, col as i64);
             let v = kb.load(ty, addr, off);
-            let y = super::elementwise::unary_float(kb, act, v);
-            kb.store(y, addr, off);
+            f(kb, r, col as i64, v, addr, off);
         }
     }
 }

@@ -22,11 +22,11 @@
 //! [`super::activate_tile`]); a product that accumulates into its output (`f32_product` with
 //! `accumulate`) uses accumulating microkernels from the first block instead.
 
-use super::{Bound, Cols, Epilogue, Problem, RowShare, Tile, activate_tile, row_blocks, store};
+use super::{Bound, Cols, Epilogue, Problem, RowShare, Tile, activate_tile, reload_tile, row_blocks, store};
 use crate::asm::vmath::{Act, VFn};
 use crate::asm::{AsmFn, Ukr};
 use crate::emit::Kb;
-use cranelift_codegen::ir::{Value, types};
+use cranelift_codegen::ir::Value;
 use slmtvm_targets::Microkernel;
 
 /// Whether the assembled path computes `p` (the caller checked it is an all-f32 product).
@@ -104,15 +104,6 @@ fn epilogue(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, rows: usize, cols: us
         return;
     }
     let layout = Cols { vecs: cols / 4, scalars: cols % 4 };
-    let base = o.out.offset(kb, Some(t.i0), Some(t.j0));
-    for r in 0..rows as i64 {
-        for c in 0..layout.vecs + layout.scalars {
-            let (col, ty) =
-                if c < layout.vecs { (4 * c, types::F32X4) } else { (4 * layout.vecs + (c - layout.vecs), types::F32) };
-            let (addr, off) = o.out.at(kb, base, r, col as i64);
-            let v = kb.load(ty, addr, off);
-            store(kb, p, o, t, r, col as i64, v);
-        }
-    }
+    reload_tile(kb, o, t, rows, layout, &mut |kb, r, col, v, _, _| store(kb, p, o, t, r, col, v));
     activate_tile(kb, p, o, t, rows, layout);
 }
