@@ -1080,16 +1080,12 @@ fn activate_tile(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, rows: usize, col
     });
 }
 
+/// A visitor of a tile's reloaded values: `(kb, row, column, value, addr, offset)`.
+type TileVisit<'f> = dyn FnMut(&mut Kb, i64, i64, Value, Value, i32) + 'f;
+
 /// Loads back every stored value of a tile (`rows` rows, columns as `cols`: vectors of 4, then
 /// scalars) and hands it to `f(kb, row, column, value, addr, offset)`.
-fn reload_tile(
-    kb: &mut Kb,
-    o: &Bound,
-    t: &Tile,
-    rows: usize,
-    cols: Cols,
-    f: &mut dyn FnMut(&mut Kb, i64, i64, Value, Value, i32),
-) {
+fn reload_tile(kb: &mut Kb, o: &Bound, t: &Tile, rows: usize, cols: Cols, f: &mut TileVisit) {
     let base = o.out.offset(kb, Some(t.i0), Some(t.j0));
     for r in 0..rows as i64 {
         for c in 0..cols.vecs + cols.scalars {
