@@ -9,8 +9,8 @@
 //!    schedule reading K in place;
 //! 2. each row is scaled, the mask added and the row maximum kept (4 lanes at a time, a
 //!    scalar tail; a bool mask row by scalars), then `p = exp(s − max)`
-//!    ([`super::math::exp`], vectorized; on AVX-512 one assembled pass,
-//!    [`crate::asm::vmath::ExpSum`]) is stored and summed; keys past a causal limit get
+//!    ([`super::math::exp`], vectorized; with an assembled microkernel one assembled AVX2 /
+//!    AVX-512 pass, [`crate::asm::vmath::ExpSum`]) is stored and summed; keys past a causal limit get
 //!    `p = 0`;
 //! 3. `P·V` runs as register tiles of 4 rows × 8 columns (two `F32X4` per row) over the
 //!    run-time keys (causal: only those the tile's last row sees), and each output row is
