@@ -100,8 +100,8 @@ enum Cmd {
         /// Target architecture (must be this machine's); default: this machine's.
         #[arg(long)]
         target: Option<String>,
-        /// CPU preset or settings; default: the best preset this CPU runs (x86_64-v3 with AVX2
-        /// and FMA, aarch64-dotprod with dot products).
+        /// CPU preset or settings; default: the best preset this CPU runs (x86_64-v4 with
+        /// AVX-512, x86_64-v3 with AVX2 and FMA, aarch64-dotprod with dot products).
         #[arg(long)]
         cpu: Option<String>,
         /// Timed runs after one warm-up run.

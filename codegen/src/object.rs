@@ -136,7 +136,7 @@ pub fn compile(
         }
         let symbol = format!("{name}_k{i}");
         let mut used = false;
-        let mut kb_ukrs = Vec::new();
+        let mut calls_asm = false;
         let (f, bytes) = fb.define(&mut m, &symbol, Linkage::Local, sig, |mut b, m| {
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
@@ -152,7 +152,7 @@ pub fn compile(
                 let f = ukrs.declare(m, name, u.f)?;
                 kb.b.func.params.reset_user_func_name(u.name, UserExternalName { namespace: 0, index: f.as_u32() });
             }
-            kb_ukrs = kb.ukrs.clone();
+            calls_asm = !kb.ukrs.is_empty();
             Ok(kb.b)
         })?;
         code_bytes += bytes;
@@ -172,7 +172,7 @@ pub fn compile(
             op: node.op.kind_name().to_string(),
             code_bytes: bytes,
             flops,
-            lanes: if !kb_ukrs.is_empty() {
+            lanes: if calls_asm {
                 caps.schedule.kernel.lanes()
             } else if caps.vector {
                 4

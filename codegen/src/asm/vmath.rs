@@ -18,7 +18,7 @@
 //!   (or, gated, `f(x[j])·u[j]`) for `j < n` (`y` may be `x`): elementwise kernels and
 //!   FusedMlp's gate.
 
-use super::x86::{YMM, ZMM};
+use super::x86::{YMM, ZMM, load_vec, store_vec};
 use crate::kernels::math::{self, Ops};
 use iced_x86::IcedError;
 use iced_x86::code_asm::*;
@@ -714,9 +714,9 @@ pub fn act(act: &Act) -> Result<Vec<u8>, VErr> {
         let m = rdi + v as i32 * bytes;
         let bm = rcx + v as i32 * bytes;
         let partial = v + 1 == nv && last < lanes;
-        load(&mut a, wide, partial, 0, m)?;
+        load_vec(&mut a, wide, partial, 0, m)?;
         if act.bias {
-            load(&mut a, wide, partial, bias_reg, bm)?;
+            load_vec(&mut a, wide, partial, bias_reg, bm)?;
             if wide {
                 a.vaddps(ZMM[0], ZMM[0], ZMM[bias_reg])?;
             } else {
@@ -724,7 +724,7 @@ pub fn act(act: &Act) -> Result<Vec<u8>, VErr> {
             }
         }
         let y = Emitter::new(&p, wide, regs.clone(), &table).emit(&mut a, 0)?;
-        store(&mut a, wide, partial, y, m)?;
+        store_vec(&mut a, wide, partial, y, m)?;
     }
     a.add(rdi, rsi)?;
     a.dec(rdx)?;
@@ -740,26 +740,36 @@ pub fn act(act: &Act) -> Result<Vec<u8>, VErr> {
     finish(a, &p, table, wide)
 }
 
-/// Loads vector register `r` from `m` (masked by k1 / ymm15 when `partial`; masked-off lanes
-/// are 0 and never read).
-fn load(a: &mut CodeAssembler, wide: bool, partial: bool, r: usize, m: AsmMemoryOperand) -> Result<(), VErr> {
-    match (wide, partial) {
-        (true, false) => a.vmovups(ZMM[r], zmmword_ptr(m))?,
-        (true, true) => a.vmovups(ZMM[r].k1().z(), zmmword_ptr(m))?,
-        (false, false) => a.vmovups(YMM[r], ymmword_ptr(m))?,
-        (false, true) => a.vmaskmovps(YMM[r], YMM[15], ymmword_ptr(m))?,
+/// The loop over `rsi` floats from `rdi` of [`Map`] and [`ExpSum`]: `body(a, false)` per full
+/// vector (then `rdi` and the registers `advance` move on one vector and `rsi` down), then
+/// `body(a, true)` once for a last partial vector under the tail mask ([`tail_mask`]).
+fn strip(
+    a: &mut CodeAssembler,
+    wide: bool,
+    lanes: i32,
+    masks: CodeLabel,
+    advance: &[AsmRegister64],
+    body: &mut dyn FnMut(&mut CodeAssembler, bool) -> Result<(), VErr>,
+) -> Result<(), VErr> {
+    let mut full = a.create_label();
+    let mut tail = a.create_label();
+    let mut done = a.create_label();
+    a.cmp(rsi, lanes)?;
+    a.jl(tail)?;
+    a.set_label(&mut full)?;
+    body(a, false)?;
+    for &r in std::iter::once(&rdi).chain(advance) {
+        a.add(r, 4 * lanes)?;
     }
-    Ok(())
-}
-
-/// Stores vector register `r` to `m` (masked like [`load`]).
-fn store(a: &mut CodeAssembler, wide: bool, partial: bool, r: usize, m: AsmMemoryOperand) -> Result<(), VErr> {
-    match (wide, partial) {
-        (true, false) => a.vmovups(zmmword_ptr(m), ZMM[r])?,
-        (true, true) => a.vmovups(zmmword_ptr(m).k1(), ZMM[r])?,
-        (false, false) => a.vmovups(ymmword_ptr(m), YMM[r])?,
-        (false, true) => a.vmaskmovps(ymmword_ptr(m), YMM[15], YMM[r])?,
-    }
+    a.sub(rsi, lanes)?;
+    a.cmp(rsi, lanes)?;
+    a.jge(full)?;
+    a.set_label(&mut tail)?;
+    a.test(rsi, rsi)?;
+    a.jle(done)?;
+    tail_mask(a, wide, masks)?;
+    body(a, true)?;
+    a.set_label(&mut done)?;
     Ok(())
 }
 
@@ -773,38 +783,20 @@ pub fn map(m: &Map) -> Result<Vec<u8>, VErr> {
     let mut masks = a.create_label();
     // Register 31 / 14: the gate's u; 15 (AVX2): the tail mask.
     let (ureg, regs) = if wide { (31, 1..31) } else { (14, 1..14) };
-    let one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
-        load(a, wide, partial, 0, rdi + 0)?;
+    let mut one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
+        load_vec(a, wide, partial, 0, rdi + 0)?;
         let y = Emitter::new(&p, wide, regs.clone(), &table).emit(a, 0)?;
         if m.gate {
-            load(a, wide, partial, ureg, rdx + 0)?;
+            load_vec(a, wide, partial, ureg, rdx + 0)?;
             if wide {
                 a.vmulps(ZMM[y], ZMM[y], ZMM[ureg])?;
             } else {
                 a.vmulps(YMM[y], YMM[y], YMM[ureg])?;
             }
         }
-        store(a, wide, partial, y, rcx + 0)
+        Ok(store_vec(a, wide, partial, y, rcx + 0)?)
     };
-    let mut full = a.create_label();
-    let mut tail = a.create_label();
-    let mut done = a.create_label();
-    a.cmp(rsi, lanes)?;
-    a.jl(tail)?;
-    a.set_label(&mut full)?;
-    one(&mut a, false)?;
-    a.add(rdi, 4 * lanes)?;
-    a.add(rdx, 4 * lanes)?;
-    a.add(rcx, 4 * lanes)?;
-    a.sub(rsi, lanes)?;
-    a.cmp(rsi, lanes)?;
-    a.jge(full)?;
-    a.set_label(&mut tail)?;
-    a.test(rsi, rsi)?;
-    a.jle(done)?;
-    tail_mask(&mut a, wide, masks)?;
-    one(&mut a, true)?;
-    a.set_label(&mut done)?;
+    strip(&mut a, wide, lanes, masks, &[rdx, rcx], &mut one)?;
     a.vzeroupper()?;
     a.ret()?;
     if !wide {
@@ -856,53 +848,29 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
         a.vbroadcastss(YMM[mx], dword_ptr(rdx))?;
         a.vxorps(YMM[sum], YMM[sum], YMM[sum])?;
     }
-    let mut full = a.create_label();
-    let mut tail = a.create_label();
-    let mut done = a.create_label();
-    a.cmp(rsi, lanes)?;
-    a.jl(tail)?;
-    a.set_label(&mut full)?;
-    load(&mut a, wide, false, 0, rdi + 0)?;
-    let y = {
+    let mut one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
+        load_vec(a, wide, partial, 0, rdi + 0)?;
         if wide {
             a.vsubps(ZMM[0], ZMM[0], ZMM[mx])?;
         } else {
             a.vsubps(YMM[0], YMM[0], YMM[mx])?;
         }
-        Emitter::new(&p, wide, regs.clone(), &table).emit(&mut a, 0)?
-    };
-    store(&mut a, wide, false, y, rdi + 0)?;
-    if wide {
-        a.vaddps(ZMM[sum], ZMM[sum], ZMM[y])?;
-    } else {
-        a.vaddps(YMM[sum], YMM[sum], YMM[y])?;
-    }
-    a.add(rdi, 4 * lanes)?;
-    a.sub(rsi, lanes)?;
-    a.cmp(rsi, lanes)?;
-    a.jge(full)?;
-    a.set_label(&mut tail)?;
-    a.test(rsi, rsi)?;
-    a.jle(done)?;
-    // The last n < lanes lanes.
-    tail_mask(&mut a, wide, masks)?;
-    load(&mut a, wide, true, 0, rdi + 0)?;
-    let y = {
-        if wide {
-            a.vsubps(ZMM[0], ZMM[0], ZMM[mx])?;
-        } else {
-            a.vsubps(YMM[0], YMM[0], YMM[mx])?;
+        let y = Emitter::new(&p, wide, regs.clone(), &table).emit(a, 0)?;
+        store_vec(a, wide, partial, y, rdi + 0)?;
+        // The tail's masked-off lanes (x = 0, so e^-max) are not summed.
+        match (wide, partial) {
+            (true, false) => a.vaddps(ZMM[sum], ZMM[sum], ZMM[y])?,
+            (true, true) => a.vaddps(ZMM[sum].k1(), ZMM[sum], ZMM[y])?,
+            (false, partial) => {
+                if partial {
+                    a.vandps(YMM[y], YMM[y], YMM[15])?;
+                }
+                a.vaddps(YMM[sum], YMM[sum], YMM[y])?;
+            }
         }
-        Emitter::new(&p, wide, regs, &table).emit(&mut a, 0)?
+        Ok(())
     };
-    store(&mut a, wide, true, y, rdi + 0)?;
-    if wide {
-        a.vaddps(ZMM[sum].k1(), ZMM[sum], ZMM[y])?;
-    } else {
-        a.vandps(YMM[y], YMM[y], YMM[15])?;
-        a.vaddps(YMM[sum], YMM[sum], YMM[y])?;
-    }
-    a.set_label(&mut done)?;
+    strip(&mut a, wide, lanes, masks, &[], &mut one)?;
     // Horizontal sum into xmm0, stored at *sum.
     if wide {
         a.vmovaps(ZMM[0], ZMM[sum])?;

@@ -107,7 +107,7 @@ pub fn microkernel(u: &Ukr) -> Result<Vec<u8>, IcedError> {
         for v in 0..u.nv {
             let x = r.acc(i, v);
             if u.acc {
-                load(&mut a, &r, x, rbx + v as i32 * vbytes, v)?;
+                load_vec(&mut a, wide, r.partial_at(v), x, rbx + v as i32 * vbytes)?;
             } else if wide {
                 a.vpxord(ZMM[x], ZMM[x], ZMM[x])?;
             } else {
@@ -143,15 +143,7 @@ pub fn microkernel(u: &Ukr) -> Result<Vec<u8>, IcedError> {
     // Store the tile.
     for i in 0..u.mr {
         for v in 0..u.nv {
-            let x = r.acc(i, v);
-            let m = r8 + v as i32 * vbytes;
-            let last = r.partial && v + 1 == u.nv;
-            match (wide, last) {
-                (true, false) => a.vmovups(zmmword_ptr(m), ZMM[x])?,
-                (true, true) => a.vmovups(zmmword_ptr(m).k1(), ZMM[x])?,
-                (false, false) => a.vmovups(ymmword_ptr(m), YMM[x])?,
-                (false, true) => a.vmaskmovps(ymmword_ptr(m), YMM[15], YMM[x])?,
-            }
+            store_vec(&mut a, wide, r.partial_at(v), r.acc(i, v), r8 + v as i32 * vbytes)?;
         }
         if i + 1 < u.mr {
             a.add(r8, r9)?;
@@ -169,14 +161,43 @@ pub fn microkernel(u: &Ukr) -> Result<Vec<u8>, IcedError> {
     a.assemble(0)
 }
 
-/// Loads vector register `x` from `m` (masked when `v` is a partial last vector).
-fn load(a: &mut CodeAssembler, r: &Regs, x: usize, m: AsmMemoryOperand, v: usize) -> Result<(), IcedError> {
-    let last = r.partial && v + 1 == r.nv;
-    match (r.wide, last) {
-        (true, false) => a.vmovups(ZMM[x], zmmword_ptr(m)),
-        (true, true) => a.vmovups(ZMM[x].k1().z(), zmmword_ptr(m)),
-        (false, false) => a.vmovups(YMM[x], ymmword_ptr(m)),
-        (false, true) => a.vmaskmovps(YMM[x], YMM[15], ymmword_ptr(m)),
+/// Loads vector register `r` (`zmm` when `wide`, else `ymm`) from `m`, masked when `partial`
+/// (by k1, or by the lane mask in ymm15): masked-off lanes are 0 and never read.
+pub(crate) fn load_vec(
+    a: &mut CodeAssembler,
+    wide: bool,
+    partial: bool,
+    r: usize,
+    m: AsmMemoryOperand,
+) -> Result<(), IcedError> {
+    match (wide, partial) {
+        (true, false) => a.vmovups(ZMM[r], zmmword_ptr(m)),
+        (true, true) => a.vmovups(ZMM[r].k1().z(), zmmword_ptr(m)),
+        (false, false) => a.vmovups(YMM[r], ymmword_ptr(m)),
+        (false, true) => a.vmaskmovps(YMM[r], YMM[15], ymmword_ptr(m)),
+    }
+}
+
+/// Stores vector register `r` to `m`, masked like [`load_vec`].
+pub(crate) fn store_vec(
+    a: &mut CodeAssembler,
+    wide: bool,
+    partial: bool,
+    r: usize,
+    m: AsmMemoryOperand,
+) -> Result<(), IcedError> {
+    match (wide, partial) {
+        (true, false) => a.vmovups(zmmword_ptr(m), ZMM[r]),
+        (true, true) => a.vmovups(zmmword_ptr(m).k1(), ZMM[r]),
+        (false, false) => a.vmovups(ymmword_ptr(m), YMM[r]),
+        (false, true) => a.vmaskmovps(ymmword_ptr(m), YMM[15], YMM[r]),
+    }
+}
+
+impl Regs {
+    /// Whether vector `v` of a row is the partial last one.
+    fn partial_at(&self, v: usize) -> bool {
+        self.partial && v + 1 == self.nv
     }
 }
 
@@ -185,7 +206,7 @@ fn load(a: &mut CodeAssembler, r: &Regs, x: usize, m: AsmMemoryOperand, v: usize
 fn step(a: &mut CodeAssembler, r: &Regs, s: usize) -> Result<(), IcedError> {
     let vbytes = if r.wide { 64 } else { 32 };
     for v in 0..r.nv {
-        load(a, r, r.b(v), b_row(s, v as i32 * vbytes), v)?;
+        load_vec(a, r.wide, r.partial_at(v), r.b(v), b_row(s, v as i32 * vbytes))?;
     }
     let disp = (s * 4) as i32;
     for i in 0..r.mr {
