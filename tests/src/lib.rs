@@ -147,3 +147,38 @@ mod tests {
         assert!(repo_root().join("tests").is_dir());
     }
 }
+
+/// A deterministic pseudo-random generator for test data (a 64-bit LCG; the same sequence on
+/// every machine).
+#[derive(Clone, Debug)]
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next 53 random bits.
+    pub fn bits(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.bits() % n
+    }
+
+    /// Uniform in [-1, 1), full f64 precision.
+    pub fn unit(&mut self) -> f64 {
+        self.bits() as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+
+    /// Uniform in [-a, a), rounded to f32.
+    pub fn uniform(&mut self, a: f32) -> f32 {
+        (self.unit() * f64::from(a)) as f32
+    }
+
+    /// An f32 tensor of `dims` with elements uniform in [-a, a).
+    pub fn tensor(&mut self, dims: &[usize], a: f32) -> Tensor {
+        let n: usize = dims.iter().product();
+        Tensor::from_vec(dims, (0..n).map(|_| self.uniform(a)).collect::<Vec<f32>>())
+            .expect("the element count is the product of the dims")
+    }
+}

@@ -4,22 +4,8 @@
 
 use slmtvm_ir::ops::{Dense, FusedMlp, UnaryOp};
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo};
+use slmtvm_tests::Lcg;
 use slmtvm_tests::cross::{Build, check_against_interpreter};
-
-/// A deterministic pseudo-random generator.
-struct Lcg(u64);
-
-impl Lcg {
-    fn uniform(&mut self, a: f32) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (((self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * f64::from(a)) as f32
-    }
-
-    fn tensor(&mut self, dims: &[usize], a: f32) -> Tensor {
-        let n: usize = dims.iter().product();
-        Tensor::from_vec(dims, (0..n).map(|_| self.uniform(a)).collect::<Vec<f32>>()).unwrap()
-    }
-}
 
 const ACTS: [Option<UnaryOp>; 7] = [
     None,

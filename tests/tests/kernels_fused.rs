@@ -7,27 +7,18 @@
 use slmtvm_ir::ops::{Attention, BinaryOp, Cast, MatMul, Reduce, ReduceKind, RmsNorm, Softmax, Transpose, UnaryOp};
 use slmtvm_ir::{DType, Graph, Op, Tensor, TypeInfo, ValueId, interp};
 use slmtvm_tests::cross::{Build, Job, run_batch, runnable_presets};
-use slmtvm_tests::{compare, target_dir};
+use slmtvm_tests::{Lcg, compare, target_dir};
 
 /// A deterministic pseudo-random generator.
-struct Lcg(u64);
+/// Test tensors of a dtype (f32, or f16 through the interpreter's Cast).
+trait TensorOf {
+    /// A tensor of `dt` with elements uniform in [-a, a).
+    fn tensor_of(&mut self, dt: DType, dims: &[usize], a: f32) -> Tensor;
+}
 
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 11
-    }
-
-    /// Uniform in [-a, a).
-    fn uniform(&mut self, a: f32) -> f32 {
-        ((self.next() as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * f64::from(a)) as f32
-    }
-
-    /// A tensor of `dt` (f32 or f16) with elements uniform in [-a, a).
-    fn tensor(&mut self, dt: DType, dims: &[usize], a: f32) -> Tensor {
-        let n: usize = dims.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| self.uniform(a)).collect();
-        let t = Tensor::from_vec(dims, v).unwrap();
+impl TensorOf for Lcg {
+    fn tensor_of(&mut self, dt: DType, dims: &[usize], a: f32) -> Tensor {
+        let t = self.tensor(dims, a);
         match dt {
             DType::F32 => t,
             _ => Op::Cast(Cast { to: dt, saturate: false }).eval(&[Some(&t)]).unwrap().remove(0),
@@ -83,8 +74,8 @@ fn check_graph(g: &Graph, sets: &[Vec<Tensor>], rtol: f64, atol: f64) {
 }
 
 fn rms(b: &mut Build, rng: &mut Lcg, dt: DType, dims: &[usize], axis: i64, sdims: &[usize]) {
-    let x = b.input((0..2).map(|_| rng.tensor(dt, dims, 4.0)).collect());
-    let s = b.input((0..2).map(|_| rng.tensor(dt, sdims, 2.0)).collect());
+    let x = b.input((0..2).map(|_| rng.tensor_of(dt, dims, 4.0)).collect());
+    let s = b.input((0..2).map(|_| rng.tensor_of(dt, sdims, 2.0)).collect());
     b.node(Op::RmsNorm(RmsNorm { axis, epsilon: 1e-5 }), vec![Some(x), Some(s)], 1);
 }
 
@@ -126,7 +117,7 @@ fn silu_f32_and_f16() {
     for (dt, dims) in
         [(DType::F32, vec![1usize]), (DType::F32, vec![3, 7]), (DType::F32, vec![2, 64]), (DType::F16, vec![5, 9])]
     {
-        let x = b.input((0..2).map(|_| rng.tensor(dt, &dims, 12.0)).collect());
+        let x = b.input((0..2).map(|_| rng.tensor_of(dt, &dims, 12.0)).collect());
         b.node(Op::Unary(UnaryOp::Silu), vec![Some(x)], 1);
     }
     // Edge values: zeros, infinities, NaN, and the ranges where e^x is subnormal.
@@ -184,7 +175,7 @@ fn rms_norm_equals_its_decomposition() {
             g
         };
         for _ in 0..4 {
-            let ins = vec![rng.tensor(DType::F32, &dims, 3.0), rng.tensor(DType::F32, &sdims, 2.0)];
+            let ins = vec![rng.tensor_of(DType::F32, &dims, 3.0), rng.tensor_of(DType::F32, &sdims, 2.0)];
             let a = interp::run(&fused, &ins).unwrap();
             let b = interp::run(&decomposed, &ins).unwrap();
             compare(&b[0], &a[0], 1e-6, 1e-6).unwrap_or_else(|m| panic!("{dims:?} axis {axis}: {m}"));
@@ -207,7 +198,7 @@ fn silu_equals_x_times_sigmoid() {
     dec.outputs = vec![y];
     dec.infer().unwrap();
     for _ in 0..4 {
-        let ins = vec![rng.tensor(DType::F32, &[257], 30.0)];
+        let ins = vec![rng.tensor_of(DType::F32, &[257], 30.0)];
         let a = interp::run(&fused, &ins).unwrap();
         let b = interp::run(&dec, &ins).unwrap();
         compare(&b[0], &a[0], 1e-6, 1e-30).unwrap();
@@ -225,9 +216,9 @@ fn attn(
     mask: Option<(DType, &[usize])>,
 ) {
     let [nb, hq, hkv, s, t, d, dv] = dims;
-    let q = b.input((0..2).map(|_| rng.tensor(DType::F32, &[nb, hq, s, d], 2.0)).collect());
-    let k = b.input((0..2).map(|_| rng.tensor(DType::F32, &[nb, hkv, t, d], 2.0)).collect());
-    let v = b.input((0..2).map(|_| rng.tensor(DType::F32, &[nb, hkv, t, dv], 3.0)).collect());
+    let q = b.input((0..2).map(|_| rng.tensor_of(DType::F32, &[nb, hq, s, d], 2.0)).collect());
+    let k = b.input((0..2).map(|_| rng.tensor_of(DType::F32, &[nb, hkv, t, d], 2.0)).collect());
+    let v = b.input((0..2).map(|_| rng.tensor_of(DType::F32, &[nb, hkv, t, dv], 3.0)).collect());
     let m = mask.map(|(dt, md)| {
         let sets = (0..2)
             .map(|_| match dt {
@@ -235,7 +226,7 @@ fn attn(
                     let n: usize = md.iter().product();
                     Tensor::from_vec(md, (0..n).map(|_| rng.uniform(1.0) > -0.5).collect::<Vec<bool>>()).unwrap()
                 }
-                _ => rng.tensor(dt, md, 2.0),
+                _ => rng.tensor_of(dt, md, 2.0),
             })
             .collect();
         b.input(sets)
@@ -307,10 +298,10 @@ fn attention_equals_its_decomposition() {
         dec.infer().unwrap();
         for _ in 0..3 {
             let ins = vec![
-                rng.tensor(DType::F32, &[nb, h, s, d], 2.0),
-                rng.tensor(DType::F32, &[nb, h, t, d], 2.0),
-                rng.tensor(DType::F32, &[nb, h, t, dv], 3.0),
-                rng.tensor(DType::F32, &[s, t], 1.0),
+                rng.tensor_of(DType::F32, &[nb, h, s, d], 2.0),
+                rng.tensor_of(DType::F32, &[nb, h, t, d], 2.0),
+                rng.tensor_of(DType::F32, &[nb, h, t, dv], 3.0),
+                rng.tensor_of(DType::F32, &[s, t], 1.0),
             ];
             let a = interp::run(&fused, &ins).unwrap();
             let b = interp::run(&dec, &ins).unwrap();
@@ -352,7 +343,7 @@ fn attention_with_a_symbolic_key_length() {
                 vec![1, 2, t, 3],
             ]
             .iter()
-            .map(|d| rng.tensor(DType::F32, d, 2.0))
+            .map(|d| rng.tensor_of(DType::F32, d, 2.0))
             .collect()
         })
         .collect();

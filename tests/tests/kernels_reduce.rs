@@ -6,29 +6,10 @@
 use slmtvm_ir::ops::{BatchNorm, GlobalAveragePool, LayerNorm, Reduce, ReduceKind, Softmax};
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId, interp};
 use slmtvm_tests::cross::{Job, run_batch, runnable_presets};
-use slmtvm_tests::{compare, target_dir};
+use slmtvm_tests::{Lcg, compare, target_dir};
 use std::collections::BTreeMap;
 
 const KINDS: [ReduceKind; 4] = [ReduceKind::Sum, ReduceKind::Mean, ReduceKind::Max, ReduceKind::L2];
-
-/// A deterministic pseudo-random generator.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 11
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Uniform in [-a, a), full f32 precision.
-    fn uniform(&mut self, a: f64) -> f64 {
-        (self.next() as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * a
-    }
-}
 
 /// IEEE binary16 bits of `v`, which must be exactly representable (or 0, ±inf, NaN).
 fn f16_bits(v: f32) -> u16 {
@@ -90,7 +71,7 @@ fn data(dt: DType, dims: &[usize], set: usize, kind: Data, rng: &mut Lcg) -> Ten
                 (Data::Positive, _, _) => 0.25 + rng.below(17) as f64 / 8.0,
                 (_, 0, _) => rng.below(81) as f64 / 8.0 - 5.0,
                 (_, 1, DType::F16) => rng.below(513) as f64 / 64.0 - 4.0,
-                (_, 1, _) => rng.uniform(2.0),
+                (_, 1, _) => rng.unit() * 2.0,
                 _ => match rng.below(400) {
                     0 => f64::NAN,
                     1 => f64::INFINITY,
@@ -106,7 +87,7 @@ fn data(dt: DType, dims: &[usize], set: usize, kind: Data, rng: &mut Lcg) -> Ten
         };
         return float_tensor(dt, dims, &v);
     }
-    let full = |r: &mut Lcg| r.next().wrapping_mul(0x9E37_79B9_7F4A_7C15) as i64;
+    let full = |r: &mut Lcg| r.bits().wrapping_mul(0x9E37_79B9_7F4A_7C15) as i64;
     let v: Vec<i64> = (0..n).map(|_| if set == 0 { rng.below(101) as i64 - 50 } else { full(rng) }).collect();
     match dt {
         DType::I8 => Tensor::from_vec(dims, v.iter().map(|&x| x as i8).collect()).unwrap(),

@@ -10,23 +10,9 @@
 use slmtvm_ir::Tensor;
 use slmtvm_ir::ops::{Dense, FusedMlp, UnaryOp};
 use slmtvm_targets::Target;
+use slmtvm_tests::Lcg;
 use slmtvm_tests::compare;
 use slmtvm_tests::cross::{Build, Job, run_batch_with};
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn tensor(&mut self, dims: &[usize], a: f32) -> Tensor {
-        let n: usize = dims.iter().product();
-        let v = (0..n)
-            .map(|_| {
-                self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (((self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * f64::from(a)) as f32
-            })
-            .collect::<Vec<f32>>();
-        Tensor::from_vec(dims, v).unwrap()
-    }
-}
 
 #[test]
 fn assembled_activations_equal_the_cranelift_bits() {
