@@ -42,6 +42,11 @@ pub struct Ukr {
     pub kc: usize,
     /// Start from C (`C += A·B`) instead of zero.
     pub acc: bool,
+    /// Prefetch distance in bytes (0: none): with every line of B it reads, the microkernel
+    /// asks for the line `pf` bytes further into L2 (`prefetcht1`), so the next column tile's
+    /// B (a packed weight's next panel) streams in while this one computes instead of stalling
+    /// the next tile's first row tile.
+    pub pf: i32,
 }
 
 impl Ukr {
@@ -53,12 +58,13 @@ impl Ukr {
     /// The local symbol of this variant in an object whose symbols start with `prefix`.
     pub fn symbol(&self, prefix: &str) -> String {
         format!(
-            "{prefix}_ukr_{}_{}x{}_k{}{}",
+            "{prefix}_ukr_{}_{}x{}_k{}{}{}",
             self.kernel,
             self.mr,
             self.cols(),
             self.kc,
-            if self.acc { "_acc" } else { "" }
+            if self.acc { "_acc" } else { "" },
+            if self.pf != 0 { format!("_pf{}", self.pf) } else { String::new() }
         )
     }
 

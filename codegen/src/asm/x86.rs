@@ -34,6 +34,8 @@ struct Regs {
     nv: usize,
     mr: usize,
     partial: bool,
+    /// Prefetch distance ([`Ukr::pf`]).
+    pf: i32,
 }
 
 impl Regs {
@@ -73,7 +75,7 @@ pub fn microkernel(u: &Ukr) -> Result<Vec<u8>, IcedError> {
     let wide = u.kernel == Microkernel::Avx512;
     let lanes = u.kernel.lanes();
     debug_assert!(u.kernel != Microkernel::Cranelift && (1..=15).contains(&u.mr) && u.nv >= 1);
-    let r = Regs { wide, nv: u.nv, mr: u.mr, partial: u.last < lanes };
+    let r = Regs { wide, nv: u.nv, mr: u.mr, partial: u.last < lanes, pf: u.pf };
     let vbytes = (lanes * 4) as i32;
     let mut a = CodeAssembler::new(64)?;
     let mut mask = a.create_label();
@@ -208,6 +210,11 @@ fn step(a: &mut CodeAssembler, r: &Regs, s: usize) -> Result<(), IcedError> {
     for v in 0..r.nv {
         load_vec(a, r.wide, r.partial_at(v), r.b(v), b_row(s, v as i32 * vbytes))?;
     }
+    if r.pf != 0 {
+        for line in 0..(r.nv * vbytes as usize).div_ceil(64) {
+            a.prefetcht1(byte_ptr(b_row(s, r.pf + 64 * line as i32)))?;
+        }
+    }
     let disp = (s * 4) as i32;
     for i in 0..r.mr {
         if r.wide {
@@ -286,7 +293,7 @@ mod tests {
     use super::*;
 
     fn ukr(kernel: Microkernel, mr: usize, nv: usize, last: usize, kc: usize, acc: bool) -> Ukr {
-        Ukr { kernel, mr, nv, last, kc, acc }
+        Ukr { kernel, mr, nv, last, kc, acc, pf: if acc { 0 } else { 4096 } }
     }
 
     #[test]

@@ -57,13 +57,15 @@ pub(super) fn emit(kb: &mut Kb, p: &Problem, o: &Bound) {
     let by_cols = kb.split.is_some_and(|sp| p.n.div_ceil(s.nr) >= sp.count) && p.n_run.is_none();
     let col_share = if by_cols { RowShare::take(kb, p.n, None, s.nr) } else { None };
     let share = RowShare::take(kb, p.m, p.m_run, s.mr);
+    // A packed weight's next panel is `K·nr` floats on: prefetched while this one computes.
+    let pf = if p.pack.is_some() { i32::try_from(o.b.cs * s.nr as i64 * 4).unwrap_or(0) } else { 0 };
     for (bi, &(k0, steps)) in blocks.iter().enumerate() {
         let last_block = bi + 1 == blocks.len();
         let mut col_tile = |kb: &mut Kb, j0: Value, cols: usize| {
             let nv = cols.div_ceil(lanes);
             let last = cols - (nv - 1) * lanes;
             let mut tile = |kb: &mut Kb, i0: Value, rows: usize| {
-                let u = Ukr { kernel: s.kernel, mr: rows, nv, last, kc: steps, acc: accumulate || bi > 0 };
+                let u = Ukr { kernel: s.kernel, mr: rows, nv, last, kc: steps, acc: accumulate || bi > 0, pf };
                 let pa = o.a.offset(kb, Some(i0), None);
                 let pa = kb.addr_const(pa, k0 as i64 * 4);
                 let pb = o.b.offset(kb, None, Some(j0));
