@@ -248,6 +248,7 @@ fn attention_shapes_heads_masks_and_causality() {
     attn(&mut b, &mut rng, [1, 4, 2, 3, 8, 5, 6], None, false, Some((DType::F32, &[3, 8])));
     attn(&mut b, &mut rng, [2, 4, 1, 3, 8, 5, 6], None, false, Some((DType::F32, &[2, 4, 3, 8])));
     attn(&mut b, &mut rng, [2, 2, 2, 3, 5, 4, 4], None, false, Some((DType::F32, &[2, 1, 1, 5])));
+    attn(&mut b, &mut rng, [2, 2, 2, 3, 5, 4, 4], None, true, Some((DType::F32, &[1, 2, 3, 1])));
     attn(&mut b, &mut rng, [1, 4, 2, 5, 7, 6, 3], None, false, Some((DType::Bool, &[1, 4, 5, 7])));
     attn(&mut b, &mut rng, [1, 4, 4, 2, 9, 12, 5], None, true, Some((DType::Bool, &[9])));
     attn(&mut b, &mut rng, [1, 2, 1, 4, 11, 33, 17], Some(0.125), true, Some((DType::F32, &[4, 11])));

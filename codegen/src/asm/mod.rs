@@ -95,7 +95,7 @@ impl AsmFn {
             AsmFn::Act(a) => {
                 format!("{prefix}_act_{}_{}_{}{}", a.kernel, a.f.name(), a.cols, if a.bias { "_bias" } else { "" })
             }
-            AsmFn::ExpSum(e) => format!("{prefix}_expsum_{}", e.kernel),
+            AsmFn::ExpSum(e) => format!("{prefix}_{}", e.name()),
             AsmFn::Map(m) => format!("{prefix}_map_{}_{}{}", m.kernel, m.f.name(), if m.gate { "_gate" } else { "" }),
         }
     }

@@ -13,7 +13,10 @@
 //!   `rows` rows `ld` bytes apart, its `cols` floats (fixed per variant) become
 //!   `f(y + bias)` in place (bias: `cols` floats, or none): Dense's epilogue over a tile.
 //! - [`ExpSum`] `exp_sum(float *x, int64_t n, const float *max, float *sum, _, _)`: `x[j] =
-//!   e^(x[j] - *max)` for `j < n` and `*sum = Σ x[j]` (softmax's second pass).
+//!   e^(x[j] - *max)` for `j < n` and `*sum = Σ x[j]` (softmax's second pass); with
+//!   [`Scores`], `exp_sum(float *x, int64_t n, const float *mask, float *sum, _, _)` first
+//!   makes `x[j] = x[j]·scale + mask[j]` (or `+ *mask`, or no mask) and takes their maximum
+//!   (attention's whole softmax row but the division).
 //! - [`Map`] `map(const float *x, int64_t n, const float *u, float *y, _, _)`: `y[j] = f(x[j])`
 //!   (or, gated, `f(x[j])·u[j]`) for `j < n` (`y` may be `x`): elementwise kernels and
 //!   FusedMlp's gate.
@@ -138,6 +141,43 @@ pub struct Map {
 pub struct ExpSum {
     /// The instruction set ([`Microkernel::Avx2`] or [`Microkernel::Avx512`]).
     pub kernel: Microkernel,
+    /// Softmax's first pass as well (attention's scores): the row is scaled and masked and its
+    /// maximum found in the same function, which then takes the mask where the maximum was.
+    pub scores: Option<Scores>,
+}
+
+/// Attention's first softmax pass over a score row: `x[j] = x[j]·scale (+ mask)`, the
+/// maximum kept (a multiply, then an add: the Cranelift pass's operations, so the same bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scores {
+    /// The scale's bits.
+    pub scale: u32,
+    /// The additive f32 mask row.
+    pub mask: RowMask,
+}
+
+/// How an additive f32 mask row is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RowMask {
+    /// No mask.
+    None,
+    /// One float per key, contiguous.
+    Keys,
+    /// One float for the whole row (a mask broadcast along the keys).
+    Scalar,
+}
+
+impl ExpSum {
+    /// Its name in symbols.
+    pub fn name(&self) -> String {
+        let Some(sc) = self.scores else { return format!("expsum_{}", self.kernel) };
+        let mask = match sc.mask {
+            RowMask::None => "",
+            RowMask::Keys => "_mask",
+            RowMask::Scalar => "_mask1",
+        };
+        format!("softmax_{}_s{:08x}{mask}", self.kernel, sc.scale)
+    }
 }
 
 /// A recorded operation.
@@ -841,11 +881,17 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
     // Register 13 (AVX2) / 31: the maximum; 12 / 30: the running sum; 0: x - max; 15 (AVX2):
     // the tail mask.
     let (mx, sum, regs) = if wide { (31, 30, 1..30) } else { (13, 12, 1..12) };
-    if wide {
+    let mut extra = [a.create_label(), a.create_label()];
+    if let Some(sc) = e.scores {
+        scale_mask_max(&mut a, wide, lanes, masks, sc, &extra, mx)?;
+    } else if wide {
         a.vbroadcastss(ZMM[mx], dword_ptr(rdx))?;
-        a.vpxord(ZMM[sum], ZMM[sum], ZMM[sum])?;
     } else {
         a.vbroadcastss(YMM[mx], dword_ptr(rdx))?;
+    }
+    if wide {
+        a.vpxord(ZMM[sum], ZMM[sum], ZMM[sum])?;
+    } else {
         a.vxorps(YMM[sum], YMM[sum], YMM[sum])?;
     }
     let mut one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
@@ -891,7 +937,104 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
     if !wide {
         mask_table(&mut a, &mut masks)?;
     }
+    if let Some(sc) = e.scores {
+        // The scale and -inf, broadcast from one float each.
+        for (label, v) in extra.iter_mut().zip([sc.scale, f32::NEG_INFINITY.to_bits()]) {
+            a.set_label(label)?;
+            a.dd(&[v])?;
+        }
+    }
     finish(a, &p, table, wide)
+}
+
+/// [`ExpSum`]'s first pass with [`Scores`]: over `rsi` floats from `rdi` (both restored
+/// after), `x = x·scale (+ mask from rdx)` stored and its maximum broadcast into vector
+/// register `mx`. Registers: AVX-512 `zmm31` scale, `zmm30` the running maximum, `zmm29` a
+/// scalar mask; AVX2 `ymm13`, `ymm12`, `ymm11` and `ymm10` = -inf (for the tail's lanes);
+/// `extra` labels the scale and -inf. Clobbers r10, r11 (and what `strip` does).
+fn scale_mask_max(
+    a: &mut CodeAssembler,
+    wide: bool,
+    lanes: i32,
+    masks: CodeLabel,
+    sc: Scores,
+    extra: &[CodeLabel; 2],
+    mx: usize,
+) -> Result<(), VErr> {
+    let (scale, max, scalar, ninf) = if wide { (31, 30, 29, 0) } else { (13, 12, 11, 10) };
+    let bcast = |a: &mut CodeAssembler, r: usize, m: AsmMemoryOperand| -> Result<(), IcedError> {
+        if wide { a.vbroadcastss(ZMM[r], dword_ptr(m)) } else { a.vbroadcastss(YMM[r], dword_ptr(m)) }
+    };
+    bcast(a, scale, ptr(extra[0]).into())?;
+    bcast(a, max, ptr(extra[1]).into())?;
+    if !wide {
+        bcast(a, ninf, ptr(extra[1]).into())?;
+    }
+    if sc.mask == RowMask::Scalar {
+        bcast(a, scalar, rdx + 0)?;
+    }
+    a.mov(r10, rdi)?;
+    a.mov(r11, rsi)?;
+    let mut one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
+        load_vec(a, wide, partial, 1, rdi + 0)?;
+        if wide {
+            a.vmulps(ZMM[1], ZMM[1], ZMM[scale])?;
+        } else {
+            a.vmulps(YMM[1], YMM[1], YMM[scale])?;
+        }
+        let m = match sc.mask {
+            RowMask::None => None,
+            RowMask::Keys => {
+                load_vec(a, wide, partial, 2, rdx + 0)?;
+                Some(2)
+            }
+            RowMask::Scalar => Some(scalar),
+        };
+        if let Some(m) = m {
+            if wide {
+                a.vaddps(ZMM[1], ZMM[1], ZMM[m])?;
+            } else {
+                a.vaddps(YMM[1], YMM[1], YMM[m])?;
+            }
+        }
+        store_vec(a, wide, partial, 1, rdi + 0)?;
+        // The tail's masked-off lanes do not take part in the maximum.
+        match (wide, partial) {
+            (true, false) => a.vmaxps(ZMM[max], ZMM[max], ZMM[1])?,
+            (true, true) => a.vmaxps(ZMM[max].k1(), ZMM[max], ZMM[1])?,
+            (false, partial) => {
+                if partial {
+                    a.vblendvps(YMM[1], YMM[ninf], YMM[1], YMM[15])?;
+                }
+                a.vmaxps(YMM[max], YMM[max], YMM[1])?;
+            }
+        }
+        Ok(())
+    };
+    let advance: &[AsmRegister64] = if sc.mask == RowMask::Keys { &[rdx] } else { &[] };
+    strip(a, wide, lanes, masks, advance, &mut one)?;
+    // The horizontal maximum, broadcast into `mx`.
+    if wide {
+        a.vmovaps(ZMM[1], ZMM[max])?;
+        a.vextractf64x4(ymm2, ZMM[1], 1)?;
+        a.vmaxps(ymm1, ymm1, ymm2)?;
+    } else {
+        a.vmovaps(ymm1, YMM[max])?;
+    }
+    a.vextractf128(xmm2, ymm1, 1)?;
+    a.vmaxps(xmm1, xmm1, xmm2)?;
+    a.vmovhlps(xmm2, xmm2, xmm1)?;
+    a.vmaxps(xmm1, xmm1, xmm2)?;
+    a.vmovshdup(xmm2, xmm1)?;
+    a.vmaxss(xmm1, xmm1, xmm2)?;
+    if wide {
+        a.vbroadcastss(ZMM[mx], xmm1)?;
+    } else {
+        a.vbroadcastss(YMM[mx], xmm1)?;
+    }
+    a.mov(rdi, r10)?;
+    a.mov(rsi, r11)?;
+    Ok(())
 }
 
 /// Appends the constant table of `p` (one label per constant; AVX2 entries hold 8 copies)
@@ -929,7 +1072,11 @@ mod tests {
             }
         }
         for kernel in [Microkernel::Avx2, Microkernel::Avx512] {
-            assert!(exp_sum(&ExpSum { kernel }).is_ok(), "{kernel}");
+            assert!(exp_sum(&ExpSum { kernel, scores: None }).is_ok(), "{kernel}");
+            for mask in [RowMask::None, RowMask::Keys, RowMask::Scalar] {
+                let scores = Some(Scores { scale: 0.125f32.to_bits(), mask });
+                assert!(exp_sum(&ExpSum { kernel, scores }).is_ok(), "{kernel} {mask:?}");
+            }
             for f in ALL {
                 for gate in [false, true] {
                     map(&Map { kernel, f, gate }).unwrap_or_else(|e| panic!("{kernel} {f:?} map: {e}"));

@@ -9,9 +9,10 @@
 //!    schedule reading K in place;
 //! 2. each row is scaled, the mask added and the row maximum kept (4 lanes at a time, a
 //!    scalar tail; a bool mask row by scalars), then `p = exp(s − max)`
-//!    ([`super::math::exp`], vectorized; with an assembled microkernel one assembled AVX2 /
-//!    AVX-512 pass, [`crate::asm::vmath::ExpSum`]) is stored and summed; keys past a causal limit get
-//!    `p = 0`;
+//!    ([`super::math::exp`], vectorized) is stored and summed; keys past a causal limit get
+//!    `p = 0`. With an assembled microkernel the row is one assembled AVX2 / AVX-512
+//!    function ([`crate::asm::vmath::ExpSum`] with its scores pass, for no mask or an f32 one
+//!    along the keys or broadcast over them; other masks keep the Cranelift first pass);
 //! 3. `P·V` runs as register tiles of 4 rows × 8 columns (two `F32X4` per row) over the
 //!    run-time keys (causal: only those the tile's last row sees), and each output row is
 //!    multiplied by `1/Σp` as it is stored (so a row that sees no key is NaN, as the
@@ -31,7 +32,7 @@ use super::math::exp;
 use super::matmul::{F32Mat, f32_product, row_blocks};
 use crate::Result;
 use crate::asm::AsmFn;
-use crate::asm::vmath::ExpSum;
+use crate::asm::vmath::{ExpSum, RowMask, Scores};
 use crate::emit::{Kb, strides_of};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, StackSlot, StackSlotData, StackSlotKind, Value, types};
@@ -267,6 +268,25 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
         }
         _ => None,
     };
+    let kernel = kb.caps.schedule.kernel;
+    let sums = kb.b.ins().stack_addr(ptr, pl.sums, 0);
+    let sa = kb.addr(sums, r, 4);
+    // With an assembled microkernel and an f32 mask read along the keys (or none), the whole
+    // row is one assembled function: scale, mask, maximum, exponentials, sum.
+    let row_mask = match (pl.mask, mrow) {
+        (None, _) => Some((RowMask::None, None)),
+        (Some((mp, DType::F32, ms)), Some(mrow)) if ms[3] <= 1 => {
+            Some((if ms[3] == 0 { RowMask::Scalar } else { RowMask::Keys }, Some(kb.addr(mp, mrow, 4))))
+        }
+        _ => None,
+    };
+    if let (true, Some((mask, mptr))) = (kernel != Microkernel::Cranelift, row_mask) {
+        let scores = Some(Scores { scale: pl.scale.to_bits(), mask });
+        let z = kb.iconst(0);
+        kb.call_asm(AsmFn::ExpSum(ExpSum { kernel, scores }), &[srow, lim, mptr.unwrap_or(z), sa, z, z]);
+        finish_row(kb, pl, srow, lim, sa);
+        return;
+    }
     // Pass 1: scale, mask, maximum.
     let ninf4 = kb.fconst(f32::NEG_INFINITY, if vector { 4 } else { 1 });
     let mv = kb.var(ninf4);
@@ -316,21 +336,13 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
     }
     // Through the row's sum slot (a load stays where it is): Cranelift would otherwise
     // recompute the maximum of the first loop's result inside the next loop.
-    let sums = kb.b.ins().stack_addr(ptr, pl.sums, 0);
-    let sa = kb.addr(sums, r, 4);
     kb.store(mx, sa, 0);
     let mx = kb.load(types::F32, sa, 0);
     // Pass 2: p = exp(s - max), summed (with an assembled microkernel, one assembled pass).
-    if kb.caps.schedule.kernel != Microkernel::Cranelift {
+    if kernel != Microkernel::Cranelift {
         let z = kb.iconst(0);
-        kb.call_asm(AsmFn::ExpSum(ExpSum { kernel: kb.caps.schedule.kernel }), &[srow, lim, sa, sa, z, z]);
-        if pl.causal {
-            zero_past(kb, srow, lim, pl.t_rt);
-        }
-        let total = kb.load(types::F32, sa, 0);
-        let one = kb.fconst(1.0, 1);
-        let inv = kb.b.ins().fdiv(one, total);
-        kb.store(inv, sa, 0);
+        kb.call_asm(AsmFn::ExpSum(ExpSum { kernel, scores: None }), &[srow, lim, sa, sa, z, z]);
+        finish_row(kb, pl, srow, lim, sa);
         return;
     }
     let z4 = kb.fconst(0.0, if vector { 4 } else { 1 });
@@ -363,6 +375,17 @@ fn softmax_row(kb: &mut Kb, pl: &Plan, hd: &Head, i: Value, r: Value) {
     let sums = kb.b.ins().stack_addr(ptr, pl.sums, 0);
     let a = kb.addr(sums, r, 4);
     kb.store(inv, a, 0);
+}
+
+/// After an assembled pass left `Σp` at `sa`: zeros past a causal limit, `1/Σp` at `sa`.
+fn finish_row(kb: &mut Kb, pl: &Plan, srow: Value, lim: Value, sa: Value) {
+    if pl.causal {
+        zero_past(kb, srow, lim, pl.t_rt);
+    }
+    let total = kb.load(types::F32, sa, 0);
+    let one = kb.fconst(1.0, 1);
+    let inv = kb.b.ins().fdiv(one, total);
+    kb.store(inv, sa, 0);
 }
 
 /// Zeros the probabilities of keys `lim..t` (past a causal limit) of the row at `srow`.
