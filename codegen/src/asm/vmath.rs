@@ -965,10 +965,10 @@ fn scale_mask_max(
     let bcast = |a: &mut CodeAssembler, r: usize, m: AsmMemoryOperand| -> Result<(), IcedError> {
         if wide { a.vbroadcastss(ZMM[r], dword_ptr(m)) } else { a.vbroadcastss(YMM[r], dword_ptr(m)) }
     };
-    bcast(a, scale, ptr(extra[0]).into())?;
-    bcast(a, max, ptr(extra[1]).into())?;
+    bcast(a, scale, ptr(extra[0]))?;
+    bcast(a, max, ptr(extra[1]))?;
     if !wide {
-        bcast(a, ninf, ptr(extra[1]).into())?;
+        bcast(a, ninf, ptr(extra[1]))?;
     }
     if sc.mask == RowMask::Scalar {
         bcast(a, scalar, rdx + 0)?;
