@@ -27,6 +27,10 @@ use iced_x86::IcedError;
 use iced_x86::code_asm::*;
 use slmtvm_targets::Microkernel;
 
+/// The most vectors [`Map`] and [`ExpSum`] evaluate at once, interleaved
+/// ([`Program::interleave`]).
+const GROUP: usize = 4;
+
 /// A function of one f32 the assembled path computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum VFn {
@@ -183,8 +187,8 @@ impl ExpSum {
 /// A recorded operation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Node {
-    /// The input vector.
-    Input,
+    /// Input vector `c` (of [`Program::interleave`]'s copies; 0 for one evaluation).
+    Input(usize),
     /// A constant (its bits, in every lane).
     Const(u32),
     /// A binary vector operation.
@@ -349,7 +353,8 @@ enum Loc {
 struct Program {
     nodes: Vec<Node>,
     last_use: Vec<usize>,
-    out: usize,
+    /// The result of each evaluation.
+    outs: Vec<usize>,
     consts: Vec<u32>,
     /// Table index of each constant node.
     const_index: Vec<Option<usize>>,
@@ -358,16 +363,47 @@ struct Program {
 impl Program {
     fn record(f: VFn) -> Program {
         let mut r = Recorder::default();
-        let x = r.push(Node::Input);
+        let x = r.push(Node::Input(0));
         let out = f.eval(&mut r, x);
-        let nodes = r.nodes;
+        Program::build(r.nodes, vec![out])
+    }
+
+    /// `n` independent evaluations of this program, interleaved node by node (constants
+    /// shared): an out-of-order core then overlaps their dependency chains, where one
+    /// evaluation is a chain of tens of dependent operations. Inputs and outputs are numbered
+    /// by copy.
+    fn interleave(&self, n: usize) -> Program {
+        let mut nodes = Vec::new();
+        let mut map = vec![vec![0; self.nodes.len()]; n];
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Node::Const(_) = node {
+                nodes.push(*node);
+                map.iter_mut().for_each(|m| m[i] = nodes.len() - 1);
+                continue;
+            }
+            for (c, m) in map.iter_mut().enumerate() {
+                let new = match *node {
+                    Node::Input(_) => Node::Input(c),
+                    other => remap(&other, |v| m[v]),
+                };
+                nodes.push(new);
+                m[i] = nodes.len() - 1;
+            }
+        }
+        let outs = map.iter().flat_map(|m| self.outs.iter().map(|&o| m[o])).collect();
+        Program::build(nodes, outs)
+    }
+
+    fn build(nodes: Vec<Node>, outs: Vec<usize>) -> Program {
         let mut last_use = vec![0; nodes.len()];
         for (i, n) in nodes.iter().enumerate() {
             for a in operands(n) {
                 last_use[a] = i;
             }
         }
-        last_use[out] = usize::MAX;
+        for &o in &outs {
+            last_use[o] = usize::MAX;
+        }
         let mut consts = Vec::new();
         let const_index = nodes
             .iter()
@@ -379,13 +415,48 @@ impl Program {
                 _ => None,
             })
             .collect();
-        Program { nodes, last_use, out, consts, const_index }
+        Program { nodes, last_use, outs, consts, const_index }
+    }
+
+    /// This program interleaved for the most evaluations up to `most` whose code fits the
+    /// vector registers `regs` plus the inputs ([`group_inputs`]), and that count.
+    fn grouped(&self, wide: bool, regs: &std::ops::Range<usize>, most: usize) -> (Program, usize) {
+        for n in (2..=most).rev() {
+            let p = self.interleave(n);
+            let Ok(mut dry) = CodeAssembler::new(64) else { break };
+            let table: Vec<CodeLabel> = p.consts.iter().map(|_| dry.create_label()).collect();
+            if Emitter::new(&p, wide, regs.clone(), &table).emit(&mut dry, &group_inputs(regs, n)).is_ok() {
+                return (p, n);
+            }
+        }
+        (self.interleave(1), 1)
+    }
+}
+
+/// The input registers of `n` interleaved evaluations: register 0, then the top `n - 1` of
+/// `regs` (which the emitter then leaves out of its pool).
+fn group_inputs(regs: &std::ops::Range<usize>, n: usize) -> Vec<usize> {
+    std::iter::once(0).chain(regs.clone().rev().take(n - 1)).collect()
+}
+
+/// `n` with every operand `v` replaced by `f(v)`.
+fn remap(n: &Node, f: impl Fn(usize) -> usize) -> Node {
+    match *n {
+        Node::Input(_) | Node::Const(_) => *n,
+        Node::Bin(op, a, b) => Node::Bin(op, f(a), f(b)),
+        Node::Fma(a, b, c) => Node::Fma(f(a), f(b), f(c)),
+        Node::Shift(op, a, k) => Node::Shift(op, f(a), k),
+        Node::Sel(m, a, b) => Node::Sel(f(m), f(a), f(b)),
+        Node::Cmp(p, a, b) => Node::Cmp(p, f(a), f(b)),
+        Node::ICmp(p, a, b) => Node::ICmp(p, f(a), f(b)),
+        Node::MaskAnd(a, b) => Node::MaskAnd(f(a), f(b)),
+        Node::MaskOr(a, b) => Node::MaskOr(f(a), f(b)),
     }
 }
 
 fn operands(n: &Node) -> Vec<usize> {
     match *n {
-        Node::Input | Node::Const(_) => vec![],
+        Node::Input(_) | Node::Const(_) => vec![],
         Node::Bin(_, a, b) | Node::Cmp(_, a, b) | Node::ICmp(_, a, b) | Node::MaskAnd(a, b) | Node::MaskOr(a, b) => {
             vec![a, b]
         }
@@ -504,9 +575,11 @@ impl<'p> Emitter<'p> {
         self.alloc_z()
     }
 
-    /// Emits the program on the input in vector register `input`; returns the result's.
-    fn emit(&mut self, a: &mut CodeAssembler, input: usize) -> Result<usize, VErr> {
+    /// Emits the program on the inputs in vector registers `inputs` (one per evaluation,
+    /// taken out of the pool); returns the results' registers.
+    fn emit(&mut self, a: &mut CodeAssembler, inputs: &[usize]) -> Result<Vec<usize>, VErr> {
         let p = self.p;
+        self.free_z.retain(|r| !inputs.contains(r));
         for (i, n) in p.nodes.iter().enumerate() {
             let mut temps = Vec::new();
             let loc = match *n {
@@ -514,7 +587,7 @@ impl<'p> Emitter<'p> {
                     self.loc[i] = p.const_index[i].map(Loc::C);
                     continue;
                 }
-                Node::Input => Loc::Z(input),
+                Node::Input(c) => Loc::Z(*inputs.get(c).ok_or_else(|| VErr::msg("missing input"))?),
                 Node::Bin(op, x, y) => {
                     let commutes = matches!(op, Bin::Add | Bin::Mul | Bin::IAdd | Bin::IAnd | Bin::IOr | Bin::IXor);
                     let (x, y) = if commutes && self.is_c(x) && !self.is_c(y) { (y, x) } else { (x, y) };
@@ -681,7 +754,7 @@ impl<'p> Emitter<'p> {
             };
             self.loc[i] = Some(loc);
         }
-        self.z(p.out)
+        p.outs.iter().map(|&o| self.z(o)).collect()
     }
 }
 
@@ -745,26 +818,42 @@ pub fn act(act: &Act) -> Result<Vec<u8>, VErr> {
         }
     }
     let (regs, bias_reg) = if wide { (1..31, 31) } else { (1..14, 14) };
+    // A row's vectors are evaluated together, interleaved, as many as the registers allow.
+    let (pg, g) = p.grouped(wide, &regs, nv);
+    let single = p.interleave(1);
     let mut top = a.create_label();
     let mut done = a.create_label();
     a.test(rdx, rdx)?;
     a.jle(done)?;
     a.set_label(&mut top)?;
-    for v in 0..nv {
-        let m = rdi + v as i32 * bytes;
-        let bm = rcx + v as i32 * bytes;
-        let partial = v + 1 == nv && last < lanes;
-        load_vec(&mut a, wide, partial, 0, m)?;
-        if act.bias {
-            load_vec(&mut a, wide, partial, bias_reg, bm)?;
-            if wide {
-                a.vaddps(ZMM[0], ZMM[0], ZMM[bias_reg])?;
-            } else {
-                a.vaddps(YMM[0], YMM[0], YMM[bias_reg])?;
+    for v0 in (0..nv).step_by(g) {
+        let count = g.min(nv - v0);
+        let inputs = group_inputs(&regs, count);
+        for (c, &x) in inputs.iter().enumerate() {
+            let v = v0 + c;
+            let partial = v + 1 == nv && last < lanes;
+            load_vec(&mut a, wide, partial, x, rdi + v as i32 * bytes)?;
+            if act.bias {
+                load_vec(&mut a, wide, partial, bias_reg, rcx + v as i32 * bytes)?;
+                if wide {
+                    a.vaddps(ZMM[x], ZMM[x], ZMM[bias_reg])?;
+                } else {
+                    a.vaddps(YMM[x], YMM[x], YMM[bias_reg])?;
+                }
             }
         }
-        let y = Emitter::new(&p, wide, regs.clone(), &table).emit(&mut a, 0)?;
-        store_vec(&mut a, wide, partial, y, m)?;
+        let prog = if count == g {
+            &pg
+        } else if count == 1 {
+            &single
+        } else {
+            &p.interleave(count)
+        };
+        let ys = Emitter::new(prog, wide, regs.clone(), &table).emit(&mut a, &inputs)?;
+        for (c, &y) in ys.iter().enumerate() {
+            let v = v0 + c;
+            store_vec(&mut a, wide, v + 1 == nv && last < lanes, y, rdi + v as i32 * bytes)?;
+        }
     }
     a.add(rdi, rsi)?;
     a.dec(rdx)?;
@@ -780,35 +869,40 @@ pub fn act(act: &Act) -> Result<Vec<u8>, VErr> {
     finish(a, &p, table, wide)
 }
 
-/// The loop over `rsi` floats from `rdi` of [`Map`] and [`ExpSum`]: `body(a, false)` per full
-/// vector (then `rdi` and the registers `advance` move on one vector and `rsi` down), then
-/// `body(a, true)` once for a last partial vector under the tail mask ([`tail_mask`]).
+/// The loop over `rsi` floats from `rdi` of [`Map`] and [`ExpSum`]: `body(a, group, false)`
+/// per `group` full vectors (then `rdi` and the registers `advance` move on and `rsi` down),
+/// then `body(a, 1, false)` per full vector left, then `body(a, 1, true)` once for a last
+/// partial vector under the tail mask ([`tail_mask`]).
 fn strip(
     a: &mut CodeAssembler,
     wide: bool,
     lanes: i32,
     masks: CodeLabel,
     advance: &[AsmRegister64],
-    body: &mut dyn FnMut(&mut CodeAssembler, bool) -> Result<(), VErr>,
+    group: usize,
+    body: &mut dyn FnMut(&mut CodeAssembler, usize, bool) -> Result<(), VErr>,
 ) -> Result<(), VErr> {
-    let mut full = a.create_label();
+    let singles = a.create_label();
     let mut tail = a.create_label();
     let mut done = a.create_label();
-    a.cmp(rsi, lanes)?;
-    a.jl(tail)?;
-    a.set_label(&mut full)?;
-    body(a, false)?;
-    for &r in std::iter::once(&rdi).chain(advance) {
-        a.add(r, 4 * lanes)?;
+    let grouped = (group > 1).then(|| (group, a.create_label(), singles));
+    for (count, mut top, exit) in grouped.into_iter().chain([(1, singles, tail)]) {
+        let floats = lanes * count as i32;
+        a.set_label(&mut top)?;
+        a.cmp(rsi, floats)?;
+        a.jl(exit)?;
+        body(a, count, false)?;
+        for &r in std::iter::once(&rdi).chain(advance) {
+            a.add(r, 4 * floats)?;
+        }
+        a.sub(rsi, floats)?;
+        a.jmp(top)?;
     }
-    a.sub(rsi, lanes)?;
-    a.cmp(rsi, lanes)?;
-    a.jge(full)?;
     a.set_label(&mut tail)?;
     a.test(rsi, rsi)?;
     a.jle(done)?;
     tail_mask(a, wide, masks)?;
-    body(a, true)?;
+    body(a, 1, true)?;
     a.set_label(&mut done)?;
     Ok(())
 }
@@ -823,20 +917,30 @@ pub fn map(m: &Map) -> Result<Vec<u8>, VErr> {
     let mut masks = a.create_label();
     // Register 31 / 14: the gate's u; 15 (AVX2): the tail mask.
     let (ureg, regs) = if wide { (31, 1..31) } else { (14, 1..14) };
-    let mut one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
-        load_vec(a, wide, partial, 0, rdi + 0)?;
-        let y = Emitter::new(&p, wide, regs.clone(), &table).emit(a, 0)?;
-        if m.gate {
-            load_vec(a, wide, partial, ureg, rdx + 0)?;
-            if wide {
-                a.vmulps(ZMM[y], ZMM[y], ZMM[ureg])?;
-            } else {
-                a.vmulps(YMM[y], YMM[y], YMM[ureg])?;
-            }
+    let (pg, g) = p.grouped(wide, &regs, GROUP);
+    let single = p.interleave(1);
+    let vb = 4 * lanes;
+    let mut body = |a: &mut CodeAssembler, count: usize, partial: bool| -> Result<(), VErr> {
+        let inputs = group_inputs(&regs, count);
+        for (c, &x) in inputs.iter().enumerate() {
+            load_vec(a, wide, partial, x, rdi + c as i32 * vb)?;
         }
-        Ok(store_vec(a, wide, partial, y, rcx + 0)?)
+        let prog = if count == 1 { &single } else { &pg };
+        let ys = Emitter::new(prog, wide, regs.clone(), &table).emit(a, &inputs)?;
+        for (c, &y) in ys.iter().enumerate() {
+            if m.gate {
+                load_vec(a, wide, partial, ureg, rdx + c as i32 * vb)?;
+                if wide {
+                    a.vmulps(ZMM[y], ZMM[y], ZMM[ureg])?;
+                } else {
+                    a.vmulps(YMM[y], YMM[y], YMM[ureg])?;
+                }
+            }
+            store_vec(a, wide, partial, y, rcx + c as i32 * vb)?;
+        }
+        Ok(())
     };
-    strip(&mut a, wide, lanes, masks, &[rdx, rcx], &mut one)?;
+    strip(&mut a, wide, lanes, masks, &[rdx, rcx], g, &mut body)?;
     a.vzeroupper()?;
     a.ret()?;
     if !wide {
@@ -894,29 +998,38 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
     } else {
         a.vxorps(YMM[sum], YMM[sum], YMM[sum])?;
     }
-    let mut one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
-        load_vec(a, wide, partial, 0, rdi + 0)?;
-        if wide {
-            a.vsubps(ZMM[0], ZMM[0], ZMM[mx])?;
-        } else {
-            a.vsubps(YMM[0], YMM[0], YMM[mx])?;
+    let (pg, g) = p.grouped(wide, &regs, GROUP);
+    let single = p.interleave(1);
+    let vb = 4 * lanes;
+    let mut body = |a: &mut CodeAssembler, count: usize, partial: bool| -> Result<(), VErr> {
+        let inputs = group_inputs(&regs, count);
+        for (c, &x) in inputs.iter().enumerate() {
+            load_vec(a, wide, partial, x, rdi + c as i32 * vb)?;
+            if wide {
+                a.vsubps(ZMM[x], ZMM[x], ZMM[mx])?;
+            } else {
+                a.vsubps(YMM[x], YMM[x], YMM[mx])?;
+            }
         }
-        let y = Emitter::new(&p, wide, regs.clone(), &table).emit(a, 0)?;
-        store_vec(a, wide, partial, y, rdi + 0)?;
-        // The tail's masked-off lanes (x = 0, so e^-max) are not summed.
-        match (wide, partial) {
-            (true, false) => a.vaddps(ZMM[sum], ZMM[sum], ZMM[y])?,
-            (true, true) => a.vaddps(ZMM[sum].k1(), ZMM[sum], ZMM[y])?,
-            (false, partial) => {
-                if partial {
-                    a.vandps(YMM[y], YMM[y], YMM[15])?;
+        let prog = if count == 1 { &single } else { &pg };
+        let ys = Emitter::new(prog, wide, regs.clone(), &table).emit(a, &inputs)?;
+        for (c, &y) in ys.iter().enumerate() {
+            store_vec(a, wide, partial, y, rdi + c as i32 * vb)?;
+            // The tail's masked-off lanes (x = 0, so e^-max) are not summed.
+            match (wide, partial) {
+                (true, false) => a.vaddps(ZMM[sum], ZMM[sum], ZMM[y])?,
+                (true, true) => a.vaddps(ZMM[sum].k1(), ZMM[sum], ZMM[y])?,
+                (false, partial) => {
+                    if partial {
+                        a.vandps(YMM[y], YMM[y], YMM[15])?;
+                    }
+                    a.vaddps(YMM[sum], YMM[sum], YMM[y])?;
                 }
-                a.vaddps(YMM[sum], YMM[sum], YMM[y])?;
             }
         }
         Ok(())
     };
-    strip(&mut a, wide, lanes, masks, &[], &mut one)?;
+    strip(&mut a, wide, lanes, masks, &[], g, &mut body)?;
     // Horizontal sum into xmm0, stored at *sum.
     if wide {
         a.vmovaps(ZMM[0], ZMM[sum])?;
@@ -975,7 +1088,7 @@ fn scale_mask_max(
     }
     a.mov(r10, rdi)?;
     a.mov(r11, rsi)?;
-    let mut one = |a: &mut CodeAssembler, partial: bool| -> Result<(), VErr> {
+    let mut one = |a: &mut CodeAssembler, _: usize, partial: bool| -> Result<(), VErr> {
         load_vec(a, wide, partial, 1, rdi + 0)?;
         if wide {
             a.vmulps(ZMM[1], ZMM[1], ZMM[scale])?;
@@ -1012,7 +1125,7 @@ fn scale_mask_max(
         Ok(())
     };
     let advance: &[AsmRegister64] = if sc.mask == RowMask::Keys { &[rdx] } else { &[] };
-    strip(a, wide, lanes, masks, advance, &mut one)?;
+    strip(a, wide, lanes, masks, advance, 1, &mut one)?;
     // The horizontal maximum, broadcast into `mx`.
     if wide {
         a.vmovaps(ZMM[1], ZMM[max])?;
@@ -1086,6 +1199,21 @@ mod tests {
     }
 
     #[test]
+    fn evaluations_interleave_as_far_as_the_registers_go() {
+        let exp = Program::record(VFn::Exp);
+        assert_eq!(exp.grouped(true, &(1..30), GROUP).1, 4);
+        assert!(exp.grouped(false, &(1..12), GROUP).1 >= 2);
+        let p = exp.interleave(3);
+        assert_eq!(p.outs.len(), 3);
+        assert_eq!(p.consts, exp.consts, "constants are shared by the copies");
+        let inputs: Vec<usize> =
+            p.nodes.iter().filter_map(|n| if let Node::Input(c) = n { Some(*c) } else { None }).collect();
+        assert_eq!(inputs, [0, 1, 2]);
+        // Erf needs more registers than AVX2 has for two evaluations at once: one.
+        assert_eq!(Program::record(VFn::Erf).grouped(false, &(1..12), GROUP).1, 1);
+    }
+
+    #[test]
     fn constants_are_recorded_once_and_bit_casts_are_free() {
         let p = Program::record(VFn::Exp);
         let mut seen = p.consts.clone();
@@ -1093,6 +1221,6 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), p.consts.len());
         assert!(p.consts.contains(&std::f32::consts::LOG2_E.to_bits()));
-        assert!(p.nodes.iter().all(|n| !matches!(n, Node::Input) || p.nodes[0] == Node::Input));
+        assert!(p.nodes.iter().all(|n| !matches!(n, Node::Input(_)) || p.nodes[0] == Node::Input(0)));
     }
 }
