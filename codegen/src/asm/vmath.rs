@@ -1030,20 +1030,7 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
         Ok(())
     };
     strip(&mut a, wide, lanes, masks, &[], g, &mut body)?;
-    // Horizontal sum into xmm0, stored at *sum.
-    if wide {
-        a.vmovaps(ZMM[0], ZMM[sum])?;
-        a.vextractf64x4(ymm1, ZMM[0], 1)?;
-        a.vaddps(ymm0, ymm0, ymm1)?;
-    } else {
-        a.vmovaps(ymm0, YMM[sum])?;
-    }
-    a.vextractf128(xmm1, ymm0, 1)?;
-    a.vaddps(xmm0, xmm0, xmm1)?;
-    a.vmovhlps(xmm1, xmm1, xmm0)?;
-    a.vaddps(xmm0, xmm0, xmm1)?;
-    a.vmovshdup(xmm1, xmm0)?;
-    a.vaddss(xmm0, xmm0, xmm1)?;
+    reduce_lanes(&mut a, wide, sum, false)?;
     a.vmovss(dword_ptr(rcx), xmm0)?;
     a.vzeroupper()?;
     a.ret()?;
@@ -1058,6 +1045,30 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
         }
     }
     finish(a, &p, table, wide)
+}
+
+/// Reduces vector register `src` across its lanes (their sum, or with `max` their maximum)
+/// into the first lane of xmm0; clobbers xmm0 and xmm1.
+fn reduce_lanes(a: &mut CodeAssembler, wide: bool, src: usize, max: bool) -> Result<(), IcedError> {
+    let op = |a: &mut CodeAssembler, x: AsmRegisterYmm, y: AsmRegisterYmm| {
+        if max { a.vmaxps(x, x, y) } else { a.vaddps(x, x, y) }
+    };
+    let opx = |a: &mut CodeAssembler, x: AsmRegisterXmm, y: AsmRegisterXmm| {
+        if max { a.vmaxps(x, x, y) } else { a.vaddps(x, x, y) }
+    };
+    if wide {
+        a.vmovaps(ZMM[0], ZMM[src])?;
+        a.vextractf64x4(ymm1, ZMM[0], 1)?;
+        op(a, ymm0, ymm1)?;
+    } else {
+        a.vmovaps(ymm0, YMM[src])?;
+    }
+    a.vextractf128(xmm1, ymm0, 1)?;
+    opx(a, xmm0, xmm1)?;
+    a.vmovhlps(xmm1, xmm1, xmm0)?;
+    opx(a, xmm0, xmm1)?;
+    a.vmovshdup(xmm1, xmm0)?;
+    if max { a.vmaxss(xmm0, xmm0, xmm1) } else { a.vaddss(xmm0, xmm0, xmm1) }
 }
 
 /// [`ExpSum`]'s first pass with [`Scores`]: over `rsi` floats from `rdi` (both restored
@@ -1127,23 +1138,11 @@ fn scale_mask_max(
     let advance: &[AsmRegister64] = if sc.mask == RowMask::Keys { &[rdx] } else { &[] };
     strip(a, wide, lanes, masks, advance, 1, &mut one)?;
     // The horizontal maximum, broadcast into `mx`.
+    reduce_lanes(a, wide, max, true)?;
     if wide {
-        a.vmovaps(ZMM[1], ZMM[max])?;
-        a.vextractf64x4(ymm2, ZMM[1], 1)?;
-        a.vmaxps(ymm1, ymm1, ymm2)?;
+        a.vbroadcastss(ZMM[mx], xmm0)?;
     } else {
-        a.vmovaps(ymm1, YMM[max])?;
-    }
-    a.vextractf128(xmm2, ymm1, 1)?;
-    a.vmaxps(xmm1, xmm1, xmm2)?;
-    a.vmovhlps(xmm2, xmm2, xmm1)?;
-    a.vmaxps(xmm1, xmm1, xmm2)?;
-    a.vmovshdup(xmm2, xmm1)?;
-    a.vmaxss(xmm1, xmm1, xmm2)?;
-    if wide {
-        a.vbroadcastss(ZMM[mx], xmm1)?;
-    } else {
-        a.vbroadcastss(YMM[mx], xmm1)?;
+        a.vbroadcastss(YMM[mx], xmm0)?;
     }
     a.mov(rdi, r10)?;
     a.mov(rsi, r11)?;
