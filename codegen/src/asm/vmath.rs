@@ -433,6 +433,43 @@ impl Program {
     }
 }
 
+/// A program emitted over a strip of vectors from `rdi`: up to [`Strips::g`] at once,
+/// interleaved ([`Program::grouped`]), or one.
+struct Strips {
+    grouped: Program,
+    g: usize,
+    single: Program,
+    regs: std::ops::Range<usize>,
+    wide: bool,
+}
+
+impl Strips {
+    fn new(p: &Program, wide: bool, regs: std::ops::Range<usize>) -> Strips {
+        let (grouped, g) = p.grouped(wide, &regs, GROUP);
+        Strips { grouped, g, single: p.interleave(1), regs, wide }
+    }
+
+    /// Loads `count` (1 or `g`) consecutive vectors from `rdi` (masked when `partial`), each
+    /// then through `pre`, evaluates the program on them; returns the results' registers.
+    fn eval(
+        &self,
+        a: &mut CodeAssembler,
+        table: &[CodeLabel],
+        count: usize,
+        partial: bool,
+        pre: &mut dyn FnMut(&mut CodeAssembler, usize) -> Result<(), IcedError>,
+    ) -> Result<Vec<usize>, VErr> {
+        let inputs = group_inputs(&self.regs, count);
+        let vb = if self.wide { 64 } else { 32 };
+        for (c, &x) in inputs.iter().enumerate() {
+            load_vec(a, self.wide, partial, x, rdi + c as i32 * vb)?;
+            pre(a, x)?;
+        }
+        let prog = if count == 1 { &self.single } else { &self.grouped };
+        Emitter::new(prog, self.wide, self.regs.clone(), table).emit(a, &inputs)
+    }
+}
+
 /// The input registers of `n` interleaved evaluations: register 0, then the top `n - 1` of
 /// `regs` (which the emitter then leaves out of its pool).
 fn group_inputs(regs: &std::ops::Range<usize>, n: usize) -> Vec<usize> {
@@ -917,16 +954,10 @@ pub fn map(m: &Map) -> Result<Vec<u8>, VErr> {
     let mut masks = a.create_label();
     // Register 31 / 14: the gate's u; 15 (AVX2): the tail mask.
     let (ureg, regs) = if wide { (31, 1..31) } else { (14, 1..14) };
-    let (pg, g) = p.grouped(wide, &regs, GROUP);
-    let single = p.interleave(1);
+    let strips = Strips::new(&p, wide, regs);
     let vb = 4 * lanes;
     let mut body = |a: &mut CodeAssembler, count: usize, partial: bool| -> Result<(), VErr> {
-        let inputs = group_inputs(&regs, count);
-        for (c, &x) in inputs.iter().enumerate() {
-            load_vec(a, wide, partial, x, rdi + c as i32 * vb)?;
-        }
-        let prog = if count == 1 { &single } else { &pg };
-        let ys = Emitter::new(prog, wide, regs.clone(), &table).emit(a, &inputs)?;
+        let ys = strips.eval(a, &table, count, partial, &mut |_, _| Ok(()))?;
         for (c, &y) in ys.iter().enumerate() {
             if m.gate {
                 load_vec(a, wide, partial, ureg, rdx + c as i32 * vb)?;
@@ -940,7 +971,7 @@ pub fn map(m: &Map) -> Result<Vec<u8>, VErr> {
         }
         Ok(())
     };
-    strip(&mut a, wide, lanes, masks, &[rdx, rcx], g, &mut body)?;
+    strip(&mut a, wide, lanes, masks, &[rdx, rcx], strips.g, &mut body)?;
     a.vzeroupper()?;
     a.ret()?;
     if !wide {
@@ -998,21 +1029,13 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
     } else {
         a.vxorps(YMM[sum], YMM[sum], YMM[sum])?;
     }
-    let (pg, g) = p.grouped(wide, &regs, GROUP);
-    let single = p.interleave(1);
+    let strips = Strips::new(&p, wide, regs);
     let vb = 4 * lanes;
+    let mut sub_max = |a: &mut CodeAssembler, x: usize| -> Result<(), IcedError> {
+        if wide { a.vsubps(ZMM[x], ZMM[x], ZMM[mx]) } else { a.vsubps(YMM[x], YMM[x], YMM[mx]) }
+    };
     let mut body = |a: &mut CodeAssembler, count: usize, partial: bool| -> Result<(), VErr> {
-        let inputs = group_inputs(&regs, count);
-        for (c, &x) in inputs.iter().enumerate() {
-            load_vec(a, wide, partial, x, rdi + c as i32 * vb)?;
-            if wide {
-                a.vsubps(ZMM[x], ZMM[x], ZMM[mx])?;
-            } else {
-                a.vsubps(YMM[x], YMM[x], YMM[mx])?;
-            }
-        }
-        let prog = if count == 1 { &single } else { &pg };
-        let ys = Emitter::new(prog, wide, regs.clone(), &table).emit(a, &inputs)?;
+        let ys = strips.eval(a, &table, count, partial, &mut sub_max)?;
         for (c, &y) in ys.iter().enumerate() {
             store_vec(a, wide, partial, y, rdi + c as i32 * vb)?;
             // The tail's masked-off lanes (x = 0, so e^-max) are not summed.
@@ -1029,7 +1052,7 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
         }
         Ok(())
     };
-    strip(&mut a, wide, lanes, masks, &[], g, &mut body)?;
+    strip(&mut a, wide, lanes, masks, &[], strips.g, &mut body)?;
     reduce_lanes(&mut a, wide, sum, false)?;
     a.vmovss(dword_ptr(rcx), xmm0)?;
     a.vzeroupper()?;
