@@ -57,7 +57,7 @@ fn mlp(b: &mut Build, rng: &mut Lcg, xdims: &[usize], f: usize, h2: usize, act: 
 fn fused_mlp_blocks_chunks_and_activations() {
     let mut rng = Lcg(12);
     let mut b = Build::new("fused_mlp", 2);
-    // Rows 1, 3, 17 (one block and an edge), 33; F within one chunk, at a chunk's multiple, and
+    // Rows 1, 3, 17 (one block and an edge), 33, 70; F within one chunk, at a chunk's multiple, and
     // spanning several chunks with an edge (16 rows: 128-column chunks; 1 row: 2048).
     mlp(&mut b, &mut rng, &[1, 16], 64, 16, UnaryOp::Silu);
     mlp(&mut b, &mut rng, &[3, 17], 33, 5, UnaryOp::Silu);
@@ -68,6 +68,8 @@ fn fused_mlp_blocks_chunks_and_activations() {
     mlp(&mut b, &mut rng, &[4, 3], 24, 4, UnaryOp::Sigmoid);
     mlp(&mut b, &mut rng, &[1, 64], 1, 64, UnaryOp::Tanh);
     mlp(&mut b, &mut rng, &[9], 2100, 3, UnaryOp::Silu);
+    // Two blocks on the assembled microkernels too (64 rows, then 6).
+    mlp(&mut b, &mut rng, &[70, 8], 40, 9, UnaryOp::Silu);
     b.check(1e-4, 1e-4);
 }
 

@@ -37,13 +37,14 @@ pub const MLP_ROWS: usize = 16;
 /// Bound of FusedMlp's stack scratch (gate and up chunks of one row block).
 pub const MLP_SCRATCH_BYTES: usize = 16 * 1024;
 /// Rows per FusedMlp block on the assembled microkernels: each block streams the three
-/// weights once, so taller blocks read them fewer times (a 64-row prefill twice instead of
-/// four times; 32 rather than 48 keeps two threads' blocks even). Llama-class prefill (seq 64)
-/// here: 12.8–13.3 ms → 12.1–12.4 ms on one thread, 7.7–8.9 → 7.3 ms on two.
-pub const MLP_ROWS_ASSEMBLED: usize = 32;
+/// weights once, so taller blocks read them fewer times (a 64-row prefill once instead of
+/// four times). A split kernel's blocks are at most `rows / tasks` tall, so every task has
+/// one. Llama-class prefill (seq 64): 16 → 32 rows 12.8–13.3 ms → 12.1–12.4 ms on one thread
+/// (7.7–8.9 → 7.3 ms on two); 32 → 64 rows 0.96× the time (paired runs).
+pub const MLP_ROWS_ASSEMBLED: usize = 64;
 /// The stack scratch bound on the assembled microkernels (x86_64 hosts, where stacks are
-/// megabytes): 384-column chunks for 32-row blocks.
-pub const MLP_SCRATCH_ASSEMBLED: usize = 96 * 1024;
+/// megabytes): 384-column chunks for 64-row blocks.
+pub const MLP_SCRATCH_ASSEMBLED: usize = 192 * 1024;
 
 /// Emits the kernel of `cx.node`.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
@@ -129,7 +130,8 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
     let assembled = kb.caps.schedule.kernel != slmtvm_targets::Microkernel::Cranelift;
     let (most_rows, scratch) =
         if assembled { (MLP_ROWS_ASSEMBLED, MLP_SCRATCH_ASSEMBLED) } else { (MLP_ROWS, MLP_SCRATCH_BYTES) };
-    let rb = m.min(most_rows);
+    let tasks = kb.split.map_or(1, |sp| sp.count);
+    let rb = m.min(most_rows).min(m.div_ceil(tasks));
     // Constant weights are read packed on the assembled path: the products then take every
     // chunk of the packed layouts (the gate/up chunk at c0 is panel c0/nr; W_down's rows c0..
     // are rows of every panel). Whether the products take that path is theirs to say: one that
