@@ -3,13 +3,17 @@
 # `slmtvm bench` in the same run on the same inputs and thread count. Prints a Markdown table:
 # the MiniLM-class encoder (seq 128) and the Llama-class decoder prefill (seq 64) at 1 and 2
 # threads, and a 512x512x512 f32 MatMul with its fraction of the measured FMA peak.
-#   bash scripts/bench_kernels.sh [RUNS] [-- extra slmtvm bench flags, e.g. --schedule avx2:6x16x256]
+#   bash scripts/bench_kernels.sh [RUNS [ROUNDS]] [-- extra slmtvm bench flags, e.g. --schedule avx2:6x16x256]
+# Each row: ROUNDS (default 5) rounds of RUNS (default 20) timed runs per runtime, the runtimes
+# taking turns (`bench --rounds`): medians over the rounds, ratios the median of the rounds'.
 # Needs a release build (built if missing), python3 with numpy, onnx, onnxruntime and tract
 # (scripts/requirements-test.txt), and the models in .cache (python3 scripts/make_minilm.py
 # .cache/minilm; python3 scripts/make_llama.py .cache/llama; missing ones are skipped).
 set -euo pipefail
 runs=${1:-20}
 shift || true
+rounds=5
+if [ -n "${1:-}" ] && [ "$1" != "--" ]; then rounds=$1; shift; fi
 [ "${1:-}" = "--" ] && shift
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${SLMTVM_BIN:-$root/target/release/slmtvm}
@@ -37,7 +41,7 @@ row() {
     local name=$1 dir=$2 threads=$3 kernels=$4
     shift 4
     local out=$work/$name-$threads
-    local flags=(--input-dir "$dir/inputs" --runs "$runs" --threads "$threads" --json -o "$out")
+    local flags=(--input-dir "$dir/inputs" --runs "$runs" --rounds "$rounds" --threads "$threads" --json -o "$out")
     [ "$kernels" = yes ] && flags+=(--kernels)
     "$bin" bench "$dir/model.onnx" "${flags[@]}" "$@" > "$out.json"
     python3 - "$out.json" "$name" "$threads" <<'PY'

@@ -19,6 +19,8 @@ const PEERS_PY: &str = include_str!("bench_peers.py");
 pub struct BenchFlags {
     /// Timed runs after one warm-up run.
     pub runs: usize,
+    /// Rounds of every runtime's runs, the runtimes taking turns (medians over the rounds).
+    pub rounds: usize,
     /// Threads for every runtime.
     pub threads: usize,
     /// Print JSON instead of a table.
@@ -67,8 +69,10 @@ struct Timing {
     max_us: f64,
     /// Model FLOPs per second at the median, in GFLOP/s.
     gflops: f64,
-    /// slmtvm's median over this runtime's.
+    /// slmtvm's median over this runtime's (with rounds: the median of the rounds' ratios).
     slmtvm_ratio: f64,
+    /// Each round's median.
+    round_medians_us: Vec<f64>,
 }
 
 /// What `bench --json` prints.
@@ -77,6 +81,7 @@ struct Report {
     model: String,
     target: String,
     runs: usize,
+    rounds: usize,
     threads: usize,
     flops: u64,
     results: Vec<Timing>,
@@ -158,11 +163,45 @@ pub fn bench(
     if flags.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if flags.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     let opt = crate::build::OptFlags { profile: flags.kernels, threads: flags.threads, ..opt };
     let h = crate::run::build_harness(model, opts, src, &work.join("build"), target, opt)?;
     let flops = h.graph.flops();
-    let stdout = crate::run::run_harness(&h, target, &work.join("outputs"), &["-t", &flags.runs.to_string()])?;
-    let [med, min, max] = harness_latency(&stdout)?;
+    // Each round: the compiled model's runs, then the peers'; per runtime, each round's
+    // [median, min, max] in microseconds (peers that cannot run, with the reason).
+    let mut ours: Vec<[f64; 3]> = Vec::new();
+    let mut theirs: Vec<(String, String, usize, Vec<[f64; 3]>)> = Vec::new();
+    let mut unavailable: Vec<(String, String)> = Vec::new();
+    let mut stdout = String::new();
+    for _ in 0..flags.rounds {
+        stdout = crate::run::run_harness(&h, target, &work.join("outputs"), &["-t", &flags.runs.to_string()])?;
+        ours.push(harness_latency(&stdout)?);
+        for line in peers(model, &h, work, flags)?.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("the peers' script printed `{line}`"))?;
+            let name = v["runtime"].as_str().unwrap_or("?").to_string();
+            if let Some(e) = v["error"].as_str() {
+                if !unavailable.iter().any(|(n, _)| *n == name) {
+                    unavailable.push((name, e.to_string()));
+                }
+                continue;
+            }
+            let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+            let times = [f("median_us"), f("min_us"), f("max_us")];
+            match theirs.iter_mut().find(|t| t.0 == name) {
+                Some(t) => t.3.push(times),
+                None => {
+                    let version = v["version"].as_str().unwrap_or("?").to_string();
+                    let threads = v["threads"].as_u64().map_or(flags.threads, |t| t as usize);
+                    theirs.push((name, version, threads, vec![times]));
+                }
+            }
+        }
+    }
+    // A peer that failed in some round but not all is reported from the rounds it ran.
+    unavailable.retain(|(n, _)| !theirs.iter().any(|t| t.0 == *n));
     // The peak loop runs at the width of the schedule's microkernel.
     let lanes = match opt.schedule.unwrap_or_else(|| target.schedule()).kernel {
         slmtvm_targets::Microkernel::Cranelift if target.vector().is_none() => 1,
@@ -170,41 +209,31 @@ pub fn bench(
     };
     let profile = if flags.kernels { Some(profile(&stdout, &h.manifest, lanes)?) } else { None };
     let gflops = |us: f64| if us > 0.0 { flops as f64 / us / 1e3 } else { 0.0 };
-    let mut results = vec![Timing {
-        runtime: "slmtvm".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        threads: flags.threads,
-        median_us: med,
-        min_us: min,
-        max_us: max,
-        gflops: gflops(med),
-        slmtvm_ratio: 1.0,
-    }];
-    let mut unavailable = Vec::new();
-    for line in peers(model, &h, work, flags)?.lines() {
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("the peers' script printed `{line}`"))?;
-        let name = v["runtime"].as_str().unwrap_or("?").to_string();
-        if let Some(e) = v["error"].as_str() {
-            unavailable.push((name, e.to_string()));
-            continue;
+    let timing = |runtime: String, version: String, threads: usize, rounds: &[[f64; 3]], ratio: f64| {
+        let med = median(rounds.iter().map(|r| r[0]));
+        Timing {
+            runtime,
+            version,
+            threads,
+            median_us: med,
+            min_us: rounds.iter().map(|r| r[1]).fold(f64::INFINITY, f64::min),
+            max_us: rounds.iter().map(|r| r[2]).fold(f64::NEG_INFINITY, f64::max),
+            gflops: gflops(med),
+            slmtvm_ratio: ratio,
+            round_medians_us: rounds.iter().map(|r| r[0]).collect(),
         }
-        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-        results.push(Timing {
-            runtime: name,
-            version: v["version"].as_str().unwrap_or("?").to_string(),
-            threads: v["threads"].as_u64().map_or(flags.threads, |t| t as usize),
-            median_us: f("median_us"),
-            min_us: f("min_us"),
-            max_us: f("max_us"),
-            gflops: gflops(f("median_us")),
-            slmtvm_ratio: med / f("median_us"),
-        });
+    };
+    let mut results = vec![timing("slmtvm".into(), env!("CARGO_PKG_VERSION").into(), flags.threads, &ours, 1.0)];
+    for (name, version, threads, rounds) in &theirs {
+        // Round i of a peer is paired with round i of the compiled model.
+        let ratio = median(ours.iter().zip(rounds).map(|(o, t)| o[0] / t[0]));
+        results.push(timing(name.clone(), version.clone(), *threads, rounds, ratio));
     }
     let report = Report {
         model: model.display().to_string(),
         target: target.name().to_string(),
         runs: flags.runs,
+        rounds: flags.rounds,
         threads: flags.threads,
         flops,
         results,
@@ -217,6 +246,17 @@ pub fn bench(
         print!("{}", table(&report));
     }
     Ok(())
+}
+
+/// The median of `xs` (NaN when empty).
+fn median(xs: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = xs.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// Runs the peers' script; an absent `python3` is reported as the peers being unavailable.
@@ -244,11 +284,15 @@ fn peers(model: &Path, h: &crate::run::Harness, work: &Path, flags: &BenchFlags)
 
 /// The report as a text table.
 fn table(r: &Report) -> String {
+    let rounds = if r.rounds > 1 {
+        format!("{} rounds of {} timed runs, the runtimes taking turns; medians over the rounds", r.rounds, r.runs)
+    } else {
+        format!("{} timed runs after a warm-up", r.runs)
+    };
     let mut s = format!(
-        "{} on {} ({} timed runs after a warm-up, {} thread(s), {:.3} GFLOP per run)\n",
+        "{} on {} ({rounds}, {} thread(s), {:.3} GFLOP per run)\n",
         r.model,
         r.target,
-        r.runs,
         r.threads,
         r.flops as f64 / 1e9
     );

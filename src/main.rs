@@ -107,6 +107,12 @@ enum Cmd {
         /// Timed runs after one warm-up run.
         #[arg(long, default_value_t = 20)]
         runs: usize,
+        /// Rounds: every runtime's timed runs are repeated this many times, the runtimes taking
+        /// turns, and each figure is the median over the rounds (each ratio is the median of
+        /// the rounds' ratios), so a change in the machine's load between one runtime's runs
+        /// and another's cancels out.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -298,7 +304,7 @@ fn main() {
                 run::run_target(&model, &o, &src, &output_dir, &resolve_target(arch, cpu.as_deref())?, opt.flags())
             })
             .with_context(|| format!("running {}", model.display())),
-        Cmd::Bench { model, target, cpu, runs, json, kernels, inputs: i, shapes, opt, output_dir } => {
+        Cmd::Bench { model, target, cpu, runs, rounds, json, kernels, inputs: i, shapes, opt, output_dir } => {
             load_options(&shapes)
                 .and_then(|o| {
                     let t = match target {
@@ -308,7 +314,7 @@ fn main() {
                     };
                     let seed = i.random_inputs.or((i.inputs.is_empty() && i.input_dir.is_none()).then_some(0));
                     let src = inputs::InputSource { flags: &i.inputs, dir: i.input_dir.as_deref(), seed };
-                    let flags = bench::BenchFlags { runs, threads: opt.threads, json, kernels };
+                    let flags = bench::BenchFlags { runs, rounds, threads: opt.threads, json, kernels };
                     let temp = output_dir.is_none();
                     let work = output_dir
                         .unwrap_or_else(|| std::env::temp_dir().join(format!("slmtvm-bench-{}", std::process::id())));

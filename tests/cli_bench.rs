@@ -57,6 +57,44 @@ fn bench_times_slmtvm_and_its_peers_on_the_same_inputs() {
     assert!(t.status.success() && text.lines().any(|l| l.starts_with("slmtvm ")), "{text}");
 }
 
+/// The median of `v`.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+#[test]
+fn bench_rounds_take_turns_and_report_medians_over_the_rounds() {
+    let m = model("llama_tiny");
+    let o = slmtvm(&["bench", &m, "--runs", "3", "--rounds", "3", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["rounds"], 3);
+    let results = j["results"].as_array().unwrap();
+    let rounds = |r: &serde_json::Value| -> Vec<f64> {
+        r["round_medians_us"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let ours = rounds(&results[0]);
+    assert_eq!(ours.len(), 3);
+    for r in results {
+        let per = rounds(r);
+        assert_eq!(per.len(), 3, "{r}");
+        let med = r["median_us"].as_f64().unwrap();
+        assert_eq!(med, median(per.clone()), "{r}");
+        assert!(per.iter().all(|&x| r["min_us"].as_f64().unwrap() <= x && x <= r["max_us"].as_f64().unwrap()), "{r}");
+        // Each peer's ratio is the median of the rounds' ratios, round i against round i.
+        let want = median(ours.iter().zip(&per).map(|(o, t)| o / t).collect());
+        assert!((r["slmtvm_ratio"].as_f64().unwrap() - want).abs() <= 1e-12 * want, "{r}");
+    }
+    if importable("onnxruntime") {
+        assert!(results.iter().any(|r| r["runtime"] == "onnxruntime"), "{j}");
+    }
+    let t = slmtvm(&["bench", &m, "--runs", "1", "--rounds", "2"]);
+    let text = String::from_utf8_lossy(&t.stdout);
+    assert!(t.status.success() && text.contains("2 rounds of 1 timed runs"), "{text}");
+}
+
 #[test]
 fn bench_threads_builds_a_threaded_model_and_gives_the_peers_the_threads() {
     let m = model("llama_tiny");
@@ -92,6 +130,7 @@ fn bench_refuses_what_it_cannot_measure() {
     for (args, says) in [
         (vec!["--target", foreign], "must be this host's architecture"),
         (vec!["--runs", "0"], "--runs must be at least 1"),
+        (vec!["--rounds", "0"], "--rounds must be at least 1"),
     ] {
         let mut a = vec!["bench", m.as_str()];
         a.extend(args);
