@@ -775,8 +775,16 @@ static long h_threads = 1; /* threads running the tasks (the caller included) */
 #if defined(__GNUC__)
 #define H_LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 #define H_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
-#define H_SPIN 20000 /* polls before sleeping (some tens of microseconds) */
+#define H_SPIN 20000 /* polls before sleeping (some tens of microseconds to a millisecond) */
+#if defined(__x86_64__) || defined(__i386__)
+#define H_RELAX() __builtin_ia32_pause() /* leaves the core's other thread its share */
+#elif defined(__aarch64__)
+#define H_RELAX() __asm__ __volatile__("yield")
 #else
+#define H_RELAX() ((void)0)
+#endif
+#else
+#define H_RELAX() ((void)0)
 #define H_LOAD(x) (x)
 #define H_STORE(x, v) ((x) = (v))
 #define H_SPIN 0
@@ -801,8 +809,7 @@ static void *pool_worker(void *arg) {
     long seen = 0;
     for (;;) {
         long spin;
-        for (spin = 0; spin < H_SPIN && H_LOAD(p->gen) == seen && !H_LOAD(p->quit); spin++) {
-        }
+        for (spin = 0; spin < H_SPIN && H_LOAD(p->gen) == seen && !H_LOAD(p->quit); spin++) H_RELAX();
         pthread_mutex_lock(&p->mu);
         while (p->gen == seen && !p->quit) pthread_cond_wait(&p->wake, &p->mu);
         if (p->quit) {
@@ -830,8 +837,7 @@ static void pool_parallel_for(void *ctx, int64_t count, slmtvm_task_fn task, voi
     pthread_cond_broadcast(&p->wake);
     pool_work(p);
     pthread_mutex_unlock(&p->mu);
-    for (spin = 0; spin < H_SPIN && H_LOAD(p->done) < count; spin++) {
-    }
+    for (spin = 0; spin < H_SPIN && H_LOAD(p->done) < count; spin++) H_RELAX();
     pthread_mutex_lock(&p->mu);
     while (p->done < count) pthread_cond_wait(&p->finished, &p->mu);
     pthread_mutex_unlock(&p->mu);

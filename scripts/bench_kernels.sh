@@ -49,8 +49,9 @@ import json, sys
 b = json.load(open(sys.argv[1]))
 t = {r["runtime"]: r["median_us"] / 1e3 for r in b["results"]}
 f = lambda k: f"{t[k]:.3f}" if k in t else "n/a"
-peers = [t[k] for k in ("onnxruntime", "tract") if k in t]
-ratio = f"{t['slmtvm'] / min(peers):.2f}x" if peers else "n/a"
+# slmtvm over the faster peer: that peer's ratio, the median of the rounds' paired ratios.
+peers = [r for r in b["results"] if r["runtime"] in ("onnxruntime", "tract")]
+ratio = f"{min(peers, key=lambda r: r['median_us'])['slmtvm_ratio']:.2f}x" if peers else "n/a"
 note = ""
 p = b.get("profile")
 if p:
