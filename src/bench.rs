@@ -75,6 +75,15 @@ struct Timing {
     round_medians_us: Vec<f64>,
 }
 
+/// A peer's timings so far: each round it ran, by index (one that failed in a round skips
+/// it), as [median, min, max] microseconds.
+struct PeerRounds {
+    name: String,
+    version: String,
+    threads: usize,
+    rounds: Vec<(usize, [f64; 3])>,
+}
+
 /// What `bench --json` prints.
 #[derive(Serialize)]
 struct Report {
@@ -172,10 +181,10 @@ pub fn bench(
     // Each round: the compiled model's runs, then the peers'; per runtime, each round's
     // [median, min, max] in microseconds (peers that cannot run, with the reason).
     let mut ours: Vec<[f64; 3]> = Vec::new();
-    let mut theirs: Vec<(String, String, usize, Vec<[f64; 3]>)> = Vec::new();
+    let mut theirs: Vec<PeerRounds> = Vec::new();
     let mut unavailable: Vec<(String, String)> = Vec::new();
     let mut stdout = String::new();
-    for _ in 0..flags.rounds {
+    for round in 0..flags.rounds {
         stdout = crate::run::run_harness(&h, target, &work.join("outputs"), &["-t", &flags.runs.to_string()])?;
         ours.push(harness_latency(&stdout)?);
         for line in peers(model, &h, work, flags)?.lines() {
@@ -190,18 +199,18 @@ pub fn bench(
             }
             let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
             let times = [f("median_us"), f("min_us"), f("max_us")];
-            match theirs.iter_mut().find(|t| t.0 == name) {
-                Some(t) => t.3.push(times),
+            match theirs.iter_mut().find(|t| t.name == name) {
+                Some(t) => t.rounds.push((round, times)),
                 None => {
                     let version = v["version"].as_str().unwrap_or("?").to_string();
                     let threads = v["threads"].as_u64().map_or(flags.threads, |t| t as usize);
-                    theirs.push((name, version, threads, vec![times]));
+                    theirs.push(PeerRounds { name, version, threads, rounds: vec![(round, times)] });
                 }
             }
         }
     }
     // A peer that failed in some round but not all is reported from the rounds it ran.
-    unavailable.retain(|(n, _)| !theirs.iter().any(|t| t.0 == *n));
+    unavailable.retain(|(n, _)| !theirs.iter().any(|t| t.name == *n));
     // The peak loop runs at the width of the schedule's microkernel.
     let lanes = match opt.schedule.unwrap_or_else(|| target.schedule()).kernel {
         slmtvm_targets::Microkernel::Cranelift if target.vector().is_none() => 1,
@@ -224,10 +233,11 @@ pub fn bench(
         }
     };
     let mut results = vec![timing("slmtvm".into(), env!("CARGO_PKG_VERSION").into(), flags.threads, &ours, 1.0)];
-    for (name, version, threads, rounds) in &theirs {
+    for p in &theirs {
         // Round i of a peer is paired with round i of the compiled model.
-        let ratio = median(ours.iter().zip(rounds).map(|(o, t)| o[0] / t[0]));
-        results.push(timing(name.clone(), version.clone(), *threads, rounds, ratio));
+        let ratio = median(p.rounds.iter().map(|(i, t)| ours[*i][0] / t[0]));
+        let times: Vec<[f64; 3]> = p.rounds.iter().map(|r| r.1).collect();
+        results.push(timing(p.name.clone(), p.version.clone(), p.threads, &times, ratio));
     }
     let report = Report {
         model: model.display().to_string(),
