@@ -4,14 +4,12 @@
 //! from `SLMTVM_THREADS`) and under qemu-user on aarch64 and riscv64 with vectors.
 
 use prost::Message;
-use slmtvm_frontend::onnx::proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    tensor_shape_proto::Dimension, tensor_shape_proto::dimension::Value as DimValue, type_proto,
-};
+use slmtvm_frontend::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const F32: i32 = 1;
+mod common;
+use common::{F32, value_info};
 
 fn slmtvm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_slmtvm")).args(args).output().unwrap()
@@ -23,25 +21,7 @@ fn ok(o: &Output) -> String {
 }
 
 fn fresh(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("slmtvm-threads-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims.iter().map(|&d| Dimension { value: Some(DimValue::DimValue(d)), ..Default::default() }).collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(F32),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    common::fresh_dir("threads", tag)
 }
 
 /// `y = relu(x·W + b)` with x [65, 130], W [130, 131]: 2.2 MFLOP, above the split threshold
