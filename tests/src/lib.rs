@@ -182,3 +182,26 @@ impl Lcg {
             .expect("the element count is the product of the dims")
     }
 }
+
+/// A generated model under `.cache/NAME` (`model.onnx` and `inputs/*.npy`, written by
+/// `python3 scripts/make_NAME.py .cache/NAME`, as `scripts/test.sh` does): its graph and its
+/// recorded inputs in graph order. Panics with the command to run when it is missing.
+pub fn cached_model(name: &str) -> (slmtvm_ir::Graph, Vec<Tensor>) {
+    let dir = repo_root().join(".cache").join(name);
+    assert!(
+        dir.join("model.onnx").is_file(),
+        "{} is missing: generate it with `python3 scripts/make_{name}.py .cache/{name}` (scripts/test.sh does)",
+        dir.display()
+    );
+    let g = slmtvm_frontend::load_onnx(&dir.join("model.onnx"), &slmtvm_frontend::LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let inputs = g
+        .inputs
+        .iter()
+        .map(|&i| {
+            let f = dir.join("inputs").join(format!("{}.npy", g.value(i).name));
+            slmtvm_frontend::npy::read_npy(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        })
+        .collect();
+    (g, inputs)
+}

@@ -7,13 +7,13 @@
 //! compiled for the host preset, x86_64-v3 and aarch64 (under qemu-user) matches the
 //! interpreter. Prints the optimizer's report and the times to compile, link and run (figures, not assertions).
 
-use slmtvm_frontend::{LoadOptions, load_onnx, npy};
+use slmtvm_frontend::npy;
 use slmtvm_ir::ops::UnaryOp;
 use slmtvm_ir::{Graph, Op, Tensor, interp};
 use slmtvm_optimizer::{CostModel, Options, Report, optimize};
 use slmtvm_targets::Target;
 use slmtvm_tests::cross::{Job, run_batch};
-use slmtvm_tests::{compare, repo_root, target_dir};
+use slmtvm_tests::{cached_model, compare, repo_root, target_dir};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -29,18 +29,7 @@ fn dir() -> PathBuf {
 fn llama() -> &'static (Graph, Vec<Tensor>, Tensor, f64) {
     static CELL: OnceLock<(Graph, Vec<Tensor>, Tensor, f64)> = OnceLock::new();
     CELL.get_or_init(|| {
-        let dir = dir();
-        assert!(
-            dir.join("model.onnx").is_file(),
-            "{} is missing: generate it with `python3 scripts/make_llama.py .cache/llama` (scripts/test.sh does)",
-            dir.display()
-        );
-        let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
-        let inputs: Vec<Tensor> = g
-            .inputs
-            .iter()
-            .map(|&i| npy::read_npy(&dir.join("inputs").join(format!("{}.npy", g.value(i).name))).unwrap())
-            .collect();
+        let (g, inputs) = cached_model("llama");
         let mask: Vec<f64> = inputs[1].to_f64().iter().copied().collect();
         assert!(mask.contains(&0.0) && mask[0] == 1.0, "the input set pads its tail");
         let t0 = Instant::now();

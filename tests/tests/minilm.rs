@@ -4,27 +4,15 @@
 //! interpreter. Prints the compile time (a figure, not an assertion; the README reports the
 //! release build's).
 
-use slmtvm_frontend::{LoadOptions, load_onnx, npy};
 use slmtvm_ir::{Tensor, interp};
 use slmtvm_targets::Target;
 use slmtvm_tests::cross::{Job, run_batch};
-use slmtvm_tests::{compare, repo_root, target_dir};
+use slmtvm_tests::{cached_model, compare, target_dir};
 use std::time::Instant;
 
 /// The MiniLM graph, its recorded inputs, the interpreter's outputs and their max |value|.
 fn minilm() -> (slmtvm_ir::Graph, Vec<Tensor>, Vec<Tensor>, f64) {
-    let dir = repo_root().join(".cache/minilm");
-    assert!(
-        dir.join("model.onnx").is_file(),
-        "{} is missing: generate it with `python3 scripts/make_minilm.py .cache/minilm` (scripts/test.sh does)",
-        dir.display()
-    );
-    let g = load_onnx(&dir.join("model.onnx"), &LoadOptions::default()).unwrap();
-    let inputs: Vec<Tensor> = g
-        .inputs
-        .iter()
-        .map(|&i| npy::read_npy(&dir.join("inputs").join(format!("{}.npy", g.value(i).name))).unwrap())
-        .collect();
+    let (g, inputs) = cached_model("minilm");
     let want = interp::run(&g, &inputs).unwrap();
     let scale = want[0].to_f64().iter().map(|x| x.abs()).fold(0.0, f64::max);
     (g, inputs, want, scale)
