@@ -19,6 +19,7 @@
 
 use slmtvm_ir::{DType, Dim, Graph, Tensor, interp, text};
 use slmtvm_optimizer::{CostModel, Options, optimize};
+use slmtvm_tests::Lcg;
 use std::path::{Path, PathBuf};
 
 /// The line between the input and the expectation.
@@ -77,11 +78,9 @@ fn options(case: &Case) -> Result<Options, String> {
 
 /// Random values for every input of `g` (symbolic dims at their bound, else 3).
 fn random_inputs(g: &Graph, seed: u64) -> Vec<Tensor> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut next = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (s >> 33) as f64 / (1u64 << 31) as f64
-    };
+    let mut rng = Lcg(seed);
+    rng.bits();
+    let mut next = move || (rng.bits() >> 22) as f64 / (1u64 << 31) as f64;
     g.inputs
         .iter()
         .map(|&i| {

@@ -6,17 +6,14 @@
 
 use slmtvm_ir::ops::{AutoPad, Conv, Pool, PoolKind};
 use slmtvm_ir::{DType, Op, Tensor};
+use slmtvm_tests::Lcg;
 use slmtvm_tests::cross::Build;
 
 /// Deterministic pseudo-random values in `[lo, hi)`.
 fn rand(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
-        })
-        .collect()
+    let mut rng = Lcg(seed);
+    rng.bits();
+    (0..n).map(|_| lo + (hi - lo) * ((rng.bits() >> 29) as f32 / (1u64 << 24) as f32)).collect()
 }
 
 fn f32t(shape: &[usize], v: Vec<f32>) -> Tensor {

@@ -7,23 +7,23 @@
 
 use slmtvm_ir::ops::{Gemm, MatMul, MatMulInteger};
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
+use slmtvm_tests::Lcg;
 use slmtvm_tests::cross::check_against_interpreter;
 
 /// A graph under construction with its one data set.
 struct G {
     g: Graph,
     data: Vec<Tensor>,
-    seed: u64,
+    rng: Lcg,
 }
 
 impl G {
     fn new(name: &str) -> G {
-        G { g: Graph::new(name), data: Vec::new(), seed: 1 }
+        G { g: Graph::new(name), data: Vec::new(), rng: Lcg(1) }
     }
 
     fn next(&mut self) -> u64 {
-        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.seed >> 33
+        self.rng.bits() >> 22
     }
 
     /// Exact data: multiples of 1/4 in [-1, 1].

@@ -12,6 +12,7 @@ use slmtvm_ir::ops::{
     Trilu, Unsqueeze,
 };
 use slmtvm_ir::{DType, Graph, Op, Scalar, Shape, Tensor, TypeInfo, ValueId};
+use slmtvm_tests::Lcg;
 use slmtvm_tests::cross::{Job, check_against_interpreter, run_batch, runnable_presets};
 
 /// A Split case: input dims, axis, sizes, the operator's outputs, the outputs the node uses.
@@ -29,13 +30,13 @@ struct G {
     g: Graph,
     /// Per data set, the inputs in order.
     sets: Vec<Vec<Tensor>>,
-    seed: u64,
+    rng: Lcg,
     n: usize,
 }
 
 impl G {
     fn new(name: &str, sets: usize) -> G {
-        G { g: Graph::new(name), sets: vec![Vec::new(); sets], seed: 0x9e37_79b9_7f4a_7c15, n: 0 }
+        G { g: Graph::new(name), sets: vec![Vec::new(); sets], rng: Lcg(0x9e37_79b9_7f4a_7c15), n: 0 }
     }
 
     fn name(&mut self, what: &str) -> String {
@@ -46,12 +47,7 @@ impl G {
     /// Pseudo-random bytes as a tensor of `dt` and `dims`.
     fn random(&mut self, dt: DType, dims: &[usize]) -> Tensor {
         let n: usize = dims.iter().product::<usize>() * dt.size();
-        let bytes: Vec<u8> = (0..n)
-            .map(|_| {
-                self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (self.seed >> 56) as u8
-            })
-            .collect();
+        let bytes: Vec<u8> = (0..n).map(|_| (self.rng.bits() >> 45) as u8).collect();
         Tensor::from_le_bytes(dt, dims, &bytes).unwrap()
     }
 

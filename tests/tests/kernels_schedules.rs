@@ -12,24 +12,20 @@ use slmtvm_codegen::Options;
 use slmtvm_ir::ops::{Attention, Dense, FusedMlp, Gemm, MatMul, UnaryOp};
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
 use slmtvm_targets::{Microkernel, Schedule};
+use slmtvm_tests::Lcg;
 use slmtvm_tests::compare;
 use slmtvm_tests::cross::{Job, run_batch_with, runnable_presets};
 
 struct G {
     g: Graph,
     data: Vec<Tensor>,
-    seed: u64,
+    rng: Lcg,
 }
 
 impl G {
     fn exact(&mut self, shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((self.seed >> 33) % 9) as f32 * 0.25 - 1.0
-            })
-            .collect();
+        let v: Vec<f32> = (0..n).map(|_| ((self.rng.bits() >> 22) % 9) as f32 * 0.25 - 1.0).collect();
         Tensor::from_vec(shape, v).unwrap()
     }
     fn input(&mut self, shape: &[usize]) -> ValueId {
@@ -52,7 +48,7 @@ impl G {
 /// The graph: products of every odd/edge size in every position, a Dense with bias and Relu,
 /// a FusedMlp and an Attention.
 fn graph() -> G {
-    let mut g = G { g: Graph::new("schedules"), data: Vec::new(), seed: 7 };
+    let mut g = G { g: Graph::new("schedules"), data: Vec::new(), rng: Lcg(7) };
     for (m, k, n) in
         [(1, 1, 1), (3, 17, 63), (17, 63, 3), (64, 65, 127), (65, 64, 64), (127, 3, 17), (63, 127, 65), (2, 5, 12)]
     {
@@ -193,7 +189,7 @@ fn invalid_schedules_are_refused() {
 #[test]
 fn weights_are_stored_packed_once_per_panel_width() {
     use object::{Object, ObjectSymbol};
-    let mut g = G { g: Graph::new("packs"), data: Vec::new(), seed: 3 };
+    let mut g = G { g: Graph::new("packs"), data: Vec::new(), rng: Lcg(3) };
     let (w1, w2) = shared_weights(&mut g);
     g.g.infer().unwrap();
     let index = |v: ValueId| g.g.consts.keys().position(|&c| c == v).unwrap();
@@ -235,7 +231,7 @@ fn weights_are_stored_packed_once_per_panel_width() {
 /// the packed copies are in `.rodata` on the assembled presets, none on the baseline.
 #[test]
 fn fused_mlp_weights_are_stored_packed() {
-    let mut g = G { g: Graph::new("mlp"), data: Vec::new(), seed: 5 };
+    let mut g = G { g: Graph::new("mlp"), data: Vec::new(), rng: Lcg(5) };
     let (x, wg, wu, wd) = (g.input(&[5, 12]), g.constant(&[12, 40]), g.constant(&[12, 40]), g.constant(&[40, 9]));
     g.node(Op::FusedMlp(FusedMlp { activation: UnaryOp::Silu }), vec![x, wg, wu, wd]);
     g.g.infer().unwrap();

@@ -7,6 +7,7 @@ use slmtvm_frontend::onnx::build::{import_one, int_attr, value_info};
 use slmtvm_frontend::onnx::proto::{AttributeProto, ValueInfoProto};
 use slmtvm_ir::ops::Cast;
 use slmtvm_ir::{DType, Graph, Op, Tensor};
+use slmtvm_tests::Lcg;
 use slmtvm_tests::cross::check_against_interpreter;
 
 const F32: i32 = 1;
@@ -23,13 +24,8 @@ fn import(name: &str, op: &str, ins: Vec<ValueInfoProto>, attrs: Vec<AttributePr
 
 /// Deterministic values in [-2, 2).
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
+    let mut rng = Lcg(seed);
+    (0..n).map(|_| ((rng.bits() >> 29) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0).collect()
 }
 
 fn f32s(shape: &[usize], seed: u64) -> Tensor {

@@ -12,6 +12,7 @@ use slmtvm_frontend::{LoadOptions, load_onnx, npy};
 use slmtvm_ir::ops::{Attention, Dense, FusedMlp, Gemm, MatMul, MatMulInteger, UnaryOp};
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
 use slmtvm_targets::Target;
+use slmtvm_tests::Lcg;
 use slmtvm_tests::cross::{Job, run_batch_with, runnable_presets};
 use slmtvm_tests::target_dir;
 use std::fmt::Write as _;
@@ -21,16 +22,15 @@ use std::path::Path;
 struct G {
     g: Graph,
     data: Vec<Tensor>,
-    seed: u64,
+    rng: Lcg,
 }
 
 impl G {
     fn new(name: &str) -> G {
-        G { g: Graph::new(name), data: Vec::new(), seed: 3 }
+        G { g: Graph::new(name), data: Vec::new(), rng: Lcg(3) }
     }
     fn next(&mut self) -> u64 {
-        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.seed >> 33
+        self.rng.bits() >> 22
     }
     fn f32s(&mut self, shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
