@@ -441,12 +441,14 @@ struct Strips {
     single: Program,
     regs: std::ops::Range<usize>,
     wide: bool,
+    /// Bytes per vector (one strip step).
+    vb: i32,
 }
 
 impl Strips {
     fn new(p: &Program, wide: bool, regs: std::ops::Range<usize>) -> Strips {
         let (grouped, g) = p.grouped(wide, &regs, GROUP);
-        Strips { grouped, g, single: p.interleave(1), regs, wide }
+        Strips { grouped, g, single: p.interleave(1), regs, wide, vb: if wide { 64 } else { 32 } }
     }
 
     /// Loads `count` (1 or `g`) consecutive vectors from `rdi` (masked when `partial`), each
@@ -460,9 +462,8 @@ impl Strips {
         pre: &mut dyn FnMut(&mut CodeAssembler, usize) -> Result<(), IcedError>,
     ) -> Result<Vec<usize>, VErr> {
         let inputs = group_inputs(&self.regs, count);
-        let vb = if self.wide { 64 } else { 32 };
         for (c, &x) in inputs.iter().enumerate() {
-            load_vec(a, self.wide, partial, x, rdi + c as i32 * vb)?;
+            load_vec(a, self.wide, partial, x, rdi + c as i32 * self.vb)?;
             pre(a, x)?;
         }
         let prog = if count == 1 { &self.single } else { &self.grouped };
@@ -955,19 +956,18 @@ pub fn map(m: &Map) -> Result<Vec<u8>, VErr> {
     // Register 31 / 14: the gate's u; 15 (AVX2): the tail mask.
     let (ureg, regs) = if wide { (31, 1..31) } else { (14, 1..14) };
     let strips = Strips::new(&p, wide, regs);
-    let vb = 4 * lanes;
     let mut body = |a: &mut CodeAssembler, count: usize, partial: bool| -> Result<(), VErr> {
         let ys = strips.eval(a, &table, count, partial, &mut |_, _| Ok(()))?;
         for (c, &y) in ys.iter().enumerate() {
             if m.gate {
-                load_vec(a, wide, partial, ureg, rdx + c as i32 * vb)?;
+                load_vec(a, wide, partial, ureg, rdx + c as i32 * strips.vb)?;
                 if wide {
                     a.vmulps(ZMM[y], ZMM[y], ZMM[ureg])?;
                 } else {
                     a.vmulps(YMM[y], YMM[y], YMM[ureg])?;
                 }
             }
-            store_vec(a, wide, partial, y, rcx + c as i32 * vb)?;
+            store_vec(a, wide, partial, y, rcx + c as i32 * strips.vb)?;
         }
         Ok(())
     };
@@ -1030,14 +1030,13 @@ pub fn exp_sum(e: &ExpSum) -> Result<Vec<u8>, VErr> {
         a.vxorps(YMM[sum], YMM[sum], YMM[sum])?;
     }
     let strips = Strips::new(&p, wide, regs);
-    let vb = 4 * lanes;
     let mut sub_max = |a: &mut CodeAssembler, x: usize| -> Result<(), IcedError> {
         if wide { a.vsubps(ZMM[x], ZMM[x], ZMM[mx]) } else { a.vsubps(YMM[x], YMM[x], YMM[mx]) }
     };
     let mut body = |a: &mut CodeAssembler, count: usize, partial: bool| -> Result<(), VErr> {
         let ys = strips.eval(a, &table, count, partial, &mut sub_max)?;
         for (c, &y) in ys.iter().enumerate() {
-            store_vec(a, wide, partial, y, rdi + c as i32 * vb)?;
+            store_vec(a, wide, partial, y, rdi + c as i32 * strips.vb)?;
             // The tail's masked-off lanes (x = 0, so e^-max) are not summed.
             match (wide, partial) {
                 (true, false) => a.vaddps(ZMM[sum], ZMM[sum], ZMM[y])?,
