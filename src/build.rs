@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use slmtvm_frontend::LoadOptions;
+use slmtvm_optimizer::quantize::{Calibration, Scheme};
 use slmtvm_targets::Target;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -72,6 +73,9 @@ struct Manifest {
     in_place: Vec<(String, String)>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
+    /// What `--quantize` did (absent: the model's own arithmetic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantization: Option<String>,
     arena_bytes: usize,
     arena_align: usize,
     arena_lower_bound: usize,
@@ -140,6 +144,22 @@ pub struct OptFlags {
     pub schedule: Option<slmtvm_targets::Schedule>,
     /// Tasks per split kernel (`--threads`): see `slmtvm_codegen::Options::threads`.
     pub threads: usize,
+    /// Quantize the f32 weights first (`--quantize`): see `slmtvm_optimizer::quantize`.
+    pub quantize: Option<Scheme>,
+}
+
+/// What `--quantize` did, for the manifest.
+pub fn quantization_name(s: Scheme, calibrated: bool) -> String {
+    match s {
+        Scheme::Int8 if calibrated => "int8 weights per column, int8 activations per tensor (calibrated)".into(),
+        Scheme::Int8 => "int8 weights per column, int8 activations per row (dynamic)".into(),
+        Scheme::Int4 { group, f16_scales } => {
+            format!(
+                "int4 weights in groups of {group} ({} scales), f32 activations",
+                if f16_scales { "f16" } else { "f32" }
+            )
+        }
+    }
 }
 
 /// The optimizer's options for `target` at `level`: the cost model from the target's vectors.
@@ -157,14 +177,24 @@ pub fn opt_options(target: &Target, level: u8) -> slmtvm_optimizer::Options {
 }
 
 /// Compiles graph `g` (read from a model file whose bytes are `model_bytes`) for `target`,
-/// optimized first as `opt` says.
+/// quantized (with the static activation ranges of `calibration`, if any) and optimized first
+/// as `opt` says.
 pub fn compile_graph(
     g: &slmtvm_ir::Graph,
     model_bytes: &[u8],
     target: &Target,
     name: &str,
     opt: OptFlags,
+    calibration: Option<&Calibration>,
 ) -> Result<Artifacts> {
+    let quantized;
+    let g = match opt.quantize {
+        Some(s) => {
+            quantized = slmtvm_optimizer::quantize::quantize(g, s, calibration)?.graph;
+            &quantized
+        }
+        None => g,
+    };
     let (og, report) = slmtvm_optimizer::optimize(g, &opt_options(target, opt.level))?;
     if opt.explain {
         print!("{}", report.text());
@@ -222,6 +252,7 @@ pub fn compile_graph(
             .collect(),
         inputs: info(&g.inputs),
         outputs: info(&g.outputs),
+        quantization: opt.quantize.map(|s| quantization_name(s, calibration.is_some())),
         arena_bytes: c.plan.arena_bytes,
         arena_align: slmtvm_codegen::plan::ARENA_ALIGN,
         arena_lower_bound: c.plan.lower_bound,
@@ -282,6 +313,16 @@ pub fn write_artifacts(a: &Artifacts, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `build`'s quantization extras: static activation ranges and the accuracy report.
+pub struct QuantRequest<'a> {
+    /// `--calibration DIR`: input sets for static activation ranges.
+    pub calibration: Option<&'a Path>,
+    /// `--report`: compare the quantized model with the f32 one first.
+    pub report: bool,
+    /// The report's inputs.
+    pub inputs: crate::inputs::InputSource<'a>,
+}
+
 /// Compiles `model` for `target` into `out_dir`.
 pub fn build(
     model: &Path,
@@ -290,11 +331,20 @@ pub fn build(
     out_dir: &Path,
     name: Option<&str>,
     opt: OptFlags,
+    quant: &QuantRequest,
 ) -> Result<()> {
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     let g = slmtvm_frontend::load_onnx(model, opts)?;
     let name = model_name(model, name)?;
-    let a = compile_graph(&g, &bytes, target, &name, opt)?;
+    let needs = |flag: &str| opt.quantize.with_context(|| format!("{flag} needs --quantize"));
+    let cal = match quant.calibration {
+        Some(dir) => Some(crate::quantize::calibrate(&g, needs("--calibration")?, dir)?),
+        None => None,
+    };
+    if quant.report {
+        print!("{}", crate::quantize::report(&g, needs("--report")?, cal.as_ref(), &quant.inputs)?);
+    }
+    let a = compile_graph(&g, &bytes, target, &name, opt, cal.as_ref())?;
     write_artifacts(&a, out_dir)?;
     println!("{} -> {}/{name}.{{o,h,json}}", a.summary, out_dir.display());
     Ok(())

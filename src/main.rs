@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod inputs;
 mod inspect;
+mod quantize;
 mod run;
 
 use anyhow::{Context, Result, bail};
@@ -56,6 +57,17 @@ enum Cmd {
         shapes: ShapeArgs,
         #[command(flatten)]
         opt: OptArgs,
+        /// With --quantize int8: static activation ranges from these input sets (DIR/NAME.npy,
+        /// or one subfolder of NAME.npy files per set) instead of ranges computed at run time.
+        #[arg(long, value_name = "DIR")]
+        calibration: Option<PathBuf>,
+        /// With --quantize: first compare the quantized model with the f32 one on the input
+        /// flags' inputs (default: random, seed 0), on the reference interpreter: largest
+        /// error, cosine similarity, top-1 agreement of `*logits*` outputs, weight bytes.
+        #[arg(long)]
+        report: bool,
+        #[command(flatten)]
+        inputs: InputArgs,
     },
     /// Print a model's inputs, outputs, operator histogram, parameters and FLOPs.
     Inspect {
@@ -184,6 +196,34 @@ struct OptArgs {
     /// (`run` and `bench` use the harness's pool of N threads; bench gives the peers N threads).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_threads)]
     threads: usize,
+    /// Quantize the f32 weights of the matrix products (and embedding tables) first: `int8`
+    /// (weights per output channel, activations per row at run time, or calibrated), `int4`
+    /// (weight-only, groups of --group-size along K, activations f32).
+    #[arg(long, value_enum, value_name = "KIND")]
+    quantize: Option<QuantKind>,
+    /// int4's group length along K: 32, 64 or 128.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = parse_group)]
+    group_size: usize,
+    /// int4: store the group scales as f16 (default f32).
+    #[arg(long)]
+    f16_scales: bool,
+}
+
+/// `--quantize` kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum QuantKind {
+    /// int8 weights and activations.
+    Int8,
+    /// 4-bit weights, f32 activations.
+    Int4,
+}
+
+/// Parses `--group-size N`.
+fn parse_group(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n @ (32 | 64 | 128)) => Ok(n),
+        _ => Err(format!("`{s}`: expected 32, 64 or 128")),
+    }
 }
 
 /// Parses `--threads N`.
@@ -208,6 +248,12 @@ impl OptArgs {
             profile: false,
             schedule: self.schedule,
             threads: self.threads,
+            quantize: self.quantize.map(|k| match k {
+                QuantKind::Int8 => slmtvm_optimizer::quantize::Scheme::Int8,
+                QuantKind::Int4 => {
+                    slmtvm_optimizer::quantize::Scheme::Int4 { group: self.group_size, f16_scales: self.f16_scales }
+                }
+            }),
         }
     }
 }
@@ -282,12 +328,20 @@ fn main() {
     default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Build { model, target, cpu, output_dir, name, shapes, opt } => load_options(&shapes)
-            .and_then(|o| {
-                let t = resolve_target(&target, cpu.as_deref())?;
-                build::build(&model, &o, &t, &output_dir, name.as_deref(), opt.flags())
-            })
-            .with_context(|| format!("building {}", model.display())),
+        Cmd::Build { model, target, cpu, output_dir, name, shapes, opt, calibration, report, inputs: i } => {
+            load_options(&shapes)
+                .and_then(|o| {
+                    let t = resolve_target(&target, cpu.as_deref())?;
+                    let seed = i.random_inputs.or((i.inputs.is_empty() && i.input_dir.is_none()).then_some(0));
+                    let quant = build::QuantRequest {
+                        calibration: calibration.as_deref(),
+                        report,
+                        inputs: inputs::InputSource { flags: &i.inputs, dir: i.input_dir.as_deref(), seed },
+                    };
+                    build::build(&model, &o, &t, &output_dir, name.as_deref(), opt.flags(), &quant)
+                })
+                .with_context(|| format!("building {}", model.display()))
+        }
         Cmd::Inspect { model, shapes, json, ir } => {
             load_options(&shapes).and_then(|o| inspect::inspect(&model, &o, json, ir))
         }

@@ -75,7 +75,7 @@ pub fn build_harness(
         }
     }
     let name = crate::build::model_name(model, None)?;
-    let a = crate::build::compile_graph(&g, &bytes, target, &name, opt)?;
+    let a = crate::build::compile_graph(&g, &bytes, target, &name, opt, None)?;
     crate::build::write_artifacts(&a, build)?;
     let harness = build.join("harness.c");
     std::fs::write(&harness, HARNESS_C).with_context(|| format!("writing {}", harness.display()))?;

@@ -41,6 +41,12 @@ fn check_input(g: &Graph, id: ValueId, t: &Tensor, syms: &mut BTreeMap<String, u
 
 /// Runs `g` on `inputs` (one per graph input, in order) and returns the graph outputs.
 pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    run_observed(g, inputs, &mut |_, _| {})
+}
+
+/// [`run`], calling `observe(value, tensor)` on every graph input and every node output as it
+/// is computed (calibration reads activation ranges this way).
+pub fn run_observed(g: &Graph, inputs: &[Tensor], observe: &mut dyn FnMut(ValueId, &Tensor)) -> Result<Vec<Tensor>> {
     if inputs.len() != g.inputs.len() {
         return Err(Error::Graph(format!("expects {} inputs, got {}", g.inputs.len(), inputs.len())));
     }
@@ -48,6 +54,7 @@ pub fn run(g: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     let mut env: BTreeMap<ValueId, Tensor> = BTreeMap::new();
     for (&id, t) in g.inputs.iter().zip(inputs) {
         check_input(g, id, t, &mut syms)?;
+        observe(id, t);
         env.insert(id, t.clone());
     }
     // Last node index using each value; graph outputs live to the end.

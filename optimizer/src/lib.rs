@@ -13,6 +13,7 @@ pub mod convert;
 pub mod cost;
 pub mod error;
 pub mod lang;
+pub mod quantize;
 pub mod rules;
 
 pub use cost::CostModel;
