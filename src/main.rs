@@ -350,7 +350,9 @@ fn main() {
                 let src = inputs::InputSource { flags: &i.inputs, dir: i.input_dir.as_deref(), seed: i.random_inputs };
                 let arch = match target {
                     Target::Reference if cpu.is_some() => bail!("--cpu needs a compiled --target"),
-                    Target::Reference => return run::run_reference(&model, &o, &src, &output_dir),
+                    Target::Reference => {
+                        return run::run_reference(&model, &o, &src, &output_dir, opt.flags().quantize);
+                    }
                     Target::X86_64 => "x86_64",
                     Target::Aarch64 => "aarch64",
                     Target::Riscv64 => "riscv64",

@@ -8,8 +8,18 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Runs the model with the reference interpreter.
-pub fn run_reference(model: &Path, opts: &LoadOptions, src: &InputSource, out_dir: &Path) -> Result<()> {
-    let g = slmtvm_frontend::load_onnx(model, opts)?;
+/// With `quantize`, the quantized graph (as `build --quantize` compiles it) runs.
+pub fn run_reference(
+    model: &Path,
+    opts: &LoadOptions,
+    src: &InputSource,
+    out_dir: &Path,
+    quantize: Option<slmtvm_optimizer::quantize::Scheme>,
+) -> Result<()> {
+    let mut g = slmtvm_frontend::load_onnx(model, opts)?;
+    if let Some(s) = quantize {
+        g = slmtvm_optimizer::quantize::quantize(&g, s, None)?.graph;
+    }
     let inputs = gather_inputs(&g, src)?;
     let outs = slmtvm_ir::interp::run_named(&g, &inputs)?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;

@@ -98,6 +98,7 @@ pub fn run_observed(g: &Graph, inputs: &[Tensor], observe: &mut dyn FnMut(ValueI
                     )),
                 });
             }
+            observe(o, &t);
             env.insert(o, t);
         }
         for &v in n.inputs.iter().flatten() {
