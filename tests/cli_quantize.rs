@@ -62,7 +62,7 @@ fn int8_report_and_manifest() {
     ]));
     for o in ["last_hidden_state", "pooler_output"] {
         let (err, big, cos) = report_row(&stdout, o);
-        assert!(cos >= 0.999 && cos <= 1.0, "{o}: cosine {cos}\n{stdout}");
+        assert!((0.999..=1.0).contains(&cos), "{o}: cosine {cos}\n{stdout}");
         assert!(err > 0.0 && err < 0.05 * big, "{o}: error {err} of {big} (quantization changes the values)");
     }
     // Every product and table is quantized; int8 weights are about a quarter of the f32 ones
