@@ -32,7 +32,10 @@ echo "== writing a MiniLM-class encoder into .cache/minilm"
 echo "== writing a Llama-class decoder into .cache/llama"
 [ -f .cache/llama/model.onnx ] || python3 scripts/make_llama.py .cache/llama
 
-echo "== quantizing it with ONNX Runtime's tools into .cache/minilm_{int8,q4,q4s}"
+echo "== recording ONNX Runtime's greedy continuations of random prompts on it"
+[ -f .cache/llama/greedy/tokens.npy ] || python3 scripts/make_greedy.py .cache/llama
+
+echo "== quantizing the MiniLM-class encoder with ONNX Runtime's tools into .cache/minilm_{int8,q4,q4s}"
 for kind in int8 q4 q4s; do
     [ -f .cache/minilm_$kind/ort/last_hidden_state.npy ] || python3 scripts/make_quantized.py .cache/minilm .cache/minilm_$kind $kind
 done

@@ -391,6 +391,49 @@ mod tests {
     }
 
     #[test]
+    fn gemm_with_trans_b_and_c_and_embedding_tables_quantize() {
+        use slmtvm_ir::ops::Gemm;
+        let (k, n, vocab) = (32, 16, 40);
+        let mut g = Graph::new("t");
+        let ids = g.add_input("ids", TypeInfo::new(DType::I64, Shape::known(&[2, 3])));
+        let table: Vec<f32> = (0..vocab * k).map(|i| ((i * 29 % 83) as f32 - 41.0) / 30.0).collect();
+        let table = g.add_const("table", Tensor::from_vec(&[vocab, k], table).unwrap());
+        let e = g.add_node("emb", Op::Gather(Gather { axis: 0 }), vec![Some(table), Some(ids)], &["e".into()]);
+        let flat = g.add_const("shape", Tensor::from_vec(&[2], vec![6i64, k as i64]).unwrap());
+        let r = g.add_node(
+            "flat",
+            Op::Reshape(slmtvm_ir::ops::Reshape { allowzero: false }),
+            vec![Some(e[0]), Some(flat)],
+            &["r".into()],
+        );
+        // B is [N, K] with transB; C a bias row.
+        let b: Vec<f32> = (0..n * k).map(|i| ((i * 41 % 67) as f32 - 33.0) / 25.0).collect();
+        let b = g.add_const("b", Tensor::from_vec(&[n, k], b).unwrap());
+        let c = g.add_const("c", Tensor::from_vec(&[n], (0..n).map(|i| i as f32 / 8.0).collect()).unwrap());
+        let gemm = Op::Gemm(Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true });
+        let y = g.add_node("fc", gemm, vec![Some(r[0]), Some(b), Some(c)], &["y".into()]);
+        g.outputs = y;
+        g.infer().unwrap();
+        let q = quantize(&g, Scheme::Int8, None).unwrap();
+        let forms: Vec<&str> = q.weights.iter().map(|w| w.form.as_str()).collect();
+        assert_eq!(forms, ["int8 rows", "int8 per column"]);
+        assert_eq!(q.weights[1].dims, [k, n], "W is B transposed");
+        let x = Tensor::from_vec(&[2, 3], vec![0i64, 5, 39, 7, 7, 21]).unwrap();
+        let want = interp::run(&g, std::slice::from_ref(&x)).unwrap()[0].to_f32();
+        let got = interp::run(&q.graph, &[x]).unwrap()[0].to_f32();
+        let big = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = want.iter().zip(&got).map(|(w, g)| (w - g).abs()).fold(0f32, f32::max);
+        assert!(err > 0.0 && err < 0.02 * big, "max error {err} of {big}");
+        // alpha ≠ 1 stays f32, with the reason.
+        let mut g2 = g.clone();
+        if let Op::Gemm(gm) = &mut g2.nodes[2].op {
+            gm.alpha = 0.5;
+        }
+        let q2 = quantize(&g2, Scheme::Int8, None).unwrap();
+        assert_eq!(q2.skipped, [("fc".to_string(), "Gemm with transA, alpha ≠ 1 or beta ≠ 1".to_string())]);
+    }
+
+    #[test]
     fn small_and_activation_products_stay_f32() {
         let g = product_graph(8, 8, false);
         let q = quantize(&g, Scheme::Int8, None).unwrap();
