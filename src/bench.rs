@@ -93,6 +93,9 @@ struct Report {
     rounds: usize,
     threads: usize,
     flops: u64,
+    /// With `--quantize`: what slmtvm's build did (the peers run the model as given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quantization: Option<String>,
     results: Vec<Timing>,
     /// Peers that could not run, with the reason.
     unavailable: Vec<(String, String)>,
@@ -246,6 +249,7 @@ pub fn bench(
         rounds: flags.rounds,
         threads: flags.threads,
         flops,
+        quantization: opt.quantize.map(|q| crate::build::quantization_name(q, false)),
         results,
         unavailable,
         profile,
@@ -306,6 +310,9 @@ fn table(r: &Report) -> String {
         r.threads,
         r.flops as f64 / 1e9
     );
+    if let Some(q) = &r.quantization {
+        s.push_str(&format!("slmtvm runs the model quantized ({q}); the peers run it as given\n"));
+    }
     s.push_str(&format!(
         "{:<20} {:>12} {:>12} {:>12} {:>9} {:>14}\n",
         "runtime", "median ms", "min ms", "max ms", "GFLOP/s", "slmtvm / it"
