@@ -42,24 +42,20 @@ fn report_row(report: &str, output: &str) -> (f64, f64, f64) {
     (f[0], f[1], f[2])
 }
 
+/// `build MODEL --target x86_64 --quantize int8 --report --input-dir INPUTS -o OUT EXTRA…`'s output.
+fn int8_report(m: &Path, inputs: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["build", s(m), "--target", "x86_64", "--quantize", "int8", "--report"];
+    args.extend(["--input-dir", s(inputs), "-o", s(out)]);
+    args.extend(extra);
+    ok(&slmtvm(&args))
+}
+
 #[test]
 fn int8_report_and_manifest() {
     let out = fresh_dir("quant", "report");
     let m = bert().join("model.onnx");
     let inputs = bert().join("inputs");
-    let stdout = ok(&slmtvm(&[
-        "build",
-        s(&m),
-        "--target",
-        "x86_64",
-        "--quantize",
-        "int8",
-        "--report",
-        "--input-dir",
-        s(&inputs),
-        "-o",
-        s(&out),
-    ]));
+    let stdout = int8_report(&m, &inputs, &out, &[]);
     for o in ["last_hidden_state", "pooler_output"] {
         let (err, big, cos) = report_row(&stdout, o);
         assert!((0.999..=1.0).contains(&cos), "{o}: cosine {cos}\n{stdout}");
@@ -134,21 +130,7 @@ fn calibrated_ranges_are_static() {
         }
     }
     let m = bert().join("model.onnx");
-    let stdout = ok(&slmtvm(&[
-        "build",
-        s(&m),
-        "--target",
-        "x86_64",
-        "--quantize",
-        "int8",
-        "--calibration",
-        s(&cal),
-        "--report",
-        "--input-dir",
-        s(&bert().join("inputs")),
-        "-o",
-        s(&out),
-    ]));
+    let stdout = int8_report(&m, &bert().join("inputs"), &out, &["--calibration", s(&cal)]);
     let (_, _, cos) = report_row(&stdout, "last_hidden_state");
     assert!(cos >= 0.99, "calibrated cosine {cos}\n{stdout}");
     let manifest = std::fs::read_to_string(out.join("model.json")).unwrap();
