@@ -176,25 +176,27 @@ pub fn opt_options(target: &Target, level: u8) -> slmtvm_optimizer::Options {
     }
 }
 
-/// Compiles graph `g` (read from a model file whose bytes are `model_bytes`) for `target`,
-/// quantized (with the static activation ranges of `calibration`, if any) and optimized first
-/// as `opt` says.
+/// `g` quantized as `opt.quantize` says (with the static activation ranges of `calibration`,
+/// if any), or `None` without `--quantize`.
+pub fn quantize(
+    g: &slmtvm_ir::Graph,
+    opt: OptFlags,
+    calibration: Option<&Calibration>,
+) -> Result<Option<slmtvm_optimizer::quantize::Quantized>> {
+    Ok(opt.quantize.map(|s| slmtvm_optimizer::quantize::quantize(g, s, calibration)).transpose()?)
+}
+
+/// Compiles graph `g` (read from a model file whose bytes are `model_bytes`; already quantized
+/// by [`quantize`] when `opt.quantize` is set, with calibrated ranges when `calibrated`) for
+/// `target`, optimized first as `opt` says.
 pub fn compile_graph(
     g: &slmtvm_ir::Graph,
     model_bytes: &[u8],
     target: &Target,
     name: &str,
     opt: OptFlags,
-    calibration: Option<&Calibration>,
+    calibrated: bool,
 ) -> Result<Artifacts> {
-    let quantized;
-    let g = match opt.quantize {
-        Some(s) => {
-            quantized = slmtvm_optimizer::quantize::quantize(g, s, calibration)?.graph;
-            &quantized
-        }
-        None => g,
-    };
     let (og, report) = slmtvm_optimizer::optimize(g, &opt_options(target, opt.level))?;
     if opt.explain {
         print!("{}", report.text());
@@ -252,7 +254,7 @@ pub fn compile_graph(
             .collect(),
         inputs: info(&g.inputs),
         outputs: info(&g.outputs),
-        quantization: opt.quantize.map(|s| quantization_name(s, calibration.is_some())),
+        quantization: opt.quantize.map(|s| quantization_name(s, calibrated)),
         arena_bytes: c.plan.arena_bytes,
         arena_align: slmtvm_codegen::plan::ARENA_ALIGN,
         arena_lower_bound: c.plan.lower_bound,
@@ -341,10 +343,14 @@ pub fn build(
         Some(dir) => Some(crate::quantize::calibrate(&g, needs("--calibration")?, dir)?),
         None => None,
     };
+    let q = quantize(&g, opt, cal.as_ref())?;
     if quant.report {
-        print!("{}", crate::quantize::report(&g, needs("--report")?, cal.as_ref(), &quant.inputs)?);
+        let label = quantization_name(needs("--report")?, cal.is_some());
+        if let Some(q) = &q {
+            print!("{}", crate::quantize::report(&g, q, &label, &quant.inputs)?);
+        }
     }
-    let a = compile_graph(&g, &bytes, target, &name, opt, cal.as_ref())?;
+    let a = compile_graph(q.as_ref().map_or(&g, |q| &q.graph), &bytes, target, &name, opt, cal.is_some())?;
     write_artifacts(&a, out_dir)?;
     println!("{} -> {}/{name}.{{o,h,json}}", a.summary, out_dir.display());
     Ok(())

@@ -4,7 +4,7 @@
 use crate::inputs::{InputSource, gather_inputs};
 use anyhow::{Context, Result, bail};
 use slmtvm_ir::{DType, Graph, Tensor};
-use slmtvm_optimizer::quantize::{Calibration, Scheme, calibration_values, quantize};
+use slmtvm_optimizer::quantize::{Calibration, Quantized, Scheme, calibration_values};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ pub fn calibrate(g: &Graph, scheme: Scheme, dir: &Path) -> Result<Calibration> {
     let watch = calibration_values(g, scheme);
     let mut cal = Calibration::new();
     for set in calibration_sets(g, dir)? {
-        slmtvm_ir::interp::run_observed(g, &ordered(g, &set)?, &mut |v, t| {
+        slmtvm_ir::interp::run_observed(g, &slmtvm_ir::interp::inputs_in_order(g, &set)?, &mut |v, t| {
             if watch.binary_search(&v).is_ok() && t.dtype() == DType::F32 {
                 let m = t.to_f32().iter().fold(0f32, |m, x| m.max(x.abs()));
                 let e = cal.entry(v).or_insert(0.0);
@@ -55,38 +55,23 @@ pub fn calibrate(g: &Graph, scheme: Scheme, dir: &Path) -> Result<Calibration> {
     Ok(cal)
 }
 
-/// The inputs of `set` in graph order.
-fn ordered(g: &Graph, set: &BTreeMap<String, Tensor>) -> Result<Vec<Tensor>> {
-    g.inputs
-        .iter()
-        .map(|&i| {
-            let name = &g.value(i).name;
-            set.get(name).cloned().with_context(|| format!("no value for input '{name}'"))
-        })
-        .collect()
-}
-
 /// Bytes of the constants of `g`.
 fn const_bytes(g: &Graph) -> usize {
     g.consts.values().map(Tensor::byte_len).sum()
 }
 
-/// The accuracy report of `build --quantize … --report`: the quantized graph against `g` on
+/// The accuracy report of `build --quantize … --report` (`label` says how `q` was made): the
+/// quantized graph `q` against `g` on
 /// the inputs `src` gives (the reference interpreter on both), per output the largest absolute
 /// error, the cosine similarity and — for outputs named `*logits*` — the share of positions
 /// whose top-1 token agrees; and the constants' bytes before and after.
-pub fn report(g: &Graph, scheme: Scheme, cal: Option<&Calibration>, src: &InputSource) -> Result<String> {
-    let q = quantize(g, scheme, cal)?;
-    let inputs = ordered(g, &gather_inputs(g, src)?)?;
-    let want = slmtvm_ir::interp::run(g, &inputs).context("running the f32 model")?;
-    let got = slmtvm_ir::interp::run(&q.graph, &inputs).context("running the quantized model")?;
+pub fn report(g: &Graph, q: &Quantized, label: &str, src: &InputSource) -> Result<String> {
+    let inputs = gather_inputs(g, src)?;
+    let want = slmtvm_ir::interp::run_named(g, &inputs).context("running the f32 model")?;
+    let got = slmtvm_ir::interp::run_named(&q.graph, &inputs).context("running the quantized model")?;
     let mut s = String::new();
     let (before, after) = (const_bytes(g), const_bytes(&q.graph));
-    let _ = writeln!(
-        s,
-        "quantization report ({} on the reference interpreter)",
-        crate::build::quantization_name(scheme, cal.is_some())
-    );
+    let _ = writeln!(s, "quantization report ({} on the reference interpreter)", label);
     let _ = writeln!(
         s,
         "  weights: {} quantized, {} left in f32; constants {before} -> {after} bytes ({:.3}x)",

@@ -85,7 +85,8 @@ pub fn build_harness(
         }
     }
     let name = crate::build::model_name(model, None)?;
-    let a = crate::build::compile_graph(&g, &bytes, target, &name, opt, None)?;
+    let q = crate::build::quantize(&g, opt, None)?;
+    let a = crate::build::compile_graph(q.as_ref().map_or(&g, |q| &q.graph), &bytes, target, &name, opt, false)?;
     crate::build::write_artifacts(&a, build)?;
     let harness = build.join("harness.c");
     std::fs::write(&harness, HARNESS_C).with_context(|| format!("writing {}", harness.display()))?;

@@ -120,13 +120,17 @@ pub fn run_observed(g: &Graph, inputs: &[Tensor], observe: &mut dyn FnMut(ValueI
 
 /// Runs `g` with inputs given by name; every graph input must be present.
 pub fn run_named(g: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<Tensor>> {
-    let ordered: Vec<Tensor> = g
-        .inputs
+    run(g, &inputs_in_order(g, inputs)?)
+}
+
+/// The tensors of `inputs` (by name) in the order of `g`'s inputs, as [`run`] takes them; every
+/// graph input must be present.
+pub fn inputs_in_order(g: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<Tensor>> {
+    g.inputs
         .iter()
         .map(|&i| {
             let name = &g.value(i).name;
             inputs.get(name).cloned().ok_or_else(|| Error::tensor(name, "no value was given for this graph input"))
         })
-        .collect::<Result<_>>()?;
-    run(g, &ordered)
+        .collect()
 }

@@ -124,15 +124,29 @@ const NOT_A_CANDIDATE: &str = "no constant weight";
 /// A product `x · W (+ c)` with a constant weight.
 struct Product {
     x: ValueId,
-    /// W as [K, N] (Gemm's `transB` undone).
-    w: Vec<f32>,
+    /// The constant B, and whether it is W transposed (Gemm's `transB`).
+    b: ValueId,
+    trans_b: bool,
     k: usize,
     n: usize,
     /// Gemm's C, added after the product.
     c: Option<ValueId>,
 }
 
-/// The product node `n` computes, or why it is not quantized.
+impl Product {
+    /// W as a row-major [K, N] matrix (Gemm's `transB` undone).
+    fn weight(&self, g: &Graph) -> Vec<f32> {
+        let Some(w) = g.consts.get(&self.b).and_then(|t| t.view::<f32>()) else { return Vec::new() };
+        let flat: Vec<f32> = w.iter().copied().collect();
+        if !self.trans_b {
+            return flat;
+        }
+        (0..self.k * self.n).map(|i| flat[(i % self.n) * self.k + i / self.n]).collect()
+    }
+}
+
+/// The product node `n` computes, or why it is not quantized (checks only: the weight is read
+/// when the product is rewritten).
 fn product(g: &Graph, n: &Node) -> std::result::Result<Product, &'static str> {
     let (Some(Some(x)), Some(Some(b))) = (n.inputs.first().copied(), n.inputs.get(1).copied()) else {
         return Err(NOT_A_CANDIDATE);
@@ -160,24 +174,27 @@ fn product(g: &Graph, n: &Node) -> std::result::Result<Product, &'static str> {
         return Err("the weight holds non-finite values");
     }
     let (k, nn) = if trans_b { (cols, r) } else { (r, cols) };
-    let flat: Vec<f32> = w.iter().copied().collect();
-    let wk = if trans_b { (0..k * nn).map(|i| flat[(i % nn) * k + i / nn]).collect() } else { flat };
-    Ok(Product { x, w: wk, k, n: nn, c })
+    Ok(Product { x, b, trans_b, k, n: nn, c })
 }
 
 /// Symmetric int8 quantization of the columns of a row-major [K, N] matrix: the values and one
 /// scale per column (`max |w| / 127`; 1 for an all-zero column).
 pub fn quantize_columns(w: &[f32], k: usize, n: usize) -> (Vec<i8>, Vec<f32>) {
-    let mut scale = vec![0f32; n];
-    for row in w.chunks(n).take(k) {
-        for (s, v) in scale.iter_mut().zip(row) {
-            *s = s.max(v.abs());
-        }
+    quantize_groups(&w[..k * n], n, |i| i % n)
+}
+
+/// Symmetric int8 quantization of `w` with `groups` scales, element `i` in group `group(i)`:
+/// each scale is its group's `max |w| / 127` (1 for an all-zero group).
+fn quantize_groups(w: &[f32], groups: usize, group: impl Fn(usize) -> usize) -> (Vec<i8>, Vec<f32>) {
+    let mut scale = vec![0f32; groups];
+    for (i, v) in w.iter().enumerate() {
+        let s = &mut scale[group(i)];
+        *s = s.max(v.abs());
     }
     for s in &mut scale {
         *s = if *s > 0.0 { *s / 127.0 } else { 1.0 };
     }
-    let q = w.iter().enumerate().map(|(i, &v)| round_i8(v / scale[i % n])).collect();
+    let q = w.iter().enumerate().map(|(i, &v)| round_i8(v / scale[group(i)])).collect();
     (q, scale)
 }
 
@@ -246,7 +263,7 @@ impl Pass {
     }
 
     fn int8_product(&mut self, base: &str, p: &Product, cal: Option<&Calibration>, y: ValueId) -> Result<()> {
-        let (wq, ws) = quantize_columns(&p.w, p.k, p.n);
+        let (wq, ws) = quantize_columns(&p.weight(&self.g), p.k, p.n);
         let tensor = |shape: &[usize], r: std::result::Result<Tensor, String>| {
             r.map_err(|e| Error::Graph(format!("{base}: quantized weight {shape:?}: {e}")))
         };
@@ -305,11 +322,8 @@ impl Pass {
             self.skipped.push((node.name.clone(), "the table holds non-finite values".into()));
             return Ok(false);
         }
-        // One scale per row: the columns of the transpose.
         let flat: Vec<f32> = w.iter().copied().collect();
-        let wt: Vec<f32> = (0..rows * cols).map(|i| flat[(i % rows) * cols + i / rows]).collect();
-        let (qt, scale) = quantize_columns(&wt, cols, rows);
-        let q: Vec<i8> = (0..rows * cols).map(|i| qt[(i % cols) * rows + i / cols]).collect();
+        let (q, scale) = quantize_groups(&flat, rows, |i| i / cols);
         let base = node.name.clone();
         let bad = |e: String| Error::Graph(format!("{base}: quantized table: {e}"));
         let tq = self.konst(&base, "table_q8", Tensor::from_vec(&[rows, cols], q).map_err(bad)?);
