@@ -384,6 +384,32 @@ impl Kb<'_> {
         });
     }
 
+    /// Emits a loop nest over the run-time `extents` (pointer-width values, outermost first)
+    /// and calls `body` once, inside the innermost loop, with the index of every loop.
+    pub fn nest_runtime(&mut self, extents: &[Value], body: &mut dyn FnMut(&mut Self, &[Value])) {
+        let mut idx = Vec::with_capacity(extents.len());
+        self.nest_runtime_level(extents, &mut idx, body);
+    }
+
+    fn nest_runtime_level(
+        &mut self,
+        extents: &[Value],
+        idx: &mut Vec<Value>,
+        body: &mut dyn FnMut(&mut Self, &[Value]),
+    ) {
+        if idx.len() == extents.len() {
+            body(self, idx);
+            return;
+        }
+        let zero = self.iconst(0);
+        let hi = extents[idx.len()];
+        self.for_range(zero, hi, 1, |kb, i| {
+            idx.push(i);
+            kb.nest_runtime_level(extents, idx, body);
+            idx.pop();
+        });
+    }
+
     /// Emits a loop nest over `dims` (outermost first) and calls `body` once, inside the
     /// innermost loop, with the index of every loop. Extents of 1 get no loop (their index is
     /// the constant 0); an empty `dims` calls `body` once with no indices.

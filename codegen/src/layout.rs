@@ -5,13 +5,16 @@
 //! every tensor is stored row-major at its **physical shape**, each symbolic dim replaced by
 //! its bound. Strides are therefore compile-time constants, the arena is planned for the
 //! bounds, and the valid elements of a tensor are the prefix `[0, value)` along each symbolic
-//! axis. Kernels run position-wise work (elementwise, matmul rows and columns, norms over
-//! static axes, transposes) over the physical extent (what lies beyond the valid prefix is
-//! never read into a valid element), and take the run-time extent from the symbol values
-//! wherever an axis is reduced over or shifted (softmax and reductions over a symbolic axis,
-//! the contraction of a matmul, concatenation, slicing or gathering along a symbolic axis, the
-//! values `Shape` reports). An operator that would need the run-time extent in a way no kernel
-//! implements is refused at compile time with an error naming the node.
+//! axis; what lies beyond it is padding that no kernel reads as data. Kernels take the
+//! run-time extent from the symbol values wherever an axis is reduced over, scanned or shifted
+//! (reductions, norms, softmax and running sums over a symbolic axis, the contraction of a
+//! matmul, concatenation, slicing or gathering along a symbolic axis, the values `Shape`
+//! reports), and for speed wherever a loop starts at a symbolic axis (elementwise loops,
+//! product and norm rows); other position-wise work runs over the physical extent, where what
+//! lies beyond the valid prefix never reaches a valid element. Each kernel family states its
+//! rule in its own `emit` (see [`crate::kernels`]); an operator that would need the run-time
+//! extent in a way no kernel implements is refused at compile time with an error naming the
+//! node.
 //!
 //! A view (Reshape and the like) keeps that layout only when each symbolic dim stays the
 //! outermost dim of its group of merged or split axes; other reshapes of symbolic tensors are

@@ -9,8 +9,9 @@
 //!
 //! A graph with symbolic dims is compiled once for its bounds and run at the shapes of each
 //! data set: the symbol values are read off the inputs' dims, each input is written at its
-//! physical (bound) shape with its values in the valid prefix, the entry gets the symbol
-//! values, and each output is cropped from its physical shape to the run-time one.
+//! physical (bound) shape with its values in the valid prefix and NaN (bytes `0xFF`) beyond
+//! it, the entry gets the symbol values, and each output is cropped from its physical shape to
+//! the run-time one. The workspace starts as `0xFF` bytes too.
 //!
 //! An object compiled with `threads` > 1 runs through `<name>_run_parallel` with a
 //! `parallel_for` that starts one thread per task (the last indices first, index 0 on the
@@ -111,7 +112,7 @@ int main(int argc, char **argv) {
         }
         size_t wsb = md->ws();
         unsigned char *ws = fenced(wsb, 64, 0, &bases[nb++]);
-        memset(ws, 0xCD, wsb);
+        memset(ws, 0xFF, wsb); /* NaN in every f32: reading a byte no kernel wrote shows */
         int st = md->psrun ? md->psrun(syms, ins, outs, ws, spawn_for, NULL)
                : md->prun ? md->prun(ins, outs, ws, spawn_for, NULL)
                : md->srun ? md->srun(syms, ins, outs, ws) : md->run(ins, outs, ws);
@@ -159,7 +160,11 @@ fn symbol_values(g: &Graph, data: &[Tensor]) -> BTreeMap<String, i64> {
 }
 
 /// The little-endian bytes of `t` laid out at the (larger or equal) physical dims `phys`,
-/// zeros outside its extent.
+/// every byte outside its extent `0xFF` (NaN for floats, -1 for integers): a kernel that reads
+/// the padding beyond a run-time extent as data spreads NaN into the outputs it checks.
+/// The byte of input padding and of the workspace before a run.
+const PAD: u8 = 0xFF;
+
 fn pad_bytes(t: &Tensor, phys: &[usize]) -> Vec<u8> {
     let e = t.dtype().size();
     let src = t.to_le_bytes();
@@ -167,7 +172,7 @@ fn pad_bytes(t: &Tensor, phys: &[usize]) -> Vec<u8> {
     if dims == phys {
         return src;
     }
-    let mut out = vec![0u8; phys.iter().product::<usize>() * e];
+    let mut out = vec![PAD; phys.iter().product::<usize>() * e];
     let pst = slmtvm_codegen::emit::strides_of(phys);
     for k in 0..dims.iter().product::<usize>() {
         let (mut rem, mut off) = (k, 0i64);

@@ -290,7 +290,22 @@ fn taps_level(
 }
 
 /// Emits the kernel of `cx.node`.
+///
+/// Symbolic dims: only the batch axis may be symbolic (batches are position-wise over the
+/// physical extent); a window sliding along a symbolic spatial axis would read the padding
+/// beyond the run-time extent, so such nodes are refused.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    if cx.is_symbolic() {
+        let vals = cx.node.inputs.iter().flatten().chain(&cx.node.outputs);
+        for &v in vals {
+            if let Some(a) = (1..cx.g.ty(v).shape.rank()).find(|&a| cx.axis_symbolic(v, a)) {
+                let what = cx.g.value(v).name.clone();
+                return Err(
+                    cx.refuse_symbolic(format!("'{what}' is symbolic along axis {a}; only the batch axis may be"))
+                );
+            }
+        }
+    }
     match &cx.node.op {
         Op::Conv(c) => conv(kb, cx, c),
         Op::Pool(p) => pool(kb, cx, p),

@@ -817,7 +817,13 @@ fn floor_mod_adjust_f32(kb: &mut Kb, r: Value, y: Value) -> Value {
 // Kernels.
 
 /// Emits the kernel of `cx.node`.
+///
+/// Symbolic dims: every operand dim is the output's or 1 ([`NodeCtx::position_wise`]); loops
+/// that start at a symbolic axis of the output run to its run-time extent.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    if cx.is_symbolic() {
+        cx.position_wise(cx.num_inputs())?;
+    }
     match &cx.node.op {
         Op::Unary(u) => emit_unary(kb, cx, u),
         Op::Binary(b) => emit_binary(kb, cx, b),

@@ -27,7 +27,7 @@ mod assembled;
 
 use super::NodeCtx;
 use crate::Result;
-use crate::emit::{Kb, flags, storage_type};
+use crate::emit::{Kb, flags, storage_type, strides_of};
 use crate::pack::PackedRead;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::ops::{Gemm, UnaryOp};
@@ -35,7 +35,33 @@ use slmtvm_ir::{DType, Op};
 use slmtvm_targets::{Microkernel, Schedule};
 
 /// Emits the kernel of `cx.node`.
+///
+/// Symbolic dims: the rows (and columns) of the output run to their run-time extents, batch
+/// dims position-wise over the physical ones; a symbolic contraction axis takes the run-time
+/// K (`matmul_runtime_k`, f32 MatMul only; Gemm and MatMulInteger refuse it).
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    if cx.is_symbolic() {
+        let a = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+        let ra = cx.g.ty(a).shape.rank();
+        match &cx.node.op {
+            Op::MatMul(_) if ra >= 1 && cx.axis_symbolic(a, ra - 1) => return matmul_runtime_k(kb, cx),
+            Op::Gemm(_) => {
+                let b = cx.in_id(1).ok_or_else(|| cx.error("input 1 is required"))?;
+                if !cx.g.ty(a).shape.is_known() && !cx.g.ty(b).shape.is_known() {
+                    return Err(cx.refuse_symbolic("Gemm with symbolic dims on both operands"));
+                }
+            }
+            Op::MatMulInteger(_) => {
+                if ra >= 1 && cx.axis_symbolic(a, ra - 1) {
+                    return Err(cx.refuse_symbolic("MatMulInteger contracting a symbolic axis"));
+                }
+                if (2..cx.num_inputs()).any(|i| cx.in_id(i).is_some_and(|z| !cx.g.ty(z).shape.is_known())) {
+                    return Err(cx.refuse_symbolic("MatMulInteger zero points of symbolic shape"));
+                }
+            }
+            _ => {}
+        }
+    }
     let mut p = match &cx.node.op {
         Op::MatMul(_) => matmul(cx)?,
         Op::Gemm(g) => gemm(cx, g)?,
@@ -1247,4 +1273,73 @@ fn dot_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usi
         }
     }
     activate_tile(kb, p, o, &tile, rows, Cols { vecs: 0, scalars: ncols });
+}
+
+/// MatMul whose contraction axis is symbolic: `y[.., m, n] = Σ_{k < K} a[.., m, k]·b[.., k, n]`
+/// over the run-time K, for every physical m and n; batch dims broadcast.
+fn matmul_runtime_k(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let (av, bv) = (cx.in_id(0).ok_or_else(|| cx.error("input 0"))?, cx.in_id(1).ok_or_else(|| cx.error("input 1"))?);
+    let (da, db, dy) = (cx.dims(av)?, cx.dims(bv)?, cx.out_dims(0)?);
+    if da.len() < 2 || db.len() < 2 || cx.in_dtype(0)? != DType::F32 || cx.in_dtype(1)? != DType::F32 {
+        return Err(cx.unsupported("a symbolic contraction needs f32 operands of rank >= 2"));
+    }
+    let (kphys, n) = (da[da.len() - 1], db[db.len() - 1]);
+    if db[db.len() - 2] != kphys {
+        return Err(cx.error(format!("contraction extents {kphys} and {} differ", db[db.len() - 2])));
+    }
+    let k = cx.extent(kb, av, da.len() - 1)?;
+    let yv = cx.out_id(0);
+    let m_run = cx.extent(kb, yv, dy.len() - 2)?;
+    let batch = &dy[..dy.len() - 2];
+    let bstr = |d: &[usize]| -> Vec<i64> {
+        let st = strides_of(d);
+        let off = batch.len() - (d.len() - 2);
+        (0..batch.len()).map(|i| if i < off || d[i - off] == 1 { 0 } else { st[i - off] }).collect()
+    };
+    let (sa, sb, sy) = (bstr(&da), bstr(&db), strides_of(&dy));
+    let (ap, bp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.out_ptr(0));
+    let vec = kb.caps.vector;
+    let n4 = if vec { n / 4 * 4 } else { 0 };
+    kb.nest(batch, &mut |kb, bi| {
+        let a0 = kb.linear(0, bi, &sa);
+        let b0 = kb.linear(0, bi, &sb);
+        let y0 = kb.linear(0, bi, &sy[..batch.len()]);
+        let zero = kb.iconst(0);
+        kb.for_range(zero, m_run, 1, |kb, mi| {
+            let arow = kb.b.ins().imul_imm_s(mi, kphys as i64);
+            let arow = kb.b.ins().iadd(a0, arow);
+            let yrow = kb.b.ins().imul_imm_s(mi, n as i64);
+            let yrow = kb.b.ins().iadd(y0, yrow);
+            let col = |kb: &mut Kb, j: Value, lanes: usize| {
+                let z = kb.fconst(0.0, lanes);
+                let acc = kb.var(z);
+                let zero = kb.iconst(0);
+                kb.for_range(zero, k, 1, |kb, kk| {
+                    let ai = kb.b.ins().iadd(arow, kk);
+                    let pa = kb.addr(ap, ai, 4);
+                    let x = kb.load(types::F32, pa, 0);
+                    let x = if lanes == 4 { kb.b.ins().splat(types::F32X4, x) } else { x };
+                    let bi = kb.b.ins().imul_imm_s(kk, n as i64);
+                    let bi = kb.b.ins().iadd(b0, bi);
+                    let bi = kb.b.ins().iadd(bi, j);
+                    let pb = kb.addr(bp, bi, 4);
+                    let w = kb.load(if lanes == 4 { types::F32X4 } else { types::F32 }, pb, 0);
+                    let old = kb.b.use_var(acc);
+                    let new = kb.mul_add(x, w, old);
+                    kb.b.def_var(acc, new);
+                });
+                let yi = kb.b.ins().iadd(yrow, j);
+                let py = kb.addr(yp, yi, 4);
+                let v = kb.b.use_var(acc);
+                kb.store(v, py, 0);
+            };
+            if n4 > 0 {
+                kb.for_const(0, n4 as i64, 4, |kb, j| col(kb, j, 4));
+            }
+            if n4 < n {
+                kb.for_const(n4 as i64, n as i64, 1, |kb, j| col(kb, j, 1));
+            }
+        });
+    });
+    Ok(())
 }

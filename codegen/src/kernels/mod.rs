@@ -14,6 +14,11 @@
 //! | [`scan`] | CumSum |
 //! | [`quant`] | QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear |
 //!
+//! Symbolic dims ([`crate::layout`]): every family's `emit` decides for its own operators
+//! whether a node with symbolic dims runs position-wise over the physical extents, loops over
+//! run-time extents ([`NodeCtx::extent`]), or is refused ([`NodeCtx::refuse_symbolic`]); no
+//! second dispatch decides it for them.
+//!
 //! Every kernel must be correct for every static shape and dtype its operator accepts in
 //! `ir` (the reference interpreter is the oracle), and must never trap: integer division by
 //! zero gives 0 (the interpreter refuses it), and out-of-range gather indices are clamped.
@@ -28,14 +33,13 @@ pub mod movement;
 pub mod quant;
 pub mod reduce;
 pub mod scan;
-pub mod symbolic;
 
 use crate::emit::Kb;
 use crate::layout::Layout;
 use crate::pack::PackedRead;
 use crate::{Error, Result};
 use cranelift_codegen::ir::Value;
-use slmtvm_ir::{DType, Graph, Node, Op, Poly, Tensor, ValueId};
+use slmtvm_ir::{DType, Dim, Graph, Node, Op, Poly, Tensor, ValueId};
 
 /// What a kernel sees of its node: the graph, the node, and the base pointer of each input
 /// and output.
@@ -109,6 +113,41 @@ impl<'a> NodeCtx<'a> {
             Some(n) => Ok(kb.iconst(n as i64)),
             None => self.size_value(kb, &d.poly(), phys),
         }
+    }
+
+    /// The run-time extents of axes `axes` of value `v` (constants for static dims).
+    pub fn extents(&self, kb: &mut Kb, v: ValueId, axes: std::ops::Range<usize>) -> Result<Vec<Value>> {
+        axes.map(|a| self.extent(kb, v, a)).collect()
+    }
+
+    /// True when axis `a` of value `v` is symbolic.
+    pub fn axis_symbolic(&self, v: ValueId, a: usize) -> bool {
+        self.g.ty(v).shape.0.get(a).is_some_and(|d| d.known().is_none())
+    }
+
+    /// The error for a symbolic-dims case no kernel implements: `what` says which axis needs
+    /// a static size and why.
+    pub fn refuse_symbolic(&self, what: impl std::fmt::Display) -> Error {
+        self.unsupported(format!("{what} (symbolic dims: a static size is needed there)"))
+    }
+
+    /// Checks the rule of position-wise kernels run over the physical (bound) extents: every
+    /// dim of data inputs `0..data_inputs` is output 0's (the same size polynomial) or 1, so
+    /// what lies beyond the valid prefix of an axis never reaches a valid element.
+    pub fn position_wise(&self, data_inputs: usize) -> Result<()> {
+        let out = &self.g.ty(self.out_id(0)).shape.0;
+        for i in 0..data_inputs {
+            let Some(v) = self.in_id(i) else { continue };
+            let s = &self.g.ty(v).shape.0;
+            for (k, d) in s.iter().enumerate() {
+                let o = out.len().checked_sub(s.len() - k).map(|a| &out[a]);
+                if *d != Dim::Known(1) && o.is_none_or(|o| d.poly() != o.poly()) {
+                    let o = o.map_or("nothing".to_string(), |o| o.to_string());
+                    return Err(self.refuse_symbolic(format!("input {i} dim {d} broadcast against {o}")));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Number of input positions (present or not).
@@ -209,9 +248,6 @@ impl<'a> NodeCtx<'a> {
 /// packed copies the caller must pass; see [`crate::pack`]), in input order.
 pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[Value]) -> Result<Vec<PackedRead>> {
     let cx = NodeCtx::new(g, node, layout, args)?;
-    if cx.is_symbolic() && symbolic::emit(kb, &cx)? {
-        return Ok(cx.packed.into_inner());
-    }
     let emitted = match &node.op {
         Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) | Op::FloatClass(_) => {
             elementwise::emit(kb, &cx)

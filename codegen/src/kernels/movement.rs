@@ -35,11 +35,50 @@ use crate::Result;
 use crate::emit::{Kb, compute_type, strides_of};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use cranelift_frontend::Variable;
 use slmtvm_ir::shape::normalize_axis;
-use slmtvm_ir::{DType, Op, Scalar};
+use slmtvm_ir::{DType, Dim, Op, Poly, Scalar};
 
 /// Emits the kernel of `cx.node`.
+///
+/// Symbolic dims (see [`crate::layout`]): Transpose, Trilu, Range, ConstantOfShape and Gather
+/// work position-wise over the physical extents (Transpose's and Gather's copies loop over the
+/// run-time extents of the output's symbolic axes; Gather wraps negative indices by the
+/// run-time extent); Expand broadcasts only static dims of 1; a Reshape-like view that moves a
+/// symbolic dim within its group of axes is repacked element by element; Concat along an axis
+/// that is symbolic before the last input places each input at its run-time offset; Slice
+/// copies from constant starts; Shape and Size report the run-time values. Split along a
+/// symbolic axis is refused.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    if cx.is_symbolic() {
+        let x = cx.in_id(0);
+        match &cx.node.op {
+            Op::Reshape(_) | Op::Flatten(_) | Op::Squeeze(_) | Op::Unsqueeze(_) => {
+                let x = x.ok_or_else(|| cx.error("input 0 is required"))?;
+                if !crate::layout::view_keeps_layout(&cx.g.ty(x).shape.0, &cx.g.ty(cx.out_id(0)).shape.0) {
+                    return repack(kb, cx);
+                }
+            }
+            Op::Expand(_) => cx.position_wise(1)?,
+            Op::Concat(c) => {
+                let a = axis_of(cx, c.axis, cx.g.ty(cx.out_id(0)).shape.rank())?;
+                let n = cx.num_inputs();
+                if (0..n.saturating_sub(1)).any(|i| cx.in_id(i).is_some_and(|v| cx.axis_symbolic(v, a))) {
+                    return concat_runtime(kb, cx, a);
+                }
+            }
+            Op::Split(s) => {
+                let x = x.ok_or_else(|| cx.error("input 0 is required"))?;
+                let a = axis_of(cx, s.axis, cx.g.ty(x).shape.rank())?;
+                if cx.axis_symbolic(x, a) {
+                    return Err(cx.refuse_symbolic(format!("splitting along symbolic axis {a}")));
+                }
+            }
+            Op::Shape(_) | Op::Size(_) => return shape_runtime(kb, cx),
+            Op::Slice(_) => return slice_runtime(kb, cx),
+            _ => {}
+        }
+    }
     match &cx.node.op {
         Op::Reshape(_) | Op::Flatten(_) | Op::Squeeze(_) | Op::Unsqueeze(_) => whole_copy(kb, cx),
         Op::Transpose(t) => transpose(kb, cx, t.perm.as_deref()),
@@ -504,7 +543,7 @@ fn output_copy(kb: &mut Kb, cx: &NodeCtx, src: Value, out: &[usize], src_st: &[i
     let exts: Vec<Value> = (0..=l).map(|a| cx.extent(kb, y, a)).collect::<Result<_>>()?;
     let dst = cx.out_ptr(0);
     let inner = &out[l + 1..];
-    super::symbolic::nest_runtime(kb, &exts, &mut Vec::new(), &mut |kb, idx| {
+    kb.nest_runtime(&exts, &mut |kb, idx| {
         let d = kb.linear(0, idx, &dst_st[..=l]);
         let s = kb.linear(0, idx, &src_st[..=l]);
         let (dp, sp) = (kb.addr(dst, d, e), kb.addr(src, s, e));
@@ -853,6 +892,167 @@ fn constant_of_shape(kb: &mut Kb, cx: &NodeCtx, value: &Scalar) -> Result<()> {
     let bits = bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
     let v = kb.b.ins().iconst(chunk_ty(e), bits as i64);
     fill_run(kb, cx.out_ptr(0), numel(&cx.out_dims(0)?) * e, e, v);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Symbolic dims: the kernels that read the run-time extents.
+
+/// A reshape that moves a symbolic dim within its group of axes: copies the logical elements
+/// in row-major order from the input's physical layout to the output's (an odometer over the
+/// output's run-time dims gives each element's place).
+fn repack(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let y = cx.out_id(0);
+    let (rx, ry) = (cx.g.ty(x).shape.rank(), cx.g.ty(y).shape.rank());
+    let ex: Vec<Value> = (0..rx).map(|a| cx.extent(kb, x, a)).collect::<Result<_>>()?;
+    let ey: Vec<Value> = (0..ry).map(|a| cx.extent(kb, y, a)).collect::<Result<_>>()?;
+    let (sx, sy) = (strides_of(&cx.dims(x)?), strides_of(&cx.dims(y)?));
+    let e = cx.out_dtype(0).size();
+    let ty = match e {
+        1 => types::I8,
+        2 => types::I16,
+        4 => types::I32,
+        _ => types::I64,
+    };
+    let (xp, yp) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    let odo: Vec<Variable> = (0..ry)
+        .map(|_| {
+            let z = kb.iconst(0);
+            kb.var(z)
+        })
+        .collect();
+    kb.nest_runtime(&ex, &mut |kb, idx| {
+        let src = kb.linear(0, idx, &sx);
+        let ps = kb.addr(xp, src, e);
+        let v = kb.load(ty, ps, 0);
+        let o: Vec<Value> = odo.iter().map(|&w| kb.b.use_var(w)).collect();
+        let dst = kb.linear(0, &o, &sy);
+        let pd = kb.addr(yp, dst, e);
+        kb.store(v, pd, 0);
+        let mut carry = kb.iconst(1);
+        for j in (0..ry).rev() {
+            let t = kb.b.ins().iadd(o[j], carry);
+            let wrap = kb.b.ins().icmp(IntCC::Equal, t, ey[j]);
+            let zero = kb.iconst(0);
+            let n = kb.b.ins().select(wrap, zero, t);
+            kb.b.def_var(odo[j], n);
+            carry = kb.b.ins().uextend(types::I64, wrap);
+        }
+    });
+    Ok(())
+}
+
+/// Concat along axis `a` where an input before the last is symbolic along it: input `i` goes
+/// at the run-time offset `Σ_{j<i} extent_j`, row by row over its run-time extent. When input
+/// 0 and the output are the same buffer (a KV cache updated in place, see
+/// [`crate::layout::Layout::in_place`]), input 0 is already where it belongs and is not copied.
+fn concat_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
+    let y = cx.out_id(0);
+    let dy = cx.dims(y)?;
+    let e = cx.out_dtype(0).size();
+    let outer: usize = dy[..a].iter().product();
+    let inner: usize = dy[a + 1..].iter().product();
+    let yp = cx.out_ptr(0);
+    let mut off = kb.iconst(0);
+    for i in 0..cx.num_inputs() {
+        let Some(v) = cx.in_id(i) else { continue };
+        let dx = cx.dims(v)?;
+        if dx[..a] != dy[..a] || dx[a + 1..] != dy[a + 1..] {
+            return Err(cx.error(format!("input {i} of physical shape {dx:?} does not concatenate into {dy:?}")));
+        }
+        let ext = cx.extent(kb, v, a)?;
+        let xp = cx.in_ptr(i)?;
+        let (ra, rx) = (dy[a], dx[a]);
+        let copy = |kb: &mut Kb, off: Value| {
+            kb.for_const(0, outer as i64, 1, |kb, o| {
+                let zero = kb.iconst(0);
+                kb.for_range(zero, ext, 1, |kb, r| {
+                    let srow = kb.b.ins().imul_imm_s(o, rx as i64);
+                    let srow = kb.b.ins().iadd(srow, r);
+                    let sidx = kb.b.ins().imul_imm_s(srow, inner as i64);
+                    let src = kb.addr(xp, sidx, e);
+                    let drow = kb.b.ins().imul_imm_s(o, ra as i64);
+                    let drow = kb.b.ins().iadd(drow, off);
+                    let drow = kb.b.ins().iadd(drow, r);
+                    let didx = kb.b.ins().imul_imm_s(drow, inner as i64);
+                    let dst = kb.addr(yp, didx, e);
+                    copy_run(kb, dst, src, inner * e, e);
+                });
+            });
+        };
+        if i == 0 && rx == ra {
+            // Skip the copy when the caller passes the output buffer as input 0.
+            let same = kb.b.ins().icmp(IntCC::Equal, xp, yp);
+            let (copy_b, done) = (kb.b.create_block(), kb.b.create_block());
+            kb.b.ins().brif(same, done, &[], copy_b, &[]);
+            kb.b.switch_to_block(copy_b);
+            copy(kb, off);
+            kb.b.ins().jump(done, &[]);
+            kb.b.switch_to_block(done);
+        } else {
+            copy(kb, off);
+        }
+        off = kb.b.ins().iadd(off, ext);
+    }
+    Ok(())
+}
+
+/// Shape / Size: the run-time dims (or their product).
+fn shape_runtime(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let dims = &cx.g.ty(x).shape.0;
+    let polys: Vec<Poly> = match &cx.node.op {
+        Op::Shape(s) => dims[s.range(dims.len())].iter().map(Dim::poly).collect(),
+        _ => vec![dims.iter().fold(Poly::constant(1), |a, d| a.mul(&d.poly()))],
+    };
+    let dst = cx.out_ptr(0);
+    for (i, p) in polys.iter().enumerate() {
+        let v = cx.size_value(kb, p, i64::MAX as usize)?;
+        let at = kb.addr_const(dst, 8 * i as i64);
+        kb.store(v, at, 0);
+    }
+    Ok(())
+}
+
+/// Slice of a tensor with symbolic dims or run-time ends: step 1 and constant, non-negative
+/// starts (or starts that are symbolic sizes); copies the output's physical extent (limited
+/// to what the input holds) from the start offsets.
+fn slice_runtime(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let (dx, dy) = (cx.dims(x)?, cx.out_dims(0)?);
+    let r = dx.len();
+    let konst = |i: usize| cx.in_const(i).and_then(|t| t.to_i64_vec().ok());
+    let starts = konst(1).ok_or_else(|| cx.unsupported("starts computed at run time"))?;
+    let axes = match cx.in_id(3) {
+        None => (0..starts.len() as i64).collect(),
+        Some(_) => konst(3).ok_or_else(|| cx.unsupported("axes computed at run time"))?,
+    };
+    if let Some(st) = cx.in_id(4).map(|_| konst(4)) {
+        let st = st.ok_or_else(|| cx.unsupported("steps computed at run time"))?;
+        if st.iter().any(|&s| s != 1) {
+            return Err(cx.unsupported("a step other than 1 on symbolic shapes"));
+        }
+    }
+    let mut off = vec![0usize; r];
+    for (i, &a) in axes.iter().enumerate() {
+        let a = slmtvm_ir::shape::normalize_axis(a, r).map_err(|m| cx.error(m))?;
+        let s = starts.get(i).copied().ok_or_else(|| cx.error("starts and axes differ in length"))?;
+        let sym = cx.g.ty(x).shape.0[a].known().is_none();
+        off[a] = match s {
+            s if s >= 0 => (s as usize).min(dx[a]),
+            s if !sym => (dx[a] as i64 + s).max(0) as usize,
+            _ => return Err(cx.unsupported(format!("a negative start on symbolic axis {a}"))),
+        };
+    }
+    let copy: Vec<usize> = (0..r).map(|a| dy[a].min(dx[a] - off[a])).collect();
+    if copy.contains(&0) {
+        return Ok(());
+    }
+    let xs = strides_of(&dx);
+    let start: i64 = off.iter().zip(&xs).map(|(&o, &s)| o as i64 * s).sum();
+    let e = cx.out_dtype(0).size();
+    strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, e, &copy, &strides_of(&dy), &xs, start);
     Ok(())
 }
 

@@ -307,7 +307,20 @@ fn store4_bytes(kb: &mut Kb, dtype: DType, q: Value, addr: Value) {
 }
 
 /// Emits the kernel of `cx.node`.
+///
+/// Symbolic dims: QuantizeLinear and DequantizeLinear are position-wise over the physical
+/// extents when their scales and zero points have static shapes (per tensor, or per axis or
+/// block along a static axis); DynamicQuantizeLinear's range spans the whole tensor and is
+/// refused.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    if cx.is_symbolic() {
+        if let Op::DynamicQuantizeLinear(_) = &cx.node.op {
+            return Err(cx.refuse_symbolic("the range of a tensor with symbolic dims"));
+        }
+        if let Some(i) = (1..cx.num_inputs()).find(|&i| cx.in_id(i).is_some_and(|v| !cx.g.ty(v).shape.is_known())) {
+            return Err(cx.refuse_symbolic(format!("input {i} (scale or zero point) of symbolic shape")));
+        }
+    }
     match &cx.node.op {
         Op::QuantizeLinear(q) => quantize(kb, cx, q.axis, q.block_size),
         Op::DequantizeLinear(d) => dequantize(kb, cx, d.axis, d.block_size),

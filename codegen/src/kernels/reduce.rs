@@ -27,7 +27,55 @@ use slmtvm_ir::ops::{BatchNorm, LayerNorm, Reduce, ReduceKind, RmsNorm, Softmax}
 use slmtvm_ir::{DType, Op};
 
 /// Emits the kernel of `cx.node`.
+///
+/// Symbolic dims: a reduction, Softmax, LayerNorm or RmsNorm over a symbolic axis folds its
+/// run-time extent (Mean and the norms divide by the run-time count; `reduce_runtime`,
+/// `softmax_runtime`, `norm_runtime`), and GlobalAveragePool over symbolic spatial axes is
+/// the Mean over them. The norms' rows over static axes run to the run-time extents of
+/// their symbolic leading axes; everything else works position-wise over the physical
+/// extents. Reduction axes given at run time are refused.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    if cx.is_symbolic() {
+        let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+        let rank = cx.g.ty(x).shape.rank();
+        let sym = |axes: std::ops::Range<usize>| axes.clone().any(|a| cx.axis_symbolic(x, a));
+        match &cx.node.op {
+            Op::Softmax(sm) => {
+                let a = norm_axis(cx, sm.axis, rank)?;
+                if cx.axis_symbolic(x, a) {
+                    return softmax_runtime(kb, cx, a);
+                }
+            }
+            Op::Reduce(r) => {
+                let axes: Vec<usize> = match &r.axes {
+                    Some(ax) => ax.iter().map(|&a| norm_axis(cx, a, rank)).collect::<Result<_>>()?,
+                    None if cx.in_id(1).is_some() => {
+                        return Err(cx.refuse_symbolic("reduction axes given at run time"));
+                    }
+                    None => (0..rank).collect(),
+                };
+                if axes.iter().any(|&a| cx.axis_symbolic(x, a)) {
+                    return reduce_runtime(kb, cx, r.kind, &axes);
+                }
+            }
+            Op::LayerNorm(ln) => {
+                let a = norm_axis(cx, ln.axis, rank)?;
+                if sym(a..rank) {
+                    return norm_runtime(kb, cx, a, ln.epsilon, true);
+                }
+            }
+            Op::RmsNorm(rn) => {
+                let a = norm_axis(cx, rn.axis, rank)?;
+                if sym(a..rank) {
+                    return norm_runtime(kb, cx, a, rn.epsilon, false);
+                }
+            }
+            Op::GlobalAveragePool(_) if sym(2..rank) => {
+                return reduce_runtime(kb, cx, ReduceKind::Mean, &(2..rank).collect::<Vec<_>>());
+            }
+            _ => {}
+        }
+    }
     match &cx.node.op {
         Op::Reduce(r) => reduce(kb, cx, r),
         Op::Softmax(sm) => softmax(kb, cx, sm),
@@ -379,7 +427,36 @@ fn trunc_f64(kb: &mut Kb, dt: DType, f: Value) -> Value {
 struct Red {
     kind: ReduceKind,
     dt: DType,
-    n: usize,
+    /// Elements per output: a constant, or a pointer-width value computed at run time.
+    n: Count,
+}
+
+/// A count known at compile time or only at run time.
+#[derive(Clone, Copy)]
+enum Count {
+    Static(usize),
+    Runtime(Value),
+}
+
+impl Count {
+    /// The count as `lanes` f32 lanes.
+    fn f32(self, kb: &mut Kb, lanes: usize) -> Value {
+        match self {
+            Count::Static(n) => kb.fconst(n as f32, lanes),
+            Count::Runtime(v) => {
+                let f = kb.b.ins().fcvt_from_sint(types::F32, v);
+                splat(kb, f, lanes)
+            }
+        }
+    }
+
+    /// The count as an f64.
+    fn f64(self, kb: &mut Kb) -> Value {
+        match self {
+            Count::Static(n) => kb.b.ins().f64const(n as f64),
+            Count::Runtime(v) => kb.b.ins().fcvt_from_sint(types::F64, v),
+        }
+    }
 }
 
 impl Red {
@@ -429,14 +506,14 @@ impl Red {
         match (self.kind, self.float()) {
             (ReduceKind::Sum | ReduceKind::Max, _) => acc,
             (ReduceKind::Mean, true) => {
-                let n = kb.fconst(self.n as f32, lanes);
+                let n = self.n.f32(kb, lanes);
                 kb.b.ins().fdiv(acc, n)
             }
             (ReduceKind::L2, true) => kb.b.ins().sqrt(acc),
             (ReduceKind::Mean, false) => {
                 let s = wrap(kb, self.dt, acc);
                 let s = kb.b.ins().fcvt_from_sint(types::F64, s);
-                let n = kb.b.ins().f64const(self.n as f64);
+                let n = self.n.f64(kb);
                 let m = kb.b.ins().fdiv(s, n);
                 trunc_f64(kb, self.dt, m)
             }
@@ -471,10 +548,16 @@ impl Red {
     /// stride), `lanes` adjacent outputs at once, and gives the finished value.
     fn reduce_one(&self, kb: &mut Kb, x: Value, off: Value, red: &[(usize, i64)], lanes: usize) -> Value {
         let (sizes, strides): (Vec<usize>, Vec<i64>) = red.iter().copied().unzip();
+        let sizes: Vec<Value> = sizes.iter().map(|&n| kb.iconst(n as i64)).collect();
+        self.reduce_nest(kb, x, off, &sizes, &strides, lanes)
+    }
+
+    /// [`Red::reduce_one`] over the run-time `sizes`.
+    fn reduce_nest(&self, kb: &mut Kb, x: Value, off: Value, sizes: &[Value], strides: &[i64], lanes: usize) -> Value {
         let init = self.init(kb, lanes);
         let acc = kb.var(init);
-        kb.nest(&sizes, &mut |kb, idx| {
-            let r = kb.linear(0, idx, &strides);
+        kb.nest_runtime(sizes, &mut |kb, idx| {
+            let r = kb.linear(0, idx, strides);
             let i = kb.b.ins().iadd(off, r);
             let v = load_at(kb, self.dt, x, i, lanes);
             let v = self.elem(kb, v);
@@ -516,7 +599,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
     if n_out == 0 {
         return Ok(());
     }
-    let red = Red { kind: r.kind, dt, n: n_red };
+    let red = Red { kind: r.kind, dt, n: Count::Static(n_red) };
     if n_red == 0 {
         let v = red.empty(kb);
         fill(kb, dt, y, n_out, v);
@@ -738,6 +821,20 @@ fn row_param(inner: &[usize], pstr: &[i64]) -> RowParam {
     }
 }
 
+/// Loops over the rows of input 0 (its leading dims `outer`, physical): to the run-time
+/// extents of the symbolic ones when the node has symbolic dims, so a short run does not
+/// normalize the padding rows.
+fn rows_nest(kb: &mut Kb, cx: &NodeCtx, outer: &[usize], body: &mut dyn FnMut(&mut Kb, &[Value])) -> Result<()> {
+    if !cx.is_symbolic() {
+        kb.nest(outer, body);
+        return Ok(());
+    }
+    let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let ext = cx.extents(kb, x, 0..outer.len())?;
+    kb.nest_runtime(&ext, body);
+    Ok(())
+}
+
 fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
     let dims = cx.in_dims(0)?;
     let dt = cx.in_dtype(0)?;
@@ -769,7 +866,7 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
     let vector = true;
     let stat_strides = strides_of(outer_dims);
     let eps = ln.epsilon;
-    kb.nest(outer_dims, &mut |kb, oidx| {
+    rows_nest(kb, cx, outer_dims, &mut |kb, oidx| {
         let o = kb.linear(0, oidx, &stat_strides);
         let row = kb.b.ins().imul_imm_s(o, n as i64);
         let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
@@ -857,7 +954,7 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
                 out(kb, i, s, b, lanes);
             });
         }
-    });
+    })?;
     Ok(())
 }
 
@@ -879,7 +976,7 @@ fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
     let smode = row_param(inner_dims, &sstr[axis..]);
     let row_strides = strides_of(outer_dims);
     let eps = rn.epsilon;
-    kb.nest(outer_dims, &mut |kb, oidx| {
+    rows_nest(kb, cx, outer_dims, &mut |kb, oidx| {
         let o = kb.linear(0, oidx, &row_strides);
         let row = kb.b.ins().imul_imm_s(o, n as i64);
         let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
@@ -925,7 +1022,7 @@ fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
                 out(kb, i, s, lanes);
             });
         }
-    });
+    })?;
     Ok(())
 }
 
@@ -1011,6 +1108,213 @@ fn global_average_pool(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         let n = kb.fconst(spatial as f32, 1);
         let m = kb.b.ins().fdiv(s, n);
         store_at(kb, dt, y, r, m, 1);
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Symbolic dims: folds over run-time extents.
+
+/// Reduce `kind` over `axes` of input 0 when one of them is symbolic (also GlobalAveragePool,
+/// as the Mean over its spatial axes): every output over the run-time extents of the kept
+/// axes folds the run-time extents of the reduced ones, and Mean divides by their run-time
+/// product (an empty fold gives what [`Red::empty`] gives: the formulas meet at a count of 0).
+/// When the innermost axis is kept and static, four adjacent f32 outputs fold at once.
+fn reduce_runtime(kb: &mut Kb, cx: &NodeCtx, kind: ReduceKind, axes: &[usize]) -> Result<()> {
+    let xv = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let (dims, dt, ydims) = (cx.dims(xv)?, cx.in_dtype(0)?, cx.out_dims(0)?);
+    let rank = dims.len();
+    let keep: Vec<usize> = (0..rank).filter(|a| !axes.contains(a)).collect();
+    let ys = strides_of(&ydims);
+    let ostr: Vec<i64> = match ydims.len() {
+        r if r == rank => keep.iter().map(|&a| ys[a]).collect(),
+        r if r == keep.len() => ys,
+        _ => return Err(cx.error(format!("output {ydims:?} is not {dims:?} reduced over axes {axes:?}"))),
+    };
+    let xs = strides_of(&dims);
+    let kstr: Vec<i64> = keep.iter().map(|&a| xs[a]).collect();
+    let rstr: Vec<i64> = axes.iter().map(|&a| xs[a]).collect();
+    let rext: Vec<Value> = axes.iter().map(|&a| cx.extent(kb, xv, a)).collect::<Result<_>>()?;
+    let mut count = kb.iconst(1);
+    for &e in &rext {
+        count = kb.b.ins().imul(count, e);
+    }
+    let red = Red { kind, dt, n: Count::Runtime(count) };
+    let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    let lanes_over = match keep.last() {
+        Some(&a) if a == rank - 1 && !cx.axis_symbolic(xv, a) && dt.is_float() && kb.caps.vector => Some(dims[a]),
+        _ => None,
+    };
+    let outer = keep.len() - usize::from(lanes_over.is_some());
+    let kext: Vec<Value> = keep[..outer].iter().map(|&a| cx.extent(kb, xv, a)).collect::<Result<_>>()?;
+    kb.nest_runtime(&kext, &mut |kb, kidx| {
+        let xo = kb.linear(0, kidx, &kstr[..outer]);
+        let yo = kb.linear(0, kidx, &ostr[..outer]);
+        let mut one = |kb: &mut Kb, j: Value, lanes: usize| {
+            let (xj, yj) = (kb.b.ins().iadd(xo, j), kb.b.ins().iadd(yo, j));
+            let v = red.reduce_nest(kb, x, xj, &rext, &rstr, lanes);
+            store_at(kb, dt, y, yj, v, lanes);
+        };
+        match lanes_over {
+            Some(n) => for_lanes(kb, n, true, &mut one),
+            None => {
+                let zero = kb.iconst(0);
+                one(kb, zero, 1);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// LayerNorm (`layer`; with its optional mean and inverse-deviation outputs) or RmsNorm
+/// normalizing over axes `axis..` of which one is symbolic: per row (the run-time extents of
+/// the leading axes) the statistics over the run-time extents of the normalized axes, divided
+/// by their run-time count, then every normalized element; scalar code.
+fn norm_runtime(kb: &mut Kb, cx: &NodeCtx, axis: usize, eps: f32, layer: bool) -> Result<()> {
+    let xv = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let (dims, dt) = (cx.dims(xv)?, cx.in_dtype(0)?);
+    let rank = dims.len();
+    let xs = strides_of(&dims);
+    let outer = cx.extents(kb, xv, 0..axis)?;
+    let inner = cx.extents(kb, xv, axis..rank)?;
+    let mut count = kb.iconst(1);
+    for &e in &inner {
+        count = kb.b.ins().imul(count, e);
+    }
+    let n = Count::Runtime(count).f32(kb, 1);
+    let param = |i: usize| -> Result<Option<(Value, DType, Vec<i64>)>> {
+        match cx.in_ptr_opt(i) {
+            Some(p) => Ok(Some((p, cx.in_dtype(i)?, broadcast_strides(&cx.in_dims(i)?, &dims)))),
+            None => Ok(None),
+        }
+    };
+    let scale = param(1)?.ok_or_else(|| cx.error("scale is required"))?;
+    let bias = if layer { param(2)? } else { None };
+    let stats: Vec<Value> = if layer { (1..cx.num_outputs()).map(|k| cx.out_ptr(k)).collect() } else { Vec::new() };
+    let stat_strides = strides_of(&dims[..axis]);
+    let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    kb.nest_runtime(&outer, &mut |kb, oidx| {
+        let row = kb.linear(0, oidx, &xs[..axis]);
+        let at = |kb: &mut Kb, iidx: &[Value]| {
+            let i = kb.linear(0, iidx, &xs[axis..]);
+            kb.b.ins().iadd(row, i)
+        };
+        let sum = |kb: &mut Kb, term: &dyn Fn(&mut Kb, Value) -> Value| {
+            let z = kb.fconst(0.0, 1);
+            let acc = kb.var(z);
+            kb.nest_runtime(&inner, &mut |kb, iidx| {
+                let i = at(kb, iidx);
+                let v = load_at(kb, dt, x, i, 1);
+                let t = term(kb, v);
+                let a = kb.b.use_var(acc);
+                let a = kb.b.ins().fadd(a, t);
+                kb.b.def_var(acc, a);
+            });
+            kb.b.use_var(acc)
+        };
+        let mean = if layer {
+            let s = sum(kb, &|_, v| v);
+            kb.b.ins().fdiv(s, n)
+        } else {
+            kb.fconst(0.0, 1)
+        };
+        let ss = sum(kb, &|kb, v| {
+            let d = kb.b.ins().fsub(v, mean);
+            kb.b.ins().fmul(d, d)
+        });
+        let var = kb.b.ins().fdiv(ss, n);
+        let e = kb.fconst(eps, 1);
+        let ve = kb.b.ins().fadd(var, e);
+        let sd = kb.b.ins().sqrt(ve);
+        let one = kb.fconst(1.0, 1);
+        let inv = kb.b.ins().fdiv(one, sd);
+        let o = kb.linear(0, oidx, &stat_strides);
+        for (&p, v) in stats.iter().zip([mean, inv]) {
+            store_at(kb, DType::F32, p, o, v, 1);
+        }
+        kb.nest_runtime(&inner, &mut |kb, iidx| {
+            let i = at(kb, iidx);
+            let full: Vec<Value> = oidx.iter().chain(iidx).copied().collect();
+            let v = load_at(kb, dt, x, i, 1);
+            let d = kb.b.ins().fsub(v, mean);
+            let t = kb.b.ins().fmul(d, inv);
+            let si = kb.linear(0, &full, &scale.2);
+            let sv = load_at(kb, scale.1, scale.0, si, 1);
+            let r = match &bias {
+                Some((bp, bdt, bs)) => {
+                    let bi = kb.linear(0, &full, bs);
+                    let bv = load_at(kb, *bdt, *bp, bi, 1);
+                    kb.mul_add(t, sv, bv)
+                }
+                None => kb.b.ins().fmul(t, sv),
+            };
+            store_at(kb, dt, y, i, r, 1);
+        });
+    });
+    Ok(())
+}
+
+/// Softmax along symbolic axis `a`: max, sum of exponentials and normalization over the
+/// run-time extent of the axis, for every physical position of the other axes.
+fn softmax_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
+    let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let dt = cx.in_dtype(0)?;
+    if dt != DType::F32 {
+        return Err(cx.unsupported(format!("Softmax of {dt} along a symbolic axis")));
+    }
+    let dims = cx.dims(x)?;
+    let inner: usize = dims[a + 1..].iter().product();
+    let stride = inner as i64;
+    let l = cx.extent(kb, x, a)?;
+    // Rows: every leading axis at its run-time extent; then the static inner positions.
+    let mut exts: Vec<Value> = (0..a).map(|k| cx.extent(kb, x, k)).collect::<Result<_>>()?;
+    exts.push(kb.iconst(inner as i64));
+    let st = strides_of(&dims);
+    let (xp, yp) = (cx.in_ptr(0)?, cx.out_ptr(0));
+    let e = dt.size();
+    kb.nest_runtime(&exts, &mut |kb, idx| {
+        let mut base = kb.linear(0, &idx[..a], &st[..a]);
+        base = kb.b.ins().iadd(base, idx[a]);
+        let at = |kb: &mut Kb, k: Value| {
+            let off = kb.b.ins().imul_imm_s(k, stride);
+            kb.b.ins().iadd(base, off)
+        };
+        let zero = kb.iconst(0);
+        let ninf = kb.fconst(f32::NEG_INFINITY, 1);
+        let m = kb.var(ninf);
+        kb.for_range(zero, l, 1, |kb, k| {
+            let i = at(kb, k);
+            let p = kb.addr(xp, i, e);
+            let v = kb.load_elem(dt, p);
+            let old = kb.b.use_var(m);
+            let n = kb.b.ins().fmax(old, v);
+            kb.b.def_var(m, n);
+        });
+        let mx = kb.b.use_var(m);
+        let zf = kb.fconst(0.0, 1);
+        let s = kb.var(zf);
+        kb.for_range(zero, l, 1, |kb, k| {
+            let i = at(kb, k);
+            let p = kb.addr(xp, i, e);
+            let v = kb.load_elem(dt, p);
+            let d = kb.b.ins().fsub(v, mx);
+            let ex = exp(kb, d);
+            let q = kb.addr(yp, i, e);
+            kb.store_elem(DType::F32, ex, q);
+            let old = kb.b.use_var(s);
+            let n = kb.b.ins().fadd(old, ex);
+            kb.b.def_var(s, n);
+        });
+        let sum = kb.b.use_var(s);
+        let one = kb.fconst(1.0, 1);
+        let r = kb.b.ins().fdiv(one, sum);
+        kb.for_range(zero, l, 1, |kb, k| {
+            let i = at(kb, k);
+            let q = kb.addr(yp, i, e);
+            let ex = kb.load_elem(DType::F32, q);
+            let p = kb.b.ins().fmul(ex, r);
+            kb.store_elem(dt, p, q);
+        });
     });
     Ok(())
 }

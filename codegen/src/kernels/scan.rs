@@ -12,32 +12,44 @@
 
 use super::NodeCtx;
 use crate::Result;
-use crate::emit::Kb;
+use crate::emit::{Kb, strides_of};
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::ops::CumSum;
 use slmtvm_ir::{DType, Op};
 
 /// Emits the kernel of `cx.node`.
+///
+/// Symbolic dims: the leading axes and the scanned one run to their run-time extents (a
+/// reversed scan starts at the run-time end of its axis, so the padding beyond it is never
+/// summed in); the inner axes are position-wise over the physical extents.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let Op::CumSum(c) = &cx.node.op else { return Err(cx.error("not a scan operator")) };
+    let xv = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
     let (dt, dims) = (cx.in_dtype(0)?, cx.in_dims(0)?);
     let axis = c.axis_of(dt, dims.len()).map_err(|e| cx.error(e))?;
     if dims.contains(&0) {
         return Ok(());
     }
-    let n = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
     let outer: usize = dims[..axis].iter().product();
+    // Leading loops: the run-time extents of the leading axes, or one loop over all of them.
+    let (lead, lead_strides) = if cx.is_symbolic() {
+        (cx.extents(kb, xv, 0..axis)?, strides_of(&dims)[..axis].to_vec())
+    } else {
+        (vec![kb.iconst(outer as i64)], vec![(dims[axis] * inner) as i64])
+    };
+    let n = cx.extent(kb, xv, axis)?;
     let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
     let vector = kb.caps.vector && matches!(dt, DType::F32 | DType::I32) && inner >= 4;
     let vec_end = if vector { inner / 4 * 4 } else { 0 };
     let s = Scan { c, dt, n, inner, x, y };
-    kb.for_const(0, outer as i64, 1, |kb, o| {
+    kb.nest_runtime(&lead, &mut |kb, lidx| {
+        let row = kb.linear(0, lidx, &lead_strides);
         if vec_end > 0 {
-            kb.for_const(0, vec_end as i64, 4, |kb, i| s.column(kb, o, i, 4));
+            kb.for_const(0, vec_end as i64, 4, |kb, i| s.column(kb, row, i, 4));
         }
         if vec_end < inner {
-            kb.for_const(vec_end as i64, inner as i64, 1, |kb, i| s.column(kb, o, i, 1));
+            kb.for_const(vec_end as i64, inner as i64, 1, |kb, i| s.column(kb, row, i, 1));
         }
     });
     Ok(())
@@ -46,7 +58,8 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
 struct Scan<'a> {
     c: &'a CumSum,
     dt: DType,
-    n: usize,
+    /// Extent of the scanned axis (pointer-width, run-time for a symbolic axis).
+    n: Value,
     inner: usize,
     x: Value,
     y: Value,
@@ -62,8 +75,9 @@ impl Scan<'_> {
         }
     }
 
-    /// Scans the `lanes` adjacent columns starting at inner index `i` of outer index `o`.
-    fn column(&self, kb: &mut Kb, o: Value, i: Value, lanes: usize) {
+    /// Scans the `lanes` adjacent columns starting at inner index `i` of the row at element
+    /// `row` (the element of index 0 along the axis).
+    fn column(&self, kb: &mut Kb, row: Value, i: Value, lanes: usize) {
         let ty = self.ty(lanes);
         let zero = if self.dt.is_float() {
             kb.fconst(0.0, lanes)
@@ -75,17 +89,13 @@ impl Scan<'_> {
         };
         let acc = kb.b.declare_var(ty);
         kb.b.def_var(acc, zero);
-        let (n, inner) = (self.n as i64, self.inner as i64);
-        // Element index of (o, 0, i); the axis steps by `inner` elements.
-        let row = kb.b.ins().imul_imm_s(o, n * inner);
+        let inner = self.inner as i64;
+        // Element index of (row, 0, i); the axis steps by `inner` elements.
         let start = kb.b.ins().iadd(row, i);
-        kb.for_const(0, n, 1, |kb, k| {
-            let k = if self.c.reverse {
-                let last = kb.iconst(n - 1);
-                kb.b.ins().isub(last, k)
-            } else {
-                k
-            };
+        let last = kb.b.ins().iadd_imm_s(self.n, -1);
+        let zero = kb.iconst(0);
+        kb.for_range(zero, self.n, 1, |kb, k| {
+            let k = if self.c.reverse { kb.b.ins().isub(last, k) } else { k };
             let off = kb.b.ins().imul_imm_s(k, inner);
             let idx = kb.b.ins().iadd(start, off);
             let size = self.dt.size();

@@ -1,0 +1,163 @@
+//! Kernels over bounded symbolic dims, run at several run-time sizes of one object on every
+//! preset against the interpreter. The cross driver fills the padding beyond each input's
+//! run-time extent (and the whole workspace) with NaN bytes, so a kernel that reads padding as
+//! data, or folds over the bound instead of the run-time extent, fails here.
+//!
+//! Covers the folds over a symbolic axis (CumSum forward, reversed and exclusive; Reduce of
+//! every kind, with and without keepdims, over one or several axes or all; LayerNorm and
+//! RmsNorm normalizing over a symbolic axis; GlobalAveragePool over a symbolic spatial axis;
+//! Softmax), the same operators over static axes with symbolic leading axes (rows to the
+//! run-time extent), MatMulInteger with symbolic rows, and the nodes that are refused with
+//! an error naming them.
+
+use slmtvm_ir::ops::{
+    AutoPad, CumSum, DynamicQuantizeLinear, GlobalAveragePool, LayerNorm, MatMulInteger, Pool, PoolKind, Reduce,
+    ReduceKind, RmsNorm, Softmax, Split,
+};
+use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
+use slmtvm_tests::Lcg;
+use slmtvm_tests::cross::check_against_interpreter;
+
+fn ty(dt: DType, s: &str) -> TypeInfo {
+    TypeInfo::new(dt, Shape::parse(s).unwrap())
+}
+
+/// Adds node `name` and makes its outputs graph outputs.
+fn out(g: &mut Graph, name: &str, op: Op, ins: &[ValueId], outs: usize) {
+    let names: Vec<String> = (0..outs).map(|k| format!("{name}:{k}")).collect();
+    let o = g.add_node(name, op, ins.iter().map(|&v| Some(v)).collect(), &names);
+    g.outputs.extend(o);
+}
+
+fn ints(rng: &mut Lcg, dims: &[usize], lo: i64, hi: i64) -> Tensor {
+    let n: usize = dims.iter().product();
+    let v: Vec<i64> = (0..n).map(|_| lo + rng.below((hi - lo + 1) as u64) as i64).collect();
+    Tensor::from_vec(dims, v).unwrap()
+}
+
+fn bytes(rng: &mut Lcg, dims: &[usize]) -> Tensor {
+    let n: usize = dims.iter().product();
+    let v: Vec<u8> = (0..n).map(|_| rng.below(256) as u8).collect();
+    Tensor::from_vec(dims, v).unwrap()
+}
+
+fn reduce(kind: ReduceKind, axes: Option<Vec<i64>>, keepdims: bool) -> Op {
+    Op::Reduce(Reduce { kind, axes, keepdims })
+}
+
+#[test]
+fn folds_over_symbolic_axes_read_only_the_run_time_extent() {
+    let mut rng = Lcg(29);
+    let mut g = Graph::new("sym_folds");
+    // x: f32 [b, s, 5]; t: i64 [b, s]; p: f32 [2, 3, s] (spatial s); q: u8 [s, 6].
+    let x = g.add_input("x", ty(DType::F32, "[b<=3, s<=12, 5]"));
+    let t = g.add_input("t", ty(DType::I64, "[b<=3, s<=12]"));
+    let p = g.add_input("p", ty(DType::F32, "[2, 3, s<=12]"));
+    let q = g.add_input("q", ty(DType::U8, "[s<=12, 6]"));
+    let scale = g.add_const("scale", rng.tensor(&[5], 1.0));
+    let bias = g.add_const("bias", rng.tensor(&[5], 1.0));
+    let w =
+        g.add_const("w", Tensor::from_vec(&[6, 4], (0..24).map(|i| ((i * 37 % 200) - 100) as i8).collect()).unwrap());
+
+    // CumSum along s (forward, reversed, exclusive), along b, and along the static axis.
+    for (k, (v, axis, exclusive, reverse)) in [
+        (t, 1, false, false),
+        (t, -1, false, true),
+        (x, 1, true, true),
+        (x, 1, false, false),
+        (x, 0, false, true),
+        (x, 2, true, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out(&mut g, &format!("cumsum{k}"), Op::CumSum(CumSum { axis, exclusive, reverse }), &[v], 1);
+    }
+    // Reductions over s, over (b, s), over everything, and over the static axis.
+    for kind in [ReduceKind::Sum, ReduceKind::Mean, ReduceKind::Max, ReduceKind::L2] {
+        let n = format!("{kind:?}").to_lowercase();
+        out(&mut g, &format!("{n}_s"), reduce(kind, Some(vec![1]), true), &[x], 1);
+        out(&mut g, &format!("{n}_bs"), reduce(kind, Some(vec![0, -2]), false), &[x], 1);
+        out(&mut g, &format!("{n}_all"), reduce(kind, None, false), &[x], 1);
+        out(&mut g, &format!("{n}_c"), reduce(kind, Some(vec![2]), false), &[x], 1);
+        out(&mut g, &format!("{n}_int"), reduce(kind, Some(vec![1]), false), &[t], 1);
+    }
+    // Norms over [s, 5] (symbolic) and over [5] (symbolic rows), with LayerNorm's statistics.
+    for (k, axis) in [1i64, -1].into_iter().enumerate() {
+        let ln = Op::LayerNorm(LayerNorm { axis, epsilon: 1e-5 });
+        out(&mut g, &format!("layernorm{k}"), ln, &[x, scale, bias], 3);
+        out(&mut g, &format!("rmsnorm{k}"), Op::RmsNorm(RmsNorm { axis, epsilon: 1e-6 }), &[x, scale], 1);
+        out(&mut g, &format!("softmax{k}"), Op::Softmax(Softmax { axis }), &[x], 1);
+    }
+    out(&mut g, "gap", Op::GlobalAveragePool(GlobalAveragePool {}), &[p], 1);
+    out(&mut g, "mmi", Op::MatMulInteger(MatMulInteger {}), &[q, w], 1);
+    g.infer().unwrap();
+    for name in ["sum_s:0", "layernorm0:0", "gap:0", "mmi:0"] {
+        let v = g.values.iter().find(|v| v.name == name).unwrap();
+        assert!(!v.ty.shape.is_known() || name == "gap:0", "{name} stays symbolic: {}", v.ty.shape);
+    }
+    // s = 1, 5, 12 (the bound) and 0 (empty folds) at batch 1, 3, 2, 2.
+    let sets: Vec<Vec<Tensor>> = [(1usize, 1usize), (3, 5), (2, 12), (2, 0)]
+        .iter()
+        .map(|&(b, s)| {
+            vec![
+                rng.tensor(&[b, s, 5], 2.0),
+                ints(&mut rng, &[b, s], -50, 50),
+                rng.tensor(&[2, 3, s], 2.0),
+                bytes(&mut rng, &[s, 6]),
+            ]
+        })
+        .collect();
+    let failures = check_against_interpreter(&g, &sets, 1e-4, 1e-4);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Compiling `g` for the host is refused with an error naming `node` and `what`.
+fn refused(g: &Graph, node: &str, what: &str) {
+    let target = slmtvm_targets::Target::from_spec("x86_64").unwrap();
+    match slmtvm_codegen::compile(g, "m", &target) {
+        Ok(_) => panic!("{node}: compiled"),
+        Err(e) => {
+            let m = e.to_string();
+            assert!(m.contains(&format!("'{node}'")) && m.contains(what), "{node}: {m}");
+        }
+    }
+}
+
+#[test]
+fn nodes_that_need_a_static_size_are_refused_by_name() {
+    let one = |op: Op, x: TypeInfo, outs: usize| {
+        let mut g = Graph::new("refused");
+        let v = g.add_input("x", x);
+        out(&mut g, "n", op, &[v], outs);
+        g.infer().unwrap();
+        g
+    };
+    let pool = Pool {
+        kind: PoolKind::Max,
+        kernel_shape: vec![2],
+        strides: None,
+        dilations: None,
+        pads: None,
+        auto_pad: AutoPad::SameUpper,
+        ceil_mode: false,
+        count_include_pad: false,
+    };
+    // A window sliding along a symbolic axis (SAME padding keeps the output's size s).
+    refused(&one(Op::Pool(pool.clone()), ty(DType::F32, "[1, 2, s<=9]"), 1), "n", "symbolic along axis 2");
+    // Halves of a symbolic axis are no polynomial of the inputs' symbols: the layout refuses
+    // them, naming the tensor.
+    refused(
+        &one(Op::Split(Split { axis: 1, sizes: None, num_outputs: 2 }), ty(DType::F32, "[2, s<=8]"), 2),
+        "n:0",
+        "computed at run time",
+    );
+    refused(
+        &one(Op::DynamicQuantizeLinear(DynamicQuantizeLinear {}), ty(DType::F32, "[s<=8, 4]"), 3),
+        "n",
+        "symbolic dims",
+    );
+    // A symbolic batch alone is position-wise: it compiles.
+    let target = slmtvm_targets::Target::from_spec("x86_64").unwrap();
+    slmtvm_codegen::compile(&one(Op::Pool(pool), ty(DType::F32, "[b<=4, 2, 9]"), 1), "m", &target).unwrap();
+}
