@@ -319,6 +319,7 @@ pub fn text_cycle(g: Graph) -> Result<Graph, Outcome> {
 }
 
 /// One data set of a case: the graph's inputs in order, and the expected outputs by name.
+#[derive(Clone)]
 pub struct DataSet {
     /// The folder name (`test_data_set_0`).
     pub name: String,
