@@ -15,6 +15,15 @@ against the reference interpreter.
 
     python3 scripts/make_llama.py OUT_DIR   # writes OUT_DIR/model.onnx, OUT_DIR/inputs/*.npy and,
                                             # when onnxruntime imports, OUT_DIR/expected/logits.npy
+    python3 scripts/make_llama.py OUT_DIR --dynamic
+
+`--dynamic` writes the same model with a dynamic sequence length (`dim_param` `sequence`), as
+an export with dynamic axes gives it: the causal mask from Range over the run-time length, the
+RoPE angles sliced from a 512-position table, reshapes that copy the length (0) or infer it
+(-1); inputs and ONNX Runtime's logits at 64 tokens (padded as above) in `inputs/`/`expected/`
+and at 8 tokens (unpadded) in `len8/inputs/`/`len8/expected/`. One object built with
+`--bound sequence=512` serves every prompt length; `slmtvm bench` compares it with an object
+built for exactly 8 tokens (`--dim sequence=8`).
 
 When onnxruntime imports, the script runs the model there and checks it against a direct numpy
 implementation of the Llama forward pass (max abs error ≤ 1e-4 × max |logit|).
@@ -27,12 +36,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 L, H, HEADS, KV, D, FF, VOCAB, SEQ, B = 4, 576, 9, 3, 64, 1536, 8192, 64, 1
-EPS, THETA, PAD = 1e-5, 10000.0, 5
+EPS, THETA, PAD, MAXPOS = 1e-5, 10000.0, 5, 512
 REP = HEADS // KV
 I64_MAX = np.iinfo(np.int64).max
 
 
-def main(out):
+def main(out, dynamic=False):
     rng = np.random.default_rng(20261202)
     inits, nodes = [], []
     weights = {}
@@ -85,30 +94,43 @@ def main(out):
     # bool, then additive: Where(allowed, 0, min-float).
     m = node("Cast", [mask], to=TensorProto.BOOL)
     true = node("ConstantOfShape", [i64()], value=numpy_helper.from_array(np.array([True])))
-    kv_pos = const(np.arange(SEQ, dtype=np.int64).reshape(1, 1, 1, SEQ))
-    q_pos = const(np.arange(SEQ, dtype=np.int64).reshape(1, 1, SEQ, 1))
-    causal = node("And", [true, node("Cast", [node("LessOrEqual", [kv_pos, q_pos])], to=TensorProto.BOOL)])
     seq = node("Gather", [node("Shape", [m]), i64(1)], axis=0)
+    seq1 = seq  # [1]: the length as a 1-element shape piece
+    if dynamic:
+        n = node("Squeeze", [seq, i64(0)])
+        pos = node("Range", [const(np.array(0, dtype=np.int64)), n, const(np.array(1, dtype=np.int64))])
+        kv_pos = node("Reshape", [pos, i64(1, 1, 1, -1)])
+        q_pos = node("Reshape", [pos, i64(1, 1, -1, 1)])
+    else:
+        kv_pos = const(np.arange(SEQ, dtype=np.int64).reshape(1, 1, 1, SEQ))
+        q_pos = const(np.arange(SEQ, dtype=np.int64).reshape(1, 1, SEQ, 1))
+    causal = node("And", [true, node("Cast", [node("LessOrEqual", [kv_pos, q_pos])], to=TensorProto.BOOL)])
     flat = node("Flatten", [m], axis=2)
     idx = node("Add", [kv_pos, node("Mul", [const(np.arange(B, dtype=np.int64).reshape(B, 1, 1, 1)), seq])])
     padm = node("Reshape", [node("Gather", [flat, idx], axis=0), i64(-1)])
     padm = node("Reshape", [padm, node("Concat", [node("Shape", [idx])], axis=0)])
     allowed = node("And", [causal, node("Cast", [padm], to=TensorProto.BOOL)])
-    allowed = node("Expand", [allowed, shape_of([B, -1, SEQ, SEQ])])
+    if dynamic:
+        allowed = node("Expand", [allowed, node("Concat", [i64(B, 1), seq1, seq1], axis=0)])
+    else:
+        allowed = node("Expand", [allowed, shape_of([B, -1, SEQ, SEQ])])
     additive = node("Where", [allowed, f32(0.0), f32(np.finfo(np.float32).min)])
 
     # RoPE tables: angles position × inv_freq, repeated over both halves of the head dim.
     inv_freq = 1.0 / (THETA ** (np.arange(0, D, 2, dtype=np.float32) / D))
-    ang = np.outer(np.arange(SEQ, dtype=np.float32), inv_freq)
-    ang = np.concatenate([ang, ang], axis=-1).reshape(1, SEQ, D).astype(np.float32)
+    npos = MAXPOS if dynamic else SEQ
+    ang = np.outer(np.arange(npos, dtype=np.float32), inv_freq)
+    ang = np.concatenate([ang, ang], axis=-1).reshape(1, npos, D).astype(np.float32)
     angles = const(ang)
+    if dynamic:
+        angles = node("Slice", [angles, i64(0), seq1, i64(1)])
     cos = node("Cast", [node("Mul", [node("Cos", [angles]), f32(1.0)])], to=TensorProto.FLOAT)
     sin = node("Cast", [node("Mul", [node("Sin", [angles]), f32(1.0)])], to=TensorProto.FLOAT)
     cos4 = node("Unsqueeze", [cos, i64(1)])
     sin4 = node("Unsqueeze", [sin, i64(1)])
 
     def heads(y):
-        return node("Transpose", [node("Reshape", [y, i64(B, SEQ, -1, D)])], perm=[0, 2, 1, 3])
+        return node("Transpose", [node("Reshape", [y, i64(B, 0 if dynamic else SEQ, -1, D)])], perm=[0, 2, 1, 3])
 
     def rope(t):
         x1 = node("Slice", [t, i64(0), i64(D // 2), i64(3), i64(1)])
@@ -118,6 +140,9 @@ def main(out):
 
     def repeat_kv(t):
         t = node("Unsqueeze", [t, i64(2)])
+        if dynamic:
+            t = node("Expand", [t, node("Concat", [i64(B, KV, REP), seq1, i64(D)], axis=0)])
+            return node("Reshape", [t, i64(B, HEADS, -1, D)])
         t = node("Expand", [t, shape_of([B, KV, REP, SEQ, D])])
         return node("Reshape", [t, i64(B, HEADS, SEQ, D)])
 
@@ -133,7 +158,7 @@ def main(out):
         s = node("Add", [node("Mul", [s, f32(np.float32(1.0 / np.sqrt(D)))]), additive])
         p = node("Cast", [node("Cast", [node("Softmax", [s], axis=-1)], to=TensorProto.FLOAT)], to=TensorProto.FLOAT)
         a = node("Transpose", [node("MatMul", [p, v])], perm=[0, 2, 1, 3])
-        a = node("Reshape", [a, i64(B, SEQ, -1)])
+        a = node("Reshape", [a, i64(B, 0 if dynamic else SEQ, -1)])
         x = node("Add", [res, node("MatMul", [a, w(pre + ".self_attn.o_proj.weight", HEADS * D, H)])])
         res, h = rms_norm(x, pre + ".post_attention_layernorm")
         g = node("MatMul", [h, w(pre + ".mlp.gate_proj.weight", H, FF)])
@@ -144,11 +169,12 @@ def main(out):
     _, h = rms_norm(x, "model.norm")
     node("MatMul", [h, w("lm_head.weight", H, VOCAB)], outs=["logits"])
 
+    s_dim = "sequence" if dynamic else SEQ
     graph = helper.make_graph(
         nodes,
         "llama",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, [B, SEQ]) for n in (ids, mask)],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [B, SEQ, VOCAB])],
+        [helper.make_tensor_value_info(n, TensorProto.INT64, [B, s_dim]) for n in (ids, mask)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [B, s_dim, VOCAB])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="slmtvm-make-llama")
@@ -170,13 +196,24 @@ def main(out):
         print("make_llama: onnxruntime not importable: model not checked")
         return
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    (got,) = sess.run(None, {ids: ids_v, mask: mask_v})
-    want = reference(weights, ids_v, mask_v, ang)
-    err, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
-    assert err <= 1e-4 * scale, f"ONNX Runtime and the numpy Llama differ: {err} > 1e-4 x {scale}"
-    os.makedirs(os.path.join(out, "expected"), exist_ok=True)
-    np.save(os.path.join(out, "expected", "logits.npy"), got)
-    print(f"make_llama: ONNX Runtime {ort.__version__} runs it; vs numpy Llama: max abs error {err:.2e}, max |logit| {scale:.2f}")
+    sets = [("", ids_v, mask_v)]
+    if dynamic:
+        short = rng.integers(0, VOCAB, size=(B, 8), dtype=np.int64)
+        sets.append(("len8", short, np.ones((B, 8), dtype=np.int64)))
+    for sub, ids_s, mask_s in sets:
+        (got,) = sess.run(None, {ids: ids_s, mask: mask_s})
+        want = reference(weights, ids_s, mask_s, ang[:, : ids_s.shape[1]])
+        err, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
+        assert err <= 1e-4 * scale, f"ONNX Runtime and the numpy Llama differ: {err} > 1e-4 x {scale}"
+        os.makedirs(os.path.join(out, sub, "expected"), exist_ok=True)
+        os.makedirs(os.path.join(out, sub, "inputs"), exist_ok=True)
+        np.save(os.path.join(out, sub, "expected", "logits.npy"), got)
+        np.save(os.path.join(out, sub, "inputs", "input_ids.npy"), ids_s)
+        np.save(os.path.join(out, sub, "inputs", "attention_mask.npy"), mask_s)
+        print(
+            f"make_llama: ONNX Runtime {ort.__version__} runs it at {ids_s.shape[1]} tokens; vs numpy Llama: "
+            f"max abs error {err:.2e}, max |logit| {scale:.2f}"
+        )
 
 
 def reference(wt, ids, mask, ang):
@@ -188,21 +225,22 @@ def reference(wt, ids, mask, ang):
     def rot(t):
         return np.concatenate([-t[..., D // 2 :], t[..., : D // 2]], axis=-1)
 
+    S = ids.shape[1]
     cos, sin = np.cos(ang.astype(np.float64))[:, None], np.sin(ang.astype(np.float64))[:, None]
-    allowed = np.tril(np.ones((SEQ, SEQ), dtype=bool))[None, None] & (mask[:, None, None, :] != 0)
+    allowed = np.tril(np.ones((S, S), dtype=bool))[None, None] & (mask[:, None, None, :] != 0)
     x = wt["model.embed_tokens.weight"][ids].astype(np.float64)
     for i in range(L):
         p = f"model.layers.{i}"
         h = rms(x, p + ".input_layernorm.weight")
         q, k, v = (
-            (h @ wt[f"{p}.self_attn.{n}_proj.weight"]).reshape(B, SEQ, -1, D).transpose(0, 2, 1, 3) for n in "qkv"
+            (h @ wt[f"{p}.self_attn.{n}_proj.weight"]).reshape(B, S, -1, D).transpose(0, 2, 1, 3) for n in "qkv"
         )
         q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
         k, v = np.repeat(k, REP, axis=1), np.repeat(v, REP, axis=1)
         s = np.where(allowed, q @ k.transpose(0, 1, 3, 2) / np.sqrt(D), -np.inf)
         e = np.exp(s - s.max(-1, keepdims=True))
         a = (e / e.sum(-1, keepdims=True)) @ v
-        x = x + a.transpose(0, 2, 1, 3).reshape(B, SEQ, -1) @ wt[p + ".self_attn.o_proj.weight"]
+        x = x + a.transpose(0, 2, 1, 3).reshape(B, S, -1) @ wt[p + ".self_attn.o_proj.weight"]
         h = rms(x, p + ".post_attention_layernorm.weight")
         g = h @ wt[p + ".mlp.gate_proj.weight"]
         x = x + (g / (1 + np.exp(-g)) * (h @ wt[p + ".mlp.up_proj.weight"])) @ wt[p + ".mlp.down_proj.weight"]
@@ -210,4 +248,5 @@ def reference(wt, ids, mask, ang):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else ".cache/llama")
+    args = [a for a in sys.argv[1:] if a != "--dynamic"]
+    main(args[0] if args else ".cache/llama", dynamic="--dynamic" in sys.argv[1:])

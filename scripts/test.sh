@@ -32,6 +32,9 @@ echo "== writing a MiniLM-class encoder into .cache/minilm"
 echo "== writing a Llama-class decoder into .cache/llama"
 [ -f .cache/llama/model.onnx ] || python3 scripts/make_llama.py .cache/llama
 
+echo "== writing it again with a dynamic sequence length into .cache/llama_dyn"
+[ -f .cache/llama_dyn/len8/expected/logits.npy ] || python3 scripts/make_llama.py .cache/llama_dyn --dynamic
+
 echo "== recording ONNX Runtime's greedy continuations of random prompts on it"
 [ -f .cache/llama/greedy/tokens.npy ] || python3 scripts/make_greedy.py .cache/llama
 

@@ -100,3 +100,62 @@ fn optimized_llama_class_decoder_has_the_fused_operators_and_matches_on_every_ta
         let _ = std::fs::remove_dir_all(&out);
     }
 }
+
+/// The same decoder with a dynamic sequence length (`make_llama.py --dynamic`, into
+/// `.cache/llama_dyn`: the causal mask from Range over the run-time length, RoPE angles sliced
+/// from a 512-position table), optimized and compiled once for `sequence <= 128` for the host
+/// and aarch64 (qemu-user), and run at 8 tokens and at 64 (the last 5 padded) with NaN beyond
+/// the run-time length: ONNX Runtime's logits within 1e-4 × max |logit|; the optimizer still
+/// finds one Attention (over the symbolic length) per layer and every RMSNorm and gated MLP.
+#[test]
+fn dynamic_llama_class_decoder_runs_at_8_and_64_tokens_from_one_object() {
+    let dir = repo_root().join(".cache/llama_dyn");
+    assert!(
+        dir.join("len8/expected/logits.npy").is_file(),
+        "{} is missing: generate it with `python3 scripts/make_llama.py .cache/llama_dyn --dynamic` (scripts/test.sh does)",
+        dir.display()
+    );
+    let mut opts = slmtvm_frontend::LoadOptions::default();
+    opts.symbols.insert("sequence".into(), slmtvm_ir::Dim::sym("sequence", Some(128)));
+    let g = slmtvm_frontend::load_onnx(&dir.join("model.onnx"), &opts).unwrap();
+    let cost = Options { cost: CostModel { lanes: 4.0, fma: true, ..CostModel::default() }, ..Options::default() };
+    let (o, r) = optimize(&g, &cost).unwrap();
+    let n = |k: &str| o.nodes.iter().filter(|x| x.op.kind_name() == k).count();
+    assert_eq!((n("Attention"), n("RmsNorm"), n("FusedMlp")), (LAYERS, 2 * LAYERS + 1, LAYERS), "{}", r.text());
+    for a in o.nodes.iter().filter(|x| x.op.kind_name() == "Attention") {
+        let q = o.ty(a.inputs[0].unwrap());
+        assert!(q.shape.0[2].known().is_none(), "the query length stays symbolic: {}", q.shape);
+    }
+    let read = |p: PathBuf| npy::read_npy(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let sets: Vec<(Vec<Tensor>, Tensor)> = ["len8", ""]
+        .iter()
+        .map(|sub| {
+            let d = dir.join(sub);
+            let ins =
+                o.inputs.iter().map(|&i| read(d.join("inputs").join(format!("{}.npy", o.value(i).name)))).collect();
+            (ins, read(d.join("expected/logits.npy")))
+        })
+        .collect();
+    let host = Target::host().unwrap();
+    for t in [host, Target::from_spec("aarch64").unwrap()] {
+        if let Err(e) = t.check_tools() {
+            panic!("{}: {e}", t.name());
+        }
+        let out = target_dir().join("slmtvm-cross").join(format!("llama-dyn-{}-{}", t.name(), std::process::id()));
+        let t0 = Instant::now();
+        let job = Job { graph: &o, data: sets.iter().map(|(i, _)| i.clone()).collect() };
+        let res = run_batch(&t, &[job], &out);
+        eprintln!(
+            "llama_dyn on {}: compiled once, run at 8 and 64 tokens in {:.2} s",
+            t.name(),
+            t0.elapsed().as_secs_f64()
+        );
+        for ((_, want), got) in sets.iter().zip(&res[0]) {
+            let got = got.as_ref().unwrap_or_else(|e| panic!("{}: {e}", t.name()));
+            let scale = want.to_f64().iter().map(|x| x.abs()).fold(0.0, f64::max);
+            compare(want, &got[0], 0.0, 1e-4 * scale)
+                .unwrap_or_else(|e| panic!("{} at {} tokens: {e}", t.name(), want.shape()[1]));
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}

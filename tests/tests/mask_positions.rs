@@ -39,7 +39,8 @@ fn load(name: &str) -> (Graph, Vec<(Vec<Tensor>, Tensor)>) {
         .map(|l| {
             let d = dir.join(format!("len{l}"));
             let read = |f: std::path::PathBuf| npy::read_npy(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            let ins = g.inputs.iter().map(|&i| read(d.join("inputs").join(format!("{}.npy", g.value(i).name)))).collect();
+            let ins =
+                g.inputs.iter().map(|&i| read(d.join("inputs").join(format!("{}.npy", g.value(i).name)))).collect();
             (ins, read(d.join("expected/logits.npy")))
         })
         .collect();

@@ -29,6 +29,7 @@ use super::NodeCtx;
 use crate::Result;
 use crate::emit::{Kb, flags, storage_type, strides_of};
 use crate::pack::PackedRead;
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::ops::{Gemm, UnaryOp};
 use slmtvm_ir::{DType, Op};
@@ -706,8 +707,9 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
 }
 
 /// Runs `tile(kb, i0, mr)` over row blocks of `mr` rows, then the `m % mr` edge. With a
-/// run-time row count `m_run`, the full blocks stop at the first block at or past it (the
-/// static edge, fewer than `mr` rows, still runs). In a split kernel ([`Kb::take_share`]),
+/// run-time row count `m_run`, the full blocks stop at the first block at or past it, and the
+/// static edge (fewer than `mr` rows) runs only when `m_run` reaches into it: as many passes
+/// over B as a build for exactly `m_run` rows makes. In a split kernel ([`Kb::take_share`]),
 /// only this task's share of the blocks (the edge the last block).
 pub(crate) fn row_blocks(
     kb: &mut Kb,
@@ -728,7 +730,19 @@ pub(crate) fn row_blocks(
         let hi = kb.b.ins().umin(up, cap);
         let zero = kb.iconst(0);
         kb.for_range(zero, hi, mr as i64, |kb, i| tile(kb, i, mr));
-    } else if full > 0 {
+        if m > full {
+            let past = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, v, full as i64);
+            let (edge, done) = (kb.b.create_block(), kb.b.create_block());
+            kb.b.ins().brif(past, edge, &[], done, &[]);
+            kb.b.switch_to_block(edge);
+            let i = kb.iconst(full as i64);
+            tile(kb, i, m - full);
+            kb.b.ins().jump(done, &[]);
+            kb.b.switch_to_block(done);
+        }
+        return;
+    }
+    if full > 0 {
         if full == mr {
             let z = kb.iconst(0);
             tile(kb, z, mr);

@@ -120,6 +120,20 @@ impl<'a> NodeCtx<'a> {
         axes.map(|a| self.extent(kb, v, a)).collect()
     }
 
+    /// Loops over the rows of value `v` (its axes before `ax`) for kernels that walk
+    /// `[rows, ax.., ]` with a flat row index: one loop over all physical rows (`[n]`, stride
+    /// `[1]`), or, when one of those axes is symbolic, one loop per axis to its run-time extent
+    /// with the row strides of the physical layout (so the padding rows are skipped). Gives the
+    /// extents and strides for [`Kb::nest_runtime`] and [`Kb::linear`].
+    pub fn row_loops(&self, kb: &mut Kb, v: ValueId, ax: usize) -> Result<(Vec<Value>, Vec<i64>)> {
+        let dims = &self.layout.dims(v)[..ax];
+        if (0..ax).any(|a| self.axis_symbolic(v, a)) {
+            Ok((self.extents(kb, v, 0..ax)?, crate::emit::strides_of(dims)))
+        } else {
+            Ok((vec![kb.iconst(dims.iter().product::<usize>() as i64)], vec![1]))
+        }
+    }
+
     /// True when axis `a` of value `v` is symbolic.
     pub fn axis_symbolic(&self, v: ValueId, a: usize) -> bool {
         self.g.ty(v).shape.0.get(a).is_some_and(|d| d.known().is_none())

@@ -42,9 +42,9 @@ use slmtvm_ir::{DType, Dim, Op, Poly, Scalar};
 /// Emits the kernel of `cx.node`.
 ///
 /// Symbolic dims (see [`crate::layout`]): Transpose, Trilu, Range, ConstantOfShape and Gather
-/// work position-wise over the physical extents (Transpose's and Gather's copies loop over the
-/// run-time extents of the output's symbolic axes; Gather wraps negative indices by the
-/// run-time extent); Expand broadcasts only static dims of 1; a Reshape-like view that moves a
+/// work position-wise over the physical extents (Transpose's copies loop over the run-time
+/// extents of the output's symbolic axes, Gather over those of its indices and wraps negative
+/// indices by the run-time extent of the data's axis); Expand broadcasts only static dims of 1; a Reshape-like view that moves a
 /// symbolic dim within its group of axes is repacked element by element; Concat along an axis
 /// that is symbolic before the last input places each input at its run-time offset; Slice
 /// copies from constant starts; Shape and Size report the run-time values. Split along a
@@ -569,15 +569,23 @@ struct Part {
     off: usize,
 }
 
-/// Copies between a joined tensor (`outer` rows of `row` bytes at `joined`) and its parts;
-/// `gather` copies parts into the joined rows (Concat), else the joined rows out to the parts
-/// (Split).
-fn join_rows(kb: &mut Kb, joined: Value, row: usize, outer: usize, e: usize, parts: &[Part], gather: bool) {
-    if outer == 0 || row == 0 || parts.is_empty() {
+/// Copies between a joined tensor (rows of `row` bytes at `joined`, looped over as `rows`
+/// gives them: [`NodeCtx::row_loops`]) and its parts; `gather` copies parts into the joined
+/// rows (Concat), else the joined rows out to the parts (Split).
+fn join_rows(
+    kb: &mut Kb,
+    joined: Value,
+    row: usize,
+    rows: &(Vec<Value>, Vec<i64>),
+    e: usize,
+    parts: &[Part],
+    gather: bool,
+) {
+    if row == 0 || parts.is_empty() {
         return;
     }
-    kb.nest(&[outer], &mut |kb, idx| {
-        let o = idx[0];
+    kb.nest_runtime(&rows.0, &mut |kb, idx| {
+        let o = kb.linear(0, idx, &rows.1);
         let j = kb.addr(joined, o, row);
         for p in parts {
             let at = kb.addr(p.ptr, o, p.run);
@@ -595,7 +603,7 @@ fn concat(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     let out = cx.out_dims(0)?;
     let ax = axis_of(cx, axis, out.len())?;
     let e = elem(cx);
-    let (outer, inner) = (numel(&out[..ax]), numel(&out[ax + 1..]));
+    let inner = numel(&out[ax + 1..]);
     let mut parts = Vec::new();
     let mut off = 0;
     for i in 0..cx.num_inputs() {
@@ -613,7 +621,8 @@ fn concat(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     if off != row {
         return Err(cx.error(format!("inputs along axis {ax} do not add up to the output's {}", out[ax])));
     }
-    join_rows(kb, cx.out_ptr(0), row, outer, e, &parts, true);
+    let rows = cx.row_loops(kb, cx.out_id(0), ax)?;
+    join_rows(kb, cx.out_ptr(0), row, &rows, e, &parts, true);
     Ok(())
 }
 
@@ -621,7 +630,7 @@ fn split(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     let x = cx.in_dims(0)?;
     let ax = axis_of(cx, axis, x.len())?;
     let e = cx.in_dtype(0)?.size();
-    let (outer, inner) = (numel(&x[..ax]), numel(&x[ax + 1..]));
+    let inner = numel(&x[ax + 1..]);
     let mut parts = Vec::new();
     let mut off = 0;
     for k in 0..cx.num_outputs() {
@@ -639,7 +648,9 @@ fn split(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     if off > row {
         return Err(cx.error(format!("outputs along axis {ax} exceed the input's {}", x[ax])));
     }
-    join_rows(kb, cx.in_ptr(0)?, row, outer, e, &parts, false);
+    let xv = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let rows = cx.row_loops(kb, xv, ax)?;
+    join_rows(kb, cx.in_ptr(0)?, row, &rows, e, &parts, false);
     Ok(())
 }
 
@@ -724,8 +735,18 @@ fn gather(kb: &mut Kb, cx: &NodeCtx, axis: i64) -> Result<()> {
     // Negative indices count from the run-time end of a symbolic axis.
     let data_id = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
     let n_run = cx.extent(kb, data_id, ax)?;
-    kb.nest(&[outer, p], &mut |kb, idx| {
-        let (o, j) = (idx[0], idx[1]);
+    // Indices with symbolic dims: only their run-time extents are gathered (at their physical
+    // places in the flattened index and output).
+    let ids_id = cx.in_id(1).ok_or_else(|| cx.error("input 1 is required"))?;
+    let (id_ext, id_st) = if cx.g.ty(ids_id).shape.is_known() {
+        (vec![kb.iconst(p as i64)], vec![1])
+    } else {
+        (cx.extents(kb, ids_id, 0..ids.len())?, strides_of(&ids))
+    };
+    let outer = kb.iconst(outer as i64);
+    kb.nest_runtime(&[&[outer][..], &id_ext].concat(), &mut |kb, idx| {
+        let o = idx[0];
+        let j = kb.linear(0, &idx[1..], &id_st);
         let at = kb.addr(ip, j, id_ty.bytes() as usize);
         let raw = kb.load(id_ty, at, 0);
         let v = if id_ty == types::I64 { raw } else { kb.b.ins().sextend(types::I64, raw) };
@@ -1016,8 +1037,9 @@ fn shape_runtime(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
 }
 
 /// Slice of a tensor with symbolic dims or run-time ends: step 1 and constant, non-negative
-/// starts (or starts that are symbolic sizes); copies the output's physical extent (limited
-/// to what the input holds) from the start offsets.
+/// starts (or starts that are symbolic sizes); copies the output from the start offsets, over
+/// the run-time extents of its symbolic axes (over its physical extent, limited to what the
+/// input holds, when that is smaller).
 fn slice_runtime(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
     let (dx, dy) = (cx.dims(x)?, cx.out_dims(0)?);
@@ -1052,6 +1074,11 @@ fn slice_runtime(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let xs = strides_of(&dx);
     let start: i64 = off.iter().zip(&xs).map(|(&o, &s)| o as i64 * s).sum();
     let e = cx.out_dtype(0).size();
+    if copy == dy {
+        // Loops over the output's symbolic axes run to their run-time extents.
+        let src = kb.addr_const(cx.in_ptr(0)?, start * e as i64);
+        return output_copy(kb, cx, src, &dy, &xs);
+    }
     strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, e, &copy, &strides_of(&dy), &xs, start);
     Ok(())
 }

@@ -697,8 +697,12 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
     }
     let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
     let f32s = dt == DType::F32;
+    // Rows to the run-time extents of symbolic leading axes.
+    let xv = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let rows = cx.row_loops(kb, xv, axis)?;
     if inner == 1 {
-        kb.for_const(0, outer as i64, 1, |kb, o| {
+        kb.nest_runtime(&rows.0, &mut |kb, idx| {
+            let o = kb.linear(0, idx, &rows.1);
             let row = kb.b.ins().imul_imm_s(o, l as i64);
             let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
             let m = fold_row(kb, l, Fold::PMax, true, &mut |kb, i, lanes| load_at(kb, dt, xr, i, lanes));
@@ -729,7 +733,8 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
         });
         return Ok(());
     }
-    kb.for_const(0, outer as i64, 1, |kb, o| {
+    kb.nest_runtime(&rows.0, &mut |kb, idx| {
+        let o = kb.linear(0, idx, &rows.1);
         let base = kb.b.ins().imul_imm_s(o, (l * inner) as i64);
         for_lanes(kb, inner, true, &mut |kb, j, lanes| {
             let base = kb.b.ins().iadd(base, j);
