@@ -451,7 +451,9 @@ fn matmul_with_symbolic_rows_and_a_constant_weight() {
         g.g.outputs.push(y[0]);
     }
     g.g.infer().unwrap();
-    let sets: Vec<Vec<Tensor>> = [1usize, 5, 40]
+    // Every run-time edge of the row blocks (mr 4 to 12): a last block of at most half a tile
+    // (1, 2, 3, 9, 13, 26), of more (5, 10, 23), none (12, 24), the static edge (37, 40) and 0.
+    let sets: Vec<Vec<Tensor>> = [1usize, 2, 3, 5, 9, 10, 12, 13, 23, 24, 26, 37, 40, 0]
         .iter()
         .map(|&s| vec![g.exact(&[s, 33], DType::F32), g.exact(&[2, s, 33], DType::F32)])
         .collect();

@@ -707,7 +707,8 @@ fn col_tiles(n: usize, nr: usize, int: bool) -> Vec<(usize, usize, Cols)> {
 }
 
 /// Runs `tile(kb, i0, mr)` over row blocks of `mr` rows, then the `m % mr` edge. With a
-/// run-time row count `m_run`, the full blocks stop at the first block at or past it, and the
+/// run-time row count `m_run`, the full blocks stop at the first block at or past it (a last
+/// block that would hold at most `mr / 2` valid rows is a tile of `mr / 2` rows), and the
 /// static edge (fewer than `mr` rows) runs only when `m_run` reaches into it: as many passes
 /// over B as a build for exactly `m_run` rows makes. In a split kernel ([`Kb::take_share`]),
 /// only this task's share of the blocks (the edge the last block).
@@ -723,13 +724,38 @@ pub(crate) fn row_blocks(
         return row_blocks_share(kb, m, m_run, mr, tile);
     }
     if let (Some(v), true) = (m_run, full > 0) {
+        // Full blocks up to the run-time rows, the last one partial; when that one would hold
+        // at most half a block, it is a tile of `half` rows instead (fewer rows computed for
+        // the short prompts a bound build also serves).
+        let half = mr / 2;
+        let floor = kb.b.ins().udiv_imm_u(v, mr as i64);
+        let floor = kb.b.ins().imul_imm_s(floor, mr as i64);
+        let left = kb.b.ins().isub(v, floor);
+        let small = if half > 0 {
+            let le = kb.b.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, left, half as i64);
+            let inside = kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, floor, full as i64);
+            kb.b.ins().band(le, inside)
+        } else {
+            kb.b.ins().iconst(types::I8, 0)
+        };
         let up = kb.b.ins().iadd_imm_s(v, mr as i64 - 1);
         let up = kb.b.ins().udiv_imm_u(up, mr as i64);
         let up = kb.b.ins().imul_imm_s(up, mr as i64);
+        let up = kb.b.ins().select(small, floor, up);
         let cap = kb.iconst(full as i64);
         let hi = kb.b.ins().umin(up, cap);
         let zero = kb.iconst(0);
         kb.for_range(zero, hi, mr as i64, |kb, i| tile(kb, i, mr));
+        if half > 0 {
+            let (edge, done) = (kb.b.create_block(), kb.b.create_block());
+            let some = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, left, 0);
+            let go = kb.b.ins().band(small, some);
+            kb.b.ins().brif(go, edge, &[], done, &[]);
+            kb.b.switch_to_block(edge);
+            tile(kb, hi, half);
+            kb.b.ins().jump(done, &[]);
+            kb.b.switch_to_block(done);
+        }
         if m > full {
             let past = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, v, full as i64);
             let (edge, done) = (kb.b.create_block(), kb.b.create_block());
