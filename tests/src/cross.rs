@@ -9,9 +9,9 @@
 //!
 //! A graph with symbolic dims is compiled once for its bounds and run at the shapes of each
 //! data set: the symbol values are read off the inputs' dims, each input is written at its
-//! physical (bound) shape with its values in the valid prefix and NaN (bytes `0xFF`) beyond
-//! it, the entry gets the symbol values, and each output is cropped from its physical shape to
-//! the run-time one. The workspace starts as `0xFF` bytes too.
+//! physical (bound) shape with its values in the valid prefix and NaN or huge values beyond
+//! it (see `pad_bytes`), the entry gets the symbol values, and each output is cropped from its
+//! physical shape to the run-time one. The workspace starts as `0xFF` bytes (NaN).
 //!
 //! An object compiled with `threads` > 1 runs through `<name>_run_parallel` with a
 //! `parallel_for` that starts one thread per task (the last indices first, index 0 on the
@@ -159,20 +159,22 @@ fn symbol_values(g: &Graph, data: &[Tensor]) -> BTreeMap<String, i64> {
     vals
 }
 
-/// The little-endian bytes of `t` laid out at the (larger or equal) physical dims `phys`,
-/// every byte outside its extent `0xFF` (NaN for floats, -1 for integers): a kernel that reads
-/// the padding beyond a run-time extent as data spreads NaN into the outputs it checks.
-/// The byte of input padding and of the workspace before a run.
-const PAD: u8 = 0xFF;
+/// The bytes of input padding, by data set (see [`pad_bytes`]).
+const PAD: [u8; 2] = [0xFF, 0x7F];
 
-fn pad_bytes(t: &Tensor, phys: &[usize]) -> Vec<u8> {
+/// The little-endian bytes of `t` laid out at the (larger or equal) physical dims `phys`, every
+/// byte outside its extent `pad`: a kernel that reads the padding beyond a run-time extent as
+/// data spreads it into the outputs it checks. Data set `d` pads with [`PAD`]`[d % 2]`: NaN
+/// (bytes `0xFF`; integers -1), which a sum or product spreads, then `0x7F` bytes (f32
+/// 3.4e38, f16 NaN, large positive integers), which a max or min that skips NaN still takes.
+fn pad_bytes(t: &Tensor, phys: &[usize], pad: u8) -> Vec<u8> {
     let e = t.dtype().size();
     let src = t.to_le_bytes();
     let dims = t.shape();
     if dims == phys {
         return src;
     }
-    let mut out = vec![PAD; phys.iter().product::<usize>() * e];
+    let mut out = vec![pad; phys.iter().product::<usize>() * e];
     let pst = slmtvm_codegen::emit::strides_of(phys);
     for k in 0..dims.iter().product::<usize>() {
         let (mut rem, mut off) = (k, 0i64);
@@ -338,7 +340,7 @@ pub fn run_batch_with(
                 });
             if fits {
                 for (v, t) in g.inputs.iter().zip(data) {
-                    bytes.extend(pad_bytes(t, &pd[v]));
+                    bytes.extend(pad_bytes(t, &pd[v], PAD[d % 2]));
                 }
             }
             let want: usize = 8 * syms.len()

@@ -6,12 +6,12 @@
 //! Covers the folds over a symbolic axis (CumSum forward, reversed and exclusive; Reduce of
 //! every kind, with and without keepdims, over one or several axes or all; LayerNorm and
 //! RmsNorm normalizing over a symbolic axis; GlobalAveragePool over a symbolic spatial axis;
-//! Softmax), the same operators over static axes with symbolic leading axes (rows to the
-//! run-time extent), MatMulInteger with symbolic rows, and the nodes that are refused with
-//! an error naming them.
+//! Softmax; DynamicQuantizeLinear's range), the same operators over static axes with symbolic
+//! leading axes (rows to the run-time extent), MatMulInteger with symbolic rows, and the nodes
+//! that are refused with an error naming them.
 
 use slmtvm_ir::ops::{
-    AutoPad, CumSum, DynamicQuantizeLinear, GlobalAveragePool, LayerNorm, MatMulInteger, Pool, PoolKind, Reduce,
+    AutoPad, CumSum, DynamicQuantizeLinear, Gemm, GlobalAveragePool, LayerNorm, MatMulInteger, Pool, PoolKind, Reduce,
     ReduceKind, RmsNorm, Softmax, Split,
 };
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
@@ -91,6 +91,8 @@ fn folds_over_symbolic_axes_read_only_the_run_time_extent() {
     }
     out(&mut g, "gap", Op::GlobalAveragePool(GlobalAveragePool {}), &[p], 1);
     out(&mut g, "mmi", Op::MatMulInteger(MatMulInteger {}), &[q, w], 1);
+    // The range of a dynamically quantized tensor: the run-time elements only.
+    out(&mut g, "dql", Op::DynamicQuantizeLinear(DynamicQuantizeLinear {}), &[x], 3);
     g.infer().unwrap();
     for name in ["sum_s:0", "layernorm0:0", "gap:0", "mmi:0"] {
         let v = g.values.iter().find(|v| v.name == name).unwrap();
@@ -152,11 +154,14 @@ fn nodes_that_need_a_static_size_are_refused_by_name() {
         "n:0",
         "computed at run time",
     );
-    refused(
-        &one(Op::DynamicQuantizeLinear(DynamicQuantizeLinear {}), ty(DType::F32, "[s<=8, 4]"), 3),
-        "n",
-        "symbolic dims",
-    );
+    // Gemm contracting a symbolic K.
+    let mut g = Graph::new("gemm");
+    let a = g.add_input("a", ty(DType::F32, "[2, s<=8]"));
+    let b = g.add_input("b", ty(DType::F32, "[s<=8, 3]"));
+    let gemm = Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false };
+    out(&mut g, "n", Op::Gemm(gemm), &[a, b], 1);
+    g.infer().unwrap();
+    refused(&g, "n", "Gemm with symbolic dims on both operands");
     // A symbolic batch alone is position-wise: it compiles.
     let target = slmtvm_targets::Target::from_spec("x86_64").unwrap();
     slmtvm_codegen::compile(&one(Op::Pool(pool), ty(DType::F32, "[b<=4, 2, 9]"), 1), "m", &target).unwrap();

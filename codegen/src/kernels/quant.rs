@@ -9,7 +9,7 @@
 
 use super::NodeCtx;
 use crate::Result;
-use crate::emit::{Kb, lane_flags};
+use crate::emit::{Kb, lane_flags, strides_of};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::{DType, Op};
@@ -310,13 +310,10 @@ fn store4_bytes(kb: &mut Kb, dtype: DType, q: Value, addr: Value) {
 ///
 /// Symbolic dims: QuantizeLinear and DequantizeLinear are position-wise over the physical
 /// extents when their scales and zero points have static shapes (per tensor, or per axis or
-/// block along a static axis); DynamicQuantizeLinear's range spans the whole tensor and is
-/// refused.
+/// block along a static axis); DynamicQuantizeLinear takes its range over the run-time extents
+/// only.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if cx.is_symbolic() {
-        if let Op::DynamicQuantizeLinear(_) = &cx.node.op {
-            return Err(cx.refuse_symbolic("the range of a tensor with symbolic dims"));
-        }
         if let Some(i) = (1..cx.num_inputs()).find(|&i| cx.in_id(i).is_some_and(|v| !cx.g.ty(v).shape.is_known())) {
             return Err(cx.refuse_symbolic(format!("input {i} (scale or zero point) of symbolic shape")));
         }
@@ -472,27 +469,46 @@ fn dynamic_quantize(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if cx.in_dtype(0)? != DType::F32 {
         return Err(cx.unsupported(format!("x {}", cx.in_dtype(0)?)));
     }
-    let n = cx.in_dims(0)?.iter().product::<usize>() as i64;
-    let xp = cx.in_ptr(0)?;
-    let vec_end = if kb.caps.vector { n / 4 * 4 } else { 0 };
-    // Pass 1: the range, lane-wise then across lanes, starting from 0.
-    let mut maxv = kb.fconst(0.0, 1);
-    let mut minv = maxv;
-    if vec_end > 0 {
-        let (vmax, vmin) = (kb.b.declare_var(types::F32X4), kb.b.declare_var(types::F32X4));
-        let z = kb.fconst(0.0, 4);
-        kb.b.def_var(vmax, z);
-        kb.b.def_var(vmin, z);
-        kb.for_const(0, vec_end, 4, |kb, i| {
-            let a = kb.addr(xp, i, 4);
-            let v = kb.load(types::F32X4, a, 0);
-            let m = kb.b.use_var(vmax);
-            let m = keep_greater(kb, v, m, true);
-            kb.b.def_var(vmax, m);
-            let m = kb.b.use_var(vmin);
-            let m = keep_greater(kb, v, m, false);
-            kb.b.def_var(vmin, m);
+    let xv = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let dims = cx.in_dims(0)?;
+    let r = dims.len();
+    // The elements walked: the whole tensor as one run, or with symbolic dims every row (the
+    // run-time extents of the leading axes) to the run-time extent of the last axis, so the
+    // padding beyond them never enters the range.
+    let (rows, rstrides, len) = if cx.is_symbolic() && r > 0 {
+        (cx.extents(kb, xv, 0..r - 1)?, strides_of(&dims)[..r - 1].to_vec(), cx.extent(kb, xv, r - 1)?)
+    } else {
+        (Vec::new(), Vec::new(), kb.iconst(dims.iter().product::<usize>() as i64))
+    };
+    let walk = |kb: &mut Kb, body: &mut dyn FnMut(&mut Kb, Value, usize)| {
+        let vector = kb.caps.vector;
+        kb.nest_runtime(&rows, &mut |kb, idx| {
+            let base = kb.linear(0, idx, &rstrides);
+            let end = kb.b.ins().iadd(base, len);
+            kb.for_lanes(base, end, vector, body);
         });
+    };
+    let xp = cx.in_ptr(0)?;
+    // Pass 1: the range, lane-wise then across lanes, starting from 0.
+    let (vmax, vmin) = (kb.b.declare_var(types::F32X4), kb.b.declare_var(types::F32X4));
+    let (smax, smin) = (kb.b.declare_var(types::F32), kb.b.declare_var(types::F32));
+    let (z4, z1) = (kb.fconst(0.0, 4), kb.fconst(0.0, 1));
+    for (v, z) in [(vmax, z4), (vmin, z4), (smax, z1), (smin, z1)] {
+        kb.b.def_var(v, z);
+    }
+    walk(kb, &mut |kb, i, lanes| {
+        let a = kb.addr(xp, i, 4);
+        let (ty, hi, lo) = if lanes == 4 { (types::F32X4, vmax, vmin) } else { (types::F32, smax, smin) };
+        let v = kb.load(ty, a, 0);
+        let m = kb.b.use_var(hi);
+        let m = keep_greater(kb, v, m, true);
+        kb.b.def_var(hi, m);
+        let m = kb.b.use_var(lo);
+        let m = keep_greater(kb, v, m, false);
+        kb.b.def_var(lo, m);
+    });
+    let (mut maxv, mut minv) = (kb.b.use_var(smax), kb.b.use_var(smin));
+    if kb.caps.vector {
         let (vm, vn) = (kb.b.use_var(vmax), kb.b.use_var(vmin));
         for k in 0..4 {
             let l = kb.b.ins().extractlane(vm, k);
@@ -500,23 +516,6 @@ fn dynamic_quantize(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
             let l = kb.b.ins().extractlane(vn, k);
             minv = keep_greater(kb, l, minv, false);
         }
-    }
-    if vec_end < n {
-        let (smax, smin) = (kb.b.declare_var(types::F32), kb.b.declare_var(types::F32));
-        kb.b.def_var(smax, maxv);
-        kb.b.def_var(smin, minv);
-        kb.for_const(vec_end, n, 1, |kb, i| {
-            let a = kb.addr(xp, i, 4);
-            let v = kb.load(types::F32, a, 0);
-            let m = kb.b.use_var(smax);
-            let m = keep_greater(kb, v, m, true);
-            kb.b.def_var(smax, m);
-            let m = kb.b.use_var(smin);
-            let m = keep_greater(kb, v, m, false);
-            kb.b.def_var(smin, m);
-        });
-        maxv = kb.b.use_var(smax);
-        minv = kb.b.use_var(smin);
     }
     // Scale and zero point.
     let range = kb.b.ins().fsub(maxv, minv);
@@ -539,34 +538,36 @@ fn dynamic_quantize(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     }
     // Pass 2: quantize.
     let yp = cx.out_ptr(0);
-    if vec_end > 0 {
-        let (s4, z4) = (kb.b.ins().splat(types::F32X4, scale), kb.b.ins().splat(types::F32X4, zf));
-        kb.for_const(0, vec_end, 4, |kb, i| {
-            let a = kb.addr(xp, i, 4);
-            let v = kb.load(types::F32X4, a, 0);
-            let r = kb.b.ins().fdiv(v, s4);
-            let r = round_even(kb, r);
-            let r = kb.b.ins().fadd(r, z4);
-            let r = fclamp(kb, r, 0.0, 255.0, 4);
-            let q = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
-            let ya = kb.b.ins().iadd(yp, i);
-            store4_bytes(kb, DType::U8, q, ya);
-        });
-    }
-    if vec_end < n {
-        kb.for_const(vec_end, n, 1, |kb, i| {
-            let a = kb.addr(xp, i, 4);
-            let v = kb.load(types::F32, a, 0);
-            let r = kb.b.ins().fdiv(v, scale);
-            let r = round_even(kb, r);
-            let r = kb.b.ins().fadd(r, zf);
-            let r = fclamp(kb, r, 0.0, 255.0, 1);
-            let q = kb.b.ins().fcvt_to_sint_sat(types::I32, r);
-            let q = kb.b.ins().ireduce(types::I8, q);
-            let ya = kb.b.ins().iadd(yp, i);
-            kb.store(q, ya, 0);
-        });
-    }
+    let (s4, z4) = if kb.caps.vector {
+        (Some(kb.b.ins().splat(types::F32X4, scale)), Some(kb.b.ins().splat(types::F32X4, zf)))
+    } else {
+        (None, None)
+    };
+    walk(kb, &mut |kb, i, lanes| {
+        let a = kb.addr(xp, i, 4);
+        let ya = kb.b.ins().iadd(yp, i);
+        match (lanes, s4, z4) {
+            (4, Some(s4), Some(z4)) => {
+                let v = kb.load(types::F32X4, a, 0);
+                let r = kb.b.ins().fdiv(v, s4);
+                let r = round_even(kb, r);
+                let r = kb.b.ins().fadd(r, z4);
+                let r = fclamp(kb, r, 0.0, 255.0, 4);
+                let q = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
+                store4_bytes(kb, DType::U8, q, ya);
+            }
+            _ => {
+                let v = kb.load(types::F32, a, 0);
+                let r = kb.b.ins().fdiv(v, scale);
+                let r = round_even(kb, r);
+                let r = kb.b.ins().fadd(r, zf);
+                let r = fclamp(kb, r, 0.0, 255.0, 1);
+                let q = kb.b.ins().fcvt_to_sint_sat(types::I32, r);
+                let q = kb.b.ins().ireduce(types::I8, q);
+                kb.store(q, ya, 0);
+            }
+        }
+    });
     Ok(())
 }
 
