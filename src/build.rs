@@ -146,6 +146,9 @@ pub struct OptFlags {
     pub threads: usize,
     /// Quantize the f32 weights first (`--quantize`): see `slmtvm_optimizer::quantize`.
     pub quantize: Option<Scheme>,
+    /// The optimizer's time guard in seconds (`--opt-time-limit`): see
+    /// `slmtvm_optimizer::Options::time_limit`.
+    pub time_limit_s: u64,
 }
 
 /// What `--quantize` did, for the manifest.
@@ -162,11 +165,13 @@ pub fn quantization_name(s: Scheme, calibrated: bool) -> String {
     }
 }
 
-/// The optimizer's options for `target` at `level`: the cost model from the target's vectors.
-pub fn opt_options(target: &Target, level: u8) -> slmtvm_optimizer::Options {
+/// The optimizer's options for `target` as `opt` says: the cost model from the target's
+/// vectors.
+pub fn opt_options(target: &Target, opt: OptFlags) -> slmtvm_optimizer::Options {
     let v = target.vector();
     slmtvm_optimizer::Options {
-        level,
+        level: opt.level,
+        time_limit: std::time::Duration::from_secs(opt.time_limit_s),
         cost: slmtvm_optimizer::CostModel {
             lanes: if v.is_some() { 4.0 } else { 1.0 },
             fma: v.is_some_and(|v| v.fma),
@@ -197,7 +202,7 @@ pub fn compile_graph(
     opt: OptFlags,
     calibrated: bool,
 ) -> Result<Artifacts> {
-    let (og, report) = slmtvm_optimizer::optimize(g, &opt_options(target, opt.level))?;
+    let (og, report) = slmtvm_optimizer::optimize(g, &opt_options(target, opt))?;
     if opt.explain {
         print!("{}", report.text());
     }

@@ -207,6 +207,10 @@ struct OptArgs {
     /// int4: store the group scales as f16 (default f32).
     #[arg(long)]
     f16_scales: bool,
+    /// Fail the build when the optimizer's saturation runs longer than this (a guard: its
+    /// limits are iterations and e-nodes, so the output never depends on the machine's speed).
+    #[arg(long = "opt-time-limit", value_name = "SECONDS", default_value_t = slmtvm_optimizer::DEFAULT_TIME_LIMIT_S)]
+    time_limit_s: u64,
 }
 
 /// `--quantize` kinds.
@@ -248,6 +252,7 @@ impl OptArgs {
             profile: false,
             schedule: self.schedule,
             threads: self.threads,
+            time_limit_s: self.time_limit_s,
             quantize: self.quantize.map(|k| match k {
                 QuantKind::Int8 => slmtvm_optimizer::quantize::Scheme::Int8,
                 QuantKind::Int4 => {

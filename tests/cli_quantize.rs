@@ -76,7 +76,7 @@ fn int8_report_and_manifest() {
 fn compiled_int8_matches_the_quantized_reference_on_every_target() {
     let m = bert().join("model.onnx");
     let inputs = bert().join("inputs");
-    let run = |target: &str| -> Vec<f32> {
+    let run = |target: &str| {
         let out = fresh_dir("quant", &format!("run-{target}"));
         ok(&slmtvm(&[
             "run",
@@ -90,23 +90,24 @@ fn compiled_int8_matches_the_quantized_reference_on_every_target() {
             "-o",
             s(&out),
         ]));
-        read_npy(&out.join("last_hidden_state.npy")).unwrap().to_f32().iter().copied().collect()
+        read_npy(&out.join("last_hidden_state.npy")).unwrap()
     };
     let want = run("reference");
-    let f32_out: Vec<f32> =
-        read_npy(&bert().join("expected/last_hidden_state.npy")).unwrap().to_f32().iter().copied().collect();
-    let moved = want.iter().zip(&f32_out).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(moved > 1e-3, "the quantized graph computes other values than the f32 one ({moved})");
+    let f32_out = read_npy(&bert().join("expected/last_hidden_state.npy")).unwrap();
+    assert!(
+        slmtvm_tests::compare(&f32_out, &want, 0.0, 1e-3).is_err(),
+        "the quantized graph computes the f32 one's values"
+    );
     for target in ["x86_64", "aarch64", "riscv64"] {
         if target != "x86_64" && slmtvm_targets::toolchain::which(&format!("qemu-{target}")).is_none() {
             eprintln!("skipping {target}: qemu-{target} is not installed (scripts/test.sh installs it)");
             continue;
         }
         let got = run(target);
-        let err = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         // Integer products are exact; the f32 parts (norms, GELU, softmax) round differently
         // in the kernels, by far less than one quantization step.
-        assert!(err < 1e-4, "{target}: max error {err} against the quantized reference");
+        slmtvm_tests::compare(&want, &got, 0.0, 1e-4)
+            .unwrap_or_else(|e| panic!("{target}: against the quantized reference: {e}"));
     }
 }
 

@@ -4,8 +4,10 @@
 //! and a [`Report`] of what happened (rewrites applied with counts, cost before and after, why
 //! saturation stopped — a limit is a normal outcome, not an error).
 //!
-//! egg's `deterministic` feature is on, so the same graph and options give the same result
-//! (unless the time limit cuts a run short, which the report then says).
+//! egg's `deterministic` feature is on and saturation stops only at deterministic limits
+//! (iterations, e-nodes), so the same graph and options give the same result on any machine
+//! under any load. The time limit is a guard against a runaway, not a limit: reaching it is an
+//! [`Error::TimeLimit`] naming the flag that raises it, never a silently different graph.
 #![warn(missing_docs)]
 
 pub mod analysis;
@@ -34,7 +36,8 @@ pub struct Options {
     pub iter_limit: usize,
     /// ... or once the e-graph has this many e-nodes.
     pub node_limit: usize,
-    /// ... or after this long.
+    /// A guard: saturation still running after this long is an [`Error::TimeLimit`] (a result
+    /// that depended on the machine's speed would break reproducible builds).
     pub time_limit: Duration,
     /// The target's cost model.
     pub cost: CostModel,
@@ -43,13 +46,17 @@ pub struct Options {
     pub sets: Option<Vec<String>>,
 }
 
+/// The default [`Options::time_limit`], in seconds (`--opt-time-limit`): far above what the
+/// deterministic limits take on the models here (MiniLM-class: ~0.3 s).
+pub const DEFAULT_TIME_LIMIT_S: u64 = 60;
+
 impl Default for Options {
     fn default() -> Options {
         Options {
             level: 1,
             iter_limit: 12,
             node_limit: 50_000,
-            time_limit: Duration::from_secs(2),
+            time_limit: Duration::from_secs(DEFAULT_TIME_LIMIT_S),
             cost: CostModel::default(),
             sets: None,
         }
@@ -187,7 +194,7 @@ pub fn optimize(g: &Graph, opts: &Options) -> Result<(Graph, Report)> {
         Some(StopReason::Saturated) => "saturated".into(),
         Some(StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
         Some(StopReason::NodeLimit(n)) => format!("node limit ({n})"),
-        Some(StopReason::TimeLimit(t)) => format!("time limit ({t:.1} s)"),
+        Some(StopReason::TimeLimit(t)) => return Err(Error::TimeLimit { secs: *t }),
         Some(StopReason::Other(s)) => s.clone(),
         None => "not run".into(),
     };

@@ -92,6 +92,21 @@ pub fn compare(expected: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<
     }
 }
 
+/// Checks `got` against a reference output `want` (ONNX Runtime's, the interpreter's) to a
+/// tolerance relative to the reference's size: [`compare`] with `atol = rel · max |want|` (over
+/// its finite elements), so dtype and shape must agree, NaN and infinities must sit where the
+/// reference has them (an all-NaN output fails), and every finite element must be within
+/// `rel · max |want|`. The one comparison for reference outputs in every test.
+pub fn close_to(want: &Tensor, got: &Tensor, rel: f64) -> Result<(), String> {
+    let scale = max_abs(want);
+    compare(want, got, 0.0, rel * scale).map_err(|m| format!("{m}; max |reference| {scale:.3e}"))
+}
+
+/// The largest |element| of `t` over its finite elements (0 for none).
+pub fn max_abs(t: &Tensor) -> f64 {
+    t.to_f64().iter().filter(|v| v.is_finite()).fold(0.0, |a: f64, v| a.max(v.abs()))
+}
+
 /// The multi-index of row-major flat index `i` in `shape`.
 fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     let mut idx = vec![0; shape.len()];

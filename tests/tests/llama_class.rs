@@ -152,8 +152,7 @@ fn dynamic_llama_class_decoder_runs_at_8_and_64_tokens_from_one_object() {
         );
         for ((_, want), got) in sets.iter().zip(&res[0]) {
             let got = got.as_ref().unwrap_or_else(|e| panic!("{}: {e}", t.name()));
-            let scale = want.to_f64().iter().map(|x| x.abs()).fold(0.0, f64::max);
-            compare(want, &got[0], 0.0, 1e-4 * scale)
+            slmtvm_tests::close_to(want, &got[0], 1e-4)
                 .unwrap_or_else(|e| panic!("{} at {} tokens: {e}", t.name(), want.shape()[1]));
         }
         let _ = std::fs::remove_dir_all(&out);

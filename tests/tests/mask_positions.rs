@@ -79,8 +79,7 @@ fn decoders_with_in_graph_positions_run_at_every_length_from_one_object() {
                         continue;
                     }
                 };
-                let scale = want.to_f64().iter().fold(0f64, |a, v| a.max(v.abs()));
-                if let Err(m) = slmtvm_tests::compare(want, &got, 0.0, 1e-4 * scale) {
+                if let Err(m) = slmtvm_tests::close_to(want, &got, 1e-4) {
                     failures.push(format!("{} {label} length {l}: {m}", t.name()));
                 }
             }

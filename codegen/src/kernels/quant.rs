@@ -313,10 +313,9 @@ fn store4_bytes(kb: &mut Kb, dtype: DType, q: Value, addr: Value) {
 /// block along a static axis); DynamicQuantizeLinear takes its range over the run-time extents
 /// only.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    if cx.is_symbolic() {
-        if let Some(i) = (1..cx.num_inputs()).find(|&i| cx.in_id(i).is_some_and(|v| !cx.g.ty(v).shape.is_known())) {
-            return Err(cx.refuse_symbolic(format!("input {i} (scale or zero point) of symbolic shape")));
-        }
+    let symbolic_param = |i: &usize| cx.in_id(*i).is_some_and(|v| !cx.g.ty(v).shape.is_known());
+    if let Some(i) = (1..cx.num_inputs()).find(symbolic_param).filter(|_| cx.is_symbolic()) {
+        return Err(cx.refuse_symbolic(format!("input {i} (scale or zero point) of symbolic shape")));
     }
     match &cx.node.op {
         Op::QuantizeLinear(q) => quantize(kb, cx, q.axis, q.block_size),
