@@ -538,33 +538,26 @@ fn dynamic_quantize(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     // Pass 2: quantize.
     let yp = cx.out_ptr(0);
     let (s4, z4) = if kb.caps.vector {
-        (Some(kb.b.ins().splat(types::F32X4, scale)), Some(kb.b.ins().splat(types::F32X4, zf)))
+        (kb.b.ins().splat(types::F32X4, scale), kb.b.ins().splat(types::F32X4, zf))
     } else {
-        (None, None)
+        (scale, zf)
     };
     walk(kb, &mut |kb, i, lanes| {
         let a = kb.addr(xp, i, 4);
         let ya = kb.b.ins().iadd(yp, i);
-        match (lanes, s4, z4) {
-            (4, Some(s4), Some(z4)) => {
-                let v = kb.load(types::F32X4, a, 0);
-                let r = kb.b.ins().fdiv(v, s4);
-                let r = round_even(kb, r);
-                let r = kb.b.ins().fadd(r, z4);
-                let r = fclamp(kb, r, 0.0, 255.0, 4);
-                let q = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
-                store4_bytes(kb, DType::U8, q, ya);
-            }
-            _ => {
-                let v = kb.load(types::F32, a, 0);
-                let r = kb.b.ins().fdiv(v, scale);
-                let r = round_even(kb, r);
-                let r = kb.b.ins().fadd(r, zf);
-                let r = fclamp(kb, r, 0.0, 255.0, 1);
-                let q = kb.b.ins().fcvt_to_sint_sat(types::I32, r);
-                let q = kb.b.ins().ireduce(types::I8, q);
-                kb.store(q, ya, 0);
-            }
+        let (ty, s, z, qty) =
+            if lanes == 4 { (types::F32X4, s4, z4, types::I32X4) } else { (types::F32, scale, zf, types::I32) };
+        let v = kb.load(ty, a, 0);
+        let r = kb.b.ins().fdiv(v, s);
+        let r = round_even(kb, r);
+        let r = kb.b.ins().fadd(r, z);
+        let r = fclamp(kb, r, 0.0, 255.0, lanes);
+        let q = kb.b.ins().fcvt_to_sint_sat(qty, r);
+        if lanes == 4 {
+            store4_bytes(kb, DType::U8, q, ya);
+        } else {
+            let q = kb.b.ins().ireduce(types::I8, q);
+            kb.store(q, ya, 0);
         }
     });
     Ok(())
