@@ -128,12 +128,7 @@ fn builds_are_byte_identical_from_other_folders() {
 /// limit is a guard that fails the build, see `slmtvm_optimizer::Options::time_limit`).
 #[test]
 fn minilm_builds_are_byte_identical_with_every_core_busy() {
-    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm/model.onnx");
-    assert!(
-        m.is_file(),
-        "{} is missing: python3 scripts/make_minilm.py .cache/minilm (scripts/test.sh does)",
-        m.display()
-    );
+    let m = slmtvm_tests::cached_model_path("minilm");
     let build = |tag: &str| {
         let out = fresh(tag);
         let o =

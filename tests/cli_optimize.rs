@@ -127,12 +127,7 @@ fn explain_counts_the_fused_ops_of_the_llama_style_decoder() {
 fn explain_counts_the_fused_ops_of_the_minilm_class_encoder() {
     // Six layers: one Attention per layer, LayerNorms 2 per layer + the embeddings', six
     // matrix products per layer as Dense kernels (the FFN's first with its GELU); no Softmax.
-    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/minilm/model.onnx");
-    assert!(
-        m.is_file(),
-        "{} is missing: python3 scripts/make_minilm.py .cache/minilm (scripts/test.sh does)",
-        m.display()
-    );
+    let m = slmtvm_tests::cached_model_path("minilm");
     let out = fresh("minilm");
     let text =
         ok(&slmtvm(&["build", m.to_str().unwrap(), "--target", "x86_64", "-o", out.to_str().unwrap(), "--explain"]));

@@ -332,6 +332,17 @@ impl Kb<'_> {
         self.for_range(tail, hi, 1, |kb, i| body(kb, i, 1));
     }
 
+    /// Emits `if cond { body }` (`cond` an integer value, true when non-zero); the body is
+    /// emitted once.
+    pub fn when(&mut self, cond: Value, body: impl FnOnce(&mut Self)) {
+        let (then, done) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(cond, then, &[], done, &[]);
+        self.b.switch_to_block(then);
+        body(self);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+    }
+
     /// [`Kb::for_range`] over constant bounds.
     pub fn for_const(&mut self, lo: i64, hi: i64, step: i64, body: impl FnOnce(&mut Self, Value)) {
         let (lo, hi) = (self.iconst(lo), self.iconst(hi));

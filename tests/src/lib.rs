@@ -198,16 +198,23 @@ impl Lcg {
     }
 }
 
+/// The path of the generated model `.cache/NAME/model.onnx` (see [`cached_model`]); panics
+/// with the command to run when it is missing.
+pub fn cached_model_path(name: &str) -> PathBuf {
+    let m = repo_root().join(".cache").join(name).join("model.onnx");
+    assert!(
+        m.is_file(),
+        "{} is missing: generate it with `python3 scripts/make_{name}.py .cache/{name}` (scripts/test.sh does)",
+        m.display()
+    );
+    m
+}
+
 /// A generated model under `.cache/NAME` (`model.onnx` and `inputs/*.npy`, written by
 /// `python3 scripts/make_NAME.py .cache/NAME`, as `scripts/test.sh` does): its graph and its
 /// recorded inputs in graph order. Panics with the command to run when it is missing.
 pub fn cached_model(name: &str) -> (slmtvm_ir::Graph, Vec<Tensor>) {
-    let dir = repo_root().join(".cache").join(name);
-    assert!(
-        dir.join("model.onnx").is_file(),
-        "{} is missing: generate it with `python3 scripts/make_{name}.py .cache/{name}` (scripts/test.sh does)",
-        dir.display()
-    );
+    let dir = cached_model_path(name).parent().map(Path::to_path_buf).unwrap_or_default();
     let g = slmtvm_frontend::load_onnx(&dir.join("model.onnx"), &slmtvm_frontend::LoadOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let inputs = g

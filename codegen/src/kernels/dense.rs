@@ -199,15 +199,12 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
         // Blocks wholly past the run-time rows are skipped; a block's products stop at the
         // run-time rows within it (rounded up to their tiles).
         let live = kb.b.ins().icmp(IntCC::SignedLessThan, i0, mr);
-        let (body, done) = (kb.b.create_block(), kb.b.create_block());
-        kb.b.ins().brif(live, body, &[], done, &[]);
-        kb.b.switch_to_block(body);
-        let left = kb.b.ins().isub(mr, i0);
-        let cap = kb.iconst(rows as i64);
-        let run = kb.b.ins().smin(left, cap);
-        block(kb, i0, rows, Some(run));
-        kb.b.ins().jump(done, &[]);
-        kb.b.switch_to_block(done);
+        kb.when(live, |kb| {
+            let left = kb.b.ins().isub(mr, i0);
+            let cap = kb.iconst(rows as i64);
+            let run = kb.b.ins().smin(left, cap);
+            block(kb, i0, rows, Some(run));
+        });
     });
     if !agreed.get() {
         return Err(cx.error("internal: a product of a packed weight did not take the assembled path"));

@@ -747,24 +747,16 @@ pub(crate) fn row_blocks(
         let zero = kb.iconst(0);
         kb.for_range(zero, hi, mr as i64, |kb, i| tile(kb, i, mr));
         if half > 0 {
-            let (edge, done) = (kb.b.create_block(), kb.b.create_block());
             let some = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, left, 0);
             let go = kb.b.ins().band(small, some);
-            kb.b.ins().brif(go, edge, &[], done, &[]);
-            kb.b.switch_to_block(edge);
-            tile(kb, hi, half);
-            kb.b.ins().jump(done, &[]);
-            kb.b.switch_to_block(done);
+            kb.when(go, |kb| tile(kb, hi, half));
         }
         if m > full {
             let past = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, v, full as i64);
-            let (edge, done) = (kb.b.create_block(), kb.b.create_block());
-            kb.b.ins().brif(past, edge, &[], done, &[]);
-            kb.b.switch_to_block(edge);
-            let i = kb.iconst(full as i64);
-            tile(kb, i, m - full);
-            kb.b.ins().jump(done, &[]);
-            kb.b.switch_to_block(done);
+            kb.when(past, |kb| {
+                let i = kb.iconst(full as i64);
+                tile(kb, i, m - full);
+            });
         }
         return;
     }
@@ -842,13 +834,10 @@ impl RowShare {
         let mr = self.mr;
         kb.for_range(self.a, self.b, mr as i64, |kb, i| tile(kb, i, mr));
         if let Some((first, rows, mine)) = self.edge {
-            let (body, done) = (kb.b.create_block(), kb.b.create_block());
-            kb.b.ins().brif(mine, body, &[], done, &[]);
-            kb.b.switch_to_block(body);
-            let i = kb.iconst(first as i64);
-            tile(kb, i, rows);
-            kb.b.ins().jump(done, &[]);
-            kb.b.switch_to_block(done);
+            kb.when(mine, |kb| {
+                let i = kb.iconst(first as i64);
+                tile(kb, i, rows);
+            });
         }
     }
 }

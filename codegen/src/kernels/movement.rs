@@ -44,8 +44,9 @@ use slmtvm_ir::{DType, Dim, Op, Poly, Scalar};
 /// Symbolic dims (see [`crate::layout`]): Transpose, Trilu, Range, ConstantOfShape and Gather
 /// work position-wise over the physical extents (Transpose's copies loop over the run-time
 /// extents of the output's symbolic axes, Gather over those of its indices and wraps negative
-/// indices by the run-time extent of the data's axis); Expand broadcasts only static dims of 1; a Reshape-like view that moves a
-/// symbolic dim within its group of axes is repacked element by element; Concat along an axis
+/// indices by the run-time extent of the data's axis); Expand broadcasts only static dims of
+/// 1; a Reshape-like view that moves a symbolic dim within its group of axes is repacked
+/// element by element; Concat along an axis
 /// that is symbolic before the last input places each input at its run-time offset; Slice
 /// copies from constant starts; Shape and Size report the run-time values. Split along a
 /// symbolic axis is refused.
@@ -926,8 +927,7 @@ fn repack(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let x = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
     let y = cx.out_id(0);
     let (rx, ry) = (cx.g.ty(x).shape.rank(), cx.g.ty(y).shape.rank());
-    let ex: Vec<Value> = (0..rx).map(|a| cx.extent(kb, x, a)).collect::<Result<_>>()?;
-    let ey: Vec<Value> = (0..ry).map(|a| cx.extent(kb, y, a)).collect::<Result<_>>()?;
+    let (ex, ey) = (cx.extents(kb, x, 0..rx)?, cx.extents(kb, y, 0..ry)?);
     let (sx, sy) = (strides_of(&cx.dims(x)?), strides_of(&cx.dims(y)?));
     let e = cx.out_dtype(0).size();
     let ty = match e {
@@ -1004,13 +1004,8 @@ fn concat_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
         };
         if i == 0 && rx == ra {
             // Skip the copy when the caller passes the output buffer as input 0.
-            let same = kb.b.ins().icmp(IntCC::Equal, xp, yp);
-            let (copy_b, done) = (kb.b.create_block(), kb.b.create_block());
-            kb.b.ins().brif(same, done, &[], copy_b, &[]);
-            kb.b.switch_to_block(copy_b);
-            copy(kb, off);
-            kb.b.ins().jump(done, &[]);
-            kb.b.switch_to_block(done);
+            let other = kb.b.ins().icmp(IntCC::NotEqual, xp, yp);
+            kb.when(other, |kb| copy(kb, off));
         } else {
             copy(kb, off);
         }

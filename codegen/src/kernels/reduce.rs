@@ -826,6 +826,15 @@ fn row_param(inner: &[usize], pstr: &[i64]) -> RowParam {
     }
 }
 
+/// `1 / sqrt(v + eps)` (scalar f32): the norms' inverse deviation.
+fn inv_sqrt_eps(kb: &mut Kb, v: Value, eps: f32) -> Value {
+    let e = kb.fconst(eps, 1);
+    let ve = kb.b.ins().fadd(v, e);
+    let sd = kb.b.ins().sqrt(ve);
+    let one = kb.fconst(1.0, 1);
+    kb.b.ins().fdiv(one, sd)
+}
+
 /// Loops over the rows of input 0 (its leading dims `outer`, physical): to the run-time
 /// extents of the symbolic ones when the node has symbolic dims, so a short run does not
 /// normalize the padding rows.
@@ -885,11 +894,7 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
             kb.b.ins().fmul(d, d)
         });
         let var = kb.b.ins().fdiv(ss, nf);
-        let e = kb.fconst(eps, 1);
-        let ve = kb.b.ins().fadd(var, e);
-        let sd = kb.b.ins().sqrt(ve);
-        let one = kb.fconst(1.0, 1);
-        let inv = kb.b.ins().fdiv(one, sd);
+        let inv = inv_sqrt_eps(kb, var, eps);
         let inv = Bc::new(kb, inv);
         if let Some(&p) = stats.first() {
             store_at(kb, DType::F32, p, o, mean.s, 1);
@@ -991,11 +996,7 @@ fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
         });
         let nf = kb.fconst(n as f32, 1);
         let ms = kb.b.ins().fdiv(ss, nf);
-        let e = kb.fconst(eps, 1);
-        let me = kb.b.ins().fadd(ms, e);
-        let r = kb.b.ins().sqrt(me);
-        let one = kb.fconst(1.0, 1);
-        let inv = kb.b.ins().fdiv(one, r);
+        let inv = inv_sqrt_eps(kb, ms, eps);
         let inv = Bc::new(kb, inv);
         let soff = kb.linear(0, oidx, &sstr[..axis]);
         let ssplat = (smode == RowParam::Splat).then(|| {
@@ -1228,11 +1229,7 @@ fn norm_runtime(kb: &mut Kb, cx: &NodeCtx, axis: usize, eps: f32, layer: bool) -
             kb.b.ins().fmul(d, d)
         });
         let var = kb.b.ins().fdiv(ss, n);
-        let e = kb.fconst(eps, 1);
-        let ve = kb.b.ins().fadd(var, e);
-        let sd = kb.b.ins().sqrt(ve);
-        let one = kb.fconst(1.0, 1);
-        let inv = kb.b.ins().fdiv(one, sd);
+        let inv = inv_sqrt_eps(kb, var, eps);
         let o = kb.linear(0, oidx, &stat_strides);
         for (&p, v) in stats.iter().zip([mean, inv]) {
             store_at(kb, DType::F32, p, o, v, 1);

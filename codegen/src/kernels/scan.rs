@@ -12,7 +12,7 @@
 
 use super::NodeCtx;
 use crate::Result;
-use crate::emit::{Kb, strides_of};
+use crate::emit::Kb;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use slmtvm_ir::ops::CumSum;
 use slmtvm_ir::{DType, Op};
@@ -31,13 +31,9 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         return Ok(());
     }
     let inner: usize = dims[axis + 1..].iter().product();
-    let outer: usize = dims[..axis].iter().product();
-    // Leading loops: the run-time extents of the leading axes, or one loop over all of them.
-    let (lead, lead_strides) = if cx.is_symbolic() {
-        (cx.extents(kb, xv, 0..axis)?, strides_of(&dims)[..axis].to_vec())
-    } else {
-        (vec![kb.iconst(outer as i64)], vec![(dims[axis] * inner) as i64])
-    };
+    // Leading loops: one over all rows, or to the run-time extents of symbolic leading axes.
+    let (lead, lead_rows) = cx.row_loops(kb, xv, axis)?;
+    let lead_strides: Vec<i64> = lead_rows.iter().map(|&r| r * (dims[axis] * inner) as i64).collect();
     let n = cx.extent(kb, xv, axis)?;
     let (x, y) = (cx.in_ptr(0)?, cx.out_ptr(0));
     let vector = kb.caps.vector && matches!(dt, DType::F32 | DType::I32) && inner >= 4;
