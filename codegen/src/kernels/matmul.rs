@@ -27,7 +27,7 @@ mod assembled;
 
 use super::NodeCtx;
 use crate::Result;
-use crate::emit::{Kb, flags, storage_type, strides_of};
+use crate::emit::{Kb, flags, storage_type};
 use crate::pack::PackedRead;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
@@ -38,51 +38,61 @@ use slmtvm_targets::{Microkernel, Schedule};
 /// Emits the kernel of `cx.node`.
 ///
 /// Symbolic dims: the rows (and columns) of the output run to their run-time extents, batch
-/// dims position-wise over the physical ones; a symbolic contraction axis takes the run-time
-/// K (`matmul_runtime_k`, f32 MatMul only; Gemm and MatMulInteger refuse it).
+/// dims position-wise over the physical ones. A symbolic contraction axis on one operand
+/// against a static one on the other takes the static K (the symbolic operand's physical
+/// extent, its bound, is only its layout); symbolic on both, the K loop runs to the run-time
+/// extent (`Problem::k_run`, on the broadcast schedule).
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    if cx.is_symbolic() {
-        let a = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
-        let ra = cx.g.ty(a).shape.rank();
-        match &cx.node.op {
-            Op::MatMul(_) if ra >= 1 && cx.axis_symbolic(a, ra - 1) => return matmul_runtime_k(kb, cx),
-            Op::Gemm(_) => {
-                let b = cx.in_id(1).ok_or_else(|| cx.error("input 1 is required"))?;
-                if !cx.g.ty(a).shape.is_known() && !cx.g.ty(b).shape.is_known() {
-                    return Err(cx.refuse_symbolic("Gemm with symbolic dims on both operands"));
-                }
-            }
-            Op::MatMulInteger(_) => {
-                if ra >= 1 && cx.axis_symbolic(a, ra - 1) {
-                    return Err(cx.refuse_symbolic("MatMulInteger contracting a symbolic axis"));
-                }
-                if (2..cx.num_inputs()).any(|i| cx.in_id(i).is_some_and(|z| !cx.g.ty(z).shape.is_known())) {
-                    return Err(cx.refuse_symbolic("MatMulInteger zero points of symbolic shape"));
-                }
-            }
-            _ => {}
-        }
-    }
+    let a = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let b = cx.in_id(1).ok_or_else(|| cx.error("input 1 is required"))?;
+    let (ra, rb) = (cx.g.ty(a).shape.rank(), cx.g.ty(b).shape.rank());
+    // The contraction axes of A and B.
+    let (ka, kb_axis) = match &cx.node.op {
+        Op::Gemm(g) => (usize::from(!g.trans_a), usize::from(g.trans_b)),
+        _ => (ra.saturating_sub(1), rb.saturating_sub(2)),
+    };
+    let sym = (cx.axis_symbolic(a, ka), cx.axis_symbolic(b, kb_axis));
     let mut p = match &cx.node.op {
-        Op::MatMul(_) => matmul(cx)?,
-        Op::Gemm(g) => gemm(cx, g)?,
-        Op::MatMulInteger(_) => matmul_integer(cx)?,
+        Op::MatMul(_) => matmul(cx, sym)?,
+        Op::Gemm(g) => gemm(cx, g, sym)?,
+        Op::MatMulInteger(_) => matmul_integer(cx, sym)?,
         _ => return Err(cx.error("not a matrix product")),
     };
-    // Symbolic output rows: only the run-time rows are computed.
-    let out = cx.out_id(0);
-    let (ra, ro) = (cx.g.ty(cx.in_id(0).unwrap_or(out)).shape.rank(), cx.g.ty(out).shape.rank());
-    if ra >= 2 && ro >= 2 && cx.g.ty(out).shape.0[ro - 2].known().is_none() {
-        p.m_run = Some(cx.extent(kb, out, ro - 2)?);
+    if sym.0 && sym.1 {
+        p.k_run = Some(cx.extent(kb, a, ka)?);
+        p.pack = None;
     }
-    let rb = cx.g.ty(cx.in_id(1).unwrap_or(out)).shape.rank();
-    if rb >= 2 && ro >= 1 && cx.g.ty(out).shape.0[ro - 1].known().is_none() {
+    // Symbolic output rows (the last axis when B is 1-D) and columns: only the run-time ones
+    // are computed.
+    let out = cx.out_id(0);
+    let ro = cx.g.ty(out).shape.rank();
+    let m_axis = if rb >= 2 { ro.checked_sub(2) } else { ro.checked_sub(1) };
+    if let Some(ax) = m_axis.filter(|&ax| ra >= 2 && cx.axis_symbolic(out, ax)) {
+        p.m_run = Some(cx.extent(kb, out, ax)?);
+    }
+    if rb >= 2 && ro >= 1 && cx.axis_symbolic(out, ro - 1) {
         p.n_run = Some(cx.extent(kb, out, ro - 1)?);
     }
     if let Some(r) = emit_problem(kb, &p) {
         cx.read_packed(r);
     }
     Ok(())
+}
+
+/// The contraction extent of physical extents `ka` (A) and `kb` (B), `sym` saying which are
+/// symbolic: the static one when only one is (the symbolic operand's bound must be at least
+/// it), else the smaller (both symbolic: a bound the run-time K loop never passes). Static
+/// extents are checked equal by the caller.
+fn contraction(cx: &NodeCtx, ka: usize, kb: usize, sym: (bool, bool)) -> Result<usize> {
+    let k = match sym {
+        (true, false) => kb,
+        (false, _) => ka,
+        (true, true) => ka.min(kb),
+    };
+    if ka < k || kb < k {
+        return Err(cx.error(format!("a static contraction extent {k} exceeds the symbolic one's bound")));
+    }
+    Ok(k)
 }
 
 /// The type products accumulate in.
@@ -148,6 +158,9 @@ struct Problem {
     /// The run-time column count when the output's columns are a symbolic dim.
     n_run: Option<Value>,
     k: usize,
+    /// The run-time contraction extent when A's and B's are both symbolic (the loops along K
+    /// stop there; `k` is then only the physical bound).
+    k_run: Option<Value>,
     n: usize,
     acc: Acc,
     a: Operand,
@@ -204,7 +217,12 @@ fn layout(st: &[i64], is_a: bool, batch_rank: usize) -> (Vec<i64>, i64, i64) {
 }
 
 /// NumPy-style dims of a product of `a` and `b`: (batch, m, k, n).
-fn product_dims(cx: &NodeCtx, a: &[usize], b: &[usize]) -> Result<(Vec<usize>, usize, usize, usize)> {
+fn product_dims(
+    cx: &NodeCtx,
+    a: &[usize],
+    b: &[usize],
+    sym: (bool, bool),
+) -> Result<(Vec<usize>, usize, usize, usize)> {
     let (ab, m, ka) = match a {
         [] => return Err(cx.error("operand a is a scalar")),
         [k] => (&[][..], 1, *k),
@@ -215,9 +233,10 @@ fn product_dims(cx: &NodeCtx, a: &[usize], b: &[usize]) -> Result<(Vec<usize>, u
         [k] => (&[][..], *k, 1),
         [rest @ .., k, n] => (rest, *k, *n),
     };
-    if ka != kb {
+    if sym == (false, false) && ka != kb {
         return Err(cx.error(format!("inner dims differ: {a:?} and {b:?}")));
     }
+    let k = contraction(cx, ka, kb, sym)?;
     let rank = ab.len().max(bb.len());
     let mut batch = Vec::with_capacity(rank);
     for i in 0..rank {
@@ -228,7 +247,7 @@ fn product_dims(cx: &NodeCtx, a: &[usize], b: &[usize]) -> Result<(Vec<usize>, u
         }
         batch.push(if x == 1 { y } else { x });
     }
-    Ok((batch, m, ka, n))
+    Ok((batch, m, k, n))
 }
 
 /// The operand bound to input `i` of `shape`, its data of `data` dims broadcast into it.
@@ -245,9 +264,9 @@ fn output(cx: &NodeCtx, batch: &[usize], m: usize, n: usize) -> Operand {
     Operand { ptr: cx.out_ptr(0), dtype: cx.out_dtype(0), batch: st, rs, cs }
 }
 
-fn matmul(cx: &NodeCtx) -> Result<Problem> {
+fn matmul(cx: &NodeCtx, sym: (bool, bool)) -> Result<Problem> {
     let (ad, bd) = (cx.in_dims(0)?, cx.in_dims(1)?);
-    let (batch, m, k, n) = product_dims(cx, &ad, &bd)?;
+    let (batch, m, k, n) = product_dims(cx, &ad, &bd, sym)?;
     let dtype = cx.in_dtype(0)?;
     if cx.in_dtype(1)? != dtype || cx.out_dtype(0) != dtype {
         return Err(cx.error("operands and result must share a dtype"));
@@ -270,6 +289,7 @@ fn matmul(cx: &NodeCtx) -> Result<Problem> {
         m_run: None,
         n_run: None,
         k,
+        k_run: None,
         n,
         acc,
         epi: Epilogue::Plain,
@@ -277,7 +297,7 @@ fn matmul(cx: &NodeCtx) -> Result<Problem> {
     })
 }
 
-fn gemm(cx: &NodeCtx, g: &Gemm) -> Result<Problem> {
+fn gemm(cx: &NodeCtx, g: &Gemm, sym: (bool, bool)) -> Result<Problem> {
     let (ad, bd) = (cx.in_dims(0)?, cx.in_dims(1)?);
     let (&[a0, a1], &[b0, b1]) = (ad.as_slice(), bd.as_slice()) else {
         return Err(cx.error("Gemm operands must be 2-D"));
@@ -288,9 +308,10 @@ fn gemm(cx: &NodeCtx, g: &Gemm) -> Result<Problem> {
     }
     let (m, k) = if g.trans_a { (a1, a0) } else { (a0, a1) };
     let (kb, n) = if g.trans_b { (b1, b0) } else { (b0, b1) };
-    if k != kb {
+    if sym == (false, false) && k != kb {
         return Err(cx.error(format!("inner dims differ: {ad:?} and {bd:?}")));
     }
+    let k = contraction(cx, k, kb, sym)?;
     let (ars, acs) = if g.trans_a { (1, a1 as i64) } else { (a1 as i64, 1) };
     let (brs, bcs) = if g.trans_b { (1, b1 as i64) } else { (b1 as i64, 1) };
     let a = Operand { ptr: cx.in_ptr(0)?, dtype, batch: vec![], rs: ars, cs: acs };
@@ -322,6 +343,7 @@ fn gemm(cx: &NodeCtx, g: &Gemm) -> Result<Problem> {
         m_run: None,
         n_run: None,
         k,
+        k_run: None,
         n,
         acc,
         a,
@@ -334,9 +356,9 @@ fn gemm(cx: &NodeCtx, g: &Gemm) -> Result<Problem> {
     })
 }
 
-fn matmul_integer(cx: &NodeCtx) -> Result<Problem> {
+fn matmul_integer(cx: &NodeCtx, sym: (bool, bool)) -> Result<Problem> {
     let (ad, bd) = (cx.in_dims(0)?, cx.in_dims(1)?);
-    let (batch, m, k, n) = product_dims(cx, &ad, &bd)?;
+    let (batch, m, k, n) = product_dims(cx, &ad, &bd, sym)?;
     for i in 0..2 {
         if !matches!(cx.in_dtype(i)?, DType::I8 | DType::U8) {
             return Err(cx.error("operands must be i8 or u8"));
@@ -381,6 +403,7 @@ fn matmul_integer(cx: &NodeCtx) -> Result<Problem> {
         m_run: None,
         n_run: None,
         k,
+        k_run: None,
         n,
         acc: Acc::I32,
         epi: Epilogue::Plain,
@@ -608,6 +631,7 @@ fn f32_epilogue(
         m_run,
         n_run,
         k,
+        k_run: None,
         n,
         acc: Acc::F32,
         a: op(a),
@@ -638,7 +662,9 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) -> Option<PackedRead> {
     let all_f32 =
         [Some(&o.a), Some(&o.b), o.c.as_ref(), Some(&o.out)].into_iter().flatten().all(|m| m.dtype == DType::F32);
     let vf32 = kb.caps.vector && p.acc == Acc::F32 && all_f32;
-    let dot_ok = vf32 && o.a.cs == 1 && o.b.rs == 1 && p.k >= 4;
+    // A run-time K runs on the broadcast schedule (its K loop is the one that takes it).
+    let static_k = p.k_run.is_none();
+    let dot_ok = static_k && vf32 && o.a.cs == 1 && o.b.rs == 1 && p.k >= 4;
     let bcast_ok = vf32 && o.b.cs == 1 && p.n >= 4;
     let int_ok = kb.caps.vector
         && p.acc == Acc::I32
@@ -647,7 +673,7 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) -> Option<PackedRead> {
         && p.n >= 8
         && o.zb.is_none_or(|z| z.cs <= 1);
     let s = kb.caps.schedule;
-    if vf32 && s.kernel != Microkernel::Cranelift && assembled::applies(p, o) {
+    if static_k && vf32 && s.kernel != Microkernel::Cranelift && assembled::applies(p, o) {
         let Some(pk) = p.pack else {
             assembled::emit(kb, p, o);
             return None;
@@ -911,6 +937,39 @@ fn loop_carry(
     kb.b.block_params(exit).to_vec()
 }
 
+/// [`loop_carry`] from 0 to the run-time `hi` in steps of 1 (no trip when `hi <= 0`).
+fn loop_carry_to(
+    kb: &mut Kb,
+    hi: Value,
+    state: Vec<Value>,
+    body: impl FnOnce(&mut Kb, &[Value]) -> Vec<Value>,
+) -> Vec<Value> {
+    let ptr = kb.caps.ptr;
+    let blk = kb.b.create_block();
+    let exit = kb.b.create_block();
+    kb.b.append_block_param(blk, ptr);
+    for &v in &state {
+        let t = kb.ty(v);
+        kb.b.append_block_param(blk, t);
+        kb.b.append_block_param(exit, t);
+    }
+    let zero = kb.iconst(0);
+    let enter = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, hi, 0);
+    let first: Vec<_> = std::iter::once(zero).chain(state.iter().copied()).map(Into::into).collect();
+    let skip: Vec<_> = state.into_iter().map(Into::into).collect();
+    kb.b.ins().brif(enter, blk, &first, exit, &skip);
+    kb.b.switch_to_block(blk);
+    let params = kb.b.block_params(blk).to_vec();
+    let new = body(kb, &params[1..]);
+    let next = kb.b.ins().iadd_imm_s(params[0], 1);
+    let go = kb.b.ins().icmp(IntCC::SignedLessThan, next, hi);
+    let back: Vec<_> = std::iter::once(next).chain(new.iter().copied()).map(Into::into).collect();
+    let out: Vec<_> = new.iter().copied().map(Into::into).collect();
+    kb.b.ins().brif(go, blk, &back, exit, &out);
+    kb.b.switch_to_block(exit);
+    kb.b.block_params(exit).to_vec()
+}
+
 /// A scalar element of `dtype` at `addr + off` in the accumulator type.
 fn load_scalar(kb: &mut Kb, acc: Acc, dtype: DType, addr: Value, off: i32) -> Value {
     let raw = kb.load(storage_type(dtype), addr, off);
@@ -1034,7 +1093,7 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
         }
     }
     let (a, b) = (o.a, o.b);
-    let fin = loop_carry(kb, 0, p.k as i64, 1, state, |kb, st| {
+    let step = |kb: &mut Kb, st: &[Value]| {
         let (pa, pb) = (st[0], st[1]);
         let mut at = 2;
         let pza = moving_za.map(|_| {
@@ -1107,7 +1166,11 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
         }
         ptrs.extend(next);
         ptrs
-    });
+    };
+    let fin = match p.k_run {
+        None => loop_carry(kb, 0, p.k as i64, 1, state, step),
+        Some(k) => loop_carry_to(kb, k, state, step),
+    };
     let accs = &fin[nptr..];
     debug_assert_eq!(accs.len(), nacc);
     let tile = Tile { i0, j0 };
@@ -1302,73 +1365,4 @@ fn dot_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usi
         }
     }
     activate_tile(kb, p, o, &tile, rows, Cols { vecs: 0, scalars: ncols });
-}
-
-/// MatMul whose contraction axis is symbolic: `y[.., m, n] = Σ_{k < K} a[.., m, k]·b[.., k, n]`
-/// over the run-time K, for every physical m and n; batch dims broadcast.
-fn matmul_runtime_k(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    let (av, bv) = (cx.in_id(0).ok_or_else(|| cx.error("input 0"))?, cx.in_id(1).ok_or_else(|| cx.error("input 1"))?);
-    let (da, db, dy) = (cx.dims(av)?, cx.dims(bv)?, cx.out_dims(0)?);
-    if da.len() < 2 || db.len() < 2 || cx.in_dtype(0)? != DType::F32 || cx.in_dtype(1)? != DType::F32 {
-        return Err(cx.unsupported("a symbolic contraction needs f32 operands of rank >= 2"));
-    }
-    let (kphys, n) = (da[da.len() - 1], db[db.len() - 1]);
-    if db[db.len() - 2] != kphys {
-        return Err(cx.error(format!("contraction extents {kphys} and {} differ", db[db.len() - 2])));
-    }
-    let k = cx.extent(kb, av, da.len() - 1)?;
-    let yv = cx.out_id(0);
-    let m_run = cx.extent(kb, yv, dy.len() - 2)?;
-    let batch = &dy[..dy.len() - 2];
-    let bstr = |d: &[usize]| -> Vec<i64> {
-        let st = strides_of(d);
-        let off = batch.len() - (d.len() - 2);
-        (0..batch.len()).map(|i| if i < off || d[i - off] == 1 { 0 } else { st[i - off] }).collect()
-    };
-    let (sa, sb, sy) = (bstr(&da), bstr(&db), strides_of(&dy));
-    let (ap, bp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.out_ptr(0));
-    let vec = kb.caps.vector;
-    let n4 = if vec { n / 4 * 4 } else { 0 };
-    kb.nest(batch, &mut |kb, bi| {
-        let a0 = kb.linear(0, bi, &sa);
-        let b0 = kb.linear(0, bi, &sb);
-        let y0 = kb.linear(0, bi, &sy[..batch.len()]);
-        let zero = kb.iconst(0);
-        kb.for_range(zero, m_run, 1, |kb, mi| {
-            let arow = kb.b.ins().imul_imm_s(mi, kphys as i64);
-            let arow = kb.b.ins().iadd(a0, arow);
-            let yrow = kb.b.ins().imul_imm_s(mi, n as i64);
-            let yrow = kb.b.ins().iadd(y0, yrow);
-            let col = |kb: &mut Kb, j: Value, lanes: usize| {
-                let z = kb.fconst(0.0, lanes);
-                let acc = kb.var(z);
-                let zero = kb.iconst(0);
-                kb.for_range(zero, k, 1, |kb, kk| {
-                    let ai = kb.b.ins().iadd(arow, kk);
-                    let pa = kb.addr(ap, ai, 4);
-                    let x = kb.load(types::F32, pa, 0);
-                    let x = if lanes == 4 { kb.b.ins().splat(types::F32X4, x) } else { x };
-                    let bi = kb.b.ins().imul_imm_s(kk, n as i64);
-                    let bi = kb.b.ins().iadd(b0, bi);
-                    let bi = kb.b.ins().iadd(bi, j);
-                    let pb = kb.addr(bp, bi, 4);
-                    let w = kb.load(if lanes == 4 { types::F32X4 } else { types::F32 }, pb, 0);
-                    let old = kb.b.use_var(acc);
-                    let new = kb.mul_add(x, w, old);
-                    kb.b.def_var(acc, new);
-                });
-                let yi = kb.b.ins().iadd(yrow, j);
-                let py = kb.addr(yp, yi, 4);
-                let v = kb.b.use_var(acc);
-                kb.store(v, py, 0);
-            };
-            if n4 > 0 {
-                kb.for_const(0, n4 as i64, 4, |kb, j| col(kb, j, 4));
-            }
-            if n4 < n {
-                kb.for_const(n4 as i64, n as i64, 1, |kb, j| col(kb, j, 1));
-            }
-        });
-    });
-    Ok(())
 }
