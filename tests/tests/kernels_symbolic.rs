@@ -11,8 +11,8 @@
 //! that are refused with an error naming them.
 
 use slmtvm_ir::ops::{
-    AutoPad, Cast, CumSum, DynamicQuantizeLinear, Gemm, GlobalAveragePool, LayerNorm, MatMul, MatMulInteger, Pool,
-    PoolKind, Reduce, ReduceKind, RmsNorm, Softmax, Split,
+    AutoPad, BinaryOp, Cast, CumSum, DynamicQuantizeLinear, Expand, Gemm, GlobalAveragePool, LayerNorm, MatMul,
+    MatMulInteger, Pool, PoolKind, Reduce, ReduceKind, RmsNorm, Softmax, Split, UnaryOp, Where,
 };
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
 use slmtvm_tests::Lcg;
@@ -181,6 +181,61 @@ fn products_contract_symbolic_axes_to_their_run_time_extent() {
         })
         .collect();
     let failures = check_against_interpreter(&g, &sets, 1e-4, 1e-3);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A symbolic dim broadcast against a static one (or another symbol) is 1 or that extent at
+/// run time: the elementwise walk and Expand read it at index 0 when its run-time extent is 1,
+/// else along it; on an outer axis (followed by merged static axes), on the innermost one
+/// (scalar steps), in Where's condition, and in Expand.
+#[test]
+fn symbolic_dims_broadcast_when_they_are_one_at_run_time() {
+    let mut rng = Lcg(37);
+    let mut g = Graph::new("sym_bcast");
+    let a = g.add_input("a", ty(DType::F32, "[p<=6, 4]"));
+    let cond = g.add_input("cond", ty(DType::Bool, "[q<=6, 1]"));
+    let r = g.add_input("r", ty(DType::F32, "[2, r<=6]"));
+    let u = g.add_input("u", ty(DType::F32, "[v<=7, 3, 5]"));
+    let e = g.add_input("e", ty(DType::I64, "[w<=6]"));
+    let f = g.add_input("f", ty(DType::F32, "[t<=5]"));
+    let e2 = g.add_input("e2", ty(DType::F32, "[w<=6, 1]"));
+    let c44 = g.add_const("c44", rng.tensor(&[4, 4], 1.0));
+    let c43 = g.add_const("c43", rng.tensor(&[4, 3], 1.0));
+    let c24 = g.add_const("c24", rng.tensor(&[2, 4], 1.0));
+    let c435 = g.add_const("c435", rng.tensor(&[4, 3, 5], 1.0));
+    let one = g.add_const("one", Tensor::from_vec(&[1], vec![-2.0f32]).unwrap());
+    out(&mut g, "add", Op::Binary(BinaryOp::Add), &[a, c44], 1);
+    out(&mut g, "where", Op::Where(Where {}), &[cond, c43, one], 1);
+    out(&mut g, "mul_inner", Op::Binary(BinaryOp::Mul), &[r, c24], 1);
+    out(&mut g, "sub_outer", Op::Binary(BinaryOp::Sub), &[c435, u], 1);
+    let shape = g.add_const("shape", Tensor::from_vec(&[2], vec![2i64, 3]).unwrap());
+    out(&mut g, "expand", Op::Expand(Expand {}), &[e, shape], 1);
+    out(&mut g, "neg", Op::Unary(UnaryOp::Neg), &[f], 1);
+    // [w, 1] to [3, 8]: w at run time, the static 1 splat into vector steps.
+    let shape2 = g.add_const("shape2", Tensor::from_vec(&[2], vec![3i64, 8]).unwrap());
+    out(&mut g, "expand2", Op::Expand(Expand {}), &[e2, shape2], 1);
+    g.infer().unwrap();
+    for (name, want) in [("add:0", "[4, 4]"), ("sub_outer:0", "[4, 3, 5]"), ("expand:0", "[2, 3]")] {
+        let v = g.values.iter().find(|v| v.name == name).unwrap();
+        assert_eq!(v.ty.shape.to_string(), want, "{name}");
+    }
+    // (p, q, r, v, w, t): each symbol 1 or the extent it broadcasts against (t is free).
+    let sets: Vec<Vec<Tensor>> = [(4, 4, 4, 4, 3, 3), (1, 1, 1, 1, 1, 5), (1, 4, 4, 1, 3, 5), (4, 1, 1, 4, 1, 1)]
+        .iter()
+        .map(|&(p, q, r, v, w, t)| {
+            let bools: Vec<bool> = (0..q).map(|_| rng.below(2) == 1).collect();
+            vec![
+                rng.tensor(&[p, 4], 1.0),
+                Tensor::from_vec(&[q, 1], bools).unwrap(),
+                rng.tensor(&[2, r], 1.0),
+                rng.tensor(&[v, 3, 5], 1.0),
+                ints(&mut rng, &[w], -9, 9),
+                rng.tensor(&[t], 1.0),
+                rng.tensor(&[w, 1], 1.0),
+            ]
+        })
+        .collect();
+    let failures = check_against_interpreter(&g, &sets, 0.0, 0.0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -109,12 +109,57 @@ pub fn broadcast_nest_with(out: &[usize], shapes: &[&[usize]], own_loop: &[bool]
     Nest { dims, strides: merged, first }
 }
 
-/// One operand of a walk: base pointer, dims (broadcast into the output's) and element bytes.
+/// One operand of a walk: base pointer, dims (broadcast into the output's), element bytes and
+/// the axes it broadcasts along only when their run-time extent is 1 ([`runtime_ones`]).
 #[derive(Clone)]
 struct Operand<'a> {
     ptr: Value,
     dims: &'a [usize],
     elem: usize,
+    ones: Vec<RunOne>,
+}
+
+impl<'a> Operand<'a> {
+    /// An operand whose dims the walk takes as they are (an output, or an input of static
+    /// dims or the output's).
+    fn new(ptr: Value, dims: &'a [usize], elem: usize) -> Operand<'a> {
+        Operand { ptr, dims, elem, ones: vec![] }
+    }
+
+    /// Input `i` of `cx` of `dims` (its physical dims), with its run-time broadcasts.
+    fn input(kb: &mut Kb, cx: &NodeCtx, i: usize, dims: &'a [usize], elem: usize) -> Result<Operand<'a>> {
+        Ok(Operand { ptr: cx.in_ptr(i)?, dims, elem, ones: runtime_ones(kb, cx, i)? })
+    }
+}
+
+/// An axis along which an operand broadcasts only at run time: its dim is symbolic and not the
+/// output's, so its run-time extent is either 1 (the operand broadcasts) or the output's.
+#[derive(Clone, Copy, Debug)]
+struct RunOne {
+    /// The output axis.
+    axis: usize,
+    /// True (non-zero) when the operand's run-time extent there is 1.
+    is_one: Value,
+    /// The operand's last physical index along the axis (reads are clamped to it).
+    last: i64,
+}
+
+/// The [`RunOne`]s of input `i`: every symbolic dim that is not the output's (an operand dim
+/// `s` against a static output dim `4`, which inference gives when `s` broadcasts against 4).
+fn runtime_ones(kb: &mut Kb, cx: &NodeCtx, i: usize) -> Result<Vec<RunOne>> {
+    let Some(v) = cx.in_id(i) else { return Ok(vec![]) };
+    let (dims, out) = (&cx.g.ty(v).shape.0, &cx.g.ty(cx.out_id(0)).shape.0);
+    let phys = cx.dims(v)?;
+    let pad = out.len().saturating_sub(dims.len());
+    let mut ones = Vec::new();
+    for (k, d) in dims.iter().enumerate() {
+        if d.known().is_none() && out.get(pad + k).is_none_or(|o| o.poly() != d.poly()) {
+            let n = cx.extent(kb, v, k)?;
+            let is_one = kb.b.ins().icmp_imm_s(IntCC::Equal, n, 1);
+            ones.push(RunOne { axis: pad + k, is_one, last: phys[k].saturating_sub(1) as i64 });
+        }
+    }
+    Ok(ones)
 }
 
 /// One step of a walk: each operand's element address, the lanes (4 for a vector step, 1 for
@@ -166,8 +211,21 @@ fn walk_with(
         return Ok(());
     }
     let shapes: Vec<&[usize]> = ops.iter().map(|o| o.dims).collect();
-    let own: Vec<bool> = (0..out.len()).map(|a| runs.get(a).is_some_and(Option::is_some)).collect();
+    let mut own: Vec<bool> = (0..out.len()).map(|a| runs.get(a).is_some_and(Option::is_some)).collect();
+    // An axis broadcast at run time is a loop of its own: neither merged into the loop outside
+    // it nor holding the next axis (of more than one element) merged into it.
+    for r in ops.iter().flat_map(|o| &o.ones) {
+        own[r.axis] = true;
+        if let Some(next) = (r.axis + 1..out.len()).find(|&a| out[a] != 1) {
+            own[next] = true;
+        }
+    }
     let nest = broadcast_nest_with(out, &shapes, &own);
+    let ones: Vec<Vec<Option<RunOne>>> = nest
+        .first
+        .iter()
+        .map(|&a| ops.iter().map(|o| o.ones.iter().find(|r| r.axis == a).copied()).collect())
+        .collect();
     // A loop that starts at a symbolic axis runs over its run-time extent (times the static
     // axes merged into the loop).
     let counts: Vec<Option<Value>> = nest
@@ -191,7 +249,7 @@ fn walk_with(
             err = Some(e);
         }
     };
-    let w = Walk { nest: &nest, elems: &elems, vector: vector && kb.caps.vector, counts, unroll };
+    let w = Walk { nest: &nest, elems: &elems, vector: vector && kb.caps.vector, counts, unroll, ones };
     w.level(kb, 0, bases, &mut f);
     err.map_or(Ok(()), Err)
 }
@@ -204,6 +262,8 @@ struct Walk<'a> {
     counts: Vec<Option<Value>>,
     /// How the static innermost vector loop is unrolled.
     unroll: Unroll,
+    /// Per loop, per operand: the run-time broadcast of the loop's axis, if any.
+    ones: Vec<Vec<Option<RunOne>>>,
 }
 
 /// The run-time extent of every symbolic axis of the output (None for static axes).
@@ -220,13 +280,33 @@ fn outer_run(kb: &mut Kb, cx: &NodeCtx) -> Result<Runs> {
 }
 
 impl Walk<'_> {
-    fn offsets(&self, kb: &mut Kb, bases: &[Value], strides: &[usize], i: Value) -> Vec<Value> {
-        bases
-            .iter()
-            .zip(strides)
-            .zip(self.elems)
-            .map(|((&b, &s), &e)| if s == 0 { b } else { kb.addr(b, i, s * e) })
-            .collect()
+    /// Each operand's address at index `i` of loop `level` (`strides` its strides there): an
+    /// operand broadcast at run time along the loop stays at index 0 when its extent is 1.
+    fn offsets(&self, kb: &mut Kb, level: usize, bases: &[Value], strides: &[usize], i: Value) -> Vec<Value> {
+        let mut at = Vec::with_capacity(bases.len());
+        for (k, ((&b, &s), &e)) in bases.iter().zip(strides).zip(self.elems).enumerate() {
+            let idx = match self.ones[level][k] {
+                _ if s == 0 => {
+                    at.push(b);
+                    continue;
+                }
+                Some(r) => {
+                    let last = kb.iconst(r.last);
+                    let j = kb.b.ins().umin(i, last);
+                    let zero = kb.iconst(0);
+                    kb.b.ins().select(r.is_one, zero, j)
+                }
+                None => i,
+            };
+            at.push(kb.addr(b, idx, s * e));
+        }
+        at
+    }
+
+    /// True when loop `level` may take vector steps: every operand contiguous or broadcast
+    /// along it, none broadcast at run time.
+    fn vectorizable(&self, level: usize, strides: &[usize]) -> bool {
+        self.vector && strides.iter().all(|&s| s <= 1) && self.ones[level].iter().all(Option::is_none)
     }
 
     fn level(&self, kb: &mut Kb, level: usize, bases: Vec<Value>, body: &mut dyn FnMut(&mut Kb, &[Value], usize)) {
@@ -237,13 +317,13 @@ impl Walk<'_> {
         }
         if level + 1 < self.nest.dims.len() {
             kb.for_const(0, n as i64, 1, |kb, i| {
-                let next = self.offsets(kb, &bases, &strides, i);
+                let next = self.offsets(kb, level, &bases, &strides, i);
                 self.level(kb, level + 1, next, body);
             });
             return;
         }
         // Innermost loop: vector steps where every operand is contiguous or broadcast.
-        let vectorizable = self.vector && strides.iter().all(|&s| s <= 1);
+        let vectorizable = self.vectorizable(level, &strides);
         let vec_end = if vectorizable { n / 4 * 4 } else { 0 };
         // Two vectors a loop step while 8 remain (see [`Unroll`]), then one.
         let pair_end = if vectorizable && self.unroll == Unroll::Twice { n / 8 * 8 } else { 0 };
@@ -251,14 +331,14 @@ impl Walk<'_> {
             kb.for_const(0, pair_end as i64, 8, |kb, i| {
                 for k in 0..2 {
                     let ik = if k == 0 { i } else { kb.b.ins().iadd_imm_s(i, 4) };
-                    let at = self.offsets(kb, &bases, &strides, ik);
+                    let at = self.offsets(kb, level, &bases, &strides, ik);
                     body(kb, &at, 4);
                 }
             });
         }
         if vec_end > pair_end {
             kb.for_const(pair_end as i64, vec_end as i64, 4, |kb, i| {
-                let at = self.offsets(kb, &bases, &strides, i);
+                let at = self.offsets(kb, level, &bases, &strides, i);
                 body(kb, &at, 4);
             });
         }
@@ -268,7 +348,7 @@ impl Walk<'_> {
                 return;
             }
             kb.for_const(vec_end as i64, n as i64, 1, |kb, i| {
-                let at = self.offsets(kb, &bases, &strides, i);
+                let at = self.offsets(kb, level, &bases, &strides, i);
                 body(kb, &at, 1);
             });
         }
@@ -290,14 +370,14 @@ impl Walk<'_> {
         let zero = kb.iconst(0);
         if level + 1 < self.nest.dims.len() {
             kb.for_range(zero, count, 1, |kb, i| {
-                let next = self.offsets(kb, &bases, strides, i);
+                let next = self.offsets(kb, level, &bases, strides, i);
                 self.level(kb, level + 1, next, body);
             });
             return;
         }
-        let vectorizable = self.vector && strides.iter().all(|&s| s <= 1);
+        let vectorizable = self.vectorizable(level, strides);
         kb.for_lanes(zero, count, vectorizable, &mut |kb, i, lanes| {
-            let at = self.offsets(kb, &bases, strides, i);
+            let at = self.offsets(kb, level, &bases, strides, i);
             body(kb, &at, lanes);
         });
     }
@@ -818,8 +898,10 @@ fn floor_mod_adjust_f32(kb: &mut Kb, r: Value, y: Value) -> Value {
 
 /// Emits the kernel of `cx.node`.
 ///
-/// Symbolic dims: every operand dim is the output's or 1 ([`NodeCtx::position_wise`]); loops
-/// that start at a symbolic axis of the output run to its run-time extent.
+/// Symbolic dims: every operand dim is the output's, 1, or symbolic ([`NodeCtx::position_wise`];
+/// a symbolic dim that is not the output's is read at index 0 when its run-time extent is 1,
+/// [`runtime_ones`]); loops that start at a symbolic axis of the output run to its run-time
+/// extent.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if cx.is_symbolic() {
         cx.position_wise(cx.num_inputs())?;
@@ -839,8 +921,7 @@ fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
     let r0 = outer_run(kb, cx)?;
     let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
     let (x, y) = (cx.in_dims(0)?, cx.out_ptr(0));
-    let ops =
-        [Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() }, Operand { ptr: y, dims: &out, elem: dt.size() }];
+    let ops = [Operand::input(kb, cx, 0, &x, dt.size())?, Operand::new(y, &out, dt.size())];
     if *op == UnaryOp::Identity {
         return copy(kb, &r0, &out, &ops);
     }
@@ -874,12 +955,29 @@ fn emit_unary(kb: &mut Kb, cx: &NodeCtx, op: &UnaryOp) -> Result<()> {
     })
 }
 
-/// Copies operand 0 into operand 1 (same dims and dtype), raw bits.
+/// Expand over symbolic dims: input 0 copied into the output, broadcast along its static 1s and
+/// along its symbolic dims whose run-time extent is 1.
+pub(crate) fn expand_runtime(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
+    let r0 = outer_run(kb, cx)?;
+    let (x, out, elem) = (cx.in_dims(0)?, cx.out_dims(0)?, cx.in_dtype(0)?.size());
+    if cx.out_dtype(0).size() != elem {
+        return Err(cx.error("the output must share the input's dtype"));
+    }
+    let ops = [Operand::input(kb, cx, 0, &x, elem)?, Operand::new(cx.out_ptr(0), &out, elem)];
+    copy(kb, &r0, &out, &ops)
+}
+
+/// Copies operand 0 into operand 1 (same dtype; operand 0 broadcast into operand 1's dims),
+/// raw bits.
 fn copy(kb: &mut Kb, r0: &Runs, out: &[usize], ops: &[Operand]) -> Result<()> {
     let elem = ops[0].elem;
     walk(kb, r0, out, ops, elem == 4, &mut |kb, s| {
-        let ty = if s.lanes == 4 { types::I32X4 } else { raw_type(elem) };
-        let v = kb.load(ty, s.at[0], 0);
+        let v = if s.lanes == 4 && s.bcast[0] {
+            let x = kb.load(types::I32, s.at[0], 0);
+            kb.b.ins().splat(types::I32X4, x)
+        } else {
+            kb.load(if s.lanes == 4 { types::I32X4 } else { raw_type(elem) }, s.at[0], 0)
+        };
         kb.store(v, s.at[1], 0);
         Ok(())
     })
@@ -900,9 +998,9 @@ fn emit_binary(kb: &mut Kb, cx: &NodeCtx, op: &BinaryOp) -> Result<()> {
     let (da, db, dy) = (cx.in_dtype(0)?, cx.in_dtype(1)?, cx.out_dtype(0));
     let (a, b, out) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.out_dims(0)?);
     let ops = [
-        Operand { ptr: cx.in_ptr(0)?, dims: &a, elem: da.size() },
-        Operand { ptr: cx.in_ptr(1)?, dims: &b, elem: db.size() },
-        Operand { ptr: cx.out_ptr(0), dims: &out, elem: dy.size() },
+        Operand::input(kb, cx, 0, &a, da.size())?,
+        Operand::input(kb, cx, 1, &b, db.size())?,
+        Operand::new(cx.out_ptr(0), &out, dy.size()),
     ];
     if *op == BinaryOp::Pow
         && da.is_float()
@@ -1005,10 +1103,7 @@ fn emit_clip(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         }
     };
     let (lo4, hi4) = if vector { (lo.map(|v| splat4(kb, v)), hi.map(|v| splat4(kb, v))) } else { (None, None) };
-    let ops = [
-        Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() },
-        Operand { ptr: cx.out_ptr(0), dims: &out, elem: dt.size() },
-    ];
+    let ops = [Operand::input(kb, cx, 0, &x, dt.size())?, Operand::new(cx.out_ptr(0), &out, dt.size())];
     walk(kb, &r0, &out, &ops, vector, &mut |kb, s| {
         let v = load_in(kb, dt, s, 0);
         let r = if s.lanes == 4 && dt == DType::I32 {
@@ -1033,10 +1128,10 @@ fn emit_where(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let (c, x, y) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.in_dims(2)?);
     let elem = dt.size();
     let ops = [
-        Operand { ptr: cx.in_ptr(0)?, dims: &c, elem: 1 },
-        Operand { ptr: cx.in_ptr(1)?, dims: &x, elem },
-        Operand { ptr: cx.in_ptr(2)?, dims: &y, elem },
-        Operand { ptr: cx.out_ptr(0), dims: &out, elem },
+        Operand::input(kb, cx, 0, &c, 1)?,
+        Operand::input(kb, cx, 1, &x, elem)?,
+        Operand::input(kb, cx, 2, &y, elem)?,
+        Operand::new(cx.out_ptr(0), &out, elem),
     ];
     walk(kb, &r0, &out, &ops, elem == 4, &mut |kb, s| {
         if s.lanes == 4 {
@@ -1088,10 +1183,7 @@ fn emit_cast(kb: &mut Kb, cx: &NodeCtx, to: DType) -> Result<()> {
     let r0 = outer_run(kb, cx)?;
     let (from, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
     let x = cx.in_dims(0)?;
-    let ops = [
-        Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: from.size() },
-        Operand { ptr: cx.out_ptr(0), dims: &out, elem: to.size() },
-    ];
+    let ops = [Operand::input(kb, cx, 0, &x, from.size())?, Operand::new(cx.out_ptr(0), &out, to.size())];
     if from == to {
         return copy(kb, &r0, &out, &ops);
     }
@@ -1108,10 +1200,7 @@ fn emit_float_class(kb: &mut Kb, cx: &NodeCtx, c: &FloatClass) -> Result<()> {
     let r0 = outer_run(kb, cx)?;
     let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
     let x = cx.in_dims(0)?;
-    let ops = [
-        Operand { ptr: cx.in_ptr(0)?, dims: &x, elem: dt.size() },
-        Operand { ptr: cx.out_ptr(0), dims: &out, elem: 1 },
-    ];
+    let ops = [Operand::input(kb, cx, 0, &x, dt.size())?, Operand::new(cx.out_ptr(0), &out, 1)];
     walk(kb, &r0, &out, &ops, false, &mut |kb, s| {
         let v = kb.load_elem(dt, s.at[0]);
         let hit = match *c {

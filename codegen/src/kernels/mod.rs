@@ -145,9 +145,11 @@ impl<'a> NodeCtx<'a> {
         self.unsupported(format!("{what} (symbolic dims: a static size is needed there)"))
     }
 
-    /// Checks the rule of position-wise kernels run over the physical (bound) extents: every
-    /// dim of data inputs `0..data_inputs` is output 0's (the same size polynomial) or 1, so
-    /// what lies beyond the valid prefix of an axis never reaches a valid element.
+    /// Checks the rule of the broadcasting position-wise kernels (the elementwise walk): every
+    /// dim of data inputs `0..data_inputs` is output 0's (the same size polynomial), 1, or
+    /// symbolic (1 or the output's extent at run time, which the walk reads then:
+    /// `elementwise::runtime_ones`). A static dim against a symbolic output dim is refused: the
+    /// loop runs to the output's run-time extent, which nothing ties to the static one.
     pub fn position_wise(&self, data_inputs: usize) -> Result<()> {
         let out = &self.g.ty(self.out_id(0)).shape.0;
         for i in 0..data_inputs {
@@ -155,7 +157,7 @@ impl<'a> NodeCtx<'a> {
             let s = &self.g.ty(v).shape.0;
             for (k, d) in s.iter().enumerate() {
                 let o = out.len().checked_sub(s.len() - k).map(|a| &out[a]);
-                if *d != Dim::Known(1) && o.is_none_or(|o| d.poly() != o.poly()) {
+                if *d != Dim::Known(1) && o.is_none_or(|o| d.known().is_some() && d.poly() != o.poly()) {
                     let o = o.map_or("nothing".to_string(), |o| o.to_string());
                     return Err(self.refuse_symbolic(format!("input {i} dim {d} broadcast against {o}")));
                 }

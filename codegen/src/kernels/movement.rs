@@ -44,8 +44,8 @@ use slmtvm_ir::{DType, Dim, Op, Poly, Scalar};
 /// Symbolic dims (see [`crate::layout`]): Transpose, Trilu, Range, ConstantOfShape and Gather
 /// work position-wise over the physical extents (Transpose's copies loop over the run-time
 /// extents of the output's symbolic axes, Gather over those of its indices and wraps negative
-/// indices by the run-time extent of the data's axis); Expand broadcasts only static dims of
-/// 1; a Reshape-like view that moves a symbolic dim within its group of axes is repacked
+/// indices by the run-time extent of the data's axis); Expand is the elementwise walk's copy
+/// (broadcasting static 1s, and symbolic dims when they are 1 at run time); a Reshape-like view that moves a symbolic dim within its group of axes is repacked
 /// element by element; Concat along an axis
 /// that is symbolic before the last input places each input at its run-time offset; Slice
 /// copies from constant starts; Shape and Size report the run-time values. Split along a
@@ -60,7 +60,10 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
                     return repack(kb, cx);
                 }
             }
-            Op::Expand(_) => cx.position_wise(1)?,
+            Op::Expand(_) => {
+                cx.position_wise(1)?;
+                return super::elementwise::expand_runtime(kb, cx);
+            }
             Op::Concat(c) => {
                 let a = axis_of(cx, c.axis, cx.g.ty(cx.out_id(0)).shape.rank())?;
                 let n = cx.num_inputs();
