@@ -12,7 +12,7 @@
 
 use slmtvm_ir::ops::{
     AutoPad, BinaryOp, Cast, CumSum, DynamicQuantizeLinear, Expand, Gemm, GlobalAveragePool, LayerNorm, MatMul,
-    MatMulInteger, Pool, PoolKind, Reduce, ReduceKind, RmsNorm, Softmax, Split, UnaryOp, Where,
+    MatMulInteger, Pool, PoolKind, Reduce, ReduceKind, RmsNorm, Slice, Softmax, Split, UnaryOp, Where,
 };
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
 use slmtvm_tests::Lcg;
@@ -235,6 +235,46 @@ fn symbolic_dims_broadcast_when_they_are_one_at_run_time() {
             ]
         })
         .collect();
+    let failures = check_against_interpreter(&g, &sets, 0.0, 0.0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Slices of a tensor with a symbolic axis: any step along its static axes (even and odd
+/// lanes of an interleaved rotary embedding, a reversal, a step of 3 from a negative start)
+/// with the symbolic axis whole or cut from a constant start.
+#[test]
+fn slices_step_along_the_static_axes_of_symbolic_tensors() {
+    let mut rng = Lcg(41);
+    let mut g = Graph::new("sym_slice");
+    let x = g.add_input("x", ty(DType::F32, "[b<=3, s<=7, 8]"));
+    let list =
+        |g: &mut Graph, name: &str, v: &[i64]| g.add_const(name, Tensor::from_vec(&[v.len()], v.to_vec()).unwrap());
+    // (starts, ends, axes, steps) per slice.
+    let cases: [(&[i64], &[i64], &[i64], &[i64]); 5] = [
+        (&[0], &[i64::MAX], &[2], &[2]),
+        (&[1], &[i64::MAX], &[-1], &[2]),
+        (&[-1], &[i64::MIN], &[2], &[-1]),
+        (&[1, -2], &[i64::MAX, -9], &[1, 2], &[1, -3]),
+        (&[6, 0], &[0, i64::MAX], &[2, 1], &[-2, 1]),
+    ];
+    for (k, (st, en, ax, sp)) in cases.iter().enumerate() {
+        let ins = [
+            x,
+            list(&mut g, &format!("st{k}"), st),
+            list(&mut g, &format!("en{k}"), en),
+            list(&mut g, &format!("ax{k}"), ax),
+            list(&mut g, &format!("sp{k}"), sp),
+        ];
+        out(&mut g, &format!("slice{k}"), Op::Slice(Slice {}), &ins, 1);
+    }
+    g.infer().unwrap();
+    let shapes: Vec<String> = g.outputs.iter().map(|&o| g.value(o).ty.shape.to_string()).collect();
+    assert_eq!(
+        shapes,
+        ["[b<=3, s<=7, 4]", "[b<=3, s<=7, 4]", "[b<=3, s<=7, 8]", "[b<=3, s-1<=6, 3]", "[b<=3, s<=7, 3]"]
+    );
+    let sets: Vec<Vec<Tensor>> =
+        [(1usize, 1usize), (3, 7), (2, 4)].iter().map(|&(b, s)| vec![rng.tensor(&[b, s, 8], 1.0)]).collect();
     let failures = check_against_interpreter(&g, &sets, 0.0, 0.0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -48,7 +48,7 @@ use slmtvm_ir::{DType, Dim, Op, Poly, Scalar};
 /// (broadcasting static 1s, and symbolic dims when they are 1 at run time); a Reshape-like view that moves a symbolic dim within its group of axes is repacked
 /// element by element; Concat along an axis
 /// that is symbolic before the last input places each input at its run-time offset; Slice
-/// copies from constant starts; Shape and Size report the run-time values. Split along a
+/// copies from constant starts (any step along static axes); Shape and Size report the run-time values. Split along a
 /// symbolic axis is refused.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if cx.is_symbolic() {
@@ -1044,40 +1044,57 @@ fn slice_runtime(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let r = dx.len();
     let konst = |i: usize| cx.in_const(i).and_then(|t| t.to_i64_vec().ok());
     let starts = konst(1).ok_or_else(|| cx.unsupported("starts computed at run time"))?;
+    let ends = konst(2);
     let axes = match cx.in_id(3) {
         None => (0..starts.len() as i64).collect(),
         Some(_) => konst(3).ok_or_else(|| cx.unsupported("axes computed at run time"))?,
     };
-    if let Some(st) = cx.in_id(4).map(|_| konst(4)) {
-        let st = st.ok_or_else(|| cx.unsupported("steps computed at run time"))?;
-        if st.iter().any(|&s| s != 1) {
-            return Err(cx.unsupported("a step other than 1 on symbolic shapes"));
-        }
-    }
+    let steps = match cx.in_id(4) {
+        None => vec![1; axes.len()],
+        Some(_) => konst(4).ok_or_else(|| cx.unsupported("steps computed at run time"))?,
+    };
+    // Per axis: the first index read, the step, and the count copied.
     let mut off = vec![0usize; r];
+    let mut step = vec![1i64; r];
+    let mut copy: Vec<Option<usize>> = vec![None; r];
     for (i, &a) in axes.iter().enumerate() {
         let a = slmtvm_ir::shape::normalize_axis(a, r).map_err(|m| cx.error(m))?;
         let s = starts.get(i).copied().ok_or_else(|| cx.error("starts and axes differ in length"))?;
+        let st = steps.get(i).copied().ok_or_else(|| cx.error("steps and axes differ in length"))?;
         let sym = cx.g.ty(x).shape.0[a].known().is_none();
-        off[a] = match s {
-            s if s >= 0 => (s as usize).min(dx[a]),
-            s if !sym => (dx[a] as i64 + s).max(0) as usize,
-            _ => return Err(cx.unsupported(format!("a negative start on symbolic axis {a}"))),
-        };
+        match ends.as_ref().and_then(|e| e.get(i)) {
+            // A static axis with constant arguments: the interpreter's clamping, any step.
+            Some(&e) if !sym => {
+                let sl = slmtvm_ir::ops::AxisSlice::new(dx[a], s, e, st).map_err(|m| cx.error(m))?;
+                if sl.len != dy[a] {
+                    return Err(cx.error(format!("axis {a} slices {} elements into {}", sl.len, dy[a])));
+                }
+                (off[a], step[a], copy[a]) = (sl.start as usize, st, Some(sl.len));
+            }
+            _ if st != 1 => return Err(cx.unsupported(format!("a step other than 1 along symbolic axis {a}"))),
+            _ => {
+                off[a] = match s {
+                    s if s >= 0 => (s as usize).min(dx[a]),
+                    s if !sym => (dx[a] as i64 + s).max(0) as usize,
+                    _ => return Err(cx.unsupported(format!("a negative start on symbolic axis {a}"))),
+                };
+            }
+        }
     }
-    let copy: Vec<usize> = (0..r).map(|a| dy[a].min(dx[a] - off[a])).collect();
+    let copy: Vec<usize> = (0..r).map(|a| copy[a].unwrap_or_else(|| dy[a].min(dx[a] - off[a]))).collect();
     if copy.contains(&0) {
         return Ok(());
     }
     let xs = strides_of(&dx);
     let start: i64 = off.iter().zip(&xs).map(|(&o, &s)| o as i64 * s).sum();
+    let src: Vec<i64> = xs.iter().zip(&step).map(|(&s, &st)| s * st).collect();
     let e = cx.out_dtype(0).size();
     if copy == dy {
         // Loops over the output's symbolic axes run to their run-time extents.
-        let src = kb.addr_const(cx.in_ptr(0)?, start * e as i64);
-        return output_copy(kb, cx, src, &dy, &xs);
+        let p = kb.addr_const(cx.in_ptr(0)?, start * e as i64);
+        return output_copy(kb, cx, p, &dy, &src);
     }
-    strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, e, &copy, &strides_of(&dy), &xs, start);
+    strided_copy(kb, cx.out_ptr(0), cx.in_ptr(0)?, e, &copy, &strides_of(&dy), &src, start);
     Ok(())
 }
 
