@@ -11,8 +11,9 @@
 //! that are refused with an error naming them.
 
 use slmtvm_ir::ops::{
-    AutoPad, BinaryOp, Cast, CumSum, DynamicQuantizeLinear, Expand, Gemm, GlobalAveragePool, LayerNorm, MatMul,
-    MatMulInteger, Pool, PoolKind, Reduce, ReduceKind, RmsNorm, Slice, Softmax, Split, UnaryOp, Where,
+    AutoPad, BinaryOp, Cast, CumSum, DequantizeLinear, DynamicQuantizeLinear, Expand, Gemm, GlobalAveragePool,
+    LayerNorm, MatMul, MatMulInteger, Pool, PoolKind, QuantizeLinear, Reduce, ReduceKind, RmsNorm, Slice, Softmax,
+    Split, UnaryOp, Where,
 };
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
 use slmtvm_tests::Lcg;
@@ -275,6 +276,44 @@ fn slices_step_along_the_static_axes_of_symbolic_tensors() {
     );
     let sets: Vec<Vec<Tensor>> =
         [(1usize, 1usize), (3, 7), (2, 4)].iter().map(|&(b, s)| vec![rng.tensor(&[b, s, 8], 1.0)]).collect();
+    let failures = check_against_interpreter(&g, &sets, 0.0, 0.0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// QuantizeLinear and DequantizeLinear per axis along a symbolic axis (scales and zero points
+/// of that axis's dim, given at run time), per block along a static axis of a tensor with
+/// symbolic rows, and per tensor.
+#[test]
+fn quantization_parameters_follow_a_symbolic_axis() {
+    let mut rng = Lcg(43);
+    let mut g = Graph::new("sym_quant");
+    let x = g.add_input("x", ty(DType::F32, "[s<=7, 6]"));
+    let scale = g.add_input("scale", ty(DType::F32, "[s<=7]"));
+    let zp = g.add_input("zp", ty(DType::U8, "[s<=7]"));
+    let q = g.add_input("q", ty(DType::I8, "[2, s<=7]"));
+    let bscale = g.add_input("bscale", ty(DType::F32, "[s<=7, 3]"));
+    let one = g.add_const("one", Tensor::from_vec(&[], vec![0.05f32]).unwrap());
+    let ql = |axis, block_size| Op::QuantizeLinear(QuantizeLinear { axis, block_size, output_dtype: DType::U8 });
+    let dql = |axis, block_size| Op::DequantizeLinear(DequantizeLinear { axis, block_size });
+    out(&mut g, "q_axis", ql(0, 0), &[x, scale, zp], 1);
+    out(&mut g, "dq_axis", dql(-1, 0), &[q, scale], 1);
+    out(&mut g, "q_block", ql(1, 2), &[x, bscale], 1);
+    out(&mut g, "dq_tensor", dql(0, 0), &[q, one], 1);
+    g.infer().unwrap();
+    let sets: Vec<Vec<Tensor>> = [1usize, 7, 4]
+        .iter()
+        .map(|&s| {
+            let sc: Vec<f32> = (0..s).map(|i| 0.01 + 0.02 * i as f32).collect();
+            let qs: Vec<i8> = (0..2 * s).map(|_| rng.below(256) as u8 as i8).collect();
+            vec![
+                rng.tensor(&[s, 6], 2.0),
+                Tensor::from_vec(&[s], sc).unwrap(),
+                bytes(&mut rng, &[s]),
+                Tensor::from_vec(&[2, s], qs).unwrap(),
+                Tensor::from_vec(&[s, 3], (0..3 * s).map(|i| 0.03 + 0.01 * i as f32).collect::<Vec<f32>>()).unwrap(),
+            ]
+        })
+        .collect();
     let failures = check_against_interpreter(&g, &sets, 0.0, 0.0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

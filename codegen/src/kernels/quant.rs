@@ -309,13 +309,40 @@ fn store4_bytes(kb: &mut Kb, dtype: DType, q: Value, addr: Value) {
 /// Emits the kernel of `cx.node`.
 ///
 /// Symbolic dims: QuantizeLinear and DequantizeLinear are position-wise over the physical
-/// extents when their scales and zero points have static shapes (per tensor, or per axis or
-/// block along a static axis); DynamicQuantizeLinear takes its range over the run-time extents
-/// only.
+/// extents, with scales and zero points per tensor, per block along a static axis, or per
+/// axis (a symbolic axis too: the parameters then have that axis's dim, laid out alike);
+/// DynamicQuantizeLinear takes its range over the run-time extents only.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
-    let symbolic_param = |i: &usize| cx.in_id(*i).is_some_and(|v| !cx.g.ty(v).shape.is_known());
-    if let Some(i) = (1..cx.num_inputs()).find(symbolic_param).filter(|_| cx.is_symbolic()) {
-        return Err(cx.refuse_symbolic(format!("input {i} (scale or zero point) of symbolic shape")));
+    let (axis, block) = match &cx.node.op {
+        Op::QuantizeLinear(q) => (q.axis, q.block_size),
+        Op::DequantizeLinear(d) => (d.axis, d.block_size),
+        _ => (0, 0),
+    };
+    if let Some(x) = cx.in_id(0).filter(|_| cx.is_symbolic()) {
+        let xs = &cx.g.ty(x).shape;
+        for i in 1..cx.num_inputs() {
+            let Some(p) = cx.in_id(i) else { continue };
+            let ps = &cx.g.ty(p).shape;
+            if ps.is_known() {
+                continue;
+            }
+            let a = slmtvm_ir::shape::normalize_axis(axis, xs.rank()).map_err(|m| cx.error(m))?;
+            // Each symbolic parameter dim is x's along the same axis (per axis: the quantized
+            // axis; per block: any other than the blocked one), so both share a layout.
+            let same = |k: usize, xa: usize| xs.0.get(xa).is_some_and(|d| d.poly() == ps.0[k].poly());
+            let fits = match block {
+                0 => ps.rank() == 1 && same(0, a),
+                _ => {
+                    ps.rank() == xs.rank()
+                        && (0..ps.rank()).all(|k| ps.0[k].known().is_some() || (k != a && same(k, k)))
+                }
+            };
+            if !fits {
+                return Err(cx.refuse_symbolic(format!(
+                    "input {i} (scale or zero point) of symbolic shape {ps} that is not x's along its axes"
+                )));
+            }
+        }
     }
     match &cx.node.op {
         Op::QuantizeLinear(q) => quantize(kb, cx, q.axis, q.block_size),
