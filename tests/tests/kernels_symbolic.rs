@@ -251,7 +251,8 @@ fn slices_step_along_the_static_axes_of_symbolic_tensors() {
     let list =
         |g: &mut Graph, name: &str, v: &[i64]| g.add_const(name, Tensor::from_vec(&[v.len()], v.to_vec()).unwrap());
     // (starts, ends, axes, steps) per slice.
-    let cases: [(&[i64], &[i64], &[i64], &[i64]); 5] = [
+    type Args = (&'static [i64], &'static [i64], &'static [i64], &'static [i64]);
+    let cases: [Args; 5] = [
         (&[0], &[i64::MAX], &[2], &[2]),
         (&[1], &[i64::MAX], &[-1], &[2]),
         (&[-1], &[i64::MIN], &[2], &[-1]),
