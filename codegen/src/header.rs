@@ -40,11 +40,29 @@ fn c_string(s: &str) -> String {
 
 /// A size polynomial as a C expression over the symbol array `s`.
 fn c_poly(p: &slmtvm_ir::Poly, syms: &crate::layout::Symbols) -> String {
+    use slmtvm_ir::sym::Atom;
     let mut parts = Vec::new();
     for (mono, c) in p.terms() {
         let mut t = format!("(int64_t){c}");
         for s in mono {
-            let _ = write!(t, " * s[{}]", syms.index(s).unwrap_or(0));
+            match Atom::of(s) {
+                // An atom (min, max, floor division) as a C expression, clamped at 0 as sizes are.
+                Some(a) => {
+                    let x = c_poly(a.args()[0], syms);
+                    let v = match &a {
+                        Atom::Min(_, b) | Atom::Max(_, b) => {
+                            let y = c_poly(b, syms);
+                            let op = if matches!(a, Atom::Min(..)) { "<" } else { ">" };
+                            format!("(({x}) {op} ({y}) ? ({x}) : ({y}))")
+                        }
+                        Atom::FloorDiv(_, k) => format!("(({x}) / {k})"),
+                    };
+                    let _ = write!(t, " * ({v} > 0 ? {v} : 0)");
+                }
+                None => {
+                    let _ = write!(t, " * s[{}]", syms.index(s).unwrap_or(0));
+                }
+            }
         }
         parts.push(t);
     }

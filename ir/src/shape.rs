@@ -172,7 +172,22 @@ impl Shape {
         if inner.trim().is_empty() {
             return Ok(Shape(vec![]));
         }
-        inner.split(',').map(|d| parse_dim(d.trim())).collect::<Result<_, _>>().map(Shape)
+        // Dims are separated by the commas outside parentheses (`min(seq,3)` is one dim).
+        let mut dims = Vec::new();
+        let (mut depth, mut from) = (0i32, 0);
+        for (i, c) in inner.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    dims.push(parse_dim(inner[from..i].trim())?);
+                    from = i + 1;
+                }
+                _ => {}
+            }
+        }
+        dims.push(parse_dim(inner[from..].trim())?);
+        Ok(Shape(dims))
     }
 }
 

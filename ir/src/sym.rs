@@ -4,6 +4,13 @@
 //! the name (the code generator evaluates it at run time from the symbols' values).
 //!
 //! Symbols stand for sizes, so they are never negative; [`Poly::upper`] relies on that.
+//!
+//! Sizes that are no polynomial of the symbols — the end of a slice `min(seq,3)`, the parts of
+//! a split `floordiv(seq+1,2)`, a window count — are *atoms*: a monomial's factor named by its
+//! canonical text (`min(A,B)`, `max(A,B)`, `floordiv(A,k)` over canonical polynomials `A`, `B`
+//! and a constant `k > 0`). An atom is a size too: its value is clamped at 0. [`Poly::symbols`]
+//! lists the plain symbols inside atoms; [`Poly::eval`], [`Poly::upper`] and
+//! [`Poly::substitute`] see through them, and the code generator evaluates them at run time.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,20 +57,43 @@ impl Poly {
         }
     }
 
-    /// The name when the polynomial is exactly one symbol.
+    /// The name when the polynomial is exactly one plain symbol (not an atom).
     pub fn as_symbol(&self) -> Option<&str> {
         match self.terms.iter().next() {
-            Some((m, 1)) if self.terms.len() == 1 && m.len() == 1 => Some(&m[0]),
+            Some((m, 1)) if self.terms.len() == 1 && m.len() == 1 && Atom::of(&m[0]).is_none() => Some(&m[0]),
             _ => None,
         }
     }
 
-    /// Every symbol it mentions, sorted, once each.
+    /// Every plain symbol it mentions (inside atoms too), sorted, once each.
     pub fn symbols(&self) -> Vec<String> {
-        let mut s: Vec<String> = self.terms.keys().flatten().cloned().collect();
+        let mut s = Vec::new();
+        for name in self.terms.keys().flatten() {
+            match Atom::of(name) {
+                Some(a) => s.extend(a.args().iter().flat_map(|p| p.symbols())),
+                None => s.push(name.clone()),
+            }
+        }
         s.sort();
         s.dedup();
         s
+    }
+
+    /// `min(self, o)` as a size (at least 0): a constant or one of the two when their difference
+    /// is a constant, else an atom.
+    pub fn size_min(&self, o: &Poly) -> Poly {
+        Atom::Min(self.clone(), o.clone()).simplified()
+    }
+
+    /// `max(self, o)` as a size (at least 0), like [`Poly::size_min`].
+    pub fn size_max(&self, o: &Poly) -> Poly {
+        Atom::Max(self.clone(), o.clone()).simplified()
+    }
+
+    /// `floor(self / k)` as a size (at least 0) for `k > 0`: exact division when it is, a
+    /// constant when `self` is, else an atom. `None` for `k <= 0`.
+    pub fn floor_div(&self, k: i64) -> Option<Poly> {
+        (k > 0).then(|| Atom::FloorDiv(self.clone(), k).simplified())
     }
 
     /// The terms: (monomial, coefficient), constant term included (with an empty monomial).
@@ -139,13 +169,19 @@ impl Poly {
         Some(r)
     }
 
-    /// The polynomial with the symbols of `subst` replaced by their polynomials.
+    /// The polynomial with the symbols of `subst` replaced by their polynomials (inside atoms
+    /// too).
     pub fn substitute(&self, subst: &BTreeMap<String, Poly>) -> Poly {
         let mut r = Poly::default();
         for (m, &c) in &self.terms {
             let mut t = Poly::constant(c);
             for s in m {
-                t = t.mul(&subst.get(s).cloned().unwrap_or_else(|| Poly::symbol(s)));
+                let f = match (subst.get(s), Atom::of(s)) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(a)) => a.map(|p| p.substitute(subst)).simplified(),
+                    (None, None) => Poly::symbol(s),
+                };
+                t = t.mul(&f);
             }
             r = r.add(&t);
         }
@@ -158,15 +194,20 @@ impl Poly {
         for (m, &c) in &self.terms {
             let mut t = c;
             for s in m {
-                t = t.checked_mul(*values.get(s)?)?;
+                let v = match Atom::of(s) {
+                    Some(a) => a.eval(values)?,
+                    None => *values.get(s)?,
+                };
+                t = t.checked_mul(v)?;
             }
             acc = acc.checked_add(t)?;
         }
         Some(acc)
     }
 
-    /// An upper bound for symbols in `[0, bound]`: the sum of the positive terms at the bounds.
-    /// `None` when a symbol of a positive term has no bound, or on overflow.
+    /// An upper bound for symbols in `[0, bound]`: the sum of the positive terms at the bounds
+    /// (an atom's factor at its own upper bound). `None` when a factor of a positive term has
+    /// no bound, or on overflow.
     pub fn upper(&self, bounds: &BTreeMap<String, usize>) -> Option<usize> {
         let mut acc: i64 = 0;
         for (m, &c) in &self.terms {
@@ -175,7 +216,11 @@ impl Poly {
             }
             let mut t = c;
             for s in m {
-                t = t.checked_mul(i64::try_from(*bounds.get(s)?).ok()?)?;
+                let b = match Atom::of(s) {
+                    Some(a) => a.upper(bounds)?,
+                    None => *bounds.get(s)?,
+                };
+                t = t.checked_mul(i64::try_from(b).ok()?)?;
             }
             acc = acc.checked_add(t)?;
         }
@@ -196,6 +241,129 @@ impl Poly {
         let e = p.expr()?;
         (p.i == p.toks.len()).then_some(e)
     }
+}
+
+/// A size that is no polynomial of its arguments (see the module docs), at least 0.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Atom {
+    /// The smaller of two sizes.
+    Min(Poly, Poly),
+    /// The larger of two sizes.
+    Max(Poly, Poly),
+    /// `floor(a / k)`, `k > 0`.
+    FloorDiv(Poly, i64),
+}
+
+impl Atom {
+    /// The atom a symbol name spells (`min(seq,3)`), if it is one.
+    pub fn of(name: &str) -> Option<Atom> {
+        if !name.ends_with(')') {
+            return None;
+        }
+        let mut p = Parser { toks: lex(name)?, i: 0 };
+        let a = p.call()?;
+        (p.i == p.toks.len()).then_some(a)
+    }
+
+    /// The polynomial arguments.
+    pub fn args(&self) -> Vec<&Poly> {
+        match self {
+            Atom::Min(a, b) | Atom::Max(a, b) => vec![a, b],
+            Atom::FloorDiv(a, _) => vec![a],
+        }
+    }
+
+    fn map(&self, f: impl Fn(&Poly) -> Poly) -> Atom {
+        match self {
+            Atom::Min(a, b) => Atom::Min(f(a), f(b)),
+            Atom::Max(a, b) => Atom::Max(f(a), f(b)),
+            Atom::FloorDiv(a, k) => Atom::FloorDiv(f(a), *k),
+        }
+    }
+
+    /// The value at `v` (clamped at 0), from the arguments' values `a` (and `b`).
+    pub fn apply(&self, a: i64, b: i64) -> i64 {
+        match self {
+            Atom::Min(..) => a.min(b),
+            Atom::Max(..) => a.max(b),
+            Atom::FloorDiv(_, k) => a.div_euclid(*k),
+        }
+        .max(0)
+    }
+
+    fn eval(&self, values: &BTreeMap<String, i64>) -> Option<i64> {
+        let a = self.args()[0].eval(values)?;
+        let b = match self {
+            Atom::FloorDiv(..) => 0,
+            _ => self.args()[1].eval(values)?,
+        };
+        Some(self.apply(a, b))
+    }
+
+    fn upper(&self, bounds: &BTreeMap<String, usize>) -> Option<usize> {
+        let (a, b) = (self.args()[0].upper(bounds), self.args().get(1).and_then(|p| p.upper(bounds)));
+        match self {
+            Atom::Min(..) => match (a, b) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            },
+            Atom::Max(..) => Some(a?.max(b?)),
+            Atom::FloorDiv(_, k) => Some(a? / usize::try_from(*k).ok()?),
+        }
+    }
+
+    /// The simplest polynomial of this atom: a constant when every argument is, one argument
+    /// of min/max when their difference is a constant (and it is a size), an exact quotient;
+    /// else the atom itself, its min/max arguments in canonical order.
+    fn simplified(self) -> Poly {
+        match &self {
+            Atom::Min(a, b) | Atom::Max(a, b) => {
+                if let (Some(x), Some(y)) = (a.as_const(), b.as_const()) {
+                    return Poly::constant(self.apply(x, y));
+                }
+                if let Some(d) = a.sub(b).as_const() {
+                    let a_smaller = d <= 0;
+                    let pick = if a_smaller == matches!(self, Atom::Min(..)) { a } else { b };
+                    // A pick that may be negative keeps the atom (its clamp at 0).
+                    if pick.is_nonneg() {
+                        return pick.clone();
+                    }
+                }
+            }
+            Atom::FloorDiv(a, k) => {
+                if *k == 1 && a.is_nonneg() {
+                    return a.clone();
+                }
+                if let Some(c) = a.as_const() {
+                    return Poly::constant(self.apply(c, 0));
+                }
+                if let Some(q) = a.div_exact(&Poly::constant(*k)).filter(Poly::is_nonneg) {
+                    return q;
+                }
+                // floor(g·P / g·k) = floor(P / k): reduced by the gcd of k and the coefficients.
+                let g = a.terms.values().fold(*k, |g, &c| gcd(g, c.unsigned_abs() as i64));
+                if g > 1
+                    && let Some(reduced) = a.div_exact(&Poly::constant(g))
+                {
+                    return Atom::FloorDiv(reduced, k / g).simplified();
+                }
+            }
+        }
+        let f = if matches!(self, Atom::Min(..)) { "min" } else { "max" };
+        let name = match self {
+            Atom::Min(a, b) | Atom::Max(a, b) => {
+                let (x, y) = (a.to_string(), b.to_string());
+                let (x, y) = if x <= y { (x, y) } else { (y, x) };
+                format!("{f}({x},{y})")
+            }
+            Atom::FloorDiv(a, k) => format!("floordiv({a},{k})"),
+        };
+        Poly::symbol(&name)
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a.abs() } else { gcd(b, a % b) }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -225,7 +393,7 @@ fn lex(s: &str) -> Option<Vec<Tok>> {
                 i += 1;
             }
             out.push(Tok::Id(cs[st..i].iter().collect()));
-        } else if "+-*()".contains(c) {
+        } else if "+-*(),".contains(c) {
             out.push(Tok::Op(c));
             i += 1;
         } else {
@@ -265,6 +433,27 @@ impl Parser {
         }
     }
 
+    /// An atom: `min(A,B)`, `max(A,B)` or `floordiv(A,k)`.
+    fn call(&mut self) -> Option<Atom> {
+        let Some(Tok::Id(f)) = self.toks.get(self.i).cloned() else { return None };
+        self.i += 1;
+        self.eat('(')?;
+        let a = self.expr()?;
+        self.eat(',')?;
+        let b = self.expr()?;
+        self.eat(')')?;
+        match f.as_str() {
+            "min" => Some(Atom::Min(a, b)),
+            "max" => Some(Atom::Max(a, b)),
+            "floordiv" => Some(Atom::FloorDiv(a, b.as_const().filter(|&k| k > 0)?)),
+            _ => None,
+        }
+    }
+
+    fn eat(&mut self, c: char) -> Option<()> {
+        self.peek_op(c).then(|| self.i += 1)
+    }
+
     fn term(&mut self) -> Option<Poly> {
         let mut acc = self.factor()?;
         while self.peek_op('*') {
@@ -279,6 +468,10 @@ impl Parser {
         self.i += 1;
         match t {
             Tok::Num(n) => Some(Poly::constant(n)),
+            Tok::Id(_) if self.peek_op('(') => {
+                self.i -= 1;
+                Some(self.call()?.simplified())
+            }
             Tok::Id(s) => Some(Poly::symbol(&s)),
             Tok::Op('(') => {
                 let e = self.expr()?;
@@ -356,6 +549,46 @@ mod tests {
         assert_eq!(p("seq+1").div_exact(&p("seq")), None);
         assert_eq!(p("seq+1").div_exact(&p("seq+1")), Some(p("1")));
         assert_eq!(p("a").mul(&p("a+1")).to_string(), "a+a*a");
+    }
+
+    #[test]
+    fn atoms_print_parse_evaluate_and_bound() {
+        // Canonical text, read back to the same polynomial.
+        assert_eq!(p("seq").size_min(&p("3")).to_string(), "min(3,seq)");
+        assert_eq!(p("min(seq, 3) + 1").to_string(), "min(3,seq)+1");
+        assert_eq!(p("2*floordiv(seq+1, 2)").to_string(), "2*floordiv(seq+1,2)");
+        assert_eq!(p("max(a-1, b)").to_string(), "max(a-1,b)");
+        for s in ["min(3,seq)", "floordiv(seq+1,2)", "c*max(a-1,b)+1", "min(3,floordiv(s,2))"] {
+            assert_eq!(p(s).to_string(), s);
+        }
+        assert!(Poly::parse("floordiv(s,0)").is_none());
+        assert!(Poly::parse("floordiv(s,t)").is_none());
+        assert!(Poly::parse("min(s)").is_none());
+        // Simplifications: constants, a constant difference, exact division.
+        assert_eq!(p("min(7, 3)"), p("3"));
+        assert_eq!(p("max(seq+2, seq)"), p("seq+2"));
+        assert_eq!(p("min(seq+2, seq)"), p("seq"));
+        assert_eq!(p("floordiv(4*seq+8, 4)"), p("seq+2"));
+        assert_eq!(p("floordiv(9, 2)"), p("4"));
+        assert_eq!(p("floordiv(768*b*s, 1536)").to_string(), "floordiv(b*s,2)");
+        assert_eq!(p("floordiv(6*s+4, 4)").to_string(), "floordiv(3*s+2,2)");
+        assert_eq!(p("min(seq-1, seq)").to_string(), "min(seq,seq-1)");
+        // Plain symbols inside atoms; evaluation (clamped at 0) and bounds see through them.
+        assert_eq!(p("min(seq,3)*b").symbols(), vec!["b".to_string(), "seq".to_string()]);
+        assert_eq!(p("min(seq,3)").as_symbol(), None);
+        let v: BTreeMap<String, i64> = [("seq".to_string(), 5), ("b".to_string(), 2)].into();
+        assert_eq!(p("min(seq,3)*b").eval(&v), Some(6));
+        assert_eq!(p("floordiv(seq+1,2)").eval(&v), Some(3));
+        assert_eq!(p("max(seq-9,0)+1").eval(&v), Some(1));
+        assert_eq!(p("min(seq-9,b)").eval(&v), Some(0));
+        let bd: BTreeMap<String, usize> = [("seq".to_string(), 64)].into();
+        assert_eq!(p("min(seq,3)").upper(&bd), Some(3));
+        assert_eq!(p("min(seq,x)").upper(&bd), Some(64));
+        assert_eq!(p("floordiv(seq+1,2)").upper(&bd), Some(32));
+        assert_eq!(p("max(seq,x)").upper(&bd), None);
+        // Substitution inside atoms re-simplifies.
+        let sub: BTreeMap<String, Poly> = [("seq".to_string(), p("2"))].into();
+        assert_eq!(p("min(seq,3)+floordiv(seq+t,2)").substitute(&sub).to_string(), "floordiv(t+2,2)+2");
     }
 
     #[test]

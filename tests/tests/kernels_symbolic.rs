@@ -11,9 +11,9 @@
 //! that are refused with an error naming them.
 
 use slmtvm_ir::ops::{
-    AutoPad, BinaryOp, Cast, CumSum, DequantizeLinear, DynamicQuantizeLinear, Expand, Gemm, GlobalAveragePool,
-    LayerNorm, MatMul, MatMulInteger, Pool, PoolKind, QuantizeLinear, Reduce, ReduceKind, RmsNorm, Slice, Softmax,
-    Split, UnaryOp, Where,
+    AutoPad, BinaryOp, Cast, Concat, CumSum, DequantizeLinear, DynamicQuantizeLinear, Expand, Gemm, GlobalAveragePool,
+    LayerNorm, MatMul, MatMulInteger, Pool, PoolKind, QuantizeLinear, Reduce, ReduceKind, Reshape, RmsNorm, Slice,
+    Softmax, Split, UnaryOp, Where,
 };
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
 use slmtvm_tests::Lcg;
@@ -319,6 +319,81 @@ fn quantization_parameters_follow_a_symbolic_axis() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Sizes that are no polynomial of the symbols (atoms: `min`, `floordiv`), computed at run time:
+/// a slice to a constant end of a symbolic axis (`min(s,3)`), equal parts of a symbolic axis
+/// (`floordiv(s+2,3)` each, the last the rest) and static parts of one, and a Reshape whose
+/// -1 is the quotient by a constant.
+#[test]
+fn sizes_computed_at_run_time_min_and_floor_division() {
+    let mut rng = Lcg(47);
+    let mut g = Graph::new("sym_atoms");
+    let x = g.add_input("x", ty(DType::F32, "[b<=2, s<=13, 4]"));
+    let y = g.add_input("y", ty(DType::F32, "[t<=9, 6]"));
+    let list =
+        |g: &mut Graph, name: &str, v: &[i64]| g.add_const(name, Tensor::from_vec(&[v.len()], v.to_vec()).unwrap());
+    let ins = [x, list(&mut g, "st", &[1]), list(&mut g, "en", &[4]), list(&mut g, "ax", &[1])];
+    out(&mut g, "head", Op::Slice(Slice {}), &ins, 1);
+    out(&mut g, "thirds", Op::Split(Split { axis: 1, sizes: None, num_outputs: 3 }), &[x], 3);
+    out(&mut g, "parts", Op::Split(Split { axis: 0, sizes: Some(vec![2, 3]), num_outputs: 2 }), &[y], 2);
+    let shape = list(&mut g, "shape", &[-1, 3]);
+    out(&mut g, "rows", Op::Reshape(Reshape { allowzero: false }), &[y, shape], 1);
+    // The sums of parts are whole again: the run-time offsets of the parts are right.
+    g.infer().unwrap();
+    let shapes: Vec<String> = g.outputs.iter().map(|&o| g.value(o).ty.shape.to_string()).collect();
+    assert_eq!(
+        shapes,
+        [
+            "[b<=2, min(4,s)-1<=3, 4]",
+            "[b<=2, floordiv(s+2,3)<=5, 4]",
+            "[b<=2, floordiv(s+2,3)<=5, 4]",
+            "[b<=2, -2*floordiv(s+2,3)+s<=13, 4]",
+            "[2, 6]",
+            "[3, 6]",
+            "[2*t<=18, 3]",
+        ]
+    );
+    // (b, s, t): s from 1 to the bound, some not divisible by 3; t = 5 for the static parts.
+    let sets: Vec<Vec<Tensor>> = [(1usize, 2usize), (2, 13), (2, 7), (1, 3), (2, 4)]
+        .iter()
+        .map(|&(b, s)| vec![rng.tensor(&[b, s, 4], 1.0), rng.tensor(&[5, 6], 1.0)])
+        .collect();
+    let failures = check_against_interpreter(&g, &sets, 0.0, 0.0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Concat whose inputs have a symbolic dim where the output has the static size it must equal
+/// at run time (each input read with its own physical layout), before and along the axis.
+#[test]
+fn concat_reads_each_input_in_its_own_layout() {
+    let mut rng = Lcg(53);
+    let mut g = Graph::new("sym_concat");
+    let a = g.add_input("a", ty(DType::F32, "[2, 3, 2]"));
+    let b = g.add_input("b", ty(DType::F32, "[s<=5, u<=4, t<=7]"));
+    let c = g.add_input("c", ty(DType::F32, "[s<=5, u<=4, 2]"));
+    let d = g.add_input("d", ty(DType::F32, "[v<=6, 3, 2]"));
+    out(&mut g, "cat_last", Op::Concat(Concat { axis: 2 }), &[a, b], 1);
+    out(&mut g, "cat_first", Op::Concat(Concat { axis: -1 }), &[c, a], 1);
+    out(&mut g, "cat_rows", Op::Concat(Concat { axis: 0 }), &[c, a, c], 1);
+    out(&mut g, "cat_inner", Op::Concat(Concat { axis: 1 }), &[d, a], 1);
+    g.infer().unwrap();
+    let shapes: Vec<String> = g.outputs.iter().map(|&o| g.value(o).ty.shape.to_string()).collect();
+    assert_eq!(shapes, ["[2, 3, t+2<=9]", "[2, 3, 4]", "[2*s+2<=12, 3, 2]", "[2, 6, 2]"]);
+    // s, u and v must be 2, 3 and 2 (the static sizes they meet); t is free.
+    let sets: Vec<Vec<Tensor>> = [1usize, 7, 0]
+        .iter()
+        .map(|&t| {
+            vec![
+                rng.tensor(&[2, 3, 2], 1.0),
+                rng.tensor(&[2, 3, t], 1.0),
+                rng.tensor(&[2, 3, 2], 1.0),
+                rng.tensor(&[2, 3, 2], 1.0),
+            ]
+        })
+        .collect();
+    let failures = check_against_interpreter(&g, &sets, 0.0, 0.0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Compiling `g` for the host is refused with an error naming `node` and `what`.
 fn refused(g: &Graph, node: &str, what: &str) {
     let target = slmtvm_targets::Target::from_spec("x86_64").unwrap();
@@ -352,13 +427,14 @@ fn nodes_that_need_a_static_size_are_refused_by_name() {
     };
     // A window sliding along a symbolic axis (SAME padding keeps the output's size s).
     refused(&one(Op::Pool(pool.clone()), ty(DType::F32, "[1, 2, s<=9]"), 1), "n", "symbolic along axis 2");
-    // Halves of a symbolic axis are no polynomial of the inputs' symbols: the layout refuses
-    // them, naming the tensor.
-    refused(
-        &one(Op::Split(Split { axis: 1, sizes: None, num_outputs: 2 }), ty(DType::F32, "[2, s<=8]"), 2),
-        "n:0",
-        "computed at run time",
-    );
+    // Two different symbols broadcast against each other: the size is unknown (it is the
+    // larger one, or 0 when either is), no bounded size: the layout refuses it, naming it.
+    let mut g = Graph::new("two_symbols");
+    let a = g.add_input("a", ty(DType::F32, "[s<=4]"));
+    let b = g.add_input("b", ty(DType::F32, "[t<=5]"));
+    out(&mut g, "n", Op::Binary(BinaryOp::Add), &[a, b], 1);
+    g.infer().unwrap();
+    refused(&g, "n:0", "computed at run time");
     // A symbolic batch alone is position-wise: it compiles.
     let target = slmtvm_targets::Target::from_spec("x86_64").unwrap();
     slmtvm_codegen::compile(&one(Op::Pool(pool), ty(DType::F32, "[b<=4, 2, 9]"), 1), "m", &target).unwrap();

@@ -83,26 +83,57 @@ impl<'a> NodeCtx<'a> {
     pub fn size_value(&self, kb: &mut Kb, p: &Poly, max: usize) -> Result<Value> {
         use cranelift_codegen::ir::InstBuilder;
         use cranelift_codegen::ir::condcodes::IntCC;
-        let mut acc = kb.iconst(0);
-        for (mono, c) in p.terms() {
-            let mut t = kb.iconst(c);
-            for s in mono {
-                let k = self
-                    .layout
-                    .symbols
-                    .index(s)
-                    .ok_or_else(|| self.error(format!("symbol {s} is not an input symbol")))?;
-                let v = kb.load(kb.caps.ptr, self.syms, (8 * k) as i32);
-                t = kb.b.ins().imul(t, v);
-            }
-            acc = kb.b.ins().iadd(acc, t);
-        }
+        let acc = self.poly_value(kb, p)?;
         let zero = kb.iconst(0);
         let hi = kb.iconst(max as i64);
         let neg = kb.b.ins().icmp(IntCC::SignedLessThan, acc, zero);
         let acc = kb.b.ins().select(neg, zero, acc);
         let big = kb.b.ins().icmp(IntCC::SignedGreaterThan, acc, hi);
         Ok(kb.b.ins().select(big, hi, acc))
+    }
+
+    /// The run-time value of polynomial `p` (unclamped), its atoms ([`slmtvm_ir::sym::Atom`])
+    /// evaluated from their arguments and clamped at 0.
+    fn poly_value(&self, kb: &mut Kb, p: &Poly) -> Result<Value> {
+        use cranelift_codegen::ir::InstBuilder;
+        use slmtvm_ir::sym::Atom;
+        let mut acc = kb.iconst(0);
+        for (mono, c) in p.terms() {
+            let mut t = kb.iconst(c);
+            for s in mono {
+                let v = match Atom::of(s) {
+                    Some(a) => {
+                        let x = self.poly_value(kb, a.args()[0])?;
+                        let v = match &a {
+                            Atom::Min(_, b) => {
+                                let y = self.poly_value(kb, b)?;
+                                kb.b.ins().smin(x, y)
+                            }
+                            Atom::Max(_, b) => {
+                                let y = self.poly_value(kb, b)?;
+                                kb.b.ins().smax(x, y)
+                            }
+                            // Truncation is the floor for x >= 0; a negative x clamps to 0
+                            // below either way.
+                            Atom::FloorDiv(_, k) => kb.b.ins().sdiv_imm_s(x, *k),
+                        };
+                        let zero = kb.iconst(0);
+                        kb.b.ins().smax(v, zero)
+                    }
+                    None => {
+                        let k = self
+                            .layout
+                            .symbols
+                            .index(s)
+                            .ok_or_else(|| self.error(format!("symbol {s} is not an input symbol")))?;
+                        kb.load(kb.caps.ptr, self.syms, (8 * k) as i32)
+                    }
+                };
+                t = kb.b.ins().imul(t, v);
+            }
+            acc = kb.b.ins().iadd(acc, t);
+        }
+        Ok(acc)
     }
 
     /// The run-time extent of axis `axis` of value `v` (a constant for a static dim).

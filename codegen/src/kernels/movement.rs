@@ -37,7 +37,7 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
 use cranelift_frontend::Variable;
 use slmtvm_ir::shape::normalize_axis;
-use slmtvm_ir::{DType, Dim, Op, Poly, Scalar};
+use slmtvm_ir::{DType, Dim, Op, Poly, Scalar, ValueId};
 
 /// Emits the kernel of `cx.node`.
 ///
@@ -45,11 +45,12 @@ use slmtvm_ir::{DType, Dim, Op, Poly, Scalar};
 /// work position-wise over the physical extents (Transpose's copies loop over the run-time
 /// extents of the output's symbolic axes, Gather over those of its indices and wraps negative
 /// indices by the run-time extent of the data's axis); Expand is the elementwise walk's copy
-/// (broadcasting static 1s, and symbolic dims when they are 1 at run time); a Reshape-like view that moves a symbolic dim within its group of axes is repacked
-/// element by element; Concat along an axis
-/// that is symbolic before the last input places each input at its run-time offset; Slice
-/// copies from constant starts (any step along static axes); Shape and Size report the run-time values. Split along a
-/// symbolic axis is refused.
+/// (broadcasting static 1s, and symbolic dims when they are 1 at run time); a Reshape-like
+/// view that moves a symbolic dim within its group of axes is repacked element by element;
+/// Concat along an axis that is symbolic before the last input places each input at its
+/// run-time offset, and Split along a symbolic axis takes each part from there likewise; Slice
+/// copies from constant starts (any step along static axes); Shape and Size report the
+/// run-time values.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if cx.is_symbolic() {
         let x = cx.in_id(0);
@@ -65,17 +66,22 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
                 return super::elementwise::expand_runtime(kb, cx);
             }
             Op::Concat(c) => {
-                let a = axis_of(cx, c.axis, cx.g.ty(cx.out_id(0)).shape.rank())?;
+                let y = cx.out_id(0);
+                let a = axis_of(cx, c.axis, cx.g.ty(y).shape.rank())?;
                 let n = cx.num_inputs();
-                if (0..n.saturating_sub(1)).any(|i| cx.in_id(i).is_some_and(|v| cx.axis_symbolic(v, a))) {
+                let ins: Vec<ValueId> = (0..n).filter_map(|i| cx.in_id(i)).collect();
+                if ins[..ins.len().saturating_sub(1)].iter().any(|&v| cx.axis_symbolic(v, a))
+                    || !same_layout_but(cx, &ins, y, a)?
+                {
                     return concat_runtime(kb, cx, a);
                 }
             }
             Op::Split(s) => {
                 let x = x.ok_or_else(|| cx.error("input 0 is required"))?;
                 let a = axis_of(cx, s.axis, cx.g.ty(x).shape.rank())?;
-                if cx.axis_symbolic(x, a) {
-                    return Err(cx.refuse_symbolic(format!("splitting along symbolic axis {a}")));
+                let outs: Vec<ValueId> = (0..cx.num_outputs()).map(|k| cx.out_id(k)).collect();
+                if cx.axis_symbolic(x, a) || !same_layout_but(cx, &outs, x, a)? {
+                    return split_runtime(kb, cx, a);
                 }
             }
             Op::Shape(_) | Op::Size(_) => return shape_runtime(kb, cx),
@@ -967,51 +973,110 @@ fn repack(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     Ok(())
 }
 
-/// Concat along axis `a` where an input before the last is symbolic along it: input `i` goes
-/// at the run-time offset `Σ_{j<i} extent_j`, row by row over its run-time extent. When input
-/// 0 and the output are the same buffer (a KV cache updated in place, see
-/// [`crate::layout::Layout::in_place`]), input 0 is already where it belongs and is not copied.
+/// True when every value of `parts` has `whole`'s physical dims on every axis but `a` (so the
+/// row-wise Concat and Split apply; else a symbolic dim meets a static one there).
+fn same_layout_but(cx: &NodeCtx, parts: &[ValueId], whole: ValueId, a: usize) -> Result<bool> {
+    let dw = cx.dims(whole)?;
+    for &v in parts {
+        let d = cx.dims(v)?;
+        if d.len() != dw.len() || (0..d.len()).any(|k| k != a && d[k] != dw[k]) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// One part of a Concat or Split over symbolic dims: `ext` rows along axis `a` copied from
+/// `src` (physical dims `sd`, starting `src_off` rows along `a`) to `dst` (physical dims `dd`,
+/// starting `dst_off` rows along `a`), the axes before `a` to their run-time extents `outer`,
+/// the axes after it whole (the smaller physical extent of the two sides: a symbolic dim
+/// there is the other side's static one at run time).
+#[allow(clippy::too_many_arguments)]
+fn copy_part(
+    kb: &mut Kb,
+    e: usize,
+    (dst, dd, dst_off): (Value, &[usize], Value),
+    (src, sd, src_off): (Value, &[usize], Value),
+    outer: &[Value],
+    ext: Value,
+    a: usize,
+) {
+    let (ds, ss) = (strides_of(dd), strides_of(sd));
+    let inner: Vec<usize> = (a + 1..dd.len()).map(|k| dd[k].min(sd[k])).collect();
+    if inner.contains(&0) {
+        return;
+    }
+    let mut exts = outer.to_vec();
+    exts.push(ext);
+    kb.nest_runtime(&exts, &mut |kb, idx| {
+        let at = |kb: &mut Kb, st: &[i64], off: Value| {
+            let base = kb.linear(0, &idx[..a], &st[..a]);
+            let row = kb.b.ins().iadd(idx[a], off);
+            let row = kb.b.ins().imul_imm_s(row, st[a]);
+            kb.b.ins().iadd(base, row)
+        };
+        let (d, s) = (at(kb, &ds, dst_off), at(kb, &ss, src_off));
+        let (dp, sp) = (kb.addr(dst, d, e), kb.addr(src, s, e));
+        if inner.is_empty() {
+            copy_run(kb, dp, sp, e, e);
+        } else {
+            strided_copy(kb, dp, sp, e, &inner, &ds[a + 1..], &ss[a + 1..], 0);
+        }
+    });
+}
+
+/// Concat over symbolic dims along axis `a`: each input's run-time rows at the run-time offset
+/// where the earlier inputs' end, each read with its own physical layout (which differs from
+/// the output's where a symbolic dim meets a static one). When input 0 and the output are the
+/// same buffer (a KV cache updated in place, see [`crate::layout::Layout::in_place`]), input 0
+/// is already where it belongs and is not copied.
 fn concat_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
     let y = cx.out_id(0);
     let dy = cx.dims(y)?;
     let e = cx.out_dtype(0).size();
-    let outer: usize = dy[..a].iter().product();
-    let inner: usize = dy[a + 1..].iter().product();
     let yp = cx.out_ptr(0);
+    let outer = cx.extents(kb, y, 0..a)?;
     let mut off = kb.iconst(0);
     for i in 0..cx.num_inputs() {
         let Some(v) = cx.in_id(i) else { continue };
         let dx = cx.dims(v)?;
-        if dx[..a] != dy[..a] || dx[a + 1..] != dy[a + 1..] {
-            return Err(cx.error(format!("input {i} of physical shape {dx:?} does not concatenate into {dy:?}")));
+        if cx.in_dtype(i)? != cx.out_dtype(0) || dx.len() != dy.len() {
+            return Err(cx.error(format!("input {i} does not match the output's dtype and rank")));
         }
         let ext = cx.extent(kb, v, a)?;
         let xp = cx.in_ptr(i)?;
-        let (ra, rx) = (dy[a], dx[a]);
-        let copy = |kb: &mut Kb, off: Value| {
-            kb.for_const(0, outer as i64, 1, |kb, o| {
-                let zero = kb.iconst(0);
-                kb.for_range(zero, ext, 1, |kb, r| {
-                    let srow = kb.b.ins().imul_imm_s(o, rx as i64);
-                    let srow = kb.b.ins().iadd(srow, r);
-                    let sidx = kb.b.ins().imul_imm_s(srow, inner as i64);
-                    let src = kb.addr(xp, sidx, e);
-                    let drow = kb.b.ins().imul_imm_s(o, ra as i64);
-                    let drow = kb.b.ins().iadd(drow, off);
-                    let drow = kb.b.ins().iadd(drow, r);
-                    let didx = kb.b.ins().imul_imm_s(drow, inner as i64);
-                    let dst = kb.addr(yp, didx, e);
-                    copy_run(kb, dst, src, inner * e, e);
-                });
-            });
-        };
-        if i == 0 && rx == ra {
+        let zero = kb.iconst(0);
+        if i == 0 && dx == dy {
             // Skip the copy when the caller passes the output buffer as input 0.
             let other = kb.b.ins().icmp(IntCC::NotEqual, xp, yp);
-            kb.when(other, |kb| copy(kb, off));
+            kb.when(other, |kb| copy_part(kb, e, (yp, &dy, off), (xp, &dx, zero), &outer, ext, a));
         } else {
-            copy(kb, off);
+            copy_part(kb, e, (yp, &dy, off), (xp, &dx, zero), &outer, ext, a);
         }
+        off = kb.b.ins().iadd(off, ext);
+    }
+    Ok(())
+}
+
+/// Split over symbolic dims along axis `a`: each output's run-time rows from where the earlier
+/// outputs' end (static part sizes, or parts of a symbolic size), each written in its own
+/// physical layout.
+fn split_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
+    let xv = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
+    let dx = cx.dims(xv)?;
+    let e = cx.in_dtype(0)?.size();
+    let xp = cx.in_ptr(0)?;
+    let outer = cx.extents(kb, xv, 0..a)?;
+    let mut off = kb.iconst(0);
+    for k in 0..cx.num_outputs() {
+        let yv = cx.out_id(k);
+        let dy = cx.dims(yv)?;
+        if cx.out_dtype(k) != cx.in_dtype(0)? || dy.len() != dx.len() {
+            return Err(cx.error(format!("output {k} does not match the input's dtype and rank")));
+        }
+        let ext = cx.extent(kb, yv, a)?;
+        let zero = kb.iconst(0);
+        copy_part(kb, e, (cx.out_ptr(k), &dy, zero), (xp, &dx, off), &outer, ext, a);
         off = kb.b.ins().iadd(off, ext);
     }
     Ok(())

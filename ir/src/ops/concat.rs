@@ -2,7 +2,7 @@
 
 use super::{InferIn, OpDef, arity, req};
 use crate::error::invalid;
-use crate::{Dim, Element, OpError, Shape, Tensor, TypeInfo, map_tensor, map_tensor_same};
+use crate::{Dim, Element, OpError, Poly, Shape, Tensor, TypeInfo, map_tensor, map_tensor_same};
 use ndarray::{ArrayD, Axis};
 use serde::{Deserialize, Serialize};
 
@@ -136,7 +136,15 @@ impl Split {
             (_, Some(s)) if s.len() == self.num_outputs => Ok(s.iter().map(|&k| Dim::Known(k)).collect()),
             (_, Some(s)) => Err(invalid(format!("{} split sizes for {} outputs", s.len(), self.num_outputs))),
             (_, None) if self.num_outputs == 1 => Ok(vec![d.clone()]),
-            (_, None) => Ok(vec![Dim::unknown(); self.num_outputs]),
+            // A symbolic axis: parts of ceil(d / n), the last one what remains.
+            (_, None) => {
+                let n = self.num_outputs as i64;
+                let chunk = d.poly().add(&Poly::constant(n - 1)).floor_div(n).ok_or_else(|| invalid("no parts"))?;
+                let last = d.poly().sub(&chunk.scale(n - 1));
+                let mut out = vec![Dim::from_poly(&chunk); self.num_outputs - 1];
+                out.push(Dim::from_poly(&last));
+                Ok(out)
+            }
         }
     }
 }
@@ -292,8 +300,10 @@ mod tests {
         assert!(outs.iter().all(|t| t.shape == Shape::parse("[b, seq, 4]").unwrap() && t.dtype == DType::F16));
         let outs = sp(1, Some(vec![1, 3]), 2).infer(&ins).unwrap();
         assert_eq!(outs[1].shape, Shape::parse("[b, 3, 12]").unwrap());
-        let outs = sp(1, None, 2).infer(&ins).unwrap();
-        assert!(outs[0].shape.0[1].is_unknown());
+        // Equal parts of a symbolic axis: ceil(seq / 3) each, the last one what remains.
+        let outs = sp(1, None, 3).infer(&ins).unwrap();
+        let dims: Vec<String> = outs.iter().map(|t| t.shape.0[1].to_string()).collect();
+        assert_eq!(dims, ["floordiv(seq+2,3)", "floordiv(seq+2,3)", "-2*floordiv(seq+2,3)+seq"]);
         assert_eq!(sp(1, None, 1).infer(&ins).unwrap()[0], ty);
         assert_eq!(sp(1, None, 5).num_outputs(), 5);
         assert!(sp(3, None, 2).infer(&ins).is_err());

@@ -173,7 +173,10 @@ impl Reshape {
                 (Some(h), Some(w)) if w > 0 && h % w == 0 => out[i] = Dim::Known((h / w) as usize),
                 (Some(_), Some(_)) => return Err(mismatch()),
                 _ => {
-                    let q = have.div_exact(&want).map_or_else(Dim::unknown, |q| Dim::from_poly(&q));
+                    // Exact division as polynomials, else by a constant (exact at run time for
+                    // a valid shape, so floor division is the quotient).
+                    let q = have.div_exact(&want).or_else(|| want.as_const().and_then(|w| have.floor_div(w)));
+                    let q = q.map_or_else(Dim::unknown, |q| Dim::from_poly(&q));
                     out[i] = q.bounded_by(&input.iter().collect::<Vec<_>>());
                 }
             },
@@ -436,7 +439,8 @@ mod tests {
         assert_eq!(r("[b<=4, 12, 64]", &[-1, 768]).unwrap(), s("[b<=4, 768]"));
         assert_eq!(r("[batch, seq, 768]", &[-1, 768]).unwrap(), s("[batch*seq, 768]"));
         assert_eq!(r("[b<=2, s<=8, 768]", &[-1, 768]).unwrap(), s("[b*s<=16, 768]"));
-        assert!(r("[batch*seq, 768]", &[2, -1, 768]).unwrap().0[1].is_unknown());
+        // Not divisible as polynomials: the quotient by the constant, exact at run time.
+        assert_eq!(r("[batch*seq, 768]", &[2, -1, 768]).unwrap(), s("[2, floordiv(batch*seq,2), 768]"));
         assert_eq!(r("[batch, 768]", &[0, 12, 64]).unwrap(), s("[batch, 12, 64]"));
         assert_eq!(r("[2, 3, 4]", &[4, -1]).unwrap(), s("[4, 6]"));
         assert!(r("[2, 3, 4]", &[5, -1]).is_err());

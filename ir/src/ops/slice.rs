@@ -113,9 +113,9 @@ fn slice_pos(d: &Dim, v: &Poly, is_end: bool) -> Option<Poly> {
         Some(c) if c >= limit => Some(d.poly()),
         Some(c) if c < -limit => Some(Poly::constant(0)),
         Some(c) if c < 0 => Some(d.poly().add(&Poly::constant(c))),
-        // An end of min(c, d) for a symbolic d is not a polynomial (unless c is 0); a start is
-        // taken to lie within the axis.
-        Some(c) if d.known().is_none() && is_end => (c == 0).then(|| Poly::constant(0)),
+        // An end of min(c, d) for a symbolic d (an atom); a start is taken to lie within the
+        // axis.
+        Some(c) if d.known().is_none() && is_end => Some(d.poly().size_min(&Poly::constant(c))),
         Some(c) => Some(Poly::constant(c.min(limit))),
         None => Some(v.clone()),
     }
@@ -414,8 +414,9 @@ mod tests {
         assert_eq!(infer("[b, seq, 8]", &[c(&[0, 2]), c(&[max, 6]), c(&[1, 2])]).unwrap(), s("[b, seq, 4]"));
         assert_eq!(infer("[seq<=16]", &[c(&[-1]), c(&[-17]), c(&[0]), c(&[-1])]).unwrap(), s("[seq<=16]"));
         assert_eq!(infer("[seq]", &[c(&[0]), c(&[2147483647])]).unwrap(), s("[seq]"));
-        assert!(infer("[seq]", &[c(&[0]), c(&[1])]).unwrap().0[0].is_unknown());
-        assert!(infer("[seq<=16]", &[c(&[0]), c(&[15])]).unwrap().0[0].is_unknown());
+        // A constant end on a symbolic axis: the smaller of the two (an atom).
+        assert_eq!(infer("[seq]", &[c(&[0]), c(&[1])]).unwrap().0[0].to_string(), "min(1,seq)");
+        assert_eq!(infer("[seq<=16]", &[c(&[2]), c(&[15])]).unwrap().0[0].to_string(), "min(15,seq)-2");
         assert!(infer("[4]", &[c(&[0]), c(&[1]), c(&[0]), c(&[0])]).is_err());
     }
 
