@@ -8,7 +8,7 @@
 
 use crate::repo_root;
 use slmtvm_frontend::{LoadOptions, load_onnx, read_tensor_pb};
-use slmtvm_ir::{Graph, Tensor};
+use slmtvm_ir::{DType, Graph, Tensor};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -86,10 +86,13 @@ pub const REQUIRED: &[&str] = &[
     "Constant",
     "Attention",
 ];
-/// Float tolerance of this harness; a case's own (looser) tolerance wins where it declares one.
-pub const RTOL: f64 = 1e-4;
-/// See [`RTOL`].
-pub const ATOL: f64 = 1e-4;
+/// The relative tolerance for f16 outputs: two f16 ulps (2 × 2^-10 of the value). The
+/// generator's references compute f16 models in f16 with numpy, rounding every intermediate;
+/// the interpreter and the kernels compute in f32 and round once, so the two differ by a
+/// rounding or two of the result (measured: 1.04e-3 relative on one Attention case, above the
+/// cases' default 1e-3). Every f32 output is held to the case's own tolerance (the `onnx`
+/// default: rtol 1e-3, atol 1e-7): the interpreter and every preset pass all cases at it.
+pub const F16_RTOL: f64 = 2.0 / 1024.0;
 
 /// A case's `meta.json`, written by the generator.
 #[derive(Clone, Debug)]
@@ -368,7 +371,7 @@ pub fn read_data_set(g: &Graph, ds: &Path) -> Result<DataSet, Outcome> {
 }
 
 /// Compares outputs `got` of graph `g` (in graph-output order) with a data set's expected
-/// outputs, with the harness's tolerance or the case's looser one for floats, exactly for
+/// outputs: floats with the case's own tolerance (f16 with at least [`F16_RTOL`]), exactly for
 /// integers.
 pub fn check_outputs(case: &Case, g: &Graph, ds: &DataSet, got: &[Tensor]) -> Result<(), Outcome> {
     if got.len() != g.outputs.len() {
@@ -381,8 +384,11 @@ pub fn check_outputs(case: &Case, g: &Graph, ds: &DataSet, got: &[Tensor]) -> Re
             .position(|&o| g.value(o).name == *name)
             .or(if ds.expected.len() == g.outputs.len() { Some(k) } else { None })
             .ok_or_else(|| Outcome::Fail(format!("expected output '{name}' is not a graph output")))?;
-        let (rtol, atol) =
-            if want.dtype().is_float() { (RTOL.max(case.meta.rtol), ATOL.max(case.meta.atol)) } else { (0.0, 0.0) };
+        let (rtol, atol) = match want.dtype() {
+            DType::F16 => (F16_RTOL.max(case.meta.rtol), case.meta.atol),
+            d if d.is_float() => (case.meta.rtol, case.meta.atol),
+            _ => (0.0, 0.0),
+        };
         crate::compare(want, &got[at], rtol, atol).map_err(|m| Outcome::Fail(format!("output '{name}': {m}")))?;
     }
     Ok(())
