@@ -1,0 +1,90 @@
+//! ONNX Runtime's quantized forms of the MiniLM-class encoder, written by
+//! `scripts/make_quantized.py` into `.cache/minilm_{int8,q4,q4s}` with ONNX Runtime's outputs on
+//! the recorded inputs (the test set-up does this), read here as the outside check.
+//!
+//! int8 (`quantize_dynamic`, per-channel weights, per-tensor dynamic uint8 activations): the
+//! interpreter and the compiled object (x86_64, and aarch64 under qemu-user) must be as close to
+//! the f32 model (the interpreter's run of `.cache/minilm`) as ONNX Runtime's own run of the
+//! int8 model is: cosine similarity at least ONNX Runtime's minus 0.001, relative L2 error at
+//! most 1.1× ONNX Runtime's (the quality bar of the integer-kernel issue; why not "within 1e-2
+//! of ONNX Runtime": one ulp of an f32 activation can flip a rounding of the next dynamic
+//! quantization, and the flip cascades). Not "agrees with ONNX Runtime" either: on a CPU with
+//! AVX2 and no VNNI, ONNX Runtime's u8×s8 `MatMulInteger` is not exact (its `vpmaddubsw` pairs
+//! saturate at 16 bits): measured on this encoder's first query product, 1,300 of 49,152 sums
+//! differ from the exact ones (by up to 19,893), which the interpreter and the kernels compute;
+//! our runs are about twice as close to f32 as ONNX Runtime's (relative L2 2.9e-2 against
+//! 6.1e-2), and 6.3e-2 from it.
+//!
+//! The 4-bit forms (`com.microsoft::MatMulNBits`) do not import yet: the test asserts the
+//! refusal names the operator, so it fails, as a reminder to compare them with ONNX Runtime's
+//! recorded outputs here, once they do.
+
+use slmtvm_ir::{Tensor, interp};
+use slmtvm_tests::cross::{Job, run_batch, runnable_presets};
+use slmtvm_tests::{cached_model, cached_model_path, target_dir};
+
+/// Cosine similarity of two tensors' elements.
+fn cosine(a: &Tensor, b: &Tensor) -> f64 {
+    let (a, b) = (a.to_f64(), b.to_f64());
+    let dot: f64 = a.iter().zip(b.iter()).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// `‖got − want‖ / ‖want‖` (NaN when any element is NaN, which fails every comparison below).
+fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
+    let (g, w) = (got.to_f64(), want.to_f64());
+    let d: f64 = g.iter().zip(w.iter()).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    d / w.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+#[test]
+fn minilm_int8_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
+    let (g32, inputs) = cached_model("minilm");
+    let f32_out = interp::run(&g32, &inputs).unwrap().remove(0);
+    let (g8, inputs8) = cached_model("minilm_int8");
+    assert_eq!(inputs8.len(), inputs.len());
+    let ort_file = cached_model_path("minilm_int8").with_file_name("ort").join("last_hidden_state.npy");
+    let ort = slmtvm_frontend::npy::read_npy(&ort_file).unwrap_or_else(|e| panic!("{}: {e}", ort_file.display()));
+    assert_eq!(ort.shape(), f32_out.shape());
+    let (ort_cos, ort_err) = (cosine(&ort, &f32_out), rel_l2(&ort, &f32_out));
+    eprintln!("onnxruntime int8 against f32: cosine {ort_cos:.6}, relative L2 {ort_err:.4e}");
+    assert!(ort_cos > 0.9 && ort_err < 0.5, "ONNX Runtime's int8 run is no quantization of this f32 model");
+
+    let mut runs = vec![("interpreter".to_string(), interp::run(&g8, &inputs8).unwrap().remove(0))];
+    // The baseline x86_64 and aarch64 presets (natively or under qemu-user, as this host can).
+    let presets: Vec<_> =
+        runnable_presets().into_iter().filter(|t| ["x86_64", "aarch64"].contains(&t.name())).collect();
+    assert!(!presets.is_empty(), "neither x86_64 nor aarch64 can run here");
+    for t in presets {
+        let preset = t.name().to_string();
+        let out = target_dir().join("slmtvm-cross").join(format!("minilm-int8-{preset}-{}", std::process::id()));
+        let res = run_batch(&t, &[Job { graph: &g8, data: vec![inputs8.clone()] }], &out);
+        let got = res[0][0].as_ref().unwrap_or_else(|e| panic!("{preset}: {e}"));
+        runs.push((preset.clone(), got[0].clone()));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    for (name, got) in &runs {
+        let (c, e) = (cosine(got, &f32_out), rel_l2(got, &f32_out));
+        eprintln!(
+            "{name} int8 against f32: cosine {c:.6}, relative L2 {e:.4e}; against onnxruntime int8: relative L2 {:.4e}",
+            rel_l2(got, &ort)
+        );
+        assert!(c >= ort_cos - 1e-3, "{name}: cosine to f32 {c} is below onnxruntime's {ort_cos} - 0.001");
+        assert!(e <= 1.1 * ort_err, "{name}: relative L2 to f32 {e} is above 1.1 x onnxruntime's {ort_err}");
+    }
+}
+
+#[test]
+fn minilm_4_bit_forms_are_refused_naming_matmulnbits_until_they_import() {
+    for name in ["minilm_q4", "minilm_q4s"] {
+        let m = cached_model_path(name);
+        let ort = m.with_file_name("ort").join("last_hidden_state.npy");
+        assert!(ort.is_file(), "{} is missing: scripts/make_quantized.py writes it", ort.display());
+        match slmtvm_frontend::load_onnx(&m, &slmtvm_frontend::LoadOptions::default()) {
+            Ok(_) => panic!("{name} imports now: compare it with ONNX Runtime's {} here", ort.display()),
+            Err(e) => assert!(e.to_string().contains("MatMulNBits"), "{name}: {e}"),
+        }
+    }
+}
