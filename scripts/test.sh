@@ -8,9 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== installing cross toolchains and qemu-user (Debian)"
+# Every architecture other than this host's needs its cross compiler and qemu-user (the host's
+# own is gcc, run natively).
 need=()
-for tool in aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu \
-            qemu-aarch64:qemu-user qemu-riscv64:qemu-user gcc:gcc; do
+tools=(gcc:gcc)
+for arch in x86_64 aarch64 riscv64; do
+    [ "$arch" = "$(uname -m)" ] && continue
+    tools+=("$arch-linux-gnu-gcc:gcc-${arch//_/-}-linux-gnu" "qemu-$arch:qemu-user")
+done
+for tool in "${tools[@]}"; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

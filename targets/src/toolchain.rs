@@ -78,11 +78,23 @@ impl Target {
         Ok(())
     }
 
-    /// For a target that runs natively, the instruction-set flags it has that this CPU lacks
-    /// (checked: AVX, AVX2, FMA and the AVX-512 families; empty when run under qemu).
+    /// The instruction-set flags of this target that whatever runs it lacks: natively, those
+    /// this CPU lacks (x86_64: AVX, AVX2, FMA and the AVX-512 families; aarch64: the dot
+    /// product); under qemu-x86_64, the AVX-512 families (qemu's `-cpu max` emulates AVX2 but no
+    /// AVX-512); nothing under the other emulators.
     pub fn host_lacks(&self) -> Vec<&'static str> {
         if self.runner().is_some() {
-            return Vec::new();
+            const QEMU_X86_LACKS: [&str; 5] =
+                ["has_avx512f", "has_avx512dq", "has_avx512vl", "has_avx512vbmi", "has_avx512vnni"];
+            return match self.arch() {
+                crate::Arch::X86_64 => QEMU_X86_LACKS.into_iter().filter(|f| self.flag(f)).collect(),
+                _ => Vec::new(),
+            };
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            let host: [(&str, bool); 1] = [("has_dotprod", std::arch::is_aarch64_feature_detected!("dotprod"))];
+            return host.into_iter().filter(|&(flag, have)| self.flag(flag) && !have).map(|(flag, _)| flag).collect();
         }
         #[cfg(target_arch = "x86_64")]
         {
@@ -98,7 +110,7 @@ impl Target {
             ];
             host.into_iter().filter(|&(flag, have)| self.flag(flag) && !have).map(|(flag, _)| flag).collect()
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         Vec::new()
     }
 

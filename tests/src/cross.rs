@@ -470,29 +470,37 @@ fn read_outputs(
     Ok(outs)
 }
 
-/// Every target preset that this machine can link and run (the others are named with the
-/// reason on stderr). Under `CI=true` a missing cross compiler or qemu is a failure, not a
-/// skip (the test set-up installs them); a preset whose instructions this CPU lacks is skipped
-/// there too. Panics when no preset can run.
-pub fn runnable_presets() -> Vec<Target> {
+/// Preset `name` when this machine can link and run it, else `None` with the reason on
+/// stderr. Under `CI=true` a missing cross compiler or qemu is a failure, not a skip (the test
+/// set-up installs them); a preset whose instructions this CPU (or qemu) lacks is skipped there
+/// too.
+pub fn runnable(name: &str) -> Option<Target> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let presets: Vec<Target> = slmtvm_targets::presets()
-        .filter_map(|(name, _)| {
-            let t = Target::from_spec(name).ok()?;
-            match t.check_tools() {
-                Ok(()) => Some(t),
-                Err(e @ slmtvm_targets::toolchain::ToolError::HostCpu { .. }) => {
-                    eprintln!("skipping target {name}: {e}");
-                    None
-                }
-                Err(e) if ci => panic!("CI=true: target {name} cannot run here: {e} (scripts/test.sh installs it)"),
-                Err(e) => {
-                    eprintln!("skipping target {name}: {e}");
-                    None
-                }
-            }
-        })
-        .collect();
+    let t = Target::from_spec(name).unwrap_or_else(|e| panic!("preset {name}: {e}"));
+    match t.check_tools() {
+        Ok(()) => Some(t),
+        Err(e @ slmtvm_targets::toolchain::ToolError::HostCpu { .. }) => {
+            eprintln!("skipping target {name}: {e}");
+            None
+        }
+        Err(e) if ci => panic!("CI=true: target {name} cannot run here: {e} (scripts/test.sh installs it)"),
+        Err(e) => {
+            eprintln!("skipping target {name}: {e}");
+            None
+        }
+    }
+}
+
+/// The baseline preset of this machine's architecture (`x86_64`, `aarch64` or `riscv64`): the
+/// one a test runs natively.
+pub fn native_preset() -> &'static str {
+    slmtvm_targets::Arch::host().map_or_else(|| panic!("no preset for a {} host", std::env::consts::ARCH), |a| a.name())
+}
+
+/// Every target preset that this machine can link and run ([`runnable`]; the others are
+/// named with the reason on stderr). Panics when none can.
+pub fn runnable_presets() -> Vec<Target> {
+    let presets: Vec<Target> = slmtvm_targets::presets().filter_map(|(name, _)| runnable(name)).collect();
     assert!(!presets.is_empty(), "no target preset can be linked and run here (see the skip lines above)");
     presets
 }

@@ -303,7 +303,8 @@ int main(void) {
 
 #[test]
 fn the_task_function_runs_once_per_index_and_null_runs_serially() {
-    let t = Target::from_spec("x86_64").unwrap();
+    // Built for this machine's architecture and run natively.
+    let t = Target::from_spec(slmtvm_tests::cross::native_preset()).unwrap();
     t.check_tools().unwrap();
     let k = kernels();
     let (mb_graph, _) = symbolic();
