@@ -115,7 +115,7 @@ fn profile(stdout: &str, manifest: &Path, lanes: usize) -> Result<Profile> {
         .find_map(|l| l.strip_prefix("peak_iters_per_us:"))
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| "the profiling harness printed no peak line")?;
-    let peak_gflops = rate * (slmtvm_codegen::object::PEAK_FMAS * lanes * 2) as f64 / 1e3;
+    let peak_gflops = rate * (slmtvm_codegen::abi::PEAK_FMAS * lanes * 2) as f64 / 1e3;
     let mut kernels = Vec::new();
     for l in stdout.lines().filter_map(|l| l.strip_prefix("kernel_us:")) {
         let mut it = l.split_whitespace();

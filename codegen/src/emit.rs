@@ -9,6 +9,8 @@
 //! back (f16 rounded to nearest even, integers wrapped to their width). Wrapping integer
 //! arithmetic in 64 bits then truncating equals wrapping arithmetic at the narrow width.
 
+pub mod math;
+
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     AbiParam, Endianness, ExtFuncData, ExternalName, FuncRef, InstBuilder, MemFlagsData, Signature, Type,

@@ -1,7 +1,7 @@
 //! The C header of a compiled model: its API, every input and output with dtype, shape and
 //! byte size, error codes, the workspace size and alignment, and a usage example.
 
-use crate::object::status;
+use crate::abi::status;
 use crate::plan::{ARENA_ALIGN, MemoryPlan};
 use slmtvm_ir::{DType, Graph};
 use std::fmt::Write;

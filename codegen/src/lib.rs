@@ -20,17 +20,30 @@
 //! 4. `header` / `manifest`: `<name>.h` with the macros `runtime-stub/harness.c` reads (see
 //!    `runtime-stub/README.md`), and `<name>.json`.
 //!
+//! # Layers
+//! Every module dependency points down (`tests/layers.rs` checks the `crate::` paths):
+//! 0. [`error`], [`abi`] (status codes, the profiling loop's width), [`math`] (the
+//!    approximations, generic over their backend): nothing else from this crate;
+//! 1. [`asm`]: the assembled x86 microkernels and vector math ([`math`]'s third backend);
+//! 2. [`emit`]: the kernel builder `Kb` and the Cranelift backend of [`math`] (`emit::math`);
+//! 3. [`layout`], [`pack`]: physical shapes, symbols, packed weight panels;
+//! 4. [`plan`]: the memory plan;
+//! 5. [`kernels`]: one family of operators per file;
+//! 6. [`object`]: the relocatable object; 7. [`header`]: `<name>.h`.
+//!
 //! Tests: the node conformance cases and the real models compiled for every target preset, run
 //! natively or under qemu-user through `runtime-stub/harness.c`, compared with the expected
 //! outputs; the object checked for undefined symbols other than memcpy/memset.
 #![warn(missing_docs)]
 
+pub mod abi;
 pub mod asm;
 pub mod emit;
 pub mod error;
 pub mod header;
 pub mod kernels;
 pub mod layout;
+pub mod math;
 pub mod object;
 pub mod pack;
 pub mod plan;
@@ -58,7 +71,7 @@ pub struct Options {
     /// A profiling build: `<name>_run` calls the imported `void slmtvm_profile(int32_t k)`
     /// before kernel `k` (in [`object::Compiled::kernel_list`] order) and with `k = -1` after
     /// the last, and the object exports `void <name>_peak(int64_t iters, float* out)`, a loop
-    /// of `iters` × [`object::PEAK_FMAS`] independent multiply-adds at the target's vector
+    /// of `iters` × [`abi::PEAK_FMAS`] independent multiply-adds at the target's vector
     /// width (the FMA peak the kernels are measured against; `out` receives one float so
     /// nothing is optimized away).
     pub profile: bool,

@@ -1,6 +1,7 @@
 //! Assembles the relocatable object: weights as read-only data, one local function per kernel,
 //! and the exported `<name>_run` / `<name>_workspace_size` entry points.
 
+use crate::abi::{PEAK_FMAS, status};
 use crate::emit::{Caps, Kb};
 use crate::pack::PackedRead;
 use crate::plan::{MemoryPlan, Storage, plan_memory};
@@ -14,18 +15,6 @@ use cranelift_object::{ObjectBuilder, ObjectModule};
 use slmtvm_ir::{Graph, ValueId};
 use slmtvm_targets::Microkernel;
 use std::collections::BTreeMap;
-
-/// Status codes returned by `<name>_run` (also written to the header).
-pub mod status {
-    /// Success.
-    pub const OK: i64 = 0;
-    /// A NULL inputs/outputs array, entry, or workspace.
-    pub const ERR_NULL: i64 = 1;
-    /// The workspace is not aligned to [`crate::plan::ARENA_ALIGN`].
-    pub const ERR_WORKSPACE_ALIGN: i64 = 2;
-    /// A symbol value is negative or above its bound (or the symbols array is NULL).
-    pub const ERR_SYMBOL: i64 = 3;
-}
 
 /// How `<name>_run_parallel` splits kernels across tasks (see [`crate::Options::threads`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,11 +31,6 @@ fn splittable(op: &slmtvm_ir::Op) -> bool {
     use slmtvm_ir::Op;
     matches!(op, Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) | Op::Dense(_) | Op::FusedMlp(_) | Op::Attention(_))
 }
-
-/// Multiply-adds per iteration of a profiling build's `<name>_peak` loop: this many
-/// independent accumulators (of the target's vector width), enough to cover the FMA latency
-/// times the FMA units of the CPUs here.
-pub const PEAK_FMAS: usize = 12;
 
 /// A compiled model.
 #[derive(Debug)]

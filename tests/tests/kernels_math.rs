@@ -1,4 +1,4 @@
-//! The inline math approximations (`slmtvm_codegen::kernels::math`) compiled for every target
+//! The inline math approximations (`slmtvm_codegen::math`, emitted by `emit::math`) compiled for every target
 //! preset equal their Rust mirror bit for bit (NaN payloads aside): one object per preset
 //! with, per function, a vector kernel (`F32X4` loop and scalar tail, where the target has
 //! vectors) and a scalar kernel, `void f(const float* x, [const float* y,] float* out, size_t
@@ -9,8 +9,9 @@ use cranelift_codegen::ir::{AbiParam, InstBuilder, Type, UserFuncName, Value, ty
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule};
+use slmtvm_codegen::emit::math;
 use slmtvm_codegen::emit::{Caps, Kb};
-use slmtvm_codegen::kernels::math::{self, Mirror};
+use slmtvm_codegen::math::{self as approx, Mirror};
 use slmtvm_targets::Target;
 use slmtvm_targets::toolchain::run_with_timeout;
 use slmtvm_tests::cross::runnable_presets;
@@ -31,25 +32,25 @@ struct Func {
 
 fn funcs() -> Vec<Func> {
     vec![
-        Func { name: "exp", arity: 1, emit: |kb, a| math::exp(kb, a[0]), model: |m, a| math::exp_with(m, a[0]) },
-        Func { name: "log", arity: 1, emit: |kb, a| math::log(kb, a[0]), model: |m, a| math::log_with(m, a[0]) },
-        Func { name: "erf", arity: 1, emit: |kb, a| math::erf(kb, a[0]), model: |m, a| math::erf_with(m, a[0]) },
-        Func { name: "sin", arity: 1, emit: |kb, a| math::sin(kb, a[0]), model: |m, a| math::sin_with(m, a[0]) },
-        Func { name: "cos", arity: 1, emit: |kb, a| math::cos(kb, a[0]), model: |m, a| math::cos_with(m, a[0]) },
+        Func { name: "exp", arity: 1, emit: |kb, a| math::exp(kb, a[0]), model: |m, a| approx::exp_with(m, a[0]) },
+        Func { name: "log", arity: 1, emit: |kb, a| math::log(kb, a[0]), model: |m, a| approx::log_with(m, a[0]) },
+        Func { name: "erf", arity: 1, emit: |kb, a| math::erf(kb, a[0]), model: |m, a| approx::erf_with(m, a[0]) },
+        Func { name: "sin", arity: 1, emit: |kb, a| math::sin(kb, a[0]), model: |m, a| approx::sin_with(m, a[0]) },
+        Func { name: "cos", arity: 1, emit: |kb, a| math::cos(kb, a[0]), model: |m, a| approx::cos_with(m, a[0]) },
         Func {
             name: "pow",
             arity: 2,
             emit: |kb, a| math::pow(kb, a[0], a[1]),
-            model: |m, a| math::pow_with(m, a[0], a[1]),
+            model: |m, a| approx::pow_with(m, a[0], a[1]),
         },
-        Func { name: "tanh", arity: 1, emit: |kb, a| math::tanh(kb, a[0]), model: |m, a| math::tanh_with(m, a[0]) },
+        Func { name: "tanh", arity: 1, emit: |kb, a| math::tanh(kb, a[0]), model: |m, a| approx::tanh_with(m, a[0]) },
         Func {
             name: "sigmoid",
             arity: 1,
             emit: |kb, a| math::sigmoid(kb, a[0]),
-            model: |m, a| math::sigmoid_with(m, a[0]),
+            model: |m, a| approx::sigmoid_with(m, a[0]),
         },
-        Func { name: "silu", arity: 1, emit: |kb, a| math::silu(kb, a[0]), model: |m, a| math::silu_with(m, a[0]) },
+        Func { name: "silu", arity: 1, emit: |kb, a| math::silu(kb, a[0]), model: |m, a| approx::silu_with(m, a[0]) },
     ]
 }
 

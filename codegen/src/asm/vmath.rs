@@ -1,7 +1,7 @@
 //! Assembled AVX-512 vector math: the approximations of `kernels::math` (the same algorithms,
 //! written once over [`Ops`]) on 16-lane `zmm` registers, four times Cranelift's `F32X4`.
 //!
-//! An algorithm is first recorded ([`Recorder`], an [`Ops`] whose values are numbered
+//! An algorithm is first recorded (`Recorder`, an [`Ops`] whose values are numbered
 //! nodes), then emitted as straight-line code: constants become embedded-broadcast memory
 //! operands of a table after the code (`{1to16}`, no register), comparison masks live in
 //! `k1..k7`, values in `zmm` registers allocated by last use. The arithmetic is the same
@@ -22,7 +22,7 @@
 //!   FusedMlp's gate.
 
 use super::x86::{YMM, ZMM, load_vec, store_vec};
-use crate::kernels::math::{self, Ops};
+use crate::math::{self, Ops};
 use iced_x86::IcedError;
 use iced_x86::code_asm::*;
 use slmtvm_targets::Microkernel;

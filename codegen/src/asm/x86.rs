@@ -232,7 +232,7 @@ fn step(a: &mut CodeAssembler, r: &Regs, s: usize) -> Result<(), IcedError> {
 }
 
 /// Accumulators of [`peak`]: enough independent FMA chains for two FMA units of latency 4–6.
-pub const PEAK_ACCS: usize = crate::object::PEAK_FMAS;
+pub const PEAK_ACCS: usize = crate::abi::PEAK_FMAS;
 
 /// `void peak(int64_t iters, float *out)`: `iters` iterations of [`PEAK_ACCS`] independent
 /// FMAs on `kernel`'s vectors, their sum's first lane stored at `out` (the FMA peak the

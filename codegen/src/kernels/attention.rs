@@ -9,7 +9,7 @@
 //!    schedule reading K in place;
 //! 2. each row is scaled, the mask added and the row maximum kept (4 lanes at a time, a
 //!    scalar tail; a bool mask row by scalars), then `p = exp(s − max)`
-//!    ([`super::math::exp`], vectorized) is stored and summed; keys past a causal limit get
+//!    ([`crate::emit::math::exp`], vectorized) is stored and summed; keys past a causal limit get
 //!    `p = 0`. With an assembled microkernel the row is one assembled AVX2 / AVX-512
 //!    function ([`crate::asm::vmath::ExpSum`] with its scores pass, for no mask or an f32 one
 //!    along the keys or broadcast over them; other masks keep the Cranelift first pass);
@@ -28,11 +28,11 @@
 //! static.
 
 use super::NodeCtx;
-use super::math::exp;
 use super::matmul::{F32Mat, f32_product, row_blocks};
 use crate::Result;
 use crate::asm::AsmFn;
 use crate::asm::vmath::{ExpSum, RowMask, Scores};
+use crate::emit::math::exp;
 use crate::emit::{Kb, strides_of};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, StackSlot, StackSlotData, StackSlotKind, Value, types};

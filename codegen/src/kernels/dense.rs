@@ -3,7 +3,7 @@
 //! - **Dense** (`act(x·W + b)`): x is viewed as a [rows, K] matrix and run on matmul's
 //!   schedules (`matmul::f32_dense`) with an epilogue that adds the bias before each
 //!   store and applies the activation to each register tile just stored, while it is in L1
-//!   (the elementwise kernels' code, so the same polynomial approximations of [`super::math`]).
+//!   (the elementwise kernels' code, so the same polynomial approximations of [`crate::math`]).
 //! - **FusedMlp** (`(act(x·W_gate) ⊙ (x·W_up))·W_down`): for each block of at most
 //!   [`MLP_ROWS`] rows ([`MLP_ROWS_ASSEMBLED`] on the assembled microkernels) and each chunk of
 //!   F columns, the gate and up products of the block go to a stack scratch of at most

@@ -30,10 +30,10 @@
 //! innermost loop are splat. Everything else is scalar.
 
 use super::NodeCtx;
-use super::math;
 use crate::Result;
 use crate::asm::AsmFn;
 use crate::asm::vmath::{Map, VFn};
+use crate::emit::math;
 use crate::emit::{Kb, lane_flags};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
@@ -900,7 +900,7 @@ fn floor_mod_adjust_f32(kb: &mut Kb, r: Value, y: Value) -> Value {
 ///
 /// Symbolic dims: every operand dim is the output's, 1, or symbolic ([`NodeCtx::position_wise`];
 /// a symbolic dim that is not the output's is read at index 0 when its run-time extent is 1,
-/// [`runtime_ones`]); loops that start at a symbolic axis of the output run to its run-time
+/// `runtime_ones`); loops that start at a symbolic axis of the output run to its run-time
 /// extent.
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     if cx.is_symbolic() {

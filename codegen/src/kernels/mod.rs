@@ -4,7 +4,6 @@
 //! | file | operators |
 //! |---|---|
 //! | [`elementwise`] | Unary, Binary, Clip, Where, Cast, FloatClass |
-//! | [`math`] | (no operator) exp, log, tanh, erf, sigmoid, silu, sin, cos as inline polynomials |
 //! | [`movement`] | Reshape/Flatten/Squeeze/Unsqueeze (when not a view), Transpose, Concat, Split, Slice, Gather, Expand, Trilu, Shape, Size, Range, ConstantOfShape |
 //! | [`reduce`] | Reduce*, Softmax, LayerNorm, RmsNorm, BatchNorm, GlobalAveragePool |
 //! | [`matmul`] | MatMul, Gemm, MatMulInteger |
@@ -27,7 +26,6 @@ pub mod attention;
 pub mod conv;
 pub mod dense;
 pub mod elementwise;
-pub mod math;
 pub mod matmul;
 pub mod movement;
 pub mod quant;

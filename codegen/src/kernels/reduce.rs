@@ -17,8 +17,8 @@
 //! output index outside and the reduced indices inside.
 
 use super::NodeCtx;
-use super::math::exp;
 use crate::Result;
+use crate::emit::math::exp;
 use crate::emit::{Kb, lane_flags, strides_of};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};

@@ -1,9 +1,11 @@
-//! Inline approximations of the math functions (no libm, no calls): each works on an `F32`
-//! or an `F32X4` value (chosen by the value's type) and states its maximum error.
+//! Inline approximations of the math functions (no libm, no calls), written once for every
+//! backend; each states its maximum error. The lowest layer of the crate: nothing here depends
+//! on the rest of codegen (the Cranelift backend lives beside [`crate::emit::Kb`], the
+//! assembled one in [`crate::asm::vmath`]).
 //!
 //! Every algorithm is written once, generic over [`Ops`] (f32 arithmetic, compares and
 //! selects, bit casts and integer operations on the bits), and has two implementations:
-//! [`Clif`] emits Cranelift IR through a [`Kb`] (scalar or 4 lanes) and [`Mirror`] evaluates
+//! [`crate::emit::math::Clif`] emits Cranelift IR through a [`crate::emit::Kb`] (scalar or 4 lanes) and [`Mirror`] evaluates
 //! the same operation sequence in plain Rust f32, with `mul_add` fused or not as the target
 //! does ([`crate::emit::Caps::native_fma`]). The emitted code equals the mirror bit for bit
 //! (NaN payloads aside) on every target, and the mirror is swept over the full f32 range
@@ -16,14 +18,14 @@
 //!
 //! | function | algorithm | max error (ulp), fused / unfused | range of that error |
 //! |---|---|---|---|
-//! | [`exp`] | Cody–Waite `x = n·ln2 + r`, Taylor degree 7 on `|r| ≤ ln2/2`, scale by `2^n` in two steps (subnormal results rounded once, not flushed) | 0.87 / 1.15 | all f32 |
-//! | [`log`] | `x = 2^k·m`, `m ∈ [√½, √2)`, `s = (m-1)/(m+1)`, FreeBSD `logf`'s degree-8 minimax in `s`, `k·ln2` in two parts; subnormals normalized by `2^23` first | 0.78 / 0.78 | all f32 |
-//! | [`tanh`] | odd; `|x| < 0.625`: `x + x³·P(x²)` (Cephes degree 11); else `1 - 2/(e^(2|x|)+1)` on [`exp`], `|x|` clamped to 10 | 1.33 / 1.26 | all f32 |
-//! | [`erf`] | odd; `|x| < 1`: `x + x·Q(x²)` (degree-6 minimax); else `1 - e^(-x²)·R(|x| - 2.5)` (degree-9 fit of `erfc·e^(x²)` on `[1, 4]`), `|x|` clamped to 4 | 0.86 / 1.1 | all f32 |
-//! | [`sin`], [`cos`] | `j = round(|x|·2/π)`, Cody–Waite `r = |x| - j·π/2` with π/2 in four parts (exact products for `j < 2^13`), minimax `r + r³·S(r²)` / `1 - r²/2 + r⁴·C(r²)` by quadrant, the reduction's rounding error carried into the sine polynomial | sin 1.22 / 1.44, cos 1.18 / 1.51 | `|x| <` [`TRIG_ACCURATE_LIMIT`] (12867), arguments nearest every multiple of π/2 included; beyond, accuracy degrades (past `6.5·10^6` the result is meaningless) but stays in `[-1, 1]`; ±inf and NaN give NaN |
-//! | [`pow`] | `2^(y·log2|x|)` with `log2|x| = k + log2(1+f)` and `y·log2|x|` carried as two f32 (two-products, two-sums), [`exp`]'s polynomial and scaling; C99 special cases (negative `x` with integral `y`, `±0`, `±inf`, NaN, `x^0 = 1^y = 1`) | `1.3 + |y|/40` (measured 1.0 / 1.23 for `|y| ≤ 15`, 5.7 at `y = 257`) | all f32 `x` and `y` (the `|y|/40` term: the f32 polynomial part of the logarithm, relative error `~10^-9`, is scaled by `y`) |
-//! | [`sigmoid`] | `e = e^-|x|` by [`exp`]; `1/(1+e)` for `x ≥ 0`, `e/(1+e)` for `x < 0` | 2.2 / 2.2 | all f32 (subnormal results for `x < -87.3` rounded, not flushed) |
-//! | [`silu`] | `h = e^(-|x|/2)` by [`exp`], `e = h·h`; `x/(1+e)` for `x ≥ 0`, `(x·h)·h/(1+e)` for `x < 0` (so `e` is never subnormal where the result is normal) | 4.05 / 3.97 | all f32 but `-inf` (NaN, as the reference's `x/(1+e^-x)`); subnormal results rounded, not flushed |
+//! | [`exp`](crate::emit::math::exp) | Cody–Waite `x = n·ln2 + r`, Taylor degree 7 on `|r| ≤ ln2/2`, scale by `2^n` in two steps (subnormal results rounded once, not flushed) | 0.87 / 1.15 | all f32 |
+//! | [`log`](crate::emit::math::log) | `x = 2^k·m`, `m ∈ [√½, √2)`, `s = (m-1)/(m+1)`, FreeBSD `logf`'s degree-8 minimax in `s`, `k·ln2` in two parts; subnormals normalized by `2^23` first | 0.78 / 0.78 | all f32 |
+//! | [`tanh`](crate::emit::math::tanh) | odd; `|x| < 0.625`: `x + x³·P(x²)` (Cephes degree 11); else `1 - 2/(e^(2|x|)+1)` on [`exp`](crate::emit::math::exp), `|x|` clamped to 10 | 1.33 / 1.26 | all f32 |
+//! | [`erf`](crate::emit::math::erf) | odd; `|x| < 1`: `x + x·Q(x²)` (degree-6 minimax); else `1 - e^(-x²)·R(|x| - 2.5)` (degree-9 fit of `erfc·e^(x²)` on `[1, 4]`), `|x|` clamped to 4 | 0.86 / 1.1 | all f32 |
+//! | [`sin`](crate::emit::math::sin), [`cos`](crate::emit::math::cos) | `j = round(|x|·2/π)`, Cody–Waite `r = |x| - j·π/2` with π/2 in four parts (exact products for `j < 2^13`), minimax `r + r³·S(r²)` / `1 - r²/2 + r⁴·C(r²)` by quadrant, the reduction's rounding error carried into the sine polynomial | sin 1.22 / 1.44, cos 1.18 / 1.51 | `|x| <` [`TRIG_ACCURATE_LIMIT`] (12867), arguments nearest every multiple of π/2 included; beyond, accuracy degrades (past `6.5·10^6` the result is meaningless) but stays in `[-1, 1]`; ±inf and NaN give NaN |
+//! | [`pow`](crate::emit::math::pow) | `2^(y·log2|x|)` with `log2|x| = k + log2(1+f)` and `y·log2|x|` carried as two f32 (two-products, two-sums), [`exp`](crate::emit::math::exp)'s polynomial and scaling; C99 special cases (negative `x` with integral `y`, `±0`, `±inf`, NaN, `x^0 = 1^y = 1`) | `1.3 + |y|/40` (measured 1.0 / 1.23 for `|y| ≤ 15`, 5.7 at `y = 257`) | all f32 `x` and `y` (the `|y|/40` term: the f32 polynomial part of the logarithm, relative error `~10^-9`, is scaled by `y`) |
+//! | [`sigmoid`](crate::emit::math::sigmoid) | `e = e^-|x|` by [`exp`](crate::emit::math::exp); `1/(1+e)` for `x ≥ 0`, `e/(1+e)` for `x < 0` | 2.2 / 2.2 | all f32 (subnormal results for `x < -87.3` rounded, not flushed) |
+//! | [`silu`](crate::emit::math::silu) | `h = e^(-|x|/2)` by [`exp`](crate::emit::math::exp), `e = h·h`; `x/(1+e)` for `x ≥ 0`, `(x·h)·h/(1+e)` for `x < 0` (so `e` is never subnormal where the result is normal) | 4.05 / 3.97 | all f32 but `-inf` (NaN, as the reference's `x/(1+e^-x)`); subnormal results rounded, not flushed |
 //!
 //! Errors are measured against f64 `std` (or a careful f64 series for `erf`) on every
 //! 512th bit pattern of f32 (8.4 million arguments, low bits varied) plus special values and
@@ -36,10 +38,6 @@
 //! (vector loop, scalar tail and scalar-only kernels) equals the mirror bit for bit on every
 //! target preset and imports no symbol. Subnormal arguments and results are computed, never
 //! flushed.
-
-use crate::emit::{Kb, lane_flags};
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
 
 /// The f32 operations the approximations are written in: a float type `F`, its bits as a
 /// signed 32-bit integer `I`, and a comparison mask `M` (per lane for vectors).
@@ -108,7 +106,7 @@ pub trait Ops {
     fn fused(&self) -> bool;
 }
 
-/// Plain Rust f32 evaluation of the same operation sequence as [`Clif`].
+/// Plain Rust f32 evaluation of the same operation sequence as [`crate::emit::math::Clif`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mirror {
     /// `mul_add` is one fused operation (else a rounded multiply, then a rounded add).
@@ -203,194 +201,6 @@ impl Ops for Mirror {
     fn fused(&self) -> bool {
         self.fused
     }
-}
-
-/// Emits the operations as CLIF through a [`Kb`], on `F32` or `F32X4` values (their bits as
-/// `I32` / `I32X4`; masks as `I8` / `I32X4`).
-pub struct Clif<'k, 'a> {
-    kb: &'k mut Kb<'a>,
-    vector: bool,
-}
-
-impl<'k, 'a> Clif<'k, 'a> {
-    /// Operations on values shaped like `like`: an `F32`, or an `F32X4` (only where
-    /// `kb.caps.vector`); any other type fails Cranelift's verifier.
-    pub fn new(kb: &'k mut Kb<'a>, like: Value) -> Self {
-        let vector = kb.ty(like) == types::F32X4;
-        Clif { kb, vector }
-    }
-
-    fn ity(&self) -> Type {
-        if self.vector { types::I32X4 } else { types::I32 }
-    }
-
-    fn fty(&self) -> Type {
-        if self.vector { types::F32X4 } else { types::F32 }
-    }
-
-    fn cast_flags(&self) -> MemFlagsData {
-        if self.vector { lane_flags() } else { MemFlagsData::new() }
-    }
-}
-
-impl Ops for Clif<'_, '_> {
-    type F = Value;
-    type I = Value;
-    type M = Value;
-    fn f(&mut self, v: f32) -> Value {
-        let lanes = if self.vector { 4 } else { 1 };
-        self.kb.fconst(v, lanes)
-    }
-    fn i(&mut self, v: i32) -> Value {
-        let s = self.kb.b.ins().iconst(types::I32, i64::from(v as u32));
-        if self.vector { self.kb.b.ins().splat(types::I32X4, s) } else { s }
-    }
-    fn add(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().fadd(a, b)
-    }
-    fn sub(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().fsub(a, b)
-    }
-    fn mul(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().fmul(a, b)
-    }
-    fn div(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().fdiv(a, b)
-    }
-    fn mul_add(&mut self, a: Value, b: Value, c: Value) -> Value {
-        self.kb.mul_add(a, b, c)
-    }
-    fn lt(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().fcmp(FloatCC::LessThan, a, b)
-    }
-    fn le(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().fcmp(FloatCC::LessThanOrEqual, a, b)
-    }
-    fn eq(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().fcmp(FloatCC::Equal, a, b)
-    }
-    fn uno(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().fcmp(FloatCC::Unordered, a, b)
-    }
-    fn ilt(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().icmp(IntCC::SignedLessThan, a, b)
-    }
-    fn ieq(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().icmp(IntCC::Equal, a, b)
-    }
-    fn and_m(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().band(a, b)
-    }
-    fn or_m(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().bor(a, b)
-    }
-    fn sel(&mut self, m: Value, a: Value, b: Value) -> Value {
-        if self.vector {
-            // A float-typed select of a compare's lanes: x86 lowers `lt(a, b) ? a : b` to one
-            // `minps` and `lt(b, a) ? a : b` to one `maxps` (same results, NaN included), other
-            // selects to one blend.
-            let m = self.kb.b.ins().bitcast(types::F32X4, lane_flags(), m);
-            self.kb.b.ins().bitselect(m, a, b)
-        } else {
-            self.kb.b.ins().select(m, a, b)
-        }
-    }
-    fn seli(&mut self, m: Value, a: Value, b: Value) -> Value {
-        if self.vector { self.kb.b.ins().bitselect(m, a, b) } else { self.kb.b.ins().select(m, a, b) }
-    }
-    fn bits(&mut self, a: Value) -> Value {
-        let (t, fl) = (self.ity(), self.cast_flags());
-        self.kb.b.ins().bitcast(t, fl, a)
-    }
-    fn float(&mut self, a: Value) -> Value {
-        let (t, fl) = (self.fty(), self.cast_flags());
-        self.kb.b.ins().bitcast(t, fl, a)
-    }
-    fn iadd(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().iadd(a, b)
-    }
-    fn isub(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().isub(a, b)
-    }
-    fn iand(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().band(a, b)
-    }
-    fn ior(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().bor(a, b)
-    }
-    fn ixor(&mut self, a: Value, b: Value) -> Value {
-        self.kb.b.ins().bxor(a, b)
-    }
-    fn shl(&mut self, a: Value, k: u32) -> Value {
-        let k = self.kb.b.ins().iconst(types::I32, i64::from(k));
-        self.kb.b.ins().ishl(a, k)
-    }
-    fn sra(&mut self, a: Value, k: u32) -> Value {
-        let k = self.kb.b.ins().iconst(types::I32, i64::from(k));
-        self.kb.b.ins().sshr(a, k)
-    }
-    fn srl(&mut self, a: Value, k: u32) -> Value {
-        let k = self.kb.b.ins().iconst(types::I32, i64::from(k));
-        self.kb.b.ins().ushr(a, k)
-    }
-    fn fused(&self) -> bool {
-        self.kb.caps.native_fma
-    }
-}
-
-/// `e^x` (see the module table for its error).
-pub fn exp(kb: &mut Kb, x: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    exp_with(&mut o, x)
-}
-
-/// The natural logarithm (see the module table for its error).
-pub fn log(kb: &mut Kb, x: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    log_with(&mut o, x)
-}
-
-/// The hyperbolic tangent (see the module table for its error).
-pub fn tanh(kb: &mut Kb, x: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    tanh_with(&mut o, x)
-}
-
-/// The Gauss error function (see the module table for its error).
-pub fn erf(kb: &mut Kb, x: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    erf_with(&mut o, x)
-}
-
-/// The sine of `x` radians (see the module table for its error and range).
-pub fn sin(kb: &mut Kb, x: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    sin_with(&mut o, x)
-}
-
-/// The cosine of `x` radians (see the module table for its error and range).
-pub fn cos(kb: &mut Kb, x: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    cos_with(&mut o, x)
-}
-
-/// `x^y` with the special cases of C's `powf` (see the module table for its error); `x` and
-/// `y` of the same type.
-pub fn pow(kb: &mut Kb, x: Value, y: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    pow_with(&mut o, x, y)
-}
-
-/// The logistic function `1/(1+e^-x)` (see the module table for its error).
-pub fn sigmoid(kb: &mut Kb, x: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    sigmoid_with(&mut o, x)
-}
-
-/// SiLU `x·sigmoid(x)` (see the module table for its error).
-pub fn silu(kb: &mut Kb, x: Value) -> Value {
-    let mut o = Clif::new(kb, x);
-    silu_with(&mut o, x)
 }
 
 // ---------------------------------------------------------------------------------------------
