@@ -192,6 +192,64 @@ impl Kb<'_> {
         self.b.ins().store(flags(), v, addr, offset);
     }
 
+    /// Loads `lanes` f32 values (4 lanes: of an f32 or f16 tensor) or one element of `dtype`
+    /// widened to its compute type, at element index `idx` of `base`.
+    pub fn load_lanes(&mut self, dtype: DType, base: Value, idx: Value, lanes: usize) -> Value {
+        let addr = self.addr(base, idx, dtype.size());
+        match (lanes, dtype) {
+            (4, DType::F16) => self.f16x4_to_f32x4(addr),
+            (4, _) => self.load(types::F32X4, addr, 0),
+            _ => self.load_elem(dtype, addr),
+        }
+    }
+
+    /// Stores `v` (`lanes` f32 values, or one compute-type value of `dtype`) at element index
+    /// `idx` of `base`. Four f16 lanes are rounded and stored one by one.
+    pub fn store_lanes(&mut self, dtype: DType, base: Value, idx: Value, v: Value, lanes: usize) {
+        let addr = self.addr(base, idx, dtype.size());
+        match (lanes, dtype) {
+            (4, DType::F16) => {
+                for k in 0..4u8 {
+                    let s = self.b.ins().extractlane(v, k);
+                    let a = self.addr_const(addr, 2 * i64::from(k));
+                    self.store_elem(DType::F16, s, a);
+                }
+            }
+            (4, _) => self.store(v, addr, 0),
+            _ => self.store_elem(dtype, v, addr),
+        }
+    }
+
+    /// Four IEEE binary16 values at `addr` as an `F32X4`, exactly: [`Kb::f16_to_f32`] on the
+    /// lanes of a zero-extending load.
+    fn f16x4_to_f32x4(&mut self, addr: Value) -> Value {
+        let kb = self;
+        let h = kb.b.ins().uload16x4(flags(), addr, 0);
+        let c = |kb: &mut Kb, v: i64| {
+            let s = kb.b.ins().iconst(types::I32, v);
+            kb.b.ins().splat(types::I32X4, s)
+        };
+        let m = c(kb, 0x8000);
+        let sign = kb.b.ins().band(h, m);
+        let sign = kb.b.ins().ishl_imm_u(sign, 16);
+        let m = c(kb, 0x7fff);
+        let mag = kb.b.ins().band(h, m);
+        let shifted = kb.b.ins().ishl_imm_u(mag, 13);
+        // Normals and subnormals: reinterpret and scale by 2^112 (exact).
+        let f = kb.b.ins().bitcast(types::F32X4, lane_flags(), shifted);
+        let scale = kb.fconst(f32::from_bits(0x7780_0000), 4);
+        let scaled = kb.b.ins().fmul(f, scale);
+        let scaled = kb.b.ins().bitcast(types::I32X4, lane_flags(), scaled);
+        // Infinities and NaN: exponent all ones.
+        let e = c(kb, 0x7f80_0000);
+        let special_bits = kb.b.ins().bor(shifted, e);
+        let lim = c(kb, 0x7bff);
+        let is_special = kb.b.ins().icmp(IntCC::SignedGreaterThan, mag, lim);
+        let bits = kb.b.ins().bitselect(is_special, special_bits, scaled);
+        let bits = kb.b.ins().bor(bits, sign);
+        kb.b.ins().bitcast(types::F32X4, lane_flags(), bits)
+    }
+
     /// Loads one element of `dtype` at `addr`, widened to [`compute_type`].
     pub fn load_elem(&mut self, dtype: DType, addr: Value) -> Value {
         let raw = self.load(storage_type(dtype), addr, 0);

@@ -216,47 +216,6 @@ impl Graph {
         Ok(())
     }
 
-    /// Reorders nodes topologically (stable: keeps the given order where it is valid). Errors on
-    /// a cycle or an input nobody defines, naming the node.
-    pub fn toposort(&mut self) -> Result<()> {
-        let mut ready: BTreeSet<ValueId> = self.inputs.iter().copied().collect();
-        ready.extend(self.consts.keys().copied());
-        let mut pending: Vec<Node> = std::mem::take(&mut self.nodes);
-        let mut out = Vec::with_capacity(pending.len());
-        while !pending.is_empty() {
-            let before = pending.len();
-            let mut rest = Vec::new();
-            for n in pending {
-                if n.inputs.iter().flatten().all(|i| ready.contains(i)) {
-                    ready.extend(n.outputs.iter().copied());
-                    out.push(n);
-                } else {
-                    rest.push(n);
-                }
-            }
-            if rest.len() == before {
-                let n = &rest[0];
-                let missing = n
-                    .inputs
-                    .iter()
-                    .flatten()
-                    .find(|i| !ready.contains(i))
-                    .map(|&i| self.values[i.index()].name.clone())
-                    .unwrap_or_default();
-                return Err(Error::Node {
-                    node: n.name.clone(),
-                    op: n.op.name().into(),
-                    source: crate::OpError::Invalid(format!(
-                        "input '{missing}' is never computed (missing producer or cycle)"
-                    )),
-                });
-            }
-            pending = rest;
-        }
-        self.nodes = out;
-        Ok(())
-    }
-
     /// Infers every node output's type from the inputs' types and constant values, in node
     /// order. Dims that cannot be known statically get fresh symbol names `unk_<value>_<axis>`.
     pub fn infer(&mut self) -> Result<()> {

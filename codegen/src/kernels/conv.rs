@@ -313,13 +313,6 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     }
 }
 
-/// Loads `lanes` (1 or 4) values of `dtype` at element `index` of `base` in compute type
-/// (vector loads only for f32).
-fn load_at(kb: &mut Kb, dtype: DType, base: Value, index: Value, lanes: usize) -> Value {
-    let a = kb.addr(base, index, dtype.size());
-    if lanes == 4 { kb.load(types::F32X4, a, 0) } else { kb.load_elem(dtype, a) }
-}
-
 /// Four f32 elements at element `index` of `base` and every `stride`-th after it, as an
 /// `F32X4`.
 fn gather4(kb: &mut Kb, base: Value, index: Value, stride: i64) -> Value {
@@ -339,11 +332,6 @@ fn gather4(kb: &mut Kb, base: Value, index: Value, stride: i64) -> Value {
         v = kb.b.ins().insertlane(v, l, j);
     }
     v
-}
-
-fn store_at(kb: &mut Kb, dtype: DType, base: Value, index: Value, v: Value, lanes: usize) {
-    let a = kb.addr(base, index, dtype.size());
-    if lanes == 4 { kb.store(v, a, 0) } else { kb.store_elem(dtype, v, a) }
 }
 
 /// Output channels computed together (sharing every input load).
@@ -422,11 +410,11 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
                         let xv = if p.lanes == 4 && xs != 1 {
                             gather4(kb, xp, xi, xs)
                         } else {
-                            load_at(kb, dt, xp, xi, p.lanes)
+                            kb.load_lanes(dt, xp, xi, p.lanes)
                         };
                         for (j, &v) in acc.iter().enumerate() {
                             let kj = kb.b.ins().iadd_imm_s(ki, j as i64 * cg * k_len);
-                            let mut wv = load_at(kb, dt, wp, kj, 1);
+                            let mut wv = kb.load_lanes(dt, wp, kj, 1);
                             if p.lanes == 4 {
                                 wv = kb.b.ins().splat(ty, wv);
                             }
@@ -446,7 +434,7 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
                     let a = kb.b.use_var(v);
                     let yi = kb.b.ins().iadd(y0, p.out);
                     let yi = kb.b.ins().iadd_imm_s(yi, j as i64 * out_len);
-                    store_at(kb, dt, yp, yi, a, p.lanes);
+                    kb.store_lanes(dt, yp, yi, a, p.lanes);
                 }
             });
         };
@@ -528,7 +516,7 @@ fn pool(kb: &mut Kb, cx: &NodeCtx, p: &Pool) -> Result<()> {
             kb.b.def_var(acc, init);
             let k0 = kb.iconst(0);
             walk_taps(kb, &geo, pt, x0, k0, &mut |kb, xi, _| {
-                let v = load_at(kb, dt, xp, xi, lanes);
+                let v = kb.load_lanes(dt, xp, xi, lanes);
                 let a = kb.b.use_var(acc);
                 let r = match kind {
                     PoolKind::Average => kb.b.ins().fadd(a, v),
@@ -562,7 +550,7 @@ fn pool(kb: &mut Kb, cx: &NodeCtx, p: &Pool) -> Result<()> {
                 r = kb.b.ins().fdiv(r, cf);
             }
             let yi = kb.b.ins().iadd(y0, pt.out);
-            store_at(kb, dt, yp, yi, r, lanes);
+            kb.store_lanes(dt, yp, yi, r, lanes);
         });
     });
     Ok(())

@@ -96,63 +96,6 @@ fn norm_axis(cx: &NodeCtx, axis: i64, rank: usize) -> Result<usize> {
     Ok(a as usize)
 }
 
-/// Loads `lanes` f32 values (4 lanes: of an f32 or f16 tensor) or one element of `dtype`
-/// widened to its compute type, at element index `idx` of `base`.
-fn load_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, lanes: usize) -> Value {
-    let addr = kb.addr(base, idx, dtype.size());
-    match (lanes, dtype) {
-        (4, DType::F16) => f16x4_to_f32x4(kb, addr),
-        (4, _) => kb.load(types::F32X4, addr, 0),
-        _ => kb.load_elem(dtype, addr),
-    }
-}
-
-/// Stores `v` (`lanes` f32 values, or one compute-type value of `dtype`) at element index
-/// `idx` of `base`. Four f16 lanes are rounded and stored one by one.
-fn store_at(kb: &mut Kb, dtype: DType, base: Value, idx: Value, v: Value, lanes: usize) {
-    let addr = kb.addr(base, idx, dtype.size());
-    match (lanes, dtype) {
-        (4, DType::F16) => {
-            for k in 0..4u8 {
-                let s = kb.b.ins().extractlane(v, k);
-                let a = kb.addr_const(addr, 2 * i64::from(k));
-                kb.store_elem(DType::F16, s, a);
-            }
-        }
-        (4, _) => kb.store(v, addr, 0),
-        _ => kb.store_elem(dtype, v, addr),
-    }
-}
-
-/// Four IEEE binary16 values at `addr` as an `F32X4`, exactly: [`Kb::f16_to_f32`] on the
-/// lanes of a zero-extending load.
-fn f16x4_to_f32x4(kb: &mut Kb, addr: Value) -> Value {
-    let h = kb.b.ins().uload16x4(crate::emit::flags(), addr, 0);
-    let c = |kb: &mut Kb, v: i64| {
-        let s = kb.b.ins().iconst(types::I32, v);
-        kb.b.ins().splat(types::I32X4, s)
-    };
-    let m = c(kb, 0x8000);
-    let sign = kb.b.ins().band(h, m);
-    let sign = kb.b.ins().ishl_imm_u(sign, 16);
-    let m = c(kb, 0x7fff);
-    let mag = kb.b.ins().band(h, m);
-    let shifted = kb.b.ins().ishl_imm_u(mag, 13);
-    // Normals and subnormals: reinterpret and scale by 2^112 (exact).
-    let f = kb.b.ins().bitcast(types::F32X4, lane_flags(), shifted);
-    let scale = kb.fconst(f32::from_bits(0x7780_0000), 4);
-    let scaled = kb.b.ins().fmul(f, scale);
-    let scaled = kb.b.ins().bitcast(types::I32X4, lane_flags(), scaled);
-    // Infinities and NaN: exponent all ones.
-    let e = c(kb, 0x7f80_0000);
-    let special_bits = kb.b.ins().bor(shifted, e);
-    let lim = c(kb, 0x7bff);
-    let is_special = kb.b.ins().icmp(IntCC::SignedGreaterThan, mag, lim);
-    let bits = kb.b.ins().bitselect(is_special, special_bits, scaled);
-    let bits = kb.b.ins().bor(bits, sign);
-    kb.b.ins().bitcast(types::F32X4, lane_flags(), bits)
-}
-
 /// An f32 value splat to `lanes` (a vector stays as it is).
 fn splat(kb: &mut Kb, v: Value, lanes: usize) -> Value {
     if lanes == 4 && kb.lanes(v) == 1 { kb.b.ins().splat(types::F32X4, v) } else { v }
@@ -559,7 +502,7 @@ impl Red {
         kb.nest_runtime(sizes, &mut |kb, idx| {
             let r = kb.linear(0, idx, strides);
             let i = kb.b.ins().iadd(off, r);
-            let v = load_at(kb, self.dt, x, i, lanes);
+            let v = kb.load_lanes(self.dt, x, i, lanes);
             let v = self.elem(kb, v);
             let a = kb.b.use_var(acc);
             let a = self.combine(kb, a, v);
@@ -582,7 +525,7 @@ fn int_min(dt: DType) -> i64 {
 
 /// Stores the compute value `v` into elements `0..n` of `base`.
 fn fill(kb: &mut Kb, dtype: DType, base: Value, n: usize, v: Value) {
-    kb.for_const(0, n as i64, 1, |kb, i| store_at(kb, dtype, base, i, v, 1));
+    kb.for_const(0, n as i64, 1, |kb, i| kb.store_lanes(dtype, base, i, v, 1));
 }
 
 fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
@@ -642,7 +585,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
                 let off = kb.b.ins().iadd(base, r);
                 let s = fold_row(kb, row, fold, true, &mut |kb, i, lanes| {
                     let i = kb.b.ins().iadd(off, i);
-                    let v = load_at(kb, dt, x, i, lanes);
+                    let v = kb.load_lanes(dt, x, i, lanes);
                     red.elem(kb, v)
                 });
                 let t = kb.b.use_var(total);
@@ -652,7 +595,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
             let t = kb.b.use_var(total);
             let v = red.finish(kb, t, 1);
             let o = kb.linear(0, kidx, &ostrides);
-            store_at(kb, dt, y, o, v, 1);
+            kb.store_lanes(dt, y, o, v, 1);
         });
         return Ok(());
     }
@@ -667,7 +610,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
                 let off = kb.b.ins().iadd(base, j);
                 let v = red.reduce_one(kb, x, off, &redg, lanes);
                 let o = kb.b.ins().iadd(obase, j);
-                store_at(kb, dt, y, o, v, lanes);
+                kb.store_lanes(dt, y, o, v, lanes);
             });
         });
         return Ok(());
@@ -677,7 +620,7 @@ fn reduce(kb: &mut Kb, cx: &NodeCtx, r: &Reduce) -> Result<()> {
         let off = kb.linear(0, kidx, &kstrides);
         let v = red.reduce_one(kb, x, off, &redg, 1);
         let o = kb.linear(0, kidx, &ostrides);
-        store_at(kb, dt, y, o, v, 1);
+        kb.store_lanes(dt, y, o, v, 1);
     });
     Ok(())
 }
@@ -705,14 +648,14 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             let o = kb.linear(0, idx, &rows.1);
             let row = kb.b.ins().imul_imm_s(o, l as i64);
             let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
-            let m = fold_row(kb, l, Fold::PMax, true, &mut |kb, i, lanes| load_at(kb, dt, xr, i, lanes));
+            let m = fold_row(kb, l, Fold::PMax, true, &mut |kb, i, lanes| kb.load_lanes(dt, xr, i, lanes));
             let m = Bc::new(kb, m);
             let s = fold_row_with(kb, l, Fold::Add, true, false, &mut |kb, i, lanes| {
-                let v = load_at(kb, dt, xr, i, lanes);
+                let v = kb.load_lanes(dt, xr, i, lanes);
                 let d = kb.b.ins().fsub(v, m.at(lanes));
                 let e = exp(kb, d);
                 if f32s {
-                    store_at(kb, dt, yr, i, e, lanes);
+                    kb.store_lanes(dt, yr, i, e, lanes);
                 }
                 e
             });
@@ -721,14 +664,14 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             let r = Bc::new(kb, r);
             for_lanes_x4(kb, l, true, &mut |kb, i, lanes| {
                 let e = if f32s {
-                    load_at(kb, dt, yr, i, lanes)
+                    kb.load_lanes(dt, yr, i, lanes)
                 } else {
-                    let v = load_at(kb, dt, xr, i, lanes);
+                    let v = kb.load_lanes(dt, xr, i, lanes);
                     let d = kb.b.ins().fsub(v, m.at(lanes));
                     exp(kb, d)
                 };
                 let p = kb.b.ins().fmul(e, r.at(lanes));
-                store_at(kb, dt, yr, i, p, lanes);
+                kb.store_lanes(dt, yr, i, p, lanes);
             });
         });
         return Ok(());
@@ -746,7 +689,7 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             let mv = kb.var(init);
             kb.for_const(0, l as i64, 1, |kb, k| {
                 let i = at(kb, k);
-                let v = load_at(kb, dt, x, i, lanes);
+                let v = kb.load_lanes(dt, x, i, lanes);
                 let m = kb.b.use_var(mv);
                 let m = Fold::PMax.apply(kb, m, v);
                 kb.b.def_var(mv, m);
@@ -757,11 +700,11 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             let sv = kb.var(zero);
             kb.for_const(0, l as i64, 1, |kb, k| {
                 let i = at(kb, k);
-                let v = load_at(kb, dt, x, i, lanes);
+                let v = kb.load_lanes(dt, x, i, lanes);
                 let d = kb.b.ins().fsub(v, m);
                 let e = exp(kb, d);
                 if f32s {
-                    store_at(kb, dt, y, i, e, lanes);
+                    kb.store_lanes(dt, y, i, e, lanes);
                 }
                 let s = kb.b.use_var(sv);
                 let s = kb.b.ins().fadd(s, e);
@@ -774,14 +717,14 @@ fn softmax(kb: &mut Kb, cx: &NodeCtx, sm: &Softmax) -> Result<()> {
             kb.for_const(0, l as i64, 1, |kb, k| {
                 let i = at(kb, k);
                 let e = if f32s {
-                    load_at(kb, dt, y, i, lanes)
+                    kb.load_lanes(dt, y, i, lanes)
                 } else {
-                    let v = load_at(kb, dt, x, i, lanes);
+                    let v = kb.load_lanes(dt, x, i, lanes);
                     let d = kb.b.ins().fsub(v, m);
                     exp(kb, d)
                 };
                 let p = kb.b.ins().fmul(e, r);
-                store_at(kb, dt, y, i, p, lanes);
+                kb.store_lanes(dt, y, i, p, lanes);
             });
         });
     });
@@ -884,12 +827,12 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
         let o = kb.linear(0, oidx, &stat_strides);
         let row = kb.b.ins().imul_imm_s(o, n as i64);
         let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
-        let s = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| load_at(kb, dt, xr, i, lanes));
+        let s = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| kb.load_lanes(dt, xr, i, lanes));
         let nf = kb.fconst(n as f32, 1);
         let mean = kb.b.ins().fdiv(s, nf);
         let mean = Bc::new(kb, mean);
         let ss = fold_row(kb, n, Fold::Add, vector, &mut |kb, i, lanes| {
-            let v = load_at(kb, dt, xr, i, lanes);
+            let v = kb.load_lanes(dt, xr, i, lanes);
             let d = kb.b.ins().fsub(v, mean.at(lanes));
             kb.b.ins().fmul(d, d)
         });
@@ -897,10 +840,10 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
         let inv = inv_sqrt_eps(kb, var, eps);
         let inv = Bc::new(kb, inv);
         if let Some(&p) = stats.first() {
-            store_at(kb, DType::F32, p, o, mean.s, 1);
+            kb.store_lanes(DType::F32, p, o, mean.s, 1);
         }
         if let Some(&p) = stats.get(1) {
-            store_at(kb, DType::F32, p, o, inv.s, 1);
+            kb.store_lanes(DType::F32, p, o, inv.s, 1);
         }
         let soff = kb.linear(0, oidx, &scale.2[..axis]);
         let boff = match &bias {
@@ -909,12 +852,12 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
         };
         // Parameters constant along the row: loaded once.
         let ssplat = (smode == RowParam::Splat).then(|| {
-            let v = load_at(kb, scale.1, scale.0, soff, 1);
+            let v = kb.load_lanes(scale.1, scale.0, soff, 1);
             Bc::new(kb, v)
         });
         let bsplat = match &bias {
             Some(b) if bmode == RowParam::Splat => {
-                let v = load_at(kb, b.1, b.0, boff, 1);
+                let v = kb.load_lanes(b.1, b.0, boff, 1);
                 Some(Bc::new(kb, v))
             }
             _ => None,
@@ -922,12 +865,12 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
         // y = (x - mean) · inv · scale + bias at row element `i`, the parameters at element
         // `si` of `sp` and `bi` of `bp`.
         let out = |kb: &mut Kb, i: Value, (sp, si): (Value, Value), (bp, bi): (Value, Value), lanes: usize| {
-            let v = load_at(kb, dt, xr, i, lanes);
+            let v = kb.load_lanes(dt, xr, i, lanes);
             let d = kb.b.ins().fsub(v, mean.at(lanes));
             let t = kb.b.ins().fmul(d, inv.at(lanes));
             let param = |kb: &mut Kb, p: Value, pdt: DType, idx: Value, pinned: Option<Bc>| match pinned {
                 Some(c) => c.at(lanes),
-                None => load_at(kb, pdt, p, idx, lanes),
+                None => kb.load_lanes(pdt, p, idx, lanes),
             };
             let sv = param(kb, sp, scale.1, si, ssplat);
             let res = match &bias {
@@ -937,7 +880,7 @@ fn layer_norm(kb: &mut Kb, cx: &NodeCtx, ln: &LayerNorm) -> Result<()> {
                 }
                 None => kb.b.ins().fmul(t, sv),
             };
-            store_at(kb, dt, yr, i, res, lanes);
+            kb.store_lanes(dt, yr, i, res, lanes);
         };
         let bptr = bias.as_ref().map_or(scale.0, |b| b.0);
         if general {
@@ -991,7 +934,7 @@ fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
         let row = kb.b.ins().imul_imm_s(o, n as i64);
         let (xr, yr) = (row_ptr(kb, x, row, dt), row_ptr(kb, y, row, dt));
         let ss = fold_row(kb, n, Fold::Add, true, &mut |kb, i, lanes| {
-            let v = load_at(kb, dt, xr, i, lanes);
+            let v = kb.load_lanes(dt, xr, i, lanes);
             kb.b.ins().fmul(v, v)
         });
         let nf = kb.fconst(n as f32, 1);
@@ -1000,18 +943,18 @@ fn rms_norm(kb: &mut Kb, cx: &NodeCtx, rn: &RmsNorm) -> Result<()> {
         let inv = Bc::new(kb, inv);
         let soff = kb.linear(0, oidx, &sstr[..axis]);
         let ssplat = (smode == RowParam::Splat).then(|| {
-            let v = load_at(kb, sdt, sp, soff, 1);
+            let v = kb.load_lanes(sdt, sp, soff, 1);
             Bc::new(kb, v)
         });
         let out = |kb: &mut Kb, i: Value, (sp, si): (Value, Value), lanes: usize| {
-            let v = load_at(kb, dt, xr, i, lanes);
+            let v = kb.load_lanes(dt, xr, i, lanes);
             let t = kb.b.ins().fmul(v, inv.at(lanes));
             let sv = match ssplat {
                 Some(c) => c.at(lanes),
-                None => load_at(kb, sdt, sp, si, lanes),
+                None => kb.load_lanes(sdt, sp, si, lanes),
             };
             let res = kb.b.ins().fmul(t, sv);
-            store_at(kb, dt, yr, i, res, lanes);
+            kb.store_lanes(dt, yr, i, res, lanes);
         };
         if smode == RowParam::General {
             let rs = strides_of(inner_dims);
@@ -1048,7 +991,7 @@ fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
     let eps = bn.epsilon;
     // Per channel (`lanes` adjacent channels from `ch`): mean, `scale / sqrt(var + eps)`, bias.
     let channel = |kb: &mut Kb, ch: Value, lanes: usize| {
-        let p: Vec<Value> = params.iter().map(|&(ptr, pdt)| load_at(kb, pdt, ptr, ch, lanes)).collect();
+        let p: Vec<Value> = params.iter().map(|&(ptr, pdt)| kb.load_lanes(pdt, ptr, ch, lanes)).collect();
         let e = kb.fconst(eps, lanes);
         let ve = kb.b.ins().fadd(p[3], e);
         let sd = kb.b.ins().sqrt(ve);
@@ -1060,13 +1003,13 @@ fn batch_norm(kb: &mut Kb, cx: &NodeCtx, bn: &BatchNorm) -> Result<()> {
         move |lanes: usize| (m.at(lanes), a.at(lanes), b.at(lanes))
     };
     let apply = |kb: &mut Kb, xi: Value, (m, a, b): (Value, Value, Value), lanes: usize| {
-        let xv = load_at(kb, dt, x, xi, lanes);
+        let xv = kb.load_lanes(dt, x, xi, lanes);
         let mv = splat(kb, m, lanes);
         let d = kb.b.ins().fsub(xv, mv);
         let av = splat(kb, a, lanes);
         let bv = splat(kb, b, lanes);
         let r = kb.mul_add(d, av, bv);
-        store_at(kb, dt, y, xi, r, lanes);
+        kb.store_lanes(dt, y, xi, r, lanes);
     };
     if inner == 1 {
         // [N, C] (or trailing 1s): vectors across channels when every operand is f32.
@@ -1109,11 +1052,11 @@ fn global_average_pool(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         let base = kb.b.ins().imul_imm_s(r, spatial as i64);
         let s = fold_row(kb, spatial, Fold::Add, true, &mut |kb, i, lanes| {
             let i = kb.b.ins().iadd(base, i);
-            load_at(kb, dt, x, i, lanes)
+            kb.load_lanes(dt, x, i, lanes)
         });
         let n = kb.fconst(spatial as f32, 1);
         let m = kb.b.ins().fdiv(s, n);
-        store_at(kb, dt, y, r, m, 1);
+        kb.store_lanes(dt, y, r, m, 1);
     });
     Ok(())
 }
@@ -1159,7 +1102,7 @@ fn reduce_runtime(kb: &mut Kb, cx: &NodeCtx, kind: ReduceKind, axes: &[usize]) -
         let mut one = |kb: &mut Kb, j: Value, lanes: usize| {
             let (xj, yj) = (kb.b.ins().iadd(xo, j), kb.b.ins().iadd(yo, j));
             let v = red.reduce_nest(kb, x, xj, &rext, &rstr, lanes);
-            store_at(kb, dt, y, yj, v, lanes);
+            kb.store_lanes(dt, y, yj, v, lanes);
         };
         match lanes_over {
             Some(n) => for_lanes(kb, n, true, &mut one),
@@ -1210,7 +1153,7 @@ fn norm_runtime(kb: &mut Kb, cx: &NodeCtx, axis: usize, eps: f32, layer: bool) -
             let acc = kb.var(z);
             kb.nest_runtime(&inner, &mut |kb, iidx| {
                 let i = at(kb, iidx);
-                let v = load_at(kb, dt, x, i, 1);
+                let v = kb.load_lanes(dt, x, i, 1);
                 let t = term(kb, v);
                 let a = kb.b.use_var(acc);
                 let a = kb.b.ins().fadd(a, t);
@@ -1232,25 +1175,25 @@ fn norm_runtime(kb: &mut Kb, cx: &NodeCtx, axis: usize, eps: f32, layer: bool) -
         let inv = inv_sqrt_eps(kb, var, eps);
         let o = kb.linear(0, oidx, &stat_strides);
         for (&p, v) in stats.iter().zip([mean, inv]) {
-            store_at(kb, DType::F32, p, o, v, 1);
+            kb.store_lanes(DType::F32, p, o, v, 1);
         }
         kb.nest_runtime(&inner, &mut |kb, iidx| {
             let i = at(kb, iidx);
             let full: Vec<Value> = oidx.iter().chain(iidx).copied().collect();
-            let v = load_at(kb, dt, x, i, 1);
+            let v = kb.load_lanes(dt, x, i, 1);
             let d = kb.b.ins().fsub(v, mean);
             let t = kb.b.ins().fmul(d, inv);
             let si = kb.linear(0, &full, &scale.2);
-            let sv = load_at(kb, scale.1, scale.0, si, 1);
+            let sv = kb.load_lanes(scale.1, scale.0, si, 1);
             let r = match &bias {
                 Some((bp, bdt, bs)) => {
                     let bi = kb.linear(0, &full, bs);
-                    let bv = load_at(kb, *bdt, *bp, bi, 1);
+                    let bv = kb.load_lanes(*bdt, *bp, bi, 1);
                     kb.mul_add(t, sv, bv)
                 }
                 None => kb.b.ins().fmul(t, sv),
             };
-            store_at(kb, dt, y, i, r, 1);
+            kb.store_lanes(dt, y, i, r, 1);
         });
     });
     Ok(())

@@ -1,7 +1,7 @@
 //! Convolution (1-D/2-D/N-D) with groups, pads, strides, dilations and auto_pad, and the
 //! sliding-window geometry (output size, padding, window taps) that pooling shares.
 
-use super::{InferIn, OpDef, arity, opt, req};
+use super::{InferIn, OpDef, arity, check_alloc, opt, req};
 use crate::error::{invalid, unsupported};
 use crate::{DType, Dim, OpError, Shape, Tensor, TypeInfo};
 use ndarray::Dimension;
@@ -272,11 +272,6 @@ pub(crate) fn float_dtype(what: &str, t: DType) -> Result<DType, OpError> {
     if t.is_float() { Ok(t) } else { Err(invalid(format!("{what} must be f32 or f16, got {t}"))) }
 }
 
-/// Checks a tensor of `dims` and `dtype` is within the size limit.
-pub(crate) fn check_alloc(dims: &[usize], dtype: DType) -> Result<(), OpError> {
-    Shape::known(dims).check_size(dtype.size()).map_err(OpError::Invalid)
-}
-
 /// Inputs `x` [N, C, D...], `w` [M, C/group, K...], optional `b` `[M]`.
 /// `None` attributes take the ONNX defaults (kernel from `w`, strides/dilations 1, pads 0).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -378,7 +373,7 @@ impl OpDef for Conv {
         let (n, c, m) = (xs[0], xs[1], ws[0]);
         let mut out_dims = vec![n, m];
         out_dims.extend(&out_sp);
-        check_alloc(&out_dims, out_ty.dtype)?;
+        check_alloc(&out_dims, out_ty.dtype.size())?;
 
         let xv: Vec<f32> = x.to_f32().iter().copied().collect();
         let wv: Vec<f32> = w.to_f32().iter().copied().collect();

@@ -7,7 +7,7 @@
 //! equals wrapping arithmetic at that width.
 
 use super::broadcast::{broadcast_all, broadcast_dims, broadcast_shapes, view_as};
-use super::{InferIn, OpDef, arity, opt, req};
+use super::{InferIn, OpDef, arity, check_alloc, opt, req};
 use crate::error::invalid;
 use crate::{DType, Element, OpError, Shape, Tensor, TypeInfo};
 use half::f16;
@@ -17,11 +17,6 @@ use std::f64::consts::{FRAC_2_SQRT_PI, PI};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers (also used by `reduce` and `norm`).
-
-/// Checks that `dims` elements of `elem_size` bytes stay within [`crate::shape::MAX_TENSOR_BYTES`].
-pub(crate) fn check_alloc(dims: &[usize], elem_size: usize) -> Result<(), OpError> {
-    Shape::known(dims).check_size(elem_size).map_err(OpError::Invalid)
-}
 
 /// Builds an array from row-major `data`, which must hold exactly the elements of `dims`.
 pub(crate) fn array<T>(dims: &[usize], data: Vec<T>) -> Result<ArrayD<T>, OpError> {

@@ -1,7 +1,8 @@
 //! Expand.
 
 use super::broadcast::{broadcast_dims, broadcast_shapes, view_as};
-use super::reshape::{check_alloc, int_list, nonneg_dims, shape_arg_dims};
+use super::check_alloc;
+use super::reshape::{int_list, nonneg_dims, shape_arg_dims};
 use super::{InferIn, OpDef, arity, req};
 use crate::{DType, OpError, Shape, Tensor, TypeInfo, map_tensor_same};
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ impl OpDef for Expand {
         let (data, shape) = (req(ins, 0)?, req(ins, 1)?);
         let target = nonneg_dims(&int_list(shape, "shape", &[DType::I64])?, "shape")?;
         let out = broadcast_dims(data.shape(), &target)?;
-        check_alloc(&out, data.dtype())?;
+        check_alloc(&out, data.dtype().size())?;
         Ok(vec![map_tensor_same!(data, a => view_as(a, &out)?.to_owned())])
     }
 }

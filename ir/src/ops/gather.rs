@@ -1,6 +1,6 @@
 //! Gather.
 
-use super::reshape::check_alloc;
+use super::check_alloc;
 use super::{InferIn, OpDef, arity, req};
 use crate::error::invalid;
 use crate::{DType, OpError, Shape, Tensor, TypeInfo, map_tensor_same};
@@ -61,7 +61,7 @@ impl OpDef for Gather {
         let ty = |t: &Tensor| TypeInfo::new(t.dtype(), t.static_shape());
         let (shape, axis) = self.shape(&ty(data), &ty(indices))?;
         let out = shape.as_known().ok_or_else(|| invalid("gather output size overflows"))?;
-        check_alloc(&out, data.dtype())?;
+        check_alloc(&out, data.dtype().size())?;
         let idx = normalize(indices, axis, data.shape()[axis])?;
         Ok(vec![map_tensor_same!(data, a => gather_typed(a, axis, &idx, &out)?)])
     }

@@ -1,6 +1,7 @@
 //! Generators: Shape, Size, Range, ConstantOfShape.
 
-use super::reshape::{check_alloc, int_list, nonneg_dims, shape_arg_dims};
+use super::check_alloc;
+use super::reshape::{int_list, nonneg_dims, shape_arg_dims};
 use super::{InferIn, OpDef, arity, req};
 use crate::error::invalid;
 use crate::{DType, Dim, OpError, Shape, Tensor, TypeInfo};
@@ -198,7 +199,7 @@ impl OpDef for Range {
         let dtype = range_dtype(ts.map(|t| TypeInfo::new(t.dtype(), t.static_shape())).each_ref())?;
         let args = RangeArgs::read(ts)?;
         let n = args.len()?;
-        check_alloc(&[n], dtype)?;
+        check_alloc(&[n], dtype.size())?;
         Ok(vec![args.values(n, dtype)])
     }
 }
@@ -220,7 +221,7 @@ impl OpDef for ConstantOfShape {
     fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
         arity(ins, 1, 1)?;
         let dims = nonneg_dims(&int_list(req(ins, 0)?, "shape", &[DType::I64])?, "shape")?;
-        check_alloc(&dims, self.value.dtype())?;
+        check_alloc(&dims, self.value.dtype().size())?;
         Ok(vec![self.value.fill(&dims)])
     }
 }

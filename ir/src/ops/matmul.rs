@@ -5,7 +5,7 @@
 //! that dtype (NumPy's and the ONNX reference's behavior on overflow).
 
 use super::broadcast::{broadcast_dims, broadcast_shapes, view_as};
-use super::conv::check_alloc;
+use super::check_alloc;
 use super::{InferIn, OpDef, arity, opt, req};
 use crate::error::invalid;
 use crate::{DType, Dim, OpError, Shape, Tensor, TypeInfo};
@@ -105,7 +105,7 @@ fn batch_offset(idx: &[usize], dims: &[usize]) -> usize {
 /// NumPy matmul of concrete arrays; `dtype` sizes the output for the allocation check.
 fn batched_matmul<T: Mac>(a: &ArrayD<T>, b: &ArrayD<T>, dtype: DType) -> Result<ArrayD<T>, OpError> {
     let d = mat_dims(a.shape(), b.shape())?;
-    check_alloc(&d.out, dtype)?;
+    check_alloc(&d.out, dtype.size())?;
     let (m, k, n) = d.mkn;
     let (av, bv): (Vec<T>, Vec<T>) = (a.iter().copied().collect(), b.iter().copied().collect());
     let mut out = vec![T::default(); d.out.iter().product()];

@@ -250,6 +250,13 @@ pub fn opt<T: Copy>(ins: &[Option<T>], i: usize) -> Option<T> {
     ins.get(i).copied().flatten()
 }
 
+/// Checks that `dims` elements of `elem_size` bytes stay within
+/// [`crate::shape::MAX_TENSOR_BYTES`]: every operator that allocates its output calls this
+/// first, so a hostile shape is an error, never an allocation.
+pub(crate) fn check_alloc(dims: &[usize], elem_size: usize) -> Result<(), OpError> {
+    crate::Shape::known(dims).check_size(elem_size).map_err(OpError::Invalid)
+}
+
 /// Checks the number of inputs is within `min..=max`.
 pub fn arity<T>(ins: &[Option<T>], min: usize, max: usize) -> Result<(), OpError> {
     if ins.len() < min || ins.len() > max {

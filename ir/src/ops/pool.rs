@@ -3,7 +3,8 @@
 //! Window geometry (output size, auto padding, ceil mode, taps) is shared with
 //! [`super::conv`].
 
-use super::conv::{WindowAttrs, check_alloc, float_dtype};
+use super::check_alloc;
+use super::conv::{WindowAttrs, float_dtype};
 use super::{InferIn, OpDef, arity, req};
 use crate::error::invalid;
 use crate::{DType, Dim, OpError, Shape, Tensor, TypeInfo};
@@ -101,7 +102,7 @@ impl OpDef for Pool {
         let out_sp = win.out_dims();
         let mut out_dims = xs[..2].to_vec();
         out_dims.extend(&out_sp);
-        check_alloc(&out_dims, ty.dtype)?;
+        check_alloc(&out_dims, ty.dtype.size())?;
 
         // i8/u8 values are exact in f32, so every dtype pools through f32.
         let xv: Vec<f32> = x.to_f32().iter().copied().collect();

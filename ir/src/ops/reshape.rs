@@ -75,12 +75,6 @@ pub(super) fn shape_arg_dims(inp: InferIn<'_>, what: &str) -> Result<Vec<Dim>, O
         .collect()
 }
 
-/// Checks that a tensor of `dims` and `dtype` may be allocated (see
-/// [`crate::shape::MAX_TENSOR_BYTES`]).
-pub(super) fn check_alloc(dims: &[usize], dtype: DType) -> Result<(), OpError> {
-    Ok(Shape::known(dims).check_size(dtype.size())?)
-}
-
 /// Normalizes `axes` against `rank`, rejecting out-of-range and repeated axes.
 pub(super) fn unique_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, OpError> {
     let mut out = Vec::with_capacity(axes.len());
