@@ -897,21 +897,31 @@ fn col_blocks(
     }
 }
 
-/// `for p in (lo..hi).step_by(step)` (at least one trip), carrying `state`; returns the final
-/// state.
+/// Where a [`loop_carry`] stops: a constant, or a run-time value.
+#[derive(Clone, Copy)]
+enum End {
+    At(i64),
+    Run(Value),
+}
+
+/// `for p in (lo..end).step_by(step)`, carrying `state`; returns the final state. A constant
+/// end makes no loop for one trip and nothing for none; a run-time end checks for no trip
+/// first.
 fn loop_carry(
     kb: &mut Kb,
     lo: i64,
-    hi: i64,
+    end: End,
     step: i64,
     state: Vec<Value>,
     body: impl FnOnce(&mut Kb, &[Value]) -> Vec<Value>,
 ) -> Vec<Value> {
-    if lo >= hi {
-        return state;
-    }
-    if lo + step >= hi {
-        return body(kb, &state);
+    if let End::At(hi) = end {
+        if lo >= hi {
+            return state;
+        }
+        if lo + step >= hi {
+            return body(kb, &state);
+        }
     }
     let ptr = kb.caps.ptr;
     let blk = kb.b.create_block();
@@ -923,46 +933,25 @@ fn loop_carry(
         kb.b.append_block_param(exit, t);
     }
     let lo_v = kb.iconst(lo);
-    let args: Vec<_> = std::iter::once(lo_v).chain(state).map(Into::into).collect();
-    kb.b.ins().jump(blk, &args);
+    let first: Vec<_> = std::iter::once(lo_v).chain(state.iter().copied()).map(Into::into).collect();
+    match end {
+        End::At(_) => {
+            kb.b.ins().jump(blk, &first);
+        }
+        End::Run(hi) => {
+            let enter = kb.b.ins().icmp(IntCC::SignedLessThan, lo_v, hi);
+            let skip: Vec<_> = state.iter().copied().map(Into::into).collect();
+            kb.b.ins().brif(enter, blk, &first, exit, &skip);
+        }
+    }
     kb.b.switch_to_block(blk);
     let params = kb.b.block_params(blk).to_vec();
     let new = body(kb, &params[1..]);
     let next = kb.b.ins().iadd_imm_s(params[0], step);
-    let go = kb.b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::SignedLessThan, next, hi);
-    let back: Vec<_> = std::iter::once(next).chain(new.iter().copied()).map(Into::into).collect();
-    let out: Vec<_> = new.iter().copied().map(Into::into).collect();
-    kb.b.ins().brif(go, blk, &back, exit, &out);
-    kb.b.switch_to_block(exit);
-    kb.b.block_params(exit).to_vec()
-}
-
-/// [`loop_carry`] from 0 to the run-time `hi` in steps of 1 (no trip when `hi <= 0`).
-fn loop_carry_to(
-    kb: &mut Kb,
-    hi: Value,
-    state: Vec<Value>,
-    body: impl FnOnce(&mut Kb, &[Value]) -> Vec<Value>,
-) -> Vec<Value> {
-    let ptr = kb.caps.ptr;
-    let blk = kb.b.create_block();
-    let exit = kb.b.create_block();
-    kb.b.append_block_param(blk, ptr);
-    for &v in &state {
-        let t = kb.ty(v);
-        kb.b.append_block_param(blk, t);
-        kb.b.append_block_param(exit, t);
-    }
-    let zero = kb.iconst(0);
-    let enter = kb.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, hi, 0);
-    let first: Vec<_> = std::iter::once(zero).chain(state.iter().copied()).map(Into::into).collect();
-    let skip: Vec<_> = state.into_iter().map(Into::into).collect();
-    kb.b.ins().brif(enter, blk, &first, exit, &skip);
-    kb.b.switch_to_block(blk);
-    let params = kb.b.block_params(blk).to_vec();
-    let new = body(kb, &params[1..]);
-    let next = kb.b.ins().iadd_imm_s(params[0], 1);
-    let go = kb.b.ins().icmp(IntCC::SignedLessThan, next, hi);
+    let go = match end {
+        End::At(hi) => kb.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, hi),
+        End::Run(hi) => kb.b.ins().icmp(IntCC::SignedLessThan, next, hi),
+    };
     let back: Vec<_> = std::iter::once(next).chain(new.iter().copied()).map(Into::into).collect();
     let out: Vec<_> = new.iter().copied().map(Into::into).collect();
     kb.b.ins().brif(go, blk, &back, exit, &out);
@@ -1168,8 +1157,8 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
         ptrs
     };
     let fin = match p.k_run {
-        None => loop_carry(kb, 0, p.k as i64, 1, state, step),
-        Some(k) => loop_carry_to(kb, k, state, step),
+        None => loop_carry(kb, 0, End::At(p.k as i64), 1, state, step),
+        Some(k) => loop_carry(kb, 0, End::Run(k), 1, state, step),
     };
     let accs = &fin[nptr..];
     debug_assert_eq!(accs.len(), nacc);
@@ -1350,14 +1339,16 @@ fn dot_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: usi
         let z = zero(kb, types::F32X4);
         state.push(z);
     }
-    let fin = loop_carry(kb, 0, k4 as i64, 4, state, |kb, st| dot_step(kb, &a, &b, rows, ncols, types::F32X4, st));
+    let fin =
+        loop_carry(kb, 0, End::At(k4 as i64), 4, state, |kb, st| dot_step(kb, &a, &b, rows, ncols, types::F32X4, st));
     let mut state = vec![fin[0], fin[1]];
     for &v in &fin[2..] {
         let s = if k4 > 0 { kb.hsum(v) } else { kb.b.ins().f32const(0.0) };
         state.push(s);
     }
-    let fin =
-        loop_carry(kb, k4 as i64, p.k as i64, 1, state, |kb, st| dot_step(kb, &a, &b, rows, ncols, types::F32, st));
+    let fin = loop_carry(kb, k4 as i64, End::At(p.k as i64), 1, state, |kb, st| {
+        dot_step(kb, &a, &b, rows, ncols, types::F32, st)
+    });
     let tile = Tile { i0, j0 };
     for r in 0..rows {
         for c in 0..ncols {
