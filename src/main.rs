@@ -241,7 +241,7 @@ fn parse_threads(s: &str) -> Result<usize, String> {
 
 /// Parses `--schedule [KERNEL:]MRxNR[xKC]`.
 fn parse_schedule(s: &str) -> Result<slmtvm_targets::Schedule, String> {
-    s.parse()
+    s.parse().map_err(|e: slmtvm_targets::Error| e.to_string())
 }
 
 impl OptArgs {

@@ -33,9 +33,64 @@ pub enum Error {
         /// What is missing.
         what: String,
     },
-    /// The graph is malformed for code generation, or Cranelift refused a function.
-    #[error("{0}")]
-    Graph(String),
+    /// A node whose kernel cannot take its values as given (shapes, dtypes, attributes).
+    #[error("node '{node}' ({op}): {msg}")]
+    Node {
+        /// The node.
+        node: String,
+        /// Its operator.
+        op: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A tensor whose bytes overflow the address space.
+    #[error("tensor '{tensor}' is too large")]
+    TooLarge {
+        /// The tensor.
+        tensor: String,
+    },
+    /// The target (its ISA settings, or a schedule it cannot run).
+    #[error(transparent)]
+    Target(#[from] slmtvm_targets::Error),
+    /// A schedule naming a microkernel the target does not have.
+    #[error("schedule {schedule}: target {target} cannot run the {kernel} microkernel (it has: {have})")]
+    ScheduleKernel {
+        /// The schedule.
+        schedule: String,
+        /// The target.
+        target: String,
+        /// The microkernel it names.
+        kernel: String,
+        /// The microkernels the target has, comma-separated.
+        have: String,
+    },
+    /// A thread count out of range.
+    #[error("threads must be 1 to {max}, not {given}")]
+    Threads {
+        /// The count given.
+        given: usize,
+        /// The largest accepted ([`crate::MAX_THREADS`]).
+        max: usize,
+    },
+    /// Cranelift refused a declaration or a function.
+    #[error("{function}cranelift: {message}")]
+    Cranelift {
+        /// The function (with `": "`), or empty for a module-level refusal.
+        function: String,
+        /// Cranelift's message.
+        message: String,
+    },
+    /// An assembled function could not be encoded.
+    #[error("assembling {what}: {message}")]
+    Assemble {
+        /// The function.
+        what: String,
+        /// The assembler's message.
+        message: String,
+    },
+    /// A broken invariant of the code generator itself (a bug, not a bad model).
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 /// Result with the code generator's [`Error`](enum@Error).

@@ -108,23 +108,24 @@ pub fn compile_with(
     target: &slmtvm_targets::Target,
     opts: &Options,
 ) -> Result<object::Compiled> {
-    let isa = target.isa().map_err(|e| Error::Graph(e.to_string()))?;
+    let isa = target.isa()?;
     let mut caps = emit::Caps::of(target);
     if let Some(s) = opts.schedule {
-        let s = s.validate().map_err(Error::Graph)?;
+        let s = s.validate()?;
         let have = target.microkernels();
         if !have.contains(&s.kernel) {
             let names: Vec<&str> = have.iter().map(|k| k.name()).collect();
-            return Err(Error::Graph(format!(
-                "schedule {s}: target {target} cannot run the {} microkernel (it has: {})",
-                s.kernel,
-                names.join(", ")
-            )));
+            return Err(Error::ScheduleKernel {
+                schedule: s.to_string(),
+                target: target.to_string(),
+                kernel: s.kernel.to_string(),
+                have: names.join(", "),
+            });
         }
         caps.schedule = s;
     }
     if !(1..=MAX_THREADS).contains(&opts.threads) {
-        return Err(Error::Graph(format!("threads must be 1 to {MAX_THREADS}, not {}", opts.threads)));
+        return Err(Error::Threads { given: opts.threads, max: MAX_THREADS });
     }
     let par = object::Parallel { tasks: opts.threads, min_flops: opts.split_min_flops };
     object::compile(g, name, isa, caps, opts.profile, par)

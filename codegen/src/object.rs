@@ -73,7 +73,7 @@ pub struct KernelInfo {
 }
 
 fn module_err(e: impl std::fmt::Display) -> Error {
-    Error::Graph(format!("cranelift: {e}"))
+    Error::Cranelift { function: String::new(), message: e.to_string() }
 }
 
 /// Compiles `g` into an object whose symbols are prefixed by `name` (a C identifier); with
@@ -184,8 +184,8 @@ pub fn compile(
                 sig.params.push(AbiParam::new(types::I64));
                 sig.params.push(AbiParam::new(ptr));
                 let f = m.declare_function(&format!("{name}_peak"), Linkage::Export, &sig).map_err(module_err)?;
-                let bytes =
-                    crate::asm::x86::peak(k).map_err(|e| Error::Graph(format!("assembling the peak loop: {e}")))?;
+                let bytes = crate::asm::x86::peak(k)
+                    .map_err(|e| Error::Assemble { what: "the peak loop".into(), message: e.to_string() })?;
                 m.define_function_bytes(f, UKR_ALIGN, &bytes, &[]).map_err(module_err)?;
                 bytes.len()
             }
@@ -275,13 +275,13 @@ pub fn compile(
         }
         let addr = |b: &mut FunctionBuilder, m: &mut ObjectModule, v: ValueId| -> Result<Value> {
             let s =
-                plan.storage.get(&v).ok_or_else(|| Error::Graph(format!("no storage for '{}'", g.value(v).name)))?;
+                plan.storage.get(&v).ok_or_else(|| Error::Internal(format!("no storage for '{}'", g.value(v).name)))?;
             Ok(match *s {
                 Storage::Input(k) => b.ins().load(ptr, fl, inputs, (k * ptr.bytes() as usize) as i32),
                 Storage::Output(k) => b.ins().load(ptr, fl, outputs, (k * ptr.bytes() as usize) as i32),
                 Storage::Const(c) => {
                     let d = weights.plain.get(&c).ok_or_else(|| {
-                        Error::Graph(format!("internal: constant '{}' has no in-place copy", g.value(c).name))
+                        Error::Internal(format!("constant '{}' has no in-place copy", g.value(c).name))
                     })?;
                     let gv = m.declare_data_in_func(*d, b.func);
                     b.ins().symbol_value(ptr, gv)
@@ -427,8 +427,8 @@ fn define_weights(
             };
             let whole = g.consts.get(&v).is_some_and(|t| t.dtype() == slmtvm_ir::DType::F32 && t.shape() == [r.k, r.n]);
             if !whole || r.nr == 0 {
-                return Err(Error::Graph(format!(
-                    "node '{}': internal: input {i} read packed as [{}, {}] in panels of {} is not such an f32 constant",
+                return Err(Error::Internal(format!(
+                    "node '{}': input {i} read packed as [{}, {}] in panels of {} is not such an f32 constant",
                     node.name, r.k, r.n, r.nr
                 )));
             }
@@ -663,7 +663,8 @@ impl FnBuilder {
         let mut b = body(b, m)?;
         b.seal_all_blocks();
         b.finalize(config);
-        m.define_function(f, &mut self.ctx).map_err(|e| Error::Graph(format!("{symbol}: cranelift: {e:?}")))?;
+        m.define_function(f, &mut self.ctx)
+            .map_err(|e| Error::Cranelift { function: format!("{symbol}: "), message: format!("{e:?}") })?;
         let bytes = code_size(&self.ctx);
         m.clear_context(&mut self.ctx);
         Ok((f, bytes))

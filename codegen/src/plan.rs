@@ -67,7 +67,7 @@ fn may_write_in_place(op: &Op) -> bool {
 }
 
 fn bytes_of(g: &Graph, lay: &Layout, v: ValueId) -> Result<usize> {
-    lay.bytes(g, v).ok_or_else(|| Error::Graph(format!("tensor '{}' is too large", g.value(v).name)))
+    lay.bytes(g, v).ok_or_else(|| Error::TooLarge { tensor: g.value(v).name.clone() })
 }
 
 fn round_up(x: usize) -> usize {
@@ -222,8 +222,9 @@ pub fn plan_memory(g: &Graph) -> Result<MemoryPlan> {
             let s = match storage.get(&c) {
                 Some(s) => *s,
                 None => {
-                    let offset =
-                        *offsets.get(&c).ok_or_else(|| Error::Graph(format!("no buffer for '{}'", g.value(v).name)))?;
+                    let offset = *offsets
+                        .get(&c)
+                        .ok_or_else(|| Error::Internal(format!("no buffer for '{}'", g.value(v).name)))?;
                     Storage::Arena { offset, size: bytes_of(g, &layout, c)? }
                 }
             };

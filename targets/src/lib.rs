@@ -41,6 +41,14 @@ pub enum Error {
         /// The valid Cranelift preset names (enable-only), comma-separated.
         presets: String,
     },
+    /// A register schedule the microkernel it names cannot run.
+    #[error("schedule {schedule}: {what}")]
+    BadSchedule {
+        /// The schedule as written (`6x16`, `avx2:14x16k256`).
+        schedule: String,
+        /// What is wrong with it.
+        what: String,
+    },
     /// A known setting with a value it does not accept.
     #[error("{arch}: bad value '{value}' for setting '{name}': {reason}")]
     BadValue {
@@ -491,8 +499,8 @@ impl Schedule {
     /// 16` (accumulators, B vectors, the A broadcast and the edge mask). AVX-512: `nr` a
     /// multiple of 16 up to 64, `mr` ≤ 15 (three A base registers of five rows each) and
     /// `mr·nr/16 + nr/16 ≤ 32`. For both, `kc` 0 or at least 4.
-    pub fn validate(self) -> Result<Schedule, String> {
-        let err = |what: String| Err(format!("schedule {self}: {what}"));
+    pub fn validate(self) -> Result<Schedule, Error> {
+        let err = |what: String| Err(Error::BadSchedule { schedule: self.to_string(), what });
         match self.kernel {
             Microkernel::Cranelift => {
                 if !(1..=8).contains(&self.mr) {
@@ -542,26 +550,27 @@ impl fmt::Display for Schedule {
 }
 
 impl FromStr for Schedule {
-    type Err = String;
+    type Err = Error;
 
     /// Parses and validates `[KERNEL:]MRxNR[xKC]` (no kernel: Cranelift).
-    fn from_str(s: &str) -> Result<Schedule, String> {
+    fn from_str(s: &str) -> Result<Schedule, Error> {
+        let bad = |what: String| Error::BadSchedule { schedule: s.to_string(), what };
         let (kernel, tile) = match s.split_once(':') {
             Some((k, t)) => {
                 let kernel = Microkernel::ALL.into_iter().find(|m| m.name() == k.trim()).ok_or_else(|| {
                     let names: Vec<&str> = Microkernel::ALL.iter().map(|m| m.name()).collect();
-                    format!("`{s}`: unknown microkernel `{k}` (expected one of {})", names.join(", "))
+                    bad(format!("unknown microkernel `{k}` (expected one of {})", names.join(", ")))
                 })?;
                 (kernel, t)
             }
             None => (Microkernel::Cranelift, s),
         };
-        let num = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("`{s}`: `{v}` is not a number"));
+        let num = |v: &str| v.trim().parse::<usize>().map_err(|_| bad(format!("`{v}` is not a number")));
         let parts: Vec<&str> = tile.split('x').collect();
         let (mr, nr, kc) = match parts.as_slice() {
             [mr, nr] => (num(mr)?, num(nr)?, 0),
             [mr, nr, kc] => (num(mr)?, num(nr)?, num(kc)?),
-            _ => return Err(format!("`{s}`: expected [KERNEL:]MRxNR[xKC], e.g. 4x8 or avx512:12x32x256")),
+            _ => return Err(bad("expected [KERNEL:]MRxNR[xKC], e.g. 4x8 or avx512:12x32x256".into())),
         };
         Schedule { kernel, mr, nr, kc }.validate()
     }

@@ -70,7 +70,7 @@ impl Ukr {
 
     /// Its machine code (position independent, no relocations).
     pub fn assemble(&self) -> crate::Result<Vec<u8>> {
-        x86::microkernel(self).map_err(|e| crate::Error::Graph(format!("assembling {}: {e}", self.symbol("ukr"))))
+        x86::microkernel(self).map_err(|e| crate::Error::Assemble { what: self.symbol("ukr"), message: e.to_string() })
     }
 }
 
@@ -108,6 +108,6 @@ impl AsmFn {
             AsmFn::ExpSum(e) => vmath::exp_sum(e),
             AsmFn::Map(m) => vmath::map(m),
         };
-        code.map_err(|e| crate::Error::Graph(format!("assembling {}: {e}", self.symbol("f"))))
+        code.map_err(|e| crate::Error::Assemble { what: self.symbol("f"), message: e.to_string() })
     }
 }

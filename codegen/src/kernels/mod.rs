@@ -60,13 +60,14 @@ impl<'a> NodeCtx<'a> {
     /// Binds `args` (the kernel's parameters: present inputs, then outputs, then the symbol
     /// values) to `node`.
     pub fn new(g: &'a Graph, node: &'a Node, layout: &'a Layout, args: &[Value]) -> Result<NodeCtx<'a>> {
-        let (&syms, args) =
-            args.split_last().ok_or_else(|| Error::Graph(format!("node '{}': kernel has no arguments", node.name)))?;
+        let (&syms, args) = args
+            .split_last()
+            .ok_or_else(|| Error::Internal(format!("node '{}': kernel has no arguments", node.name)))?;
         let mut it = args.iter().copied();
         let ins = node.inputs.iter().map(|i| i.and_then(|_| it.next())).collect();
         let outs: Vec<Value> = it.collect();
         if outs.len() != node.outputs.len() {
-            return Err(Error::Graph(format!("node '{}': kernel arguments do not match its values", node.name)));
+            return Err(Error::Internal(format!("node '{}': kernel arguments do not match its values", node.name)));
         }
         Ok(NodeCtx { g, node, layout, ins, outs, syms, packed: Default::default() })
     }
@@ -275,7 +276,7 @@ impl<'a> NodeCtx<'a> {
 
     /// An error about this node.
     pub fn error(&self, msg: impl std::fmt::Display) -> Error {
-        Error::Graph(format!("node '{}' ({}): {msg}", self.node.name, self.node.op.kind_name()))
+        Error::Node { node: self.node.name.clone(), op: self.node.op.kind_name().to_string(), msg: msg.to_string() }
     }
 
     /// The error for an operator/dtype combination no kernel handles yet.
