@@ -321,6 +321,18 @@ impl Atom {
                 if let (Some(x), Some(y)) = (a.as_const(), b.as_const()) {
                     return Poly::constant(self.apply(x, y));
                 }
+                // Against a constant <= 0: min is 0 (the clamp), max the other when it is a size.
+                let is_min = matches!(self, Atom::Min(..));
+                for (p, q) in [(a, b), (b, a)] {
+                    if q.as_const().is_some_and(|c| c <= 0) {
+                        if is_min {
+                            return Poly::constant(0);
+                        }
+                        if p.is_nonneg() {
+                            return p.clone();
+                        }
+                    }
+                }
                 if let Some(d) = a.sub(b).as_const() {
                     let a_smaller = d <= 0;
                     let pick = if a_smaller == matches!(self, Atom::Min(..)) { a } else { b };
@@ -573,6 +585,9 @@ mod tests {
         assert_eq!(p("floordiv(768*b*s, 1536)").to_string(), "floordiv(b*s,2)");
         assert_eq!(p("floordiv(6*s+4, 4)").to_string(), "floordiv(3*s+2,2)");
         assert_eq!(p("min(seq-1, seq)").to_string(), "min(seq,seq-1)");
+        assert_eq!(p("min(seq, 0)"), p("0"));
+        assert_eq!(p("max(seq, -2)"), p("seq"));
+        assert_eq!(p("max(seq-3, 0)").to_string(), "max(0,seq-3)");
         // Plain symbols inside atoms; evaluation (clamped at 0) and bounds see through them.
         assert_eq!(p("min(seq,3)*b").symbols(), vec!["b".to_string(), "seq".to_string()]);
         assert_eq!(p("min(seq,3)").as_symbol(), None);
