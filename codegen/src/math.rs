@@ -516,6 +516,21 @@ pub fn erf_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
 /// (`j < 2^13`) and the stated error holds.
 pub const TRIG_ACCURATE_LIMIT: f32 = 12_867.0;
 
+/// A value carried as a head and a tail (`x + xl`) clamped to `[lo, hi]`: beyond a bound the
+/// head is the bound and the tail 0.
+fn clamp_pair<O: Ops>(o: &mut O, (x, xl): (O::F, O::F), lo: f32, hi: f32) -> (O::F, O::F) {
+    let hi = o.f(hi);
+    let lo = o.f(lo);
+    let zero = o.f(0.0);
+    let over = o.lt(hi, x);
+    let x = o.sel(over, hi, x);
+    let xl = o.sel(over, zero, xl);
+    let under = o.lt(x, lo);
+    let x = o.sel(under, lo, x);
+    let xl = o.sel(under, zero, xl);
+    (x, xl)
+}
+
 /// `a - b` as `(hi, lo)` with `hi + lo` exact (Knuth's two-sum).
 fn two_diff<O: Ops>(o: &mut O, a: O::F, b: O::F) -> (O::F, O::F) {
     let h = o.sub(a, b);
@@ -550,15 +565,7 @@ fn sincos<O: Ops>(o: &mut O, x: O::F, cosine: bool) -> O::F {
         r = h;
         rl = o.add(rl, e);
     }
-    let lim = o.f(0.8);
-    let nlim = o.f(-0.8);
-    let zero = o.f(0.0);
-    let hi = o.lt(lim, r);
-    let r = o.sel(hi, lim, r);
-    let rl = o.sel(hi, zero, rl);
-    let lo = o.lt(r, nlim);
-    let r = o.sel(lo, nlim, r);
-    let rl = o.sel(lo, zero, rl);
+    let (r, rl) = clamp_pair(o, (r, rl), -0.8, 0.8);
     let r2 = o.mul(r, r);
     let sp = horner(o, r2, &S);
     let t = o.mul(r2, sp);
@@ -703,15 +710,8 @@ pub fn pow_with<O: Ops>(o: &mut O, x: O::F, y: O::F) -> O::F {
     let tl = o.add(t1, t2);
     let tl = o.add(tl, pl);
     let tl = o.add(tl, ql);
-    let hi = o.f(150.0);
-    let lo = o.f(-160.0);
+    let (th, tl) = clamp_pair(o, (th, tl), -160.0, 150.0);
     let zero = o.f(0.0);
-    let over = o.lt(hi, th);
-    let th = o.sel(over, hi, th);
-    let tl = o.sel(over, zero, tl);
-    let under = o.lt(th, lo);
-    let th = o.sel(under, lo, th);
-    let tl = o.sel(under, zero, tl);
     let sh = o.f(SHIFTER);
     let z = o.add(th, sh);
     let n = o.sub(z, sh);
