@@ -224,12 +224,7 @@ fn pow2i<O: Ops>(o: &mut O, k: O::I) -> O::F {
 /// factors are normal and results in the subnormal range are rounded once. `x` is clamped to
 /// `[-104, 88.8]` first (beyond, the result is 0 or +inf anyway); NaN passes through.
 pub fn exp_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
-    let hi = o.f(88.8);
-    let lo = o.f(-104.0);
-    let big = o.lt(hi, x);
-    let x = o.sel(big, hi, x);
-    let small = o.lt(x, lo);
-    let x = o.sel(small, lo, x);
+    let x = clamp(o, x, -104.0, 88.8);
     let (z, r) = exp_reduce(o, x);
     exp_finish(o, z, r)
 }
@@ -516,6 +511,16 @@ pub fn erf_with<O: Ops>(o: &mut O, x: O::F) -> O::F {
 /// (`j < 2^13`) and the stated error holds.
 pub const TRIG_ACCURATE_LIMIT: f32 = 12_867.0;
 
+/// `x` clamped to `[lo, hi]` (NaN passes through).
+fn clamp<O: Ops>(o: &mut O, x: O::F, lo: f32, hi: f32) -> O::F {
+    let hi = o.f(hi);
+    let lo = o.f(lo);
+    let over = o.lt(hi, x);
+    let x = o.sel(over, hi, x);
+    let under = o.lt(x, lo);
+    o.sel(under, lo, x)
+}
+
 /// A value carried as a head and a tail (`x + xl`) clamped to `[lo, hi]`: beyond a bound the
 /// head is the bound and the tail 0.
 fn clamp_pair<O: Ops>(o: &mut O, (x, xl): (O::F, O::F), lo: f32, hi: f32) -> (O::F, O::F) {
@@ -670,12 +675,7 @@ pub fn pow_with<O: Ops>(o: &mut O, x: O::F, y: O::F) -> O::F {
     let (ax, _) = abs_sign(o, x);
     let (ay, _) = abs_sign(o, y);
     // The core.
-    let ylim = o.f(1.099_511_6e12); // 2^40
-    let nylim = o.f(-1.099_511_6e12);
-    let big = o.lt(ylim, y);
-    let yc = o.sel(big, ylim, y);
-    let small = o.lt(yc, nylim);
-    let yc = o.sel(small, nylim, yc);
+    let yc = clamp(o, y, -1.099_511_6e12, 1.099_511_6e12); // ±2^40
     let (k, f) = log_reduce(o, ax);
     let dk = int_to_float(o, k);
     // ln(1+f) = f - f²/2 + sr as nh + nl (f²/2 exact; fast two-sums, |f| ≥ f²/2 ≥ |sr|).

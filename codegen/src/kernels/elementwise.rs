@@ -285,11 +285,11 @@ impl Walk<'_> {
     fn offsets(&self, kb: &mut Kb, level: usize, bases: &[Value], strides: &[usize], i: Value) -> Vec<Value> {
         let mut at = Vec::with_capacity(bases.len());
         for (k, ((&b, &s), &e)) in bases.iter().zip(strides).zip(self.elems).enumerate() {
+            if s == 0 {
+                at.push(b);
+                continue;
+            }
             let idx = match self.ones[level][k] {
-                _ if s == 0 => {
-                    at.push(b);
-                    continue;
-                }
                 Some(r) => {
                     let last = kb.iconst(r.last);
                     let j = kb.b.ins().umin(i, last);

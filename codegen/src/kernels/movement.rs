@@ -73,7 +73,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
                 if ins[..ins.len().saturating_sub(1)].iter().any(|&v| cx.axis_symbolic(v, a))
                     || !same_layout_but(cx, &ins, y, a)?
                 {
-                    return concat_runtime(kb, cx, a);
+                    return join_runtime(kb, cx, a, true);
                 }
             }
             Op::Split(s) => {
@@ -81,7 +81,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
                 let a = axis_of(cx, s.axis, cx.g.ty(x).shape.rank())?;
                 let outs: Vec<ValueId> = (0..cx.num_outputs()).map(|k| cx.out_id(k)).collect();
                 if cx.axis_symbolic(x, a) || !same_layout_but(cx, &outs, x, a)? {
-                    return split_runtime(kb, cx, a);
+                    return join_runtime(kb, cx, a, false);
                 }
             }
             Op::Shape(_) | Op::Size(_) => return shape_runtime(kb, cx),
@@ -939,12 +939,7 @@ fn repack(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let (ex, ey) = (cx.extents(kb, x, 0..rx)?, cx.extents(kb, y, 0..ry)?);
     let (sx, sy) = (strides_of(&cx.dims(x)?), strides_of(&cx.dims(y)?));
     let e = cx.out_dtype(0).size();
-    let ty = match e {
-        1 => types::I8,
-        2 => types::I16,
-        4 => types::I32,
-        _ => types::I64,
-    };
+    let ty = chunk_ty(e);
     let (xp, yp) = (cx.in_ptr(0)?, cx.out_ptr(0));
     let odo: Vec<Variable> = (0..ry)
         .map(|_| {
@@ -1025,58 +1020,48 @@ fn copy_part(
     });
 }
 
-/// Concat over symbolic dims along axis `a`: each input's run-time rows at the run-time offset
-/// where the earlier inputs' end, each read with its own physical layout (which differs from
-/// the output's where a symbolic dim meets a static one). When input 0 and the output are the
-/// same buffer (a KV cache updated in place, see [`crate::layout::Layout::in_place`]), input 0
-/// is already where it belongs and is not copied.
-fn concat_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
-    let y = cx.out_id(0);
-    let dy = cx.dims(y)?;
-    let e = cx.out_dtype(0).size();
-    let yp = cx.out_ptr(0);
-    let outer = cx.extents(kb, y, 0..a)?;
+/// Concat (`gather`: the inputs into the output) or Split (the input out to the outputs) over
+/// symbolic dims along axis `a`: each part's run-time rows at the run-time offset where the
+/// earlier parts' end (static part sizes, or parts of a symbolic size), each part in its own
+/// physical layout (which differs from the joined tensor's where a symbolic dim meets a static
+/// one). When a Concat's input 0 and its output are the same buffer (a KV cache updated in
+/// place, see [`crate::layout::Layout::in_place`]), input 0 is already where it belongs and
+/// is not copied.
+fn join_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize, gather: bool) -> Result<()> {
+    let (whole, wp) = if gather {
+        (cx.out_id(0), cx.out_ptr(0))
+    } else {
+        (cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?, cx.in_ptr(0)?)
+    };
+    let dw = cx.dims(whole)?;
+    let dtype = cx.g.ty(whole).dtype;
+    let outer = cx.extents(kb, whole, 0..a)?;
+    // (position, value, pointer) of each part.
+    let parts: Vec<(usize, ValueId, Value)> = if gather {
+        let present = (0..cx.num_inputs()).filter_map(|i| Some((i, cx.in_id(i)?)));
+        present.map(|(i, v)| Ok((i, v, cx.in_ptr(i)?))).collect::<Result<_>>()?
+    } else {
+        (0..cx.num_outputs()).map(|k| (k, cx.out_id(k), cx.out_ptr(k))).collect()
+    };
     let mut off = kb.iconst(0);
-    for i in 0..cx.num_inputs() {
-        let Some(v) = cx.in_id(i) else { continue };
-        let dx = cx.dims(v)?;
-        if cx.in_dtype(i)? != cx.out_dtype(0) || dx.len() != dy.len() {
-            return Err(cx.error(format!("input {i} does not match the output's dtype and rank")));
+    for (k, v, p) in parts {
+        let dp = cx.dims(v)?;
+        if cx.g.ty(v).dtype != dtype || dp.len() != dw.len() {
+            let what = if gather { "input" } else { "output" };
+            return Err(cx.error(format!("{what} {k} does not match the joined tensor's dtype and rank")));
         }
         let ext = cx.extent(kb, v, a)?;
-        let xp = cx.in_ptr(i)?;
         let zero = kb.iconst(0);
-        if i == 0 && dx == dy {
+        let (joined, part) = ((wp, &dw[..], off), (p, &dp[..], zero));
+        let (dst, src) = if gather { (joined, part) } else { (part, joined) };
+        let e = dtype.size();
+        if gather && k == 0 && dp == dw {
             // Skip the copy when the caller passes the output buffer as input 0.
-            let other = kb.b.ins().icmp(IntCC::NotEqual, xp, yp);
-            kb.when(other, |kb| copy_part(kb, e, (yp, &dy, off), (xp, &dx, zero), &outer, ext, a));
+            let other = kb.b.ins().icmp(IntCC::NotEqual, p, wp);
+            kb.when(other, |kb| copy_part(kb, e, dst, src, &outer, ext, a));
         } else {
-            copy_part(kb, e, (yp, &dy, off), (xp, &dx, zero), &outer, ext, a);
+            copy_part(kb, e, dst, src, &outer, ext, a);
         }
-        off = kb.b.ins().iadd(off, ext);
-    }
-    Ok(())
-}
-
-/// Split over symbolic dims along axis `a`: each output's run-time rows from where the earlier
-/// outputs' end (static part sizes, or parts of a symbolic size), each written in its own
-/// physical layout.
-fn split_runtime(kb: &mut Kb, cx: &NodeCtx, a: usize) -> Result<()> {
-    let xv = cx.in_id(0).ok_or_else(|| cx.error("input 0 is required"))?;
-    let dx = cx.dims(xv)?;
-    let e = cx.in_dtype(0)?.size();
-    let xp = cx.in_ptr(0)?;
-    let outer = cx.extents(kb, xv, 0..a)?;
-    let mut off = kb.iconst(0);
-    for k in 0..cx.num_outputs() {
-        let yv = cx.out_id(k);
-        let dy = cx.dims(yv)?;
-        if cx.out_dtype(k) != cx.in_dtype(0)? || dy.len() != dx.len() {
-            return Err(cx.error(format!("output {k} does not match the input's dtype and rank")));
-        }
-        let ext = cx.extent(kb, yv, a)?;
-        let zero = kb.iconst(0);
-        copy_part(kb, e, (cx.out_ptr(k), &dy, zero), (xp, &dx, off), &outer, ext, a);
         off = kb.b.ins().iadd(off, ext);
     }
     Ok(())
