@@ -107,9 +107,9 @@ struct Report {
 /// The kernel profile from a profiling harness's output and the build's manifest.
 fn profile(stdout: &str, manifest: &Path, lanes: usize) -> Result<Profile> {
     let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let m: serde_json::Value =
+    let m: slmtvm_codegen::Manifest =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    let list = m["kernel_list"].as_array().with_context(|| format!("{}: no kernel_list", manifest.display()))?;
+    let list = &m.kernel_list;
     let rate: f64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("peak_iters_per_us:"))
@@ -125,15 +125,14 @@ fn profile(stdout: &str, manifest: &Path, lanes: usize) -> Result<Profile> {
             bail!("unreadable kernel line `{l}`");
         };
         let e = list.get(k).with_context(|| format!("kernel {k} is not in {}", manifest.display()))?;
-        let s = |f: &str| e[f].as_str().unwrap_or("?").to_string();
-        let flops = e["flops"].as_u64().unwrap_or(0);
+        let flops = e.flops;
         let gflops = if us > 0.0 { flops as f64 / us / 1e3 } else { 0.0 };
-        let op = s("op");
+        let op = e.op.clone();
         let peak_fraction = (PRODUCTS.contains(&op.as_str()) && peak_gflops > 0.0).then(|| gflops / peak_gflops);
         kernels.push(KernelTime {
             index: k,
-            symbol: s("symbol"),
-            node: s("node"),
+            symbol: e.symbol.clone(),
+            node: e.node.clone(),
             op,
             us,
             flops,

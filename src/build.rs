@@ -1,12 +1,11 @@
 //! `slmtvm build`: a model → `DIR/NAME.o`, `DIR/NAME.h`, `DIR/NAME.json`.
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
+use slmtvm_codegen::manifest::OptimizerInfo;
 use slmtvm_frontend::LoadOptions;
 use slmtvm_optimizer::quantize::{Calibration, Scheme};
 use slmtvm_targets::Target;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// C keywords and names of standard macros a model name must not take.
@@ -31,80 +30,6 @@ pub fn c_name(stem: &str) -> String {
         s.insert_str(0, "m_");
     }
     s
-}
-
-#[derive(Serialize)]
-struct TensorInfo {
-    name: String,
-    dtype: String,
-    /// Physical shape: symbolic dims at their bounds.
-    shape: Vec<usize>,
-    /// Logical dims: sizes or symbol polynomials (`past+1`).
-    dims: Vec<String>,
-    /// Bytes of the buffer (at the physical shape).
-    bytes: usize,
-}
-
-#[derive(Serialize)]
-struct OptimizerInfo {
-    level: u8,
-    stop: String,
-    applied: BTreeMap<String, usize>,
-    nodes_before: usize,
-    nodes_after: usize,
-}
-
-#[derive(Serialize)]
-struct SymbolInfo {
-    name: String,
-    bound: usize,
-}
-
-#[derive(Serialize)]
-struct Manifest {
-    name: String,
-    compiler: String,
-    optimizer: OptimizerInfo,
-    model_sha256: String,
-    target: String,
-    target_fingerprint: String,
-    symbols: Vec<SymbolInfo>,
-    /// (input, output) names of caches updated in place (one buffer may serve as both).
-    in_place: Vec<(String, String)>,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
-    /// What `--quantize` did (absent: the model's own arithmetic).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    quantization: Option<String>,
-    arena_bytes: usize,
-    arena_align: usize,
-    arena_lower_bound: usize,
-    /// Bytes of weights in `.rodata`, packed copies included.
-    weights_bytes: usize,
-    /// Bytes of the weights packed into the matrix microkernels' panels (padding included),
-    /// part of `weights_bytes`.
-    packed_weights_bytes: usize,
-    code_bytes: usize,
-    kernels: usize,
-    /// A profiling build: the object imports `slmtvm_profile` and exports `NAME_peak`.
-    profile: bool,
-    /// The matrix products' register tile, `MRxNR`.
-    schedule: String,
-    /// Tasks per split kernel (`--threads`); above 1 the object exports `NAME_run_parallel`.
-    threads: usize,
-    op_counts: BTreeMap<String, usize>,
-    kernel_list: Vec<KernelEntry>,
-}
-
-#[derive(Serialize)]
-struct KernelEntry {
-    symbol: String,
-    node: String,
-    op: String,
-    code_bytes: usize,
-    flops: u64,
-    /// Tasks it is split into (1: serial).
-    tasks: usize,
 }
 
 /// A compiled model: the three files `build` writes.
@@ -165,18 +90,12 @@ pub fn quantization_name(s: Scheme, calibrated: bool) -> String {
     }
 }
 
-/// The optimizer's options for `target` as `opt` says: the cost model from the target's
-/// vectors.
+/// The optimizer's options for `target` as `opt` says: the target's cost model.
 pub fn opt_options(target: &Target, opt: OptFlags) -> slmtvm_optimizer::Options {
-    let v = target.vector();
     slmtvm_optimizer::Options {
         level: opt.level,
         time_limit: std::time::Duration::from_secs(opt.time_limit_s),
-        cost: slmtvm_optimizer::CostModel {
-            lanes: if v.is_some() { 4.0 } else { 1.0 },
-            fma: v.is_some_and(|v| v.fma),
-            ..slmtvm_optimizer::CostModel::default()
-        },
+        cost: slmtvm_optimizer::CostModel::for_target(target),
         ..slmtvm_optimizer::Options::default()
     }
 }
@@ -206,9 +125,8 @@ pub fn compile_graph(
     if opt.explain {
         print!("{}", report.text());
     }
-    let g = &og;
     let c = slmtvm_codegen::compile_with(
-        g,
+        &og,
         name,
         target,
         &slmtvm_codegen::Options {
@@ -218,90 +136,24 @@ pub fn compile_graph(
             ..slmtvm_codegen::Options::default()
         },
     )?;
-    let info = |ids: &[slmtvm_ir::ValueId]| -> Vec<TensorInfo> {
-        ids.iter()
-            .map(|&v| {
-                let phys = c.plan.layout.dims(v).to_vec();
-                TensorInfo {
-                    name: g.value(v).name.clone(),
-                    dtype: g.ty(v).dtype.to_string(),
-                    bytes: phys.iter().product::<usize>() * g.ty(v).dtype.size(),
-                    shape: phys,
-                    dims: g.ty(v).shape.0.iter().map(|d| d.poly().to_string()).collect(),
-                }
-            })
-            .collect()
-    };
-    let mut op_counts = BTreeMap::new();
-    for n in &g.nodes {
-        *op_counts.entry(n.op.kind_name().to_string()).or_default() += 1;
-    }
-    let manifest = Manifest {
-        optimizer: OptimizerInfo {
+    let manifest = slmtvm_codegen::Manifest {
+        optimizer: Some(OptimizerInfo {
             level: report.level,
-            stop: report.stop.clone(),
-            applied: report.applied.clone(),
+            stop: report.stop,
+            applied: report.applied,
             nodes_before: report.nodes_before,
             nodes_after: report.nodes_after,
-        },
-        name: name.to_string(),
-        compiler: format!("slmtvm {}", env!("CARGO_PKG_VERSION")),
-        model_sha256: Sha256::digest(model_bytes).iter().map(|b| format!("{b:02x}")).collect(),
-        target: target.name().to_string(),
-        target_fingerprint: target.fingerprint(),
-        symbols: c.plan.layout.symbols.list.iter().map(|(n, b)| SymbolInfo { name: n.clone(), bound: *b }).collect(),
-        in_place: c
-            .plan
-            .layout
-            .in_place
-            .iter()
-            .map(|&(k, j)| (g.value(g.inputs[k]).name.clone(), g.value(g.outputs[j]).name.clone()))
-            .collect(),
-        inputs: info(&g.inputs),
-        outputs: info(&g.outputs),
+        }),
+        model_sha256: Some(Sha256::digest(model_bytes).iter().map(|b| format!("{b:02x}")).collect()),
         quantization: opt.quantize.map(|s| quantization_name(s, calibrated)),
-        arena_bytes: c.plan.arena_bytes,
-        arena_align: slmtvm_codegen::plan::ARENA_ALIGN,
-        arena_lower_bound: c.plan.lower_bound,
-        weights_bytes: c.weight_bytes,
-        packed_weights_bytes: c.packed_bytes,
-        code_bytes: c.code_bytes,
-        kernels: c.kernels,
-        profile: opt.profile,
-        schedule: { opt.schedule.unwrap_or_else(|| target.schedule()).to_string() },
-        threads: opt.threads,
-        op_counts,
-        kernel_list: c
-            .kernel_list
-            .iter()
-            .map(|k| KernelEntry {
-                symbol: k.symbol.clone(),
-                node: k.node.clone(),
-                op: k.op.clone(),
-                code_bytes: k.code_bytes,
-                flops: k.flops,
-                tasks: k.tasks,
-            })
-            .collect(),
+        ..c.manifest
     };
-    let split = c.kernel_list.iter().filter(|k| k.tasks > 1).count();
-    let summary = format!(
-        "{name}: {} (arena {} bytes, lower bound {}; weights {} bytes, {} of them packed; code {} bytes in {} kernels{})",
-        target.name(),
-        c.plan.arena_bytes,
-        c.plan.lower_bound,
-        c.weight_bytes,
-        c.packed_bytes,
-        c.code_bytes,
-        c.kernels,
-        if opt.threads > 1 { format!(", {split} split into {} tasks", opt.threads) } else { String::new() }
-    );
     Ok(Artifacts {
         name: name.to_string(),
-        header: slmtvm_codegen::header::header(g, name, &c.plan, opt.threads),
-        manifest: serde_json::to_string_pretty(&manifest)? + "\n",
+        header: c.header,
+        manifest: manifest.to_json(),
+        summary: manifest.summary(),
         object: c.object,
-        summary,
     })
 }
 
@@ -341,7 +193,7 @@ pub fn build(
     quant: &QuantRequest,
 ) -> Result<()> {
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let g = slmtvm_frontend::load_onnx(model, opts)?;
+    let g = slmtvm_frontend::load_onnx_read(model, &bytes, opts)?;
     let name = model_name(model, name)?;
     let needs = |flag: &str| opt.quantize.with_context(|| format!("{flag} needs --quantize"));
     let cal = match quant.calibration {

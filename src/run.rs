@@ -57,7 +57,7 @@ pub fn build_harness(
 ) -> Result<Harness> {
     target.check_tools()?;
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let mut g = slmtvm_frontend::load_onnx(model, opts)?;
+    let mut g = slmtvm_frontend::load_onnx_read(model, &bytes, opts)?;
     let inputs = gather_inputs(&g, src)?;
     // Specialize unbounded symbolic dims to the inputs' dims; bounded ones (--bound) stay
     // symbolic and the harness passes their values from the inputs' shapes.

@@ -200,10 +200,10 @@ fn profiling_builds_compile_for_every_preset() {
             let narrow = if t.vector().is_some() { 4 } else { 1 };
             let kernel = t.schedule().kernel;
             let wide = if kernel == slmtvm_targets::Microkernel::Cranelift { narrow } else { kernel.lanes() };
-            assert!(c.kernel_list.iter().all(|k| k.lanes == narrow || k.lanes == wide), "{preset}");
+            assert!(c.manifest.kernel_list.iter().all(|k| k.lanes == narrow || k.lanes == wide), "{preset}");
             // (Some products take the Cranelift path: a transposed A, a strided B.)
-            assert!(c.kernel_list.iter().any(|k| k.op == "MatMul" && k.lanes == wide), "{preset}");
-            assert!(c.kernel_list.iter().any(|k| k.op == "MatMul" && k.flops > 0), "{preset}");
+            assert!(c.manifest.kernel_list.iter().any(|k| k.op == "MatMul" && k.lanes == wide), "{preset}");
+            assert!(c.manifest.kernel_list.iter().any(|k| k.op == "MatMul" && k.flops > 0), "{preset}");
         }
     }
 }

@@ -17,8 +17,9 @@
 //!    `int <name>_run(const void* const* inputs, void* const* outputs, void* workspace)` (status
 //!    codes: 0 ok, 1 null pointer, 2 misaligned workspace) and `size_t <name>_workspace_size(void)`.
 //!    Deterministic bytes: functions and data defined in graph order, no hash-map iteration.
-//! 4. `header` / `manifest`: `<name>.h` with the macros `runtime-stub/harness.c` reads (see
-//!    `runtime-stub/README.md`), and `<name>.json`.
+//! 4. [`header`] / [`manifest`]: `<name>.h` with the macros `runtime-stub/harness.c` reads (see
+//!    `runtime-stub/README.md`), and `<name>.json`. [`compile`] returns all three outputs
+//!    ([`Compiled`]); a caller adds only the provenance codegen cannot know.
 //!
 //! # Layers
 //! Every module dependency points down (`tests/layers.rs` checks the `crate::` paths):
@@ -29,7 +30,7 @@
 //! 3. [`layout`], [`pack`]: physical shapes, symbols, packed weight panels;
 //! 4. [`plan`]: the memory plan;
 //! 5. [`kernels`]: one family of operators per file;
-//! 6. [`object`]: the relocatable object; 7. [`header`]: `<name>.h`.
+//! 6. [`object`]: the relocatable object; 7. [`header`]: `<name>.h`, [`manifest`]: `<name>.json`.
 //!
 //! Tests: the node conformance cases and the real models compiled for every target preset, run
 //! natively or under qemu-user through `runtime-stub/harness.c`, compared with the expected
@@ -43,17 +44,33 @@ pub mod error;
 pub mod header;
 pub mod kernels;
 pub mod layout;
+pub mod manifest;
 pub mod math;
 pub mod object;
 pub mod pack;
 pub mod plan;
 
 pub use error::{Error, Result};
+pub use manifest::Manifest;
 pub use plan::{MemoryPlan, Storage, plan_memory};
 
+/// A compiled model: the three files of a build and the memory plan behind them.
+#[derive(Debug)]
+pub struct Compiled {
+    /// `<name>.o`: the relocatable ELF object.
+    pub object: Vec<u8>,
+    /// `<name>.h`.
+    pub header: String,
+    /// `<name>.json` ([`Manifest::to_json`]), without the caller's provenance.
+    pub manifest: Manifest,
+    /// The memory plan (physical dims, symbols, storage of every value).
+    pub plan: MemoryPlan,
+}
+
 /// Compiles `g` for `target` into an object whose symbols are prefixed by `name` (a C
-/// identifier): [`object::compile`] with the target's ISA and [`emit::Caps`].
-pub fn compile(g: &slmtvm_ir::Graph, name: &str, target: &slmtvm_targets::Target) -> Result<object::Compiled> {
+/// identifier), its header and its manifest: [`object::compile`] with the target's ISA and
+/// [`emit::Caps`].
+pub fn compile(g: &slmtvm_ir::Graph, name: &str, target: &slmtvm_targets::Target) -> Result<Compiled> {
     compile_with(g, name, target, &Options::default())
 }
 
@@ -107,7 +124,7 @@ pub fn compile_with(
     name: &str,
     target: &slmtvm_targets::Target,
     opts: &Options,
-) -> Result<object::Compiled> {
+) -> Result<Compiled> {
     let isa = target.isa()?;
     let mut caps = emit::Caps::of(target);
     if let Some(s) = opts.schedule {
@@ -128,5 +145,11 @@ pub fn compile_with(
         return Err(Error::Threads { given: opts.threads, max: MAX_THREADS });
     }
     let par = object::Parallel { tasks: opts.threads, min_flops: opts.split_min_flops };
-    object::compile(g, name, isa, caps, opts.profile, par)
+    let o = object::compile(g, name, isa, caps, opts.profile, par)?;
+    Ok(Compiled {
+        header: header::header(g, name, &o.plan, opts.threads),
+        manifest: Manifest::of(g, name, target, &o),
+        object: o.object,
+        plan: o.plan,
+    })
 }

@@ -32,9 +32,10 @@ fn splittable(op: &slmtvm_ir::Op) -> bool {
     matches!(op, Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) | Op::Dense(_) | Op::FusedMlp(_) | Op::Attention(_))
 }
 
-/// A compiled model.
+/// The object of a compiled model and what went into it ([`crate::Compiled`] adds the header
+/// and the manifest).
 #[derive(Debug)]
-pub struct Compiled {
+pub struct Object {
     /// The relocatable ELF object.
     pub object: Vec<u8>,
     /// Its memory plan.
@@ -50,10 +51,17 @@ pub struct Compiled {
     pub code_bytes: usize,
     /// Every kernel, in call order.
     pub kernel_list: Vec<KernelInfo>,
+    /// The matrix products' schedule it was built with.
+    pub schedule: slmtvm_targets::Schedule,
+    /// A profiling build ([`crate::Options::profile`]).
+    pub profile: bool,
+    /// Tasks per split kernel ([`crate::Options::threads`]).
+    pub threads: usize,
 }
 
-/// One kernel of a compiled model: a local function of the object.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One kernel of a compiled model: a local function of the object (in the manifest without
+/// its lanes).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelInfo {
     /// Its (local) symbol name.
     pub symbol: String,
@@ -67,6 +75,7 @@ pub struct KernelInfo {
     pub flops: u64,
     /// f32 lanes of the vectors it may use (4, or 1 on a target without vectors; 8 or 16 when
     /// it calls assembled AVX2 / AVX-512 code).
+    #[serde(skip)]
     pub lanes: usize,
     /// The tasks it is split into (`parallel_for` count); 1 for a serial kernel.
     pub tasks: usize,
@@ -79,14 +88,7 @@ fn module_err(e: impl std::fmt::Display) -> Error {
 /// Compiles `g` into an object whose symbols are prefixed by `name` (a C identifier); with
 /// `profile`, a profiling build (see [`crate::Options::profile`]); with `par.tasks` > 1, the
 /// heavy kernels split across tasks (see [`crate::Options::threads`]).
-pub fn compile(
-    g: &Graph,
-    name: &str,
-    isa: OwnedTargetIsa,
-    caps: Caps,
-    profile: bool,
-    par: Parallel,
-) -> Result<Compiled> {
+pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: bool, par: Parallel) -> Result<Object> {
     let plan = plan_memory(g)?;
     let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(module_err)?;
     let mut m = ObjectModule::new(builder);
@@ -367,7 +369,7 @@ pub fn compile(
         code_bytes += bytes;
     }
     let object = m.finish().emit().map_err(module_err)?;
-    Ok(Compiled {
+    Ok(Object {
         object,
         plan,
         weight_bytes: weights.bytes,
@@ -375,6 +377,9 @@ pub fn compile(
         kernels: nkernels,
         code_bytes,
         kernel_list,
+        schedule: caps.schedule,
+        profile,
+        threads: par.tasks,
     })
 }
 

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("kernels", 5),
     ("object", 6),
     ("header", 7),
+    ("manifest", 7),
 ];
 
 fn layer(m: &str) -> Option<u32> {

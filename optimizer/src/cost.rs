@@ -44,6 +44,18 @@ impl Default for CostModel {
 }
 
 impl CostModel {
+    /// The cost model of `target`: its codegen's f32 lanes
+    /// ([`slmtvm_targets::VectorCaps::lanes_f32`]; 1 without vectors) and whether its vectors
+    /// have a fused multiply-add; the other figures the defaults'.
+    pub fn for_target(target: &slmtvm_targets::Target) -> CostModel {
+        let v = target.vector();
+        CostModel {
+            lanes: v.map_or(1.0, |v| f64::from(v.lanes_f32)),
+            fma: v.is_some_and(|v| v.fma),
+            ..CostModel::default()
+        }
+    }
+
     /// The cost of one e-node (not counting its operands).
     pub fn node_cost(&self, egraph: &EG, node: &Node) -> f64 {
         let Node::Op(key, ch) = node else { return 0.0 };
@@ -135,5 +147,23 @@ impl CostFunction<Node> for GraphCost<'_> {
     {
         let own = self.model.node_cost(self.egraph, enode);
         enode.children().iter().fold(own, |acc, &c| acc + costs(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CostModel;
+    use slmtvm_targets::Target;
+
+    #[test]
+    fn the_cost_model_follows_the_target() {
+        let of = |spec: &str| CostModel::for_target(&Target::from_spec(spec).unwrap());
+        // Vectors of four f32 lanes; FMA only from x86-64-v3 (AVX2 + FMA) and on aarch64.
+        assert_eq!((of("x86_64").lanes, of("x86_64").fma), (4.0, false));
+        assert_eq!((of("x86_64-v3").lanes, of("x86_64-v3").fma), (4.0, true));
+        assert_eq!((of("aarch64").lanes, of("aarch64").fma), (4.0, true));
+        // Scalar riscv64 computes one lane at a time, riscv64 with V four.
+        assert_eq!((of("riscv64").lanes, of("riscv64").fma), (1.0, false));
+        assert_eq!(of("riscv64-v").lanes, 4.0);
     }
 }

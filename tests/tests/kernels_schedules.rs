@@ -210,8 +210,8 @@ fn weights_are_stored_packed_once_per_panel_width() {
             .collect();
         let packed = |k: usize, n: usize| n.div_ceil(nr) * k * nr * 4;
         if nr == 0 {
-            assert_eq!(c.packed_bytes, 0, "{spec}");
-            assert_eq!(c.weight_bytes, plain, "{spec}");
+            assert_eq!(c.manifest.packed_weights_bytes, 0, "{spec}");
+            assert_eq!(c.manifest.weights_bytes, plain, "{spec}");
             assert!(sizes.keys().all(|s| !s.contains("_p")), "{spec}: {sizes:?}");
             continue;
         }
@@ -222,8 +222,8 @@ fn weights_are_stored_packed_once_per_panel_width() {
         assert_eq!(sizes[&p2].0 as usize, packed(40, 24), "{spec}: W2 packed once for two products");
         assert_eq!(sizes.keys().filter(|s| s.contains("_p")).count(), 2, "{spec}: {sizes:?}");
         assert!(sizes.values().all(|&(_, a)| a % 64 == 0), "{spec}: {sizes:?}");
-        assert_eq!(c.packed_bytes, packed(33, 20) + packed(40, 24), "{spec}");
-        assert_eq!(c.weight_bytes, plain - 40 * 24 * 4 + c.packed_bytes, "{spec}");
+        assert_eq!(c.manifest.packed_weights_bytes, packed(33, 20) + packed(40, 24), "{spec}");
+        assert_eq!(c.manifest.weights_bytes, plain - 40 * 24 * 4 + c.manifest.packed_weights_bytes, "{spec}");
     }
 }
 
@@ -240,8 +240,8 @@ fn fused_mlp_weights_are_stored_packed() {
         let c = slmtvm_codegen::compile(&g.g, "mlp", &t).unwrap();
         let packed = |k: usize, n: usize| if nr == 0 { 0 } else { n.div_ceil(nr) * k * nr * 4 };
         let want = 2 * packed(12, 40) + packed(40, 9);
-        assert_eq!(c.packed_bytes, want, "{spec}");
+        assert_eq!(c.manifest.packed_weights_bytes, want, "{spec}");
         let plain = (2 * 12 * 40 + 40 * 9) * 4;
-        assert_eq!(c.weight_bytes, if nr == 0 { plain } else { want }, "{spec}");
+        assert_eq!(c.manifest.weights_bytes, if nr == 0 { plain } else { want }, "{spec}");
     }
 }

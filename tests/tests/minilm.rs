@@ -30,11 +30,11 @@ fn minilm_class_encoder_compiles_and_matches_the_interpreter() {
         eprintln!(
             "minilm on {preset}: compiled in {:.2} s (debug build of slmtvm): {} kernels, {} bytes of code, arena {} bytes, {} of {} weight bytes packed",
             t0.elapsed().as_secs_f64(),
-            c.kernels,
-            c.code_bytes,
+            c.manifest.kernels,
+            c.manifest.code_bytes,
             c.plan.arena_bytes,
-            c.packed_bytes,
-            c.weight_bytes
+            c.manifest.packed_weights_bytes,
+            c.manifest.weights_bytes
         );
         let out = target_dir().join("slmtvm-cross").join(format!("minilm-{preset}-{}", std::process::id()));
         let res = run_batch(&t, &[Job { graph: &g, data: vec![inputs.clone()] }], &out);

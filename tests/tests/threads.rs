@@ -169,7 +169,7 @@ fn threaded(threads: usize) -> Options {
 fn split_kernels(g: &Graph, threads: usize) -> Vec<String> {
     let t = Target::from_spec("x86_64").unwrap();
     let c = slmtvm_codegen::compile_with(g, "m", &t, &threaded(threads)).unwrap();
-    c.kernel_list.iter().filter(|k| k.tasks > 1).map(|k| format!("{} {}", k.op, k.node)).collect()
+    c.manifest.kernel_list.iter().filter(|k| k.tasks > 1).map(|k| format!("{} {}", k.op, k.node)).collect()
 }
 
 #[test]
@@ -181,7 +181,7 @@ fn every_splittable_kernel_is_split() {
         // The threshold keeps small kernels serial (each node here is well below it).
         let t = Target::from_spec("x86_64").unwrap();
         let c = slmtvm_codegen::compile_with(&g.g, "m", &t, &Options { threads, ..Options::default() }).unwrap();
-        assert!(c.kernel_list.iter().all(|k| k.tasks == 1), "{threads} threads, default threshold");
+        assert!(c.manifest.kernel_list.iter().all(|k| k.tasks == 1), "{threads} threads, default threshold");
     }
     let (s, _) = symbolic();
     assert_eq!(split_kernels(&s, 2).len(), 5);
@@ -326,8 +326,8 @@ fn the_task_function_runs_once_per_index_and_null_runs_serially() {
     let mut split = Vec::new();
     for (name, g, threads) in [("ma", &k.g, 3), ("mb", &mb_graph, 2), ("ms", &k.g, 1)] {
         let c = slmtvm_codegen::compile_with(g, name, &t, &threaded(threads)).unwrap();
-        split.push(c.kernel_list.iter().filter(|k| k.tasks > 1).count());
-        let h = slmtvm_codegen::header::header(g, name, &c.plan, threads);
+        split.push(c.manifest.kernel_list.iter().filter(|k| k.tasks > 1).count());
+        let h = &c.header;
         assert_eq!(h.contains("typedef void (*slmtvm_parallel_for_fn)"), threads > 1, "{name}");
         std::fs::write(dir.join(format!("{name}.h")), h).unwrap();
         std::fs::write(dir.join(format!("{name}.o")), &c.object).unwrap();

@@ -49,8 +49,15 @@ pub struct LoadOptions {
 /// Loads an ONNX model file. External data is read only from files inside the model's folder.
 pub fn load_onnx(path: &Path, opts: &LoadOptions) -> Result<Graph> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), msg: e.to_string() })?;
+    load_onnx_read(path, &bytes, opts)
+}
+
+/// [`load_onnx`] of a model file whose `bytes` the caller has read from `path` already (to hash
+/// them, say): external data from the file's folder, the graph named after the file when the
+/// model names none.
+pub fn load_onnx_read(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Graph> {
     let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
-    let mut g = load_onnx_bytes(&bytes, dir, opts)?;
+    let mut g = load_onnx_bytes(bytes, dir, opts)?;
     if g.name.is_empty() {
         g.name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     }
