@@ -69,6 +69,14 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// A tensor's data do not fit its dims and dtype.
+    #[error("tensor '{name}': {source}")]
+    TensorData {
+        /// The tensor's name.
+        name: String,
+        /// How they differ.
+        source: slmtvm_ir::DataShapeError,
+    },
     /// An external-data reference is invalid or points outside the model's folder.
     #[error("tensor '{name}': external data: {msg}")]
     ExternalData {

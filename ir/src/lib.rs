@@ -19,7 +19,7 @@ pub mod tensor;
 pub mod text;
 
 pub use dtype::DType;
-pub use error::{Error, OpError, Result};
+pub use error::{DataShapeError, Error, OpError, Result, ShapeParseError};
 pub use graph::{Graph, Node, Value, ValueId};
 pub use ops::Op;
 pub use shape::{Dim, Shape, TypeInfo};

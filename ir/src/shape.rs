@@ -1,5 +1,6 @@
 //! Tensor shapes whose dims are known sizes or named symbols with an optional upper bound.
 
+use crate::error::ShapeParseError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -163,12 +164,12 @@ impl Shape {
     }
 
     /// Parses the text form `[2, seq<=512, 384]`.
-    pub fn parse(s: &str) -> Result<Shape, String> {
+    pub fn parse(s: &str) -> Result<Shape, ShapeParseError> {
         let s = s.trim();
         let inner = s
             .strip_prefix('[')
             .and_then(|r| r.strip_suffix(']'))
-            .ok_or_else(|| format!("shape `{s}` must be written as [d0, d1, ...]"))?;
+            .ok_or_else(|| ShapeParseError::NotBracketed(s.to_string()))?;
         if inner.trim().is_empty() {
             return Ok(Shape(vec![]));
         }
@@ -193,13 +194,13 @@ impl Shape {
 
 /// Parses one dim: a size, a symbol or a polynomial of symbols (`past+1`), optionally with a
 /// bound (`seq<=512`).
-pub fn parse_dim(d: &str) -> Result<Dim, String> {
+pub fn parse_dim(d: &str) -> Result<Dim, ShapeParseError> {
     if let Ok(n) = d.parse::<usize>() {
         return Ok(Dim::Known(n));
     }
     let (name, bound) = match d.split_once("<=") {
         Some((n, b)) => {
-            let b = b.trim().parse::<usize>().map_err(|_| format!("bad bound in dim `{d}`"))?;
+            let b = b.trim().parse::<usize>().map_err(|_| ShapeParseError::BadBound(d.to_string()))?;
             (n.trim(), Some(b))
         }
         None => (d, None),
@@ -207,11 +208,10 @@ pub fn parse_dim(d: &str) -> Result<Dim, String> {
     if is_symbol_name(name) {
         return Ok(Dim::sym(name, bound));
     }
-    let p = crate::sym::Poly::parse(name)
-        .ok_or_else(|| format!("bad dim `{d}`: expected a size, a symbol name or a polynomial of symbols"))?;
+    let p = crate::sym::Poly::parse(name).ok_or_else(|| ShapeParseError::BadDim(d.to_string()))?;
     match Dim::from_poly(&p) {
         Dim::Sym { name, .. } if p.as_const().is_none() => Ok(Dim::Sym { name, bound }),
-        _ => Err(format!("bad dim `{d}`: a constant must be a non-negative size")),
+        _ => Err(ShapeParseError::Negative(d.to_string())),
     }
 }
 
@@ -276,8 +276,10 @@ mod tests {
         for s in ["[]", "[1]", "[2, seq<=512, 384]", "[batch, seq]"] {
             assert_eq!(Shape::parse(s).unwrap().to_string(), s);
         }
-        assert!(Shape::parse("[2, -1]").is_err());
-        assert!(Shape::parse("2, 3").is_err());
+        assert_eq!(Shape::parse("[2, -1]"), Err(ShapeParseError::Negative("-1".into())));
+        assert_eq!(Shape::parse("2, 3"), Err(ShapeParseError::NotBracketed("2, 3".into())));
+        assert_eq!(Shape::parse("[s<=x]"), Err(ShapeParseError::BadBound("s<=x".into())));
+        assert_eq!(Shape::parse("[2, a*]"), Err(ShapeParseError::BadDim("a*".into())));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Concrete tensors: constants in graphs, and values in the reference interpreter.
 
+use crate::error::DataShapeError;
 use crate::{DType, Shape};
 use half::f16;
 use ndarray::{ArrayD, IxDyn};
@@ -92,12 +93,14 @@ element!(bool, Bool);
 
 impl Tensor {
     /// Builds a tensor from a shape and row-major data; errors when the lengths disagree.
-    pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor, String> {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
-            return Err(format!("data has {} elements but shape {:?} needs {}", data.len(), shape, n));
+    pub fn from_vec<T: Element>(shape: &[usize], data: Vec<T>) -> Result<Tensor, DataShapeError> {
+        let need = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let need = need.ok_or_else(|| DataShapeError::Overflow(shape.to_vec()))?;
+        if need != data.len() {
+            return Err(DataShapeError::Elements { have: data.len(), shape: shape.to_vec(), need });
         }
-        ArrayD::from_shape_vec(IxDyn(shape), data).map(T::wrap).map_err(|e| e.to_string())
+        // ndarray refuses only element counts over isize::MAX, which no Vec holds.
+        ArrayD::from_shape_vec(IxDyn(shape), data).map(T::wrap).map_err(|_| DataShapeError::Overflow(shape.to_vec()))
     }
 
     /// A zero-filled tensor.
@@ -217,14 +220,11 @@ impl Tensor {
 
     /// Builds a tensor from little-endian bytes; errors when the byte count disagrees with the
     /// shape.
-    pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, String> {
-        let n = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| format!("shape {shape:?} overflows"))?;
-        let need = n.checked_mul(dtype.size()).ok_or_else(|| format!("shape {shape:?} overflows"))?;
+    pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor, DataShapeError> {
+        let need = shape.iter().try_fold(dtype.size(), |a, &d| a.checked_mul(d));
+        let need = need.ok_or_else(|| DataShapeError::Overflow(shape.to_vec()))?;
         if bytes.len() != need {
-            return Err(format!("data has {} bytes but shape {:?} of {} needs {}", bytes.len(), shape, dtype, need));
+            return Err(DataShapeError::Bytes { have: bytes.len(), shape: shape.to_vec(), dtype, need });
         }
         macro_rules! chunks {
             ($t:ty, $w:expr) => {
@@ -293,12 +293,25 @@ mod tests {
             assert_eq!(b.len(), 4 * dt.size());
             assert_eq!(Tensor::from_le_bytes(dt, &[2, 2], &b).unwrap(), t);
         }
-        assert!(Tensor::from_le_bytes(DType::F32, &[3], &[0; 8]).is_err());
+        assert_eq!(
+            Tensor::from_le_bytes(DType::F32, &[3], &[0; 8]),
+            Err(DataShapeError::Bytes { have: 8, shape: vec![3], dtype: DType::F32, need: 12 })
+        );
+        assert_eq!(
+            Tensor::from_le_bytes(DType::I64, &[usize::MAX / 4, 2], &[]),
+            Err(DataShapeError::Overflow(vec![usize::MAX / 4, 2]))
+        );
     }
 
     #[test]
     fn from_vec_checks_length() {
-        assert!(Tensor::from_vec(&[2, 3], vec![0f32; 5]).is_err());
+        let e = Tensor::from_vec(&[2, 3], vec![0f32; 5]).unwrap_err();
+        assert_eq!(e, DataShapeError::Elements { have: 5, shape: vec![2, 3], need: 6 });
+        assert_eq!(e.to_string(), "data has 5 elements but shape [2, 3] needs 6");
+        assert_eq!(
+            Tensor::from_vec::<u8>(&[usize::MAX, 2], vec![]),
+            Err(DataShapeError::Overflow(vec![usize::MAX, 2]))
+        );
         assert_eq!(Tensor::from_vec(&[2, 3], vec![0i64; 6]).unwrap().shape(), &[2, 3]);
     }
 }

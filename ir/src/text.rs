@@ -215,7 +215,8 @@ impl<'a> Cur<'a> {
             .ok_or_else(|| Error::Parse { line: self.line, msg: format!("unknown dtype `{}`", &self.s[..end]) })?;
         let close =
             self.s.find(']').ok_or_else(|| Error::Parse { line: self.line, msg: "unterminated shape".into() })?;
-        let shape = Shape::parse(&self.s[end..=close]).map_err(|m| Error::Parse { line: self.line, msg: m })?;
+        let shape =
+            Shape::parse(&self.s[end..=close]).map_err(|m| Error::Parse { line: self.line, msg: m.to_string() })?;
         self.s = &self.s[close + 1..];
         Ok(TypeInfo::new(dtype, shape))
     }
@@ -305,7 +306,7 @@ fn parse_data(ty: &TypeInfo, text: &str, line: usize) -> Result<Tensor> {
             Tensor::from_vec(&dims, if items.is_empty() { vec![] } else { parse_list::<bool>(items, line)? })
         }
     };
-    t.map_err(|m| Error::Parse { line, msg: m })
+    t.map_err(|m| Error::Parse { line, msg: m.to_string() })
 }
 
 /// Parses the text form. The result is validated and canonical.

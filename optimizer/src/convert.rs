@@ -42,9 +42,7 @@ pub fn to_egraph(g: &Graph) -> Result<(EG, Loaded)> {
         for i in &n.inputs {
             ch.push(match i {
                 None => absent,
-                Some(v) => {
-                    *class.get(v).ok_or_else(|| Error::Graph(format!("node '{}' reads an undefined value", n.name)))?
-                }
+                Some(v) => *class.get(v).ok_or_else(|| Error::Undefined { what: format!("node '{}'", n.name) })?,
             });
         }
         let id = egraph.add(Node::Op(OpKey::new(n.op.clone()), ch));
@@ -61,7 +59,7 @@ pub fn to_egraph(g: &Graph) -> Result<(EG, Loaded)> {
         .outputs
         .iter()
         .map(|o| {
-            class.get(o).copied().ok_or_else(|| Error::Graph(format!("output '{}' is undefined", g.value(*o).name)))
+            class.get(o).copied().ok_or_else(|| Error::Undefined { what: format!("output '{}'", g.value(*o).name) })
         })
         .collect::<Result<_>>()?;
     let root = egraph.add(Node::Outputs(outs));
@@ -260,7 +258,7 @@ pub fn from_egraph<C: CostFunction<Node>>(
                         .get(&egraph.find(x))
                         .and_then(|v| v.first().copied())
                         .flatten()
-                        .ok_or_else(|| Error::Graph(format!("output {j} has no value after extraction")))?;
+                        .ok_or_else(|| Error::Extraction { what: format!("has no value for output {j}") })?;
                     let want = &out_names[j];
                     let v = if g.value(v).name == *want {
                         v
@@ -289,18 +287,15 @@ pub fn from_egraph<C: CostFunction<Node>>(
         built.insert(c, vals);
     }
     if built.len() != chosen.len() {
-        return Err(Error::Graph("the extracted graph has a cycle".into()));
+        return Err(Error::Extraction { what: "has a cycle".into() });
     }
-    g.infer().map_err(|e| Error::Graph(format!("the optimized graph does not type-check: {e}")))?;
+    g.infer().map_err(Error::TypeCheck)?;
     g.remove_dead();
     for (k, (&a, &b)) in orig.outputs.iter().zip(&g.outputs).enumerate() {
         if orig.ty(a) != g.ty(b) && orig.ty(a).to_string() != g.ty(b).to_string() {
-            return Err(Error::Graph(format!(
-                "output {k} '{}' changed type: {} before, {} after",
-                orig.value(a).name,
-                orig.ty(a),
-                g.ty(b)
-            )));
+            return Err(Error::Extraction {
+                what: format!("changed output {k} '{}': {} before, {} after", orig.value(a).name, orig.ty(a), g.ty(b)),
+            });
         }
     }
     Ok(g)

@@ -5,10 +5,57 @@ use thiserror::Error;
 /// Why a graph could not be optimized.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum Error {
-    /// The graph could not be represented, or the optimized graph is not equivalent in its
-    /// interface (an optimizer bug; `--opt-level 0` builds without the optimizer).
-    #[error("optimizer: {0} (build with --opt-level 0 to skip the optimizer)")]
-    Graph(String),
+    /// The input graph reads a value nothing defines (`what`: the node or output), so it
+    /// cannot become an e-graph.
+    #[error("optimizer: {what} reads an undefined value")]
+    Undefined {
+        /// The node (`node 'x'`) or graph output (`output 'y'`).
+        what: String,
+    },
+    /// The extracted graph is not a graph equivalent in its interface (an optimizer bug;
+    /// `--opt-level 0` builds without the optimizer).
+    #[error("optimizer: the optimized graph {what} (build with --opt-level 0 to skip the optimizer)")]
+    Extraction {
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The extracted graph does not type-check (an optimizer bug).
+    #[error("optimizer: the optimized graph does not type-check: {0} (build with --opt-level 0 to skip the optimizer)")]
+    TypeCheck(#[source] slmtvm_ir::Error),
+    /// [`crate::Options::sets`] names a set that is not one of [`crate::RULE_SETS`].
+    #[error("optimizer: unknown rule set '{given}' (known: {known})")]
+    UnknownRuleSet {
+        /// The name given.
+        given: String,
+        /// The known names.
+        known: String,
+    },
+    /// An int4 group size other than 32, 64 or 128.
+    #[error("int4 group size {0}: expected 32, 64 or 128")]
+    GroupSize(usize),
+    /// A quantization scheme a product cannot take here.
+    #[error("{node}: {scheme} needs the {op} operator")]
+    NeedsOperator {
+        /// The product.
+        node: String,
+        /// The scheme.
+        scheme: String,
+        /// The operator it needs.
+        op: &'static str,
+    },
+    /// A quantized constant could not be built (its data do not fit its shape).
+    #[error("{node}: quantized {what}: {source}")]
+    QuantizedTensor {
+        /// The node quantized.
+        node: String,
+        /// Which constant.
+        what: &'static str,
+        /// Why.
+        source: slmtvm_ir::DataShapeError,
+    },
+    /// The quantized graph does not type-check or validate (a quantizer bug).
+    #[error("quantized graph: {0}")]
+    Quantized(#[source] slmtvm_ir::Error),
     /// Saturation ran past [`crate::Options::time_limit`]. Stopping there would give a graph
     /// that depends on the machine's speed and load, so the build fails instead.
     #[error(

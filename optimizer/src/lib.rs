@@ -131,7 +131,7 @@ pub fn graph_cost(g: &Graph, model: &CostModel) -> Result<f64> {
                 None => egraph.lookup(lang::Node::Absent),
             })
             .collect::<Option<_>>()
-            .ok_or_else(|| Error::Graph(format!("node '{}' has an unknown operand", n.name)))?;
+            .ok_or_else(|| Error::Undefined { what: format!("node '{}'", n.name) })?;
         total += model.node_cost(&egraph, &lang::Node::Op(lang::OpKey::new(n.op.clone()), ch));
     }
     Ok(total)
@@ -165,8 +165,7 @@ fn selected_rules(opts: &Options) -> Result<Vec<rules::Rule>> {
     let mut r = Vec::new();
     for s in sets {
         r.extend(
-            rule_set_named(s)
-                .ok_or_else(|| Error::Graph(format!("unknown rule set '{s}' (known: {})", RULE_SETS.join(", "))))?,
+            rule_set_named(s).ok_or_else(|| Error::UnknownRuleSet { given: s.clone(), known: RULE_SETS.join(", ") })?,
         );
     }
     Ok(r)

@@ -21,7 +21,7 @@
 
 use crate::{Error, Result};
 use slmtvm_ir::ops::{BinaryOp, Cast, Gather, MatMulInteger, Op, QuantizeLinear, Reduce, ReduceKind, UnaryOp};
-use slmtvm_ir::{DType, Graph, Node, Shape, Tensor, TypeInfo, ValueId};
+use slmtvm_ir::{DType, DataShapeError, Graph, Node, Shape, Tensor, TypeInfo, ValueId};
 use std::collections::BTreeMap;
 
 /// Which quantization `slmtvm build --quantize` applies.
@@ -88,7 +88,7 @@ pub fn quantize(g: &Graph, scheme: Scheme, calibration: Option<&Calibration>) ->
     if let Scheme::Int4 { group, .. } = scheme
         && !matches!(group, 32 | 64 | 128)
     {
-        return Err(Error::Graph(format!("int4 group size {group}: expected 32, 64 or 128")));
+        return Err(Error::GroupSize(group));
     }
     let mut q = Pass { g: g.clone(), nodes: Vec::new(), weights: Vec::new(), skipped: Vec::new() };
     let nodes = std::mem::take(&mut q.g.nodes);
@@ -111,9 +111,9 @@ pub fn quantize(g: &Graph, scheme: Scheme, calibration: Option<&Calibration>) ->
         }
     }
     q.g.nodes = q.nodes;
-    q.g.infer().map_err(|e| Error::Graph(format!("quantized graph: {e}")))?;
+    q.g.infer().map_err(Error::Quantized)?;
     q.g.remove_dead();
-    q.g.validate().map_err(|e| Error::Graph(format!("quantized graph: {e}")))?;
+    q.g.validate().map_err(Error::Quantized)?;
     Ok(Quantized { graph: q.g, weights: q.weights, skipped: q.skipped })
 }
 
@@ -251,9 +251,11 @@ impl Pass {
         match scheme {
             Scheme::Int8 => self.int8_product(&base, &p, cal, prod)?,
             Scheme::Int4 { group, f16_scales } => {
-                return Err(Error::Graph(format!(
-                    "{base}: int4 (group {group}, f16 scales {f16_scales}) needs the MatMulNBits operator"
-                )));
+                return Err(Error::NeedsOperator {
+                    node: base,
+                    scheme: format!("int4 (group {group}, f16 scales {f16_scales})"),
+                    op: "MatMulNBits",
+                });
             }
         }
         if let Some(c) = p.c {
@@ -264,10 +266,10 @@ impl Pass {
 
     fn int8_product(&mut self, base: &str, p: &Product, cal: Option<&Calibration>, y: ValueId) -> Result<()> {
         let (wq, ws) = quantize_columns(&p.weight(&self.g), p.k, p.n);
-        let tensor = |shape: &[usize], r: std::result::Result<Tensor, String>| {
-            r.map_err(|e| Error::Graph(format!("{base}: quantized weight {shape:?}: {e}")))
+        let tensor = |what: &'static str, r: std::result::Result<Tensor, DataShapeError>| {
+            r.map_err(|source| Error::QuantizedTensor { node: base.to_string(), what, source })
         };
-        let wq = tensor(&[p.k, p.n], Tensor::from_vec(&[p.k, p.n], wq))?;
+        let wq = tensor("weight", Tensor::from_vec(&[p.k, p.n], wq))?;
         let wq = self.konst(base, "weight_q8", wq);
         let quant = |axis: i64, block: usize| {
             Op::QuantizeLinear(QuantizeLinear { axis, block_size: block, output_dtype: DType::I8 })
@@ -279,7 +281,7 @@ impl Pass {
                 let xs_c = self.konst(base, "x_scale", Tensor::scalar(xs));
                 let xq = self.op(base, "x_q8", quant(1, 0), &[x, xs_c]);
                 let s: Vec<f32> = ws.iter().map(|w| xs * w).collect();
-                let s = tensor(&[p.n], Tensor::from_vec(&[p.n], s))?;
+                let s = tensor("scale", Tensor::from_vec(&[p.n], s))?;
                 (xq, self.konst(base, "scale", s))
             }
             None => {
@@ -291,7 +293,7 @@ impl Pass {
                 let div = self.konst(base, "q8_max", Tensor::scalar(127f32));
                 let xs = self.op(base, "x_scale", Op::Binary(BinaryOp::Div), &[amax, div]);
                 let xq = self.op(base, "x_q8", quant(-1, p.k), &[x, xs]);
-                let ws = tensor(&[p.n], Tensor::from_vec(&[p.n], ws))?;
+                let ws = tensor("weight scale", Tensor::from_vec(&[p.n], ws))?;
                 let ws = self.konst(base, "weight_scale", ws);
                 (xq, self.op(base, "scale", Op::Binary(BinaryOp::Mul), &[xs, ws]))
             }
@@ -325,9 +327,10 @@ impl Pass {
         let flat: Vec<f32> = w.iter().copied().collect();
         let (q, scale) = quantize_groups(&flat, rows, |i| i / cols);
         let base = node.name.clone();
-        let bad = |e: String| Error::Graph(format!("{base}: quantized table: {e}"));
-        let tq = self.konst(&base, "table_q8", Tensor::from_vec(&[rows, cols], q).map_err(bad)?);
-        let ts = self.konst(&base, "table_scale", Tensor::from_vec(&[rows, 1], scale).map_err(bad)?);
+        let bad = |what, source| Error::QuantizedTensor { node: base.clone(), what, source };
+        let tq = Tensor::from_vec(&[rows, cols], q).map_err(|e| bad("table", e))?;
+        let ts = Tensor::from_vec(&[rows, 1], scale).map_err(|e| bad("table scale", e))?;
+        let (tq, ts) = (self.konst(&base, "table_q8", tq), self.konst(&base, "table_scale", ts));
         let gather = || Op::Gather(Gather { axis: 0 });
         let gq = self.op(&base, "rows_q8", gather(), &[tq, ids]);
         let gf = self.op(&base, "rows_f32", Op::Cast(Cast { to: DType::F32, saturate: false }), &[gq]);
@@ -360,6 +363,22 @@ mod tests {
     fn input(rows: usize, k: usize) -> Tensor {
         let x: Vec<f32> = (0..2 * rows * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 16.0).collect();
         Tensor::from_vec(&[2, rows, k], x).unwrap()
+    }
+
+    #[test]
+    fn bad_requests_are_typed_errors() {
+        let g = product_graph(64, 16, false);
+        let int4 = |group| Scheme::Int4 { group, f16_scales: false };
+        assert_eq!(quantize(&g, int4(48), None).err(), Some(Error::GroupSize(48)));
+        match quantize(&g, int4(32), None) {
+            Err(Error::NeedsOperator { node, op, .. }) => assert_eq!((node.as_str(), op), ("mm", "MatMulNBits")),
+            r => panic!("int4 on the f32 path: {:?}", r.err()),
+        }
+        let sets = crate::Options { sets: Some(vec!["fuse".into(), "nope".into()]), ..crate::Options::default() };
+        match crate::optimize(&g, &sets) {
+            Err(Error::UnknownRuleSet { given, .. }) => assert_eq!(given, "nope"),
+            r => panic!("an unknown rule set: {:?}", r.err()),
+        }
     }
 
     #[test]

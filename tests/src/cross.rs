@@ -203,7 +203,7 @@ fn crop(dtype: slmtvm_ir::DType, phys: &[usize], dims: &[usize], bytes: &[u8]) -
         let off = off as usize * e;
         out.extend_from_slice(bytes.get(off..off + e).ok_or("short output file")?);
     }
-    Tensor::from_le_bytes(dtype, dims, &out)
+    Tensor::from_le_bytes(dtype, dims, &out).map_err(|e| e.to_string())
 }
 
 fn list(v: &[usize]) -> String {

@@ -581,10 +581,10 @@ fn constant(imp: &Importer, a: &Attrs, name: &str) -> Result<Tensor> {
         return Ok(t);
     }
     if let Some(f) = a.floats("value_floats")? {
-        return Tensor::from_vec(&[f.len()], f).map_err(|m| bad("value_floats", m));
+        return Tensor::from_vec(&[f.len()], f).map_err(|m| bad("value_floats", m.to_string()));
     }
     if let Some(v) = a.ints("value_ints")? {
-        return Tensor::from_vec(&[v.len()], v).map_err(|m| bad("value_ints", m));
+        return Tensor::from_vec(&[v.len()], v).map_err(|m| bad("value_ints", m.to_string()));
     }
     if a.has("value_float") {
         return Ok(Tensor::scalar(a.float_or("value_float", 0.0)?));

@@ -54,12 +54,13 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Ten
     let dims = checked_dims(&t.dims, dtype, name)?;
     let numel: usize = dims.iter().product();
     let bad = |msg: String| Error::Tensor { name: name.into(), msg };
+    let data = |source| Error::TensorData { name: name.into(), source };
     if t.data_location() == DataLocation::External {
         let bytes = read_external(t, base_dir, numel * dtype.size())?;
-        return Tensor::from_le_bytes(dtype, &dims, &bytes).map_err(bad);
+        return Tensor::from_le_bytes(dtype, &dims, &bytes).map_err(data);
     }
     if let Some(raw) = &t.raw_data {
-        return Tensor::from_le_bytes(dtype, &dims, raw).map_err(bad);
+        return Tensor::from_le_bytes(dtype, &dims, raw).map_err(data);
     }
     let count = |n: usize, field: &str| {
         if n == numel {
@@ -90,7 +91,7 @@ pub fn tensor_from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Ten
             }
         }
     };
-    r.map_err(bad)
+    r.map_err(data)
 }
 
 /// Reads `len` bytes of external data for `t`, only from a file inside `base_dir`.
