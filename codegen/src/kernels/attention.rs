@@ -4,7 +4,7 @@
 //! For every (batch, query head) and block of `R` query rows (`R` chosen so the block's
 //! scores take at most [`SCRATCH_BYTES`] of stack):
 //! 1. the block's scores `Q·Kᵀ` go to a stack scratch of R×T floats through the matrix
-//!    product schedules (`matmul::f32_product`): the broadcast schedule over the head's keys
+//!    product schedules (`matmul::Product`): the broadcast schedule over the head's keys
 //!    transposed once into a ≤ [`KEYS_BYTES`] scratch, or, when they do not fit, the dot
 //!    schedule reading K in place;
 //! 2. each row is scaled, the mask added and the row maximum kept (4 lanes at a time, a
@@ -17,7 +17,7 @@
 //!    run-time keys (causal: only those the tile's last row sees), and each output row is
 //!    multiplied by `1/Σp` as it is stored (so a row that sees no key is NaN, as the
 //!    reference's softmax of such a row is). With an assembled microkernel and static keys,
-//!    `P·V` is instead one `f32_product` over all keys (causal rows' probabilities past their
+//!    `P·V` is instead one `Product` over all keys (causal rows' probabilities past their
 //!    limit are 0) and the rows are scaled after.
 //!
 //! Grouped-query heads read K/V head `h / (Hq/Hkv)`. Symbolic dims: S and T loop over their
@@ -28,7 +28,7 @@
 //! static.
 
 use super::NodeCtx;
-use super::matmul::{F32Mat, f32_product, row_blocks};
+use super::matmul::{F32Mat, Product, row_blocks};
 use crate::Result;
 use crate::asm::AsmFn;
 use crate::asm::vmath::{ExpSum, RowMask, Scores};
@@ -179,7 +179,7 @@ fn block(kb: &mut Kb, pl: &Plan, hd: &Head, i0: Value, n: usize) {
         None => F32Mat { ptr: kb.addr(kp, hd.k, 4), rs: 1, cs: pl.d as i64 },
     };
     let s = F32Mat { ptr: sbase, rs: pl.tp as i64, cs: 1 };
-    f32_product(kb, a, kt, s, (n, pl.d, pl.tp), None, pl.t_sym.then_some(pl.t_rt), false);
+    Product { n_run: pl.t_sym.then_some(pl.t_rt), ..Product::new(a, kt, s, (n, pl.d, pl.tp)) }.emit(kb);
     kb.for_const(0, n as i64, 1, |kb, r| {
         let i = kb.b.ins().iadd(i0, r);
         softmax_row(kb, pl, hd, i, r);
@@ -194,7 +194,7 @@ fn block(kb: &mut Kb, pl: &Plan, hd: &Head, i0: Value, n: usize) {
         let p = F32Mat { ptr: sbase, rs: pl.tp as i64, cs: 1 };
         let v = F32Mat { ptr: vbase, rs: pl.dv as i64, cs: 1 };
         let o = F32Mat { ptr: obase, rs: pl.dv as i64, cs: 1 };
-        f32_product(kb, p, v, o, (n, pl.tp, pl.dv), None, None, false);
+        Product::new(p, v, o, (n, pl.tp, pl.dv)).emit(kb);
         scale_rows(kb, pl, obase, n);
     } else {
         probs_times_v(kb, pl, [sbase, vbase, obase], i0, n);

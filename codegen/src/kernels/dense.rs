@@ -1,7 +1,7 @@
 //! The fused matrix-product layers: Dense and FusedMlp.
 //!
 //! - **Dense** (`act(x·W + b)`): x is viewed as a [rows, K] matrix and run on matmul's
-//!   schedules (`matmul::f32_dense`) with an epilogue that adds the bias before each
+//!   schedules (`matmul::Product::dense`) with an epilogue that adds the bias before each
 //!   store and applies the activation to each register tile just stored, while it is in L1
 //!   (the elementwise kernels' code, so the same polynomial approximations of [`crate::math`]).
 //! - **FusedMlp** (`(act(x·W_gate) ⊙ (x·W_up))·W_down`): for each block of at most
@@ -20,7 +20,7 @@
 //! physical row is (rows are independent, so that is correct, only slower).
 
 use super::NodeCtx;
-use super::matmul::{F32Mat, Pack, f32_dense, f32_product_packed, row_blocks};
+use super::matmul::{F32Mat, Pack, Product, row_blocks};
 use crate::Result;
 use crate::asm::AsmFn;
 use crate::asm::vmath::{Map, VFn};
@@ -99,7 +99,8 @@ fn dense(kb: &mut Kb, cx: &NodeCtx, act: Option<UnaryOp>) -> Result<()> {
     let b = F32Mat { ptr: cx.in_ptr(1)?, rs: n as i64, cs: 1 };
     let out = F32Mat { ptr: cx.out_ptr(0), rs: n as i64, cs: 1 };
     let pack = cx.in_const(1).map(|_| Pack { input: 1, k, n });
-    if let Some(r) = f32_dense(kb, a, b, bias, act, out, (m, k, n), m_run, pack) {
+    let product = Product { m_run, pack, ..Product::new(a, b, out, (m, k, n)) };
+    if let Some(r) = product.dense(kb, bias, act) {
         cx.read_packed(r);
     }
     Ok(())
@@ -172,11 +173,12 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
             let wgc = F32Mat { ptr: kb.addr(wg, c0, gate_col), rs: f as i64, cs: 1 };
             let wuc = F32Mat { ptr: kb.addr(wu, c0, gate_col), rs: f as i64, cs: 1 };
             let pk = |i: usize| packs.map(|p| p[i]);
-            let rg = f32_product_packed(kb, xa, wgc, gm, (rows, h, cc), run, None, false, pk(0));
-            let ru = f32_product_packed(kb, xa, wuc, um, (rows, h, cc), run, None, false, pk(1));
+            let rg = Product { m_run: run, pack: pk(0), ..Product::new(xa, wgc, gm, (rows, h, cc)) }.emit(kb);
+            let ru = Product { m_run: run, pack: pk(1), ..Product::new(xa, wuc, um, (rows, h, cc)) }.emit(kb);
             gate(kb, act, g, u, rows * cc, vector);
             let wdc = F32Mat { ptr: kb.addr(wd, c0, down_row), rs: h2 as i64, cs: 1 };
-            let rd = f32_product_packed(kb, gm, wdc, ya, (rows, cc, h2), run, None, !first, pk(2));
+            let down = Product::new(gm, wdc, ya, (rows, cc, h2));
+            let rd = Product { m_run: run, accumulate: !first, pack: pk(2), ..down }.emit(kb);
             if [rg, ru, rd].iter().any(|r| r.is_some() != packed) {
                 agreed.set(false);
             }

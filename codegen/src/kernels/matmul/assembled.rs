@@ -19,7 +19,7 @@
 //! microkernels start from C, so every element sums K in order whatever kc is: the same bits as
 //! an unblocked product. Epilogues (Gemm's `alpha`/`beta·C`, Dense's bias and activation) run
 //! over each finished tile with the Cranelift code of the other schedules ([`super::store`],
-//! [`super::activate_tile`]); a product that accumulates into its output (`f32_product` with
+//! [`super::activate_tile`]); a product that accumulates into its output (`Product` with
 //! `accumulate`) uses accumulating microkernels from the first block instead.
 
 use super::{Bound, Cols, Epilogue, Problem, RowShare, Tile, activate_tile, reload_tile, row_blocks, store};
