@@ -87,35 +87,89 @@ fn module_err(e: impl std::fmt::Display) -> Error {
 
 /// Compiles `g` into an object whose symbols are prefixed by `name` (a C identifier); with
 /// `profile`, a profiling build (see [`crate::Options::profile`]); with `par.tasks` > 1, the
-/// heavy kernels split across tasks (see [`crate::Options::threads`]).
+/// heavy kernels split across tasks (see [`crate::Options::threads`]). Everything is defined
+/// in one fixed order (deterministic bytes): the kernels in node order and the microkernels
+/// they call, the weights, the profiling hook and peak loop, `<name>_workspace_size`, then
+/// `<name>_run` (or `<name>_run_parallel` and `<name>_run`).
 pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: bool, par: Parallel) -> Result<Object> {
     let plan = plan_memory(g)?;
     let builder = ObjectBuilder::new(isa, name, default_libcall_names()).map_err(module_err)?;
-    let mut m = ObjectModule::new(builder);
-    let ptr = m.target_config().pointer_type();
+    let m = ObjectModule::new(builder);
+    let mut o = Out { fb: FnBuilder { fctx: FunctionBuilderContext::new(), ctx: m.make_context() }, m, code_bytes: 0 };
+    let ks = define_kernels(&mut o, g, &plan, name, caps, par)?;
+    let weights = define_weights(&mut o.m, g, &plan, name, &ks.funcs, &ks.packed_reads)?;
+    let hook = define_profiling(&mut o, name, caps, profile)?;
+    define_workspace_size(&mut o, name, plan.arena_bytes)?;
+    let run = Run { g, plan: &plan, kernels: &ks, weights: &weights, hook, ptr: o.m.target_config().pointer_type() };
+    define_run(&mut o, &run, name, par.tasks > 1)?;
+    let object = o.m.finish().emit().map_err(module_err)?;
+    Ok(Object {
+        object,
+        weight_bytes: weights.bytes,
+        packed_bytes: weights.packed_bytes,
+        kernels: ks.funcs.iter().flatten().count(),
+        code_bytes: o.code_bytes,
+        kernel_list: ks.list,
+        plan,
+        schedule: caps.schedule,
+        profile,
+        threads: par.tasks,
+    })
+}
 
-    // Kernels, in node order; then the weights they read (packed or in place).
-    let mut code_bytes = 0usize;
-    let mut kernels: Vec<Option<FuncId>> = Vec::new();
-    // Per kernel: its task function and task count when split; a candidate that ended up
-    // unsplit still takes the task index (0).
-    let mut tasks: Vec<Option<(Option<FuncId>, usize)>> = Vec::new();
-    let mut kernel_list = Vec::new();
-    let mut fb = FnBuilder { fctx: FunctionBuilderContext::new(), ctx: m.make_context() };
+/// The module being built, its function builder and the machine code defined so far.
+struct Out {
+    m: ObjectModule,
+    fb: FnBuilder,
+    code_bytes: usize,
+}
+
+impl Out {
+    /// [`FnBuilder::define`], counting the code.
+    fn define(
+        &mut self,
+        symbol: &str,
+        linkage: Linkage,
+        sig: cranelift_codegen::ir::Signature,
+        body: impl for<'b> FnOnce(FunctionBuilder<'b>, &mut ObjectModule) -> Result<FunctionBuilder<'b>>,
+    ) -> Result<(FuncId, usize)> {
+        let (f, bytes) = self.fb.define(&mut self.m, symbol, linkage, sig, body)?;
+        self.code_bytes += bytes;
+        Ok((f, bytes))
+    }
+}
+
+/// The kernels of an object, one entry per node.
+struct Kernels {
+    /// The kernel's function; `None` for a node whose outputs are all views.
+    funcs: Vec<Option<FuncId>>,
+    /// A split candidate's task function and task count; a candidate that ended up unsplit
+    /// (`(None, 1)`) still takes the task index (0).
+    tasks: Vec<Option<(Option<FuncId>, usize)>>,
+    /// The inputs each kernel reads packed.
+    packed_reads: Vec<Vec<PackedRead>>,
+    /// Every kernel, in call order.
+    list: Vec<KernelInfo>,
+}
+
+/// Defines one local function per node that computes something (`<name>_k<i>`, and
+/// `<name>_k<i>_task` for a split one), then the assembled microkernels they call.
+fn define_kernels(o: &mut Out, g: &Graph, plan: &MemoryPlan, name: &str, caps: Caps, par: Parallel) -> Result<Kernels> {
+    let ptr = o.m.target_config().pointer_type();
+    let mut ks = Kernels { funcs: Vec::new(), tasks: Vec::new(), packed_reads: Vec::new(), list: Vec::new() };
     let mut ukrs = Microkernels::default();
-    let mut packed_reads: Vec<Vec<PackedRead>> = Vec::new();
     for (i, node) in g.nodes.iter().enumerate() {
         let mut reads = Vec::new();
         if node.outputs.iter().all(|o| plan.view_of.contains_key(o)) {
-            kernels.push(None);
-            tasks.push(None);
-            packed_reads.push(reads);
+            ks.funcs.push(None);
+            ks.tasks.push(None);
+            ks.packed_reads.push(reads);
             continue;
         }
         let nargs = node.inputs.iter().flatten().count() + node.outputs.len() + 1;
         let flops = g.node_flops(node);
         let split = par.tasks > 1 && splittable(&node.op) && flops >= par.min_flops;
-        let mut sig = m.make_signature();
+        let mut sig = o.m.make_signature();
         sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nargs));
         if split {
             sig.params.push(AbiParam::new(types::I64));
@@ -123,7 +177,7 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
         let symbol = format!("{name}_k{i}");
         let mut used = false;
         let mut calls_asm = false;
-        let (f, bytes) = fb.define(&mut m, &symbol, Linkage::Local, sig, |mut b, m| {
+        let (f, bytes) = o.define(&symbol, Linkage::Local, sig, |mut b, m| {
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -141,18 +195,17 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             calls_asm = !kb.ukrs.is_empty();
             Ok(kb.b)
         })?;
-        code_bytes += bytes;
-        kernels.push(Some(f));
+        ks.funcs.push(Some(f));
         let count = if used { par.tasks } else { 1 };
-        tasks.push(if used {
-            let (t, bytes) = define_task(&mut m, &mut fb, &format!("{symbol}_task"), f, nargs)?;
-            code_bytes += bytes;
+        ks.tasks.push(if used {
+            let (t, bytes) = define_task(&mut o.m, &mut o.fb, &format!("{symbol}_task"), f, nargs)?;
+            o.code_bytes += bytes;
             Some((Some(t), count))
         } else {
             split.then_some((None, 1))
         });
-        packed_reads.push(reads);
-        kernel_list.push(KernelInfo {
+        ks.packed_reads.push(reads);
+        ks.list.push(KernelInfo {
             symbol,
             node: node.name.clone(),
             op: node.op.kind_name().to_string(),
@@ -168,192 +221,104 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             tasks: count,
         });
     }
-    code_bytes += ukrs.define(&mut m)?;
-    let weights = define_weights(&mut m, g, &plan, name, &kernels, &packed_reads)?;
-    let nkernels = kernels.iter().flatten().count();
-    let hook = if profile {
-        let mut sig = m.make_signature();
-        sig.params.push(AbiParam::new(types::I32));
-        Some(m.declare_function("slmtvm_profile", Linkage::Import, &sig).map_err(module_err)?)
-    } else {
-        None
-    };
-    if profile {
-        code_bytes += match caps.schedule.kernel {
-            Microkernel::Cranelift => define_peak(&mut m, &mut fb, name, caps)?,
-            k => {
-                let mut sig = m.make_signature();
-                sig.params.push(AbiParam::new(types::I64));
-                sig.params.push(AbiParam::new(ptr));
-                let f = m.declare_function(&format!("{name}_peak"), Linkage::Export, &sig).map_err(module_err)?;
-                let bytes = crate::asm::x86::peak(k)
-                    .map_err(|e| Error::Assemble { what: "the peak loop".into(), message: e.to_string() })?;
-                m.define_function_bytes(f, UKR_ALIGN, &bytes, &[]).map_err(module_err)?;
-                bytes.len()
-            }
-        };
-    }
+    o.code_bytes += ukrs.define(&mut o.m)?;
+    Ok(ks)
+}
 
-    // <name>_workspace_size
-    let mut sig = m.make_signature();
+/// In a profiling build, declares the imported hook `slmtvm_profile` (returned) and defines
+/// `<name>_peak` ([`crate::Options::profile`]).
+fn define_profiling(o: &mut Out, name: &str, caps: Caps, profile: bool) -> Result<Option<FuncId>> {
+    if !profile {
+        return Ok(None);
+    }
+    let mut sig = o.m.make_signature();
+    sig.params.push(AbiParam::new(types::I32));
+    let hook = o.m.declare_function("slmtvm_profile", Linkage::Import, &sig).map_err(module_err)?;
+    o.code_bytes += match caps.schedule.kernel {
+        Microkernel::Cranelift => define_peak(&mut o.m, &mut o.fb, name, caps)?,
+        k => {
+            let mut sig = o.m.make_signature();
+            sig.params.push(AbiParam::new(types::I64));
+            sig.params.push(AbiParam::new(o.m.target_config().pointer_type()));
+            let f = o.m.declare_function(&format!("{name}_peak"), Linkage::Export, &sig).map_err(module_err)?;
+            let bytes = crate::asm::x86::peak(k)
+                .map_err(|e| Error::Assemble { what: "the peak loop".into(), message: e.to_string() })?;
+            o.m.define_function_bytes(f, UKR_ALIGN, &bytes, &[]).map_err(module_err)?;
+            bytes.len()
+        }
+    };
+    Ok(Some(hook))
+}
+
+/// Defines `size_t <name>_workspace_size(void)`, returning `arena_bytes`.
+fn define_workspace_size(o: &mut Out, name: &str, arena_bytes: usize) -> Result<()> {
+    let ptr = o.m.target_config().pointer_type();
+    let mut sig = o.m.make_signature();
     sig.returns.push(AbiParam::new(ptr));
-    let (_, bytes) = fb.define(&mut m, &format!("{name}_workspace_size"), Linkage::Export, sig, |mut b, _| {
+    o.define(&format!("{name}_workspace_size"), Linkage::Export, sig, |mut b, _| {
         let e = b.create_block();
         b.switch_to_block(e);
-        let v = b.ins().iconst(ptr, plan.arena_bytes as i64);
+        let v = b.ins().iconst(ptr, arena_bytes as i64);
         b.ins().return_(&[v]);
         Ok(b)
     })?;
-    code_bytes += bytes;
+    Ok(())
+}
 
-    // <name>_run: (symbols,) inputs, outputs, workspace. In a threaded build the body is
-    // <name>_run_parallel (the same, then parallel_for and its context) and <name>_run calls
-    // it with a NULL parallel_for.
-    let symbols = plan.layout.symbols.clone();
-    let nparams = if symbols.is_empty() { 3 } else { 4 };
-    let threaded = par.tasks > 1;
-    let mut sig = m.make_signature();
+/// What the entry point calls and where every value lives.
+struct Run<'a> {
+    g: &'a Graph,
+    plan: &'a MemoryPlan,
+    kernels: &'a Kernels,
+    weights: &'a Weights,
+    /// The profiling hook, in a profiling build.
+    hook: Option<FuncId>,
+    ptr: types::Type,
+}
+
+/// The entry point's arguments.
+#[derive(Clone, Copy)]
+struct RunArgs {
+    /// The symbol values (`int64_t*`), when the model has symbols.
+    syms: Option<Value>,
+    inputs: Value,
+    outputs: Value,
+    workspace: Value,
+    /// `parallel_for` and its context, in a threaded build.
+    pf: Option<(Value, Value)>,
+}
+
+/// Defines `<name>_run`: (symbols,) inputs, outputs, workspace. In a threaded build the body
+/// is `<name>_run_parallel` (the same, then `parallel_for` and its context) and `<name>_run`
+/// calls it with a NULL `parallel_for`.
+fn define_run(o: &mut Out, r: &Run, name: &str, threaded: bool) -> Result<()> {
+    let ptr = r.ptr;
+    let nparams = if r.plan.layout.symbols.is_empty() { 3 } else { 4 };
+    let mut sig = o.m.make_signature();
     sig.params.extend(std::iter::repeat_n(AbiParam::new(ptr), nparams + if threaded { 2 } else { 0 }));
     sig.returns.push(AbiParam::new(types::I32));
     let run_sig = sig.clone();
     let body = if threaded { format!("{name}_run_parallel") } else { format!("{name}_run") };
-    let max_args = tasks
-        .iter()
-        .zip(&g.nodes)
-        .filter(|(t, _)| matches!(t, Some((Some(_), _))))
-        .map(|(_, n)| n.inputs.iter().flatten().count() + n.outputs.len() + 1)
-        .max()
-        .unwrap_or(0);
-    let (run_fn, bytes) = fb.define(&mut m, &body, Linkage::Export, sig, |mut b, m| {
+    let (run_fn, _) = o.define(&body, Linkage::Export, sig, |mut b, m| {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let p = b.block_params(entry).to_vec();
         let (pf, p) = if threaded { (Some((p[nparams], p[nparams + 1])), &p[..nparams]) } else { (None, &p[..]) };
-        let (syms, p) = if symbols.is_empty() { (None, p) } else { (Some(p[0]), &p[1..]) };
-        let (inputs, outputs, workspace) = (p[0], p[1], p[2]);
-        // The argument block of a split kernel's tasks (one at a time, so one block serves all).
-        let block = (max_args > 0).then(|| {
-            b.create_sized_stack_slot(cranelift_codegen::ir::StackSlotData::new(
-                cranelift_codegen::ir::StackSlotKind::ExplicitSlot,
-                (max_args * ptr.bytes() as usize) as u32,
-                3,
-            ))
-        });
-        let fail = |b: &mut FunctionBuilder, cond: Value, code: i64| {
-            let bad = b.create_block();
-            let ok = b.create_block();
-            b.ins().brif(cond, bad, &[], ok, &[]);
-            b.switch_to_block(bad);
-            let c = b.ins().iconst(types::I32, code);
-            b.ins().return_(&[c]);
-            b.switch_to_block(ok);
-        };
-        let fl = crate::emit::flags();
-        if let Some(sp) = syms {
-            let z = b.ins().icmp_imm_s(IntCC::Equal, sp, 0);
-            fail(&mut b, z, status::ERR_SYMBOL);
-            for (k, (_, bound)) in symbols.list.iter().enumerate() {
-                let v = b.ins().load(types::I64, fl, sp, (8 * k) as i32);
-                // Unsigned comparison: a negative value is above every bound.
-                let bad = b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, v, *bound as i64);
-                fail(&mut b, bad, status::ERR_SYMBOL);
-            }
-        }
-        for (arr, n) in [(inputs, g.inputs.len()), (outputs, g.outputs.len())] {
-            let z = b.ins().icmp_imm_s(IntCC::Equal, arr, 0);
-            fail(&mut b, z, status::ERR_NULL);
-            for k in 0..n {
-                let e = b.ins().load(ptr, fl, arr, (k * ptr.bytes() as usize) as i32);
-                let z = b.ins().icmp_imm_s(IntCC::Equal, e, 0);
-                fail(&mut b, z, status::ERR_NULL);
-            }
-        }
-        if plan.arena_bytes > 0 {
-            let z = b.ins().icmp_imm_s(IntCC::Equal, workspace, 0);
-            fail(&mut b, z, status::ERR_NULL);
-            let low = b.ins().band_imm_s(workspace, (crate::plan::ARENA_ALIGN - 1) as i64);
-            fail(&mut b, low, status::ERR_WORKSPACE_ALIGN);
-        }
-        let addr = |b: &mut FunctionBuilder, m: &mut ObjectModule, v: ValueId| -> Result<Value> {
-            let s =
-                plan.storage.get(&v).ok_or_else(|| Error::Internal(format!("no storage for '{}'", g.value(v).name)))?;
-            Ok(match *s {
-                Storage::Input(k) => b.ins().load(ptr, fl, inputs, (k * ptr.bytes() as usize) as i32),
-                Storage::Output(k) => b.ins().load(ptr, fl, outputs, (k * ptr.bytes() as usize) as i32),
-                Storage::Const(c) => {
-                    let d = weights.plain.get(&c).ok_or_else(|| {
-                        Error::Internal(format!("constant '{}' has no in-place copy", g.value(c).name))
-                    })?;
-                    let gv = m.declare_data_in_func(*d, b.func);
-                    b.ins().symbol_value(ptr, gv)
-                }
-                Storage::Arena { offset, .. } => b.ins().iadd_imm_s(workspace, offset as i64),
-            })
-        };
-        let mark = |b: &mut FunctionBuilder, m: &mut ObjectModule, k: i64| {
-            if let Some(h) = hook {
-                let fref = m.declare_func_in_func(h, b.func);
-                let kv = b.ins().iconst(types::I32, k);
-                b.ins().call(fref, &[kv]);
-            }
-        };
-        let mut index = 0;
-        for (((node, k), t), reads) in g.nodes.iter().zip(&kernels).zip(&tasks).zip(&packed_reads) {
-            let Some(f) = k else { continue };
-            mark(&mut b, m, index);
-            index += 1;
-            let mut args = Vec::new();
-            for (i, v) in node.inputs.iter().enumerate() {
-                let Some(v) = *v else { continue };
-                match reads.iter().find(|r| r.input == i) {
-                    Some(r) => {
-                        let gv = m.declare_data_in_func(weights.packed[&(const_of(&plan, v), r.nr)], b.func);
-                        args.push(b.ins().symbol_value(ptr, gv));
-                    }
-                    None => args.push(addr(&mut b, m, v)?),
-                }
-            }
-            for &v in &node.outputs {
-                args.push(addr(&mut b, m, v)?);
-            }
-            args.push(syms.unwrap_or(workspace));
-            let fref = m.declare_func_in_func(*f, b.func);
-            match (t, pf, block) {
-                (Some((Some(task), n)), Some((pf, ctx)), Some(slot)) => {
-                    call_split(&mut b, m, ptr, (fref, *task), &args, *n, (pf, ctx), slot);
-                }
-                (Some(_), _, _) => {
-                    args.push(b.ins().iconst(types::I64, 0));
-                    b.ins().call(fref, &args);
-                }
-                _ => {
-                    b.ins().call(fref, &args);
-                }
-            }
-        }
-        mark(&mut b, m, -1);
-        // Graph outputs not computed in place (inputs, constants, views, repeats): copied.
-        for (k, &o) in g.outputs.iter().enumerate() {
-            if plan.storage.get(&o) == Some(&Storage::Output(k)) {
-                continue;
-            }
-            let bytes = plan.layout.bytes(g, o).unwrap_or(0);
-            let src = addr(&mut b, m, o)?;
-            let dst = b.ins().load(ptr, fl, outputs, (k * ptr.bytes() as usize) as i32);
-            let n = b.ins().iconst(ptr, bytes as i64);
-            b.call_memcpy(m.target_config(), dst, src, n);
-        }
+        let (syms, p) = if nparams == 3 { (None, p) } else { (Some(p[0]), &p[1..]) };
+        let args = RunArgs { syms, inputs: p[0], outputs: p[1], workspace: p[2], pf };
+        check_run_args(&mut b, r, args);
+        call_kernels(&mut b, m, r, args)?;
+        copy_outputs(&mut b, m, r, args)?;
         let ok = b.ins().iconst(types::I32, status::OK);
         b.ins().return_(&[ok]);
         Ok(b)
     })?;
-    code_bytes += bytes;
     if threaded {
         // <name>_run(...) = <name>_run_parallel(..., NULL, NULL): the tasks serially.
         let mut sig = run_sig.clone();
         sig.params.truncate(nparams);
-        let (_, bytes) = fb.define(&mut m, &format!("{name}_run"), Linkage::Export, sig, |mut b, m| {
+        o.define(&format!("{name}_run"), Linkage::Export, sig, |mut b, m| {
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -366,21 +331,153 @@ pub fn compile(g: &Graph, name: &str, isa: OwnedTargetIsa, caps: Caps, profile: 
             b.ins().return_(&[status]);
             Ok(b)
         })?;
-        code_bytes += bytes;
     }
-    let object = m.finish().emit().map_err(module_err)?;
-    Ok(Object {
-        object,
-        plan,
-        weight_bytes: weights.bytes,
-        packed_bytes: weights.packed_bytes,
-        kernels: nkernels,
-        code_bytes,
-        kernel_list,
-        schedule: caps.schedule,
-        profile,
-        threads: par.tasks,
+    Ok(())
+}
+
+/// Returns status `code` from the entry point when `cond` is set.
+fn fail_if(b: &mut FunctionBuilder, cond: Value, code: i64) {
+    let bad = b.create_block();
+    let ok = b.create_block();
+    b.ins().brif(cond, bad, &[], ok, &[]);
+    b.switch_to_block(bad);
+    let c = b.ins().iconst(types::I32, code);
+    b.ins().return_(&[c]);
+    b.switch_to_block(ok);
+}
+
+/// The entry point's checks: every symbol within its bound, no NULL array or buffer, an
+/// aligned workspace (status codes in [`status`]).
+fn check_run_args(b: &mut FunctionBuilder, r: &Run, a: RunArgs) {
+    let (g, ptr, fl) = (r.g, r.ptr, crate::emit::flags());
+    if let Some(sp) = a.syms {
+        let z = b.ins().icmp_imm_s(IntCC::Equal, sp, 0);
+        fail_if(b, z, status::ERR_SYMBOL);
+        for (k, (_, bound)) in r.plan.layout.symbols.list.iter().enumerate() {
+            let v = b.ins().load(types::I64, fl, sp, (8 * k) as i32);
+            // Unsigned comparison: a negative value is above every bound.
+            let bad = b.ins().icmp_imm_u(IntCC::UnsignedGreaterThan, v, *bound as i64);
+            fail_if(b, bad, status::ERR_SYMBOL);
+        }
+    }
+    for (arr, n) in [(a.inputs, g.inputs.len()), (a.outputs, g.outputs.len())] {
+        let z = b.ins().icmp_imm_s(IntCC::Equal, arr, 0);
+        fail_if(b, z, status::ERR_NULL);
+        for k in 0..n {
+            let e = b.ins().load(ptr, fl, arr, (k * ptr.bytes() as usize) as i32);
+            let z = b.ins().icmp_imm_s(IntCC::Equal, e, 0);
+            fail_if(b, z, status::ERR_NULL);
+        }
+    }
+    if r.plan.arena_bytes > 0 {
+        let z = b.ins().icmp_imm_s(IntCC::Equal, a.workspace, 0);
+        fail_if(b, z, status::ERR_NULL);
+        let low = b.ins().band_imm_s(a.workspace, (crate::plan::ARENA_ALIGN - 1) as i64);
+        fail_if(b, low, status::ERR_WORKSPACE_ALIGN);
+    }
+}
+
+/// The address of value `v`'s bytes in the entry point: a caller's buffer, a weight or an
+/// arena offset.
+fn value_addr(b: &mut FunctionBuilder, m: &mut ObjectModule, r: &Run, a: RunArgs, v: ValueId) -> Result<Value> {
+    let (g, ptr, fl) = (r.g, r.ptr, crate::emit::flags());
+    let s = r.plan.storage.get(&v).ok_or_else(|| Error::Internal(format!("no storage for '{}'", g.value(v).name)))?;
+    Ok(match *s {
+        Storage::Input(k) => b.ins().load(ptr, fl, a.inputs, (k * ptr.bytes() as usize) as i32),
+        Storage::Output(k) => b.ins().load(ptr, fl, a.outputs, (k * ptr.bytes() as usize) as i32),
+        Storage::Const(c) => {
+            let d = r
+                .weights
+                .plain
+                .get(&c)
+                .ok_or_else(|| Error::Internal(format!("constant '{}' has no in-place copy", g.value(c).name)))?;
+            let gv = m.declare_data_in_func(*d, b.func);
+            b.ins().symbol_value(ptr, gv)
+        }
+        Storage::Arena { offset, .. } => b.ins().iadd_imm_s(a.workspace, offset as i64),
     })
+}
+
+/// Calls every kernel in node order with its operands' addresses (a packed copy for an input
+/// read packed), the symbols or workspace last; a split kernel through `parallel_for`; the
+/// profiling hook before each and after the last.
+fn call_kernels(b: &mut FunctionBuilder, m: &mut ObjectModule, r: &Run, a: RunArgs) -> Result<()> {
+    let (g, ptr, ks) = (r.g, r.ptr, r.kernels);
+    let max_args = ks
+        .tasks
+        .iter()
+        .zip(&g.nodes)
+        .filter(|(t, _)| matches!(t, Some((Some(_), _))))
+        .map(|(_, n)| n.inputs.iter().flatten().count() + n.outputs.len() + 1)
+        .max()
+        .unwrap_or(0);
+    // The argument block of a split kernel's tasks (one at a time, so one block serves all).
+    let block = (max_args > 0).then(|| {
+        b.create_sized_stack_slot(cranelift_codegen::ir::StackSlotData::new(
+            cranelift_codegen::ir::StackSlotKind::ExplicitSlot,
+            (max_args * ptr.bytes() as usize) as u32,
+            3,
+        ))
+    });
+    let mark = |b: &mut FunctionBuilder, m: &mut ObjectModule, k: i64| {
+        if let Some(h) = r.hook {
+            let fref = m.declare_func_in_func(h, b.func);
+            let kv = b.ins().iconst(types::I32, k);
+            b.ins().call(fref, &[kv]);
+        }
+    };
+    let mut index = 0;
+    for (((node, k), t), reads) in g.nodes.iter().zip(&ks.funcs).zip(&ks.tasks).zip(&ks.packed_reads) {
+        let Some(f) = k else { continue };
+        mark(b, m, index);
+        index += 1;
+        let mut args = Vec::new();
+        for (i, v) in node.inputs.iter().enumerate() {
+            let Some(v) = *v else { continue };
+            match reads.iter().find(|rd| rd.input == i) {
+                Some(rd) => {
+                    let gv = m.declare_data_in_func(r.weights.packed[&(const_of(r.plan, v), rd.nr)], b.func);
+                    args.push(b.ins().symbol_value(ptr, gv));
+                }
+                None => args.push(value_addr(b, m, r, a, v)?),
+            }
+        }
+        for &v in &node.outputs {
+            args.push(value_addr(b, m, r, a, v)?);
+        }
+        args.push(a.syms.unwrap_or(a.workspace));
+        let fref = m.declare_func_in_func(*f, b.func);
+        match (t, a.pf, block) {
+            (Some((Some(task), n)), Some((pf, ctx)), Some(slot)) => {
+                call_split(b, m, ptr, (fref, *task), &args, *n, (pf, ctx), slot);
+            }
+            (Some(_), _, _) => {
+                args.push(b.ins().iconst(types::I64, 0));
+                b.ins().call(fref, &args);
+            }
+            _ => {
+                b.ins().call(fref, &args);
+            }
+        }
+    }
+    mark(b, m, -1);
+    Ok(())
+}
+
+/// Copies the graph outputs not computed in place (inputs, constants, views, repeats).
+fn copy_outputs(b: &mut FunctionBuilder, m: &mut ObjectModule, r: &Run, a: RunArgs) -> Result<()> {
+    let (g, ptr, fl) = (r.g, r.ptr, crate::emit::flags());
+    for (k, &o) in g.outputs.iter().enumerate() {
+        if r.plan.storage.get(&o) == Some(&Storage::Output(k)) {
+            continue;
+        }
+        let bytes = r.plan.layout.bytes(g, o).unwrap_or(0);
+        let src = value_addr(b, m, r, a, o)?;
+        let dst = b.ins().load(ptr, fl, a.outputs, (k * ptr.bytes() as usize) as i32);
+        let n = b.ins().iconst(ptr, bytes as i64);
+        b.call_memcpy(m.target_config(), dst, src, n);
+    }
+    Ok(())
 }
 
 /// The weights of an object: the data object of each constant read in place, and of each
