@@ -31,6 +31,8 @@ use crate::emit::{Kb, flags, storage_type};
 use crate::pack::PackedRead;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use slmtvm_ir::ops::broadcast::broadcast_dims;
+use slmtvm_ir::ops::matmul::operand_dims;
 use slmtvm_ir::ops::{Gemm, UnaryOp};
 use slmtvm_ir::{DType, Op};
 use slmtvm_targets::{Microkernel, Schedule};
@@ -216,37 +218,23 @@ fn layout(st: &[i64], is_a: bool, batch_rank: usize) -> (Vec<i64>, i64, i64) {
     (batch, st[r - 2], st[r - 1])
 }
 
-/// NumPy-style dims of a product of `a` and `b`: (batch, m, k, n).
+/// NumPy-style dims of a product of `a` and `b`: (batch, m, k, n). Unlike the IR's inference
+/// it reads physical dims, whose K may differ when either operand is symbolic along it (`sym`:
+/// [`contraction`] then takes the run-time K); the split and the batch broadcast are the IR's.
 fn product_dims(
     cx: &NodeCtx,
     a: &[usize],
     b: &[usize],
     sym: (bool, bool),
 ) -> Result<(Vec<usize>, usize, usize, usize)> {
-    let (ab, m, ka) = match a {
-        [] => return Err(cx.error("operand a is a scalar")),
-        [k] => (&[][..], 1, *k),
-        [rest @ .., m, k] => (rest, *m, *k),
-    };
-    let (bb, kb, n) = match b {
-        [] => return Err(cx.error("operand b is a scalar")),
-        [k] => (&[][..], *k, 1),
-        [rest @ .., k, n] => (rest, *k, *n),
-    };
+    let (ab, m, ka) = operand_dims(a, true).ok_or_else(|| cx.error("operand a is a scalar"))?;
+    let (bb, kb, n) = operand_dims(b, false).ok_or_else(|| cx.error("operand b is a scalar"))?;
     if sym == (false, false) && ka != kb {
         return Err(cx.error(format!("inner dims differ: {a:?} and {b:?}")));
     }
     let k = contraction(cx, ka, kb, sym)?;
-    let rank = ab.len().max(bb.len());
-    let mut batch = Vec::with_capacity(rank);
-    for i in 0..rank {
-        let get = |d: &[usize]| if i + d.len() >= rank { d[i + d.len() - rank] } else { 1 };
-        let (x, y) = (get(ab), get(bb));
-        if x != y && x != 1 && y != 1 {
-            return Err(cx.error(format!("batch dims do not broadcast: {a:?} and {b:?}")));
-        }
-        batch.push(if x == 1 { y } else { x });
-    }
+    let batch =
+        broadcast_dims(ab, bb).map_err(|_| cx.error(format!("batch dims do not broadcast: {a:?} and {b:?}")))?;
     Ok((batch, m, k, n))
 }
 

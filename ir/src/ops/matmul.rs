@@ -6,6 +6,7 @@
 
 use super::broadcast::{broadcast_dims, broadcast_shapes, view_as};
 use super::check_alloc;
+use super::elementwise::to_i64_array;
 use super::{InferIn, OpDef, arity, opt, req};
 use crate::error::invalid;
 use crate::{DType, Dim, OpError, Shape, Tensor, TypeInfo};
@@ -52,17 +53,22 @@ fn k_mismatch(a: impl std::fmt::Display, b: impl std::fmt::Display, ka: usize, k
     invalid(format!("inner dims differ: a {a} has K = {ka}, b {b} has K = {kb}"))
 }
 
+/// A product operand's dims split NumPy-style into (batch dims, rows, columns): a vector is
+/// one row as the left operand (`is_a`), one column as the right; `None` for a scalar. The
+/// one definition the IR's inference and codegen's product kernels share.
+pub fn operand_dims(d: &[usize], is_a: bool) -> Option<(&[usize], usize, usize)> {
+    match d {
+        [] => None,
+        [k] if is_a => Some((&[], 1, *k)),
+        [k] => Some((&[], *k, 1)),
+        [rest @ .., r, c] => Some((rest, *r, *c)),
+    }
+}
+
 fn mat_dims(a: &[usize], b: &[usize]) -> Result<MatDims, OpError> {
-    let (ab, m, ka) = match a {
-        [] => return Err(invalid("matrix product operand a is a scalar; rank ≥ 1 is required")),
-        [k] => (&[][..], 1, *k),
-        [rest @ .., m, k] => (rest, *m, *k),
-    };
-    let (bb, kb, n) = match b {
-        [] => return Err(invalid("matrix product operand b is a scalar; rank ≥ 1 is required")),
-        [k] => (&[][..], *k, 1),
-        [rest @ .., k, n] => (rest, *k, *n),
-    };
+    let scalar = |x: &str| invalid(format!("matrix product operand {x} is a scalar; rank ≥ 1 is required"));
+    let (ab, m, ka) = operand_dims(a, true).ok_or_else(|| scalar("a"))?;
+    let (bb, kb, n) = operand_dims(b, false).ok_or_else(|| scalar("b"))?;
     if ka != kb {
         return Err(k_mismatch(format!("{a:?}"), format!("{b:?}"), ka, kb));
     }
@@ -115,17 +121,6 @@ fn batched_matmul<T: Mac>(a: &ArrayD<T>, b: &ArrayD<T>, dtype: DType) -> Result<
         mm(&av[ao..ao + m * k], &bv[bo..bo + k * n], d.mkn, &mut out[i * m * n..(i + 1) * m * n]);
     }
     ArrayD::from_shape_vec(IxDyn(&d.out), out).map_err(|e| invalid(e.to_string()))
-}
-
-/// An integer tensor's elements widened to i64.
-fn to_i64(t: &Tensor) -> Result<ArrayD<i64>, OpError> {
-    Ok(match t {
-        Tensor::I8(a) => a.mapv(i64::from),
-        Tensor::U8(a) => a.mapv(i64::from),
-        Tensor::I32(a) => a.mapv(i64::from),
-        Tensor::I64(a) => a.clone(),
-        other => return Err(invalid(format!("expected an integer tensor, got {}", other.dtype()))),
-    })
 }
 
 /// i64 results truncated (wrapping) to an i32 or i64 tensor.
@@ -195,7 +190,7 @@ impl OpDef for MatMul {
         Ok(vec![if dtype.is_float() {
             Tensor::from_f32(dtype, batched_matmul(&a.to_f32(), &b.to_f32(), dtype)?)
         } else {
-            from_i64(dtype, batched_matmul(&to_i64(a)?, &to_i64(b)?, dtype)?)
+            from_i64(dtype, batched_matmul(&to_i64_array(a)?, &to_i64_array(b)?, dtype)?)
         }])
     }
 
@@ -281,9 +276,9 @@ impl OpDef for Gemm {
             return Ok(vec![Tensor::from_f32(ty.dtype, y)]);
         }
         // Wrap the product to the dtype first, as NumPy's integer dot does.
-        let p = from_i64(ty.dtype, self.product(&to_i64(a)?, &to_i64(b)?, ty.dtype)?);
-        let p = to_i64(&p)?;
-        let c = c.map(to_i64).transpose()?;
+        let p = from_i64(ty.dtype, self.product(&to_i64_array(a)?, &to_i64_array(b)?, ty.dtype)?);
+        let p = to_i64_array(&p)?;
+        let c = c.map(to_i64_array).transpose()?;
         let c = c.as_ref().map(|c| view_as(c, p.shape())).transpose()?;
         Ok(vec![match c {
             None if alpha == 1.0 => from_i64(ty.dtype, p),
@@ -354,11 +349,11 @@ impl MatMulInteger {
 
     /// `x - zp` widened to i64, with the zero point broadcast.
     fn centered(x: &Tensor, zp: Option<&Tensor>, per_row: bool) -> Result<ArrayD<i64>, OpError> {
-        let xv = to_i64(x)?;
+        let xv = to_i64_array(x)?;
         let Some(zp) = zp else { return Ok(xv) };
         let aligned = Self::zero_point_shape(&zp.static_shape(), &x.static_shape(), per_row)?;
         let dims = aligned.as_known().ok_or_else(|| invalid("zero point shape is not concrete"))?;
-        let z = ArrayD::from_shape_vec(IxDyn(&dims), to_i64(zp)?.iter().copied().collect())
+        let z = ArrayD::from_shape_vec(IxDyn(&dims), to_i64_array(zp)?.iter().copied().collect())
             .map_err(|e| invalid(e.to_string()))?;
         Ok(Zip::from(&xv).and(&view_as(&z, xv.shape())?).map_collect(|&v, &z| v - z))
     }
