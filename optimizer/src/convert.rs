@@ -83,52 +83,77 @@ pub fn from_egraph<C: CostFunction<Node>>(
     egraph: &EG,
     extractor: &Extractor<'_, C, Node, GraphAnalysis>,
 ) -> Result<Graph> {
-    // Original names by (canonical) class; the first value of a class wins.
-    let mut value_name: HashMap<Id, String> = HashMap::new();
-    let mut node_name: HashMap<Id, String> = HashMap::new();
-    // Output k of a multi-output operator's class.
-    let mut tuple_name: HashMap<(Id, usize), String> = HashMap::new();
-    // How many outputs the original node of a multi-output class used (a prefix).
-    let mut tuple_len: HashMap<Id, usize> = HashMap::new();
-    for (&v, &c) in &loaded.value_class {
-        value_name.entry(egraph.find(c)).or_insert_with(|| orig.value(v).name.clone());
-    }
-    for (n, &c) in orig.nodes.iter().zip(&loaded.node_class) {
-        let c = egraph.find(c);
-        node_name.entry(c).or_insert_with(|| n.name.clone());
-        if n.op.num_outputs() > 1 {
-            for (k, &o) in n.outputs.iter().enumerate() {
-                tuple_name.entry((c, k)).or_insert_with(|| orig.value(o).name.clone());
-            }
-            let e = tuple_len.entry(c).or_insert(0);
-            *e = (*e).max(n.outputs.len());
-        }
-    }
-    let producers = orig.producers();
-    let mut g = Graph::new(orig.name.clone());
-    let mut used: BTreeSet<String> = BTreeSet::new();
-    let fresh = |base: &str, used: &mut BTreeSet<String>| -> String {
-        if used.insert(base.to_string()) {
-            return base.to_string();
-        }
-        let mut k = 1;
-        loop {
-            let n = format!("{base}_opt{k}");
-            if used.insert(n.clone()) {
-                return n;
-            }
-            k += 1;
-        }
-    };
+    let names = OrigNames::of(orig, loaded, egraph);
+    let chosen = choose(egraph, extractor, loaded.root);
+    let order = build_order(orig, loaded, egraph, &chosen);
+    let mut b = Builder { g: Graph::new(orig.name.clone()), used: BTreeSet::new(), node_names: BTreeSet::new() };
     for &i in &orig.inputs {
-        let name = fresh(&orig.value(i).name, &mut used);
-        g.add_input(name, orig.ty(i).clone());
+        let name = b.fresh(&orig.value(i).name);
+        b.g.add_input(name, orig.ty(i).clone());
     }
     let out_names: Vec<String> = orig.outputs.iter().map(|&o| orig.value(o).name.clone()).collect();
-    // The chosen e-node of every class reachable from the root.
-    let root = egraph.find(loaded.root);
+    // Class -> the IR values of its choice (one, or one per output of a multi-output node).
+    let mut built: HashMap<Id, Vec<Option<ValueId>>> = HashMap::new();
+    for &c in &order {
+        let vals = b.build(c, &chosen[&c], egraph, &names, &built, &out_names)?;
+        built.insert(c, vals);
+    }
+    if built.len() != chosen.len() {
+        return Err(Error::Extraction { what: "has a cycle".into() });
+    }
+    let mut g = b.g;
+    g.infer().map_err(Error::TypeCheck)?;
+    g.remove_dead();
+    for (k, (&a, &b)) in orig.outputs.iter().zip(&g.outputs).enumerate() {
+        if orig.ty(a) != g.ty(b) && orig.ty(a).to_string() != g.ty(b).to_string() {
+            return Err(Error::Extraction {
+                what: format!("changed output {k} '{}': {} before, {} after", orig.value(a).name, orig.ty(a), g.ty(b)),
+            });
+        }
+    }
+    Ok(g)
+}
+
+/// The original graph's names by (canonical) class; the first value of a class wins.
+struct OrigNames {
+    value: HashMap<Id, String>,
+    node: HashMap<Id, String>,
+    /// Output k of a multi-output operator's class.
+    tuple: HashMap<(Id, usize), String>,
+    /// How many outputs the original node of a multi-output class used (a prefix).
+    tuple_len: HashMap<Id, usize>,
+}
+
+impl OrigNames {
+    fn of(orig: &Graph, loaded: &Loaded, egraph: &EG) -> OrigNames {
+        let mut n =
+            OrigNames { value: HashMap::new(), node: HashMap::new(), tuple: HashMap::new(), tuple_len: HashMap::new() };
+        for (&v, &c) in &loaded.value_class {
+            n.value.entry(egraph.find(c)).or_insert_with(|| orig.value(v).name.clone());
+        }
+        for (node, &c) in orig.nodes.iter().zip(&loaded.node_class) {
+            let c = egraph.find(c);
+            n.node.entry(c).or_insert_with(|| node.name.clone());
+            if node.op.num_outputs() > 1 {
+                for (k, &o) in node.outputs.iter().enumerate() {
+                    n.tuple.entry((c, k)).or_insert_with(|| orig.value(o).name.clone());
+                }
+                let e = n.tuple_len.entry(c).or_insert(0);
+                *e = (*e).max(node.outputs.len());
+            }
+        }
+        n
+    }
+}
+
+/// The chosen e-node of every class reachable from `root`.
+fn choose<C: CostFunction<Node>>(
+    egraph: &EG,
+    extractor: &Extractor<'_, C, Node, GraphAnalysis>,
+    root: Id,
+) -> HashMap<Id, Node> {
     let mut chosen: HashMap<Id, Node> = HashMap::new();
-    let mut todo = vec![root];
+    let mut todo = vec![egraph.find(root)];
     while let Some(c) = todo.pop() {
         if chosen.contains_key(&c) {
             continue;
@@ -139,8 +164,14 @@ pub fn from_egraph<C: CostFunction<Node>>(
         }
         chosen.insert(c, node);
     }
-    // Build order: topological, ties broken by the position the class had in `orig` (its
-    // node's index; constants by table index first), so an unchanged graph keeps its order.
+    chosen
+}
+
+/// The order the chosen classes are built in: topological (Kahn's algorithm), ties broken by
+/// the position the class had in `orig` (its node's index; constants by table index first),
+/// so an unchanged graph keeps its order. Classes on a cycle are left out.
+fn build_order(orig: &Graph, loaded: &Loaded, egraph: &EG, chosen: &HashMap<Id, Node>) -> Vec<Id> {
+    let producers = orig.producers();
     let mut orig_pos: HashMap<Id, f64> = HashMap::new();
     for (i, &c) in loaded.node_class.iter().enumerate() {
         orig_pos.entry(egraph.find(c)).or_insert(i as f64);
@@ -181,12 +212,11 @@ pub fn from_egraph<C: CostFunction<Node>>(
     }
     let classes: Vec<Id> = chosen.keys().copied().collect();
     for &c in &classes {
-        priority(c, egraph, &chosen, &orig_pos, &mut prio);
+        priority(c, egraph, chosen, &orig_pos, &mut prio);
     }
-    // Kahn's algorithm over the chosen nodes.
     let mut waiting: HashMap<Id, usize> = HashMap::new();
     let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
-    for (&c, n) in &chosen {
+    for (&c, n) in chosen {
         let mut seen = std::collections::HashSet::new();
         for &ch in n.children() {
             let ch = egraph.find(ch);
@@ -199,11 +229,8 @@ pub fn from_egraph<C: CostFunction<Node>>(
     let key = |c: Id| -> (i64, usize) { ((prio[&c] * 1e9) as i64, usize::from(c)) };
     let mut ready: BTreeSet<((i64, usize), Id)> =
         classes.iter().filter(|c| !waiting.contains_key(c)).map(|&c| (key(c), c)).collect();
-    // Class -> the IR values of its choice (one, or one per output of a multi-output node).
-    let mut built: HashMap<Id, Vec<Option<ValueId>>> = HashMap::new();
-    let mut node_names: BTreeSet<String> = BTreeSet::new();
-    while let Some(first) = ready.iter().next().cloned() {
-        ready.remove(&first);
+    let mut order = Vec::with_capacity(classes.len());
+    while let Some(first) = ready.pop_first() {
         let c = first.1;
         for &u in users.get(&c).map(Vec::as_slice).unwrap_or_default() {
             if let Some(w) = waiting.get_mut(&u) {
@@ -213,14 +240,64 @@ pub fn from_egraph<C: CostFunction<Node>>(
                 }
             }
         }
-        let node = chosen[&c].clone();
-        let vals: Vec<Option<ValueId>> = match &node {
-            Node::Input(k) => vec![g.inputs.get(*k as usize).copied()],
+        order.push(c);
+    }
+    order
+}
+
+/// The graph being built and the value and node names it has taken.
+struct Builder {
+    g: Graph,
+    used: BTreeSet<String>,
+    node_names: BTreeSet<String>,
+}
+
+impl Builder {
+    /// `base`, or `base_optK` with the first K it has not taken.
+    fn fresh(&mut self, base: &str) -> String {
+        if self.used.insert(base.to_string()) {
+            return base.to_string();
+        }
+        let mut k = 1;
+        loop {
+            let n = format!("{base}_opt{k}");
+            if self.used.insert(n.clone()) {
+                return n;
+            }
+            k += 1;
+        }
+    }
+
+    /// `base`, or `base` with the first suffix `sep K` not taken as a node name.
+    fn node_name(&mut self, base: &str, sep: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        while !self.node_names.insert(name.clone()) {
+            name = format!("{base}{sep}{k}");
+            k += 1;
+        }
+        name
+    }
+
+    /// Adds class `c`'s chosen e-node `node` (its operands already `built`); returns its
+    /// values.
+    fn build(
+        &mut self,
+        c: Id,
+        node: &Node,
+        egraph: &EG,
+        names: &OrigNames,
+        built: &HashMap<Id, Vec<Option<ValueId>>>,
+        out_names: &[String],
+    ) -> Result<Vec<Option<ValueId>>> {
+        let first = |x: Id| built.get(&egraph.find(x)).and_then(|v| v.first().copied()).flatten();
+        Ok(match node {
+            Node::Input(k) => vec![self.g.inputs.get(*k as usize).copied()],
             Node::Const(k) => {
                 let t = egraph.analysis.consts[*k as usize].as_ref().clone();
-                let base = value_name.get(&c).cloned().unwrap_or_else(|| format!("opt_const{k}"));
-                let name = fresh(&base, &mut used);
-                vec![Some(g.add_const(name, t))]
+                let base = names.value.get(&c).cloned().unwrap_or_else(|| format!("opt_const{k}"));
+                let name = self.fresh(&base);
+                vec![Some(self.g.add_const(name, t))]
             }
             Node::Absent => vec![None],
             Node::Get(k, [p]) => {
@@ -228,75 +305,51 @@ pub fn from_egraph<C: CostFunction<Node>>(
                 vec![built.get(&p).and_then(|v| v.get(*k as usize).copied()).flatten()]
             }
             Node::Op(key, ch) => {
-                let inputs: Vec<Option<ValueId>> =
-                    ch.iter().map(|&x| built.get(&egraph.find(x)).and_then(|v| v.first().copied()).flatten()).collect();
-                let n_out = tuple_len.get(&c).copied().unwrap_or_else(|| key.op.num_outputs());
-                let base = value_name.get(&c).cloned().unwrap_or_else(|| format!("opt_{}", key.op.kind_name()));
+                let inputs: Vec<Option<ValueId>> = ch.iter().map(|&x| first(x)).collect();
+                let n_out = names.tuple_len.get(&c).copied().unwrap_or_else(|| key.op.num_outputs());
+                let base = names.value.get(&c).cloned().unwrap_or_else(|| format!("opt_{}", key.op.kind_name()));
                 let outs: Vec<String> = (0..n_out)
                     .map(|k| {
-                        let b = match tuple_name.get(&(c, k)) {
+                        let b = match names.tuple.get(&(c, k)) {
                             Some(t) => t.clone(),
                             _ if n_out == 1 => base.clone(),
                             _ => format!("{base}:{k}"),
                         };
-                        fresh(&b, &mut used)
+                        self.fresh(&b)
                     })
                     .collect();
-                let nbase = node_name.get(&c).cloned().unwrap_or_else(|| format!("opt/{}", key.op.kind_name()));
-                let mut nname = nbase.clone();
-                let mut k = 1;
-                while !node_names.insert(nname.clone()) {
-                    nname = format!("{nbase}_opt{k}");
-                    k += 1;
-                }
-                let ids = g.add_node(nname, (*key.op).clone(), inputs, &outs);
+                let nbase = names.node.get(&c).cloned().unwrap_or_else(|| format!("opt/{}", key.op.kind_name()));
+                let nname = self.node_name(&nbase, "_opt");
+                let ids = self.g.add_node(nname, (*key.op).clone(), inputs, &outs);
                 ids.into_iter().map(Some).collect()
             }
             Node::Outputs(ch) => {
                 for (j, &x) in ch.iter().enumerate() {
-                    let v = built
-                        .get(&egraph.find(x))
-                        .and_then(|v| v.first().copied())
-                        .flatten()
-                        .ok_or_else(|| Error::Extraction { what: format!("has no value for output {j}") })?;
-                    let want = &out_names[j];
-                    let v = if g.value(v).name == *want {
-                        v
-                    } else {
-                        // An input, a constant, a value already output, or one named otherwise:
-                        // an Identity gives the output its name (taken from whatever had it).
-                        if let Some(other) = g.find(want) {
-                            let renamed = fresh(&format!("{want}_inner"), &mut used);
-                            g.values[other.index()].name = renamed;
-                        }
-                        used.insert(want.clone());
-                        let mut nname = format!("{want}/identity");
-                        let mut k = 1;
-                        while !node_names.insert(nname.clone()) {
-                            nname = format!("{want}/identity_{k}");
-                            k += 1;
-                        }
-                        let op = slmtvm_ir::Op::Unary(slmtvm_ir::ops::UnaryOp::Identity);
-                        g.add_node(nname, op, vec![Some(v)], std::slice::from_ref(want))[0]
-                    };
-                    g.outputs.push(v);
+                    let v =
+                        first(x).ok_or_else(|| Error::Extraction { what: format!("has no value for output {j}") })?;
+                    self.output(v, &out_names[j]);
                 }
                 vec![]
             }
+        })
+    }
+
+    /// Makes `v` the next graph output, named `want`: an input, a constant, a value already
+    /// output, or one named otherwise gets an Identity that gives the output its name (taken
+    /// from whatever had it).
+    fn output(&mut self, v: ValueId, want: &str) {
+        let v = if self.g.value(v).name == want {
+            v
+        } else {
+            if let Some(other) = self.g.find(want) {
+                let renamed = self.fresh(&format!("{want}_inner"));
+                self.g.values[other.index()].name = renamed;
+            }
+            self.used.insert(want.to_string());
+            let nname = self.node_name(&format!("{want}/identity"), "_");
+            let op = slmtvm_ir::Op::Unary(slmtvm_ir::ops::UnaryOp::Identity);
+            self.g.add_node(nname, op, vec![Some(v)], &[want.to_string()])[0]
         };
-        built.insert(c, vals);
+        self.g.outputs.push(v);
     }
-    if built.len() != chosen.len() {
-        return Err(Error::Extraction { what: "has a cycle".into() });
-    }
-    g.infer().map_err(Error::TypeCheck)?;
-    g.remove_dead();
-    for (k, (&a, &b)) in orig.outputs.iter().zip(&g.outputs).enumerate() {
-        if orig.ty(a) != g.ty(b) && orig.ty(a).to_string() != g.ty(b).to_string() {
-            return Err(Error::Extraction {
-                what: format!("changed output {k} '{}': {} before, {} after", orig.value(a).name, orig.ty(a), g.ty(b)),
-            });
-        }
-    }
-    Ok(g)
 }
