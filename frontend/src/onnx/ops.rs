@@ -166,8 +166,89 @@ pub(crate) fn map_node(
     n: &NodeProto,
     name: &str,
     a: &Attrs,
-    mut ins: Vec<Option<ValueId>>,
+    ins: Vec<Option<ValueId>>,
 ) -> Result<Lowered> {
+    let ty = n.op_type();
+    let opset = check_domain_and_version(imp, n, name)?;
+    let unary = |u: UnaryOp| op(Op::Unary(u), ins.clone());
+    let binary = |b: BinaryOp| op(Op::Binary(b), ins.clone());
+    match ty {
+        "Identity" => unary(UnaryOp::Identity),
+        "Neg" => unary(UnaryOp::Neg),
+        "Abs" => unary(UnaryOp::Abs),
+        "Sqrt" => unary(UnaryOp::Sqrt),
+        "Reciprocal" => unary(UnaryOp::Reciprocal),
+        "Exp" => unary(UnaryOp::Exp),
+        "Log" => unary(UnaryOp::Log),
+        "Erf" => unary(UnaryOp::Erf),
+        "Tanh" => unary(UnaryOp::Tanh),
+        "Sin" => unary(UnaryOp::Sin),
+        "Cos" => unary(UnaryOp::Cos),
+        "Sigmoid" => unary(UnaryOp::Sigmoid),
+        "Relu" => unary(UnaryOp::Relu),
+        "Not" => unary(UnaryOp::Not),
+        "Gelu" => unary(gelu(a, name)?),
+        "HardSigmoid" => unary(hard_sigmoid(a)?),
+        "Add" => binary(BinaryOp::Add),
+        "Sub" => binary(BinaryOp::Sub),
+        "Mul" => binary(BinaryOp::Mul),
+        "Div" => binary(BinaryOp::Div),
+        "Pow" => binary(BinaryOp::Pow),
+        "Equal" => binary(BinaryOp::Equal),
+        "Less" => binary(BinaryOp::Less),
+        "LessOrEqual" => binary(BinaryOp::LessOrEqual),
+        "Greater" => binary(BinaryOp::Greater),
+        "GreaterOrEqual" => binary(BinaryOp::GreaterOrEqual),
+        "And" => binary(BinaryOp::And),
+        "Or" => binary(BinaryOp::Or),
+        "Mod" => binary(BinaryOp::Mod { fmod: a.flag_or("fmod", false)? }),
+        "Max" | "Min" | "Sum" | "Mean" => Ok(Lowered::Expanded(variadic, ins)),
+        "IsNaN" => op(Op::FloatClass(FloatClass::Nan), ins),
+        "IsInf" => is_inf(a, ins),
+        "Clip" => op(Op::Clip(Clip {}), ins),
+        "Where" => op(Op::Where(Where {}), ins),
+        "Cast" => cast(a, name, ins),
+        "MatMul" => op(Op::MatMul(MatMul {}), ins),
+        "Gemm" => gemm(a, ins),
+        "MatMulInteger" => op(Op::MatMulInteger(MatMulInteger {}), ins),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceL2" => reduce(imp, name, ty, opset, a, ins),
+        "Softmax" => op(Op::Softmax(Softmax { axis: a.int_or("axis", -1)? }), ins),
+        "LayerNormalization" => layer_norm(a, name, ins),
+        "BatchNormalization" => batch_norm(a, name, ins),
+        "Conv" => conv(a, name, ins),
+        "MaxPool" | "AveragePool" => pool(n, name, ty, a, ins),
+        "GlobalAveragePool" => op(Op::GlobalAveragePool(GlobalAveragePool {}), ins),
+        "QuantizeLinear" => quantize_linear(imp, name, a, ins),
+        "DequantizeLinear" => dequantize_linear(imp, name, a, ins),
+        "DynamicQuantizeLinear" => op(Op::DynamicQuantizeLinear(DynamicQuantizeLinear {}), ins),
+        "Reshape" => op(Op::Reshape(Reshape { allowzero: a.flag_or("allowzero", false)? }), ins),
+        "Flatten" => op(Op::Flatten(Flatten { axis: a.int_or("axis", 1)? }), ins),
+        "Squeeze" => squeeze(imp, name, ty, ins),
+        "Unsqueeze" => unsqueeze(imp, name, ty, ins),
+        "Transpose" => op(Op::Transpose(Transpose { perm: a.usizes("perm")? }), ins),
+        "Concat" => concat(a, name, ins),
+        "Split" => split(imp, n, name, ty, a, ins),
+        "Slice" => op(Op::Slice(Slice {}), ins),
+        "Gather" => op(Op::Gather(Gather { axis: a.int_or("axis", 0)? }), ins),
+        "Expand" => op(Op::Expand(Expand {}), ins),
+        "Shape" => op(Op::Shape(ShapeOf { start: a.int_or("start", 0)?, end: a.int("end")? }), ins),
+        "Size" => op(Op::Size(Size {}), ins),
+        "Range" => op(Op::Range(Range {}), ins),
+        "ConstantOfShape" => constant_of_shape(imp, name, a, ins),
+        "Attention" => Ok(Lowered::Expanded(super::attention::import, ins)),
+        "RMSNormalization" => Ok(Lowered::Expanded(super::rms_norm::import, ins)),
+        "RotaryEmbedding" => Ok(Lowered::Expanded(super::rotary::import, ins)),
+        "GatherND" => Ok(Lowered::Expanded(super::gather_nd::import, ins)),
+        "CumSum" => cum_sum(imp, name, ty, a, ins),
+        "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
+        "Constant" => constant(imp, a, name).map(Lowered::Const),
+        _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: n.domain().into(), opset }),
+    }
+}
+
+/// Checks that node `n` is in the `ai.onnx` domain and that the model's opset has the operator
+/// definition the mapping implements; returns that opset.
+fn check_domain_and_version(imp: &Importer, n: &NodeProto, name: &str) -> Result<i64> {
     let ty = n.op_type();
     let domain = n.domain();
     if !(domain.is_empty() || domain == "ai.onnx") {
@@ -191,322 +272,336 @@ pub(crate) fn map_node(
             ),
         });
     }
-    let unary = |u: UnaryOp| op(Op::Unary(u), ins.clone());
-    let binary = |b: BinaryOp| op(Op::Binary(b), ins.clone());
-    match ty {
-        "Identity" => unary(UnaryOp::Identity),
-        "Neg" => unary(UnaryOp::Neg),
-        "Abs" => unary(UnaryOp::Abs),
-        "Sqrt" => unary(UnaryOp::Sqrt),
-        "Reciprocal" => unary(UnaryOp::Reciprocal),
-        "Exp" => unary(UnaryOp::Exp),
-        "Log" => unary(UnaryOp::Log),
-        "Erf" => unary(UnaryOp::Erf),
-        "Tanh" => unary(UnaryOp::Tanh),
-        "Sin" => unary(UnaryOp::Sin),
-        "Cos" => unary(UnaryOp::Cos),
-        "Sigmoid" => unary(UnaryOp::Sigmoid),
-        "Relu" => unary(UnaryOp::Relu),
-        "Not" => unary(UnaryOp::Not),
-        "Gelu" => {
-            let tanh_approx = match a.string("approximate")?.as_deref() {
-                None | Some("none") => false,
-                Some("tanh") => true,
-                Some(o) => {
-                    return Err(Error::Attribute {
-                        node: name.into(),
-                        attr: "approximate".into(),
-                        msg: format!("unknown value '{o}'"),
-                    });
-                }
-            };
-            unary(UnaryOp::Gelu { tanh_approx })
-        }
-        "HardSigmoid" => {
-            unary(UnaryOp::HardSigmoid { alpha: a.float_or("alpha", 0.2)?, beta: a.float_or("beta", 0.5)? })
-        }
-        "Add" => binary(BinaryOp::Add),
-        "Sub" => binary(BinaryOp::Sub),
-        "Mul" => binary(BinaryOp::Mul),
-        "Div" => binary(BinaryOp::Div),
-        "Pow" => binary(BinaryOp::Pow),
-        "Equal" => binary(BinaryOp::Equal),
-        "Less" => binary(BinaryOp::Less),
-        "LessOrEqual" => binary(BinaryOp::LessOrEqual),
-        "Greater" => binary(BinaryOp::Greater),
-        "GreaterOrEqual" => binary(BinaryOp::GreaterOrEqual),
-        "And" => binary(BinaryOp::And),
-        "Or" => binary(BinaryOp::Or),
-        "Mod" => binary(BinaryOp::Mod { fmod: a.flag_or("fmod", false)? }),
-        "Max" | "Min" | "Sum" | "Mean" => Ok(Lowered::Expanded(variadic, ins)),
-        "IsNaN" => op(Op::FloatClass(FloatClass::Nan), ins),
-        "IsInf" => op(
-            Op::FloatClass(FloatClass::Inf {
-                positive: a.flag_or("detect_positive", true)?,
-                negative: a.flag_or("detect_negative", true)?,
-            }),
-            ins,
-        ),
-        "Clip" => op(Op::Clip(Clip {}), ins),
-        "Where" => op(Op::Where(Where {}), ins),
-        "Cast" => {
-            let to = a.int("to")?.ok_or_else(|| Error::Attribute {
+    Ok(opset)
+}
+
+// Elementwise.
+
+/// `Gelu`: the `approximate` attribute ("none" or "tanh").
+fn gelu(a: &Attrs, name: &str) -> Result<UnaryOp> {
+    let tanh_approx = match a.string("approximate")?.as_deref() {
+        None | Some("none") => false,
+        Some("tanh") => true,
+        Some(o) => {
+            return Err(Error::Attribute {
                 node: name.into(),
-                attr: "to".into(),
-                msg: "is required".into(),
-            })?;
-            let to = super::tensor::dtype_from_onnx(to as i32, &format!("{name}: Cast target"))?;
-            op(Op::Cast(Cast { to, saturate: a.flag_or("saturate", true)? }), ins)
+                attr: "approximate".into(),
+                msg: format!("unknown value '{o}'"),
+            });
         }
-        "MatMul" => op(Op::MatMul(MatMul {}), ins),
-        "Gemm" => op(
-            Op::Gemm(Gemm {
-                alpha: a.float_or("alpha", 1.0)?,
-                beta: a.float_or("beta", 1.0)?,
-                trans_a: a.flag_or("transA", false)?,
-                trans_b: a.flag_or("transB", false)?,
-            }),
-            ins,
-        ),
-        "MatMulInteger" => op(Op::MatMulInteger(MatMulInteger {}), ins),
-        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceL2" => {
-            let kind = match ty {
-                "ReduceMean" => ReduceKind::Mean,
-                "ReduceSum" => ReduceKind::Sum,
-                "ReduceMax" => ReduceKind::Max,
-                _ => ReduceKind::L2,
-            };
-            let keepdims = a.flag_or("keepdims", true)?;
-            // Axes moved from attribute to input in opset 13 (ReduceSum) and 18 (the rest).
-            let axes_as_input = ty == "ReduceSum" || opset >= 18;
-            let axes = if axes_as_input {
-                let noop = a.flag_or("noop_with_empty_axes", false)?;
-                let axes = const_ints(imp, name, ty, &ins, 1, "axes")?.filter(|v| !v.is_empty());
-                if axes.is_none() && noop {
-                    return op(Op::Unary(UnaryOp::Identity), vec![ins[0]]);
-                }
-                axes
-            } else {
-                a.ints("axes")?.filter(|v| !v.is_empty())
-            };
-            ins.truncate(1);
-            op(Op::Reduce(Reduce { kind, axes, keepdims }), ins)
+    };
+    Ok(UnaryOp::Gelu { tanh_approx })
+}
+
+/// `HardSigmoid` with its `alpha` and `beta` defaults.
+fn hard_sigmoid(a: &Attrs) -> Result<UnaryOp> {
+    Ok(UnaryOp::HardSigmoid { alpha: a.float_or("alpha", 0.2)?, beta: a.float_or("beta", 0.5)? })
+}
+
+/// `IsInf`, detecting both signs by default.
+fn is_inf(a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    op(
+        Op::FloatClass(FloatClass::Inf {
+            positive: a.flag_or("detect_positive", true)?,
+            negative: a.flag_or("detect_negative", true)?,
+        }),
+        ins,
+    )
+}
+
+/// `Cast` to the required `to` dtype.
+fn cast(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let to = a.int("to")?.ok_or_else(|| Error::Attribute {
+        node: name.into(),
+        attr: "to".into(),
+        msg: "is required".into(),
+    })?;
+    let to = super::tensor::dtype_from_onnx(to as i32, &format!("{name}: Cast target"))?;
+    op(Op::Cast(Cast { to, saturate: a.flag_or("saturate", true)? }), ins)
+}
+
+// Linear algebra and reductions.
+
+/// `Gemm` with its `alpha`, `beta` and transpose flags.
+fn gemm(a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    op(
+        Op::Gemm(Gemm {
+            alpha: a.float_or("alpha", 1.0)?,
+            beta: a.float_or("beta", 1.0)?,
+            trans_a: a.flag_or("transA", false)?,
+            trans_b: a.flag_or("transB", false)?,
+        }),
+        ins,
+    )
+}
+
+/// `ReduceMean`, `ReduceSum`, `ReduceMax` and `ReduceL2` (`ty`), their axes from the attribute
+/// or the input as `opset` has them.
+fn reduce(
+    imp: &Importer,
+    name: &str,
+    ty: &str,
+    opset: i64,
+    a: &Attrs,
+    mut ins: Vec<Option<ValueId>>,
+) -> Result<Lowered> {
+    let kind = match ty {
+        "ReduceMean" => ReduceKind::Mean,
+        "ReduceSum" => ReduceKind::Sum,
+        "ReduceMax" => ReduceKind::Max,
+        _ => ReduceKind::L2,
+    };
+    let keepdims = a.flag_or("keepdims", true)?;
+    // Axes moved from attribute to input in opset 13 (ReduceSum) and 18 (the rest).
+    let axes_as_input = ty == "ReduceSum" || opset >= 18;
+    let axes = if axes_as_input {
+        let noop = a.flag_or("noop_with_empty_axes", false)?;
+        let axes = const_ints(imp, name, ty, &ins, 1, "axes")?.filter(|v| !v.is_empty());
+        if axes.is_none() && noop {
+            return op(Op::Unary(UnaryOp::Identity), vec![ins[0]]);
         }
-        "Softmax" => op(Op::Softmax(Softmax { axis: a.int_or("axis", -1)? }), ins),
-        "LayerNormalization" => {
-            let stash = a.int_or("stash_type", 1)?;
-            if stash != 1 {
-                return Err(Error::Unsupported {
-                    context: format!("node '{name}'"),
-                    msg: format!("LayerNormalization stash_type {stash}"),
-                });
-            }
-            op(Op::LayerNorm(LayerNorm { axis: a.int_or("axis", -1)?, epsilon: a.float_or("epsilon", 1e-5)? }), ins)
-        }
-        "BatchNormalization" => {
-            let _ = a.float_or("momentum", 0.9)?;
-            if a.flag_or("training_mode", false)? {
-                return Err(Error::Unsupported {
-                    context: format!("node '{name}'"),
-                    msg: "BatchNormalization in training mode".into(),
-                });
-            }
-            op(Op::BatchNorm(BatchNorm { epsilon: a.float_or("epsilon", 1e-5)? }), ins)
-        }
-        "Conv" => op(
-            Op::Conv(Conv {
-                group: usize::try_from(a.int_or("group", 1)?).ok().filter(|&g| g > 0).ok_or_else(|| {
-                    Error::Attribute { node: name.into(), attr: "group".into(), msg: "must be positive".into() }
-                })?,
-                kernel_shape: a.usizes("kernel_shape")?,
-                strides: a.usizes("strides")?,
-                dilations: a.usizes("dilations")?,
-                pads: a.usizes("pads")?,
-                auto_pad: auto_pad(a).map_err(|e| with_node(e, name))?,
-            }),
-            ins,
-        ),
-        "MaxPool" | "AveragePool" => {
-            let kind = if ty == "MaxPool" { PoolKind::Max } else { PoolKind::Average };
-            if kind == PoolKind::Max {
-                if a.int_or("storage_order", 0)? != 0 {
-                    return Err(Error::Unsupported {
-                        context: format!("node '{name}'"),
-                        msg: "MaxPool storage_order 1".into(),
-                    });
-                }
-                if n.output.get(1).is_some_and(|o| !o.is_empty()) {
-                    return Err(Error::Unsupported {
-                        context: format!("node '{name}'"),
-                        msg: "MaxPool's Indices output".into(),
-                    });
-                }
-            }
-            let kernel_shape = a.usizes("kernel_shape")?.ok_or_else(|| Error::Attribute {
+        axes
+    } else {
+        a.ints("axes")?.filter(|v| !v.is_empty())
+    };
+    ins.truncate(1);
+    op(Op::Reduce(Reduce { kind, axes, keepdims }), ins)
+}
+
+// Normalization.
+
+/// `LayerNormalization`; only `stash_type` 1 (float32) is supported.
+fn layer_norm(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let stash = a.int_or("stash_type", 1)?;
+    if stash != 1 {
+        return Err(Error::Unsupported {
+            context: format!("node '{name}'"),
+            msg: format!("LayerNormalization stash_type {stash}"),
+        });
+    }
+    op(Op::LayerNorm(LayerNorm { axis: a.int_or("axis", -1)?, epsilon: a.float_or("epsilon", 1e-5)? }), ins)
+}
+
+/// `BatchNormalization` in inference mode.
+fn batch_norm(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let _ = a.float_or("momentum", 0.9)?;
+    if a.flag_or("training_mode", false)? {
+        return Err(Error::Unsupported {
+            context: format!("node '{name}'"),
+            msg: "BatchNormalization in training mode".into(),
+        });
+    }
+    op(Op::BatchNorm(BatchNorm { epsilon: a.float_or("epsilon", 1e-5)? }), ins)
+}
+
+// Convolution and pooling.
+
+/// `Conv` with a positive `group`.
+fn conv(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    op(
+        Op::Conv(Conv {
+            group: usize::try_from(a.int_or("group", 1)?).ok().filter(|&g| g > 0).ok_or_else(|| Error::Attribute {
                 node: name.into(),
-                attr: "kernel_shape".into(),
-                msg: "is required".into(),
-            })?;
-            let count_include_pad =
-                if kind == PoolKind::Average { a.flag_or("count_include_pad", false)? } else { false };
-            op(
-                Op::Pool(Pool {
-                    kind,
-                    kernel_shape,
-                    strides: a.usizes("strides")?,
-                    dilations: a.usizes("dilations")?,
-                    pads: a.usizes("pads")?,
-                    auto_pad: auto_pad(a).map_err(|e| with_node(e, name))?,
-                    ceil_mode: a.flag_or("ceil_mode", false)?,
-                    count_include_pad,
-                }),
-                ins,
-            )
+                attr: "group".into(),
+                msg: "must be positive".into(),
+            })?,
+            kernel_shape: a.usizes("kernel_shape")?,
+            strides: a.usizes("strides")?,
+            dilations: a.usizes("dilations")?,
+            pads: a.usizes("pads")?,
+            auto_pad: auto_pad(a).map_err(|e| with_node(e, name))?,
+        }),
+        ins,
+    )
+}
+
+/// `MaxPool` or `AveragePool` (`ty`); MaxPool without `storage_order` 1 or its Indices output.
+fn pool(n: &NodeProto, name: &str, ty: &str, a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let kind = if ty == "MaxPool" { PoolKind::Max } else { PoolKind::Average };
+    if kind == PoolKind::Max {
+        if a.int_or("storage_order", 0)? != 0 {
+            return Err(Error::Unsupported {
+                context: format!("node '{name}'"),
+                msg: "MaxPool storage_order 1".into(),
+            });
         }
-        "GlobalAveragePool" => op(Op::GlobalAveragePool(GlobalAveragePool {}), ins),
-        "QuantizeLinear" => {
-            let zp_dtype = ins.get(2).copied().flatten().map(|z| imp.g.ty(z).dtype);
-            let attr_dtype = match a.int_or("output_dtype", 0)? {
-                0 => None,
-                code => Some(super::tensor::dtype_from_onnx(code as i32, &format!("{name}: output_dtype"))?),
-            };
-            let output_dtype = attr_dtype.or(zp_dtype).unwrap_or(DType::U8);
-            if !matches!(output_dtype, DType::I8 | DType::U8) {
-                return Err(Error::Unsupported {
-                    context: format!("node '{name}'"),
-                    msg: format!("QuantizeLinear to {output_dtype}"),
-                });
-            }
-            let _ = a.flag_or("saturate", true)?;
-            let _ = a.int("precision")?;
-            op(
-                Op::QuantizeLinear(QuantizeLinear {
-                    axis: a.int_or("axis", 1)?,
-                    block_size: block_size(a, name)?,
-                    output_dtype,
-                }),
-                ins,
-            )
+        if n.output.get(1).is_some_and(|o| !o.is_empty()) {
+            return Err(Error::Unsupported {
+                context: format!("node '{name}'"),
+                msg: "MaxPool's Indices output".into(),
+            });
         }
-        "DequantizeLinear" => {
-            if let Some(code) = a.int("output_dtype")?.filter(|&c| c != 0) {
-                let want = super::tensor::dtype_from_onnx(code as i32, &format!("{name}: output_dtype"))?;
-                let scale = ins.get(1).copied().flatten().map(|s| imp.g.ty(s).dtype);
-                if scale != Some(want) {
-                    return Err(Error::Unsupported {
-                        context: format!("node '{name}'"),
-                        msg: "DequantizeLinear output_dtype other than the scale's".into(),
-                    });
-                }
-            }
-            op(
-                Op::DequantizeLinear(DequantizeLinear { axis: a.int_or("axis", 1)?, block_size: block_size(a, name)? }),
-                ins,
-            )
+    }
+    let kernel_shape = a.usizes("kernel_shape")?.ok_or_else(|| Error::Attribute {
+        node: name.into(),
+        attr: "kernel_shape".into(),
+        msg: "is required".into(),
+    })?;
+    let count_include_pad = if kind == PoolKind::Average { a.flag_or("count_include_pad", false)? } else { false };
+    op(
+        Op::Pool(Pool {
+            kind,
+            kernel_shape,
+            strides: a.usizes("strides")?,
+            dilations: a.usizes("dilations")?,
+            pads: a.usizes("pads")?,
+            auto_pad: auto_pad(a).map_err(|e| with_node(e, name))?,
+            ceil_mode: a.flag_or("ceil_mode", false)?,
+            count_include_pad,
+        }),
+        ins,
+    )
+}
+
+// Quantization.
+
+/// `QuantizeLinear` to int8 or uint8 (from `output_dtype`, else the zero point's dtype, else uint8).
+fn quantize_linear(imp: &Importer, name: &str, a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let zp_dtype = ins.get(2).copied().flatten().map(|z| imp.g.ty(z).dtype);
+    let attr_dtype = match a.int_or("output_dtype", 0)? {
+        0 => None,
+        code => Some(super::tensor::dtype_from_onnx(code as i32, &format!("{name}: output_dtype"))?),
+    };
+    let output_dtype = attr_dtype.or(zp_dtype).unwrap_or(DType::U8);
+    if !matches!(output_dtype, DType::I8 | DType::U8) {
+        return Err(Error::Unsupported {
+            context: format!("node '{name}'"),
+            msg: format!("QuantizeLinear to {output_dtype}"),
+        });
+    }
+    let _ = a.flag_or("saturate", true)?;
+    let _ = a.int("precision")?;
+    op(
+        Op::QuantizeLinear(QuantizeLinear {
+            axis: a.int_or("axis", 1)?,
+            block_size: block_size(a, name)?,
+            output_dtype,
+        }),
+        ins,
+    )
+}
+
+/// `DequantizeLinear`; an `output_dtype` must be the scale's dtype.
+fn dequantize_linear(imp: &Importer, name: &str, a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    if let Some(code) = a.int("output_dtype")?.filter(|&c| c != 0) {
+        let want = super::tensor::dtype_from_onnx(code as i32, &format!("{name}: output_dtype"))?;
+        let scale = ins.get(1).copied().flatten().map(|s| imp.g.ty(s).dtype);
+        if scale != Some(want) {
+            return Err(Error::Unsupported {
+                context: format!("node '{name}'"),
+                msg: "DequantizeLinear output_dtype other than the scale's".into(),
+            });
         }
-        "DynamicQuantizeLinear" => op(Op::DynamicQuantizeLinear(DynamicQuantizeLinear {}), ins),
-        "Reshape" => op(Op::Reshape(Reshape { allowzero: a.flag_or("allowzero", false)? }), ins),
-        "Flatten" => op(Op::Flatten(Flatten { axis: a.int_or("axis", 1)? }), ins),
-        "Squeeze" => {
-            let axes = const_ints(imp, name, ty, &ins, 1, "axes")?;
-            ins.truncate(1);
-            op(Op::Squeeze(Squeeze { axes }), ins)
-        }
-        "Unsqueeze" => {
-            let axes = const_ints(imp, name, ty, &ins, 1, "axes")?.ok_or_else(|| Error::Node {
-                node: name.into(),
-                op: ty.into(),
-                msg: "the 'axes' input is required".into(),
-            })?;
-            ins.truncate(1);
-            op(Op::Unsqueeze(Unsqueeze { axes }), ins)
-        }
-        "Transpose" => op(Op::Transpose(Transpose { perm: a.usizes("perm")? }), ins),
-        "Concat" => {
-            let axis = a.int("axis")?.ok_or_else(|| Error::Attribute {
-                node: name.into(),
-                attr: "axis".into(),
-                msg: "is required".into(),
-            })?;
-            // A Concat of one input is that input (the exporters emit it building KV caches);
-            // as an Identity it becomes a view.
-            if ins.len() == 1 {
-                return op(Op::Unary(slmtvm_ir::ops::UnaryOp::Identity), ins);
-            }
-            op(Op::Concat(Concat { axis }), ins)
-        }
-        "Split" => {
-            let sizes = const_ints(imp, name, ty, &ins, 1, "split")?
-                .map(|v| {
-                    v.iter()
-                        .map(|&x| {
-                            usize::try_from(x).map_err(|_| Error::Node {
-                                node: name.into(),
-                                op: ty.into(),
-                                msg: format!("negative split size {x}"),
-                            })
-                        })
-                        .collect::<Result<Vec<usize>>>()
-                })
-                .transpose()?;
-            let attr_n = a.int("num_outputs")?;
-            let num_outputs = match (&sizes, attr_n) {
-                (Some(s), _) => s.len(),
-                (None, Some(k)) => usize::try_from(k).ok().filter(|&k| k > 0).ok_or_else(|| Error::Attribute {
-                    node: name.into(),
-                    attr: "num_outputs".into(),
-                    msg: format!("must be positive, got {k}"),
-                })?,
-                (None, None) => n.output.len(),
-            };
-            ins.truncate(1);
-            op(Op::Split(Split { axis: a.int_or("axis", 0)?, sizes, num_outputs }), ins)
-        }
-        "Slice" => op(Op::Slice(Slice {}), ins),
-        "Gather" => op(Op::Gather(Gather { axis: a.int_or("axis", 0)? }), ins),
-        "Expand" => op(Op::Expand(Expand {}), ins),
-        "Shape" => op(Op::Shape(ShapeOf { start: a.int_or("start", 0)?, end: a.int("end")? }), ins),
-        "Size" => op(Op::Size(Size {}), ins),
-        "Range" => op(Op::Range(Range {}), ins),
-        "ConstantOfShape" => {
-            let value = match a.tensor("value", imp.base_dir)? {
-                None => Scalar::F32(0.0),
-                Some(t) => {
-                    if t.len() != 1 {
-                        return Err(Error::Attribute {
-                            node: name.into(),
-                            attr: "value".into(),
-                            msg: format!("must hold one element, holds {}", t.len()),
-                        });
-                    }
-                    Scalar::first_of(&t).unwrap_or(Scalar::F32(0.0))
-                }
-            };
-            op(Op::ConstantOfShape(ConstantOfShape { value }), ins)
-        }
-        "Attention" => Ok(Lowered::Expanded(super::attention::import, ins)),
-        "RMSNormalization" => Ok(Lowered::Expanded(super::rms_norm::import, ins)),
-        "RotaryEmbedding" => Ok(Lowered::Expanded(super::rotary::import, ins)),
-        "GatherND" => Ok(Lowered::Expanded(super::gather_nd::import, ins)),
-        "CumSum" => {
-            let axis = match const_ints(imp, name, ty, &ins, 1, "axis")?.as_deref() {
-                Some(&[axis]) => axis,
-                _ => {
-                    return Err(Error::Node {
+    }
+    op(Op::DequantizeLinear(DequantizeLinear { axis: a.int_or("axis", 1)?, block_size: block_size(a, name)? }), ins)
+}
+
+// Shape and movement.
+
+/// `Squeeze` with its optional constant `axes` input.
+fn squeeze(imp: &Importer, name: &str, ty: &str, mut ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let axes = const_ints(imp, name, ty, &ins, 1, "axes")?;
+    ins.truncate(1);
+    op(Op::Squeeze(Squeeze { axes }), ins)
+}
+
+/// `Unsqueeze` with its required constant `axes` input.
+fn unsqueeze(imp: &Importer, name: &str, ty: &str, mut ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let axes = const_ints(imp, name, ty, &ins, 1, "axes")?.ok_or_else(|| Error::Node {
+        node: name.into(),
+        op: ty.into(),
+        msg: "the 'axes' input is required".into(),
+    })?;
+    ins.truncate(1);
+    op(Op::Unsqueeze(Unsqueeze { axes }), ins)
+}
+
+/// `Concat` along the required `axis`; of one input, an Identity.
+fn concat(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let axis = a.int("axis")?.ok_or_else(|| Error::Attribute {
+        node: name.into(),
+        attr: "axis".into(),
+        msg: "is required".into(),
+    })?;
+    // A Concat of one input is that input (the exporters emit it building KV caches);
+    // as an Identity it becomes a view.
+    if ins.len() == 1 {
+        return op(Op::Unary(slmtvm_ir::ops::UnaryOp::Identity), ins);
+    }
+    op(Op::Concat(Concat { axis }), ins)
+}
+
+/// `Split` by the constant `split` sizes, else into `num_outputs` (or as many as `n` has) parts.
+fn split(
+    imp: &Importer,
+    n: &NodeProto,
+    name: &str,
+    ty: &str,
+    a: &Attrs,
+    mut ins: Vec<Option<ValueId>>,
+) -> Result<Lowered> {
+    let sizes = const_ints(imp, name, ty, &ins, 1, "split")?
+        .map(|v| {
+            v.iter()
+                .map(|&x| {
+                    usize::try_from(x).map_err(|_| Error::Node {
                         node: name.into(),
                         op: ty.into(),
-                        msg: "the 'axis' input must be a constant holding one integer".into(),
-                    });
-                }
-            };
-            let (exclusive, reverse) = (a.flag_or("exclusive", false)?, a.flag_or("reverse", false)?);
-            ins.truncate(1);
-            op(Op::CumSum(CumSum { axis, exclusive, reverse }), ins)
+                        msg: format!("negative split size {x}"),
+                    })
+                })
+                .collect::<Result<Vec<usize>>>()
+        })
+        .transpose()?;
+    let attr_n = a.int("num_outputs")?;
+    let num_outputs = match (&sizes, attr_n) {
+        (Some(s), _) => s.len(),
+        (None, Some(k)) => usize::try_from(k).ok().filter(|&k| k > 0).ok_or_else(|| Error::Attribute {
+            node: name.into(),
+            attr: "num_outputs".into(),
+            msg: format!("must be positive, got {k}"),
+        })?,
+        (None, None) => n.output.len(),
+    };
+    ins.truncate(1);
+    op(Op::Split(Split { axis: a.int_or("axis", 0)?, sizes, num_outputs }), ins)
+}
+
+// Generators and scans.
+
+/// `ConstantOfShape` filled with its one-element `value` (float32 0 by default).
+fn constant_of_shape(imp: &Importer, name: &str, a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let value = match a.tensor("value", imp.base_dir)? {
+        None => Scalar::F32(0.0),
+        Some(t) => {
+            if t.len() != 1 {
+                return Err(Error::Attribute {
+                    node: name.into(),
+                    attr: "value".into(),
+                    msg: format!("must hold one element, holds {}", t.len()),
+                });
+            }
+            Scalar::first_of(&t).unwrap_or(Scalar::F32(0.0))
         }
-        "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
-        "Constant" => constant(imp, a, name).map(Lowered::Const),
-        _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: domain.into(), opset }),
-    }
+    };
+    op(Op::ConstantOfShape(ConstantOfShape { value }), ins)
+}
+
+/// `CumSum` along its constant one-integer `axis` input.
+fn cum_sum(imp: &Importer, name: &str, ty: &str, a: &Attrs, mut ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let axis = match const_ints(imp, name, ty, &ins, 1, "axis")?.as_deref() {
+        Some(&[axis]) => axis,
+        _ => {
+            return Err(Error::Node {
+                node: name.into(),
+                op: ty.into(),
+                msg: "the 'axis' input must be a constant holding one integer".into(),
+            });
+        }
+    };
+    let (exclusive, reverse) = (a.flag_or("exclusive", false)?, a.flag_or("reverse", false)?);
+    ins.truncate(1);
+    op(Op::CumSum(CumSum { axis, exclusive, reverse }), ins)
 }
 
 /// Max, Min, Sum or Mean of one or more inputs as a fold of Max, Min or Add (Mean then divides
