@@ -358,7 +358,9 @@ fn reduce(
         let noop = a.flag_or("noop_with_empty_axes", false)?;
         let axes = const_ints(imp, name, ty, &ins, 1, "axes")?.filter(|v| !v.is_empty());
         if axes.is_none() && noop {
-            return op(Op::Unary(UnaryOp::Identity), vec![ins[0]]);
+            // The data input alone (none: the Identity's arity check names the node).
+            ins.truncate(1);
+            return op(Op::Unary(UnaryOp::Identity), ins);
         }
         axes
     } else {
@@ -792,5 +794,12 @@ mod tests {
     fn cumsum_needs_a_constant_axis() {
         let e = load("CumSum", 2, 1).expect_err("a graph-input axis is refused").to_string();
         assert!(e.contains("'v'") && e.contains("axis"), "{e}");
+    }
+
+    #[test]
+    fn a_noop_reduce_without_inputs_is_an_error_naming_the_node() {
+        use crate::onnx::build::{import_err, int_attr};
+        let e = import_err("ReduceSum", vec![], vec![int_attr("noop_with_empty_axes", 1)]);
+        assert!(e.contains("'n0'"), "{e}");
     }
 }
