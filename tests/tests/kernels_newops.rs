@@ -1,10 +1,10 @@
-//! Kernels of Max, Min, Mod (both `fmod` modes), IsNaN/IsInf and CumSum compiled for every
+//! Kernels of Max, Min, Mod (both `fmod` modes), IsNaN/IsInf, CumSum and Shrink compiled for every
 //! target preset and compared exactly with the reference interpreter: odd sizes (vector steps
 //! with scalar tails), broadcasting of either operand and rank 0, NaN, ±inf, signed zeros
 //! (checked through a Reciprocal, which turns `-0`/`+0` into `-inf`/`+inf`), integer extremes,
-//! huge quotients, remainders by zero, and every CumSum axis and mode.
+//! huge quotients, remainders by zero, every CumSum axis and mode, and Shrink on every dtype.
 
-use slmtvm_ir::ops::{BinaryOp, Cast, FloatClass, UnaryOp};
+use slmtvm_ir::ops::{BinaryOp, Cast, FloatClass, Shrink, UnaryOp};
 use slmtvm_ir::{DType, Element, Op, Tensor};
 use slmtvm_tests::cross::Build;
 
@@ -214,4 +214,28 @@ fn cumsum_every_axis_mode_and_dtype() {
         b.node(Op::CumSum(slmtvm_ir::ops::CumSum { axis: 1, exclusive: false, reverse: false }), vec![Some(e)], 1);
         b.check(0.0, 0.0);
     }
+}
+
+#[test]
+fn shrink_every_dtype() {
+    // Hard, soft, negative bias (integers past the element range wrap), a lambd that is not an
+    // f16 (rounded first) and a zero band; floats with NaN, ±inf, signed zeros and band edges.
+    let attrs = [(0.0, 1.5), (1.5, 1.5), (-10.5, 1.0), (0.1, 0.1), (2.0, 0.0)];
+    let mut b = Build::new("shrink", 1);
+    for dt in [DType::F32, DType::F16] {
+        for dims in [vec![3usize, 7], vec![], vec![0, 2]] {
+            let n = dims.iter().product();
+            let x = b.input(vec![ft(dt, &dims, cycle(&FLOATS, n, 2))]);
+            for (bias, lambd) in attrs {
+                b.node(Op::Shrink(Shrink { bias, lambd }), vec![Some(x)], 1);
+            }
+        }
+    }
+    for dt in [DType::I8, DType::U8, DType::I32, DType::I64] {
+        let x = b.input(vec![ints(dt, 17, 0)]);
+        for (bias, lambd) in attrs {
+            b.node(Op::Shrink(Shrink { bias, lambd }), vec![Some(x)], 1);
+        }
+    }
+    b.check(0.0, 0.0);
 }

@@ -37,7 +37,7 @@ use crate::emit::math;
 use crate::emit::{Kb, lane_flags};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
-use slmtvm_ir::ops::{BinaryOp, FloatClass, UnaryOp};
+use slmtvm_ir::ops::{BinaryOp, FloatClass, Shrink, UnaryOp};
 use slmtvm_ir::{DType, Op};
 
 /// Dims and per-operand element strides of an elementwise loop nest, after merging adjacent
@@ -913,6 +913,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         Op::Where(_) => emit_where(kb, cx),
         Op::Cast(c) => emit_cast(kb, cx, c.to),
         Op::FloatClass(c) => emit_float_class(kb, cx, c),
+        Op::Shrink(sh) => emit_shrink(kb, cx, sh),
         _ => Err(cx.error("not an elementwise operator")),
     }
 }
@@ -1116,6 +1117,42 @@ fn emit_clip(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
             fclamp(kb, v, lo, hi)
         } else {
             iclamp(kb, v, lo, hi)
+        };
+        store_out(kb, dt, r, s, 1);
+        Ok(())
+    })
+}
+
+/// Shrink with the IR's numeric contract ([`Shrink`]): floats in f32 (four lanes for f32)
+/// against the attributes rounded to the input's precision; integers in f64, truncated
+/// toward zero to i64 (saturating) and wrapped to the element width by the store.
+fn emit_shrink(kb: &mut Kb, cx: &NodeCtx, sh: &Shrink) -> Result<()> {
+    let r0 = outer_run(kb, cx)?;
+    let (dt, out) = (cx.in_dtype(0)?, cx.out_dims(0)?);
+    let x = cx.in_dims(0)?;
+    let vector = dt == DType::F32 && kb.caps.vector;
+    let ops = [Operand::input(kb, cx, 0, &x, dt.size())?, Operand::new(cx.out_ptr(0), &out, dt.size())];
+    let (bias, lambd) = sh.attrs_for(dt);
+    walk(kb, &r0, &out, &ops, vector, &mut |kb, s| {
+        let v = load_in(kb, dt, s, 0);
+        // x < -lambd ? x + bias : (x > lambd ? x - bias : 0), in the compute type `c`.
+        let shrink = |kb: &mut Kb, v: Value, c: [Value; 4]| {
+            let [bias, lo, hi, zero] = c;
+            let below = kb.b.ins().fcmp(FloatCC::LessThan, v, lo);
+            let above = kb.b.ins().fcmp(FloatCC::GreaterThan, v, hi);
+            let plus = kb.b.ins().fadd(v, bias);
+            let minus = kb.b.ins().fsub(v, bias);
+            let r = fsel(kb, above, minus, zero);
+            fsel(kb, below, plus, r)
+        };
+        let r = if dt.is_float() {
+            let c = [bias, -lambd, lambd, 0.0].map(|k| kb.fconst(k, s.lanes));
+            shrink(kb, v, c)
+        } else {
+            let f = kb.b.ins().fcvt_from_sint(types::F64, v);
+            let c = [sh.bias, -sh.lambd, sh.lambd, 0.0].map(|k| kb.b.ins().f64const(f64::from(k)));
+            let y = shrink(kb, f, c);
+            kb.b.ins().fcvt_to_sint_sat(types::I64, y)
         };
         store_out(kb, dt, r, s, 1);
         Ok(())

@@ -3,7 +3,7 @@
 //!
 //! | file | operators |
 //! |---|---|
-//! | [`elementwise`] | Unary, Binary, Clip, Where, Cast, FloatClass |
+//! | [`elementwise`] | Unary, Binary, Clip, Where, Cast, FloatClass, Shrink |
 //! | [`movement`] | Reshape/Flatten/Squeeze/Unsqueeze (when not a view), Transpose, Concat, Split, Slice, Gather, Expand, Trilu, Shape, Size, Range, ConstantOfShape |
 //! | [`reduce`] | Reduce*, Softmax, LayerNorm, RmsNorm, BatchNorm, GlobalAveragePool |
 //! | [`matmul`] | MatMul, Gemm, MatMulInteger |
@@ -295,7 +295,7 @@ impl<'a> NodeCtx<'a> {
 pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[Value]) -> Result<Vec<PackedRead>> {
     let cx = NodeCtx::new(g, node, layout, args)?;
     let emitted = match &node.op {
-        Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) | Op::FloatClass(_) => {
+        Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) | Op::FloatClass(_) | Op::Shrink(_) => {
             elementwise::emit(kb, &cx)
         }
         Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) => matmul::emit(kb, &cx),

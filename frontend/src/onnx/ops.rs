@@ -86,6 +86,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("RMSNormalization", &[23]),
     ("RotaryEmbedding", &[23]),
     ("Shape", &[1, 13, 15, 19, 21, 23, 24, 25]),
+    ("Shrink", &[9]),
     ("Sigmoid", &[1, 6, 13]),
     ("Sin", &[7, 22]),
     ("Size", &[1, 13, 19, 21, 23, 24, 25]),
@@ -241,6 +242,7 @@ pub(crate) fn map_node(
         "GatherND" => Ok(Lowered::Expanded(super::gather_nd::import, ins)),
         "CumSum" => cum_sum(imp, name, ty, a, ins),
         "Trilu" => op(Op::Trilu(Trilu { upper: a.flag_or("upper", true)? }), ins),
+        "Shrink" => op(Op::Shrink(Shrink { bias: a.float_or("bias", 0.0)?, lambd: a.float_or("lambd", 0.5)? }), ins),
         "Constant" => constant(imp, a, name).map(Lowered::Const),
         _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: n.domain().into(), opset }),
     }

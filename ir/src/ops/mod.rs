@@ -21,6 +21,7 @@ pub mod pool;
 pub mod quant;
 pub mod reduce;
 pub mod reshape;
+pub mod shrink;
 pub mod slice;
 pub mod transpose;
 pub mod trilu;
@@ -40,6 +41,7 @@ pub use pool::{GlobalAveragePool, Pool, PoolKind};
 pub use quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
 pub use reduce::{Reduce, ReduceKind, Softmax};
 pub use reshape::{Flatten, Reshape, Squeeze, Unsqueeze};
+pub use shrink::Shrink;
 pub use slice::{AxisSlice, Slice};
 pub use transpose::Transpose;
 pub use trilu::Trilu;
@@ -180,6 +182,8 @@ ops! {
     Trilu(Trilu),
     /// Running sums along an axis.
     CumSum(CumSum),
+    /// Hard or soft shrinkage, elementwise.
+    Shrink(Shrink),
 }
 
 impl Op {
