@@ -32,6 +32,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("AveragePool", &[1, 7, 10, 11, 19, 22]),
     ("BatchNormalization", &[1, 6, 7, 9, 14, 15]),
     ("Cast", &[1, 6, 9, 13, 19, 21, 23, 24, 25, 28]),
+    ("CastLike", &[15, 19, 21, 23, 24, 25]),
     ("Clip", &[1, 6, 11, 12, 13]),
     ("Concat", &[1, 4, 11, 13]),
     ("Constant", &[1, 9, 11, 12, 13, 19, 21, 23, 24, 25]),
@@ -209,6 +210,7 @@ pub(crate) fn map_node(
         "Clip" => op(Op::Clip(Clip {}), ins),
         "Where" => op(Op::Where(Where {}), ins),
         "Cast" => cast(a, name, ins),
+        "CastLike" => cast_like(imp, a, name, ins),
         "MatMul" => op(Op::MatMul(MatMul {}), ins),
         "Gemm" => gemm(a, ins),
         "MatMulInteger" => op(Op::MatMulInteger(MatMulInteger {}), ins),
@@ -319,6 +321,19 @@ fn cast(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
         msg: "is required".into(),
     })?;
     let to = super::tensor::dtype_from_onnx(to as i32, &format!("{name}: Cast target"))?;
+    op(Op::Cast(Cast { to, saturate: a.flag_or("saturate", true)? }), ins)
+}
+
+/// `CastLike`: a Cast to the dtype of the second input (`target_type`, typed at import; its
+/// values are not read).
+fn cast_like(imp: &Importer, a: &Attrs, name: &str, mut ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let like = ins.get(1).copied().flatten().ok_or_else(|| Error::Node {
+        node: name.into(),
+        op: "CastLike".into(),
+        msg: "input 1 (target_type) is required".into(),
+    })?;
+    let to = imp.g.ty(like).dtype;
+    ins.truncate(1);
     op(Op::Cast(Cast { to, saturate: a.flag_or("saturate", true)? }), ins)
 }
 
@@ -803,5 +818,19 @@ mod tests {
         use crate::onnx::build::{import_err, int_attr};
         let e = import_err("ReduceSum", vec![], vec![int_attr("noop_with_empty_axes", 1)]);
         assert!(e.contains("'n0'"), "{e}");
+    }
+
+    #[test]
+    fn castlike_casts_to_the_second_inputs_dtype() {
+        use crate::onnx::build::{import_err, import_one, value_info};
+        use slmtvm_ir::ops::Cast;
+        // FLOAT (1) like an INT32 (6) tensor of another shape: a Cast to i32 of x's shape.
+        let g = import_one("CastLike", vec![value_info("x", 1, &[2, 3]), value_info("like", 6, &[5])], vec![]).unwrap();
+        assert_eq!(g.nodes.len(), 1);
+        assert_eq!(g.nodes[0].op, Op::Cast(Cast { to: slmtvm_ir::DType::I32, saturate: true }));
+        assert_eq!(g.nodes[0].inputs.len(), 1);
+        assert_eq!(g.ty(g.outputs[0]).to_string(), "i32[2, 3]");
+        let e = import_err("CastLike", vec![value_info("x", 1, &[2])], vec![]);
+        assert!(e.contains("'n0'") && e.contains("target_type"), "{e}");
     }
 }
