@@ -45,6 +45,12 @@ impl<'a> Attrs<'a> {
         Ok(self.get(attr, AttributeType::Int)?.map(|a| a.i()))
     }
 
+    /// `v`, the value of attribute `attr` read by one of the getters, which the operator
+    /// requires: an error naming the node and the attribute when it is absent.
+    pub fn required<T>(&self, attr: &str, v: Option<T>) -> Result<T> {
+        v.ok_or_else(|| self.err(attr, "is required"))
+    }
+
     /// An INT attribute with a default.
     pub fn int_or(&self, attr: &str, default: i64) -> Result<i64> {
         Ok(self.int(attr)?.unwrap_or(default))

@@ -229,7 +229,7 @@ pub(crate) fn map_node(
         "Squeeze" => squeeze(imp, name, ty, ins),
         "Unsqueeze" => unsqueeze(imp, name, ty, ins),
         "Transpose" => op(Op::Transpose(Transpose { perm: a.usizes("perm")? }), ins),
-        "Concat" => concat(a, name, ins),
+        "Concat" => concat(a, ins),
         "Split" => split(imp, n, name, ty, a, ins),
         "Slice" => op(Op::Slice(Slice {}), ins),
         "Gather" => op(Op::Gather(Gather { axis: a.int_or("axis", 0)? }), ins),
@@ -315,11 +315,7 @@ fn is_inf(a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
 
 /// `Cast` to the required `to` dtype.
 fn cast(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
-    let to = a.int("to")?.ok_or_else(|| Error::Attribute {
-        node: name.into(),
-        attr: "to".into(),
-        msg: "is required".into(),
-    })?;
+    let to = a.required("to", a.int("to")?)?;
     let to = super::tensor::dtype_from_onnx(to as i32, &format!("{name}: Cast target"))?;
     op(Op::Cast(Cast { to, saturate: a.flag_or("saturate", true)? }), ins)
 }
@@ -451,11 +447,7 @@ fn pool(n: &NodeProto, name: &str, ty: &str, a: &Attrs, ins: Vec<Option<ValueId>
             });
         }
     }
-    let kernel_shape = a.usizes("kernel_shape")?.ok_or_else(|| Error::Attribute {
-        node: name.into(),
-        attr: "kernel_shape".into(),
-        msg: "is required".into(),
-    })?;
+    let kernel_shape = a.required("kernel_shape", a.usizes("kernel_shape")?)?;
     let count_include_pad = if kind == PoolKind::Average { a.flag_or("count_include_pad", false)? } else { false };
     op(
         Op::Pool(Pool {
@@ -536,12 +528,8 @@ fn unsqueeze(imp: &Importer, name: &str, ty: &str, mut ins: Vec<Option<ValueId>>
 }
 
 /// `Concat` along the required `axis`; of one input, an Identity.
-fn concat(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
-    let axis = a.int("axis")?.ok_or_else(|| Error::Attribute {
-        node: name.into(),
-        attr: "axis".into(),
-        msg: "is required".into(),
-    })?;
+fn concat(a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let axis = a.required("axis", a.int("axis")?)?;
     // A Concat of one input is that input (the exporters emit it building KV caches);
     // as an Identity it becomes a view.
     if ins.len() == 1 {
