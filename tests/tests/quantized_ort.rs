@@ -15,9 +15,10 @@
 //! our runs are about twice as close to f32 as ONNX Runtime's (relative L2 2.9e-2 against
 //! 6.1e-2), and 6.3e-2 from it.
 //!
-//! The 4-bit forms (`com.microsoft::MatMulNBits`) do not import yet: the test asserts the
-//! refusal names the operator, so it fails, as a reminder to compare them with ONNX Runtime's
-//! recorded outputs here, once they do.
+//! The 4-bit forms (`com.microsoft::MatMulNBits`, blocks of 32 with zero points and blocks of
+//! 128 symmetric) import, and the interpreter matches ONNX Runtime's recorded outputs; they do
+//! not compile yet (no kernel): the test asserts the refusal, a reminder to compare the
+//! compiled objects here once they do.
 
 use slmtvm_ir::{Tensor, interp};
 use slmtvm_tests::cross::{Job, run_batch, runnable_presets};
@@ -77,14 +78,26 @@ fn minilm_int8_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
 }
 
 #[test]
-fn minilm_4_bit_forms_are_refused_naming_matmulnbits_until_they_import() {
+fn minilm_4_bit_forms_import_and_match_onnx_runtime_on_the_interpreter() {
     for name in ["minilm_q4", "minilm_q4s"] {
-        let m = cached_model_path(name);
-        let ort = m.with_file_name("ort").join("last_hidden_state.npy");
-        assert!(ort.is_file(), "{} is missing: scripts/make_quantized.py writes it", ort.display());
-        match slmtvm_frontend::load_onnx(&m, &slmtvm_frontend::LoadOptions::default()) {
-            Ok(_) => panic!("{name} imports now: compare it with ONNX Runtime's {} here", ort.display()),
-            Err(e) => assert!(e.to_string().contains("MatMulNBits"), "{name}: {e}"),
+        let (g, inputs) = cached_model(name);
+        let ort_file = cached_model_path(name).with_file_name("ort").join("last_hidden_state.npy");
+        let ort = slmtvm_frontend::npy::read_npy(&ort_file).unwrap_or_else(|e| panic!("{}: {e}", ort_file.display()));
+        let nbits = g.nodes.iter().filter(|n| matches!(n.op, slmtvm_ir::Op::MatMulNBits(_))).count();
+        assert!(nbits >= 6 * 4, "{name}: only {nbits} MatMulNBits nodes");
+        let got = interp::run(&g, &inputs).unwrap().remove(0);
+        assert_eq!(got.shape(), ort.shape(), "{name}");
+        let (c, e) = (cosine(&got, &ort), rel_l2(&got, &ort));
+        eprintln!("{name} ({nbits} MatMulNBits): interpreter against onnxruntime: cosine {c:.8}, relative L2 {e:.3e}");
+        // ONNX Runtime computes these products in f32 (accuracy level 0): only summation order
+        // and its erf/exp differ from the interpreter's exact dequantized products.
+        assert!(e <= 1e-4, "{name}: relative L2 {e} to onnxruntime");
+        // No kernel yet: a build refuses with the operator and a node named (a reminder to
+        // compile and compare here once the kernel lands).
+        let t = slmtvm_targets::Target::from_spec(slmtvm_tests::cross::native_preset()).unwrap();
+        match slmtvm_codegen::compile(&g, "m", &t) {
+            Ok(_) => panic!("{name} compiles now: run it against {} here", ort_file.display()),
+            Err(e) => assert!(e.to_string().contains("MatMulNBits") && e.to_string().contains("node"), "{name}: {e}"),
         }
     }
 }

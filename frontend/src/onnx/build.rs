@@ -67,8 +67,19 @@ pub fn float_attr(name: &str, v: f32) -> AttributeProto {
 /// Imports an opset-23 model of one node `op_type` named "n0", with graph inputs `ins`
 /// (empty names are absent inputs) and the output "y" (undeclared type).
 pub fn import_one(op_type: &str, ins: Vec<ValueInfoProto>, attrs: Vec<AttributeProto>) -> Result<Graph> {
+    import_one_in("", op_type, ins, attrs)
+}
+
+/// [`import_one`] of an operator of `domain` (imported at version 1 beside ai.onnx 23).
+pub fn import_one_in(
+    domain: &str,
+    op_type: &str,
+    ins: Vec<ValueInfoProto>,
+    attrs: Vec<AttributeProto>,
+) -> Result<Graph> {
     let node = NodeProto {
         name: Some("n0".into()),
+        domain: (!domain.is_empty()).then(|| domain.to_string()),
         op_type: Some(op_type.into()),
         input: ins.iter().map(|v| v.name().to_string()).collect(),
         output: vec!["y".into()],
@@ -84,7 +95,11 @@ pub fn import_one(op_type: &str, ins: Vec<ValueInfoProto>, attrs: Vec<AttributeP
     };
     let m = ModelProto {
         ir_version: Some(10),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(23) }],
+        opset_import: [("", 23), (domain, 1)]
+            .into_iter()
+            .filter(|&(d, v)| v == 23 || !d.is_empty())
+            .map(|(d, v)| OperatorSetIdProto { domain: Some(d.to_string()), version: Some(v) })
+            .collect(),
         graph: Some(g),
         ..Default::default()
     };

@@ -111,9 +111,14 @@ fn version_in_force(op: &str, opset: i64) -> Option<i64> {
     vs.iter().copied().filter(|&v| v <= opset).max()
 }
 
-/// True when `op_type` in the default domain is supported.
+/// The operators of ONNX Runtime's `com.microsoft` domain that are imported, with the
+/// versions of their definitions (every one of them is imported).
+pub const MICROSOFT_VERSIONS: &[(&str, &[i64])] = &[("MatMulNBits", &[1])];
+
+/// True when `op_type` in `domain` is supported.
 pub fn is_supported(domain: &str, op_type: &str) -> bool {
-    (domain.is_empty() || domain == "ai.onnx") && mapped(op_type)
+    ((domain.is_empty() || domain == "ai.onnx") && mapped(op_type))
+        || (domain == "com.microsoft" && MICROSOFT_VERSIONS.iter().any(|(o, _)| *o == op_type))
 }
 
 /// True when the importer maps `op_type` (an `ai.onnx` operator).
@@ -171,6 +176,9 @@ pub(crate) fn map_node(
     ins: Vec<Option<ValueId>>,
 ) -> Result<Lowered> {
     let ty = n.op_type();
+    if n.domain() == "com.microsoft" && is_supported(n.domain(), ty) {
+        return map_microsoft(name, ty, a, ins);
+    }
     let opset = check_domain_and_version(imp, n, name)?;
     let unary = |u: UnaryOp| op(Op::Unary(u), ins.clone());
     let binary = |b: BinaryOp| op(Op::Binary(b), ins.clone());
@@ -277,6 +285,33 @@ fn check_domain_and_version(imp: &Importer, n: &NodeProto, name: &str) -> Result
         });
     }
     Ok(opset)
+}
+
+/// Maps a `com.microsoft` node (one of [`MICROSOFT_VERSIONS`]).
+fn map_microsoft(name: &str, ty: &str, a: &Attrs, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
+    let size = |attr: &str| -> Result<usize> {
+        let v = a.required(attr, a.int(attr)?)?;
+        usize::try_from(v).map_err(|_| Error::Attribute {
+            node: name.into(),
+            attr: attr.into(),
+            msg: format!("must not be negative, got {v}"),
+        })
+    };
+    match ty {
+        "MatMulNBits" => {
+            let bits = match a.int("bits")? {
+                None => 4,
+                Some(_) => size("bits")?,
+            };
+            let nb = MatMulNBits { k: size("K")?, n: size("N")?, bits, block_size: size("block_size")? };
+            // accuracy_level lets ONNX Runtime compute in lower precision (4: activations
+            // quantized to int8); the operator here is the exact dequantized product whatever
+            // it says, which is ONNX Runtime's own result at levels 0 and 1.
+            let _ = a.int("accuracy_level")?;
+            op(Op::MatMulNBits(nb), ins)
+        }
+        _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: "com.microsoft".into(), opset: 1 }),
+    }
 }
 
 // Elementwise.
@@ -820,5 +855,26 @@ mod tests {
         assert_eq!(g.ty(g.outputs[0]).to_string(), "i32[2, 3]");
         let e = import_err("CastLike", vec![value_info("x", 1, &[2])], vec![]);
         assert!(e.contains("'n0'") && e.contains("target_type"), "{e}");
+    }
+
+    #[test]
+    fn matmulnbits_imports_from_com_microsoft_and_bad_ones_are_named() {
+        use crate::onnx::build::{import_one_in, int_attr, value_info};
+        // A [2, 32] f32, B [3 columns, 1 block, 16 bytes] u8, 3 scales: Y [2, 3].
+        let ins = |k: i64| vec![value_info("a", 1, &[2, k]), value_info("b", 2, &[3, 1, 16]), value_info("s", 1, &[3])];
+        let attrs = |k: i64| vec![int_attr("K", k), int_attr("N", 3), int_attr("bits", 4), int_attr("block_size", 32)];
+        let g = import_one_in("com.microsoft", "MatMulNBits", ins(32), attrs(32)).unwrap();
+        assert_eq!(
+            g.nodes[0].op,
+            Op::MatMulNBits(slmtvm_ir::ops::MatMulNBits { k: 32, n: 3, bits: 4, block_size: 32 })
+        );
+        assert_eq!(g.ty(g.outputs[0]).to_string(), "f32[2, 3]");
+        let e = import_one_in("com.microsoft", "MatMulNBits", ins(32), attrs(-1)).unwrap_err().to_string();
+        assert!(e.contains("'n0'") && e.contains("'K'") && e.contains("negative"), "{e}");
+        // B's bytes disagree with K = 64 (two blocks per column).
+        let e = import_one_in("com.microsoft", "MatMulNBits", ins(64), attrs(64)).unwrap_err().to_string();
+        assert!(e.contains("n0") && e.contains("B must be u8"), "{e}");
+        let e = import_one_in("com.microsoft", "QAttention", ins(32), vec![]).unwrap_err().to_string();
+        assert!(e.contains("n0") && e.contains("QAttention") && e.contains("com.microsoft"), "{e}");
     }
 }

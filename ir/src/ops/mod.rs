@@ -16,6 +16,7 @@ pub mod expand;
 pub mod gather;
 pub mod generate;
 pub mod matmul;
+pub mod nbits;
 pub mod norm;
 pub mod pool;
 pub mod quant;
@@ -36,6 +37,7 @@ pub use expand::Expand;
 pub use gather::Gather;
 pub use generate::{ConstantOfShape, Range, ShapeOf, Size};
 pub use matmul::{Gemm, MatMul, MatMulInteger};
+pub use nbits::MatMulNBits;
 pub use norm::{BatchNorm, LayerNorm, RmsNorm};
 pub use pool::{GlobalAveragePool, Pool, PoolKind};
 pub use quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
@@ -122,6 +124,8 @@ ops! {
     Gemm(Gemm),
     /// Integer matrix product with zero points, i32 result.
     MatMulInteger(MatMulInteger),
+    /// Block-quantized (2/4/8-bit) weight-only matrix product (`com.microsoft::MatMulNBits`).
+    MatMulNBits(MatMulNBits),
     /// Reduction over axes.
     Reduce(Reduce),
     /// Softmax along one axis.
