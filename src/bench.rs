@@ -30,7 +30,7 @@ pub struct BenchFlags {
 }
 
 /// Operators whose kernels are matrix products, reported against the FMA peak.
-const PRODUCTS: &[&str] = &["MatMul", "Gemm", "Dense", "FusedMlp", "Attention", "Conv", "MatMulInteger"];
+const PRODUCTS: &[&str] = &["MatMul", "Gemm", "Dense", "FusedMlp", "Attention", "Conv", "MatMulInteger", "MatMulNBits"];
 
 /// One kernel's share of a profiled run.
 #[derive(Clone, Debug, Serialize)]

@@ -3,7 +3,7 @@
 
 use crate::abi::{PEAK_FMAS, status};
 use crate::emit::{Caps, Kb};
-use crate::pack::PackedRead;
+use crate::pack::{PackedRead, Packing};
 use crate::plan::{MemoryPlan, Storage, plan_memory};
 use crate::{Error, Result};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -436,7 +436,7 @@ fn call_kernels(b: &mut FunctionBuilder, m: &mut ObjectModule, r: &Run, a: RunAr
             let Some(v) = *v else { continue };
             match reads.iter().find(|rd| rd.input == i) {
                 Some(rd) => {
-                    let gv = m.declare_data_in_func(r.weights.packed[&(const_of(r.plan, v), rd.nr)], b.func);
+                    let gv = m.declare_data_in_func(r.weights.packed[&(const_of(r.plan, v), rd.packing)], b.func);
                     args.push(b.ins().symbol_value(ptr, gv));
                 }
                 None => args.push(value_addr(b, m, r, a, v)?),
@@ -481,10 +481,10 @@ fn copy_outputs(b: &mut FunctionBuilder, m: &mut ObjectModule, r: &Run, a: RunAr
 }
 
 /// The weights of an object: the data object of each constant read in place, and of each
-/// (constant, `nr`) read packed.
+/// (constant, layout) read packed.
 struct Weights {
     plain: BTreeMap<ValueId, DataId>,
-    packed: BTreeMap<(ValueId, usize), DataId>,
+    packed: BTreeMap<(ValueId, Packing), DataId>,
     /// Bytes of all of them.
     bytes: usize,
     /// Bytes of the packed copies (padding included).
@@ -500,9 +500,10 @@ fn const_of(plan: &MemoryPlan, v: ValueId) -> ValueId {
 }
 
 /// Defines the weights, in constant order (deterministic): `NAME_wK` (the K-th constant) in
-/// place unless every read of it is packed, then `NAME_wK_pNR` for each panel width its packed
-/// reads use ([`crate::pack`]). Every packed read is checked to be of a whole f32 constant of
-/// the product's `[K, N]` (an internal error otherwise, never wrong bytes).
+/// place unless every read of it is packed, then one copy per layout its packed reads use
+/// ([`crate::pack::Packing`]: `NAME_wK_pNR` for each panel width, `NAME_wK_q`/`_qs`/`_qz` for
+/// MatMulNBits). Every packed read is checked to be of a whole constant that layout takes (an
+/// internal error otherwise, never wrong bytes).
 fn define_weights(
     m: &mut ObjectModule,
     g: &Graph,
@@ -511,9 +512,9 @@ fn define_weights(
     kernels: &[Option<FuncId>],
     packed_reads: &[Vec<PackedRead>],
 ) -> Result<Weights> {
-    // Packed reads: (constant, nr) → (k, n); constants read in place by a kernel or copied
-    // to a graph output.
-    let mut packs: BTreeMap<(ValueId, usize), (usize, usize)> = BTreeMap::new();
+    // Packed reads: (constant, layout); constants read in place by a kernel or copied to a
+    // graph output.
+    let mut packs: std::collections::BTreeSet<(ValueId, Packing)> = Default::default();
     let mut in_place: std::collections::BTreeSet<ValueId> = Default::default();
     for ((node, k), reads) in g.nodes.iter().zip(kernels).zip(packed_reads) {
         if k.is_none() {
@@ -527,14 +528,13 @@ fn define_weights(
                 }
                 continue;
             };
-            let whole = g.consts.get(&v).is_some_and(|t| t.dtype() == slmtvm_ir::DType::F32 && t.shape() == [r.k, r.n]);
-            if !whole || r.nr == 0 {
+            if !g.consts.contains_key(&v) {
                 return Err(Error::Internal(format!(
-                    "node '{}': input {i} read packed as [{}, {}] in panels of {} is not such an f32 constant",
-                    node.name, r.k, r.n, r.nr
+                    "node '{}': input {i} read packed ({:?}) is not a whole constant",
+                    node.name, r.packing
                 )));
             }
-            packs.insert((v, r.nr), (r.k, r.n));
+            packs.insert((v, r.packing));
         }
     }
     // Graph outputs that are constants (or views of them) are copied from the in-place bytes.
@@ -560,16 +560,17 @@ fn define_weights(
     let mut packed = BTreeMap::new();
     let mut packed_bytes = 0;
     for (k, (&id, t)) in g.consts.iter().enumerate() {
-        let bytes = t.to_le_bytes();
-        let widths: Vec<(usize, (usize, usize))> =
-            packs.range((id, 0)..=(id, usize::MAX)).map(|(&(_, nr), &kn)| (nr, kn)).collect();
-        if widths.is_empty() || in_place.contains(&id) {
-            plain.insert(id, define(m, &format!("{name}_w{k}"), bytes.clone())?);
+        let layouts: Vec<Packing> =
+            packs.range((id, Packing::MIN)..).take_while(|(v, _)| *v == id).map(|&(_, p)| p).collect();
+        if layouts.is_empty() || in_place.contains(&id) {
+            plain.insert(id, define(m, &format!("{name}_w{k}"), t.to_le_bytes())?);
         }
-        for (nr, (rows, cols)) in widths {
-            let p = crate::pack::pack_panels(&bytes, rows, cols, nr);
-            packed_bytes += p.len();
-            packed.insert((id, nr), define(m, &format!("{name}_w{k}_p{nr}"), p)?);
+        for p in layouts {
+            let bytes = p.pack(t).map_err(|e| {
+                Error::Internal(format!("constant '{}' cannot be packed as {p:?}: {e}", g.value(id).name))
+            })?;
+            packed_bytes += bytes.len();
+            packed.insert((id, p), define(m, &format!("{name}_w{k}_{}", p.suffix()), bytes)?);
         }
     }
     w.plain = plain;

@@ -16,9 +16,8 @@
 //! 6.1e-2), and 6.3e-2 from it.
 //!
 //! The 4-bit forms (`com.microsoft::MatMulNBits`, blocks of 32 with zero points and blocks of
-//! 128 symmetric) import, and the interpreter matches ONNX Runtime's recorded outputs; they do
-//! not compile yet (no kernel): the test asserts the refusal, a reminder to compare the
-//! compiled objects here once they do.
+//! 128 symmetric) import, and the interpreter matches ONNX Runtime's recorded outputs (the
+//! compiled objects are compared with them in `tests/nbits.rs`).
 
 use slmtvm_ir::{Tensor, interp};
 use slmtvm_tests::cross::{Job, run_batch, runnable_presets};
@@ -92,12 +91,5 @@ fn minilm_4_bit_forms_import_and_match_onnx_runtime_on_the_interpreter() {
         // ONNX Runtime computes these products in f32 (accuracy level 0): only summation order
         // and its erf/exp differ from the interpreter's exact dequantized products.
         assert!(e <= 1e-4, "{name}: relative L2 {e} to onnxruntime");
-        // No kernel yet: a build refuses with the operator and a node named (a reminder to
-        // compile and compare here once the kernel lands).
-        let t = slmtvm_targets::Target::from_spec(slmtvm_tests::cross::native_preset()).unwrap();
-        match slmtvm_codegen::compile(&g, "m", &t) {
-            Ok(_) => panic!("{name} compiles now: run it against {} here", ort_file.display()),
-            Err(e) => assert!(e.to_string().contains("MatMulNBits") && e.to_string().contains("node"), "{name}: {e}"),
-        }
     }
 }

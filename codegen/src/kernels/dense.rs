@@ -25,7 +25,7 @@ use crate::Result;
 use crate::asm::AsmFn;
 use crate::asm::vmath::{Map, VFn};
 use crate::emit::Kb;
-use crate::pack::PackedRead;
+use crate::pack::{PackedRead, Packing};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};
 use slmtvm_ir::ops::UnaryOp;
@@ -66,7 +66,7 @@ fn weight(cx: &NodeCtx, i: usize, what: &str) -> Result<(usize, usize)> {
 
 /// x's physical rows (the product of its leading dims) and K (its static last dim), and the
 /// run-time row count when the valid rows are a prefix of the physical ones.
-fn rows(kb: &mut Kb, cx: &NodeCtx, k: usize) -> Result<(usize, Option<Value>)> {
+pub(super) fn rows(kb: &mut Kb, cx: &NodeCtx, k: usize) -> Result<(usize, Option<Value>)> {
     let x = cx.in_id(0).ok_or_else(|| cx.error("x is required"))?;
     let (ty, phys) = (cx.g.ty(x), cx.dims(x)?);
     if ty.dtype != DType::F32 || ty.shape.0.last().and_then(Dim::known) != Some(k) {
@@ -212,7 +212,7 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
         return Err(cx.error("internal: a product of a packed weight did not take the assembled path"));
     }
     for p in packs.into_iter().flatten() {
-        cx.read_packed(PackedRead { input: p.input, nr, k: p.k, n: p.n });
+        cx.read_packed(PackedRead { input: p.input, packing: Packing::Panels { nr, k: p.k, n: p.n } });
     }
     Ok(())
 }

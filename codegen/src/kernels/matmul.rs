@@ -43,7 +43,7 @@ use schedules::{Tile, activate_tile, broadcast, dot, reload_tile, store};
 use super::NodeCtx;
 use crate::Result;
 use crate::emit::Kb;
-use crate::pack::PackedRead;
+use crate::pack::{PackedRead, Packing};
 use cranelift_codegen::ir::{Type, Value, types};
 use slmtvm_ir::ops::UnaryOp;
 use slmtvm_ir::{DType, Op};
@@ -335,7 +335,7 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) -> Option<PackedRead> {
         // Packed: column j0's panel at j0·K elements, its rows nr apart (j0 is a multiple of nr).
         let b = Mat { rs: s.nr as i64, cs: pk.k as i64, ..o.b };
         assembled::emit(kb, p, &Bound { b, a: o.a, za: o.za, zb: o.zb, c: o.c, out: o.out });
-        return Some(PackedRead { input: pk.input, nr: s.nr, k: pk.k, n: pk.n });
+        return Some(PackedRead { input: pk.input, packing: Packing::Panels { nr: s.nr, k: pk.k, n: pk.n } });
     } else if bcast_ok {
         // Products the assembled path does not take run on the default Cranelift tile.
         let s = if s.kernel == Microkernel::Cranelift { s } else { Schedule::default_for(Microkernel::Cranelift) };

@@ -7,6 +7,7 @@
 //! | [`movement`] | Reshape/Flatten/Squeeze/Unsqueeze (when not a view), Transpose, Concat, Split, Slice, Gather, Expand, Trilu, Shape, Size, Range, ConstantOfShape |
 //! | [`reduce`] | Reduce*, Softmax, LayerNorm, RmsNorm, BatchNorm, GlobalAveragePool |
 //! | [`matmul`] | MatMul, Gemm, MatMulInteger |
+//! | [`nbits`] | MatMulNBits (4-bit block-quantized weights) |
 //! | [`attention`] | Attention (fused scaled dot-product attention) |
 //! | [`dense`] | Dense (matrix product + bias + activation), FusedMlp (gated MLP) |
 //! | [`conv`] | Conv, MaxPool/AveragePool |
@@ -28,6 +29,7 @@ pub mod dense;
 pub mod elementwise;
 pub mod matmul;
 pub mod movement;
+pub mod nbits;
 pub mod quant;
 pub mod reduce;
 pub mod scan;
@@ -299,9 +301,7 @@ pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[V
             elementwise::emit(kb, &cx)
         }
         Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) => matmul::emit(kb, &cx),
-        // The 4-bit kernel is the integer-kernel issue's next step; until then a build names the
-        // node and the reference interpreter runs such models.
-        Op::MatMulNBits(_) => Err(cx.unsupported("block-quantized weights: no kernel yet (the reference interpreter runs it: `slmtvm run --target reference`)")),
+        Op::MatMulNBits(_) => nbits::emit(kb, &cx),
         Op::Attention(_) => attention::emit(kb, &cx),
         Op::Dense(_) | Op::FusedMlp(_) => dense::emit(kb, &cx),
         Op::Reduce(_)
