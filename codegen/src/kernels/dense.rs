@@ -19,8 +19,8 @@
 //! static), only the run-time rows (rounded up to a tile) are computed; otherwise every
 //! physical row is (rows are independent, so that is correct, only slower).
 
-use super::NodeCtx;
 use super::matmul::{F32Mat, Pack, Product, row_blocks};
+use super::{NodeCtx, first_then_rest};
 use crate::Result;
 use crate::asm::AsmFn;
 use crate::asm::vmath::{Map, VFn};
@@ -163,7 +163,7 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
         }
         // Chunk of `cc` columns of F from c0: gate and up into the scratch, gated in place,
         // then times W_down's rows c0..c0 + cc into the output (stored or accumulated).
-        let chunk = |kb: &mut Kb, c0: Value, cc: usize, first: bool| {
+        let mut chunk = |kb: &mut Kb, c0: Value, cc: usize, first: bool| {
             let ptr = kb.caps.ptr;
             let g = kb.b.ins().stack_addr(ptr, slot, 0);
             let u = kb.b.ins().stack_addr(ptr, slot, half as i32);
@@ -183,18 +183,7 @@ fn fused_mlp(kb: &mut Kb, cx: &NodeCtx, act: &UnaryOp) -> Result<()> {
                 agreed.set(false);
             }
         };
-        let full = f / cw;
-        if full > 0 {
-            let z = kb.iconst(0);
-            chunk(kb, z, cw, true);
-        }
-        if full > 1 {
-            kb.for_const(cw as i64, (full * cw) as i64, cw as i64, |kb, c0| chunk(kb, c0, cw, false));
-        }
-        if f % cw > 0 {
-            let c0 = kb.iconst((full * cw) as i64);
-            chunk(kb, c0, f % cw, full == 0);
-        }
+        first_then_rest(kb, f, cw, &mut chunk);
     };
     row_blocks(kb, m, None, rb, &mut |kb, i0, rows| {
         let Some(mr) = m_run else { return block(kb, i0, rows, None) };

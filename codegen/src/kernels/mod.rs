@@ -291,6 +291,24 @@ impl<'a> NodeCtx<'a> {
     }
 }
 
+/// Runs `f(kb, start, len, first)` over `0..total` in chunks of `chunk`: the first chunk on its
+/// own (`first`: it stores where the later ones accumulate), the other whole chunks in a loop,
+/// then the shorter last one (`first` when it is the only one).
+pub(crate) fn first_then_rest(kb: &mut Kb, total: usize, chunk: usize, f: &mut dyn FnMut(&mut Kb, Value, usize, bool)) {
+    let full = total / chunk;
+    if full > 0 {
+        let z = kb.iconst(0);
+        f(kb, z, chunk, true);
+    }
+    if full > 1 {
+        kb.for_const(chunk as i64, (full * chunk) as i64, chunk as i64, |kb, s| f(kb, s, chunk, false));
+    }
+    if !total.is_multiple_of(chunk) {
+        let s = kb.iconst((full * chunk) as i64);
+        f(kb, s, total % chunk, full == 0);
+    }
+}
+
 /// Emits the body of `node`'s kernel; `args` are its present input then output base pointers,
 /// then the base of the symbol values. Returns the inputs the kernel reads packed (whose
 /// packed copies the caller must pass; see [`crate::pack`]), in input order.

@@ -17,9 +17,9 @@
 //! rounding of the product with the scale); the product sums K in tile order, as a MatMul of
 //! the dequantized weight does.
 
-use super::NodeCtx;
 use super::dense::rows;
 use super::matmul::{F32Mat, Product};
+use super::{NodeCtx, first_then_rest};
 use crate::Result;
 use crate::emit::Kb;
 use crate::pack::{NbitsPart, PackedRead, Packing, nbits_cols};
@@ -80,7 +80,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     // One column chunk (columns c0..c0 + cols): the K tiles, unpacked then multiplied in.
     let chunk = |kb: &mut Kb, c0: Value, cols: usize| {
         let ccp = cols.div_ceil(16) * 16;
-        let ktile = |kb: &mut Kb, k0: Value, rows_k: usize, first: bool| {
+        let mut ktile = |kb: &mut Kb, k0: Value, rows_k: usize, first: bool| {
             let scratch = kb.b.ins().stack_addr(kb.caps.ptr, slot, 0);
             unpack(kb, &w, k0, rows_k, c0, ccp, scratch);
             let a = F32Mat { ptr: kb.addr(ap, k0, 4), rs: k as i64, cs: 1 };
@@ -89,18 +89,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
             let accumulate = !first || bias.is_some();
             Product { m_run, accumulate, ..Product::new(a, b, y, (m, rows_k, cols)) }.emit(kb);
         };
-        let full = k / kc;
-        if full > 0 {
-            let z = kb.iconst(0);
-            ktile(kb, z, kc, true);
-        }
-        if full > 1 {
-            kb.for_const(kc as i64, (full * kc) as i64, kc as i64, |kb, k0| ktile(kb, k0, kc, false));
-        }
-        if k % kc > 0 {
-            let k0 = kb.iconst((full * kc) as i64);
-            ktile(kb, k0, k % kc, full == 0);
-        }
+        first_then_rest(kb, k, kc, &mut ktile);
     };
     let full = n / cw;
     if full == 1 {
