@@ -1,7 +1,8 @@
 //! `slmtvm build --quantize` through the binary, on the small BERT of tests/models: the
 //! accuracy report, the manifest, compiled int8 code on every architecture matching the
 //! quantized graph on the reference interpreter (`run --target reference --quantize`),
-//! calibrated static ranges, and clear errors for flags that do not go together.
+//! calibrated static ranges, `--quantize int4` (MatMulNBits) compiled against its reference,
+//! and clear errors for flags that do not go together.
 
 #[allow(dead_code)] // this file uses only fresh_dir of the shared helpers
 mod common;
@@ -162,4 +163,40 @@ fn flags_that_do_not_go_together_are_refused() {
         "holds neither NAME.npy files nor folders of them",
     );
     assert!(!out.join("model.o").exists(), "nothing is written when the build fails");
+}
+
+#[test]
+fn int4_builds_matmulnbits_and_compiled_code_matches_its_reference() {
+    let m = bert().join("model.onnx");
+    let inputs = bert().join("inputs");
+    for flags in [&["--quantize", "int4"][..], &["--quantize", "int4", "--group-size", "64", "--f16-scales"]] {
+        let out = fresh_dir("quant", &format!("int4-{}", flags.len()));
+        let mut args = vec!["build", s(&m), "--target", "x86_64", "--report", "--input-dir", s(&inputs), "-o", s(&out)];
+        args.extend(flags);
+        let stdout = ok(&slmtvm(&args));
+        // 4-bit weights in blocks: close to the f32 model (this BERT's weights are random, so
+        // its outputs are sensitive: cosine 0.983 to 0.988 measured), not equal to it.
+        for o in ["last_hidden_state", "pooler_output"] {
+            let (err, _, cos) = report_row(&stdout, o);
+            assert!(cos >= 0.98 && err > 0.0, "{flags:?} {o}: cosine {cos}, error {err}\n{stdout}");
+        }
+        let manifest = std::fs::read_to_string(out.join("model.json")).unwrap();
+        assert!(manifest.contains("\"MatMulNBits\""), "{manifest}");
+        let run = |target: &str| {
+            let dir = out.join(format!("run-{target}"));
+            let mut args = vec!["run", s(&m), "--target", target, "--input-dir", s(&inputs), "-o", s(&dir)];
+            args.extend(flags);
+            ok(&slmtvm(&args));
+            read_npy(&dir.join("last_hidden_state.npy")).unwrap()
+        };
+        let want = run("reference");
+        for target in ["x86_64", "aarch64", "riscv64"] {
+            if slmtvm_tests::cross::runnable(target).is_none() {
+                continue;
+            }
+            // The dequantized weights are exact; only f32 summation order differs.
+            slmtvm_tests::compare(&want, &run(target), 0.0, 1e-4)
+                .unwrap_or_else(|e| panic!("{flags:?} on {target}: against the quantized reference: {e}"));
+        }
+    }
 }

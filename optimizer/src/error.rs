@@ -33,16 +33,6 @@ pub enum Error {
     /// An int4 group size other than 32, 64 or 128.
     #[error("int4 group size {0}: expected 32, 64 or 128")]
     GroupSize(usize),
-    /// A quantization scheme a product cannot take here.
-    #[error("{node}: {scheme} needs the {op} operator")]
-    NeedsOperator {
-        /// The product.
-        node: String,
-        /// The scheme.
-        scheme: String,
-        /// The operator it needs.
-        op: &'static str,
-    },
     /// A quantized constant could not be built (its data do not fit its shape).
     #[error("{node}: quantized {what}: {source}")]
     QuantizedTensor {

@@ -13,14 +13,18 @@
 //!   tables (a Gather along axis 0 of a constant f32 matrix) become int8 rows with one scale
 //!   per row: `Cast(Gather(Tq, ids)) · Gather(ts, ids)`.
 //! - **int4** ([`Scheme::Int4`]): the same products become `com.microsoft::MatMulNBits` with
-//!   4-bit weights in groups along K (scales f32 or f16, no zero points: symmetric); the
-//!   activations stay f32. Embedding tables become int8 as above.
+//!   4-bit weights in groups along K (asymmetric, with packed zero points; scales f32 or f16),
+//!   as ONNX Runtime's `MatMulNBitsQuantizer` writes them; the activations stay f32. Embedding
+//!   tables become int8 as above.
 //!
 //! Products whose weight is too small to matter, is not finite, or does not have the shapes
 //! above are left in f32 and listed in [`Quantized::skipped`] with the reason.
 
 use crate::{Error, Result};
-use slmtvm_ir::ops::{BinaryOp, Cast, Gather, MatMulInteger, Op, QuantizeLinear, Reduce, ReduceKind, UnaryOp};
+use half::f16;
+use slmtvm_ir::ops::{
+    BinaryOp, Cast, Gather, MatMulInteger, MatMulNBits, Op, QuantizeLinear, Reduce, ReduceKind, UnaryOp,
+};
 use slmtvm_ir::{DType, DataShapeError, Graph, Node, Shape, Tensor, TypeInfo, ValueId};
 use std::collections::BTreeMap;
 
@@ -245,18 +249,20 @@ impl Pass {
     /// Replaces product `node` (`p`); false when it stays f32.
     fn product(&mut self, node: &Node, p: Product, scheme: Scheme, cal: Option<&Calibration>) -> Result<bool> {
         let base = node.name.clone();
+        if let Scheme::Int4 { f16_scales: true, .. } = scheme {
+            // A block's scale is at most 2·max |w| / 15; past f16's largest value it cannot be stored.
+            let max = p.weight(&self.g).iter().fold(0f32, |m, v| m.max(v.abs()));
+            if 2.0 * max / 15.0 > f16::MAX.to_f32() {
+                self.skipped.push((base, "the weights are too large for f16 scales".into()));
+                return Ok(false);
+            }
+        }
         let y = node.outputs[0];
         // With Gemm's C the product goes to a new value and C is added into y.
         let prod = if p.c.is_some() { self.value(&base, "product") } else { y };
         match scheme {
             Scheme::Int8 => self.int8_product(&base, &p, cal, prod)?,
-            Scheme::Int4 { group, f16_scales } => {
-                return Err(Error::NeedsOperator {
-                    node: base,
-                    scheme: format!("int4 (group {group}, f16 scales {f16_scales})"),
-                    op: "MatMulNBits",
-                });
-            }
+            Scheme::Int4 { group, f16_scales } => self.int4_product(&base, &p, group, f16_scales, prod)?,
         }
         if let Some(c) = p.c {
             self.emit(&base, "bias", Op::Binary(BinaryOp::Add), vec![Some(prod), Some(c)], y);
@@ -305,6 +311,64 @@ impl Pass {
             node: base.to_string(),
             form: "int8 per column".into(),
             dims: vec![p.k, p.n],
+        });
+        Ok(())
+    }
+
+    /// `y = x · W` as a `MatMulNBits` of 4-bit weights in blocks of `group` along K (ONNX
+    /// Runtime's layout, so the model is what its `MatMulNBitsQuantizer` writes): asymmetric
+    /// round to nearest per block, the range widened to hold 0 (`scale = (max(hi, 0) −
+    /// min(lo, 0)) / 15`, 1 for an all-zero block, rounded up to an f16 with `f16_scales`;
+    /// `zp = round(−min(lo, 0) / scale)`; `q = clamp(round(w / scale) + zp, 0, 15)`, ties to
+    /// even), so every dequantized weight is within half a step of the f32 one.
+    fn int4_product(&mut self, base: &str, p: &Product, group: usize, f16_scales: bool, y: ValueId) -> Result<()> {
+        let w = p.weight(&self.g);
+        let (k, n) = (p.k, p.n);
+        let nb_op = MatMulNBits { k, n, bits: 4, block_size: group };
+        let (nb, blob, zrow) = (nb_op.blocks(), nb_op.blob(), nb_op.zp_row_bytes());
+        let mut bq = vec![0u8; n * nb * blob];
+        let mut scales = vec![0f32; n * nb];
+        let mut zps = vec![0u8; n * zrow];
+        for c in 0..n {
+            for j in 0..nb {
+                let rows = j * group..((j + 1) * group).min(k);
+                let (lo, hi) =
+                    rows.clone().fold((0f32, 0f32), |(lo, hi), r| (lo.min(w[r * n + c]), hi.max(w[r * n + c])));
+                let mut s = if hi > lo { (hi - lo) / 15.0 } else { 1.0 };
+                if f16_scales {
+                    // Rounded up, so the block's range stays within the 16 levels.
+                    let h = f16::from_f32(s);
+                    s = if h.to_f32() < s { f16::from_bits(h.to_bits() + 1) } else { h }.to_f32();
+                }
+                let z = (-lo / s).round_ties_even().clamp(0.0, 15.0);
+                scales[c * nb + j] = s;
+                zps[c * zrow + j / 2] |= (z as u8) << (4 * (j % 2));
+                for r in rows {
+                    let q = ((w[r * n + c] / s).round_ties_even() + z).clamp(0.0, 15.0) as u8;
+                    let i = r - j * group;
+                    bq[(c * nb + j) * blob + i / 2] |= q << (4 * (i % 2));
+                }
+            }
+        }
+        let tensor = |what: &'static str, r: std::result::Result<Tensor, DataShapeError>| {
+            r.map_err(|source| Error::QuantizedTensor { node: base.to_string(), what, source })
+        };
+        let bq = tensor("weight", Tensor::from_vec(&[n, nb, blob], bq))?;
+        let sc = if f16_scales {
+            Tensor::from_vec(&[n * nb], scales.iter().map(|&v| f16::from_f32(v)).collect())
+        } else {
+            Tensor::from_vec(&[n * nb], scales)
+        };
+        let sc = tensor("scales", sc)?;
+        let zp = tensor("zero points", Tensor::from_vec(&[n * zrow], zps))?;
+        let ins =
+            [self.konst(base, "weight_q4", bq), self.konst(base, "scales", sc), self.konst(base, "zero_points", zp)];
+        let inputs = [Some(p.x)].into_iter().chain(ins.map(Some)).collect();
+        self.emit(base, "q4", Op::MatMulNBits(nb_op), inputs, y);
+        self.weights.push(QuantizedWeight {
+            node: base.to_string(),
+            form: format!("int4 blocks of {group}"),
+            dims: vec![k, n],
         });
         Ok(())
     }
@@ -370,10 +434,6 @@ mod tests {
         let g = product_graph(64, 16, false);
         let int4 = |group| Scheme::Int4 { group, f16_scales: false };
         assert_eq!(quantize(&g, int4(48), None).err(), Some(Error::GroupSize(48)));
-        match quantize(&g, int4(32), None) {
-            Err(Error::NeedsOperator { node, op, .. }) => assert_eq!((node.as_str(), op), ("mm", "MatMulNBits")),
-            r => panic!("int4 on the f32 path: {:?}", r.err()),
-        }
         let sets = crate::Options { sets: Some(vec!["fuse".into(), "nope".into()]), ..crate::Options::default() };
         match crate::optimize(&g, &sets) {
             Err(Error::UnknownRuleSet { given, .. }) => assert_eq!(given, "nope"),
@@ -404,6 +464,48 @@ mod tests {
             let (err, big) =
                 want.iter().zip(&got).fold((0f32, 0f32), |(e, b), (w, g)| (e.max((w - g).abs()), b.max(w.abs())));
             assert!(err > 0.0 && err < 0.02 * big, "max error {err} of {big}");
+        }
+    }
+
+    #[test]
+    fn int4_weights_are_within_half_a_step_and_products_stay_close() {
+        // K = 72: two whole blocks of 32 and a partial one; symbolic rows too; f32 and f16 scales.
+        for (sym, group, f16_scales) in [(false, 32, false), (true, 32, true), (false, 64, false)] {
+            let g = product_graph(72, 24, sym);
+            let q = quantize(&g, Scheme::Int4 { group, f16_scales }, None).unwrap();
+            let node = q.graph.nodes.iter().find(|n| matches!(n.op, Op::MatMulNBits(_))).expect("a MatMulNBits");
+            let Op::MatMulNBits(op) = &node.op else { unreachable!() };
+            assert_eq!((op.k, op.n, op.bits, op.block_size), (72, 24, 4, group));
+            assert!(!q.graph.nodes.iter().any(|n| matches!(n.op, Op::MatMul(_))));
+            assert_eq!(q.graph.ty(q.graph.outputs[0]), g.ty(g.outputs[0]));
+            let konst = |i: usize| &q.graph.consts[&node.inputs[i].unwrap()];
+            let scales = konst(2);
+            assert_eq!(scales.dtype(), if f16_scales { DType::F16 } else { DType::F32 });
+            let deq = op.dequantize(konst(1), scales, Some(konst(3))).unwrap();
+            let w = g.consts.values().next().unwrap().to_f32();
+            let s = scales.to_f32();
+            let nb = op.blocks();
+            for r in 0..72 {
+                for c in 0..24 {
+                    let step = s[c * nb + r / group];
+                    let d = (deq[[r, c]] - w[[r, c]]).abs();
+                    assert!(d <= step * 0.5 * (1.0 + 1e-5), "w[{r},{c}] = {} off by {d} (step {step})", w[[r, c]]);
+                }
+            }
+            // Each output is off by at most Σ_k |x_k| · step_k / 2 (and by something: it is 4-bit).
+            let x = input(3, 72);
+            let want = interp::run(&g, std::slice::from_ref(&x)).unwrap()[0].to_f32();
+            let got = interp::run(&q.graph, std::slice::from_ref(&x)).unwrap()[0].to_f32();
+            let xs = x.to_f32();
+            let mut total = 0f32;
+            for (idx, &y) in got.indexed_iter() {
+                let (b, i, c) = (idx[0], idx[1], idx[2]);
+                let bound: f32 = (0..72).map(|r| xs[[b, i, r]].abs() * s[c * nb + r / group] * 0.5).sum();
+                let d = (y - want[&idx]).abs();
+                total += d;
+                assert!(d <= bound * 1.001 + 1e-4, "y[{idx:?}] off by {d}, bound {bound}");
+            }
+            assert!(total > 0.0);
         }
     }
 
