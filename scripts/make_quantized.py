@@ -11,6 +11,10 @@ SRC_DIR holds model.onnx and inputs/*.npy (as scripts/make_minilm.py writes them
   q4    MatMulNBitsQuantizer(block_size=32, asymmetric): com.microsoft::MatMulNBits with
         4-bit weights, f32 scales and packed 4-bit zero points
   q4s   the same, block_size=128 and symmetric (no zero points)
+  qop   quantize_static(quant_format=QOperator, per_channel=True): QLinearMatMul (per-column
+        int8 weights), com.microsoft QLinearAdd, QLinearMul, QLinearSoftmax, with uint8
+        activation scales calibrated (MinMax) on the recorded inputs and 7 variants of them
+        with random token ids (seeded)
 Writes OUT_DIR/model.onnx, OUT_DIR/inputs/*.npy (copies of SRC_DIR's) and OUT_DIR/ort/NAME.npy
 (ONNX Runtime's outputs, one thread, all graph optimizations off so that it computes the
 graph as written).
@@ -25,7 +29,41 @@ import onnx
 import onnxruntime as ort
 
 
+def calibration(src_dir):
+    """The recorded inputs, then 7 copies with random input_ids (same shapes, seeded)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    base = {f[:-4]: np.load(os.path.join(src_dir, "inputs", f)) for f in os.listdir(os.path.join(src_dir, "inputs"))}
+    rng = np.random.default_rng(7)
+    sets = [base]
+    for _ in range(7):
+        d = dict(base)
+        if "input_ids" in d:
+            d["input_ids"] = rng.integers(0, 1000, d["input_ids"].shape).astype(d["input_ids"].dtype)
+        sets.append(d)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(sets)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    return Reader()
+
+
 def quantize(src, out, kind):
+    if kind == "qop":
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+        m = onnx.load(src)
+        m.ir_version = min(m.ir_version, 10)  # ONNX Runtime's calibration session refuses newer ones
+        tmp = out + ".f32.onnx"
+        onnx.save(m, tmp)
+        quantize_static(tmp, out, calibration(os.path.dirname(src)), quant_format=QuantFormat.QOperator,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        os.remove(tmp)
+        return
     if kind == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -63,6 +101,6 @@ def main(src_dir, out_dir, kind):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[3] not in ("int8", "q4", "q4s"):
+    if len(sys.argv) != 4 or sys.argv[3] not in ("int8", "q4", "q4s", "qop"):
         sys.exit(__doc__)
     main(*sys.argv[1:])

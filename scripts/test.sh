@@ -47,10 +47,13 @@ echo "== recording ONNX Runtime's greedy continuations of random prompts on it"
 echo "== writing the dynamic-axes decoders with positions computed from the mask into .cache/mask_positions"
 [ -f .cache/mask_positions/llama_tiny_dynamo/len20/expected/logits.npy ] || python3 scripts/make_mask_positions.py .cache/mask_positions
 
-echo "== quantizing the MiniLM-class encoder with ONNX Runtime's tools into .cache/minilm_{int8,q4,q4s}"
-for kind in int8 q4 q4s; do
+echo "== quantizing the MiniLM-class encoder with ONNX Runtime's tools into .cache/minilm_{int8,q4,q4s,qop}"
+for kind in int8 q4 q4s qop; do
     [ -f .cache/minilm_$kind/ort/last_hidden_state.npy ] || python3 scripts/make_quantized.py .cache/minilm .cache/minilm_$kind $kind
 done
+
+echo "== writing one model per QOperator-form operator case with ONNX Runtime's outputs into .cache/qlinear"
+[ -f .cache/qlinear/qlinearsoftmax_u8/ort/y.npy ] || python3 scripts/make_qlinear.py .cache/qlinear
 
 echo "== cargo test --workspace"
 log=$(mktemp)

@@ -39,41 +39,59 @@ fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
     d / w.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
-#[test]
-fn minilm_int8_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
+/// Runs the quantized form `.cache/NAME` on the interpreter and compiled for x86_64 and
+/// aarch64 (natively or under qemu-user), and checks each run is as close to the f32 model as
+/// ONNX Runtime's recorded run of it: cosine at least its minus 0.001, relative L2 at most
+/// 1.1× its.
+fn as_close_to_f32_as_onnx_runtime(name: &str) {
     let (g32, inputs) = cached_model("minilm");
     let f32_out = interp::run(&g32, &inputs).unwrap().remove(0);
-    let (g8, inputs8) = cached_model("minilm_int8");
-    assert_eq!(inputs8.len(), inputs.len());
-    let ort_file = cached_model_path("minilm_int8").with_file_name("ort").join("last_hidden_state.npy");
+    let (gq, inputs_q) = cached_model(name);
+    assert_eq!(inputs_q.len(), inputs.len());
+    let ort_file = cached_model_path(name).with_file_name("ort").join("last_hidden_state.npy");
     let ort = slmtvm_frontend::npy::read_npy(&ort_file).unwrap_or_else(|e| panic!("{}: {e}", ort_file.display()));
     assert_eq!(ort.shape(), f32_out.shape());
     let (ort_cos, ort_err) = (cosine(&ort, &f32_out), rel_l2(&ort, &f32_out));
-    eprintln!("onnxruntime int8 against f32: cosine {ort_cos:.6}, relative L2 {ort_err:.4e}");
-    assert!(ort_cos > 0.9 && ort_err < 0.5, "ONNX Runtime's int8 run is no quantization of this f32 model");
+    eprintln!("{name}: onnxruntime against f32: cosine {ort_cos:.6}, relative L2 {ort_err:.4e}");
+    assert!(ort_cos > 0.9 && ort_err < 0.5, "ONNX Runtime's run of {name} is no quantization of this f32 model");
 
-    let mut runs = vec![("interpreter".to_string(), interp::run(&g8, &inputs8).unwrap().remove(0))];
+    let mut runs = vec![("interpreter".to_string(), interp::run(&gq, &inputs_q).unwrap().remove(0))];
     // The baseline x86_64 and aarch64 presets (natively or under qemu-user, as this host can).
     let presets: Vec<_> =
         runnable_presets().into_iter().filter(|t| ["x86_64", "aarch64"].contains(&t.name())).collect();
     assert!(!presets.is_empty(), "neither x86_64 nor aarch64 can run here");
     for t in presets {
         let preset = t.name().to_string();
-        let out = target_dir().join("slmtvm-cross").join(format!("minilm-int8-{preset}-{}", std::process::id()));
-        let res = run_batch(&t, &[Job { graph: &g8, data: vec![inputs8.clone()] }], &out);
+        let out = target_dir().join("slmtvm-cross").join(format!("{name}-{preset}-{}", std::process::id()));
+        let res = run_batch(&t, &[Job { graph: &gq, data: vec![inputs_q.clone()] }], &out);
         let got = res[0][0].as_ref().unwrap_or_else(|e| panic!("{preset}: {e}"));
         runs.push((preset.clone(), got[0].clone()));
         let _ = std::fs::remove_dir_all(&out);
     }
-    for (name, got) in &runs {
+    for (run, got) in &runs {
         let (c, e) = (cosine(got, &f32_out), rel_l2(got, &f32_out));
         eprintln!(
-            "{name} int8 against f32: cosine {c:.6}, relative L2 {e:.4e}; against onnxruntime int8: relative L2 {:.4e}",
+            "{name}: {run} against f32: cosine {c:.6}, relative L2 {e:.4e}; against onnxruntime: relative L2 {:.4e}",
             rel_l2(got, &ort)
         );
-        assert!(c >= ort_cos - 1e-3, "{name}: cosine to f32 {c} is below onnxruntime's {ort_cos} - 0.001");
-        assert!(e <= 1.1 * ort_err, "{name}: relative L2 to f32 {e} is above 1.1 x onnxruntime's {ort_err}");
+        assert!(c >= ort_cos - 1e-3, "{name}: {run}: cosine to f32 {c} is below onnxruntime's {ort_cos} - 0.001");
+        assert!(e <= 1.1 * ort_err, "{name}: {run}: relative L2 to f32 {e} is above 1.1 x onnxruntime's {ort_err}");
     }
+}
+
+#[test]
+fn minilm_int8_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
+    as_close_to_f32_as_onnx_runtime("minilm_int8");
+}
+
+#[test]
+fn minilm_qoperator_form_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
+    let (g, _) = cached_model("minilm_qop");
+    // QLinearMatMul, QLinearAdd, QLinearMul and QLinearSoftmax decompose at import: no
+    // QOperator node is left, and the products are integer ones.
+    let products = g.nodes.iter().filter(|n| matches!(n.op, slmtvm_ir::Op::MatMulInteger(_))).count();
+    assert!(products >= 6 * 6, "only {products} MatMulInteger nodes");
+    as_close_to_f32_as_onnx_runtime("minilm_qop");
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod attr;
 pub mod build;
 mod gather_nd;
 pub mod ops;
+mod qlinear;
 mod rms_norm;
 mod rotary;
 mod subgraph;

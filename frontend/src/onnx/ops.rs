@@ -4,6 +4,7 @@
 use super::Importer;
 use super::attr::Attrs;
 use super::proto::NodeProto;
+use super::qlinear;
 use crate::{Error, Result};
 use slmtvm_ir::ops::*;
 use slmtvm_ir::{DType, Op, Scalar, Tensor, ValueId};
@@ -75,6 +76,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("Not", &[1]),
     ("Or", &[1, 7]),
     ("Pow", &[1, 7, 12, 13, 15]),
+    ("QLinearMatMul", &[10, 21]),
     ("QuantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
     ("Range", &[11, 27]),
     ("Reciprocal", &[1, 6, 13]),
@@ -113,7 +115,17 @@ fn version_in_force(op: &str, opset: i64) -> Option<i64> {
 
 /// The operators of ONNX Runtime's `com.microsoft` domain that are imported, with the
 /// versions of their definitions (every one of them is imported).
-pub const MICROSOFT_VERSIONS: &[(&str, &[i64])] = &[("MatMulNBits", &[1])];
+pub const MICROSOFT_VERSIONS: &[(&str, &[i64])] = &[
+    ("MatMulNBits", &[1]),
+    ("QGemm", &[1]),
+    ("QLinearAdd", &[1]),
+    ("QLinearConcat", &[1]),
+    ("QLinearGlobalAveragePool", &[1]),
+    ("QLinearLeakyRelu", &[1]),
+    ("QLinearMul", &[1]),
+    ("QLinearSigmoid", &[1]),
+    ("QLinearSoftmax", &[1]),
+];
 
 /// True when `op_type` in `domain` is supported.
 pub fn is_supported(domain: &str, op_type: &str) -> bool {
@@ -222,6 +234,7 @@ pub(crate) fn map_node(
         "MatMul" => op(Op::MatMul(MatMul {}), ins),
         "Gemm" => gemm(a, ins),
         "MatMulInteger" => op(Op::MatMulInteger(MatMulInteger {}), ins),
+        "QLinearMatMul" => Ok(Lowered::Expanded(super::qlinear::qlinear_matmul, ins)),
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceL2" => reduce(imp, name, ty, opset, a, ins),
         "Softmax" => op(Op::Softmax(Softmax { axis: a.int_or("axis", -1)? }), ins),
         "LayerNormalization" => layer_norm(a, name, ins),
@@ -310,6 +323,14 @@ fn map_microsoft(name: &str, ty: &str, a: &Attrs, ins: Vec<Option<ValueId>>) -> 
             let _ = a.int("accuracy_level")?;
             op(Op::MatMulNBits(nb), ins)
         }
+        "QGemm" => Ok(Lowered::Expanded(qlinear::qgemm, ins)),
+        "QLinearAdd" => Ok(Lowered::Expanded(qlinear::qlinear_add, ins)),
+        "QLinearMul" => Ok(Lowered::Expanded(qlinear::qlinear_mul, ins)),
+        "QLinearSoftmax" => Ok(Lowered::Expanded(qlinear::qlinear_softmax, ins)),
+        "QLinearConcat" => Ok(Lowered::Expanded(qlinear::qlinear_concat, ins)),
+        "QLinearSigmoid" => Ok(Lowered::Expanded(qlinear::qlinear_sigmoid, ins)),
+        "QLinearLeakyRelu" => Ok(Lowered::Expanded(qlinear::qlinear_leaky_relu, ins)),
+        "QLinearGlobalAveragePool" => Ok(Lowered::Expanded(qlinear::qlinear_global_average_pool, ins)),
         _ => Err(Error::UnsupportedOp { node: name.into(), op: ty.into(), domain: "com.microsoft".into(), opset: 1 }),
     }
 }
