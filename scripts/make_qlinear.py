@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes one small model per QOperator-form operator case (ONNX QLinearMatMul and ONNX
-Runtime's com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearSoftmax, QLinearConcat,
+"""Writes one small model per QOperator-form operator case (ONNX QLinearMatMul, QLinearConv
+and ONNX Runtime's com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearSoftmax, QLinearConcat,
 QLinearSigmoid, QLinearLeakyRelu, QLinearGlobalAveragePool) with random inputs and ONNX
 Runtime's outputs, for tests/tests/qlinear.rs:
 
@@ -95,6 +95,19 @@ def cases():
     c.node("QLinearMatMul", [c.input("a", i8(5, 50)), c.const("as", f(0.03)), c.const("az", np.int8(-3)),
                              c.const("b", i8(50, 11)), c.const("bs", f(0.01)), c.const("bz", np.int8(0)),
                              c.const("ys", f(0.9)), c.const("yz", np.int8(5))])
+    yield c
+    # QLinearConv: per-output-channel int8 weights, int32 bias, pads and strides; depthwise.
+    c = Case("qlinearconv_u8s8_per_channel_bias")
+    c.node("QLinearConv", [c.input("x", u8(2, 3, 9, 8)), c.const("xs", f(0.02)), c.const("xz", np.uint8(120)),
+                           c.const("w", i8(5, 3, 3, 3, lo=-64, hi=64)), c.const("ws", f(rng.uniform(0.005, 0.02, 5))),
+                           c.const("wz", np.zeros(5, np.int8)), c.const("ys", f(0.05)), c.const("yz", np.uint8(100)),
+                           c.const("b", rng.integers(-2000, 2000, 5).astype(np.int32))],
+           pads=[1, 1, 0, 2], strides=[2, 1])
+    yield c
+    c = Case("qlinearconv_u8u8_depthwise")
+    c.node("QLinearConv", [c.input("x", u8(1, 4, 7, 7)), c.const("xs", f(0.03)), c.const("xz", np.uint8(128)),
+                           c.const("w", u8(4, 1, 3, 3)), c.const("ws", f(0.01)), c.const("wz", np.uint8(128)),
+                           c.const("ys", f(0.02)), c.const("yz", np.uint8(128))], group=4, pads=[1, 1, 1, 1])
     yield c
     # QGemm: transB, int32 bias, alpha, u8 output.
     c = Case("qgemm_transb_bias")

@@ -2,9 +2,10 @@
 //! interpreter: 1-D, 2-D and 3-D, groups (depthwise too), strides, dilations, asymmetric pads,
 //! every auto_pad mode, with and without bias, odd sizes (vector tails), windows partly or
 //! entirely on the padding; pools with ceil_mode, count_include_pad, dilations, NaN inputs, and
-//! f16, i8 and u8 inputs.
+//! f16, i8 and u8 inputs; ConvInteger on the same geometries (u8/i8 operands, zero points per
+//! tensor and per output channel), bit-exact.
 
-use slmtvm_ir::ops::{AutoPad, Conv, Pool, PoolKind};
+use slmtvm_ir::ops::{AutoPad, Conv, ConvInteger, Pool, PoolKind};
 use slmtvm_ir::{DType, Op, Tensor};
 use slmtvm_tests::Lcg;
 use slmtvm_tests::cross::Build;
@@ -118,6 +119,48 @@ fn conv_f32_with_weights_as_inputs() {
 #[test]
 fn conv_f16() {
     build_convs("conv_f16", DType::F16, false).check(2e-3, 2e-3);
+}
+
+/// A random i8 or u8 tensor over the type's whole range.
+fn rand_q8(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    let v = rand(seed, shape.iter().product(), 0.0, 256.0);
+    match dtype {
+        DType::I8 => Tensor::from_vec(shape, v.iter().map(|x| (*x as i32 - 128) as i8).collect()).unwrap(),
+        _ => Tensor::from_vec(shape, v.iter().map(|x| *x as u8).collect()).unwrap(),
+    }
+}
+
+/// Every convolution case as ConvInteger of `x` by `w` (run-time inputs or constant weights):
+/// without zero points, with per-tensor ones, and with one per output channel for w.
+fn build_conv_integers(name: &str, x_dt: DType, w_dt: DType, weights_as_inputs: bool) -> Build {
+    let mut b = Build::new(name, 2);
+    for (k, c) in conv_cases().into_iter().enumerate() {
+        let Op::Conv(conv) = c.op else { unreachable!("conv_cases are Conv") };
+        let seed = 300 + 100 * k as u64;
+        let x = b.input(vec![rand_q8(&c.x, x_dt, seed), rand_q8(&c.x, x_dt, seed + 1)]);
+        let wt = rand_q8(&c.w, w_dt, seed + 2);
+        let w = if weights_as_inputs { b.input(vec![wt]) } else { b.cst(wt) };
+        let (xz, wz) = match k % 3 {
+            0 => (None, None),
+            1 => (Some(rand_q8(&[], x_dt, seed + 3)), Some(rand_q8(&[1], w_dt, seed + 4))),
+            _ => (Some(rand_q8(&[1], x_dt, seed + 3)), Some(rand_q8(&c.w[..1], w_dt, seed + 4))),
+        };
+        let xz = xz.map(|t| b.cst(t));
+        let wz = wz.map(|t| b.cst(t));
+        b.node(Op::ConvInteger(ConvInteger { conv }), vec![Some(x), Some(w), xz, wz], 1);
+    }
+    b
+}
+
+#[test]
+fn conv_integer_u8_by_i8_is_exact() {
+    build_conv_integers("convint_u8i8", DType::U8, DType::I8, false).check(0.0, 0.0);
+}
+
+#[test]
+fn conv_integer_i8_by_u8_and_u8_by_u8_with_weights_as_inputs_are_exact() {
+    build_conv_integers("convint_i8u8", DType::I8, DType::U8, true).check(0.0, 0.0);
+    build_conv_integers("convint_u8u8", DType::U8, DType::U8, true).check(0.0, 0.0);
 }
 
 fn pool(kind: PoolKind, k: &[usize], s: &[usize], d: &[usize], pads: &[usize], auto_pad: AutoPad, ceil: bool) -> Pool {

@@ -1,7 +1,7 @@
 //! The QOperator form of quantized models, against ONNX Runtime.
 //!
 //! `scripts/make_qlinear.py` writes one small model per operator case into `.cache/qlinear/`
-//! (QLinearMatMul; `com.microsoft` QGemm, QLinearAdd, QLinearMul, QLinearSoftmax,
+//! (QLinearMatMul, QLinearConv; `com.microsoft` QGemm, QLinearAdd, QLinearMul, QLinearSoftmax,
 //! QLinearConcat, QLinearSigmoid, QLinearLeakyRelu, QLinearGlobalAveragePool; u8 and i8,
 //! broadcasting, per-column weights, biases, transposes, float output) with ONNX Runtime's
 //! outputs on random inputs (the test set-up does this). The interpreter must give ONNX
@@ -28,7 +28,7 @@ fn cases() -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names.len() >= 15, "only {} cases in {}", names.len(), dir.display());
+    assert!(names.len() >= 17, "only {} cases in {}", names.len(), dir.display());
     names
 }
 

@@ -10,9 +10,10 @@
 //! Conv computes 4 output channels at a time, so each input load (a gather of 4 when the row
 //! is strided) feeds 4 accumulators; pooling takes vector steps on stride-1 rows only.
 //!
-//! Floats (f32, f16) compute in f32; MaxPool on i8/u8 compares integers. Max pooling skips
-//! padding and NaN and gives the dtype's lowest value for a window with no input tap; average
-//! pooling sums the taps in kernel order (as the interpreter does) and divides by the taps on
+//! Floats (f32, f16) compute in f32; ConvInteger (i8/u8 operands less their zero points)
+//! accumulates exactly in i32, four output positions per `I32X4` on stride-1 rows; MaxPool on
+//! i8/u8 compares integers. Max pooling skips padding and NaN and gives the dtype's lowest
+//! value for a window with no input tap; average pooling sums the taps in kernel order (as the interpreter does) and divides by the taps on
 //! the input, plus the padded ones with `count_include_pad` (never those past the end padding).
 
 use super::NodeCtx;
@@ -21,7 +22,7 @@ use crate::emit::{Kb, lane_flags};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 use slmtvm_ir::ops::conv::{WindowAttrs, axis_window};
-use slmtvm_ir::ops::{Conv, Pool, PoolKind};
+use slmtvm_ir::ops::{Conv, ConvInteger, Pool, PoolKind};
 use slmtvm_ir::{DType, Op};
 
 /// The geometry of one spatial axis, in elements.
@@ -308,6 +309,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     }
     match &cx.node.op {
         Op::Conv(c) => conv(kb, cx, c),
+        Op::ConvInteger(c) => conv_integer(kb, cx, c),
         Op::Pool(p) => pool(kb, cx, p),
         _ => Err(cx.unsupported("not a convolution or pooling operator")),
     }
@@ -338,12 +340,58 @@ fn gather4(kb: &mut Kb, base: Value, index: Value, stride: i64) -> Value {
 const MB: i64 = 4;
 
 /// `y[n, m, o...] = b[m] + Σ_{c in group, taps} x[n, c, o·s + k·d − p...] · w[m, c, k...]`.
+/// The arithmetic of a convolution kernel: floats (f32 or f16 storage, f32 compute; Conv) or
+/// integers (ConvInteger: i8/u8 operands less their zero points, exact `i32` accumulators).
+#[derive(Clone, Copy)]
+enum Arith {
+    Float(DType),
+    /// With x's zero point (an `I32`, loaded once).
+    Int {
+        x: DType,
+        w: DType,
+        x_zp: Value,
+    },
+}
+
+/// `x`'s zero point of a ConvInteger (input 2) as an `I32`, 0 when absent.
+fn x_zero_point(kb: &mut Kb, cx: &NodeCtx, x: DType) -> Value {
+    match cx.in_ptr_opt(2) {
+        Some(p) => {
+            let z = kb.load_elem(x, p);
+            kb.b.ins().ireduce(types::I32, z)
+        }
+        None => kb.b.ins().iconst(types::I32, 0),
+    }
+}
+
+/// Element `idx` of the i8/u8 tensor at `base` as an `I32`, less `zp`.
+fn centered(kb: &mut Kb, dtype: DType, base: Value, idx: Value, zp: Value) -> Value {
+    let a = kb.addr(base, idx, 1);
+    let v = kb.load_elem(dtype, a);
+    let v = kb.b.ins().ireduce(types::I32, v);
+    kb.b.ins().isub(v, zp)
+}
+
+fn conv_integer(kb: &mut Kb, cx: &NodeCtx, c: &ConvInteger) -> Result<()> {
+    let (x, w) = (cx.in_dtype(0)?, cx.in_dtype(1)?);
+    if !matches!(x, DType::I8 | DType::U8) || !matches!(w, DType::I8 | DType::U8) || cx.out_dtype(0) != DType::I32 {
+        return Err(cx.unsupported(format!("ConvInteger of {x} by {w}")));
+    }
+    let x_zp = x_zero_point(kb, cx, x);
+    conv_with(kb, cx, &c.conv, Arith::Int { x, w, x_zp })
+}
+
 fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
-    let (xd, wd, yd) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.out_dims(0)?);
     let dt = cx.in_dtype(0)?;
     if !dt.is_float() || cx.in_dtype(1)? != dt || cx.out_dtype(0) != dt {
         return Err(cx.unsupported(format!("dtype {dt}")));
     }
+    conv_with(kb, cx, c, Arith::Float(dt))
+}
+
+/// The direct convolution of [`conv`] and [`conv_integer`].
+fn conv_with(kb: &mut Kb, cx: &NodeCtx, c: &Conv, arith: Arith) -> Result<()> {
+    let (xd, wd, yd) = (cx.in_dims(0)?, cx.in_dims(1)?, cx.out_dims(0)?);
     if xd.len() < 3 || wd.len() != xd.len() || yd.len() != xd.len() || c.group == 0 {
         return Err(cx.error("inconsistent shapes"));
     }
@@ -361,11 +409,36 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
     let out_len: i64 = geo.iter().map(|a| a.o).product();
     let k_len: i64 = geo.iter().map(|a| a.k).product();
     let (xp, wp, yp) = (cx.in_ptr(0)?, cx.in_ptr(1)?, cx.out_ptr(0));
-    let bp = cx.in_ptr_opt(2);
-    // Vector steps along the innermost axis; a strided one gathers its 4 inputs, then shares
-    // them among the block's output channels.
+    // Conv's bias; ConvInteger's zero points (x's per tensor, w's per tensor or per output
+    // channel), x's loaded once.
+    let (bp, w_zp) = match arith {
+        Arith::Float(_) => (cx.in_ptr_opt(2), None),
+        Arith::Int { .. } => {
+            let per_channel = cx.in_id(3).is_some_and(|z| cx.g.ty(z).shape.numel() != Some(1));
+            (None, cx.in_ptr_opt(3).map(|p| (p, per_channel)))
+        }
+    };
+    // Vector steps along the innermost axis; a strided one gathers its 4 inputs (floats),
+    // then shares them among the block's output channels.
     let xs = geo.last().map_or(1, |a| a.s);
-    let vector = kb.caps.vector && dt == DType::F32 && xs <= 1 << 20;
+    let vector = kb.caps.vector
+        && match arith {
+            Arith::Float(dt) => dt == DType::F32 && xs <= 1 << 20,
+            Arith::Int { .. } => xs == 1,
+        };
+    let x_zp4 = match arith {
+        Arith::Int { x_zp, .. } if vector => Some(kb.b.ins().splat(types::I32X4, x_zp)),
+        _ => None,
+    };
+    // A per-tensor w zero point, loaded once (a per-channel one is loaded per block).
+    let w_zp_tensor = match (arith, w_zp) {
+        (Arith::Int { w, .. }, Some((p, false))) => {
+            let z = kb.load_elem(w, p);
+            Some(kb.b.ins().ireduce(types::I32, z))
+        }
+        (Arith::Int { .. }, None) => Some(kb.b.ins().iconst(types::I32, 0)),
+        _ => None,
+    };
     // Output channels in blocks of up to MB: each input load feeds MB accumulators.
     let (full, rem) = (mg / MB, mg % MB);
     kb.nest(&[n as usize, g as usize], &mut |kb, idx| {
@@ -380,17 +453,36 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
             let plane = kb.b.ins().iadd(nm, m0);
             let y0 = kb.b.ins().imul_imm_s(plane, out_len);
             let bias: Vec<Value> = (0..nb)
-                .map(|j| match bp {
-                    Some(bp) => {
+                .map(|j| match (arith, bp) {
+                    (Arith::Float(dt), Some(bp)) => {
                         let mj = kb.b.ins().iadd_imm_s(m0, j as i64);
                         let a = kb.addr(bp, mj, dt.size());
                         kb.load_elem(dt, a)
                     }
-                    None => kb.fconst(0.0, 1),
+                    (Arith::Float(_), None) => kb.fconst(0.0, 1),
+                    (Arith::Int { .. }, _) => kb.b.ins().iconst(types::I32, 0),
+                })
+                .collect();
+            // w's zero point of each of the block's output channels.
+            let w_zps: Vec<Value> = (0..nb)
+                .filter_map(|j| match (arith, w_zp, w_zp_tensor) {
+                    (_, _, Some(z)) => Some(z),
+                    (Arith::Int { w, .. }, Some((p, true)), None) => {
+                        let mj = kb.b.ins().iadd_imm_s(m0, j as i64);
+                        let a = kb.addr(p, mj, 1);
+                        let z = kb.load_elem(w, a);
+                        Some(kb.b.ins().ireduce(types::I32, z))
+                    }
+                    _ => None,
                 })
                 .collect();
             walk_points(kb, &geo, vector, &mut |kb, p| {
-                let ty = if p.lanes == 4 { types::F32X4 } else { types::F32 };
+                let ty = match (arith, p.lanes) {
+                    (Arith::Float(_), 4) => types::F32X4,
+                    (Arith::Float(_), _) => types::F32,
+                    (Arith::Int { .. }, 4) => types::I32X4,
+                    (Arith::Int { .. }, _) => types::I32,
+                };
                 let acc: Vec<_> = bias
                     .iter()
                     .map(|&b| {
@@ -407,19 +499,33 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
                     let mc = kb.b.ins().iadd(mc, ci);
                     let k0 = kb.b.ins().imul_imm_s(mc, k_len);
                     walk_taps(kb, &geo, p, x0, k0, &mut |kb, xi, ki| {
-                        let xv = if p.lanes == 4 && xs != 1 {
-                            gather4(kb, xp, xi, xs)
-                        } else {
-                            kb.load_lanes(dt, xp, xi, p.lanes)
+                        let xv = match (arith, p.lanes, x_zp4) {
+                            (Arith::Float(_), 4, _) if xs != 1 => gather4(kb, xp, xi, xs),
+                            (Arith::Float(dt), lanes, _) => kb.load_lanes(dt, xp, xi, lanes),
+                            (Arith::Int { x, .. }, 4, Some(z4)) => {
+                                let a = kb.addr(xp, xi, 1);
+                                let v = super::quant::load4_int(kb, x, a);
+                                kb.b.ins().isub(v, z4)
+                            }
+                            (Arith::Int { x, x_zp, .. }, ..) => centered(kb, x, xp, xi, x_zp),
                         };
                         for (j, &v) in acc.iter().enumerate() {
                             let kj = kb.b.ins().iadd_imm_s(ki, j as i64 * cg * k_len);
-                            let mut wv = kb.load_lanes(dt, wp, kj, 1);
+                            let mut wv = match arith {
+                                Arith::Float(dt) => kb.load_lanes(dt, wp, kj, 1),
+                                Arith::Int { w, .. } => centered(kb, w, wp, kj, w_zps[j]),
+                            };
                             if p.lanes == 4 {
                                 wv = kb.b.ins().splat(ty, wv);
                             }
                             let a = kb.b.use_var(v);
-                            let a = kb.mul_add(wv, xv, a);
+                            let a = match arith {
+                                Arith::Float(_) => kb.mul_add(wv, xv, a),
+                                Arith::Int { .. } => {
+                                    let m = kb.b.ins().imul(wv, xv);
+                                    kb.b.ins().iadd(a, m)
+                                }
+                            };
                             kb.b.def_var(v, a);
                         }
                     });
@@ -434,7 +540,13 @@ fn conv(kb: &mut Kb, cx: &NodeCtx, c: &Conv) -> Result<()> {
                     let a = kb.b.use_var(v);
                     let yi = kb.b.ins().iadd(y0, p.out);
                     let yi = kb.b.ins().iadd_imm_s(yi, j as i64 * out_len);
-                    kb.store_lanes(dt, yp, yi, a, p.lanes);
+                    match arith {
+                        Arith::Float(dt) => kb.store_lanes(dt, yp, yi, a, p.lanes),
+                        Arith::Int { .. } => {
+                            let addr = kb.addr(yp, yi, 4);
+                            kb.store(a, addr, 0);
+                        }
+                    }
                 }
             });
         };

@@ -10,7 +10,7 @@
 //! | [`nbits`] | MatMulNBits (4-bit block-quantized weights) |
 //! | [`attention`] | Attention (fused scaled dot-product attention) |
 //! | [`dense`] | Dense (matrix product + bias + activation), FusedMlp (gated MLP) |
-//! | [`conv`] | Conv, MaxPool/AveragePool |
+//! | [`conv`] | Conv, ConvInteger, MaxPool/AveragePool |
 //! | [`scan`] | CumSum |
 //! | [`quant`] | QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear |
 //!
@@ -328,7 +328,7 @@ pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[V
         | Op::RmsNorm(_)
         | Op::BatchNorm(_)
         | Op::GlobalAveragePool(_) => reduce::emit(kb, &cx),
-        Op::Conv(_) | Op::Pool(_) => conv::emit(kb, &cx),
+        Op::Conv(_) | Op::ConvInteger(_) | Op::Pool(_) => conv::emit(kb, &cx),
         Op::CumSum(_) => scan::emit(kb, &cx),
         Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::DynamicQuantizeLinear(_) => quant::emit(kb, &cx),
         Op::Reshape(_)

@@ -280,7 +280,7 @@ fn param_i32x4(kb: &mut Kb, dtype: DType, addr: Value, splat: bool) -> Value {
 }
 
 /// Four consecutive i8/u8/i32 elements at `addr` as an `I32X4`.
-fn load4_int(kb: &mut Kb, dtype: DType, addr: Value) -> Value {
+pub(super) fn load4_int(kb: &mut Kb, dtype: DType, addr: Value) -> Value {
     if dtype == DType::I32 {
         return kb.load(types::I32X4, addr, 0);
     }

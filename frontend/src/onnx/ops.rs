@@ -39,6 +39,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("Constant", &[1, 9, 11, 12, 13, 19, 21, 23, 24, 25]),
     ("ConstantOfShape", &[9, 20, 21, 23, 24, 25]),
     ("Conv", &[1, 11, 22]),
+    ("ConvInteger", &[10]),
     ("Cos", &[7, 22]),
     ("CumSum", &[11, 14]),
     ("DequantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
@@ -76,6 +77,7 @@ pub const SINCE_VERSIONS: &[(&str, &[i64])] = &[
     ("Not", &[1]),
     ("Or", &[1, 7]),
     ("Pow", &[1, 7, 12, 13, 15]),
+    ("QLinearConv", &[10]),
     ("QLinearMatMul", &[10, 21]),
     ("QuantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
     ("Range", &[11, 27]),
@@ -234,12 +236,14 @@ pub(crate) fn map_node(
         "MatMul" => op(Op::MatMul(MatMul {}), ins),
         "Gemm" => gemm(a, ins),
         "MatMulInteger" => op(Op::MatMulInteger(MatMulInteger {}), ins),
-        "QLinearMatMul" => Ok(Lowered::Expanded(super::qlinear::qlinear_matmul, ins)),
+        "QLinearMatMul" => Ok(Lowered::Expanded(qlinear::qlinear_matmul, ins)),
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceL2" => reduce(imp, name, ty, opset, a, ins),
         "Softmax" => op(Op::Softmax(Softmax { axis: a.int_or("axis", -1)? }), ins),
         "LayerNormalization" => layer_norm(a, name, ins),
         "BatchNormalization" => batch_norm(a, name, ins),
-        "Conv" => conv(a, name, ins),
+        "Conv" => op(Op::Conv(conv_attrs(a, name)?), ins),
+        "ConvInteger" => op(Op::ConvInteger(ConvInteger { conv: conv_attrs(a, name)? }), ins),
+        "QLinearConv" => Ok(Lowered::Expanded(qlinear::qlinear_conv, ins)),
         "MaxPool" | "AveragePool" => pool(n, name, ty, a, ins),
         "GlobalAveragePool" => op(Op::GlobalAveragePool(GlobalAveragePool {}), ins),
         "QuantizeLinear" => quantize_linear(imp, name, a, ins),
@@ -468,22 +472,20 @@ fn batch_norm(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowere
 // Convolution and pooling.
 
 /// `Conv` with a positive `group`.
-fn conv(a: &Attrs, name: &str, ins: Vec<Option<ValueId>>) -> Result<Lowered> {
-    op(
-        Op::Conv(Conv {
-            group: usize::try_from(a.int_or("group", 1)?).ok().filter(|&g| g > 0).ok_or_else(|| Error::Attribute {
-                node: name.into(),
-                attr: "group".into(),
-                msg: "must be positive".into(),
-            })?,
-            kernel_shape: a.usizes("kernel_shape")?,
-            strides: a.usizes("strides")?,
-            dilations: a.usizes("dilations")?,
-            pads: a.usizes("pads")?,
-            auto_pad: auto_pad(a).map_err(|e| with_node(e, name))?,
-        }),
-        ins,
-    )
+/// The attributes of `Conv`, `ConvInteger` and `QLinearConv`.
+pub(crate) fn conv_attrs(a: &Attrs, name: &str) -> Result<Conv> {
+    Ok(Conv {
+        group: usize::try_from(a.int_or("group", 1)?).ok().filter(|&g| g > 0).ok_or_else(|| Error::Attribute {
+            node: name.into(),
+            attr: "group".into(),
+            msg: "must be positive".into(),
+        })?,
+        kernel_shape: a.usizes("kernel_shape")?,
+        strides: a.usizes("strides")?,
+        dilations: a.usizes("dilations")?,
+        pads: a.usizes("pads")?,
+        auto_pad: auto_pad(a).map_err(|e| with_node(e, name))?,
+    })
 }
 
 /// `MaxPool` or `AveragePool` (`ty`); MaxPool without `storage_order` 1 or its Indices output.

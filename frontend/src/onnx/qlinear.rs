@@ -1,4 +1,4 @@
-//! The QOperator form of quantized models: ONNX `QLinearMatMul` and ONNX Runtime's
+//! The QOperator form of quantized models: ONNX `QLinearMatMul`, `QLinearConv` and ONNX Runtime's
 //! `com.microsoft` `QGemm`, `QLinearAdd`, `QLinearMul`, `QLinearSoftmax`, `QLinearConcat`,
 //! `QLinearSigmoid`, `QLinearLeakyRelu` and `QLinearGlobalAveragePool` (what
 //! `onnxruntime.quantization.quantize_static(quant_format=QOperator)` writes).
@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! QLinearMatMul  y = Q(f32(MatMulInteger(a, b, a_zp, b_zp)) · ((a_scale·b_scale)/y_scale), y_zp)
+//! QLinearConv    y = Q(f32(ConvInteger(x, w, x_zp, w_zp) + B) · ((x_scale·w_scale)/y_scale), y_zp)
 //! QGemm          acc = MatMulInteger(A', B', a_zp, b_zp) [+ C]     (A', B' transposed as asked)
 //!                y = f32(acc) · ((alpha·a_scale)·b_scale [/ y_scale]), then Q(·, y_zp) with y_zp
 //! QLinearAdd     c = QuantizeLinear((a − a_zp)·a_scale + (b − b_zp)·b_scale, c_scale, c_zp)
@@ -158,6 +159,66 @@ pub(crate) fn qlinear_matmul(
     let xs = per_row(&mut b, xs)?;
     let s = b.binary(BinaryOp::Mul, xs, ws)?;
     let m = b.binary(BinaryOp::Div, s, ys)?;
+    let accf = b.cast(acc, DType::F32)?;
+    let v = b.binary(BinaryOp::Mul, accf, m)?;
+    requantize(&mut b, v, yz, &out)
+}
+
+/// ONNX `QLinearConv`: inputs x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
+/// y_zero_point, optional B (int32 `[M]`, added to the accumulator); `w`'s parameters per
+/// tensor or per output channel, the others per tensor; Conv's attributes.
+///
+/// `y = Q(f32(ConvInteger(x, w, x_zp, w_zp) + B) · ((x_scale·w_scale)/y_scale), y_zp)`, the
+/// per-channel factors along axis 1.
+pub(crate) fn qlinear_conv(
+    imp: &mut Importer,
+    n: &NodeProto,
+    name: &str,
+    a: &Attrs,
+    ins: Vec<Option<ValueId>>,
+) -> Result<()> {
+    let conv = super::ops::conv_attrs(a, name)?;
+    let mut b = Sub::new(imp, n, name);
+    let out = single_output(&b, n)?;
+    at_most(&b, &ins, 9, "x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point and B")?;
+    let x = quantized(&b, &ins, 0, "x")?;
+    let w = quantized(&b, &ins, 3, "w")?;
+    let (x_dt, w_dt) = (b.dtype(x), b.dtype(w));
+    let rank = b.rank(x);
+    if rank < 3 {
+        return Err(b.err(format!("x must be [N, C, D...], got shape {}", b.ty(x).shape)));
+    }
+    let xs = scalar_scale(&mut b, &ins, 1, "x_scale")?;
+    let xz = zero_point(&mut b, &ins, 2, "x_zero_point", x_dt, true)?;
+    let ws = scale(&mut b, &ins, 4, "w_scale")?;
+    let wz = zero_point(&mut b, &ins, 5, "w_zero_point", w_dt, false)?;
+    let ys = scalar_scale(&mut b, &ins, 6, "y_scale")?;
+    let y_dt = match ins.get(7).copied().flatten() {
+        Some(z) => b.dtype(z),
+        None => x_dt,
+    };
+    if !is_q8(y_dt) {
+        return Err(b.err(format!("input 7 ('y_zero_point') must be uint8 or int8, got {y_dt}")));
+    }
+    let yz = zero_point(&mut b, &ins, 7, "y_zero_point", y_dt, true)?;
+    if b.rank(ws) > 1 {
+        return Err(b.err(format!("input 4 ('w_scale') must be a scalar or 1-D, got shape {}", b.ty(ws).shape)));
+    }
+    let wz =
+        if b.dims(wz).iter().all(|d| *d == Dim::Known(1)) { one_element(&mut b, wz, 5, "w_zero_point")? } else { wz };
+    let mut acc = b.node(Op::ConvInteger(ConvInteger { conv }), vec![x, w, xz, wz])?;
+    // Per-channel values [M] broadcast along axis 1 of [N, M, D...] as [M, 1, ...].
+    let spatial: Vec<i64> = (1..rank as i64 - 1).collect();
+    if let Some(bias) = ins.get(8).copied().flatten() {
+        if b.dtype(bias) != DType::I32 || b.rank(bias) != 1 {
+            return Err(b.err(format!("input 8 ('B') must be a 1-D int32 tensor, got {}", b.ty(bias))));
+        }
+        let bias = b.unsqueeze(bias, &spatial)?;
+        acc = b.binary(BinaryOp::Add, acc, bias)?;
+    }
+    let s = b.binary(BinaryOp::Mul, xs, ws)?;
+    let m = b.binary(BinaryOp::Div, s, ys)?;
+    let m = if b.rank(m) == 1 { b.unsqueeze(m, &spatial)? } else { m };
     let accf = b.cast(acc, DType::F32)?;
     let v = b.binary(BinaryOp::Mul, accf, m)?;
     requantize(&mut b, v, yz, &out)

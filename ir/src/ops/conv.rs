@@ -302,44 +302,49 @@ impl Conv {
                 return Err(invalid(format!("Conv input {what} is {} but x is {dtype}", t.dtype)));
             }
         }
-        let (xs, ws) = (&x.shape.0, &w.shape.0);
+        if let Some(b) = b
+            && (b.shape.rank() != 1
+                || matches!((b.shape.0[0].known(), w.shape.0.first().and_then(Dim::known)), (Some(n), Some(m)) if n != m))
+        {
+            return Err(invalid(format!("Conv bias shape {} must be [M] with M = w's first dim", b.shape)));
+        }
+        let (attrs, out) = self.geometry("Conv", &x.shape, &w.shape)?;
+        Ok((attrs, TypeInfo::new(dtype, out)))
+    }
+
+    /// Checks the shapes of `x` and `w` (named `op` in errors) against each other and the
+    /// attributes; returns the window attributes and the output shape.
+    fn geometry(&self, op: &str, x: &Shape, w: &Shape) -> Result<(WindowAttrs, Shape), OpError> {
+        let (xs, ws) = (&x.0, &w.0);
         if xs.len() < 3 {
-            return Err(invalid(format!("Conv input x must be [N, C, D...], got shape {}", x.shape)));
+            return Err(invalid(format!("{op} input x must be [N, C, D...], got shape {x}")));
         }
         if ws.len() != xs.len() {
-            return Err(invalid(format!("Conv weight shape {} must have the rank of x {}", w.shape, x.shape)));
+            return Err(invalid(format!("{op} weight shape {w} must have the rank of x {x}")));
         }
         let group = self.group;
         if group == 0 {
-            return Err(invalid("Conv group must be positive"));
+            return Err(invalid(format!("{op} group must be positive")));
         }
         if let (Some(c), Some(cg)) = (xs[1].known(), ws[1].known())
             && cg.checked_mul(group) != Some(c)
         {
-            return Err(invalid(format!(
-                "Conv x has {c} channels but w {} has {cg} per group × {group} groups",
-                w.shape
-            )));
+            return Err(invalid(format!("{op} x has {c} channels but w {w} has {cg} per group × {group} groups")));
         }
         if let Some(m) = ws[0].known()
             && m % group != 0
         {
-            return Err(invalid(format!("Conv has {m} output channels, not a multiple of group {group}")));
+            return Err(invalid(format!("{op} has {m} output channels, not a multiple of group {group}")));
         }
         let w_kernel: Option<Vec<usize>> = ws[2..].iter().map(Dim::known).collect();
         let kernel = match (&self.kernel_shape, w_kernel) {
             (Some(k), Some(wk)) if *k != wk => {
-                return Err(invalid(format!("Conv kernel_shape {k:?} disagrees with weight shape {}", w.shape)));
+                return Err(invalid(format!("{op} kernel_shape {k:?} disagrees with weight shape {w}")));
             }
             (Some(k), _) => k.clone(),
             (None, Some(wk)) => wk,
-            (None, None) => return Err(unsupported(format!("Conv with a symbolic kernel size (w {})", w.shape))),
+            (None, None) => return Err(unsupported(format!("{op} with a symbolic kernel size (w {w})"))),
         };
-        if let Some(b) = b
-            && (b.shape.rank() != 1 || matches!((b.shape.0[0].known(), ws[0].known()), (Some(n), Some(m)) if n != m))
-        {
-            return Err(invalid(format!("Conv bias shape {} must be [M] with M = w's first dim {}", b.shape, ws[0])));
-        }
         let attrs = WindowAttrs::new(
             &kernel,
             self.strides.as_deref(),
@@ -350,8 +355,60 @@ impl Conv {
         )?;
         let mut out = vec![xs[0].clone(), ws[0].clone()];
         out.extend(attrs.out_dims(&xs[2..])?);
-        Ok((attrs, TypeInfo::new(dtype, Shape(out))))
+        Ok((attrs, Shape(out)))
     }
+
+    /// The direct convolution of row-major `xv` (shape `xs`) by `wv` (shape `ws`), each output
+    /// channel starting from `bias[m]` and adding the on-input taps in kernel order per input
+    /// channel (padding contributes nothing); returns the output dims and values.
+    fn direct<T>(
+        &self,
+        attrs: &WindowAttrs,
+        xs: &[usize],
+        ws: &[usize],
+        xv: &[T],
+        wv: &[T],
+        bias: &[T],
+    ) -> Result<(Vec<usize>, Vec<T>), OpError>
+    where
+        T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T> + std::iter::Sum,
+    {
+        let win = attrs.windows(&xs[2..])?;
+        let out_sp = win.out_dims();
+        let (n, c, m) = (xs[0], xs[1], ws[0]);
+        let mut out_dims = vec![n, m];
+        out_dims.extend(&out_sp);
+        check_alloc(&out_dims, std::mem::size_of::<T>())?;
+        let (cg, mg) = (c / self.group, m / self.group);
+        let (in_len, out_len, k_len) =
+            (xs[2..].iter().product::<usize>(), out_sp.iter().product::<usize>(), win.kernel_len());
+        let mut y = vec![T::default(); out_dims.iter().product()];
+        for (o, idx) in ndarray::indices(out_sp.as_slice()).into_iter().enumerate() {
+            let live = win.window(idx.slice()).inputs;
+            for ni in 0..n {
+                for mi in 0..m {
+                    let g = mi / mg;
+                    let mut acc = bias[mi];
+                    for ci in 0..cg {
+                        let xb = (ni * c + g * cg + ci) * in_len;
+                        let wb = (mi * cg + ci) * k_len;
+                        acc = acc + live.iter().map(|&(k, off)| xv[xb + off] * wv[wb + k]).sum::<T>();
+                    }
+                    y[(ni * m + mi) * out_len + o] = acc;
+                }
+            }
+        }
+        Ok((out_dims, y))
+    }
+}
+
+/// `2·N·M·out_spatial·(C/group)·kernel`: two per multiply-accumulate.
+fn conv_flops(ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
+    let per_output =
+        ins.get(1).copied().flatten().and_then(|w| Shape(w.shape.0.get(1..)?.to_vec()).numel_upper()).unwrap_or(0)
+            as u64;
+    let outputs = outs.first().and_then(|t| t.shape.numel_upper()).unwrap_or(0) as u64;
+    outputs.saturating_mul(per_output).saturating_mul(2)
 }
 
 impl OpDef for Conv {
@@ -367,47 +424,90 @@ impl OpDef for Conv {
         let (x, w, b) = (req(ins, 0)?, req(ins, 1)?, opt(ins, 2));
         let ty_of = |t: &Tensor| TypeInfo::new(t.dtype(), t.static_shape());
         let (attrs, out_ty) = self.check(&ty_of(x), &ty_of(w), b.map(ty_of).as_ref())?;
-        let (xs, ws) = (x.shape(), w.shape());
-        let win = attrs.windows(&xs[2..])?;
-        let out_sp = win.out_dims();
-        let (n, c, m) = (xs[0], xs[1], ws[0]);
-        let mut out_dims = vec![n, m];
-        out_dims.extend(&out_sp);
-        check_alloc(&out_dims, out_ty.dtype.size())?;
-
         let xv: Vec<f32> = x.to_f32().iter().copied().collect();
         let wv: Vec<f32> = w.to_f32().iter().copied().collect();
-        let bias: Vec<f32> = b.map_or_else(|| vec![0.0; m], |b| b.to_f32().iter().copied().collect());
-        let (cg, mg) = (c / self.group, m / self.group);
-        let (in_len, out_len, k_len) =
-            (xs[2..].iter().product::<usize>(), out_sp.iter().product::<usize>(), win.kernel_len());
-        let mut y = vec![0f32; out_dims.iter().product()];
-        for (o, idx) in ndarray::indices(out_sp.as_slice()).into_iter().enumerate() {
-            let live = win.window(idx.slice()).inputs;
-            for ni in 0..n {
-                for mi in 0..m {
-                    let g = mi / mg;
-                    let mut acc = bias[mi];
-                    for ci in 0..cg {
-                        let xb = (ni * c + g * cg + ci) * in_len;
-                        let wb = (mi * cg + ci) * k_len;
-                        acc += live.iter().map(|&(k, off)| xv[xb + off] * wv[wb + k]).sum::<f32>();
-                    }
-                    y[(ni * m + mi) * out_len + o] = acc;
-                }
-            }
-        }
+        let bias: Vec<f32> = b.map_or_else(|| vec![0.0; w.shape()[0]], |b| b.to_f32().iter().copied().collect());
+        let (out_dims, y) = self.direct(&attrs, x.shape(), w.shape(), &xv, &wv, &bias)?;
         let y = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&out_dims), y).map_err(|e| invalid(e.to_string()))?;
         Ok(vec![Tensor::from_f32(out_ty.dtype, y)])
     }
 
-    /// `2·N·M·out_spatial·(C/group)·kernel`: two per multiply-accumulate.
     fn flops(&self, ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
-        let per_output =
-            ins.get(1).copied().flatten().and_then(|w| Shape(w.shape.0.get(1..)?.to_vec()).numel_upper()).unwrap_or(0)
-                as u64;
-        let outputs = outs.first().and_then(|t| t.shape.numel_upper()).unwrap_or(0) as u64;
-        outputs.saturating_mul(per_output).saturating_mul(2)
+        conv_flops(ins, outs)
+    }
+}
+
+/// ONNX `ConvInteger`: inputs `x` [N, C, D...] (i8/u8), `w` [M, C/group, K...] (i8/u8),
+/// optional `x_zero_point` (one element, x's dtype) and `w_zero_point` (one element, or one per
+/// output channel `[M]`; w's dtype). `y` (i32) is the convolution of `x − x_zero_point` by
+/// `w − w_zero_point`, exact, with padding contributing nothing (as if padded with the zero
+/// point); the attributes are [`Conv`]'s.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvInteger {
+    /// The window attributes and groups.
+    pub conv: Conv,
+}
+
+impl ConvInteger {
+    fn check(&self, ins: &[Option<&TypeInfo>]) -> Result<(WindowAttrs, TypeInfo), OpError> {
+        arity(ins, 2, 4)?;
+        let (x, w) = (req(ins, 0)?, req(ins, 1)?);
+        for (what, t) in [("x", x), ("w", w)] {
+            if !matches!(t.dtype, DType::I8 | DType::U8) {
+                return Err(invalid(format!("ConvInteger input {what} must be i8 or u8, got {}", t.dtype)));
+            }
+        }
+        let (attrs, out) = self.conv.geometry("ConvInteger", &x.shape, &w.shape)?;
+        for (i, operand, per_channel) in [(2, x, false), (3, w, true)] {
+            let Some(zp) = opt(ins, i) else { continue };
+            let what = if i == 2 { "x_zero_point" } else { "w_zero_point" };
+            if zp.dtype != operand.dtype {
+                return Err(invalid(format!(
+                    "ConvInteger {what} is {} but its operand is {}",
+                    zp.dtype, operand.dtype
+                )));
+            }
+            let one = zp.shape.0.iter().all(|d| *d == Dim::Known(1));
+            let channels = per_channel && zp.shape.rank() == 1 && zp.shape.0[0] == out.0[1];
+            if !one && !channels {
+                let want = if per_channel { "one element or one per output channel" } else { "one element" };
+                return Err(invalid(format!("ConvInteger {what} of shape {} must have {want}", zp.shape)));
+            }
+        }
+        Ok((attrs, TypeInfo::new(DType::I32, out)))
+    }
+}
+
+impl OpDef for ConvInteger {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        let tys = super::input_types(ins);
+        Ok(vec![self.check(&tys)?.1])
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        let tys = super::tensor_types(ins);
+        let (attrs, _) = self.check(&tys.iter().map(Option::as_ref).collect::<Vec<_>>())?;
+        let (x, w) = (req(ins, 0)?, req(ins, 1)?);
+        let m = w.shape()[0];
+        let ints = |t: &Tensor| -> Result<Vec<i64>, OpError> { t.to_i64_vec().map_err(invalid) };
+        let xz = opt(ins, 2).map(ints).transpose()?.map_or(0, |z| z[0]);
+        let wz = match opt(ins, 3).map(ints).transpose()? {
+            None => vec![0; m],
+            Some(z) if z.len() == 1 => vec![z[0]; m],
+            Some(z) => z,
+        };
+        let xv: Vec<i64> = ints(x)?.into_iter().map(|v| v - xz).collect();
+        let per_m = w.len() / m.max(1);
+        let wv: Vec<i64> = ints(w)?.into_iter().enumerate().map(|(i, v)| v - wz[i / per_m]).collect();
+        let (out_dims, y) = self.conv.direct(&attrs, x.shape(), w.shape(), &xv, &wv, &vec![0; m])?;
+        // Every product is below 2^16 in magnitude, so the sums are exact in i64; the i32
+        // result wraps as an int32 accumulator would.
+        let y: Vec<i32> = y.into_iter().map(|v| v as i32).collect();
+        Ok(vec![Tensor::from_vec(&out_dims, y).map_err(|e| invalid(e.to_string()))?])
+    }
+
+    fn flops(&self, ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
+        conv_flops(ins, outs)
     }
 }
 
@@ -653,6 +753,33 @@ mod tests {
         assert_eq!(infer(&strided, "[1, c, 9, 9]", "[m, 3, 3, 3]").unwrap(), Shape::parse("[1, m, 4, 4]").unwrap());
         assert!(infer(&strided, "[1, 4, 9, 9]", "[8, 3, 3, 3]").is_err());
         assert!(matches!(infer(&strided, "[1, 3, 9, 9]", "[8, 3, k, 3]"), Err(OpError::Unsupported(_))));
+    }
+
+    #[test]
+    fn conv_integer_centres_both_operands_and_pads_with_the_zero_point() {
+        // x = [10, 20, 30] (u8, zero point 10), w = [[1, -1]] (i8, zero point per channel -1),
+        // pads 1 on each side: centred x = [0, 10, 20], w − zp = [2, 0];
+        // y = [0·2 (pad) + 0·0, 0·2 + 10·0, 10·2 + 20·0, 20·2 + 0 (pad)] = [0, 0, 20, 40].
+        let ci = ConvInteger { conv: conv(1, None, Some(vec![1, 1]), AutoPad::NotSet) };
+        let x = Tensor::from_vec(&[1, 1, 3], vec![10u8, 20, 30]).unwrap();
+        let w = Tensor::from_vec(&[1, 1, 2], vec![1i8, -1]).unwrap();
+        let (xz, wz) = (Tensor::scalar(10u8), Tensor::from_vec(&[1], vec![-1i8]).unwrap());
+        let y = ci.eval(&[Some(&x), Some(&w), Some(&xz), Some(&wz)]).unwrap().remove(0);
+        assert_eq!(y.dtype(), DType::I32);
+        assert_eq!(y.to_i64_vec().unwrap(), vec![0, 0, 20, 40]);
+        // Without zero points: [10·1 + 20·(−1) ...] with zero padding = [−10, −10, −10, 30].
+        let y = ci.eval(&[Some(&x), Some(&w)]).unwrap().remove(0);
+        assert_eq!(y.to_i64_vec().unwrap(), vec![-10, -10, -10, 30]);
+        // A w zero point per channel must have M elements; x's one; the operands are 8-bit.
+        let bad = Tensor::from_vec(&[2], vec![0i8, 0]).unwrap();
+        let e = ci.eval(&[Some(&x), Some(&w), None, Some(&bad)]).unwrap_err().to_string();
+        assert!(e.contains("w_zero_point") && e.contains("one per output channel"), "{e}");
+        let bad = Tensor::from_vec(&[2], vec![0u8, 0]).unwrap();
+        let e = ci.eval(&[Some(&x), Some(&w), Some(&bad)]).unwrap_err().to_string();
+        assert!(e.contains("x_zero_point") && e.contains("one element"), "{e}");
+        let xf = iota(&[1, 1, 3]);
+        let e = ci.eval(&[Some(&xf), Some(&w)]).unwrap_err().to_string();
+        assert!(e.contains("ConvInteger input x must be i8 or u8"), "{e}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod trilu;
 
 pub use attention::Attention;
 pub use concat::{Concat, Split};
-pub use conv::{AutoPad, Conv};
+pub use conv::{AutoPad, Conv, ConvInteger};
 pub use cumsum::CumSum;
 pub use dense::{Dense, FusedMlp};
 pub use elementwise::{BinaryOp, Cast, Clip, FloatClass, UnaryOp, Where};
@@ -144,6 +144,8 @@ ops! {
     BatchNorm(BatchNorm),
     /// N-d convolution with groups, pads, strides and dilations.
     Conv(Conv),
+    /// Integer convolution with zero points, i32 result.
+    ConvInteger(ConvInteger),
     /// Max or average pooling.
     Pool(Pool),
     /// Average over all spatial axes.
