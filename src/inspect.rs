@@ -1,6 +1,6 @@
 //! `slmtvm inspect`: what a model contains and whether slmtvm supports it.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use slmtvm_frontend::LoadOptions;
 use std::collections::BTreeMap;
@@ -96,7 +96,9 @@ fn human(n: u64) -> String {
 /// Prints the report; fails (exit 2) when the model uses unsupported operators, after listing
 /// every one of them.
 pub fn inspect(path: &Path, opts: &LoadOptions, json: bool, print_ir: bool) -> Result<()> {
-    let scan = slmtvm_frontend::scan_onnx(path)?;
+    // The file is read once, for the scan and (when every operator is supported) the import.
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let scan = slmtvm_frontend::scan_onnx_bytes(&bytes)?;
     let unsupported: Vec<Unsupported> = scan
         .unsupported
         .iter()
@@ -117,7 +119,8 @@ pub fn inspect(path: &Path, opts: &LoadOptions, json: bool, print_ir: bool) -> R
         memory: None,
         memory_note: None,
     };
-    let graph = if report.unsupported.is_empty() { Some(slmtvm_frontend::load_onnx(path, opts)?) } else { None };
+    let graph =
+        if report.unsupported.is_empty() { Some(slmtvm_frontend::load_onnx_read(path, &bytes, opts)?) } else { None };
     if let Some(g) = &graph {
         let io = |ids: &[slmtvm_ir::ValueId]| {
             ids.iter()
@@ -149,7 +152,14 @@ pub fn inspect(path: &Path, opts: &LoadOptions, json: bool, print_ir: bool) -> R
         }
     }
     if !report.unsupported.is_empty() {
-        let list: Vec<String> = report.unsupported.iter().map(|u| format!("node '{}' ({})", u.node, u.op)).collect();
+        let list: Vec<String> = report
+            .unsupported
+            .iter()
+            .map(|u| match u.domain.as_str() {
+                "" | "ai.onnx" => format!("node '{}' ({})", u.node, u.op),
+                d => format!("node '{}' ({}, domain {d})", u.node, u.op),
+            })
+            .collect();
         bail!("{} unsupported operator(s): {}", list.len(), list.join(", "));
     }
     Ok(())

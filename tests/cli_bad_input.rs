@@ -232,3 +232,76 @@ fn external_data_stays_inside_the_model_folder() {
     let p = write(&models, "short.onnx", &external("short.bin"));
     assert_one_clear_error(&p, &["'w'", "has only 10"]);
 }
+
+/// A model of one `com.microsoft::MatMulNBits` (x [2, 32] f32 → y [2, 3]; K 32, N 3, 4 bits,
+/// one block of 32 per column) whose packed weight has `b_bytes` bytes per block and whose
+/// packed zero points have `zp_bytes` bytes, plus the nodes `extra` after it.
+fn nbits_model(b_bytes: i64, zp_bytes: i64, extra: Vec<NodeProto>) -> Vec<u8> {
+    let int = |name: &str, v: i64| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    };
+    let u8_tensor = |name: &str, dims: &[i64]| TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(2),
+        raw_data: Some(vec![0x88; dims.iter().product::<i64>() as usize]),
+        ..Default::default()
+    };
+    let mut mm = node(
+        "nbits0",
+        "MatMulNBits",
+        &["x", "b", "s", "zp"],
+        &["y"],
+        vec![int("K", 32), int("N", 3), int("bits", 4), int("block_size", 32)],
+    );
+    mm.domain = Some("com.microsoft".into());
+    let last = extra.last().map_or("y".to_string(), |n| n.output[0].clone());
+    let mut nodes = vec![mm];
+    nodes.extend(extra);
+    let g = GraphProto {
+        name: Some("g".into()),
+        node: nodes,
+        initializer: vec![
+            u8_tensor("b", &[3, 1, b_bytes]),
+            f32_tensor("s", &[3], 0.5f32.to_le_bytes().repeat(3)),
+            u8_tensor("zp", &[zp_bytes]),
+        ],
+        input: vec![value_info("x", &[2, 32])],
+        output: vec![value_info(&last, &[2, 3])],
+        ..Default::default()
+    };
+    let opset = |d: &str, v: i64| OperatorSetIdProto { domain: Some(d.into()), version: Some(v) };
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![opset("", 17), opset("com.microsoft", 1)],
+        graph: Some(g),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn bad_quantized_operators_are_named() {
+    let d = tmpdir("nbits");
+    // The well-formed model runs.
+    let p = write(&d, "ok.onnx", &nbits_model(16, 3, vec![]));
+    let o = Command::new(env!("CARGO_BIN_EXE_slmtvm"))
+        .args(["run", p.to_str().unwrap(), "--random-inputs", "1", "--output-dir", d.join("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // 15 bytes per block of 32 4-bit weights (16 are needed).
+    let p = write(&d, "b.onnx", &nbits_model(15, 3, vec![]));
+    assert_one_clear_error(&p, &["nbits0", "MatMulNBits", "B must be"]);
+    // Four bytes of packed zero points for 3 columns of one block (3 are needed).
+    let p = write(&d, "zp.onnx", &nbits_model(16, 4, vec![]));
+    assert_one_clear_error(&p, &["nbits0", "zero_points must be 3 bytes"]);
+    // An operator of the com.microsoft domain that is not implemented.
+    let mut q = node("qattn0", "QAttention", &["y"], &["z"], vec![]);
+    q.domain = Some("com.microsoft".into());
+    let p = write(&d, "unknown.onnx", &nbits_model(16, 3, vec![q]));
+    assert_one_clear_error(&p, &["qattn0", "QAttention", "com.microsoft"]);
+}

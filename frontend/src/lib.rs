@@ -10,4 +10,6 @@ pub mod npy;
 pub mod onnx;
 
 pub use error::{Error, Result};
-pub use onnx::{LoadOptions, Scan, load_onnx, load_onnx_bytes, load_onnx_read, read_tensor_pb, scan_onnx};
+pub use onnx::{
+    LoadOptions, Scan, load_onnx, load_onnx_bytes, load_onnx_read, read_tensor_pb, scan_onnx, scan_onnx_bytes,
+};

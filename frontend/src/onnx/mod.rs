@@ -420,11 +420,16 @@ pub struct Scan {
 /// Scans a model file's nodes without importing it.
 pub fn scan_onnx(path: &Path) -> Result<Scan> {
     let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), msg: e.to_string() })?;
+    scan_onnx_bytes(&bytes)
+}
+
+/// [`scan_onnx`] of a model file's bytes (read once by a caller that imports it too).
+pub fn scan_onnx_bytes(bytes: &[u8]) -> Result<Scan> {
     if bytes.is_empty() {
         return Err(Error::Decode { what: "the model file".into(), msg: "the file is empty".into() });
     }
-    let model = ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::Decode { what: "the model file".into(), msg: e.to_string() })?;
+    let model =
+        ModelProto::decode(bytes).map_err(|e| Error::Decode { what: "the model file".into(), msg: e.to_string() })?;
     let mut s = Scan {
         opset: model
             .opset_import
