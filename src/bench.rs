@@ -30,7 +30,8 @@ pub struct BenchFlags {
 }
 
 /// Operators whose kernels are matrix products, reported against the FMA peak.
-const PRODUCTS: &[&str] = &["MatMul", "Gemm", "Dense", "FusedMlp", "Attention", "Conv", "MatMulInteger", "MatMulNBits"];
+const PRODUCTS: &[&str] =
+    &["MatMul", "Gemm", "Dense", "FusedMlp", "Attention", "Conv", "MatMulInteger", "MatMulNBits", "QDense"];
 
 /// One kernel's share of a profiled run.
 #[derive(Clone, Debug, Serialize)]

@@ -29,7 +29,16 @@ pub struct Parallel {
 /// batches, heads) takes the split ([`crate::emit::Kb::take_share`]).
 fn splittable(op: &slmtvm_ir::Op) -> bool {
     use slmtvm_ir::Op;
-    matches!(op, Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) | Op::Dense(_) | Op::FusedMlp(_) | Op::Attention(_))
+    matches!(
+        op,
+        Op::MatMul(_)
+            | Op::Gemm(_)
+            | Op::MatMulInteger(_)
+            | Op::QDense(_)
+            | Op::Dense(_)
+            | Op::FusedMlp(_)
+            | Op::Attention(_)
+    )
 }
 
 /// The object of a compiled model and what went into it ([`crate::Compiled`] adds the header

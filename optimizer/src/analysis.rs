@@ -54,12 +54,22 @@ pub struct GraphAnalysis {
     /// Index of every small constant by value, so that a rule making a constant already in
     /// the table reuses it (and saturation can be reached).
     small: std::collections::HashMap<ConstKey, u32>,
+    /// The bound of every symbol the inputs' dims bound, for sizes of derived dims
+    /// (`past_sequence+sequence`) whose own types carry none.
+    pub bounds: std::collections::BTreeMap<String, usize>,
 }
 
 impl GraphAnalysis {
     /// The analysis of a graph with these input types and constants.
     pub fn new(inputs: Vec<TypeInfo>, consts: Vec<Tensor>) -> GraphAnalysis {
-        let mut a = GraphAnalysis { inputs, graph_consts: consts.len(), ..GraphAnalysis::default() };
+        let mut bounds = std::collections::BTreeMap::new();
+        for d in inputs.iter().flat_map(|t| &t.shape.0) {
+            if let (Some(s), Some(b)) = (d.poly().as_symbol().map(str::to_string), d.upper()) {
+                let e = bounds.entry(s).or_insert(b);
+                *e = (*e).min(b);
+            }
+        }
+        let mut a = GraphAnalysis { inputs, graph_consts: consts.len(), bounds, ..GraphAnalysis::default() };
         for t in consts {
             a.push(t);
         }

@@ -8,8 +8,8 @@
 use crate::analysis::{EG, GraphAnalysis};
 use crate::lang::{Node, OpKey};
 use crate::{Error, Result};
+use egg::Id;
 use egg::Language;
-use egg::{CostFunction, Extractor, Id};
 use slmtvm_ir::{Graph, ValueId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -67,24 +67,12 @@ pub fn to_egraph(g: &Graph) -> Result<(EG, Loaded)> {
     Ok((egraph, Loaded { root, value_class: class, node_class }))
 }
 
-/// The extractor of [`crate::optimize`]: cheapest e-node per class under `model`.
-pub type Extract<'a> = Extractor<'a, crate::cost::GraphCost<'a>, Node, GraphAnalysis>;
-
-/// An [`Extract`] over `egraph`.
-pub fn extractor(egraph: &EG, model: crate::CostModel) -> Extract<'_> {
-    Extractor::new(egraph, crate::cost::GraphCost { egraph, model })
-}
-
-/// Builds the IR graph of the e-nodes `cost` picks, reachable from `root`. Values, nodes and
-/// constants keep the names they had in `orig` where their class had one.
-pub fn from_egraph<C: CostFunction<Node>>(
-    orig: &Graph,
-    loaded: &Loaded,
-    egraph: &EG,
-    extractor: &Extractor<'_, C, Node, GraphAnalysis>,
-) -> Result<Graph> {
+/// Builds the IR graph of the e-nodes extraction picks under `model` ([`crate::extract`]),
+/// reachable from `root`. Values, nodes and constants keep the names they had in `orig` where
+/// their class had one.
+pub fn from_egraph(orig: &Graph, loaded: &Loaded, egraph: &EG, model: &crate::CostModel) -> Result<Graph> {
     let names = OrigNames::of(orig, loaded, egraph);
-    let chosen = choose(egraph, extractor, loaded.root);
+    let chosen = choose(egraph, &crate::extract::choices(egraph, model), loaded.root)?;
     let order = build_order(orig, loaded, egraph, &chosen);
     let mut b = Builder { g: Graph::new(orig.name.clone()), used: BTreeSet::new(), node_names: BTreeSet::new() };
     for &i in &orig.inputs {
@@ -146,25 +134,24 @@ impl OrigNames {
     }
 }
 
-/// The chosen e-node of every class reachable from `root`.
-fn choose<C: CostFunction<Node>>(
-    egraph: &EG,
-    extractor: &Extractor<'_, C, Node, GraphAnalysis>,
-    root: Id,
-) -> HashMap<Id, Node> {
+/// The chosen e-node of every class reachable from `root`, from every class's `best`.
+fn choose(egraph: &EG, best: &HashMap<Id, Node>, root: Id) -> Result<HashMap<Id, Node>> {
     let mut chosen: HashMap<Id, Node> = HashMap::new();
     let mut todo = vec![egraph.find(root)];
     while let Some(c) = todo.pop() {
         if chosen.contains_key(&c) {
             continue;
         }
-        let node = extractor.find_best_node(c).clone();
+        let node = best
+            .get(&c)
+            .ok_or_else(|| Error::Extraction { what: format!("has no finite-cost form for e-class {c}") })?
+            .clone();
         for &ch in node.children() {
             todo.push(egraph.find(ch));
         }
         chosen.insert(c, node);
     }
-    chosen
+    Ok(chosen)
 }
 
 /// The order the chosen classes are built in: topological (Kahn's algorithm), ties broken by

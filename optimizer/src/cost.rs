@@ -7,17 +7,21 @@
 //! schedule's factor for a Gemm ([`DOT_SCHEDULE_FACTOR`]), four times for divisions, plus the
 //! bytes it reads and writes at 16 bytes per cycle. Views (Reshape, Flatten, Squeeze,
 //! Unsqueeze, Identity) move nothing and cost only [`VIEW_COST`], a tie-break towards fewer
-//! views; inputs, constants and the outputs root cost nothing. A fused operator's
+//! views; inputs, constants and the outputs root cost nothing. A derived symbolic dim without
+//! a bound of its own is bounded through the inputs' symbol bounds; a tensor whose size has no
+//! bound at all counts as [`UNBOUNDED_BYTES`]. A fused operator's
 //! intermediates never exist, so they cost nothing: only its operands and result are counted.
 //! A class whose operator does not type-check costs infinity, so extraction never picks it.
 
 use crate::analysis::EG;
 use crate::lang::Node;
-use egg::{CostFunction, Id, Language};
 use slmtvm_ir::Op;
 
 /// The cost of a view: nothing moves, but fewer views make a simpler graph.
 pub const VIEW_COST: f64 = 1e-3;
+
+/// The bytes assumed for a tensor whose size has no upper bound.
+pub const UNBOUNDED_BYTES: f64 = (1u64 << 20) as f64;
 
 /// What the cost model knows of the target.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,12 +78,20 @@ impl CostModel {
         if !data.valid || data.types.is_empty() {
             return f64::INFINITY;
         }
-        let ins: Vec<Option<&slmtvm_ir::TypeInfo>> = ch.iter().map(|&c| egraph[c].data.ty()).collect();
-        let flops = key.op.flops(&ins, &data.types) as f64;
-        let bytes_of = |t: &slmtvm_ir::TypeInfo| t.shape.numel_upper().unwrap_or(0) as f64 * t.dtype.size() as f64;
+        // A dim without a bound of its own (`past_sequence+sequence`) is bounded through the
+        // inputs' symbol bounds, for the operation count and the bytes alike; a tensor whose
+        // size still has none is assumed large.
+        let bounded = |t: &slmtvm_ir::TypeInfo| bounded(t, &egraph.analysis.bounds);
+        let in_types: Vec<Option<slmtvm_ir::TypeInfo>> = ch.iter().map(|&c| egraph[c].data.ty().map(bounded)).collect();
+        let ins: Vec<Option<&slmtvm_ir::TypeInfo>> = in_types.iter().map(Option::as_ref).collect();
+        let outs: Vec<slmtvm_ir::TypeInfo> = data.types.iter().map(bounded).collect();
+        let flops = key.op.flops(&ins, &outs) as f64;
+        let bytes_of = |t: &slmtvm_ir::TypeInfo| {
+            t.shape.numel_upper().map_or(UNBOUNDED_BYTES, |n| n as f64 * t.dtype.size() as f64)
+        };
         let bytes: f64 =
-            ins.iter().flatten().map(|t| bytes_of(t)).sum::<f64>() + data.types.iter().map(bytes_of).sum::<f64>();
-        let float_vector = data.types.iter().all(|t| matches!(t.dtype, slmtvm_ir::DType::F32 | slmtvm_ir::DType::I32));
+            ins.iter().flatten().map(|t| bytes_of(t)).sum::<f64>() + outs.iter().map(bytes_of).sum::<f64>();
+        let float_vector = outs.iter().all(|t| matches!(t.dtype, slmtvm_ir::DType::F32 | slmtvm_ir::DType::I32));
         let mut compute = flops / if float_vector { self.lanes } else { 1.0 };
         if let (Op::Attention(_), Some(k)) = (&*key.op, self.attention_cycles_per_flop) {
             compute = flops * k;
@@ -99,6 +111,23 @@ impl CostModel {
         }
         compute + bytes / self.bytes_per_cycle
     }
+}
+
+/// `t` with every symbolic dim that lacks a bound of its own bounded through `bounds` (the
+/// graph inputs' symbol bounds) when its polynomial can be.
+fn bounded(t: &slmtvm_ir::TypeInfo, bounds: &std::collections::BTreeMap<String, usize>) -> slmtvm_ir::TypeInfo {
+    let dims = t
+        .shape
+        .0
+        .iter()
+        .map(|d| match d {
+            slmtvm_ir::Dim::Sym { name, bound: None } => {
+                slmtvm_ir::Dim::Sym { name: name.clone(), bound: d.poly().upper(bounds) }
+            }
+            d => d.clone(),
+        })
+        .collect();
+    slmtvm_ir::TypeInfo::new(t.dtype, slmtvm_ir::Shape(dims))
 }
 
 /// How much more the matmul kernel's dot schedule (B contiguous along K: Gemm with `transB`)
@@ -127,26 +156,6 @@ fn gemm_schedule_factor(g: &slmtvm_ir::ops::Gemm, lanes: f64) -> f64 {
         (true, true) => lanes,
         (false, true) => DOT_SCHEDULE_FACTOR,
         _ => 1.0,
-    }
-}
-
-/// [`CostModel`] as egg's cost function over an e-graph.
-pub struct GraphCost<'a> {
-    /// The e-graph (for the classes' types).
-    pub egraph: &'a EG,
-    /// The model.
-    pub model: CostModel,
-}
-
-impl CostFunction<Node> for GraphCost<'_> {
-    type Cost = f64;
-
-    fn cost<C>(&mut self, enode: &Node, mut costs: C) -> f64
-    where
-        C: FnMut(Id) -> f64,
-    {
-        let own = self.model.node_cost(self.egraph, enode);
-        enode.children().iter().fold(own, |acc, &c| acc + costs(c))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod convert;
 pub mod cost;
 pub mod error;
+pub mod extract;
 pub mod lang;
 pub mod quantize;
 pub mod rules;
@@ -21,7 +22,7 @@ pub mod rules;
 pub use cost::CostModel;
 pub use error::{Error, Result};
 
-use egg::{Extractor, Runner, StopReason};
+use egg::{Runner, StopReason};
 use slmtvm_ir::Graph;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -208,8 +209,7 @@ pub fn optimize(g: &Graph, opts: &Options) -> Result<(Graph, Report)> {
     let egraph = runner.egraph;
     report.egraph_nodes = egraph.total_number_of_nodes();
     report.egraph_classes = egraph.number_of_classes();
-    let extractor = Extractor::new(&egraph, cost::GraphCost { egraph: &egraph, model: opts.cost });
-    let out = convert::from_egraph(g, &loaded, &egraph, &extractor)?;
+    let out = convert::from_egraph(g, &loaded, &egraph, &opts.cost)?;
     report.nodes_after = out.nodes.len();
     for n in &out.nodes {
         *report.ops_after.entry(n.op.kind_name().to_string()).or_default() += 1;

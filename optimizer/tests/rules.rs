@@ -860,3 +860,75 @@ proptest! {
         prop_assert_eq!(a.inputs[1], Some(o.inputs[1]));
     }
 }
+
+/// ONNX Runtime's `quantize_dynamic` product over x of `xd` (f32, quantized at run time by
+/// DynamicQuantizeLinear) with constant int8 weights [K, N] and zero points per column:
+/// `[b +] Cast(MatMulInteger(xq, W, xz, Wz))·(xs·Ws)`, then `act`; the scale product's and the
+/// bias' operands in either order.
+fn qdense_graph(xd: &[usize], n: usize, act: Option<UnaryOp>, bias: bool, swap: bool, seed: u64) -> Graph {
+    let mut g = Graph::new("qdense");
+    let x = input(&mut g, xd);
+    let k = *xd.last().unwrap();
+    let q8 = |shape: &[usize], s: u64| {
+        let v: Vec<i8> = f32s(shape, s).to_f32().iter().map(|v| (v * 63.0) as i8).collect();
+        Tensor::from_vec(shape, v).unwrap()
+    };
+    let w = g.add_const("w", q8(&[k, n], seed + 1));
+    let wz = g.add_const("wz", q8(&[n], seed + 2));
+    let ws = g.add_const(
+        "ws",
+        Tensor::from_vec(
+            &[n],
+            f32s(&[n], seed + 3).to_f32().iter().map(|v| 0.01 + v.abs() * 0.01).collect::<Vec<f32>>(),
+        )
+        .unwrap(),
+    );
+    let dql = Op::DynamicQuantizeLinear(slmtvm_ir::ops::DynamicQuantizeLinear {});
+    let q = g.add_node("dql", dql, vec![Some(x)], &["xq".into(), "xs".into(), "xz".into()]);
+    let mmi = Op::MatMulInteger(slmtvm_ir::ops::MatMulInteger {});
+    let acc = g.add_node("mmi", mmi, vec![Some(q[0]), Some(w), Some(q[2]), Some(wz)], &["acc".into()])[0];
+    let accf =
+        g.add_node("cast", Op::Cast(Cast { to: DType::F32, saturate: true }), vec![Some(acc)], &["accf".into()])[0];
+    let (sa, sb) = if swap { (ws, q[1]) } else { (q[1], ws) };
+    let s = binary(&mut g, "scales", BinaryOp::Mul, sa, sb);
+    let (p0, p1) = if swap { (s, accf) } else { (accf, s) };
+    let mut y = binary(&mut g, "mul", BinaryOp::Mul, p0, p1);
+    if bias {
+        let b = g.add_const("b", f32s(&[n], seed + 4));
+        let (a0, a1) = if swap { (y, b) } else { (b, y) };
+        y = binary(&mut g, "add", BinaryOp::Add, a0, a1);
+    }
+    if let Some(act) = act {
+        y = unary(&mut g, "act", Op::Unary(act), y);
+    }
+    finish(g, y)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn dynamically_quantized_products_become_one_qdense(rank3 in any::<bool>(), m in 1usize..5, k in 1usize..9, n in 1usize..7, bias in any::<bool>(), swap in any::<bool>(), act in any::<bool>(), seed in 0u64..1000) {
+        let xd: Vec<usize> = if rank3 { vec![2, m, k] } else { vec![m, k] };
+        let act = act.then_some(UnaryOp::Relu);
+        let g = qdense_graph(&xd, n, act.clone(), bias, swap, seed);
+        let rule = if bias { "qdense-bias" } else { "qdense" };
+        // The fused form performs the unfused graph's operations: bit-exact.
+        let o = check(&g, rule, &[f32s(&xd, seed)], 0.0);
+        prop_assert_eq!(count(&o, "QDense"), 1, "{}", slmtvm_ir::text::print(&o));
+        prop_assert_eq!(count(&o, "MatMulInteger") + count(&o, "Cast") + count(&o, "Mul") + count(&o, "Relu"), 0);
+        prop_assert_eq!(o.nodes.len(), 2, "{}", slmtvm_ir::text::print(&o));
+    }
+}
+
+#[test]
+fn a_quantized_product_used_elsewhere_is_not_fused() {
+    // The integer product also feeds a second output: fusing would compute it twice.
+    let mut g = qdense_graph(&[3, 5], 4, None, false, false, 7);
+    let acc = g.values.iter().position(|v| v.name == "acc").unwrap();
+    g.outputs.push(slmtvm_ir::ValueId(acc as u32));
+    g.infer().unwrap();
+    let (o, r) = optimize(&g, &Options::default()).unwrap();
+    assert_eq!(count(&o, "QDense"), 0, "{}", r.text());
+    assert_eq!(count(&o, "MatMulInteger"), 1);
+}

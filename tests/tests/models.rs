@@ -270,8 +270,7 @@ fn conversion_alone_is_lossless() {
         let g = load_onnx(&dir.join("model.onnx"), &fixed_shapes(&dir)).unwrap();
         let (egraph, loaded) = slmtvm_optimizer::convert::to_egraph(&g).unwrap();
         let model = slmtvm_optimizer::CostModel::default();
-        let ex = egg_extractor(&egraph, model);
-        let back = slmtvm_optimizer::convert::from_egraph(&g, &loaded, &egraph, &ex).unwrap();
+        let back = slmtvm_optimizer::convert::from_egraph(&g, &loaded, &egraph, &model).unwrap();
         let dup = duplicate_nodes(&g);
         if back.nodes.len() + dup != g.nodes.len() {
             let a: Vec<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
@@ -292,13 +291,6 @@ fn conversion_alone_is_lossless() {
             );
         }
     }
-}
-
-fn egg_extractor(
-    egraph: &slmtvm_optimizer::analysis::EG,
-    model: slmtvm_optimizer::CostModel,
-) -> slmtvm_optimizer::convert::Extract<'_> {
-    slmtvm_optimizer::convert::extractor(egraph, model)
 }
 
 /// Nodes equal to an earlier one (same operator text and operands): the e-graph merges them.

@@ -60,13 +60,28 @@ fn as_close_to_f32_as_onnx_runtime(name: &str) {
     let presets: Vec<_> =
         runnable_presets().into_iter().filter(|t| ["x86_64", "aarch64"].contains(&t.name())).collect();
     assert!(!presets.is_empty(), "neither x86_64 nor aarch64 can run here");
+    // Also optimized as `build` does: every integer product by a constant weight fused into a
+    // QDense (the QOperator form's attention products, of two activations, stay), attention
+    // and GELU fused.
+    let (go, report) = slmtvm_optimizer::optimize(&gq, &slmtvm_optimizer::Options::default()).unwrap();
+    let weight_products = gq
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, slmtvm_ir::Op::MatMulInteger(_)))
+        .filter(|n| n.inputs[1].is_some_and(|w| gq.consts.contains_key(&w)))
+        .count();
+    let fused = go.nodes.iter().filter(|n| matches!(n.op, slmtvm_ir::Op::QDense(_))).count();
+    assert!(weight_products >= 36, "{name}: only {weight_products} products by constant weights");
+    assert_eq!(fused, weight_products, "{name}: every product by a constant weight fused: {}", report.text());
     for t in presets {
         let preset = t.name().to_string();
-        let out = target_dir().join("slmtvm-cross").join(format!("{name}-{preset}-{}", std::process::id()));
-        let res = run_batch(&t, &[Job { graph: &gq, data: vec![inputs_q.clone()] }], &out);
-        let got = res[0][0].as_ref().unwrap_or_else(|e| panic!("{preset}: {e}"));
-        runs.push((preset.clone(), got[0].clone()));
-        let _ = std::fs::remove_dir_all(&out);
+        for (label, g) in [(preset.clone(), &gq), (format!("{preset} optimized"), &go)] {
+            let out = target_dir().join("slmtvm-cross").join(format!("{name}-{preset}-{}", std::process::id()));
+            let res = run_batch(&t, &[Job { graph: g, data: vec![inputs_q.clone()] }], &out);
+            let got = res[0][0].as_ref().unwrap_or_else(|e| panic!("{label}: {e}"));
+            runs.push((label, got[0].clone()));
+            let _ = std::fs::remove_dir_all(&out);
+        }
     }
     for (run, got) in &runs {
         let (c, e) = (cosine(got, &f32_out), rel_l2(got, &f32_out));

@@ -37,7 +37,7 @@ mod schedules;
 
 pub(crate) use blocks::{RowShare, row_blocks};
 pub(crate) use fused::{F32Mat, Product};
-use problem::{gemm, matmul, matmul_integer};
+use problem::{gemm, matmul, matmul_integer, qdense};
 use schedules::{Tile, activate_tile, broadcast, dot, reload_tile, store};
 
 use super::NodeCtx;
@@ -70,6 +70,7 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         Op::MatMul(_) => matmul(cx, sym)?,
         Op::Gemm(g) => gemm(cx, g, sym)?,
         Op::MatMulInteger(_) => matmul_integer(cx, sym)?,
+        Op::QDense(d) => qdense(cx, d, sym)?,
         _ => return Err(cx.error("not a matrix product")),
     };
     if sym.0 && sym.1 {
@@ -143,6 +144,10 @@ enum Epilogue {
     /// before each store, the activation (the elementwise kernels' code) over each stored tile
     /// while it is in L1 ([`activate_tile`]).
     Dense { bias: Option<Operand>, act: Option<UnaryOp> },
+    /// QDense (i32 accumulators, f32 output): `act(f32(acc)·(sa[row]·sb[column]) + bias[column])`
+    /// with each operation rounded as the unfused graph rounds it (no fused multiply-add); the
+    /// bias is the bound C, the scales the bound `scales`, the activation as Dense's.
+    Scaled { sa: Operand, sb: Operand, bias: Option<Operand>, act: Option<UnaryOp> },
 }
 
 /// A batched matrix product with every operand as strides.
@@ -232,6 +237,8 @@ struct Bound {
     za: Option<Mat>,
     zb: Option<Mat>,
     c: Option<Mat>,
+    /// QDense's a and b scales (`Epilogue::Scaled`).
+    scales: Option<(Mat, Mat)>,
     out: Mat,
 }
 
@@ -245,21 +252,42 @@ fn fold_batch(p: &Problem) -> Option<Problem> {
     if !p.za.as_ref().is_none_or(|z| flat(z) && z.rs == 0) {
         return None;
     }
+    // A per-row scale must walk the batch as A's rows do (contiguous, one per row).
+    if let Epilogue::Scaled { sa, .. } = &p.epi
+        && !(flat(sa) && sa.rs == 0)
+        && !(sa.rs == 1 && row_major_batch(&p.batch, &sa.batch, p.m as i64))
+    {
+        return None;
+    }
     // A's batch strides must be those of a row-major [batch..., M, K] (any where the extent is 1).
-    let mut want = p.a.rs * p.m as i64;
-    for (d, &s) in p.batch.iter().zip(&p.a.batch).rev() {
-        if *d != 1 && s != want {
-            return None;
-        }
-        want *= *d as i64;
+    if !row_major_batch(&p.batch, &p.a.batch, p.a.rs * p.m as i64) {
+        return None;
     }
     let mut q = p.clone();
     q.m = p.m * p.batch.iter().product::<usize>();
     q.batch.clear();
-    for o in [Some(&mut q.a), Some(&mut q.b), q.za.as_mut(), q.zb.as_mut(), Some(&mut q.out)].into_iter().flatten() {
+    let sa = match &mut q.epi {
+        Epilogue::Scaled { sa, .. } => Some(sa),
+        _ => None,
+    };
+    for o in [Some(&mut q.a), Some(&mut q.b), q.za.as_mut(), q.zb.as_mut(), Some(&mut q.out), sa].into_iter().flatten()
+    {
         o.batch.clear();
     }
     Some(q)
+}
+
+/// Whether batch strides `st` over `batch` dims are those of row-major data whose innermost
+/// batch is `inner` elements apart (any stride where the extent is 1).
+fn row_major_batch(batch: &[usize], st: &[i64], inner: i64) -> bool {
+    let mut want = inner;
+    for (d, &s) in batch.iter().zip(st).rev() {
+        if *d != 1 && s != want {
+            return false;
+        }
+        want *= *d as i64;
+    }
+    true
 }
 
 /// Emits `p`; returns B's packed read when the product reads B packed.
@@ -283,10 +311,15 @@ fn emit_problem(kb: &mut Kb, p: &Problem) -> Option<PackedRead> {
     let mut packed = None;
     nest(kb, &p.batch, &mut |kb, idx| {
         let c = match &p.epi {
-            Epilogue::GemmF { c, .. } | Epilogue::GemmI { c, .. } | Epilogue::Dense { bias: c, .. } => {
-                c.as_ref().map(|c| bind(kb, c, &[]))
-            }
+            Epilogue::GemmF { c, .. }
+            | Epilogue::GemmI { c, .. }
+            | Epilogue::Dense { bias: c, .. }
+            | Epilogue::Scaled { bias: c, .. } => c.as_ref().map(|c| bind(kb, c, &[])),
             Epilogue::Plain => None,
+        };
+        let scales = match &p.epi {
+            Epilogue::Scaled { sa, sb, .. } => Some((bind(kb, sa, idx), bind(kb, sb, &[]))),
+            _ => None,
         };
         let bound = Bound {
             a: bind(kb, &p.a, idx),
@@ -294,6 +327,7 @@ fn emit_problem(kb: &mut Kb, p: &Problem) -> Option<PackedRead> {
             za: p.za.as_ref().map(|z| bind(kb, z, idx)),
             zb: p.zb.as_ref().map(|z| bind(kb, z, idx)),
             c,
+            scales,
             out: bind(kb, &p.out, idx),
         };
         packed = matrix(kb, p, &bound);
@@ -334,7 +368,7 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) -> Option<PackedRead> {
         };
         // Packed: column j0's panel at j0·K elements, its rows nr apart (j0 is a multiple of nr).
         let b = Mat { rs: s.nr as i64, cs: pk.k as i64, ..o.b };
-        assembled::emit(kb, p, &Bound { b, a: o.a, za: o.za, zb: o.zb, c: o.c, out: o.out });
+        assembled::emit(kb, p, &Bound { b, a: o.a, za: o.za, zb: o.zb, c: o.c, scales: o.scales, out: o.out });
         return Some(PackedRead { input: pk.input, packing: Packing::Panels { nr: s.nr, k: pk.k, n: pk.n } });
     } else if bcast_ok {
         // Products the assembled path does not take run on the default Cranelift tile.

@@ -6,7 +6,7 @@
 //! | [`elementwise`] | Unary, Binary, Clip, Where, Cast, FloatClass, Shrink |
 //! | [`movement`] | Reshape/Flatten/Squeeze/Unsqueeze (when not a view), Transpose, Concat, Split, Slice, Gather, Expand, Trilu, Shape, Size, Range, ConstantOfShape |
 //! | [`reduce`] | Reduce*, Softmax, LayerNorm, RmsNorm, BatchNorm, GlobalAveragePool |
-//! | [`matmul`] | MatMul, Gemm, MatMulInteger |
+//! | [`matmul`] | MatMul, Gemm, MatMulInteger, QDense |
 //! | [`nbits`] | MatMulNBits (4-bit block-quantized weights) |
 //! | [`attention`] | Attention (fused scaled dot-product attention) |
 //! | [`dense`] | Dense (matrix product + bias + activation), FusedMlp (gated MLP) |
@@ -318,7 +318,7 @@ pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[V
         Op::Unary(_) | Op::Binary(_) | Op::Clip(_) | Op::Where(_) | Op::Cast(_) | Op::FloatClass(_) | Op::Shrink(_) => {
             elementwise::emit(kb, &cx)
         }
-        Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) => matmul::emit(kb, &cx),
+        Op::MatMul(_) | Op::Gemm(_) | Op::MatMulInteger(_) | Op::QDense(_) => matmul::emit(kb, &cx),
         Op::MatMulNBits(_) => nbits::emit(kb, &cx),
         Op::Attention(_) => attention::emit(kb, &cx),
         Op::Dense(_) | Op::FusedMlp(_) => dense::emit(kb, &cx),

@@ -78,6 +78,143 @@ fn product_flops(rows: u64, k: usize, n: usize) -> u64 {
     rows.saturating_mul(2 * k as u64).saturating_mul(n as u64)
 }
 
+/// An integer dense layer, the fused form of ONNX Runtime's dynamically quantized products
+/// (`quantize_dynamic`: `Cast(MatMulInteger(a, b, a_zp, b_zp))·(a_scale·b_scale) + bias`) and
+/// of `--quantize int8`'s. Inputs: `a` [..., K] (u8/i8, leading dims may be symbolic), `b`
+/// [K, N] (u8/i8, static), `a_zero_point` (optional, one element, a's dtype), `b_zero_point`
+/// (optional, one element or `[N]`, b's dtype), `a_scale` (f32: one element, or one per row:
+/// a's shape with the last dim 1), `b_scale` (f32: one element or `[N]`), optional `bias`
+/// (f32 `[N]`). Output f32 `[..., N]`:
+///
+/// `act(f32(Σ_k (a − a_zp)·(b − b_zp)) · (a_scale·b_scale) + bias)`
+///
+/// with the sum exact (wrapping in i32 as MatMulInteger's), converted to f32 once, the scale
+/// product rounded to f32, then one f32 multiplication and one f32 addition: exactly the
+/// unfused graph's operations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QDense {
+    /// Applied to every element before it is stored.
+    pub activation: Option<UnaryOp>,
+}
+
+/// Checks `t` is one element or the 1-D `[n]`.
+fn per_tensor_or(op: &str, what: &str, t: &TypeInfo, n: usize) -> Result<bool, OpError> {
+    if t.shape.0.iter().all(|d| *d == Dim::Known(1)) {
+        return Ok(false);
+    }
+    if t.shape.as_known().as_deref() == Some(&[n]) {
+        return Ok(true);
+    }
+    Err(invalid(format!("{op} {what} must have one element or [{n}], got {}", t.shape)))
+}
+
+impl QDense {
+    fn check(&self, ins: &[Option<&TypeInfo>]) -> Result<TypeInfo, OpError> {
+        arity(ins, 6, 7)?;
+        if let Some(a) = &self.activation {
+            check_activation("QDense", a)?;
+        }
+        let (a, b) = (req(ins, 0)?, req(ins, 1)?);
+        for (what, t) in [("a", a), ("b", b)] {
+            if !matches!(t.dtype, DType::U8 | DType::I8) {
+                return Err(invalid(format!("QDense {what} must be u8 or i8, got {}", t.dtype)));
+            }
+        }
+        let Some(&[k, n]) = b.shape.as_known().as_deref() else {
+            return Err(invalid(format!("QDense b must be a static 2-D matrix, got {}", b.shape)));
+        };
+        let Some((last, lead)) = a.shape.0.split_last() else {
+            return Err(invalid("QDense a must have rank ≥ 1, got a scalar"));
+        };
+        if last.known() != Some(k) {
+            return Err(invalid(format!("QDense a of shape {} must end in b's K = {k}", a.shape)));
+        }
+        for (i, operand, what) in [(2, a, "a_zero_point"), (3, b, "b_zero_point")] {
+            let Some(z) = opt(ins, i) else { continue };
+            if z.dtype != operand.dtype {
+                return Err(invalid(format!("QDense {what} is {} but its operand is {}", z.dtype, operand.dtype)));
+            }
+            if i == 2 {
+                per_tensor_or("QDense", what, z, 1)?;
+            } else {
+                per_tensor_or("QDense", what, z, n)?;
+            }
+        }
+        let (sa, sb) = (req(ins, 4)?, req(ins, 5)?);
+        for (what, t) in [("a_scale", sa), ("b_scale", sb)] {
+            f32_of("QDense", what, t)?;
+        }
+        let per_row: Vec<Dim> = lead.iter().cloned().chain([Dim::Known(1)]).collect();
+        if !sa.shape.0.iter().all(|d| *d == Dim::Known(1)) && sa.shape.0 != per_row {
+            return Err(invalid(format!(
+                "QDense a_scale must have one element or one per row ({}), got {}",
+                Shape(per_row),
+                sa.shape
+            )));
+        }
+        per_tensor_or("QDense", "b_scale", sb, n)?;
+        if let Some(bias) = opt(ins, 6) {
+            f32_of("QDense", "bias", bias)?;
+            if bias.shape.as_known().as_deref() != Some(&[n]) {
+                return Err(invalid(format!("QDense bias must be [{n}] (b's N), got {}", bias.shape)));
+            }
+        }
+        let mut out = lead.to_vec();
+        out.push(Dim::Known(n));
+        Ok(TypeInfo::new(DType::F32, Shape(out)))
+    }
+}
+
+impl OpDef for QDense {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        Ok(vec![self.check(&super::input_types(ins))?])
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        let tys = super::tensor_types(ins);
+        let ty = self.check(&tys.iter().map(Option::as_ref).collect::<Vec<_>>())?;
+        let acc = super::MatMulInteger {}.eval(&ins[..4])?.remove(0);
+        let acc = acc.view::<i32>().ok_or_else(|| invalid("MatMulInteger gave no i32 tensor"))?;
+        let (sa, sb) = (f32_values(req(ins, 4)?)?, f32_values(req(ins, 5)?)?);
+        let bias = opt(ins, 6).map(f32_values).transpose()?;
+        let n = req(ins, 1)?.shape()[1];
+        let y: Vec<f32> = acc
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let (r, j) = (i / n.max(1), i % n.max(1));
+                let scale = sa[if sa.len() == 1 { 0 } else { r }] * sb[if sb.len() == 1 { 0 } else { j }];
+                let mut y = v as f32 * scale;
+                if let Some(b) = &bias {
+                    y += b[j];
+                }
+                match &self.activation {
+                    Some(a) => activate(a, y),
+                    None => y,
+                }
+            })
+            .collect();
+        let dims = ty.shape.as_known().ok_or_else(|| invalid("QDense output shape is not concrete"))?;
+        Ok(vec![Tensor::from_vec(&dims, y)?])
+    }
+
+    /// `2·rows·K·N`, plus three per output element (conversion, scale, bias) and one for the
+    /// activation.
+    fn flops(&self, ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
+        let out = outs.first().and_then(|t| t.shape.numel_upper()).unwrap_or(0) as u64;
+        let (k, n) = ins
+            .get(1)
+            .copied()
+            .flatten()
+            .and_then(|w| w.shape.as_known())
+            .and_then(|d| if let [k, n] = d[..] { Some((k, n)) } else { None })
+            .unwrap_or((0, 0));
+        let rows = out.checked_div(n as u64).unwrap_or(0);
+        let extra = 3 + u64::from(self.activation.is_some());
+        product_flops(rows, k, n).saturating_add(out.saturating_mul(extra))
+    }
+}
+
 /// A dense layer: inputs `x` [..., K] (f32, leading dims may be symbolic), `W` [K, N] (f32,
 /// static), optional `bias` `[N]`; output `[..., N]` = `act(x·W + bias)`, or `x·W + bias` when
 /// `activation` is `None`. The activation must be one the kernels compute in registers:

@@ -31,7 +31,7 @@ pub use attention::Attention;
 pub use concat::{Concat, Split};
 pub use conv::{AutoPad, Conv, ConvInteger};
 pub use cumsum::CumSum;
-pub use dense::{Dense, FusedMlp};
+pub use dense::{Dense, FusedMlp, QDense};
 pub use elementwise::{BinaryOp, Cast, Clip, FloatClass, UnaryOp, Where};
 pub use expand::Expand;
 pub use gather::Gather;
@@ -140,6 +140,8 @@ ops! {
     Dense(Dense),
     /// Gated MLP `(act(x·W_gate) ⊙ (x·W_up))·W_down` in one kernel.
     FusedMlp(FusedMlp),
+    /// Integer matrix product with zero points, its f32 dequantization, bias and activation.
+    QDense(QDense),
     /// Batch normalization in inference mode.
     BatchNorm(BatchNorm),
     /// N-d convolution with groups, pads, strides and dilations.

@@ -5,7 +5,7 @@ use super::{Rule, add_op};
 use crate::analysis::EG;
 use crate::lang::Node;
 use egg::{Id, Language};
-use slmtvm_ir::ops::{BinaryOp, Dense, FusedMlp};
+use slmtvm_ir::ops::{BinaryOp, Dense, FusedMlp, QDense};
 use slmtvm_ir::{DType, Op};
 
 /// The fusion rule set.
@@ -18,6 +18,8 @@ pub fn rules() -> Vec<Rule> {
         Rule { name: "dense-silu", kind: "Silu", rewrite: dense_activation },
         Rule { name: "dense-sigmoid", kind: "Sigmoid", rewrite: dense_activation },
         Rule { name: "dense-tanh", kind: "Tanh", rewrite: dense_activation },
+        Rule { name: "qdense", kind: "Mul", rewrite: qdense },
+        Rule { name: "qdense-bias", kind: "Add", rewrite: qdense_bias },
         Rule { name: "gated-mlp", kind: "MatMul", rewrite: gated_mlp },
         Rule { name: "attention", kind: "MatMul", rewrite: attention },
         Rule { name: "attention-gqa", kind: "Attention", rewrite: attention_gqa },
@@ -120,7 +122,7 @@ fn dense_gemm(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
 /// `act(Dense(x, W[, b]))` (a Dense without activation) or `act(MatMul(x, W))` with a
 /// constant f32 matrix W, for an activation the Dense kernel computes in registers
 /// ([`slmtvm_ir::ops::dense::fusable_activation`]) → Dense(x, W[, b]) with that activation,
-/// when the product has no other user.
+/// when the product has no other user; likewise `act(QDense(…))` → QDense with it.
 fn dense_activation(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
     let (Some(Op::Unary(act)), [y]) = (n.op(), n.children()) else { return None };
     if !slmtvm_ir::ops::dense::fusable_activation(act) {
@@ -132,17 +134,112 @@ fn dense_activation(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
     if !used_only_within(egraph, y, c, 8) {
         return None;
     }
-    let mut forms: Vec<Vec<Id>> = egraph[y]
+    let dense = Op::Dense(Dense { activation: Some(act.clone()) });
+    let qdense = Op::QDense(QDense { activation: Some(act.clone()) });
+    let mut forms: Vec<(Op, Vec<Id>)> = egraph[y]
         .nodes
         .iter()
         .filter_map(|m| match (m.op(), m.children()) {
-            (Some(Op::Dense(Dense { activation: None })), ch) => Some(ch.to_vec()),
+            (Some(Op::Dense(Dense { activation: None })), ch) => Some((dense.clone(), ch.to_vec())),
+            (Some(Op::QDense(QDense { activation: None })), ch) => Some((qdense.clone(), ch.to_vec())),
             _ => None,
         })
         .collect();
-    forms.extend(weight_products(egraph, y).into_iter().map(|(x, w)| vec![x, w]));
-    let op = Op::Dense(Dense { activation: Some(act.clone()) });
-    forms.into_iter().find_map(|ins| same_typed(egraph, c, op.clone(), ins))
+    forms.extend(weight_products(egraph, y).into_iter().map(|(x, w)| (dense.clone(), vec![x, w])));
+    forms.into_iter().find_map(|(op, ins)| same_typed(egraph, c, op, ins))
+}
+
+/// `Cast<f32>(MatMulInteger(a, b, a_zp, b_zp)) · (a_scale · b_scale)` in either operand order
+/// (ONNX Runtime's `quantize_dynamic` products, `--quantize int8`'s) → QDense(a, b, a_zp,
+/// b_zp, a_scale, b_scale), which computes exactly these operations in one kernel, when
+/// neither the integer product nor its conversion has another user. Which factor of the scale
+/// product is a's and which b's is left to QDense's type check (a's: one element or one per
+/// row of a; b's: one element or one per column); the scale product itself may have other
+/// users (it is a few values, recomputed in the kernel). Any other scale `s` (the imported
+/// QLinearMatMul's `(a_scale·b_scale)/y_scale`) is taken as `1 · s`, which is exact.
+fn qdense(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::Binary(BinaryOp::Mul)), [p, q]) = (n.op(), n.children()) else { return None };
+    for (cast, scale) in [(*p, *q), (*q, *p)] {
+        let (cast, scale) = (egraph.find(cast), egraph.find(scale));
+        if !used_only_within(egraph, cast, c, 0) {
+            continue;
+        }
+        let products: Vec<Id> = egraph[cast]
+            .nodes
+            .iter()
+            .filter_map(|m| match (m.op(), m.children()) {
+                (Some(Op::Cast(k)), [x]) if k.to == DType::F32 => Some(egraph.find(*x)),
+                _ => None,
+            })
+            .collect();
+        let mut factors: Vec<(Id, Id)> = egraph[scale]
+            .nodes
+            .iter()
+            .filter_map(|m| match (m.op(), m.children()) {
+                (Some(Op::Binary(BinaryOp::Mul)), [x, y]) => Some((egraph.find(*x), egraph.find(*y))),
+                _ => None,
+            })
+            .collect();
+        // Any other scale (QLinearMatMul's `(a_scale·b_scale)/y_scale`) times 1, exactly.
+        let one = egraph.analysis.add_const(slmtvm_ir::Tensor::scalar(1.0f32));
+        factors.push((egraph.add(one), scale));
+        for mi in products {
+            if !used_only_within(egraph, mi, cast, 0) {
+                continue;
+            }
+            let forms: Vec<Vec<Id>> = egraph[mi]
+                .nodes
+                .iter()
+                .filter_map(|m| match (m.op(), m.children()) {
+                    (Some(Op::MatMulInteger(_)), ch) if ch.len() >= 2 => Some(ch.to_vec()),
+                    _ => None,
+                })
+                .collect();
+            for ch in forms {
+                let absent = egraph.add(Node::Absent);
+                let (za, zb) = (ch.get(2).copied().unwrap_or(absent), ch.get(3).copied().unwrap_or(absent));
+                for &(x, y) in &factors {
+                    for (sa, sb) in [(x, y), (y, x)] {
+                        let op = Op::QDense(QDense { activation: None });
+                        if let Some(d) = same_typed(egraph, c, op, vec![ch[0], ch[1], za, zb, sa, sb]) {
+                            return Some(d);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `QDense(…) + b` (a QDense without bias or activation) with a constant f32 bias that only
+/// varies along the last axis → QDense(…, b as [N]), when the QDense has no other user.
+fn qdense_bias(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::Binary(BinaryOp::Add)), [p, q]) = (n.op(), n.children()) else { return None };
+    for (d, b) in [(*p, *q), (*q, *p)] {
+        let Some(bt) = constant(egraph, b).cloned() else { continue };
+        let nn = *bt.shape().last()?;
+        let d = egraph.find(d);
+        if bt.dtype() != DType::F32 || bt.len() != nn || !used_only_within(egraph, d, c, 0) {
+            continue;
+        }
+        let forms: Vec<Vec<Id>> = egraph[d]
+            .nodes
+            .iter()
+            .filter_map(|m| match (m.op(), m.children()) {
+                (Some(Op::QDense(QDense { activation: None })), ch) if ch.len() == 6 => Some(ch.to_vec()),
+                _ => None,
+            })
+            .collect();
+        for mut ins in forms {
+            let node = egraph.analysis.add_const(bt.reshaped(&[nn]).ok()?);
+            ins.push(egraph.add(node));
+            if let Some(q) = same_typed(egraph, c, Op::QDense(QDense { activation: None }), ins) {
+                return Some(q);
+            }
+        }
+    }
+    None
 }
 
 /// `MatMul(act(MatMul(x, W_gate)) ⊙ MatMul(x, W_up), W_down)` (the product in either operand

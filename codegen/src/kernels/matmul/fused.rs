@@ -104,7 +104,7 @@ impl Product {
             pack,
         };
         let mat = |x: F32Mat| Mat { ptr: x.ptr, dtype: DType::F32, rs: x.rs, cs: x.cs, size: 4 };
-        let bound = Bound { a: mat(a), b: mat(b), za: None, zb: None, c, out: mat(out) };
+        let bound = Bound { a: mat(a), b: mat(b), za: None, zb: None, c, scales: None, out: mat(out) };
         matrix(kb, &p, &bound)
     }
 }

@@ -187,15 +187,44 @@ pub(super) fn gemm(cx: &NodeCtx, g: &Gemm, sym: (bool, bool)) -> Result<Problem>
 }
 
 pub(super) fn matmul_integer(cx: &NodeCtx, sym: (bool, bool)) -> Result<Problem> {
+    if cx.out_dtype(0) != DType::I32 {
+        return Err(cx.error("the result must be i32"));
+    }
+    integer_product(cx, sym)
+}
+
+/// QDense: the integer product of inputs 0–3 with the scaled epilogue of inputs 4–6
+/// (`a_scale` per tensor or per row, `b_scale` per tensor or per column, optional bias).
+pub(super) fn qdense(cx: &NodeCtx, d: &slmtvm_ir::ops::QDense, sym: (bool, bool)) -> Result<Problem> {
+    if cx.out_dtype(0) != DType::F32 {
+        return Err(cx.error("the result must be f32"));
+    }
+    let mut p = integer_product(cx, sym)?;
+    let (ad, r) = (cx.in_dims(0)?, p.batch.len());
+    for i in [4, 5] {
+        if cx.in_dtype(i)? != DType::F32 {
+            return Err(cx.error("the scales must be f32"));
+        }
+    }
+    let sd = cx.in_dims(4)?;
+    let sd = if sd.iter().all(|&v| v == 1) { vec![] } else { sd };
+    let sa = operand(cx, 4, &ad, &sd, true, r)?;
+    let per_column = cx.in_dims(5)?.iter().product::<usize>() != 1;
+    let sb = Operand { ptr: cx.in_ptr(5)?, dtype: DType::F32, batch: vec![], rs: 0, cs: i64::from(per_column) };
+    let bias = cx.in_ptr_opt(6).map(|ptr| Operand { ptr, dtype: DType::F32, batch: vec![], rs: 0, cs: 1 });
+    p.epi = Epilogue::Scaled { sa, sb, bias, act: d.activation.clone() };
+    Ok(p)
+}
+
+/// The integer product of inputs 0 and 1 with their zero points (inputs 2 and 3), stored as
+/// the output's dtype by the caller's epilogue.
+fn integer_product(cx: &NodeCtx, sym: (bool, bool)) -> Result<Problem> {
     let (ad, bd) = (cx.in_dims(0)?, cx.in_dims(1)?);
     let (batch, m, k, n) = product_dims(cx, &ad, &bd, sym)?;
     for i in 0..2 {
         if !matches!(cx.in_dtype(i)?, DType::I8 | DType::U8) {
             return Err(cx.error("operands must be i8 or u8"));
         }
-    }
-    if cx.out_dtype(0) != DType::I32 {
-        return Err(cx.error("the result must be i32"));
     }
     let r = batch.len();
     let zero_point = |i: usize, shape: &[usize], per_row: bool| -> Result<Option<Operand>> {

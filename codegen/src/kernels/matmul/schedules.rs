@@ -228,7 +228,7 @@ fn bcast_tile(kb: &mut Kb, p: &Problem, o: &Bound, i0: Value, j0: Value, rows: u
 /// the registers to itself (applied before each store, with the other accumulators live, it
 /// spilled: MiniLM's Dense+GELU ran at half the speed of the product and a separate GELU).
 pub(super) fn activate_tile(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, rows: usize, cols: Cols) {
-    let Epilogue::Dense { act: Some(act), .. } = &p.epi else { return };
+    let (Epilogue::Dense { act: Some(act), .. } | Epilogue::Scaled { act: Some(act), .. }) = &p.epi else { return };
     reload_tile(kb, o, t, rows, cols, &mut |kb, _, _, v, addr, off| {
         let y = crate::kernels::elementwise::unary_float(kb, act, v);
         kb.store(y, addr, off);
@@ -271,7 +271,9 @@ pub(super) fn store(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, r: i64, c: i6
             kb.load(types::F32X4, addr, off)
         } else {
             let s = load_scalar(kb, p.acc, cm.dtype, addr, off);
-            if lanes == 4 { kb.b.ins().splat(vty, s) } else { s }
+            // QDense's f32 scales and bias beside its i32 accumulators splat as f32.
+            let sty = if cm.dtype == DType::F32 { types::F32X4 } else { vty };
+            if lanes == 4 { kb.b.ins().splat(sty, s) } else { s }
         }
     };
     let y = match &p.epi {
@@ -294,6 +296,20 @@ pub(super) fn store(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, r: i64, c: i6
         }
         Epilogue::Dense { .. } => {
             let mut y = v;
+            if let Some(cm) = &o.c {
+                let bv = load_c(kb, cm);
+                y = kb.b.ins().fadd(y, bv);
+            }
+            y
+        }
+        Epilogue::Scaled { .. } => {
+            let fty = if lanes == 4 { types::F32X4 } else { types::F32 };
+            let mut y = kb.b.ins().fcvt_from_sint(fty, v);
+            if let Some((sa, sb)) = &o.scales {
+                let (sa, sb) = (load_c(kb, sa), load_c(kb, sb));
+                let scale = kb.b.ins().fmul(sa, sb);
+                y = kb.b.ins().fmul(y, scale);
+            }
             if let Some(cm) = &o.c {
                 let bv = load_c(kb, cm);
                 y = kb.b.ins().fadd(y, bv);
