@@ -44,6 +44,16 @@ pub enum Packing {
         /// Columns of the weight (the product's N).
         n: usize,
     },
+    /// An 8-bit `[k, n]` weight (u8 or i8) as pairs along K in panels of `nr` columns, for
+    /// `vpmaddwd` after a widening load ([`pack_pairs`]).
+    Pairs {
+        /// Columns per panel.
+        nr: usize,
+        /// Rows of the weight (the product's K).
+        k: usize,
+        /// Columns of the weight (the product's N).
+        n: usize,
+    },
     /// A part of a MatMulNBits weight in the layout of its kernel ([`crate::kernels::nbits`]).
     Nbits {
         /// Which input.
@@ -78,6 +88,7 @@ impl Packing {
     pub fn suffix(&self) -> String {
         match self {
             Packing::Panels { nr, .. } => format!("p{nr}"),
+            Packing::Pairs { nr, .. } => format!("w{nr}"),
             Packing::Nbits { part: NbitsPart::Weights, .. } => "q".into(),
             Packing::Nbits { part: NbitsPart::Scales, .. } => "qs".into(),
             Packing::Nbits { part: NbitsPart::ZeroPoints, .. } => "qz".into(),
@@ -93,6 +104,12 @@ impl Packing {
                     return Err(format!("{t:?} is not an f32 [{k}, {n}] for panels of {nr}"));
                 }
                 Ok(pack_panels(&t.to_le_bytes(), k, n, nr))
+            }
+            Packing::Pairs { nr, k, n } => {
+                if !matches!(t.dtype(), DType::U8 | DType::I8) || t.shape() != [k, n] || nr == 0 {
+                    return Err(format!("{t:?} is not an 8-bit [{k}, {n}] matrix for panels of {nr}"));
+                }
+                Ok(pack_pairs(&t.to_le_bytes(), k, n, nr))
             }
             Packing::Nbits { part, k, n, bits, block } => {
                 let op = MatMulNBits { k, n, bits, block_size: block };
@@ -169,6 +186,22 @@ fn block_params(v: &[f32], n: usize, nb: usize) -> Vec<u8> {
     out.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// A row-major `[k, n]` matrix of bytes in panels of `nr` columns of K-pairs:
+/// `[⌈n/nr⌉][⌈k/2⌉][nr][2]`, element (r, c) at panel `c/nr`, pair `r/2`, lane `c%nr`, half
+/// `r%2` — so 16 bytes hold 8 columns' pair of rows, which a widening load (`vpmovsxbw`)
+/// turns into the i16 pairs `vpmaddwd` multiplies by a broadcast pair of A. Missing columns
+/// and the odd K's last half are 0.
+pub fn pack_pairs(v: &[u8], k: usize, n: usize, nr: usize) -> Vec<u8> {
+    let kp = k.div_ceil(2);
+    let mut out = vec![0u8; n.div_ceil(nr.max(1)) * kp * nr * 2];
+    for r in 0..k {
+        for c in 0..n {
+            out[((c / nr * kp + r / 2) * nr + c % nr) * 2 + r % 2] = v[r * n + c];
+        }
+    }
+    out
+}
+
 /// Bytes of a `[k, n]` f32 matrix packed in panels of `nr` columns (padding included).
 pub fn packed_bytes(k: usize, n: usize, nr: usize) -> usize {
     n.div_ceil(nr) * k * nr * 4
@@ -213,6 +246,27 @@ mod tests {
                 let byte = rows[r * 16 + (c / 16) * 8 + (c % 16) % 8];
                 let got = (byte >> (4 * ((c % 16) / 8))) & 15;
                 assert_eq!(got, if c < n { q(c, r) } else { 0 }, "row {r} column {c}");
+            }
+        }
+    }
+
+    /// Pairs: a [3, 5] matrix in panels of 4 columns; element (r, c) at its place, K padded to
+    /// 4 rows and the columns to 8 with zeros.
+    #[test]
+    fn pairs_in_order_and_zero_padded() {
+        let (k, n, nr) = (3, 5, 4);
+        let v: Vec<u8> = (0..(k * n) as u8).map(|i| i + 7).collect();
+        let p = pack_pairs(&v, k, n, nr);
+        assert_eq!(p.len(), 2 * 2 * nr * 2);
+        for panel in 0..2 {
+            for pair in 0..2 {
+                for lane in 0..nr {
+                    for half in 0..2 {
+                        let (r, c) = (pair * 2 + half, panel * nr + lane);
+                        let want = if r < k && c < n { v[r * n + c] } else { 0 };
+                        assert_eq!(p[((panel * 2 + pair) * nr + lane) * 2 + half], want, "({r}, {c})");
+                    }
+                }
             }
         }
     }

@@ -2,7 +2,8 @@
 //! activation) on every target preset against the reference interpreter: u8 and i8
 //! operands, zero points absent, per tensor and (b) per column, a scale per tensor or per row,
 //! b's per tensor or per column, with and without bias, batched and 1-D activations, odd
-//! sizes (vector edges along N, row edges), run-time and constant weights. Without an
+//! sizes (vector edges along N, row edges, odd K, several row blocks of x86_64-v3's
+//! `vpmaddwd` path), run-time and constant weights. Without an
 //! activation the kernel performs the interpreter's operations (exact integer sum, one
 //! conversion, the scale product, one multiplication, one addition), so it must be bit-exact;
 //! with one, within the activations' polynomial error.
@@ -64,6 +65,8 @@ fn cases() -> Vec<Case> {
         c(&[9, 17], 3, U8, I8, 1, false, false, false),
         // Wide N (several column tiles and an 8-column vector edge), rows beyond a tile.
         c(&[1, 3, 96], 72, U8, I8, 2, true, true, true),
+        // A long odd K: x86_64-v3's A scratch holds 24 rows, so 50 rows take three blocks.
+        c(&[50, 4001], 21, U8, I8, 2, false, true, true),
     ]
 }
 

@@ -9,7 +9,7 @@
 
 use slmtvm_codegen::Options;
 use slmtvm_frontend::{LoadOptions, load_onnx, npy};
-use slmtvm_ir::ops::{Attention, Dense, FusedMlp, Gemm, MatMul, MatMulInteger, UnaryOp};
+use slmtvm_ir::ops::{Attention, Dense, FusedMlp, Gemm, MatMul, MatMulInteger, QDense, UnaryOp};
 use slmtvm_ir::{DType, Graph, Op, Shape, Tensor, TypeInfo, ValueId};
 use slmtvm_targets::Target;
 use slmtvm_tests::Lcg;
@@ -81,6 +81,20 @@ fn kernels() -> G {
     let a = g.input(Tensor::from_vec(&[17, 24], ua).unwrap());
     let b = g.g.add_const("ib", Tensor::from_vec(&[24, 16], ib).unwrap());
     g.node(Op::MatMulInteger(MatMulInteger {}), vec![Some(a), Some(b)]);
+    // QDense (x86_64-v3: the vpmaddwd path; 50 rows of K 4001 are three row blocks there),
+    // u8 activations with a zero point, i8 weights with one per column, scales, a bias.
+    for (rows, k, n) in [(17usize, 24usize, 21usize), (50, 4001, 2)] {
+        let ua: Vec<u8> = (0..rows * k).map(|_| g.next() as u8).collect();
+        let ib: Vec<i8> = (0..k * n).map(|_| g.next() as i8).collect();
+        let zb: Vec<i8> = (0..n).map(|_| g.next() as i8).collect();
+        let a = g.input(Tensor::from_vec(&[rows, k], ua).unwrap());
+        let w = g.g.add_const(format!("qw{k}"), Tensor::from_vec(&[k, n], ib).unwrap());
+        let za = g.g.add_const(format!("qza{k}"), Tensor::scalar(3u8));
+        let zb = g.g.add_const(format!("qzb{k}"), Tensor::from_vec(&[n], zb).unwrap());
+        let (sa, sb, bias) = (g.constant(&[]), g.constant(&[n]), g.constant(&[n]));
+        let ins = vec![Some(a), Some(w), Some(za), Some(zb), Some(sa), Some(sb), Some(bias)];
+        g.node(Op::QDense(QDense { activation: None }), ins);
+    }
     for (rows, act) in
         [(1, None), (3, Some(UnaryOp::Relu)), (17, Some(UnaryOp::Gelu { tanh_approx: false })), (65, None)]
     {

@@ -74,11 +74,30 @@ impl Ukr {
     }
 }
 
+/// One integer microkernel variant ([`x86::int_microkernel`]): `mr` rows, `nv` vectors of 8
+/// i32 columns (the last with `last` valid lanes), `kc` pair steps of K; same C signature as
+/// [`Ukr`], with A as i16 pairs, B packed 8-bit pairs and C i32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IUkr {
+    /// Rows of the tile.
+    pub mr: usize,
+    /// Vectors per row (1 or 2).
+    pub nv: usize,
+    /// Valid lanes of the last vector (1 to 8).
+    pub last: usize,
+    /// Pair steps of K.
+    pub kc: usize,
+    /// B is i8 (else u8).
+    pub signed_b: bool,
+}
+
 /// Any assembled function: all take six `int64_t` (or pointer) arguments and return nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AsmFn {
     /// A matrix-product microkernel.
     Ukr(Ukr),
+    /// An integer matrix-product microkernel.
+    IUkr(IUkr),
     /// An activation epilogue over a tile ([`vmath::Act`]).
     Act(vmath::Act),
     /// Softmax's exponentials and sum over a row ([`vmath::ExpSum`]).
@@ -92,6 +111,10 @@ impl AsmFn {
     pub fn symbol(&self, prefix: &str) -> String {
         match self {
             AsmFn::Ukr(u) => u.symbol(prefix),
+            AsmFn::IUkr(u) => {
+                let b = if u.signed_b { "s8" } else { "u8" };
+                format!("{prefix}_iukr_{b}_{}x{}_k{}", u.mr, (u.nv - 1) * 8 + u.last, u.kc)
+            }
             AsmFn::Act(a) => {
                 format!("{prefix}_act_{}_{}_{}{}", a.kernel, a.f.name(), a.cols, if a.bias { "_bias" } else { "" })
             }
@@ -104,6 +127,10 @@ impl AsmFn {
     pub fn assemble(&self) -> crate::Result<Vec<u8>> {
         let code = match self {
             AsmFn::Ukr(u) => return u.assemble(),
+            AsmFn::IUkr(u) => {
+                return x86::int_microkernel(u)
+                    .map_err(|e| crate::Error::Assemble { what: self.symbol("f"), message: e.to_string() });
+            }
             AsmFn::Act(a) => vmath::act(a),
             AsmFn::ExpSum(e) => vmath::exp_sum(e),
             AsmFn::Map(m) => vmath::map(m),

@@ -231,6 +231,99 @@ fn step(a: &mut CodeAssembler, r: &Regs, s: usize) -> Result<(), IcedError> {
     Ok(())
 }
 
+/// The code of an integer microkernel (AVX2 `ymm`; see [`crate::asm::IUkr`]):
+/// `C[mr × cols] = Σ_p A[i, p]·B[p, cols]` in i32, where A's rows hold pairs of i16 (4 bytes
+/// per pair, `lda` bytes apart) and B is packed 8-bit pairs ([`crate::pack::pack_pairs`]:
+/// `ldb` bytes per pair row, 16 bytes per 8 columns). Per pair step: B's vectors loaded and
+/// widened to i16 (`vpmovsxbw`, `vpmovzxbw` for u8), each row's pair broadcast
+/// (`vpbroadcastd`), `vpmaddwd` (two exact i16 products summed in i32) into a temporary and
+/// `vpaddd` into the accumulator. The last vector's store is masked (`vpmaskmovd`) when it is
+/// partial; B's panel is padded, so its loads never are.
+pub fn int_microkernel(u: &super::IUkr) -> Result<Vec<u8>, IcedError> {
+    debug_assert!((1..=13).contains(&u.mr) && (1..=2).contains(&u.nv) && u.mr * u.nv + u.nv + 2 <= 16);
+    let (bcast, tmp) = (14, 15);
+    let acc = |i: usize, v: usize| i * u.nv + v;
+    let breg = |v: usize| 14 - u.nv + v;
+    let partial = u.last < 8;
+    let mut a = CodeAssembler::new(64)?;
+    let mut mask = a.create_label();
+    a.push(rbx)?;
+    a.push(r12)?;
+    a.lea(r10, qword_ptr(rsi + rsi * 2))?;
+    a.lea(r12, qword_ptr(rcx + rcx * 2))?;
+    if u.mr > 5 {
+        a.lea(r11, qword_ptr(rdi + rsi * 4))?;
+        a.add(r11, rsi)?;
+    }
+    if u.mr > 10 {
+        a.lea(rax, qword_ptr(r11 + rsi * 4))?;
+        a.add(rax, rsi)?;
+    }
+    for i in 0..u.mr {
+        for v in 0..u.nv {
+            a.vpxor(YMM[acc(i, v)], YMM[acc(i, v)], YMM[acc(i, v)])?;
+        }
+    }
+    let step = |a: &mut CodeAssembler, s: usize| -> Result<(), IcedError> {
+        for v in 0..u.nv {
+            let m = xmmword_ptr(b_row(s, v as i32 * 16));
+            if u.signed_b { a.vpmovsxbw(YMM[breg(v)], m)? } else { a.vpmovzxbw(YMM[breg(v)], m)? }
+        }
+        for i in 0..u.mr {
+            a.vpbroadcastd(YMM[bcast], dword_ptr(a_row(i, (s * 4) as i32)))?;
+            for v in 0..u.nv {
+                a.vpmaddwd(YMM[tmp], YMM[bcast], YMM[breg(v)])?;
+                a.vpaddd(YMM[acc(i, v)], YMM[acc(i, v)], YMM[tmp])?;
+            }
+        }
+        Ok(())
+    };
+    let iters = u.kc / UNROLL;
+    if iters > 0 {
+        let mut top = a.create_label();
+        a.mov(ebx, iters as u32)?;
+        a.set_label(&mut top)?;
+        for s in 0..UNROLL {
+            step(&mut a, s)?;
+        }
+        a.lea(rdx, qword_ptr(rdx + rcx * 4))?;
+        for base in [rdi, r11, rax].into_iter().take(u.mr.div_ceil(5)) {
+            a.add(base, (UNROLL * 4) as i32)?;
+        }
+        a.dec(ebx)?;
+        a.jne(top)?;
+    }
+    for s in 0..u.kc % UNROLL {
+        step(&mut a, s)?;
+    }
+    if partial {
+        a.vmovdqu(YMM[bcast], ymmword_ptr(mask))?;
+    }
+    for i in 0..u.mr {
+        for v in 0..u.nv {
+            let m = r8 + v as i32 * 32;
+            if partial && v + 1 == u.nv {
+                a.vpmaskmovd(ymmword_ptr(m), YMM[bcast], YMM[acc(i, v)])?;
+            } else {
+                a.vmovdqu(ymmword_ptr(m), YMM[acc(i, v)])?;
+            }
+        }
+        if i + 1 < u.mr {
+            a.add(r8, r9)?;
+        }
+    }
+    a.vzeroupper()?;
+    a.pop(r12)?;
+    a.pop(rbx)?;
+    a.ret()?;
+    if partial {
+        a.set_label(&mut mask)?;
+        let m: Vec<u32> = (0..8).map(|l| if l < u.last { u32::MAX } else { 0 }).collect();
+        a.dd(&m)?;
+    }
+    a.assemble(0)
+}
+
 /// Accumulators of [`peak`]: enough independent FMA chains for two FMA units of latency 4–6.
 pub const PEAK_ACCS: usize = crate::abi::PEAK_FMAS;
 
@@ -312,6 +405,17 @@ mod tests {
                 }
             }
             assert!(!peak(kernel).unwrap().is_empty());
+        }
+        for nv in 1..=2 {
+            for mr in (1..=13).filter(|mr| mr * nv + nv + 2 <= 16) {
+                for last in [1, 5, 8] {
+                    for kc in [1, 4, 7] {
+                        let code =
+                            int_microkernel(&super::super::IUkr { mr, nv, last, kc, signed_b: kc != 4 }).unwrap();
+                        assert_eq!(code[code.len() - 1 - if last < 8 { 32 } else { 0 }], 0xc3);
+                    }
+                }
+            }
         }
     }
 }

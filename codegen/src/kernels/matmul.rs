@@ -27,11 +27,13 @@
 //! loops and the choice of schedule; `problem` reads MatMul, Gemm and MatMulInteger nodes into
 //! a `Problem`; `schedules` the Cranelift register tiles and the epilogue of each store;
 //! `blocks` the row-block and column-tile loops (run-time extents, a split kernel's share);
-//! `assembled` the x86 microkernel path; `fused` the `Product` fused kernels run.
+//! `assembled` the x86 microkernel path; `integer` QDense's x86 `vpmaddwd` path; `fused` the
+//! `Product` fused kernels run.
 
 mod assembled;
 mod blocks;
 mod fused;
+mod integer;
 mod problem;
 mod schedules;
 
@@ -361,6 +363,9 @@ fn matrix(kb: &mut Kb, p: &Problem, o: &Bound) -> Option<PackedRead> {
         && p.n >= 8
         && o.zb.is_none_or(|z| z.cs <= 1);
     let s = kb.caps.schedule;
+    if integer::applies(kb, p, o) {
+        return integer::emit(kb, p, o);
+    }
     if static_k && vf32 && s.kernel != Microkernel::Cranelift && assembled::applies(p, o) {
         let Some(pk) = p.pack else {
             assembled::emit(kb, p, o);

@@ -213,6 +213,19 @@ pub(super) fn qdense(cx: &NodeCtx, d: &slmtvm_ir::ops::QDense, sym: (bool, bool)
     let sb = Operand { ptr: cx.in_ptr(5)?, dtype: DType::F32, batch: vec![], rs: 0, cs: i64::from(per_column) };
     let bias = cx.in_ptr_opt(6).map(|ptr| Operand { ptr, dtype: DType::F32, batch: vec![], rs: 0, cs: 1 });
     p.epi = Epilogue::Scaled { sa, sb, bias, act: d.activation.clone() };
+    // Zero points that are constant zeros (symmetric quantization) are no zero points.
+    let zero = |i: usize| cx.in_const(i).is_some_and(|t| t.to_f64().iter().all(|&v| v == 0.0));
+    if zero(2) {
+        p.za = None;
+    }
+    if zero(3) {
+        p.zb = None;
+    }
+    // A constant weight is read packed on the assembled path.
+    let bd = cx.in_dims(1)?;
+    if bd.len() == 2 && cx.in_const(1).is_some() {
+        p.pack = Some(Pack { input: 1, k: bd[0], n: bd[1] });
+    }
     Ok(p)
 }
 
