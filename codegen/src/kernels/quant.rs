@@ -477,14 +477,37 @@ fn dequantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> 
 
 /// `m` replaced by `v` where `v > m` (NaN never replaces), scalar or `F32X4`.
 fn keep_greater(kb: &mut Kb, v: Value, m: Value, greater: bool) -> Value {
-    let cc = if greater { FloatCC::GreaterThan } else { FloatCC::LessThan };
-    let c = kb.b.ins().fcmp(cc, v, m);
+    // `m < v` (not `v > m`) for the greater: the vector forms are then the patterns x86 lowers
+    // to one `maxps`/`minps` (which return `m` when `v` is NaN, as this does).
+    let c = if greater { kb.b.ins().fcmp(FloatCC::LessThan, m, v) } else { kb.b.ins().fcmp(FloatCC::LessThan, v, m) };
     if kb.ty(v).is_vector() {
         let mask = kb.b.ins().bitcast(types::F32X4, lane_flags(), c);
         kb.b.ins().bitselect(mask, v, m)
     } else {
         kb.b.ins().select(c, v, m)
     }
+}
+
+/// Four f32 lanes `r = x / scale` quantized to u8 values (an `I32X4`) with the zero point
+/// `zf` (an integral f32 in [0, 255], splat): `r` clamped to `[−zf, 255 − zf]` (`neg`, `hi`,
+/// splat) first (a NaN
+/// to `−zf`, so it gives 0), which commutes with rounding as the bounds are integers, then
+/// rounded half to even by adding 1.5·2²³ (|r| ≤ 255), the zero point added exactly, and the
+/// integer read from the float's low mantissa bits: the reference's
+/// `clamp(round(x / scale) + zp, 0, 255)` in a few instructions (one `maxps` and one
+/// `minps` on x86). A NaN zero point (a range with both infinities) gives 0 everywhere:
+/// `valid` is all ones, or zeros when `zf` is NaN.
+fn quantize_u8x4(kb: &mut Kb, r: Value, zf: Value, (neg, hi, valid): (Value, Value, Value)) -> Value {
+    let r = keep_greater(kb, r, neg, true);
+    let r = keep_greater(kb, r, hi, false);
+    let magic = kb.fconst(12_582_912.0, 4);
+    let u = kb.b.ins().fadd(r, magic);
+    let u = kb.b.ins().fadd(u, zf);
+    let bits = kb.b.ins().bitcast(types::I32X4, lane_flags(), u);
+    let m = kb.b.ins().iconst(types::I32, 0x4B40_0000);
+    let m = kb.b.ins().splat(types::I32X4, m);
+    let q = kb.b.ins().isub(bits, m);
+    kb.b.ins().band(q, valid)
 }
 
 /// The range `[min(0, min x), max(0, max x)]` (NaN skipped), `scale = range / 255` (or
@@ -569,6 +592,13 @@ fn dynamic_quantize(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     } else {
         (scale, zf)
     };
+    let bounds = {
+        let neg = kb.b.ins().fneg(z4);
+        let c255 = kb.fconst(255.0, kb.lanes(z4));
+        let ordered = kb.b.ins().fcmp(FloatCC::Equal, z4, z4);
+        let valid = if kb.caps.vector { kb.b.ins().bitcast(types::I32X4, lane_flags(), ordered) } else { ordered };
+        (neg, kb.b.ins().fsub(c255, z4), valid)
+    };
     walk(kb, &mut |kb, i, lanes| {
         let a = kb.addr(xp, i, 4);
         let ya = kb.b.ins().iadd(yp, i);
@@ -576,13 +606,14 @@ fn dynamic_quantize(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
             if lanes == 4 { (types::F32X4, s4, z4, types::I32X4) } else { (types::F32, scale, zf, types::I32) };
         let v = kb.load(ty, a, 0);
         let r = kb.b.ins().fdiv(v, s);
-        let r = round_even(kb, r);
-        let r = kb.b.ins().fadd(r, z);
-        let r = fclamp(kb, r, 0.0, 255.0, lanes);
-        let q = kb.b.ins().fcvt_to_sint_sat(qty, r);
         if lanes == 4 {
+            let q = quantize_u8x4(kb, r, z, bounds);
             store4_bytes(kb, DType::U8, q, ya);
         } else {
+            let r = round_even(kb, r);
+            let r = kb.b.ins().fadd(r, z);
+            let r = fclamp(kb, r, 0.0, 255.0, lanes);
+            let q = kb.b.ins().fcvt_to_sint_sat(qty, r);
             let q = kb.b.ins().ireduce(types::I8, q);
             kb.store(q, ya, 0);
         }

@@ -20,6 +20,7 @@
 //! reference's i32 result is. So the results equal the interpreter's bit for bit.
 
 use super::{Acc, Bound, Cols, Epilogue, Problem, RowShare, Tile, activate_tile, row_blocks, store};
+use crate::asm::vmath::{Act, VFn};
 use crate::asm::{AsmFn, IUkr};
 use crate::emit::Kb;
 use crate::pack::{PackedRead, Packing};
@@ -236,5 +237,16 @@ fn epilogue(kb: &mut Kb, p: &Problem, o: &Bound, t: &Tile, sums: Option<Value>, 
             store(kb, p, o, t, r as i64, c as i64, v);
         }
     }
-    activate_tile(kb, p, o, t, rows, Cols { vecs, scalars: cols % 4 });
+    // The activation: one assembled pass over the tile where the vector math has it (the
+    // same bits as the Cranelift code), else the Cranelift pass.
+    if let Epilogue::Scaled { act: Some(act), .. } = &p.epi
+        && let Some(f) = VFn::of(act)
+    {
+        let y = o.out.offset(kb, Some(t.i0), Some(t.j0));
+        let (ld, n, zero) = (kb.iconst(o.out.rs * 4), kb.iconst(rows as i64), kb.iconst(0));
+        let act = Act { kernel: kb.caps.schedule.kernel, f, cols, bias: false };
+        kb.call_asm(AsmFn::Act(act), &[y, ld, n, zero, zero, zero]);
+    } else {
+        activate_tile(kb, p, o, t, rows, Cols { vecs, scalars: cols % 4 });
+    }
 }
