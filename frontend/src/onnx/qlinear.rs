@@ -314,13 +314,7 @@ pub(crate) fn qlinear_add(
     _a: &Attrs,
     ins: Vec<Option<ValueId>>,
 ) -> Result<()> {
-    let mut b = Sub::new(imp, n, name);
-    let out = single_output(&b, n)?;
-    let Binary { a: (x, xs, xz), b: (y, ys, yz), c: (zs, zz) } = binary_operands(&mut b, &ins)?;
-    let (xc, yc) = (centered(&mut b, x, xz)?, centered(&mut b, y, yz)?);
-    let (vx, vy) = (b.binary(BinaryOp::Mul, xc, xs)?, b.binary(BinaryOp::Mul, yc, ys)?);
-    let v = b.binary(BinaryOp::Add, vx, vy)?;
-    quantize(&mut b, v, zs, zz, &out)
+    qlinear_arith(imp, n, name, ins, BinaryOp::Add)
 }
 
 /// `com.microsoft::QLinearMul` (NumPy broadcasting).
@@ -331,10 +325,20 @@ pub(crate) fn qlinear_mul(
     _a: &Attrs,
     ins: Vec<Option<ValueId>>,
 ) -> Result<()> {
+    qlinear_arith(imp, n, name, ins, BinaryOp::Mul)
+}
+
+/// QLinearAdd (`op` Add) or QLinearMul (Mul), by the formulas in the module docs.
+fn qlinear_arith(imp: &mut Importer, n: &NodeProto, name: &str, ins: Vec<Option<ValueId>>, op: BinaryOp) -> Result<()> {
     let mut b = Sub::new(imp, n, name);
     let out = single_output(&b, n)?;
     let Binary { a: (x, xs, xz), b: (y, ys, yz), c: (zs, zz) } = binary_operands(&mut b, &ins)?;
     let (xc, yc) = (centered(&mut b, x, xz)?, centered(&mut b, y, yz)?);
+    if op == BinaryOp::Add {
+        let (vx, vy) = (b.binary(BinaryOp::Mul, xc, xs)?, b.binary(BinaryOp::Mul, yc, ys)?);
+        let v = b.binary(BinaryOp::Add, vx, vy)?;
+        return quantize(&mut b, v, zs, zz, &out);
+    }
     let p = b.binary(BinaryOp::Mul, xc, yc)?;
     let s = b.binary(BinaryOp::Mul, xs, ys)?;
     let m = b.binary(BinaryOp::Div, s, zs)?;
@@ -364,11 +368,7 @@ pub(crate) fn qlinear_sigmoid(
     _a: &Attrs,
     ins: Vec<Option<ValueId>>,
 ) -> Result<()> {
-    let mut b = Sub::new(imp, n, name);
-    let out = single_output(&b, n)?;
-    let (_, xf, ys, yz) = unary_operands(&mut b, &ins)?;
-    let v = b.node(Op::Unary(UnaryOp::Sigmoid), vec![xf])?;
-    quantize(&mut b, v, ys, yz, &out)
+    qlinear_unary(imp, n, name, ins, &mut |b, _, xf| b.node(Op::Unary(UnaryOp::Sigmoid), vec![xf]))
 }
 
 /// `com.microsoft::QLinearLeakyRelu`: `alpha·x` where the dequantized x is negative.
@@ -380,13 +380,26 @@ pub(crate) fn qlinear_leaky_relu(
     ins: Vec<Option<ValueId>>,
 ) -> Result<()> {
     let alpha = a.float_or("alpha", 0.01)?;
+    qlinear_unary(imp, n, name, ins, &mut |b, _, xf| {
+        let (zero, alpha) = (b.konst(Tensor::scalar(0.0f32)), b.konst(Tensor::scalar(alpha)));
+        let neg = b.binary(BinaryOp::Less, xf, zero)?;
+        let scaled = b.binary(BinaryOp::Mul, xf, alpha)?;
+        b.node(Op::Where(Where {}), vec![neg, scaled, xf])
+    })
+}
+
+/// A unary QOperator node: `QuantizeLinear(f(x, DequantizeLinear(x)), Y_scale, Y_zero_point)`.
+fn qlinear_unary(
+    imp: &mut Importer,
+    n: &NodeProto,
+    name: &str,
+    ins: Vec<Option<ValueId>>,
+    f: &mut dyn FnMut(&mut Sub, ValueId, ValueId) -> Result<ValueId>,
+) -> Result<()> {
     let mut b = Sub::new(imp, n, name);
     let out = single_output(&b, n)?;
-    let (_, xf, ys, yz) = unary_operands(&mut b, &ins)?;
-    let (zero, alpha) = (b.konst(Tensor::scalar(0.0f32)), b.konst(Tensor::scalar(alpha)));
-    let neg = b.binary(BinaryOp::Less, xf, zero)?;
-    let scaled = b.binary(BinaryOp::Mul, xf, alpha)?;
-    let v = b.node(Op::Where(Where {}), vec![neg, scaled, xf])?;
+    let (x, xf, ys, yz) = unary_operands(&mut b, &ins)?;
+    let v = f(&mut b, x, xf)?;
     quantize(&mut b, v, ys, yz, &out)
 }
 
@@ -401,24 +414,22 @@ pub(crate) fn qlinear_softmax(
 ) -> Result<()> {
     let axis = a.int_or("axis", -1)?;
     let opset = a.required("opset", a.int("opset")?)?;
-    let mut b = Sub::new(imp, n, name);
-    let out = single_output(&b, n)?;
-    let (x, xf, ys, yz) = unary_operands(&mut b, &ins)?;
-    let rank = b.rank(x) as i64;
-    let ax = if axis < 0 { axis + rank } else { axis };
-    if !(0..rank.max(1)).contains(&ax) {
-        return Err(b.err(format!("axis {axis} is out of range for X of rank {rank}")));
-    }
-    let v = if opset < 13 && ax != rank - 1 {
-        // Softmax over the flattened axes [axis, rank), then back to X's shape.
-        let flat = b.node(Op::Flatten(Flatten { axis: ax }), vec![xf])?;
-        let s = b.node(Op::Softmax(Softmax { axis: 1 }), vec![flat])?;
-        let shape = b.node(Op::Shape(ShapeOf { start: 0, end: None }), vec![xf])?;
-        b.node(Op::Reshape(Reshape { allowzero: false }), vec![s, shape])?
-    } else {
-        b.node(Op::Softmax(Softmax { axis: ax }), vec![xf])?
-    };
-    quantize(&mut b, v, ys, yz, &out)
+    qlinear_unary(imp, n, name, ins, &mut |b, x, xf| {
+        let rank = b.rank(x) as i64;
+        let ax = if axis < 0 { axis + rank } else { axis };
+        if !(0..rank.max(1)).contains(&ax) {
+            return Err(b.err(format!("axis {axis} is out of range for X of rank {rank}")));
+        }
+        if opset < 13 && ax != rank - 1 {
+            // Softmax over the flattened axes [axis, rank), then back to X's shape.
+            let flat = b.node(Op::Flatten(Flatten { axis: ax }), vec![xf])?;
+            let s = b.node(Op::Softmax(Softmax { axis: 1 }), vec![flat])?;
+            let shape = b.node(Op::Shape(ShapeOf { start: 0, end: None }), vec![xf])?;
+            b.node(Op::Reshape(Reshape { allowzero: false }), vec![s, shape])
+        } else {
+            b.node(Op::Softmax(Softmax { axis: ax }), vec![xf])
+        }
+    })
 }
 
 /// `com.microsoft::QLinearConcat`: inputs Y_scale, Y_zero_point, then (X, X_scale,

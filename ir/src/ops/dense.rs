@@ -78,6 +78,21 @@ fn product_flops(rows: u64, k: usize, n: usize) -> u64 {
     rows.saturating_mul(2 * k as u64).saturating_mul(n as u64)
 }
 
+/// The operation count of a layer over the weight `[K, N]` at input 1: its product
+/// (`2·rows·K·N`) plus `extra` per output element.
+fn layer_flops(ins: &[Option<&TypeInfo>], outs: &[TypeInfo], extra: u64) -> u64 {
+    let out = outs.first().and_then(|t| t.shape.numel_upper()).unwrap_or(0) as u64;
+    let (k, n) = ins
+        .get(1)
+        .copied()
+        .flatten()
+        .and_then(|w| w.shape.as_known())
+        .and_then(|d| if let [k, n] = d[..] { Some((k, n)) } else { None })
+        .unwrap_or((0, 0));
+    let rows = out.checked_div(n as u64).unwrap_or(0);
+    product_flops(rows, k, n).saturating_add(out.saturating_mul(extra))
+}
+
 /// An integer dense layer, the fused form of ONNX Runtime's dynamically quantized products
 /// (`quantize_dynamic`: `Cast(MatMulInteger(a, b, a_zp, b_zp))·(a_scale·b_scale) + bias`) and
 /// of `--quantize int8`'s. Inputs: `a` [..., K] (u8/i8, leading dims may be symbolic), `b`
@@ -201,17 +216,7 @@ impl OpDef for QDense {
     /// `2·rows·K·N`, plus three per output element (conversion, scale, bias) and one for the
     /// activation.
     fn flops(&self, ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
-        let out = outs.first().and_then(|t| t.shape.numel_upper()).unwrap_or(0) as u64;
-        let (k, n) = ins
-            .get(1)
-            .copied()
-            .flatten()
-            .and_then(|w| w.shape.as_known())
-            .and_then(|d| if let [k, n] = d[..] { Some((k, n)) } else { None })
-            .unwrap_or((0, 0));
-        let rows = out.checked_div(n as u64).unwrap_or(0);
-        let extra = 3 + u64::from(self.activation.is_some());
-        product_flops(rows, k, n).saturating_add(out.saturating_mul(extra))
+        layer_flops(ins, outs, 3 + u64::from(self.activation.is_some()))
     }
 }
 
@@ -273,17 +278,8 @@ impl OpDef for Dense {
 
     /// `2·rows·K·N`, plus one per output element for the bias and one for the activation.
     fn flops(&self, ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
-        let out = outs.first().and_then(|t| t.shape.numel_upper()).unwrap_or(0) as u64;
-        let (k, n) = ins
-            .get(1)
-            .copied()
-            .flatten()
-            .and_then(|w| w.shape.as_known())
-            .and_then(|d| if let [k, n] = d[..] { Some((k, n)) } else { None })
-            .unwrap_or((0, 0));
-        let rows = out.checked_div(n as u64).unwrap_or(0);
         let extra = u64::from(ins.get(2).copied().flatten().is_some()) + u64::from(self.activation.is_some());
-        product_flops(rows, k, n).saturating_add(out.saturating_mul(extra))
+        layer_flops(ins, outs, extra)
     }
 }
 
