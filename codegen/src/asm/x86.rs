@@ -80,10 +80,7 @@ pub fn microkernel(u: &Ukr) -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
     let mut mask = a.create_label();
 
-    a.push(rbx)?;
-    a.push(r12)?;
-    a.lea(r10, qword_ptr(rsi + rsi * 2))?;
-    a.lea(r12, qword_ptr(rcx + rcx * 2))?;
+    save_and_strides(&mut a)?;
     if r.partial {
         if wide {
             a.mov(eax, (1u32 << u.last) - 1)?;
@@ -92,14 +89,7 @@ pub fn microkernel(u: &Ukr) -> Result<Vec<u8>, IcedError> {
             a.vmovups(YMM[15], ymmword_ptr(mask))?;
         }
     }
-    if u.mr > 5 {
-        a.lea(r11, qword_ptr(rdi + rsi * 4))?;
-        a.add(r11, rsi)?;
-    }
-    if u.mr > 10 {
-        a.lea(rax, qword_ptr(r11 + rsi * 4))?;
-        a.add(rax, rsi)?;
-    }
+    row_bases(&mut a, u.mr)?;
 
     // Accumulators: zero, or C.
     if u.acc {
@@ -121,26 +111,7 @@ pub fn microkernel(u: &Ukr) -> Result<Vec<u8>, IcedError> {
         }
     }
 
-    // The K loop: `kc / UNROLL` iterations of UNROLL steps, then the remaining steps.
-    let iters = u.kc / UNROLL;
-    if iters > 0 {
-        let mut top = a.create_label();
-        a.mov(ebx, iters as u32)?;
-        a.set_label(&mut top)?;
-        for s in 0..UNROLL {
-            step(&mut a, &r, s)?;
-        }
-        a.lea(rdx, qword_ptr(rdx + rcx * 4))?;
-        let step_bytes = (UNROLL * 4) as i32;
-        for base in [rdi, r11, rax].into_iter().take(u.mr.div_ceil(5)) {
-            a.add(base, step_bytes)?;
-        }
-        a.dec(ebx)?;
-        a.jne(top)?;
-    }
-    for s in 0..u.kc % UNROLL {
-        step(&mut a, &r, s)?;
-    }
+    k_loop(&mut a, u.kc, u.mr, &mut |a, s| step(a, &r, s))?;
 
     // Store the tile.
     for i in 0..u.mr {
@@ -151,13 +122,72 @@ pub fn microkernel(u: &Ukr) -> Result<Vec<u8>, IcedError> {
             a.add(r8, r9)?;
         }
     }
+    finish(&mut a, (r.partial && !wide).then_some((&mut mask, u.last)))
+}
+
+/// The prologue every microkernel starts with: `rbx` and `r12` saved, `r10 = 3·lda`,
+/// `r12 = 3·ldb` (see the module docs).
+fn save_and_strides(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.push(rbx)?;
+    a.push(r12)?;
+    a.lea(r10, qword_ptr(rsi + rsi * 2))?;
+    a.lea(r12, qword_ptr(rcx + rcx * 2))
+}
+
+/// The base registers of A's rows beyond the fifth (`r11 = A + 5·lda`, `rax = A + 10·lda`)
+/// that a tile of `mr` rows uses.
+fn row_bases(a: &mut CodeAssembler, mr: usize) -> Result<(), IcedError> {
+    if mr > 5 {
+        a.lea(r11, qword_ptr(rdi + rsi * 4))?;
+        a.add(r11, rsi)?;
+    }
+    if mr > 10 {
+        a.lea(rax, qword_ptr(r11 + rsi * 4))?;
+        a.add(rax, rsi)?;
+    }
+    Ok(())
+}
+
+/// The K loop of a tile of `mr` rows: `kc / UNROLL` iterations of UNROLL `step`s (each step
+/// reading 4 bytes of every A row and one row of B), then the remaining steps.
+fn k_loop(
+    a: &mut CodeAssembler,
+    kc: usize,
+    mr: usize,
+    step: &mut dyn FnMut(&mut CodeAssembler, usize) -> Result<(), IcedError>,
+) -> Result<(), IcedError> {
+    let iters = kc / UNROLL;
+    if iters > 0 {
+        let mut top = a.create_label();
+        a.mov(ebx, iters as u32)?;
+        a.set_label(&mut top)?;
+        for s in 0..UNROLL {
+            step(a, s)?;
+        }
+        a.lea(rdx, qword_ptr(rdx + rcx * 4))?;
+        let step_bytes = (UNROLL * 4) as i32;
+        for base in [rdi, r11, rax].into_iter().take(mr.div_ceil(5)) {
+            a.add(base, step_bytes)?;
+        }
+        a.dec(ebx)?;
+        a.jne(top)?;
+    }
+    for s in 0..kc % UNROLL {
+        step(a, s)?;
+    }
+    Ok(())
+}
+
+/// The return (`vzeroupper`, the saved registers restored), then, with `mask`, the lane mask
+/// of a partial last `ymm` (its first `last` lanes set) at that label; the assembled code.
+fn finish(a: &mut CodeAssembler, mask: Option<(&mut CodeLabel, usize)>) -> Result<Vec<u8>, IcedError> {
     a.vzeroupper()?;
     a.pop(r12)?;
     a.pop(rbx)?;
     a.ret()?;
-    if r.partial && !wide {
-        a.set_label(&mut mask)?;
-        let m: Vec<u32> = (0..8).map(|l| if l < u.last { u32::MAX } else { 0 }).collect();
+    if let Some((label, last)) = mask {
+        a.set_label(label)?;
+        let m: Vec<u32> = (0..8).map(|l| if l < last { u32::MAX } else { 0 }).collect();
         a.dd(&m)?;
     }
     a.assemble(0)
@@ -247,24 +277,14 @@ pub fn int_microkernel(u: &super::IUkr) -> Result<Vec<u8>, IcedError> {
     let partial = u.last < 8;
     let mut a = CodeAssembler::new(64)?;
     let mut mask = a.create_label();
-    a.push(rbx)?;
-    a.push(r12)?;
-    a.lea(r10, qword_ptr(rsi + rsi * 2))?;
-    a.lea(r12, qword_ptr(rcx + rcx * 2))?;
-    if u.mr > 5 {
-        a.lea(r11, qword_ptr(rdi + rsi * 4))?;
-        a.add(r11, rsi)?;
-    }
-    if u.mr > 10 {
-        a.lea(rax, qword_ptr(r11 + rsi * 4))?;
-        a.add(rax, rsi)?;
-    }
+    save_and_strides(&mut a)?;
+    row_bases(&mut a, u.mr)?;
     for i in 0..u.mr {
         for v in 0..u.nv {
             a.vpxor(YMM[acc(i, v)], YMM[acc(i, v)], YMM[acc(i, v)])?;
         }
     }
-    let step = |a: &mut CodeAssembler, s: usize| -> Result<(), IcedError> {
+    let mut step = |a: &mut CodeAssembler, s: usize| -> Result<(), IcedError> {
         for v in 0..u.nv {
             let m = xmmword_ptr(b_row(s, v as i32 * 16));
             if u.signed_b { a.vpmovsxbw(YMM[breg(v)], m)? } else { a.vpmovzxbw(YMM[breg(v)], m)? }
@@ -278,24 +298,7 @@ pub fn int_microkernel(u: &super::IUkr) -> Result<Vec<u8>, IcedError> {
         }
         Ok(())
     };
-    let iters = u.kc / UNROLL;
-    if iters > 0 {
-        let mut top = a.create_label();
-        a.mov(ebx, iters as u32)?;
-        a.set_label(&mut top)?;
-        for s in 0..UNROLL {
-            step(&mut a, s)?;
-        }
-        a.lea(rdx, qword_ptr(rdx + rcx * 4))?;
-        for base in [rdi, r11, rax].into_iter().take(u.mr.div_ceil(5)) {
-            a.add(base, (UNROLL * 4) as i32)?;
-        }
-        a.dec(ebx)?;
-        a.jne(top)?;
-    }
-    for s in 0..u.kc % UNROLL {
-        step(&mut a, s)?;
-    }
+    k_loop(&mut a, u.kc, u.mr, &mut step)?;
     if partial {
         a.vmovdqu(YMM[bcast], ymmword_ptr(mask))?;
     }
@@ -312,16 +315,7 @@ pub fn int_microkernel(u: &super::IUkr) -> Result<Vec<u8>, IcedError> {
             a.add(r8, r9)?;
         }
     }
-    a.vzeroupper()?;
-    a.pop(r12)?;
-    a.pop(rbx)?;
-    a.ret()?;
-    if partial {
-        a.set_label(&mut mask)?;
-        let m: Vec<u32> = (0..8).map(|l| if l < u.last { u32::MAX } else { 0 }).collect();
-        a.dd(&m)?;
-    }
-    a.assemble(0)
+    finish(&mut a, partial.then_some((&mut mask, u.last)))
 }
 
 /// Accumulators of [`peak`]: enough independent FMA chains for two FMA units of latency 4–6.

@@ -93,6 +93,16 @@ fn zero_point(b: &mut Sub, ins: &[Option<ValueId>], i: usize, what: &str, dt: DT
     if scalar { one_element(b, z, i, what) } else { Ok(z) }
 }
 
+/// The output's zero point, input `i`, as a scalar; its 8-bit type gives the output's, and
+/// when it is absent the output has type `default` and zero point 0.
+fn output_zero_point(b: &mut Sub, ins: &[Option<ValueId>], i: usize, what: &str, default: DType) -> Result<ValueId> {
+    let dt = ins.get(i).copied().flatten().map_or(default, |z| b.dtype(z));
+    if !is_q8(dt) {
+        return Err(b.err(format!("input {i} ('{what}') must be uint8 or int8, got {dt}")));
+    }
+    zero_point(b, ins, i, what, dt, true)
+}
+
 /// `x − zp` in f32 (exact: both are 8-bit integers).
 fn centered(b: &mut Sub, x: ValueId, zp: ValueId) -> Result<ValueId> {
     let (xf, zf) = (b.cast(x, DType::F32)?, b.cast(zp, DType::F32)?);
@@ -147,14 +157,7 @@ pub(crate) fn qlinear_matmul(
     let xz = zero_point(&mut b, &ins, 2, "a_zero_point", x_dt, false)?;
     let wz = zero_point(&mut b, &ins, 5, "b_zero_point", w_dt, false)?;
     let ys = scalar_scale(&mut b, &ins, 6, "y_scale")?;
-    let y_dt = match ins.get(7).copied().flatten() {
-        Some(z) => b.dtype(z),
-        None => b.dtype(x),
-    };
-    if !is_q8(y_dt) {
-        return Err(b.err(format!("input 7 ('y_zero_point') must be uint8 or int8, got {y_dt}")));
-    }
-    let yz = zero_point(&mut b, &ins, 7, "y_zero_point", y_dt, true)?;
+    let yz = output_zero_point(&mut b, &ins, 7, "y_zero_point", x_dt)?;
     let acc = b.node(Op::MatMulInteger(MatMulInteger {}), vec![x, w, xz, wz])?;
     let xs = per_row(&mut b, xs)?;
     let s = b.binary(BinaryOp::Mul, xs, ws)?;
@@ -193,14 +196,7 @@ pub(crate) fn qlinear_conv(
     let ws = scale(&mut b, &ins, 4, "w_scale")?;
     let wz = zero_point(&mut b, &ins, 5, "w_zero_point", w_dt, false)?;
     let ys = scalar_scale(&mut b, &ins, 6, "y_scale")?;
-    let y_dt = match ins.get(7).copied().flatten() {
-        Some(z) => b.dtype(z),
-        None => x_dt,
-    };
-    if !is_q8(y_dt) {
-        return Err(b.err(format!("input 7 ('y_zero_point') must be uint8 or int8, got {y_dt}")));
-    }
-    let yz = zero_point(&mut b, &ins, 7, "y_zero_point", y_dt, true)?;
+    let yz = output_zero_point(&mut b, &ins, 7, "y_zero_point", x_dt)?;
     if b.rank(ws) > 1 {
         return Err(b.err(format!("input 4 ('w_scale') must be a scalar or 1-D, got shape {}", b.ty(ws).shape)));
     }
@@ -269,11 +265,8 @@ pub(crate) fn qgemm(imp: &mut Importer, n: &NodeProto, name: &str, a: &Attrs, in
     let accf = b.cast(acc, DType::F32)?;
     match ins.get(8).copied().flatten() {
         Some(z) => {
-            let y_dt = b.dtype(z);
-            if !is_q8(y_dt) {
-                return Err(b.err(format!("input 8 ('y_zero_point') must be uint8 or int8, got {y_dt}")));
-            }
-            let yz = zero_point(&mut b, &ins, 8, "y_zero_point", y_dt, true)?;
+            let zdt = b.dtype(z);
+            let yz = output_zero_point(&mut b, &ins, 8, "y_zero_point", zdt)?;
             let v = b.binary(BinaryOp::Mul, accf, m)?;
             requantize(&mut b, v, yz, &out)
         }
@@ -451,12 +444,9 @@ pub(crate) fn qlinear_concat(
         )));
     }
     let ys = scalar_scale(&mut b, &ins, 0, "Y_scale")?;
-    let z = required(&b, &ins, 1, "Y_zero_point")?;
-    let dt = b.dtype(z);
-    if !is_q8(dt) {
-        return Err(b.err(format!("input 1 ('Y_zero_point') must be uint8 or int8, got {dt}")));
-    }
-    let yz = zero_point(&mut b, &ins, 1, "Y_zero_point", dt, true)?;
+    let zdt = b.dtype(required(&b, &ins, 1, "Y_zero_point")?);
+    let yz = output_zero_point(&mut b, &ins, 1, "Y_zero_point", zdt)?;
+    let dt = b.dtype(yz);
     let mut parts = Vec::new();
     for i in (2..ins.len()).step_by(3) {
         let x = quantized(&b, &ins, i, "X")?;
