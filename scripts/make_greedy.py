@@ -17,28 +17,54 @@ import numpy as np
 import onnxruntime as ort
 
 
-def main(model_dir, prompts=4, prompt_len=16, steps=32):
+def session(model):
+    """An ONNX Runtime CPU session on one thread."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(os.path.join(model_dir, "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def padded(sess, toks):
+    """The logits [S, vocab] of `toks` padded with the attention mask to the model's S."""
     seq = sess.get_inputs()[0].shape[1]
-    vocab = sess.get_outputs()[0].shape[2]
-    if prompt_len + steps > seq:
-        sys.exit(f"{prompt_len} + {steps} tokens do not fit the model's {seq} positions")
-    rng = np.random.default_rng(20261202)
+    ids = np.zeros((1, seq), np.int64)
+    mask = np.zeros((1, seq), np.int64)
+    ids[0, : len(toks)] = toks
+    mask[0, : len(toks)] = 1
+    return sess.run(None, {"input_ids": ids, "attention_mask": mask})[0][0]
+
+
+def greedy(sess, prompts, steps):
+    """Each prompt followed by the `steps` tokens greedy decoding picks, one step at a time."""
+    seq = sess.get_inputs()[0].shape[1]
     rows = []
-    for _ in range(prompts):
-        toks = list(rng.integers(0, vocab, prompt_len))
+    for prompt in prompts:
+        toks = [int(t) for t in prompt]
+        if len(toks) + steps > seq:
+            sys.exit(f"{len(toks)} + {steps} tokens do not fit the model's {seq} positions")
         for _ in range(steps):
-            ids = np.zeros((1, seq), np.int64)
-            mask = np.zeros((1, seq), np.int64)
-            ids[0, : len(toks)] = toks
-            mask[0, : len(toks)] = 1
-            logits = sess.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-            toks.append(int(np.argmax(logits[0, len(toks) - 1])))
+            toks.append(int(np.argmax(padded(sess, toks)[len(toks) - 1])))
         rows.append(toks)
+    return np.array(rows, np.int64)
+
+
+def agreement(sess, rows, prompt_len):
+    """The share of the steps after `prompt_len` where the model, run once over each recorded
+    row (teacher forcing), picks the recorded token."""
+    hits = 0
+    for row in rows:
+        pick = padded(sess, row).argmax(-1)
+        hits += int((pick[prompt_len - 1 : len(row) - 1] == row[prompt_len:]).sum())
+    return hits / (len(rows) * (rows.shape[1] - prompt_len))
+
+
+def main(model_dir, prompts=4, prompt_len=16, steps=32):
+    sess = session(os.path.join(model_dir, "model.onnx"))
+    vocab = sess.get_outputs()[0].shape[2]
+    rng = np.random.default_rng(20261202)
+    rows = greedy(sess, [rng.integers(0, vocab, prompt_len) for _ in range(prompts)], steps)
     os.makedirs(os.path.join(model_dir, "greedy"), exist_ok=True)
-    np.save(os.path.join(model_dir, "greedy", "tokens.npy"), np.array(rows, np.int64))
+    np.save(os.path.join(model_dir, "greedy", "tokens.npy"), rows)
 
 
 if __name__ == "__main__":

@@ -30,32 +30,65 @@ implementation of the Llama forward pass (max abs error ≤ 1e-4 × max |logit|)
 """
 import os
 import sys
+from typing import NamedTuple
 
+import numpy
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-L, H, HEADS, KV, D, FF, VOCAB, SEQ, B = 4, 576, 9, 3, 64, 1536, 8192, 64, 1
+
+
+class Config(NamedTuple):
+    """The decoder's dimensions (the defaults are this script's model)."""
+
+    layers: int = 4
+    hidden: int = 576
+    heads: int = 9
+    kv_heads: int = 3
+    head_dim: int = 64
+    ff: int = 1536
+    vocab: int = 8192
+    seq: int = 64
+    batch: int = 1
+
+
 EPS, THETA, PAD, MAXPOS = 1e-5, 10000.0, 5, 512
-REP = HEADS // KV
 I64_MAX = np.iinfo(np.int64).max
 
 
 def main(out, dynamic=False):
     rng = np.random.default_rng(20261202)
-    inits, nodes = [], []
     weights = {}
 
+    def param(name, shape, scale):
+        """Random weights (seeded): N(0, scale²), or 1 + N(0, 0.01) for a norm (scale None)."""
+        if scale is None:
+            a = 1.0 + rng.standard_normal(shape) * 0.1
+        else:
+            a = rng.standard_normal(shape) * scale
+        weights[name] = a.astype(np.float32)
+        return weights[name]
+
+    cfg = Config()
+    model, ang = build(cfg, param, dynamic)
+    save_and_check(out, cfg, model, weights, ang, rng, dynamic)
+
+
+def build(cfg, param, dynamic=False):
+    """The decoder as an ONNX model, and its RoPE angle table [1, positions, head_dim].
+    `param(name, shape, scale)` gives each weight, in graph order (scale: the random
+    initialization's standard deviation, None for a norm weight)."""
+    L, H, HEADS, KV, D, FF, VOCAB, SEQ, B = cfg
+    REP = HEADS // KV
+    inits, nodes = [], []
+
     def w(name, *shape, scale=0.05):
-        a = (rng.standard_normal(shape) * scale).astype(np.float32)
-        weights[name] = a
-        inits.append(numpy_helper.from_array(a, name))
+        inits.append(numpy_helper.from_array(param(name, shape, scale), name))
         return name
 
     def norm_weight(name):
-        a = (1.0 + rng.standard_normal(H) * 0.1).astype(np.float32)
-        weights[name] = a
-        inits.append(numpy_helper.from_array(a, name))
+        inits.append(numpy_helper.from_array(param(name, H, None), name))
         return name
 
     def node(op, ins, outs=None, **attrs):
@@ -180,15 +213,25 @@ def main(out, dynamic=False):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="slmtvm-make-llama")
     model.ir_version = 8  # what torch.onnx.export writes at opset 17 (ONNX Runtime wheels refuse newer IR versions)
     onnx.checker.check_model(model)
+    return model, ang
+
+
+def save_and_check(out, cfg, model, weights, ang, rng, dynamic, ids_v=None):
+    """Writes OUT/model.onnx and an input set (`ids_v`, by default random ids; the last PAD
+    positions padded); when onnxruntime imports, checks its logits against `reference` and
+    records them."""
+    L, H, HEADS, KV, D, FF, VOCAB, SEQ, B = cfg
+    ids, mask = "input_ids", "attention_mask"
     os.makedirs(os.path.join(out, "inputs"), exist_ok=True)
     path = os.path.join(out, "model.onnx")
     onnx.save(model, path)
-    ids_v = rng.integers(0, VOCAB, size=(B, SEQ), dtype=np.int64)
+    if ids_v is None:
+        ids_v = rng.integers(0, VOCAB, size=(B, SEQ), dtype=np.int64)
     mask_v = np.ones((B, SEQ), dtype=np.int64)
     mask_v[:, SEQ - PAD :] = 0
     np.save(os.path.join(out, "inputs", "input_ids.npy"), ids_v)
     np.save(os.path.join(out, "inputs", "attention_mask.npy"), mask_v)
-    print(f"make_llama: wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, {len(nodes)} nodes)")
+    print(f"make_llama: wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, {len(model.graph.node)} nodes)")
 
     try:
         import onnxruntime as ort
@@ -202,7 +245,7 @@ def main(out, dynamic=False):
         sets.append(("len8", short, np.ones((B, 8), dtype=np.int64)))
     for sub, ids_s, mask_s in sets:
         (got,) = sess.run(None, {ids: ids_s, mask: mask_s})
-        want = reference(weights, ids_s, mask_s, ang[:, : ids_s.shape[1]])
+        want = reference(cfg, weights, ids_s, mask_s, ang[:, : ids_s.shape[1]])
         err, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
         assert err <= 1e-4 * scale, f"ONNX Runtime and the numpy Llama differ: {err} > 1e-4 x {scale}"
         os.makedirs(os.path.join(out, sub, "expected"), exist_ok=True)
@@ -216,35 +259,53 @@ def main(out, dynamic=False):
         )
 
 
-def reference(wt, ids, mask, ang):
-    """The Llama forward pass written directly in numpy (float64), for the ONNX Runtime check."""
+def reference(cfg, wt, ids, mask, ang, np=numpy, dtype=numpy.float64):
+    """The Llama forward pass written directly in numpy (float64), for the ONNX Runtime check.
+    With `np` autograd's numpy wrapper it is also the model scripts/make_trained.py trains
+    (logits [batch, S, vocab]; `dtype` the activations' type)."""
+    L, H, HEADS, KV, D, FF, VOCAB, SEQ, _ = cfg
+    REP = HEADS // KV
+    B = ids.shape[0]
 
     def rms(x, name):
         return wt[name] * (x / np.sqrt((x * x).mean(-1, keepdims=True) + EPS))
 
+    # rotate_half as a product with a signed permutation (exact; slices' gradients are slow
+    # scatters in autograd)
+    half = numpy.eye(D // 2, dtype=dtype)
+    rotation = numpy.block([[numpy.zeros_like(half), half], [-half, numpy.zeros_like(half)]])
+
     def rot(t):
-        return np.concatenate([-t[..., D // 2 :], t[..., : D // 2]], axis=-1)
+        return t @ rotation
+
+    def mm(x, name):
+        """x @ weight as one 2-D product (numpy's stacked matmul runs one small one per row)."""
+        w = wt[name]
+        return (x.reshape((-1, x.shape[-1])) @ w).reshape(x.shape[:-1] + (w.shape[1],))
 
     S = ids.shape[1]
-    cos, sin = np.cos(ang.astype(np.float64))[:, None], np.sin(ang.astype(np.float64))[:, None]
+    cos, sin = np.cos(ang.astype(dtype))[:, None], np.sin(ang.astype(dtype))[:, None]
     allowed = np.tril(np.ones((S, S), dtype=bool))[None, None] & (mask[:, None, None, :] != 0)
-    x = wt["model.embed_tokens.weight"][ids].astype(np.float64)
+    if np is numpy:
+        x = wt["model.embed_tokens.weight"][ids].astype(dtype)
+    else:  # as a one-hot product: autograd's gradient of a gather is a slow scatter (ufunc.at)
+        x = mm((ids[..., None] == numpy.arange(VOCAB)).astype(dtype), "model.embed_tokens.weight")
     for i in range(L):
         p = f"model.layers.{i}"
         h = rms(x, p + ".input_layernorm.weight")
         q, k, v = (
-            (h @ wt[f"{p}.self_attn.{n}_proj.weight"]).reshape(B, S, -1, D).transpose(0, 2, 1, 3) for n in "qkv"
+            mm(h, f"{p}.self_attn.{n}_proj.weight").reshape((B, S, -1, D)).transpose((0, 2, 1, 3)) for n in "qkv"
         )
         q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
         k, v = np.repeat(k, REP, axis=1), np.repeat(v, REP, axis=1)
-        s = np.where(allowed, q @ k.transpose(0, 1, 3, 2) / np.sqrt(D), -np.inf)
+        s = np.where(allowed, q @ k.transpose((0, 1, 3, 2)) / float(np.sqrt(D)), -1e30)
         e = np.exp(s - s.max(-1, keepdims=True))
         a = (e / e.sum(-1, keepdims=True)) @ v
-        x = x + a.transpose(0, 2, 1, 3).reshape(B, S, -1) @ wt[p + ".self_attn.o_proj.weight"]
+        x = x + mm(a.transpose((0, 2, 1, 3)).reshape((B, S, -1)), p + ".self_attn.o_proj.weight")
         h = rms(x, p + ".post_attention_layernorm.weight")
-        g = h @ wt[p + ".mlp.gate_proj.weight"]
-        x = x + (g / (1 + np.exp(-g)) * (h @ wt[p + ".mlp.up_proj.weight"])) @ wt[p + ".mlp.down_proj.weight"]
-    return rms(x, "model.norm.weight") @ wt["lm_head.weight"]
+        g = mm(h, p + ".mlp.gate_proj.weight")
+        x = x + mm(g / (1 + np.exp(-g)) * mm(h, p + ".mlp.up_proj.weight"), p + ".mlp.down_proj.weight")
+    return mm(rms(x, "model.norm.weight"), "lm_head.weight")
 
 
 if __name__ == "__main__":

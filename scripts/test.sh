@@ -44,6 +44,9 @@ echo "== writing it again with a dynamic sequence length into .cache/llama_dyn"
 echo "== recording ONNX Runtime's greedy continuations of random prompts on it"
 [ -f .cache/llama/greedy/tokens.npy ] || python3 scripts/make_greedy.py .cache/llama
 
+echo "== training a small Llama-style decoder on synthetic sequences into .cache/trained (about 3 minutes)"
+[ -f .cache/trained/greedy/ort_agreement.json ] || python3 scripts/make_trained.py .cache/trained
+
 echo "== writing the dynamic-axes decoders with positions computed from the mask into .cache/mask_positions"
 [ -f .cache/mask_positions/llama_tiny_dynamo/len20/expected/logits.npy ] || python3 scripts/make_mask_positions.py .cache/mask_positions
 
