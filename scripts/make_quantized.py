@@ -15,6 +15,9 @@ SRC_DIR holds model.onnx and inputs/*.npy (as scripts/make_minilm.py writes them
         int8 weights), com.microsoft QLinearAdd, QLinearMul, QLinearSoftmax, with uint8
         activation scales calibrated (MinMax) on the recorded inputs and 7 variants of them
         with random token ids (seeded)
+  qdq   the same calibration in the QDQ format (quant_format=QDQ): QuantizeLinear →
+        DequantizeLinear pairs on the activations, DequantizeLinear on per-column int8
+        weights, every operator left in f32
 Writes OUT_DIR/model.onnx, OUT_DIR/inputs/*.npy (copies of SRC_DIR's) and OUT_DIR/ort/NAME.npy
 (ONNX Runtime's outputs, one thread, all graph optimizations off so that it computes the
 graph as written).
@@ -53,14 +56,15 @@ def calibration(src_dir):
 
 
 def quantize(src, out, kind):
-    if kind == "qop":
+    if kind in ("qop", "qdq"):
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
         m = onnx.load(src)
         m.ir_version = min(m.ir_version, 10)  # ONNX Runtime's calibration session refuses newer ones
         tmp = out + ".f32.onnx"
         onnx.save(m, tmp)
-        quantize_static(tmp, out, calibration(os.path.dirname(src)), quant_format=QuantFormat.QOperator,
+        fmt = QuantFormat.QOperator if kind == "qop" else QuantFormat.QDQ
+        quantize_static(tmp, out, calibration(os.path.dirname(src)), quant_format=fmt,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         os.remove(tmp)
         return
@@ -101,6 +105,6 @@ def main(src_dir, out_dir, kind):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[3] not in ("int8", "q4", "q4s", "qop"):
+    if len(sys.argv) != 4 or sys.argv[3] not in ("int8", "q4", "q4s", "qop", "qdq"):
         sys.exit(__doc__)
     main(*sys.argv[1:])

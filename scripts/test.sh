@@ -50,8 +50,8 @@ echo "== training a small Llama-style decoder on synthetic sequences into .cache
 echo "== writing the dynamic-axes decoders with positions computed from the mask into .cache/mask_positions"
 [ -f .cache/mask_positions/llama_tiny_dynamo/len20/expected/logits.npy ] || python3 scripts/make_mask_positions.py .cache/mask_positions
 
-echo "== quantizing the MiniLM-class encoder with ONNX Runtime's tools into .cache/minilm_{int8,q4,q4s,qop}"
-for kind in int8 q4 q4s qop; do
+echo "== quantizing the MiniLM-class encoder with ONNX Runtime's tools into .cache/minilm_{int8,q4,q4s,qop,qdq}"
+for kind in int8 q4 q4s qop qdq; do
     [ -f .cache/minilm_$kind/ort/last_hidden_state.npy ] || python3 scripts/make_quantized.py .cache/minilm .cache/minilm_$kind $kind
 done
 

@@ -102,6 +102,11 @@ impl CostModel {
         {
             compute /= 2.0;
         }
+        // The integer product's multiply-adds pair up too (vpmaddwd, sdot, the widening
+        // multiply-accumulate), on every target, FMA or not.
+        if matches!(*key.op, Op::QDense(_)) {
+            compute /= 2.0;
+        }
         if let Op::Gemm(g) = &*key.op {
             compute *= gemm_schedule_factor(g, self.lanes);
         }

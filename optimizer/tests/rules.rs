@@ -932,3 +932,78 @@ fn a_quantized_product_used_elsewhere_is_not_fused() {
     assert_eq!(count(&o, "QDense"), 0, "{}", r.text());
     assert_eq!(count(&o, "MatMulInteger"), 1);
 }
+
+/// The QDQ form of a quantized product over x of `xd` (`quantize_static(quant_format=QDQ)`):
+/// `[b +] MatMul(DQ(Q(x, xs, xz)), DQ(W, ws[, wz]))` with u8 activations per tensor and
+/// constant int8 weights [K, N] per column (`per_column`) or per tensor, with or without
+/// zero points.
+fn qdq_graph(xd: &[usize], n: usize, per_column: bool, zero_points: bool, bias: bool, seed: u64) -> Graph {
+    let mut g = Graph::new("qdq");
+    let x = input(&mut g, xd);
+    let k = *xd.last().unwrap();
+    let wv: Vec<i8> = f32s(&[k, n], seed + 1).to_f32().iter().map(|v| (v * 63.0) as i8).collect();
+    let w = g.add_const("w", Tensor::from_vec(&[k, n], wv).unwrap());
+    let nn = if per_column { n } else { 1 };
+    let scales: Vec<f32> = f32s(&[nn], seed + 2).to_f32().iter().map(|v| 0.01 + v.abs() * 0.01).collect();
+    let ws = g.add_const("ws", Tensor::from_vec(&[nn], scales).unwrap());
+    let xs = g.add_const("xs", Tensor::scalar(4.0f32 / 255.0));
+    let xz = g.add_const("xz", Tensor::from_vec(&[], vec![128u8]).unwrap());
+    let q = Op::QuantizeLinear(slmtvm_ir::ops::QuantizeLinear { axis: 1, block_size: 0, output_dtype: DType::U8 });
+    let xq = g.add_node("q", q, vec![Some(x), Some(xs), Some(xz)], &["xq".into()])[0];
+    let dq = || Op::DequantizeLinear(slmtvm_ir::ops::DequantizeLinear { axis: 1, block_size: 0 });
+    let zpa = zero_points.then_some(xz);
+    let xd_ = g.add_node("dq", dq(), vec![Some(xq), Some(xs), zpa], &["xd".into()])[0];
+    let wz = zero_points.then(|| {
+        let z: Vec<i8> = (0..nn).map(|i| (i % 5) as i8 - 2).collect();
+        g.add_const("wz", Tensor::from_vec(&[nn], z).unwrap())
+    });
+    let wd = g.add_node("wdq", dq(), vec![Some(w), Some(ws), wz], &["wd".into()])[0];
+    let mut y = g.add_node("mm", Op::MatMul(slmtvm_ir::ops::MatMul {}), vec![Some(xd_), Some(wd)], &["p".into()])[0];
+    if bias {
+        let b = g.add_const("b", f32s(&[n], seed + 4));
+        y = binary(&mut g, "add", BinaryOp::Add, b, y);
+    }
+    finish(g, y)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn qdq_products_become_one_qdense(rank3 in any::<bool>(), m in 1usize..5, k in 4usize..12, n in 1usize..7, per_column in any::<bool>(), zero_points in any::<bool>(), bias in any::<bool>(), seed in 0u64..1000) {
+        let xd: Vec<usize> = if rank3 { vec![2, m, k] } else { vec![m, k] };
+        let g = qdq_graph(&xd, n, per_column, zero_points, bias, seed);
+        // Integer sums scaled once against f32 sums of dequantized products: f32 rounding.
+        // (K ≥ 4: on a product of one or two terms the cost model may keep the f32 form.)
+        let o = check(&g, "qdq-dense", &[f32s(&xd, seed)], 1e-5);
+        prop_assert_eq!(count(&o, "QDense"), 1, "{}", slmtvm_ir::text::print(&o));
+        prop_assert_eq!(count(&o, "DequantizeLinear") + count(&o, "MatMul") + count(&o, "Add"), 0);
+    }
+
+    #[test]
+    fn gathers_of_dequantized_tables_gather_the_quantized_rows(rows in 8usize..40, cols in 1usize..5, ids in 1usize..4, per_column in any::<bool>(), matrix_ids in any::<bool>(), seed in 0u64..1000) {
+        // The table is an input (a constant this small would fold to f32), u8, per column or
+        // per tensor with a zero point; the ids [ids] or [2, ids], one negative, fewer than the
+        // rows (else dequantizing the table first costs the same).
+        let mut g = Graph::new("embedding");
+        let idd: Vec<usize> = if matrix_ids { vec![2, ids] } else { vec![ids] };
+        let id = g.add_input("ids", TypeInfo::new(DType::I64, Shape::known(&idd)));
+        let t = g.add_input("t", TypeInfo::new(DType::U8, Shape::known(&[rows, cols])));
+        let nn = if per_column { cols } else { 1 };
+        let s: Vec<f32> = f32s(&[nn], seed).to_f32().iter().map(|v| 0.01 + v.abs()).collect();
+        let s = g.add_const("s", Tensor::from_vec(&[nn], s).unwrap());
+        let z = g.add_const("z", Tensor::from_vec(&[nn], (0..nn).map(|i| (i * 37 % 256) as u8).collect::<Vec<u8>>()).unwrap());
+        let dq = Op::DequantizeLinear(slmtvm_ir::ops::DequantizeLinear { axis: -1, block_size: 0 });
+        let td = g.add_node("dq", dq, vec![Some(t), Some(s), Some(z)], &["td".into()])[0];
+        let y = g.add_node("gather", Op::Gather(slmtvm_ir::ops::Gather { axis: 0 }), vec![Some(td), Some(id)], &["y".into()])[0];
+        let g = finish(g, y);
+        let n: usize = idd.iter().product();
+        let idv: Vec<i64> = (0..n).map(|i| ((seed as usize + i * 7) % rows) as i64 - if i == 0 { rows as i64 } else { 0 }).collect();
+        let tv: Vec<u8> = (0..rows * cols).map(|i| ((seed as usize + i * 31) % 256) as u8).collect();
+        let inputs = [Tensor::from_vec(&idd, idv).unwrap(), Tensor::from_vec(&[rows, cols], tv).unwrap()];
+        // Exact: the same dequantization of the same elements.
+        let o = check(&g, "gather-dequantize", &inputs, 0.0);
+        let gather = o.nodes.iter().find(|n| n.op.kind_name() == "Gather").unwrap();
+        prop_assert_eq!(gather.inputs[0], Some(o.inputs[1]), "{}", slmtvm_ir::text::print(&o));
+    }
+}

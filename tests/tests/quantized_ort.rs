@@ -1,5 +1,5 @@
 //! ONNX Runtime's quantized forms of the MiniLM-class encoder, written by
-//! `scripts/make_quantized.py` into `.cache/minilm_{int8,q4,q4s}` with ONNX Runtime's outputs on
+//! `scripts/make_quantized.py` into `.cache/minilm_{int8,qop,qdq,q4,q4s}` with ONNX Runtime's outputs on
 //! the recorded inputs (the test set-up does this), read here as the outside check.
 //!
 //! int8 (`quantize_dynamic`, per-channel weights, per-tensor dynamic uint8 activations): the
@@ -39,6 +39,24 @@ fn rel_l2(got: &Tensor, want: &Tensor) -> f64 {
     d / w.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
+/// Whether `n` is an integer product by a constant weight: `MatMulInteger(a, W)` or, in the
+/// QDQ form, `MatMul(DequantizeLinear(a), DequantizeLinear(W))` (which become QDense).
+fn is_weight_product(g: &slmtvm_ir::Graph, n: &slmtvm_ir::Node) -> bool {
+    use slmtvm_ir::Op;
+    let dequantized = |v: Option<slmtvm_ir::ValueId>| {
+        let p = v.and_then(|v| g.nodes.iter().find(|m| m.outputs.contains(&v)));
+        p.filter(|m| matches!(m.op, Op::DequantizeLinear(_)))
+    };
+    match n.op {
+        Op::MatMulInteger(_) => n.inputs[1].is_some_and(|w| g.consts.contains_key(&w)),
+        Op::MatMul(_) => {
+            dequantized(n.inputs[0]).is_some()
+                && dequantized(n.inputs[1]).is_some_and(|d| d.inputs[0].is_some_and(|w| g.consts.contains_key(&w)))
+        }
+        _ => false,
+    }
+}
+
 /// Runs the quantized form `.cache/NAME` on the interpreter and compiled for x86_64 and
 /// aarch64 (natively or under qemu-user), and checks each run is as close to the f32 model as
 /// ONNX Runtime's recorded run of it: cosine at least its minus 0.001, relative L2 at most
@@ -64,12 +82,7 @@ fn as_close_to_f32_as_onnx_runtime(name: &str) {
     // QDense (the QOperator form's attention products, of two activations, stay), attention
     // and GELU fused.
     let (go, report) = slmtvm_optimizer::optimize(&gq, &slmtvm_optimizer::Options::default()).unwrap();
-    let weight_products = gq
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.op, slmtvm_ir::Op::MatMulInteger(_)))
-        .filter(|n| n.inputs[1].is_some_and(|w| gq.consts.contains_key(&w)))
-        .count();
+    let weight_products = gq.nodes.iter().filter(|n| is_weight_product(&gq, n)).count();
     let fused = go.nodes.iter().filter(|n| matches!(n.op, slmtvm_ir::Op::QDense(_))).count();
     assert!(weight_products >= 36, "{name}: only {weight_products} products by constant weights");
     assert_eq!(fused, weight_products, "{name}: every product by a constant weight fused: {}", report.text());
@@ -107,6 +120,36 @@ fn minilm_qoperator_form_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
     let products = g.nodes.iter().filter(|n| matches!(n.op, slmtvm_ir::Op::MatMulInteger(_))).count();
     assert!(products >= 6 * 6, "only {products} MatMulInteger nodes");
     as_close_to_f32_as_onnx_runtime("minilm_qop");
+}
+
+#[test]
+fn minilm_qdq_form_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
+    // quantize_static's QDQ format: QuantizeLinear → DequantizeLinear on every activation,
+    // DequantizeLinear on the int8 weights, every operator in f32; the products by weights
+    // become QDense (qdq-dense) and the embedding tables stay int8 (gather-dequantize).
+    let (g, _) = cached_model("minilm_qdq");
+    let dq = g.nodes.iter().filter(|n| matches!(n.op, slmtvm_ir::Op::DequantizeLinear(_))).count();
+    assert!(dq >= 100, "only {dq} DequantizeLinear nodes");
+    // No constant is dequantized whole at run time: the weights' dequantizations went into
+    // QDense, the embedding tables' after their Gathers, the small ones (biases, norms) folded.
+    let (go, report) = slmtvm_optimizer::optimize(&g, &slmtvm_optimizer::Options::default()).unwrap();
+    let whole = go
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, slmtvm_ir::Op::DequantizeLinear(_)))
+        .filter(|n| n.inputs[0].is_some_and(|x| go.consts.contains_key(&x)))
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>();
+    assert!(whole.is_empty(), "constants dequantized at run time: {whole:?}\n{}", report.text());
+    let int8_gathers = go
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, slmtvm_ir::Op::Gather(_)))
+        .filter(|n| n.inputs[0].is_some_and(|t| go.consts.contains_key(&t) && go.ty(t).dtype.size() == 1))
+        .count();
+    // The word embeddings (uint8 here; the token types' two rows fold to f32).
+    assert!(int8_gathers >= 1, "{int8_gathers} Gathers from int8 tables:\n{}", report.text());
+    as_close_to_f32_as_onnx_runtime("minilm_qdq");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::{Rule, add_op};
 use crate::analysis::EG;
 use crate::lang::Node;
 use egg::Id;
-use slmtvm_ir::ops::{BinaryOp, Cast, Reshape, Transpose, UnaryOp};
+use slmtvm_ir::ops::{BinaryOp, Cast, DequantizeLinear, Gather, Reshape, Transpose, UnaryOp};
 use slmtvm_ir::{Op, Tensor};
 
 /// The algebra rule set.
@@ -26,6 +26,7 @@ pub fn rules() -> Vec<Rule> {
         Rule { name: "div-by-constant", kind: "Div", rewrite: div_by_constant },
         Rule { name: "cast-noop", kind: "Cast", rewrite: cast_noop },
         Rule { name: "cast-cast", kind: "Cast", rewrite: cast_cast },
+        Rule { name: "gather-dequantize", kind: "Gather", rewrite: gather_dequantize },
     ]
 }
 
@@ -171,6 +172,37 @@ fn cast_cast(egraph: &mut EG, _c: Id, n: &Node) -> Option<Id> {
             }
             return Some(add_op(egraph, Op::Cast(outer.clone()), vec![*x]));
         }
+    }
+    None
+}
+
+/// `Gather(DequantizeLinear(T, scale[, zp]), indices)` → `DequantizeLinear(Gather(T, indices),
+/// scale[, zp])` when the dequantization is per tensor, or per axis along an axis other than
+/// the gathered one (an embedding table quantized per column): exact, and the table stays
+/// 8-bit — only the gathered rows are dequantized.
+fn gather_dequantize(egraph: &mut EG, _c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::Gather(Gather { axis })), [data, indices]) = (n.op(), operands(n)) else { return None };
+    let (data, indices) = (*data, *indices);
+    let rank = ty(egraph, data)?.shape.rank() as i64;
+    let irank = ty(egraph, indices)?.shape.rank() as i64;
+    let g = if *axis < 0 { axis + rank } else { *axis };
+    for m in ops_of(egraph, data) {
+        let (Some(Op::DequantizeLinear(d)), ch) = (m.op(), operands(&m)) else { continue };
+        if d.block_size != 0 || ch.len() < 2 {
+            continue;
+        }
+        let per_tensor = ty(egraph, ch[1])?.shape.numel() == Some(1);
+        let da = if d.axis < 0 { d.axis + rank } else { d.axis };
+        if !per_tensor && da == g {
+            continue;
+        }
+        // The dequantized axis in the gathered tensor: after the gathered axis, shifted by the
+        // indices' rank less the one axis they replace.
+        let axis = if per_tensor { 0 } else if da < g { da } else { da + irank - 1 };
+        let rows = add_op(egraph, Op::Gather(Gather { axis: g }), vec![ch[0], indices]);
+        let mut ins = vec![rows];
+        ins.extend_from_slice(&ch[1..]);
+        return Some(add_op(egraph, Op::DequantizeLinear(DequantizeLinear { axis, block_size: 0 }), ins));
     }
     None
 }

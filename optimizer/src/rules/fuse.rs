@@ -5,7 +5,7 @@ use super::{Rule, add_op};
 use crate::analysis::EG;
 use crate::lang::Node;
 use egg::{Id, Language};
-use slmtvm_ir::ops::{BinaryOp, Dense, FusedMlp, QDense};
+use slmtvm_ir::ops::{BinaryOp, Dense, DequantizeLinear, FusedMlp, QDense};
 use slmtvm_ir::{DType, Op};
 
 /// The fusion rule set.
@@ -20,6 +20,7 @@ pub fn rules() -> Vec<Rule> {
         Rule { name: "dense-tanh", kind: "Tanh", rewrite: dense_activation },
         Rule { name: "qdense", kind: "Mul", rewrite: qdense },
         Rule { name: "qdense-bias", kind: "Add", rewrite: qdense_bias },
+        Rule { name: "qdq-dense", kind: "MatMul", rewrite: qdq_dense },
         Rule { name: "gated-mlp", kind: "MatMul", rewrite: gated_mlp },
         Rule { name: "attention", kind: "MatMul", rewrite: attention },
         Rule { name: "attention-gqa", kind: "Attention", rewrite: attention_gqa },
@@ -206,6 +207,59 @@ fn qdense(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
                         }
                     }
                 }
+            }
+        }
+    }
+    None
+}
+
+/// The unblocked DequantizeLinear forms of class `c`: (operator, operands).
+fn dequantizations(egraph: &EG, c: Id) -> Vec<(DequantizeLinear, Vec<Id>)> {
+    egraph[c]
+        .nodes
+        .iter()
+        .filter_map(|m| match (m.op(), m.children()) {
+            (Some(Op::DequantizeLinear(d)), ch) if d.block_size == 0 && ch.len() >= 2 => {
+                Some((d.clone(), ch.iter().map(|&i| egraph.find(i)).collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `MatMul(DequantizeLinear(a, a_scale[, a_zp]), DequantizeLinear(B, b_scale[, b_zp]))`, the
+/// QDQ form of a quantized product (`quantize_static(quant_format=QDQ)`, the QDQ exporters),
+/// with `a` (u8/i8) dequantized per tensor and a constant 8-bit `B` [K, N] dequantized per
+/// tensor or per column (axis 1) → QDense(a, B, a_zp, b_zp, a_scale, b_scale). The value is the
+/// same up to f32 rounding: the graph sums `(a − a_zp)·a_scale·(b − b_zp)·b_scale` in f32,
+/// QDense sums `(a − a_zp)(b − b_zp)` exactly and scales once (what ONNX Runtime's own QDQ
+/// fusion computes). The dequantized operands may have other users.
+fn qdq_dense(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::MatMul(_)), [x, w]) = (n.op(), n.children()) else { return None };
+    let (x, w) = (egraph.find(*x), egraph.find(*w));
+    let one = |egraph: &EG, id: Id| ty(egraph, id).and_then(|t| t.shape.numel()) == Some(1);
+    let mut weights = Vec::new();
+    for (d, ch) in dequantizations(egraph, w) {
+        let Some(b) = constant(egraph, ch[0]) else { continue };
+        if b.shape().len() != 2 || !matches!(b.dtype(), DType::I8 | DType::U8) {
+            continue;
+        }
+        // A scale with several elements must run along N (axis 1); one along K is no QDense.
+        if !one(egraph, ch[1]) && d.axis != 1 && d.axis != -1 {
+            continue;
+        }
+        weights.push(ch);
+    }
+    for (_, a) in dequantizations(egraph, x) {
+        if !one(egraph, a[1]) {
+            continue;
+        }
+        for b in &weights {
+            let absent = egraph.add(Node::Absent);
+            let (za, zb) = (a.get(2).copied().unwrap_or(absent), b.get(2).copied().unwrap_or(absent));
+            let op = Op::QDense(QDense { activation: None });
+            if let Some(q) = same_typed(egraph, c, op, vec![a[0], b[0], za, zb, a[1], b[1]]) {
+                return Some(q);
             }
         }
     }
