@@ -30,6 +30,10 @@ pub struct Caps {
     pub native_fma: bool,
     /// The matrix products' register tile.
     pub schedule: slmtvm_targets::Schedule,
+    /// `nearest` (round half to even) is one instruction, scalar and `F32X4`: x86_64 with
+    /// SSE4.1 (`roundps`; every vector preset has it) and aarch64 (`frintn`). Not riscv64,
+    /// whose vector form swaps the `frm` CSR, which qemu 7.2 trips over.
+    pub native_nearest: bool,
 }
 
 impl Caps {
@@ -40,6 +44,7 @@ impl Caps {
             vector: target.vector().is_some(),
             native_fma: target.vector().is_some_and(|v| v.fma),
             schedule: target.schedule(),
+            native_nearest: target.vector().is_some() && target.arch() != slmtvm_targets::Arch::Riscv64,
         }
     }
 }

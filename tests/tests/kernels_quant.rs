@@ -113,6 +113,18 @@ fn quantize_per_tensor_per_axis_and_blocked() {
     let s = b.cst(scales(&[3, 4], 26));
     let z = b.cst(i8t(&[3, 4], 27));
     b.node(ql(1, 4, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
+    // Steps of 16 lanes with parameters per element (per axis along the last axis) and per
+    // block of 32 along a row of 70 (two 16-lane steps, a 4-lane one, a scalar tail).
+    let x = b.input(vec![f32t(&[3, 37], ties(43, 111, 1.0)), f32t(&[3, 37], ties(44, 111, 0.5))]);
+    let s = b.cst(scales(&[37], 45));
+    let z = b.cst(u8t(&[37], 46));
+    b.node(ql(-1, 0, DType::U8), vec![Some(x), Some(s), Some(z)], 1);
+    let z = b.cst(i8t(&[37], 47));
+    b.node(ql(1, 0, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
+    let x = b.input(vec![f32t(&[2, 70], ties(48, 140, 1.0))]);
+    let s = b.cst(scales(&[2, 3], 49));
+    let z = b.cst(i8t(&[2, 3], 50));
+    b.node(ql(1, 32, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
     // ONNX test_quantizelinear: one vector step and a 2-element tail.
     let x = b.input(vec![f32t(&[6], vec![0., 2., 3., 1000., -254., -1000.])]);
     let s = b.cst(Tensor::scalar(2.0f32));
@@ -202,6 +214,22 @@ fn dequantize_per_tensor_per_axis_and_blocked() {
     let s = b.cst(scales(&[3, 4], 64));
     let z = b.cst(i8t(&[3, 4], 65));
     b.node(dql(1, 4), vec![Some(x), Some(s), Some(z)], 1);
+    // Steps of 16 lanes: per axis along the last axis (i8 and u8), per block of 32, i32 x.
+    let x = b.input(vec![i8t(&[3, 37], 69), i8t(&[3, 37], 70)]);
+    let s = b.cst(scales(&[37], 71));
+    let z = b.cst(i8t(&[37], 72));
+    b.node(dql(-1, 0), vec![Some(x), Some(s), Some(z)], 1);
+    let x = b.input(vec![u8t(&[2, 70], 73)]);
+    let s = b.cst(scales(&[2, 3], 74));
+    let z = b.cst(u8t(&[2, 3], 75));
+    b.node(dql(1, 32), vec![Some(x), Some(s), Some(z)], 1);
+    let z = b.cst(u8t(&[70], 76));
+    let s = b.cst(scales(&[70], 77));
+    b.node(dql(1, 0), vec![Some(x), Some(s), Some(z)], 1);
+    let iv: Vec<i32> = rand(78, 37, -1e6, 1e6).into_iter().map(|v| v as i32).collect();
+    let x = b.input(vec![Tensor::from_vec(&[37], iv).unwrap()]);
+    let s = b.cst(Tensor::scalar(0.25f32));
+    b.node(dql(0, 0), vec![Some(x), Some(s)], 1);
     // i32 x with no zero point or a zero one.
     let iv = Tensor::from_vec(&[9], vec![-3i32, 1 << 20, i32::MAX, i32::MIN, 0, 7, 16_777_217, -1, 5]).unwrap();
     let x = b.input(vec![iv]);

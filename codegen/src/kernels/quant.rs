@@ -179,9 +179,19 @@ fn walk_level(
         });
         return;
     }
-    let vec_end = if vector && xs == 1 && ps <= 1 { n / 4 * 4 } else { 0 };
-    if vec_end > 0 {
-        kb.for_const(0, vec_end as i64, 4, |kb, i| {
+    // Steps of 16 lanes (four vectors: independent chains, one 16-byte store of the 8-bit
+    // side), then of 4, then single elements.
+    let contiguous = vector && xs == 1 && ps <= 1;
+    let wide_end = if contiguous { n / 16 * 16 } else { 0 };
+    let vec_end = if contiguous { n / 4 * 4 } else { 0 };
+    if wide_end > 0 {
+        kb.for_const(0, wide_end as i64, 16, |kb, i| {
+            let (x2, p2) = (advance(kb, xi, i, xs), advance(kb, pi, i, ps));
+            body(kb, Step { xi: x2, pi: p2, lanes: 16, p_splat: ps == 0 });
+        });
+    }
+    if vec_end > wide_end {
+        kb.for_const(wide_end as i64, vec_end as i64, 4, |kb, i| {
             let (x2, p2) = (advance(kb, xi, i, xs), advance(kb, pi, i, ps));
             body(kb, Step { xi: x2, pi: p2, lanes: 4, p_splat: ps == 0 });
         });
@@ -205,13 +215,17 @@ fn at(kb: &mut Kb, base: Value, index: Value, dtype: DType) -> Value {
     kb.addr(base, index, dtype.size())
 }
 
-/// `v` rounded to the nearest integer, ties to even (f32 scalar or `F32X4`):
-/// `(|v| + 2^23) − 2^23` with the sign of `v`, exact below 2^23 in the default rounding mode
+/// `v` rounded to the nearest integer, ties to even (f32 scalar or `F32X4`): `nearest` where it
+/// is one instruction ([`crate::emit::Caps::native_nearest`]), else `(|v| + 2^23) − 2^23` with
+/// the sign of `v`, exact below 2^23 in the default rounding mode
 /// (larger magnitudes, infinities and NaN are already integral and pass through). Plain
 /// arithmetic on purpose: Cranelift's `nearest` is a libcall on x86 without SSE4.1, and on
 /// riscv64 its vector form swaps the `frm` CSR, which qemu 7.2 (Debian 12) trips over
 /// (`decode_save_opc` assertion).
 fn round_even(kb: &mut Kb, v: Value) -> Value {
+    if kb.caps.native_nearest {
+        return kb.b.ins().nearest(v);
+    }
     let lanes = kb.lanes(v);
     let magic = kb.fconst(8_388_608.0, lanes);
     let a = kb.b.ins().fabs(v);
@@ -257,25 +271,26 @@ fn iclamp(kb: &mut Kb, v: Value, lo: i64, hi: i64, ty: Type) -> Value {
 }
 
 /// Four lanes of an f32 scale at `addr`: one value splat (`splat`, the scale is shared along
-/// the vector) or four consecutive ones.
-fn param_f32x4(kb: &mut Kb, addr: Value, splat: bool) -> Value {
+/// the vector) or four consecutive ones, from the `j`-th group of four.
+fn param_f32x4(kb: &mut Kb, addr: Value, splat: bool, j: usize) -> Value {
     if splat {
         let v = kb.load(types::F32, addr, 0);
         kb.b.ins().splat(types::F32X4, v)
     } else {
-        kb.load(types::F32X4, addr, 0)
+        kb.load(types::F32X4, addr, 16 * j as i32)
     }
 }
 
 /// Four lanes of an i8/u8/i32 zero point at `addr` as an `I32X4`: one value splat or four
-/// consecutive ones, as [`param_f32x4`].
-fn param_i32x4(kb: &mut Kb, dtype: DType, addr: Value, splat: bool) -> Value {
+/// consecutive ones from the `j`-th group of four, as [`param_f32x4`].
+fn param_i32x4(kb: &mut Kb, dtype: DType, addr: Value, splat: bool, j: usize) -> Value {
     if splat {
         let z = kb.load_elem(dtype, addr);
         let z = kb.b.ins().ireduce(types::I32, z);
         kb.b.ins().splat(types::I32X4, z)
     } else {
-        load4_int(kb, dtype, addr)
+        let a = if j == 0 { addr } else { kb.b.ins().iadd_imm(addr, (4 * j * dtype.size()) as i64) };
+        load4_int(kb, dtype, a)
     }
 }
 
@@ -304,6 +319,29 @@ fn store4_bytes(kb: &mut Kb, dtype: DType, q: Value, addr: Value) {
     let w = kb.b.ins().bitcast(types::I32X4, lane_flags(), b);
     let w = kb.b.ins().extractlane(w, 0);
     kb.store(w, addr, 0);
+}
+
+/// Stores the sixteen lanes of `q` (four `I32X4`, already within the range of `dtype`, i8 or
+/// u8) as sixteen bytes at `addr`.
+fn store16_bytes(kb: &mut Kb, dtype: DType, q: [Value; 4], addr: Value) {
+    let lo = kb.b.ins().snarrow(q[0], q[1]);
+    let hi = kb.b.ins().snarrow(q[2], q[3]);
+    let b = if dtype == DType::I8 { kb.b.ins().snarrow(lo, hi) } else { kb.b.ins().unarrow(lo, hi) };
+    kb.store(b, addr, 0);
+}
+
+/// Sixteen consecutive i8/u8 elements at `addr` as four `I32X4`.
+fn load16_int(kb: &mut Kb, dtype: DType, addr: Value) -> [Value; 4] {
+    let v = kb.load(types::I8X16, addr, 0);
+    let signed = dtype == DType::I8;
+    let widen = |kb: &mut Kb, v: Value, high: bool| match (signed, high) {
+        (true, false) => kb.b.ins().swiden_low(v),
+        (true, true) => kb.b.ins().swiden_high(v),
+        (false, false) => kb.b.ins().uwiden_low(v),
+        (false, true) => kb.b.ins().uwiden_high(v),
+    };
+    let (lo, hi) = (widen(kb, v, false), widen(kb, v, true));
+    [widen(kb, lo, false), widen(kb, lo, true), widen(kb, hi, false), widen(kb, hi, true)]
 }
 
 /// Emits the kernel of `cx.node`.
@@ -385,23 +423,30 @@ fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> {
     for seg in segments(&xd, g) {
         walk(kb, &seg, vector, &mut |kb, s| {
             let (xa, sa, ya) = (at(kb, xp, s.xi, xt), at(kb, sp, s.pi, st), at(kb, yp, s.xi, yt));
-            if s.lanes == 4 {
-                let v = kb.load(types::F32X4, xa, 0);
-                let sc = param_f32x4(kb, sa, s.p_splat);
-                let r = kb.b.ins().fdiv(v, sc);
-                let r = round_even(kb, r);
-                // Saturating conversion (NaN → 0, so NaN gives the zero point), then an integer
-                // clamp that keeps the zero point's addition from wrapping: two instructions
-                // where a NaN-propagating float clamp takes sixteen on x86.
-                let q = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
-                let mut q = iclamp(kb, q, -1024, 1024, types::I32X4);
-                if let Some((zptr, zt)) = zp {
-                    let za = at(kb, zptr, s.pi, zt);
-                    let z = param_i32x4(kb, zt, za, s.p_splat);
-                    q = kb.b.ins().iadd(q, z);
+            if s.lanes >= 4 {
+                let za = zp.map(|(zptr, zt)| (at(kb, zptr, s.pi, zt), zt));
+                let mut q = [None; 4];
+                for (j, qj) in q.iter_mut().enumerate().take(s.lanes / 4) {
+                    let v = kb.load(types::F32X4, xa, 16 * j as i32);
+                    let sc = param_f32x4(kb, sa, s.p_splat, j);
+                    let r = kb.b.ins().fdiv(v, sc);
+                    let r = round_even(kb, r);
+                    // Saturating conversion (NaN → 0, so NaN gives the zero point), then an
+                    // integer clamp that keeps the zero point's addition from wrapping: two
+                    // instructions where a NaN-propagating float clamp takes sixteen on x86.
+                    let c = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
+                    let mut c = iclamp(kb, c, -1024, 1024, types::I32X4);
+                    if let Some((za, zt)) = za {
+                        let z = param_i32x4(kb, zt, za, s.p_splat, j);
+                        c = kb.b.ins().iadd(c, z);
+                    }
+                    *qj = Some(iclamp(kb, c, lo, hi, types::I32X4));
                 }
-                let q = iclamp(kb, q, lo, hi, types::I32X4);
-                store4_bytes(kb, yt, q, ya);
+                match q {
+                    [Some(a), Some(b), Some(c), Some(d)] => store16_bytes(kb, yt, [a, b, c, d], ya),
+                    [Some(a), ..] => store4_bytes(kb, yt, a, ya),
+                    _ => {}
+                }
                 return;
             }
             let v = kb.load_elem(xt, xa);
@@ -448,18 +493,29 @@ fn dequantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> 
     for seg in segments(&xd, g) {
         walk(kb, &seg, vector, &mut |kb, s| {
             let (xa, sa, ya) = (at(kb, xp, s.xi, xt), at(kb, sp, s.pi, st), at(kb, yp, s.xi, yt));
-            if s.lanes == 4 {
-                let v = load4_int(kb, xt, xa);
-                let mut v = kb.b.ins().fcvt_from_sint(types::F32X4, v);
-                if let Some((zptr, zt)) = zp {
-                    let za = at(kb, zptr, s.pi, zt);
-                    let z = param_i32x4(kb, zt, za, s.p_splat);
-                    let z = kb.b.ins().fcvt_from_sint(types::F32X4, z);
-                    v = kb.b.ins().fsub(v, z);
+            if s.lanes >= 4 {
+                let xs: Vec<Value> = if s.lanes == 16 && xt != DType::I32 {
+                    load16_int(kb, xt, xa).to_vec()
+                } else {
+                    (0..s.lanes / 4)
+                        .map(|j| {
+                            let a = if j == 0 { xa } else { kb.b.ins().iadd_imm(xa, (4 * j * xt.size()) as i64) };
+                            load4_int(kb, xt, a)
+                        })
+                        .collect()
+                };
+                let za = zp.map(|(zptr, zt)| (at(kb, zptr, s.pi, zt), zt));
+                for (j, x) in xs.into_iter().enumerate() {
+                    let mut v = kb.b.ins().fcvt_from_sint(types::F32X4, x);
+                    if let Some((za, zt)) = za {
+                        let z = param_i32x4(kb, zt, za, s.p_splat, j);
+                        let z = kb.b.ins().fcvt_from_sint(types::F32X4, z);
+                        v = kb.b.ins().fsub(v, z);
+                    }
+                    let sc = param_f32x4(kb, sa, s.p_splat, j);
+                    let y = kb.b.ins().fmul(v, sc);
+                    kb.store(y, ya, 16 * j as i32);
                 }
-                let sc = param_f32x4(kb, sa, s.p_splat);
-                let y = kb.b.ins().fmul(v, sc);
-                kb.store(y, ya, 0);
                 return;
             }
             let v = kb.load_elem(xt, xa);
