@@ -1007,3 +1007,35 @@ proptest! {
         prop_assert_eq!(gather.inputs[0], Some(o.inputs[1]), "{}", slmtvm_ir::text::print(&o));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn quantize_dequantize_pairs_become_one_operator(d0 in 1usize..4, d1 in 1usize..9, per_axis in any::<bool>(), signed in any::<bool>(), zero_point in any::<bool>(), seed in 0u64..1000) {
+        // Q → DQ with the same parameters (per tensor, or per axis along the last axis), the
+        // quantized value read by nothing else: exact.
+        let mut g = Graph::new("qdq_pair");
+        let x = input(&mut g, &[d0, d1]);
+        let n = if per_axis { d1 } else { 1 };
+        let s: Vec<f32> = f32s(&[n], seed).to_f32().iter().map(|v| 0.01 + v.abs() * 0.05).collect();
+        let s = g.add_const("s", Tensor::from_vec(&[n], s).unwrap());
+        let dt = if signed { DType::I8 } else { DType::U8 };
+        let z = zero_point.then(|| {
+            let t = if signed {
+                Tensor::from_vec(&[n], (0..n).map(|i| (i as i8) * 7 - 10).collect::<Vec<i8>>()).unwrap()
+            } else {
+                Tensor::from_vec(&[n], (0..n).map(|i| (i as u8) * 13 + 100).collect::<Vec<u8>>()).unwrap()
+            };
+            g.add_const("z", t)
+        });
+        let q = Op::QuantizeLinear(slmtvm_ir::ops::QuantizeLinear { axis: 1, block_size: 0, output_dtype: dt });
+        let xq = g.add_node("q", q, vec![Some(x), Some(s), z], &["xq".into()])[0];
+        let dq = Op::DequantizeLinear(slmtvm_ir::ops::DequantizeLinear { axis: -1, block_size: 0 });
+        let y = g.add_node("dq", dq, vec![Some(xq), Some(s), z], &["y".into()])[0];
+        let g = finish(g, y);
+        let o = check(&g, "quantize-dequantize", &[f32s(&[d0, d1], seed + 1)], 0.0);
+        prop_assert_eq!(count(&o, "QuantizeDequantize"), 1);
+        prop_assert_eq!(o.nodes.len(), 1, "{}", slmtvm_ir::text::print(&o));
+    }
+}

@@ -1,10 +1,11 @@
-//! QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear kernels on every target preset
+//! QuantizeLinear, DequantizeLinear, their fused pair QuantizeDequantize and
+//! DynamicQuantizeLinear kernels on every target preset
 //! against the reference interpreter: per tensor, per axis (negative axes too) and blocked
 //! (partial last blocks), i8/u8 with and without zero points, f32/f16/i32 inputs, f16 scales,
 //! values on .5 boundaries, beyond the saturation range, infinities and NaN. Integer outputs
 //! must match exactly.
 
-use slmtvm_ir::ops::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
+use slmtvm_ir::ops::{DequantizeLinear, DynamicQuantizeLinear, QuantizeDequantize, QuantizeLinear};
 use slmtvm_ir::{DType, Op, Tensor};
 use slmtvm_tests::Lcg;
 use slmtvm_tests::cross::Build;
@@ -181,6 +182,41 @@ fn quantize_f16_and_i32_inputs_and_f16_scales() {
     b.node(ql(0, 0, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
     let s = b.cst(f16s(0.75));
     b.node(ql(0, 0, DType::U8), vec![Some(x), Some(s)], 1);
+    b.check(0.0, 0.0);
+}
+
+#[test]
+fn quantize_dequantize_pairs_per_tensor_per_axis_and_blocked() {
+    // The fused pair gives the interpreter's bits (its reference is the two operators' evals),
+    // over ties, saturation, infinities and NaN (which dequantizes to 0).
+    let qdq =
+        |axis, block_size, output_dtype| Op::QuantizeDequantize(QuantizeDequantize { axis, block_size, output_dtype });
+    let mut b = Build::new("quantize_dequantize", 2);
+    let x = b.input(vec![f32t(&[37], ties(80, 37, 1.0)), f32t(&[37], ties(81, 37, 0.5))]);
+    for (s, zp, dt) in [
+        (0.5f32, Some(Tensor::scalar(128u8)), DType::U8),
+        (1.0, Some(Tensor::from_vec(&[1], vec![-3i8]).unwrap()), DType::I8),
+        (2.0, None, DType::U8),
+        (0.25, None, DType::I8),
+    ] {
+        let sc = b.cst(Tensor::scalar(s));
+        let z = zp.map(|z| b.cst(z));
+        b.node(qdq(1, 0, dt), vec![Some(x), Some(sc), z], 1);
+    }
+    let x = b.input(vec![f32t(&[3, 37], ties(82, 111, 1.0))]);
+    let s = b.cst(scales(&[37], 83));
+    let z = b.cst(u8t(&[37], 84));
+    b.node(qdq(-1, 0, DType::U8), vec![Some(x), Some(s), Some(z)], 1);
+    let s = b.cst(scales(&[3], 85));
+    let z = b.cst(i8t(&[3], 86));
+    b.node(qdq(0, 0, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
+    let x = b.input(vec![f32t(&[2, 70], ties(87, 140, 1.0))]);
+    let s = b.cst(scales(&[2, 3], 88));
+    let z = b.cst(i8t(&[2, 3], 89));
+    b.node(qdq(1, 32, DType::I8), vec![Some(x), Some(s), Some(z)], 1);
+    let x = b.input(vec![Tensor::scalar(2.5f32)]);
+    let s = b.cst(Tensor::scalar(1.0f32));
+    b.node(qdq(0, 0, DType::U8), vec![Some(x), Some(s)], 1);
     b.check(0.0, 0.0);
 }
 

@@ -110,7 +110,8 @@ fn int8_greedy_tokens_agree_with_f32() {
 /// `scripts/make_trained.py`): `int8` (quantize_dynamic) and `q4` (MatMulNBitsQuantizer).
 fn ort_agreement(kind: &str) -> f64 {
     let f = repo_root().join(".cache/trained/greedy/ort_agreement.json");
-    let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh writes it)", f.display()));
+    let text =
+        std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh writes it)", f.display()));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v[kind].as_f64().unwrap_or_else(|| panic!("{}: no {kind}", f.display()))
 }
@@ -146,7 +147,11 @@ fn trained_decoder_quantized_by_onnx_runtime_keeps_its_agreement() {
         let g = load_onnx(&path, &LoadOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (share, first) = agreement("trained", &g, &format!("ort-{kind}"));
         let ort = ort_agreement(kind);
-        eprintln!("trained, ONNX Runtime's {kind} model compiled: {:.1}% (ONNX Runtime {:.1}%), first differing steps {first:?}", 100.0 * share, 100.0 * ort);
+        eprintln!(
+            "trained, ONNX Runtime's {kind} model compiled: {:.1}% (ONNX Runtime {:.1}%), first differing steps {first:?}",
+            100.0 * share,
+            100.0 * ort
+        );
         assert!(share >= ort - 1.0 / (4 * STEPS) as f64, "{kind}: {share} against ONNX Runtime's {ort}");
     }
 }

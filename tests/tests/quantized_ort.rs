@@ -126,7 +126,8 @@ fn minilm_qoperator_form_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
 fn minilm_qdq_form_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
     // quantize_static's QDQ format: QuantizeLinear → DequantizeLinear on every activation,
     // DequantizeLinear on the int8 weights, every operator in f32; the products by weights
-    // become QDense (qdq-dense) and the embedding tables stay int8 (gather-dequantize).
+    // become QDense (qdq-dense), the embedding tables stay int8 (gather-dequantize) and the
+    // other activations' pairs fuse (quantize-dequantize).
     let (g, _) = cached_model("minilm_qdq");
     let dq = g.nodes.iter().filter(|n| matches!(n.op, slmtvm_ir::Op::DequantizeLinear(_))).count();
     assert!(dq >= 100, "only {dq} DequantizeLinear nodes");
@@ -147,6 +148,10 @@ fn minilm_qdq_form_is_as_close_to_f32_as_onnx_runtime_run_of_it() {
         .filter(|n| matches!(n.op, slmtvm_ir::Op::Gather(_)))
         .filter(|n| n.inputs[0].is_some_and(|t| go.consts.contains_key(&t) && go.ty(t).dtype.size() == 1))
         .count();
+    // The activations' Q → DQ pairs are one operator each (a product's own QuantizeLinear,
+    // which its QDense reads too, stays).
+    let pairs = go.nodes.iter().filter(|n| matches!(n.op, slmtvm_ir::Op::QuantizeDequantize(_))).count();
+    assert!(pairs >= 100, "only {pairs} QuantizeDequantize:\n{}", report.text());
     // The word embeddings (uint8 here; the token types' two rows fold to f32).
     assert!(int8_gathers >= 1, "{int8_gathers} Gathers from int8 tables:\n{}", report.text());
     as_close_to_f32_as_onnx_runtime("minilm_qdq");

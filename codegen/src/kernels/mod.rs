@@ -12,7 +12,7 @@
 //! | [`dense`] | Dense (matrix product + bias + activation), FusedMlp (gated MLP) |
 //! | [`conv`] | Conv, ConvInteger, MaxPool/AveragePool |
 //! | [`scan`] | CumSum |
-//! | [`quant`] | QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear |
+//! | [`quant`] | QuantizeLinear, DequantizeLinear, QuantizeDequantize, DynamicQuantizeLinear |
 //!
 //! Symbolic dims ([`crate::layout`]): every family's `emit` decides for its own operators
 //! whether a node with symbolic dims runs position-wise over the physical extents, loops over
@@ -330,7 +330,9 @@ pub fn emit_node(kb: &mut Kb, g: &Graph, node: &Node, layout: &Layout, args: &[V
         | Op::GlobalAveragePool(_) => reduce::emit(kb, &cx),
         Op::Conv(_) | Op::ConvInteger(_) | Op::Pool(_) => conv::emit(kb, &cx),
         Op::CumSum(_) => scan::emit(kb, &cx),
-        Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::DynamicQuantizeLinear(_) => quant::emit(kb, &cx),
+        Op::QuantizeLinear(_) | Op::DequantizeLinear(_) | Op::QuantizeDequantize(_) | Op::DynamicQuantizeLinear(_) => {
+            quant::emit(kb, &cx)
+        }
         Op::Reshape(_)
         | Op::Flatten(_)
         | Op::Squeeze(_)

@@ -1,6 +1,7 @@
-//! Quantization kernels: QuantizeLinear and DequantizeLinear (per tensor, per axis, blocked) and
-//! DynamicQuantizeLinear, with the reference interpreter's arithmetic step for step (the same
-//! f32 divisions, rounding half to even, saturation), so integer outputs match exactly.
+//! Quantization kernels: QuantizeLinear, DequantizeLinear and the pair fused as
+//! QuantizeDequantize (per tensor, per axis, blocked) and DynamicQuantizeLinear, with the
+//! reference interpreter's arithmetic step for step (the same f32 divisions, rounding half to
+//! even, saturation), so integer outputs match exactly.
 //!
 //! Scale and zero point are addressed through loop nests whose parameter strides encode the
 //! granularity (0 along axes that share one parameter), so every granularity gets vector code
@@ -289,7 +290,7 @@ fn param_i32x4(kb: &mut Kb, dtype: DType, addr: Value, splat: bool, j: usize) ->
         let z = kb.b.ins().ireduce(types::I32, z);
         kb.b.ins().splat(types::I32X4, z)
     } else {
-        let a = if j == 0 { addr } else { kb.b.ins().iadd_imm(addr, (4 * j * dtype.size()) as i64) };
+        let a = if j == 0 { addr } else { kb.b.ins().iadd_imm_s(addr, (4 * j * dtype.size()) as i64) };
         load4_int(kb, dtype, a)
     }
 }
@@ -353,6 +354,7 @@ fn load16_int(kb: &mut Kb, dtype: DType, addr: Value) -> [Value; 4] {
 pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
     let (axis, block) = match &cx.node.op {
         Op::QuantizeLinear(q) => (q.axis, q.block_size),
+        Op::QuantizeDequantize(q) => (q.axis, q.block_size),
         Op::DequantizeLinear(d) => (d.axis, d.block_size),
         _ => (0, 0),
     };
@@ -383,7 +385,8 @@ pub fn emit(kb: &mut Kb, cx: &NodeCtx) -> Result<()> {
         }
     }
     match &cx.node.op {
-        Op::QuantizeLinear(q) => quantize(kb, cx, q.axis, q.block_size),
+        Op::QuantizeLinear(q) => quantize(kb, cx, q.axis, q.block_size, None),
+        Op::QuantizeDequantize(q) => quantize(kb, cx, q.axis, q.block_size, Some(q.output_dtype)),
         Op::DequantizeLinear(d) => dequantize(kb, cx, d.axis, d.block_size),
         Op::DynamicQuantizeLinear(_) => dynamic_quantize(kb, cx),
         _ => Err(cx.unsupported("not a quantization operator")),
@@ -401,14 +404,18 @@ fn int_range(cx: &NodeCtx, dtype: DType) -> Result<(i64, i64)> {
 
 /// `y = saturate(round_half_even(x / scale) + zero_point)`; with an f16 scale, `x` is rounded
 /// to f16 and the quotient too (the division in the scale's precision, as the reference does
-/// it). NaN gives the zero point.
-fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> {
+/// it). NaN gives the zero point. With `dequantized` (QuantizeDequantize: `q`'s dtype) the
+/// quantized value is not stored but dequantized, `y = (q − zero_point)·scale` in f32.
+fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize, dequantized: Option<DType>) -> Result<()> {
     let (xd, sd) = (cx.in_dims(0)?, cx.in_dims(1)?);
     let (xt, st, yt) = (cx.in_dtype(0)?, cx.in_dtype(1)?, cx.out_dtype(0));
     if !matches!(xt, DType::F32 | DType::F16 | DType::I32) || !st.is_float() {
         return Err(cx.unsupported(format!("x {xt} with scale {st}")));
     }
-    let (lo, hi) = int_range(cx, yt)?;
+    if dequantized.is_some() && (xt, st, yt) != (DType::F32, DType::F32, DType::F32) {
+        return Err(cx.unsupported(format!("QuantizeDequantize of {xt} with scale {st}")));
+    }
+    let (lo, hi) = int_range(cx, dequantized.unwrap_or(yt))?;
     let zp = match cx.in_ptr_opt(2) {
         Some(p) => {
             let zt = cx.in_dtype(2)?;
@@ -436,13 +443,22 @@ fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> {
                     // instructions where a NaN-propagating float clamp takes sixteen on x86.
                     let c = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
                     let mut c = iclamp(kb, c, -1024, 1024, types::I32X4);
-                    if let Some((za, zt)) = za {
-                        let z = param_i32x4(kb, zt, za, s.p_splat, j);
+                    let z = za.map(|(za, zt)| param_i32x4(kb, zt, za, s.p_splat, j));
+                    if let Some(z) = z {
                         c = kb.b.ins().iadd(c, z);
                     }
-                    *qj = Some(iclamp(kb, c, lo, hi, types::I32X4));
+                    let c = iclamp(kb, c, lo, hi, types::I32X4);
+                    if dequantized.is_some() {
+                        // (q − z)·scale: the integer difference is DequantizeLinear's exact one.
+                        let d = if let Some(z) = z { kb.b.ins().isub(c, z) } else { c };
+                        let d = kb.b.ins().fcvt_from_sint(types::F32X4, d);
+                        let y = kb.b.ins().fmul(d, sc);
+                        kb.store(y, ya, 16 * j as i32);
+                    }
+                    *qj = Some(c);
                 }
                 match q {
+                    _ if dequantized.is_some() => {}
                     [Some(a), Some(b), Some(c), Some(d)] => store16_bytes(kb, yt, [a, b, c, d], ya),
                     [Some(a), ..] => store4_bytes(kb, yt, a, ya),
                     _ => {}
@@ -464,12 +480,21 @@ fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> {
             let r = round_even(kb, r);
             let r = fclamp(kb, r, -1024.0, 1024.0, 1);
             let mut q = kb.b.ins().fcvt_to_sint_sat(types::I64, r);
-            if let Some((zptr, zt)) = zp {
+            let z = zp.map(|(zptr, zt)| {
                 let za = at(kb, zptr, s.pi, zt);
-                let z = kb.load_elem(zt, za);
+                kb.load_elem(zt, za)
+            });
+            if let Some(z) = z {
                 q = kb.b.ins().iadd(q, z);
             }
             let q = iclamp(kb, q, lo, hi, types::I64);
+            if dequantized.is_some() {
+                let d = if let Some(z) = z { kb.b.ins().isub(q, z) } else { q };
+                let d = kb.b.ins().fcvt_from_sint(types::F32, d);
+                let y = kb.b.ins().fmul(d, sc);
+                kb.store_elem(yt, y, ya);
+                return;
+            }
             kb.store_elem(yt, q, ya);
         });
     }
@@ -499,7 +524,7 @@ fn dequantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> 
                 } else {
                     (0..s.lanes / 4)
                         .map(|j| {
-                            let a = if j == 0 { xa } else { kb.b.ins().iadd_imm(xa, (4 * j * xt.size()) as i64) };
+                            let a = if j == 0 { xa } else { kb.b.ins().iadd_imm_s(xa, (4 * j * xt.size()) as i64) };
                             load4_int(kb, xt, a)
                         })
                         .collect()

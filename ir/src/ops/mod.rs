@@ -40,7 +40,7 @@ pub use matmul::{Gemm, MatMul, MatMulInteger};
 pub use nbits::MatMulNBits;
 pub use norm::{BatchNorm, LayerNorm, RmsNorm};
 pub use pool::{GlobalAveragePool, Pool, PoolKind};
-pub use quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeLinear};
+pub use quant::{DequantizeLinear, DynamicQuantizeLinear, QuantizeDequantize, QuantizeLinear};
 pub use reduce::{Reduce, ReduceKind, Softmax};
 pub use reshape::{Flatten, Reshape, Squeeze, Unsqueeze};
 pub use shrink::Shrink;
@@ -158,6 +158,8 @@ ops! {
     DequantizeLinear(DequantizeLinear),
     /// Dynamic uint8 quantization with computed scale and zero point.
     DynamicQuantizeLinear(DynamicQuantizeLinear),
+    /// Quantization and dequantization with the same parameters, in one (a QDQ pair).
+    QuantizeDequantize(QuantizeDequantize),
     /// Reshape to a shape given by the second input.
     Reshape(Reshape),
     /// Flatten to 2-D around an axis.

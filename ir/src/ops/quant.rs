@@ -205,6 +205,62 @@ impl OpDef for DequantizeLinear {
     }
 }
 
+/// `DequantizeLinear(QuantizeLinear(x, scale, zero_point), scale, zero_point)` in one
+/// operator: the QDQ form's quantization of an activation that only its dequantization reads
+/// (`quantize-dequantize` fuses the pair). Inputs `x` (f32), `scale` (f32), optional
+/// `zero_point` (`output_dtype`); per tensor, per axis or blocked, as the pair's. Output f32
+/// of x's shape:
+///
+/// `(saturate(round_half_even(x / scale) + zero_point) − zero_point) · scale`
+///
+/// the two operators' arithmetic step for step (NaN gives 0, as the zero point dequantizes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantizeDequantize {
+    /// Axis of per-axis or blocked quantization (may be negative).
+    pub axis: i64,
+    /// Block length along `axis`; 0 = not blocked.
+    pub block_size: usize,
+    /// The quantized dtype in between (i8 or u8).
+    pub output_dtype: crate::DType,
+}
+
+impl QuantizeDequantize {
+    fn quantize(&self) -> QuantizeLinear {
+        QuantizeLinear { axis: self.axis, block_size: self.block_size, output_dtype: self.output_dtype }
+    }
+
+    fn check(&self, ins: &[Option<&TypeInfo>]) -> Result<TypeInfo, OpError> {
+        let (_, q) = self.quantize().check(ins)?;
+        let (x, scale) = (req(ins, 0)?, req(ins, 1)?);
+        if x.dtype != DType::F32 || scale.dtype != DType::F32 {
+            return Err(invalid(format!(
+                "QuantizeDequantize takes an f32 x and scale, got {} and {}",
+                x.dtype, scale.dtype
+            )));
+        }
+        Ok(TypeInfo::new(DType::F32, q.shape))
+    }
+}
+
+impl OpDef for QuantizeDequantize {
+    fn infer(&self, ins: &[Option<InferIn<'_>>]) -> Result<Vec<TypeInfo>, OpError> {
+        Ok(vec![self.check(&super::input_types(ins))?])
+    }
+
+    fn eval(&self, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+        let tys = super::tensor_types(ins);
+        self.check(&tys.iter().map(Option::as_ref).collect::<Vec<_>>())?;
+        let q = self.quantize().eval(ins)?.remove(0);
+        let dq = DequantizeLinear { axis: self.axis, block_size: self.block_size };
+        dq.eval(&[Some(&q), ins.get(1).copied().flatten(), ins.get(2).copied().flatten()])
+    }
+
+    /// The quantization's and the dequantization's: one per element each.
+    fn flops(&self, _ins: &[Option<&TypeInfo>], outs: &[TypeInfo]) -> u64 {
+        outs.iter().map(|t| t.shape.numel_upper().unwrap_or(0) as u64).sum::<u64>().saturating_mul(2)
+    }
+}
+
 /// Input `x` f32 → outputs `y` u8, `y_scale` f32 scalar, `y_zero_point` u8 scalar.
 ///
 /// As in the ONNX reference: the range `[min(0, min x), max(0, max x)]` (NaNs skipped) gives

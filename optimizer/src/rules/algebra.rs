@@ -198,7 +198,13 @@ fn gather_dequantize(egraph: &mut EG, _c: Id, n: &Node) -> Option<Id> {
         }
         // The dequantized axis in the gathered tensor: after the gathered axis, shifted by the
         // indices' rank less the one axis they replace.
-        let axis = if per_tensor { 0 } else if da < g { da } else { da + irank - 1 };
+        let axis = if per_tensor {
+            0
+        } else if da < g {
+            da
+        } else {
+            da + irank - 1
+        };
         let rows = add_op(egraph, Op::Gather(Gather { axis: g }), vec![ch[0], indices]);
         let mut ins = vec![rows];
         ins.extend_from_slice(&ch[1..]);

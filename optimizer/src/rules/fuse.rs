@@ -5,7 +5,7 @@ use super::{Rule, add_op};
 use crate::analysis::EG;
 use crate::lang::Node;
 use egg::{Id, Language};
-use slmtvm_ir::ops::{BinaryOp, Dense, DequantizeLinear, FusedMlp, QDense};
+use slmtvm_ir::ops::{BinaryOp, Dense, DequantizeLinear, FusedMlp, QDense, QuantizeDequantize};
 use slmtvm_ir::{DType, Op};
 
 /// The fusion rule set.
@@ -21,6 +21,7 @@ pub fn rules() -> Vec<Rule> {
         Rule { name: "qdense", kind: "Mul", rewrite: qdense },
         Rule { name: "qdense-bias", kind: "Add", rewrite: qdense_bias },
         Rule { name: "qdq-dense", kind: "MatMul", rewrite: qdq_dense },
+        Rule { name: "quantize-dequantize", kind: "DequantizeLinear", rewrite: quantize_dequantize },
         Rule { name: "gated-mlp", kind: "MatMul", rewrite: gated_mlp },
         Rule { name: "attention", kind: "MatMul", rewrite: attention },
         Rule { name: "attention-gqa", kind: "Attention", rewrite: attention_gqa },
@@ -261,6 +262,49 @@ fn qdq_dense(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
             if let Some(q) = same_typed(egraph, c, op, vec![a[0], b[0], za, zb, a[1], b[1]]) {
                 return Some(q);
             }
+        }
+    }
+    None
+}
+
+/// `DequantizeLinear(QuantizeLinear(x, s, z), s, z)` (the same scale and zero point, or
+/// neither zero point; the same axis and blocks) of an f32 `x`, when nothing else reads the
+/// quantized value → QuantizeDequantize(x, s, z): one kernel and no 8-bit intermediate for
+/// each activation a QDQ model quantizes and dequantizes (the products' own QuantizeLinear
+/// feeds QDense as well, so it stays). Exact.
+fn quantize_dequantize(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
+    let (Some(Op::DequantizeLinear(d)), ch) = (n.op(), n.children()) else { return None };
+    let q = egraph.find(*ch.first()?);
+    if ch.len() < 2 || !used_only_within(egraph, q, c, 0) {
+        return None;
+    }
+    let same = |egraph: &EG, a: Option<&Id>, b: Option<&Id>| match (a, b) {
+        (Some(&a), Some(&b)) => egraph.find(a) == egraph.find(b),
+        (None, None) => true,
+        _ => false,
+    };
+    let forms: Vec<(slmtvm_ir::ops::QuantizeLinear, Vec<Id>)> = egraph[q]
+        .nodes
+        .iter()
+        .filter_map(|m| match (m.op(), m.children()) {
+            (Some(Op::QuantizeLinear(ql)), qch) => Some((ql.clone(), qch.to_vec())),
+            _ => None,
+        })
+        .collect();
+    // One scale for the whole tensor: the axes do not matter (the exporters write the default).
+    let per_tensor = ty(egraph, ch[1]).and_then(|t| t.shape.numel()) == Some(1);
+    let rank = ty(egraph, q)?.shape.rank() as i64;
+    let axis = |a: i64| if a < 0 { a + rank } else { a };
+    for (ql, qch) in forms {
+        if (axis(ql.axis) != axis(d.axis) && !per_tensor) || ql.block_size != d.block_size {
+            continue;
+        }
+        if !same(egraph, qch.get(1), ch.get(1)) || !same(egraph, qch.get(2), ch.get(2)) {
+            continue;
+        }
+        let op = QuantizeDequantize { axis: ql.axis, block_size: ql.block_size, output_dtype: ql.output_dtype };
+        if let Some(f) = same_typed(egraph, c, Op::QuantizeDequantize(op), qch) {
+            return Some(f);
         }
     }
     None
