@@ -402,6 +402,20 @@ fn int_range(cx: &NodeCtx, dtype: DType) -> Result<(i64, i64)> {
     }
 }
 
+/// `q + z` (when there is a zero point) saturated to `range` (I64 or `I32X4`).
+fn offset_saturate(kb: &mut Kb, q: Value, z: Option<Value>, (lo, hi): (i64, i64), ty: Type) -> Value {
+    let q = if let Some(z) = z { kb.b.ins().iadd(q, z) } else { q };
+    iclamp(kb, q, lo, hi, ty)
+}
+
+/// `(q − z)·scale` as the float type `fty` (F32 or `F32X4`; `q`, `z` the matching integers):
+/// the integer difference is DequantizeLinear's exact one.
+fn dequantize_value(kb: &mut Kb, q: Value, z: Option<Value>, scale: Value, fty: Type) -> Value {
+    let d = if let Some(z) = z { kb.b.ins().isub(q, z) } else { q };
+    let d = kb.b.ins().fcvt_from_sint(fty, d);
+    kb.b.ins().fmul(d, scale)
+}
+
 /// `y = saturate(round_half_even(x / scale) + zero_point)`; with an f16 scale, `x` is rounded
 /// to f16 and the quotient too (the division in the scale's precision, as the reference does
 /// it). NaN gives the zero point. With `dequantized` (QuantizeDequantize: `q`'s dtype) the
@@ -442,17 +456,11 @@ fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize, dequantized: Opt
                     // integer clamp that keeps the zero point's addition from wrapping: two
                     // instructions where a NaN-propagating float clamp takes sixteen on x86.
                     let c = kb.b.ins().fcvt_to_sint_sat(types::I32X4, r);
-                    let mut c = iclamp(kb, c, -1024, 1024, types::I32X4);
+                    let c = iclamp(kb, c, -1024, 1024, types::I32X4);
                     let z = za.map(|(za, zt)| param_i32x4(kb, zt, za, s.p_splat, j));
-                    if let Some(z) = z {
-                        c = kb.b.ins().iadd(c, z);
-                    }
-                    let c = iclamp(kb, c, lo, hi, types::I32X4);
+                    let c = offset_saturate(kb, c, z, (lo, hi), types::I32X4);
                     if dequantized.is_some() {
-                        // (q − z)·scale: the integer difference is DequantizeLinear's exact one.
-                        let d = if let Some(z) = z { kb.b.ins().isub(c, z) } else { c };
-                        let d = kb.b.ins().fcvt_from_sint(types::F32X4, d);
-                        let y = kb.b.ins().fmul(d, sc);
+                        let y = dequantize_value(kb, c, z, sc, types::F32X4);
                         kb.store(y, ya, 16 * j as i32);
                     }
                     *qj = Some(c);
@@ -479,19 +487,14 @@ fn quantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize, dequantized: Opt
             }
             let r = round_even(kb, r);
             let r = fclamp(kb, r, -1024.0, 1024.0, 1);
-            let mut q = kb.b.ins().fcvt_to_sint_sat(types::I64, r);
+            let q = kb.b.ins().fcvt_to_sint_sat(types::I64, r);
             let z = zp.map(|(zptr, zt)| {
                 let za = at(kb, zptr, s.pi, zt);
                 kb.load_elem(zt, za)
             });
-            if let Some(z) = z {
-                q = kb.b.ins().iadd(q, z);
-            }
-            let q = iclamp(kb, q, lo, hi, types::I64);
+            let q = offset_saturate(kb, q, z, (lo, hi), types::I64);
             if dequantized.is_some() {
-                let d = if let Some(z) = z { kb.b.ins().isub(q, z) } else { q };
-                let d = kb.b.ins().fcvt_from_sint(types::F32, d);
-                let y = kb.b.ins().fmul(d, sc);
+                let y = dequantize_value(kb, q, z, sc, types::F32);
                 kb.store_elem(yt, y, ya);
                 return;
             }
