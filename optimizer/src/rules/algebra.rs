@@ -180,7 +180,7 @@ fn cast_cast(egraph: &mut EG, _c: Id, n: &Node) -> Option<Id> {
 /// scale[, zp])` when the dequantization is per tensor, or per axis along an axis other than
 /// the gathered one (an embedding table quantized per column): exact, and the table stays
 /// 8-bit — only the gathered rows are dequantized.
-fn gather_dequantize(egraph: &mut EG, _c: Id, n: &Node) -> Option<Id> {
+fn gather_dequantize(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
     let (Some(Op::Gather(Gather { axis })), [data, indices]) = (n.op(), operands(n)) else { return None };
     let (data, indices) = (*data, *indices);
     let rank = ty(egraph, data)?.shape.rank() as i64;
@@ -208,7 +208,10 @@ fn gather_dequantize(egraph: &mut EG, _c: Id, n: &Node) -> Option<Id> {
         let rows = add_op(egraph, Op::Gather(Gather { axis: g }), vec![ch[0], indices]);
         let mut ins = vec![rows];
         ins.extend_from_slice(&ch[1..]);
-        return Some(add_op(egraph, Op::DequantizeLinear(DequantizeLinear { axis, block_size: 0 }), ins));
+        let new = add_op(egraph, Op::DequantizeLinear(DequantizeLinear { axis, block_size: 0 }), ins);
+        // The rewritten value has the Gather's type (a guard: a wrong axis would not).
+        return (egraph[new].data.valid && ty(egraph, new).is_some() && ty(egraph, new) == ty(egraph, c))
+            .then_some(new);
     }
     None
 }
