@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_llama import MAXPOS, THETA, Config, build, reference, save_and_check  # noqa: E402
+from make_llama import THETA, Config, build, reference, save_and_check  # noqa: E402
 
 CFG = Config(layers=2, hidden=128, heads=4, kv_heads=2, head_dim=32, ff=384, vocab=64, seq=64, batch=1)
 PROMPTS, PROMPT_LEN, STEPS = 4, 16, 32
