@@ -409,7 +409,8 @@ fn offset_saturate(kb: &mut Kb, q: Value, z: Option<Value>, (lo, hi): (i64, i64)
 }
 
 /// `(q − z)·scale` as the float type `fty` (F32 or `F32X4`; `q`, `z` the matching integers):
-/// the integer difference is DequantizeLinear's exact one.
+/// DequantizeLinear's arithmetic (the integer difference is exact, as the interpreter's f32
+/// one is: 8-bit operands, or an i32 x whose zero point must be 0).
 fn dequantize_value(kb: &mut Kb, q: Value, z: Option<Value>, scale: Value, fty: Type) -> Value {
     let d = if let Some(z) = z { kb.b.ins().isub(q, z) } else { q };
     let d = kb.b.ins().fcvt_from_sint(fty, d);
@@ -534,28 +535,20 @@ fn dequantize(kb: &mut Kb, cx: &NodeCtx, axis: i64, block: usize) -> Result<()> 
                 };
                 let za = zp.map(|(zptr, zt)| (at(kb, zptr, s.pi, zt), zt));
                 for (j, x) in xs.into_iter().enumerate() {
-                    let mut v = kb.b.ins().fcvt_from_sint(types::F32X4, x);
-                    if let Some((za, zt)) = za {
-                        let z = param_i32x4(kb, zt, za, s.p_splat, j);
-                        let z = kb.b.ins().fcvt_from_sint(types::F32X4, z);
-                        v = kb.b.ins().fsub(v, z);
-                    }
+                    let z = za.map(|(za, zt)| param_i32x4(kb, zt, za, s.p_splat, j));
                     let sc = param_f32x4(kb, sa, s.p_splat, j);
-                    let y = kb.b.ins().fmul(v, sc);
+                    let y = dequantize_value(kb, x, z, sc, types::F32X4);
                     kb.store(y, ya, 16 * j as i32);
                 }
                 return;
             }
             let v = kb.load_elem(xt, xa);
-            let mut v = kb.b.ins().fcvt_from_sint(types::F32, v);
-            if let Some((zptr, zt)) = zp {
+            let z = zp.map(|(zptr, zt)| {
                 let za = at(kb, zptr, s.pi, zt);
-                let z = kb.load_elem(zt, za);
-                let z = kb.b.ins().fcvt_from_sint(types::F32, z);
-                v = kb.b.ins().fsub(v, z);
-            }
+                kb.load_elem(zt, za)
+            });
             let sc = kb.load_elem(st, sa);
-            let y = kb.b.ins().fmul(v, sc);
+            let y = dequantize_value(kb, v, z, sc, types::F32);
             kb.store_elem(yt, y, ya);
         });
     }

@@ -2,7 +2,7 @@
 //! original up to float rounding where noted.
 
 use super::predicates::{cast_is_exact, constant, is_all, is_float, same_type, ty};
-use super::{Rule, add_op};
+use super::{Rule, add_op, same_typed};
 use crate::analysis::EG;
 use crate::lang::Node;
 use egg::Id;
@@ -183,35 +183,32 @@ fn cast_cast(egraph: &mut EG, _c: Id, n: &Node) -> Option<Id> {
 fn gather_dequantize(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
     let (Some(Op::Gather(Gather { axis })), [data, indices]) = (n.op(), operands(n)) else { return None };
     let (data, indices) = (*data, *indices);
-    let rank = ty(egraph, data)?.shape.rank() as i64;
-    let irank = ty(egraph, indices)?.shape.rank() as i64;
-    let g = if *axis < 0 { axis + rank } else { *axis };
+    let rank = ty(egraph, data)?.shape.rank();
+    let irank = ty(egraph, indices)?.shape.rank();
+    let g = slmtvm_ir::shape::normalize_axis(*axis, rank).ok()?;
     for m in ops_of(egraph, data) {
         let (Some(Op::DequantizeLinear(d)), ch) = (m.op(), operands(&m)) else { continue };
         if d.block_size != 0 || ch.len() < 2 {
             continue;
         }
         let per_tensor = ty(egraph, ch[1])?.shape.numel() == Some(1);
-        let da = if d.axis < 0 { d.axis + rank } else { d.axis };
-        if !per_tensor && da == g {
+        let da = slmtvm_ir::shape::normalize_axis(d.axis, rank).ok();
+        if !per_tensor && da == Some(g) {
             continue;
         }
         // The dequantized axis in the gathered tensor: after the gathered axis, shifted by the
         // indices' rank less the one axis they replace.
-        let axis = if per_tensor {
-            0
-        } else if da < g {
-            da
-        } else {
-            da + irank - 1
+        let axis = match da {
+            _ if per_tensor => 0,
+            Some(da) if da < g => da,
+            Some(da) => da + irank - 1,
+            None => continue,
         };
-        let rows = add_op(egraph, Op::Gather(Gather { axis: g }), vec![ch[0], indices]);
+        let rows = add_op(egraph, Op::Gather(Gather { axis: g as i64 }), vec![ch[0], indices]);
         let mut ins = vec![rows];
         ins.extend_from_slice(&ch[1..]);
-        let new = add_op(egraph, Op::DequantizeLinear(DequantizeLinear { axis, block_size: 0 }), ins);
         // The rewritten value has the Gather's type (a guard: a wrong axis would not).
-        return (egraph[new].data.valid && ty(egraph, new).is_some() && ty(egraph, new) == ty(egraph, c))
-            .then_some(new);
+        return same_typed(egraph, c, Op::DequantizeLinear(DequantizeLinear { axis: axis as i64, block_size: 0 }), ins);
     }
     None
 }

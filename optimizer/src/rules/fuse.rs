@@ -1,7 +1,7 @@
 //! Fusions into one kernel.
 
 use super::predicates::{constant, ty, used_only_within};
-use super::{Rule, add_op};
+use super::{Rule, add_op, same_typed};
 use crate::analysis::EG;
 use crate::lang::Node;
 use egg::{Id, Language};
@@ -52,13 +52,6 @@ fn weight_products(egraph: &EG, c: Id) -> Vec<(Id, Id)> {
             ty(egraph, x).is_some_and(|t| t.dtype == DType::F32 && t.shape.0.last().and_then(|d| d.known()) == Some(k))
         })
         .collect()
-}
-
-/// `op` over `ins` when it type-checks to class `c`'s type (so replacing `c` keeps every
-/// consumer's shape).
-fn same_typed(egraph: &mut EG, c: Id, op: Op, ins: Vec<Id>) -> Option<Id> {
-    let new = add_op(egraph, op, ins);
-    (egraph[new].data.valid && ty(egraph, new).is_some() && ty(egraph, new) == ty(egraph, c)).then_some(new)
 }
 
 /// `MatMul(x, W) + b` with a constant f32 matrix W [K, N] and a constant bias b that only
@@ -293,8 +286,8 @@ fn quantize_dequantize(egraph: &mut EG, c: Id, n: &Node) -> Option<Id> {
         .collect();
     // One scale for the whole tensor: the axes do not matter (the exporters write the default).
     let per_tensor = ty(egraph, ch[1]).and_then(|t| t.shape.numel()) == Some(1);
-    let rank = ty(egraph, q)?.shape.rank() as i64;
-    let axis = |a: i64| if a < 0 { a + rank } else { a };
+    let rank = ty(egraph, q)?.shape.rank();
+    let axis = |a: i64| slmtvm_ir::shape::normalize_axis(a, rank).ok();
     for (ql, qch) in forms {
         if (axis(ql.axis) != axis(d.axis) && !per_tensor) || ql.block_size != d.block_size {
             continue;

@@ -82,3 +82,11 @@ impl Rule {
 pub fn add_op(egraph: &mut EG, op: slmtvm_ir::Op, children: Vec<Id>) -> Id {
     egraph.add(Node::Op(crate::lang::OpKey::new(op), children))
 }
+
+/// `op` over `ins` when it type-checks to class `c`'s type (so replacing `c` keeps every
+/// consumer's shape).
+pub fn same_typed(egraph: &mut EG, c: Id, op: slmtvm_ir::Op, ins: Vec<Id>) -> Option<Id> {
+    let new = add_op(egraph, op, ins);
+    let ty = |id| predicates::ty(egraph, id);
+    (egraph[new].data.valid && ty(new).is_some() && ty(new) == ty(c)).then_some(new)
+}
